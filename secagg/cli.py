@@ -1,0 +1,80 @@
+"""The ``secagg`` console script.
+
+Subcommands live in their own modules and are imported lazily, so that ``secagg --help``
+stays fast and a missing optional dependency only affects the subcommand that needs it.
+Each subcommand module provides::
+
+    def configure(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...
+
+and every subcommand accepts ``--json PATH`` to write its machine-readable result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from secagg.errors import SecAggError
+
+# name -> (module implementing it, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("secagg.demo", "federated training on an offline dataset, wrapped with secure aggregation and DP"),
+    "bench": ("secagg.bench", "benchmarks of the primitives and protocols (figures go in benchmarks/RESULTS.md)"),
+    "evaluate": ("threat_models.cli", "attack x defense evaluation matrix with a report"),
+    "audit": ("dp.cli", "privacy accounting from parameters or from a saved ledger"),
+}
+
+
+class _SubcommandModule(Protocol):
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Build the top-level parser; subcommand options are added only for the one invoked."""
+    parser = argparse.ArgumentParser(
+        prog="secagg",
+        description="Privacy-hardened secure aggregation for federated learning.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers: dict[str, argparse.ArgumentParser] = {}
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+    return parser, subparsers
+
+
+def _load(name: str) -> _SubcommandModule:
+    module_name = SUBCOMMANDS[name][0]
+    return cast(_SubcommandModule, importlib.import_module(module_name))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser, subparsers = build_parser()
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    module: _SubcommandModule | None = None
+    if command in SUBCOMMANDS:
+        try:
+            module = _load(command)
+        except ImportError as exc:
+            parser.error(f"subcommand {command!r} is unavailable: {exc}")
+        module.configure(subparsers[command])
+    args = parser.parse_args(args_list)
+    if args.command is None or module is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return module.run(args)
+    except SecAggError as exc:
+        print(f"secagg {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

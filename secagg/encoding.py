@@ -1,0 +1,206 @@
+"""Fixed-point encoding of real vectors into the ring Z_(2^b).
+
+A value ``x`` in the configured range ``[lo, hi]`` becomes an integer in ``[0, L]``::
+
+    q = SR((x - lo) * scale),   scale = L / (hi - lo)
+
+where ``SR`` is unbiased stochastic rounding (``floor(t) + Bernoulli(t - floor(t))``), so
+``E[q] = (x - lo) * scale`` and ``|q - (x - lo) * scale| < 1``. The integer is embedded in
+Z_(2^b) as a ``uint64``; numpy's unsigned arithmetic wraps modulo 2^64, and reducing with
+``& (2^b - 1)`` gives arithmetic modulo 2^b for every ``b <= 62``.
+
+Capacity: the encoder is built for at most ``max_clients`` summands. It requires
+``max_clients * L <= 2^b - 1`` so that a sum of that many encodings never wraps; the
+default ``L = floor((2^b - 1) / max_clients)`` is the finest quantisation that fits.
+
+Decoding a sum ``S`` of ``n`` encodings inverts the affine map::
+
+    sum_i x_i  ~=  S / scale + n * lo
+
+Each summand's rounding error is below one quantum ``1 / scale``, so the decoded sum is
+within ``n`` quanta of the true sum (plus float64 rounding of the result, about
+``2^-52`` times its magnitude, which matters only when ``b`` exceeds ~50).
+
+Randomness: stochastic rounding is local and needs no secrecy; it uses a numpy
+``Generator`` (seeded from OS entropy unless one is passed in).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import CapacityError, EncodingError, InvalidParameterError
+
+__all__ = ["FixedPointEncoder", "to_ring", "from_ring_centered", "ring_mask", "MAX_RING_BITS"]
+
+MAX_RING_BITS = 62
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+def _check_ring_bits(bits: int) -> None:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_RING_BITS:
+        raise InvalidParameterError(f"bits must be an int in [1, {MAX_RING_BITS}], got {bits!r}")
+
+
+def ring_mask(bits: int) -> np.uint64:
+    """``2^bits - 1`` as a ``uint64``: ``a & ring_mask(b)`` reduces modulo 2^b."""
+    _check_ring_bits(bits)
+    return np.uint64((1 << bits) - 1)
+
+
+def to_ring(values: npt.ArrayLike, bits: int) -> U64:
+    """Embed signed integers in Z_(2^bits) (two's complement, i.e. ``v mod 2^bits``).
+
+    Values must satisfy ``-2^(bits-1) <= v < 2^(bits-1)``; anything else is an
+    :class:`EncodingError` (this is the *checked* embedding; modular clipping of noisy
+    integers is done explicitly by the caller before calling it).
+    """
+    _check_ring_bits(bits)
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise EncodingError(f"to_ring expects an integer array, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    half = 1 << (bits - 1)
+    if arr.size and (int(arr.min()) < -half or int(arr.max()) >= half):
+        raise EncodingError(f"integers out of the signed range of Z_(2^{bits})")
+    return arr.view(np.uint64) & ring_mask(bits) if arr.flags.c_contiguous else (
+        np.ascontiguousarray(arr).view(np.uint64) & ring_mask(bits)
+    )
+
+
+def from_ring_centered(values: npt.ArrayLike, bits: int) -> I64:
+    """Map elements of Z_(2^bits) to their centred representatives in ``[-2^(bits-1), 2^(bits-1))``."""
+    _check_ring_bits(bits)
+    arr = np.ascontiguousarray(np.asarray(values, dtype=np.uint64)) & ring_mask(bits)
+    half = np.uint64(1 << (bits - 1))
+    signed = arr.astype(np.int64)
+    signed[arr >= half] -= np.int64(1 << bits) if bits < 63 else 0
+    return signed
+
+
+@dataclass(frozen=True)
+class FixedPointEncoder:
+    """Stochastic fixed-point encoding of ``[lo, hi]`` into Z_(2^bits) for up to ``max_clients`` summands.
+
+    Args:
+        bits: ring exponent b, 1..62.
+        lo: lower end of the accepted range.
+        hi: upper end of the accepted range (``hi > lo``).
+        max_clients: the largest number of encodings that will ever be summed.
+        levels: number of quantisation steps ``L`` over the range (optional; default the
+            largest with ``max_clients * L <= 2^bits - 1``).
+
+    Raises:
+        InvalidParameterError: on a malformed configuration.
+        CapacityError: if ``max_clients`` encodings could wrap the ring.
+    """
+
+    bits: int
+    lo: float
+    hi: float
+    max_clients: int
+    levels: int = 0
+    scale: float = field(init=False)
+    _offset_int: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_ring_bits(self.bits)
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or not self.hi > self.lo:
+            raise InvalidParameterError(f"need finite lo < hi, got [{self.lo}, {self.hi}]")
+        if not isinstance(self.max_clients, int) or self.max_clients < 1:
+            raise InvalidParameterError(f"max_clients must be a positive int, got {self.max_clients!r}")
+        top = (1 << self.bits) - 1
+        levels = self.levels or top // self.max_clients
+        if levels < 1 or self.max_clients * levels > top:
+            raise CapacityError(
+                f"{self.max_clients} clients x {levels} levels exceed Z_(2^{self.bits}); "
+                "use more bits, fewer levels or a smaller cohort"
+            )
+        if levels > 1 << 53:
+            # keep every level exactly representable in float64
+            levels = 1 << 53
+        object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "scale", levels / (self.hi - self.lo))
+        object.__setattr__(self, "_offset_int", math.floor(-self.lo * (levels / (self.hi - self.lo))))
+
+    @classmethod
+    def symmetric(cls, bound: float, *, bits: int, max_clients: int, levels: int = 0) -> FixedPointEncoder:
+        """Encoder for ``[-bound, bound]``."""
+        return cls(bits=bits, lo=-bound, hi=bound, max_clients=max_clients, levels=levels)
+
+    @property
+    def quantum(self) -> float:
+        """Width of one quantisation step, ``(hi - lo) / L``."""
+        return 1.0 / self.scale
+
+    @property
+    def modulus(self) -> int:
+        return 1 << self.bits
+
+    def encode(
+        self,
+        values: npt.ArrayLike,
+        *,
+        rng: np.random.Generator | None = None,
+        clip: bool = False,
+    ) -> U64:
+        """Encode a 1-D float vector.
+
+        Args:
+            values: finite reals in ``[lo, hi]``.
+            rng: generator for the stochastic rounding (default: fresh, OS-seeded).
+            clip: explicitly clamp out-of-range values to ``[lo, hi]`` instead of failing.
+
+        Raises:
+            EncodingError: non-finite values, values outside the range (unless ``clip``),
+                or input that is not one-dimensional.
+        """
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 1:
+            raise EncodingError(f"expected a 1-D vector, got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise EncodingError("input contains NaN or infinity")
+        if clip:
+            x = np.clip(x, self.lo, self.hi)
+        elif x.size and (float(x.min()) < self.lo or float(x.max()) > self.hi):
+            raise EncodingError(
+                f"values outside [{self.lo}, {self.hi}] (min {float(x.min())}, max {float(x.max())}); "
+                "clip the update first or pass clip=True"
+            )
+        gen = rng if rng is not None else np.random.default_rng()
+        t = (x - self.lo) * self.scale
+        base = np.floor(t)
+        q = base + (gen.random(t.shape) < (t - base))
+        np.clip(q, 0, self.levels, out=q)
+        return q.astype(np.uint64)
+
+    def decode_sum(self, summed: npt.ArrayLike, n: int) -> F64:
+        """Decode the modular sum of ``n`` encodings back to the real sum.
+
+        Raises:
+            CapacityError: if ``n`` exceeds ``max_clients`` (the sum may have wrapped).
+            EncodingError: if an element exceeds ``n * L`` (not a sum of ``n`` encodings).
+        """
+        if not isinstance(n, int) or n < 0:
+            raise InvalidParameterError(f"n must be a non-negative int, got {n!r}")
+        if n > self.max_clients:
+            raise CapacityError(f"sum of {n} encodings exceeds the encoder's capacity of {self.max_clients}")
+        s = np.asarray(summed, dtype=np.uint64) & ring_mask(self.bits)
+        if s.size and int(s.max()) > n * self.levels:
+            raise EncodingError("value exceeds n * levels: not a sum of n encodings of this encoder")
+        # exact integer part first, so that float64 never cancels two large numbers
+        k = self._offset_int
+        centred = s.astype(np.int64) - np.int64(n * k)
+        residual = n * (self.lo + k / self.scale)
+        return centred.astype(np.float64) / self.scale + residual
+
+    def decode(self, encoded: npt.ArrayLike) -> F64:
+        """Decode a single encoding (``decode_sum`` with ``n = 1``)."""
+        return self.decode_sum(encoded, 1)

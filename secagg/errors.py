@@ -1,0 +1,103 @@
+"""The one exception hierarchy of the library.
+
+Every error raised on purpose by ``secagg``, ``dp``, ``protocols`` or ``threat_models``
+derives from :class:`SecAggError`. Errors that report misuse of an argument also derive
+from :class:`ValueError` (or :class:`TypeError`) so that generic callers can catch them
+the usual way.
+
+Authentication failures of any kind (bad tag, bad signature, redirected or replayed
+ciphertext) collapse into one opaque :class:`AuthenticationError` whose message never
+says *which* check failed, as Fernet's ``InvalidToken`` does.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SecAggError",
+    "InvalidParameterError",
+    "EncodingError",
+    "CapacityError",
+    "ShareError",
+    "ThresholdNotMetError",
+    "AuthenticationError",
+    "AlreadyFinalizedError",
+    "MessageError",
+    "ReplayError",
+    "StageError",
+    "ProtocolAbortError",
+    "InfeasibleThreatModelError",
+    "BudgetExceededError",
+    "UnsupportedEventError",
+]
+
+
+class SecAggError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class InvalidParameterError(SecAggError, ValueError):
+    """An argument or configuration value is out of its documented domain."""
+
+
+class EncodingError(SecAggError, ValueError):
+    """Input cannot be encoded faithfully (non-finite, out of range, wrong shape)."""
+
+
+class CapacityError(SecAggError, ValueError):
+    """A configuration or an operation would overflow the available headroom.
+
+    Raised, for example, when the sum of the largest admitted cohort could wrap the
+    modulus, or when a Paillier aggregate would receive more ciphertexts than its
+    packing headroom allows.
+    """
+
+
+class ShareError(SecAggError, ValueError):
+    """Secret shares are malformed, duplicated, mixed from different sharings, or inconsistent."""
+
+
+class ThresholdNotMetError(SecAggError):
+    """Fewer than the required number of shares, survivors or decryptors are available."""
+
+
+class AuthenticationError(SecAggError):
+    """Authentication failed. Deliberately opaque: the message never says which check failed."""
+
+    def __init__(self, message: str = "authentication failed") -> None:
+        super().__init__(message)
+
+
+class AlreadyFinalizedError(SecAggError):
+    """A single-use object or a state machine was asked to repeat or undo a finished step."""
+
+
+class MessageError(SecAggError, ValueError):
+    """An incoming wire message is malformed: bad version, type, size or field."""
+
+
+class ReplayError(MessageError):
+    """A message was replayed, arrived out of order, or belongs to another round."""
+
+
+class StageError(SecAggError):
+    """A message or an action does not belong to the current protocol stage."""
+
+
+class ProtocolAbortError(SecAggError):
+    """A protocol round was aborted; ``reason`` says why (never which secret was involved)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InfeasibleThreatModelError(SecAggError, ValueError):
+    """No protocol parameters satisfy the threat model; the message names the failing bound."""
+
+
+class BudgetExceededError(SecAggError):
+    """Applying a mechanism would push a tracked privacy budget over its limit."""
+
+
+class UnsupportedEventError(SecAggError, TypeError):
+    """An accountant cannot handle a DP event; the message names the event."""

@@ -1,0 +1,56 @@
+"""Canonical, injective byte encodings of tuples of fields.
+
+Used wherever several values are bound together cryptographically: HKDF ``info``
+strings, AEAD associated data and signed transcripts. Each field is tagged with its
+type and length-prefixed, so two different tuples never encode to the same bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from enum import Enum
+
+from secagg.errors import InvalidParameterError
+
+__all__ = ["Field", "canonical"]
+
+Field = bytes | str | int | Enum | Sequence[int]
+
+_TAG_BYTES = b"B"
+_TAG_STR = b"S"
+_TAG_UINT = b"U"
+_TAG_INT_LIST = b"L"
+
+
+def _encode_uint(value: int) -> bytes:
+    if value < 0 or value >= 1 << 64:
+        raise InvalidParameterError(f"integer fields must lie in [0, 2^64), got {value}")
+    return struct.pack(">Q", value)
+
+
+def canonical(*fields: Field) -> bytes:
+    """Encode ``fields`` as ``tag || length || payload`` records, concatenated.
+
+    Supported fields: ``bytes``, ``str`` (UTF-8), ``Enum`` (its ``value``, which must be a
+    ``str``), non-negative ``int`` below 2^64 (8 bytes, big-endian) and sequences of such
+    ints (for example a sorted survivor set).
+    """
+    out = bytearray()
+    for field in fields:
+        if isinstance(field, Enum):
+            field = str(field.value)
+        if isinstance(field, bool):
+            raise InvalidParameterError("bool is not a transcript field; use an int")
+        if isinstance(field, (bytes, bytearray, memoryview)):
+            tag, payload = _TAG_BYTES, bytes(field)
+        elif isinstance(field, str):
+            tag, payload = _TAG_STR, field.encode("utf-8")
+        elif isinstance(field, int):
+            tag, payload = _TAG_UINT, _encode_uint(field)
+        elif isinstance(field, Sequence):
+            tag, payload = _TAG_INT_LIST, b"".join(_encode_uint(int(v)) for v in field)
+        else:
+            raise InvalidParameterError(f"unsupported transcript field type {type(field).__name__}")
+        out += tag + struct.pack(">I", len(payload)) + payload
+    return bytes(out)

@@ -1,0 +1,1 @@
+"""threat_models package."""
