@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import CapacityError, EncodingError, InvalidParameterError
 
-__all__ = ["FixedPointEncoder", "to_ring", "from_ring_centered", "ring_mask", "MAX_RING_BITS"]
+__all__ = ["VectorEncoder", "FixedPointEncoder", "to_ring", "from_ring_centered", "ring_mask", "MAX_RING_BITS"]
 
 MAX_RING_BITS = 62
 
@@ -144,6 +145,10 @@ class FixedPointEncoder:
     def modulus(self) -> int:
         return 1 << self.bits
 
+    def encoded_length(self, d: int) -> int:
+        """Fixed-point encoding keeps the length."""
+        return d
+
     def encode(
         self,
         values: npt.ArrayLike,
@@ -204,3 +209,25 @@ class FixedPointEncoder:
     def decode(self, encoded: npt.ArrayLike) -> F64:
         """Decode a single encoding (``decode_sum`` with ``n = 1``)."""
         return self.decode_sum(encoded, 1)
+
+
+class VectorEncoder(Protocol):
+    """What a protocol needs from an encoding: real vector -> Z_(2^bits) and back for sums.
+
+    :class:`FixedPointEncoder` implements it; so do the distributed-DP encoders in
+    :mod:`dp` (which rotate, scale, round and noise before embedding). ``encode`` may
+    return a vector of a different length than its input (padding); ``decode_sum``
+    returns the original length.
+    """
+
+    @property
+    def bits(self) -> int: ...
+
+    @property
+    def max_clients(self) -> int: ...
+
+    def encoded_length(self, d: int) -> int: ...
+
+    def encode(self, values: npt.ArrayLike) -> U64: ...
+
+    def decode_sum(self, summed: npt.ArrayLike, n: int) -> F64: ...
