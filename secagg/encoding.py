@@ -53,7 +53,8 @@ def _check_ring_bits(bits: int) -> None:
 def ring_mask(bits: int) -> np.uint64:
     """``2^bits - 1`` as a ``uint64``: ``a & ring_mask(b)`` reduces modulo 2^b."""
     _check_ring_bits(bits)
-    return np.uint64((1 << bits) - 1)
+    mask: np.uint64 = np.uint64((1 << bits) - 1)
+    return mask
 
 
 def to_ring(values: npt.ArrayLike, bits: int) -> U64:
@@ -204,7 +205,8 @@ class FixedPointEncoder:
         k = self._offset_int
         centred = s.astype(np.int64) - np.int64(n * k)
         residual = n * (self.lo + k / self.scale)
-        return centred.astype(np.float64) / self.scale + residual
+        out: F64 = centred.astype(np.float64) / self.scale + residual
+        return out
 
     def decode(self, encoded: npt.ArrayLike) -> F64:
         """Decode a single encoding (``decode_sum`` with ``n = 1``)."""

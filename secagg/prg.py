@@ -89,7 +89,7 @@ class MaskPRG:
             # ChaCha20 in cryptography: 16-byte nonce = 4-byte LE block counter || 12-byte nonce.
             counter = (int.from_bytes(self._nonce[:4], "little") + block) % (1 << 32)
             full_nonce = counter.to_bytes(4, "little") + self._nonce[4:]
-            cipher = Cipher(algorithms.ChaCha20(self._seed, full_nonce), mode=None)
+            cipher = Cipher(algorithms.ChaCha20(self._seed, full_nonce), mode=None)  # type: ignore[arg-type]
         enc = cipher.encryptor()
         if skip:
             enc.update(bytes(skip))
