@@ -1,11 +1,12 @@
 """Mask expansion: a 32-byte seed -> d uniform elements of Z_(2^b).
 
 The keystream of AES-256-CTR (default) or ChaCha20, both from ``cryptography``, is cut
-into whole little-endian words (4 bytes when b <= 32, else 8 bytes) and reduced by masking
-the low ``b`` bits. Because the modulus is a power of two, masking a uniform word is
-exactly uniform: there is no modulo bias.
+into whole little-endian 64-bit words and reduced by masking the low ``b`` bits. Because
+the modulus is a power of two, masking a uniform word is exactly uniform: there is no
+modulo bias. (Narrower words for small ``b`` would save keystream but not time: writing
+the ``uint64`` output costs more than AES-NI spends on the extra keystream.)
 
-Element ``i`` always comes from keystream bytes ``[i*w, (i+1)*w)`` (``w`` the word size),
+Element ``i`` always comes from keystream bytes ``[8i, 8i + 8)``,
 so the expansion is deterministic and *seekable*: :meth:`MaskPRG.block` can produce any
 window ``[start, stop)`` without generating what precedes it, and :meth:`MaskPRG.add_into`
 streams the mask into an accumulator in fixed-size chunks so memory stays O(chunk).
@@ -17,11 +18,13 @@ Secrets: seeds must come from ``secrets``/``os.urandom`` or from a key derivatio
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from secagg.errors import InvalidParameterError
 
@@ -32,6 +35,19 @@ SEED_BYTES = 32
 DEFAULT_CHUNK = 1 << 18  # elements per chunk when streaming
 
 U64 = npt.NDArray[np.uint64]
+_SLACK = 16
+_CACHE_CHUNK = 1 << 15  # words per chunk: keystream and reduction stay in L2
+
+
+@lru_cache(maxsize=4)
+def _zero_buffer(nbytes: int) -> bytes:
+    return bytes(nbytes)
+
+
+def _zeros(nbytes: int) -> memoryview:
+    """A read-only all-zero buffer of ``nbytes`` (cached for the usual chunk sizes)."""
+    size = 1 << max(12, (nbytes - 1).bit_length())
+    return memoryview(_zero_buffer(size))[:nbytes]
 
 
 class PrgAlgorithm(str, Enum):
@@ -57,7 +73,7 @@ class MaskPRG:
             never need distinct nonces; the nonce exists only for domain separation.
     """
 
-    __slots__ = ("_seed", "bits", "algorithm", "_nonce", "word_bytes", "_mask")
+    __slots__ = ("_seed", "bits", "algorithm", "_nonce", "_mask")
 
     def __init__(
         self,
@@ -76,38 +92,65 @@ class MaskPRG:
         self.bits = bits
         self.algorithm = PrgAlgorithm(algorithm)
         self._nonce = bytes(nonce)
-        self.word_bytes = 4 if bits <= 32 else 8
         self._mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
 
-    def _keystream_at(self, byte_offset: int, nbytes: int) -> bytes:
-        """Keystream bytes ``[byte_offset, byte_offset + nbytes)``."""
-        block, skip = divmod(byte_offset, 16 if self.algorithm is PrgAlgorithm.AES_256_CTR else 64)
+    def _encryptor_at(self, byte_offset: int) -> tuple[CipherContext, int]:
+        """An encryptor positioned at the block holding ``byte_offset``, and the bytes to skip."""
         if self.algorithm is PrgAlgorithm.AES_256_CTR:
+            block, skip = divmod(byte_offset, 16)
             counter = (int.from_bytes(self._nonce, "big") + block) % (1 << 128)
             cipher = Cipher(algorithms.AES(self._seed), modes.CTR(counter.to_bytes(16, "big")))
         else:
             # ChaCha20 in cryptography: 16-byte nonce = 4-byte LE block counter || 12-byte nonce.
+            block, skip = divmod(byte_offset, 64)
             counter = (int.from_bytes(self._nonce[:4], "little") + block) % (1 << 32)
             full_nonce = counter.to_bytes(4, "little") + self._nonce[4:]
             cipher = Cipher(algorithms.ChaCha20(self._seed, full_nonce), mode=None)  # type: ignore[arg-type]
-        enc = cipher.encryptor()
+        return cipher.encryptor(), skip
+
+    def _keystream_into(self, byte_offset: int, out: bytearray | memoryview, nbytes: int) -> None:
+        """Write keystream bytes ``[byte_offset, byte_offset + nbytes)`` to ``out[:nbytes]``.
+
+        ``out`` must have 15 spare bytes (``update_into`` may need a block of slack).
+        """
+        enc, skip = self._encryptor_at(byte_offset)
         if skip:
             enc.update(bytes(skip))
-        return enc.update(bytes(nbytes))
+        if nbytes:
+            enc.update_into(_zeros(nbytes), out)
+
+    def _keystream_at(self, byte_offset: int, nbytes: int) -> bytes:
+        """Keystream bytes ``[byte_offset, byte_offset + nbytes)``."""
+        buf = bytearray(nbytes + _SLACK)
+        self._keystream_into(byte_offset, buf, nbytes)
+        return bytes(buf[:nbytes])
 
     def block(self, start: int, stop: int) -> U64:
         """Elements ``[start, stop)`` of the expansion as a new ``uint64`` array."""
         if start < 0 or stop < start:
             raise InvalidParameterError(f"invalid window [{start}, {stop})")
         n = stop - start
-        raw = self._keystream_at(start * self.word_bytes, n * self.word_bytes)
-        if self.word_bytes == 4:
-            out = np.frombuffer(raw, dtype="<u4").astype(np.uint64)
-        else:
-            out = np.frombuffer(raw, dtype="<u8").copy()
-        if self.bits < 64:
-            np.bitwise_and(out, self._mask, out=out)
+        buf = np.empty(n + 2, dtype=np.uint64)  # 16 spare bytes for update_into
+        raw = buf.data.cast("B")
+        enc = self._positioned(start)
+        for lo in range(0, n, _CACHE_CHUNK):
+            hi = min(n, lo + _CACHE_CHUNK)
+            # keystream lands directly in the output and is reduced while still in cache
+            enc.update_into(_zeros((hi - lo) * 8), raw[lo * 8 : hi * 8 + _SLACK])
+            part = buf[lo:hi]
+            if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+                part.byteswap(inplace=True)
+            if self.bits < 64:
+                np.bitwise_and(part, self._mask, out=part)
+        out: U64 = buf[:n]
         return out
+
+    def _positioned(self, start: int) -> CipherContext:
+        """An encryptor whose next keystream byte is the first byte of element ``start``."""
+        enc, skip = self._encryptor_at(start * 8)
+        if skip:
+            enc.update(bytes(skip))
+        return enc
 
     def expand(self, d: int) -> U64:
         """The first ``d`` elements."""
@@ -126,14 +169,22 @@ class MaskPRG:
         if chunk <= 0:
             raise InvalidParameterError("chunk must be positive")
         d = acc.shape[0]
-        for lo in range(0, d, chunk):
-            hi = min(d, lo + chunk)
-            part = self.block(start + lo, start + hi)
+        step = min(chunk, _CACHE_CHUNK)
+        scratch = np.empty(step + 2, dtype=np.uint64)
+        raw = scratch.data.cast("B")
+        enc = self._positioned(start)
+        for lo in range(0, d, step):
+            hi = min(d, lo + step)
+            enc.update_into(_zeros((hi - lo) * 8), raw)
+            words = scratch[: hi - lo]
+            if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+                words.byteswap(inplace=True)
             view = acc[lo:hi]
+            # raw words are reduced after the add: (a + w) mod 2^b == (a + (w mod 2^b)) mod 2^b
             if subtract:
-                np.subtract(view, part, out=view)
+                np.subtract(view, words, out=view)
             else:
-                np.add(view, part, out=view)
+                np.add(view, words, out=view)
             if self.bits < 64:
                 np.bitwise_and(view, self._mask, out=view)
 
@@ -150,7 +201,7 @@ def expand_mask(
 
 
 def keystream(seed: bytes, nbytes: int, *, algorithm: PrgAlgorithm = PrgAlgorithm.AES_256_CTR) -> bytes:
-    """Raw keystream bytes: the physical floor that mask expansion is benchmarked against."""
+    """Raw keystream bytes from offset 0: the physical floor mask expansion is benchmarked against."""
     return MaskPRG(seed, 64, algorithm=algorithm)._keystream_at(0, nbytes)
 
 

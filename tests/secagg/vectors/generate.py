@@ -43,7 +43,7 @@ def prg_vectors() -> list[dict[str, object]]:
         (bytes(range(7, 39)).hex(), 48, "chacha20"),
     ]:
         seed = bytes.fromhex(seed_hex)
-        word = 4 if bits <= 32 else 8
+        word = 8
         n_elems, offset = 8, 1001
         total = (offset + n_elems) * word
         stream = (
