@@ -36,6 +36,22 @@ def _median_time(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples)
 
 
+def _interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
+    """Time several functions round-robin, so machine load hits all of them alike.
+
+    Returns one list of samples per function; ratios are taken per round.
+    """
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            samples[i].append(time.perf_counter() - start)
+    return samples
+
+
 def _raw_keystream(seed: bytes, nbytes: int, algorithm: PrgAlgorithm, zeros: bytes, buf: bytearray) -> None:
     if algorithm is PrgAlgorithm.AES_256_CTR:
         cipher = Cipher(algorithms.AES(seed), modes.CTR(bytes(16)))
@@ -55,9 +71,17 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
             buf = bytearray(nbytes + 16)
             prg = MaskPRG(seed, bits, algorithm=algorithm)
             acc = np.zeros(d, dtype=np.uint64)
-            floor = _median_time(lambda: _raw_keystream(seed, nbytes, algorithm, zeros, buf), repeat)
-            expand = _median_time(lambda: prg.expand(d), repeat)
-            stream = _median_time(lambda: prg.add_into(acc), repeat)
+            floor_t, expand_t, stream_t = _interleaved(
+                [
+                    lambda: _raw_keystream(seed, nbytes, algorithm, zeros, buf),
+                    lambda: prg.expand(d),
+                    lambda: prg.add_into(acc),
+                ],
+                repeat,
+            )
+            floor = statistics.median(floor_t)
+            expand = statistics.median(expand_t)
+            stream = statistics.median(stream_t)
             rows.append(
                 {
                     "what": "prg",
@@ -68,8 +92,9 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
                     "floor_s": floor,
                     "expand_s": expand,
                     "add_into_s": stream,
-                    "expand_vs_floor": expand / floor,
-                    "add_into_vs_floor": stream / floor,
+                    # median of per-round ratios: robust to load that changes between rounds
+                    "expand_vs_floor": statistics.median(e / f for e, f in zip(expand_t, floor_t)),
+                    "add_into_vs_floor": statistics.median(a / f for a, f in zip(stream_t, floor_t)),
                     "expand_MB_per_s": nbytes / expand / 1e6,
                 }
             )
@@ -139,7 +164,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def run(*, quick: bool = False) -> dict[str, Any]:
     d = 1 << 18 if quick else 1 << 20
-    repeat = 5 if quick else 15
+    repeat = 7 if quick else 41
     rows = bench_prg(d, repeat) + bench_shamir(200 if quick else 1000, 45, 50, 3 if quick else 7)
     return {"suite": "primitives", "rows": rows, "table": _table(rows)}
 
