@@ -1,0 +1,650 @@
+"""Packed Paillier encryption for secure aggregation (the hazmat layer).
+
+Scheme (Paillier, EUROCRYPT 1999, with ``g = 1 + n``): for a modulus ``n = p q`` a plaintext
+``M`` in ``[0, n)`` encrypts to::
+
+    c = (1 + n)^M * s  mod n^2,   (1 + n)^M = 1 + M n  mod n^2,
+
+where ``s`` is a random *n-th residue*. Multiplying ciphertexts adds plaintexts modulo ``n``,
+which is all an aggregating server needs.
+
+Packing (BatchCrypt, Zhang et al., USENIX ATC 2020). Values are elements of Z_(2^b) produced
+by a :class:`~secagg.encoding.VectorEncoder`. A plaintext holds ``k`` slots of
+``w = b + h`` bits each, slot ``j`` at bit offset ``j w``::
+
+    M = sum_j x_j 2^(j w),   0 <= x_j < 2^b.
+
+The headroom ``h = ceil(log2(max_clients))`` guarantees that the integer sum of up to
+``max_clients`` slot values stays below ``2^w`` (``max_clients (2^b - 1) <= 2^w - 1``), so no
+carry ever crosses into the next slot; ``k = floor((|n| - 1) / w)`` keeps every such sum below
+``2^(|n|-1) < n``, so nothing wraps modulo ``n`` either. Each slot of the decrypted sum is then
+reduced modulo ``2^b``, giving exactly the ring sum that the masking protocols compute. Values
+carry no per-value exponent: the ciphertext reveals nothing about magnitudes.
+
+Encryption randomness (:class:`Randomness`):
+
+* ``STANDARD``: ``s = r^n mod n^2`` with ``r`` uniform in ``[1, n)`` -- the textbook scheme,
+  identical to ``phe``'s obfuscation. One ``|n|``-bit exponentiation modulo ``n^2`` per
+  ciphertext.
+* ``FIXED_BASE`` (default): ``s = h^a mod n^2`` where ``h = x^(2n) mod n^2`` is a public
+  generator of the group ``SN`` of squared n-th residues (``SN`` is isomorphic to ``QR_n``,
+  cyclic of order ``p'q'`` for safe primes), and ``a`` is uniform in ``[0, 2^(|n|+128))``.
+  Because ``ord(h) < n``, ``h^a`` is within statistical distance ``2^-128`` of uniform on
+  ``SN``. Security needs no assumption beyond Paillier's DCR: squaring maps uniform n-th
+  residues to uniform elements of ``SN`` and uniform units to uniform squares, so DCR implies
+  that ``SN`` is indistinguishable from the group of squares of ``Z*_(n^2)``; and since
+  ``1 + n`` is a square (its order ``n`` is odd), ``(1 + n)^M`` times a uniform square is a
+  uniform square whatever ``M`` is. The exponentiation uses a fixed-base window table
+  precomputed once per key, which is what makes it several times faster than ``r^n``. The
+  base ``h`` must come from an authenticated public key (the trusted dealer makes it and
+  checks its order, see :mod:`secagg.threshold_paillier`): a forged ``h`` of small order
+  would expose plaintexts, exactly as a forged ``n`` would.
+* ``SHORT_EXPONENT`` (hazmat opt-in): as ``FIXED_BASE`` but ``a`` has only twice the security
+  level in bits (Damgard, Jurik, Nielsen 2010). Faster still, but it rests on an *extra*
+  assumption (the short-exponent indistinguishability of ``h^a``); it is never selected
+  unless the caller names it.
+
+All randomness (``r``, ``a``) comes from :mod:`secrets` (the OS CSPRNG).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+
+import gmpy2
+import numpy as np
+import numpy.typing as npt
+from phe import paillier as phe_paillier
+
+from secagg.encoding import MAX_RING_BITS
+from secagg.errors import CapacityError, EncodingError, InvalidParameterError, MessageError
+from secagg.transcript import canonical
+
+__all__ = [
+    "DEFAULT_KEY_BITS",
+    "MIN_KEY_BITS",
+    "STATISTICAL_BITS",
+    "Randomness",
+    "PackingScheme",
+    "EncryptedVector",
+    "PaillierEncryptor",
+    "PaillierAggregator",
+    "security_bits",
+    "public_key_id",
+    "random_encryption_base",
+    "validate_ciphertext",
+    "aggregate",
+    "decrypt_with_private_key",
+]
+
+DEFAULT_KEY_BITS = 3072
+"""Default modulus size: about 128-bit security (NIST SP 800-57)."""
+
+MIN_KEY_BITS = 2048
+"""Smallest modulus accepted without the explicit hazmat opt-in (about 112-bit security)."""
+
+STATISTICAL_BITS = 128
+"""Statistical security parameter for full-length random exponents and proof masking."""
+
+_WIRE_MAGIC = b"SAPV"
+_WIRE_VERSION = 1
+_WIRE_HEADER = struct.Struct(">4sB32sQI")
+_TABLE_BUDGET_BYTES = 64 << 20
+
+U64 = npt.NDArray[np.uint64]
+
+
+class Randomness(Enum):
+    """How the n-th residue that hides a plaintext is drawn (see the module docstring)."""
+
+    STANDARD = "standard"
+    """``r^n mod n^2``, ``r`` uniform: textbook Paillier."""
+
+    FIXED_BASE = "fixed_base"
+    """``h^a``, full-length ``a``, fixed-base table: same security as textbook (DCR), faster."""
+
+    SHORT_EXPONENT = "short_exponent"
+    """``h^a`` with a short ``a``: fastest, needs an extra hardness assumption (opt-in only)."""
+
+
+def security_bits(modulus_bits: int) -> int:
+    """Symmetric-equivalent security of an RSA/Paillier modulus (NIST SP 800-57 Part 1, Table 2)."""
+    if modulus_bits >= 15360:
+        return 256
+    if modulus_bits >= 7680:
+        return 192
+    if modulus_bits >= 3072:
+        return 128
+    if modulus_bits >= 2048:
+        return 112
+    return 80
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidParameterError(f"{name} must be an int, got {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise InvalidParameterError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _modulus(public_key: Any) -> int:
+    if not isinstance(public_key, phe_paillier.PaillierPublicKey):
+        raise InvalidParameterError(
+            f"expected a phe.paillier.PaillierPublicKey, got {type(public_key).__name__}"
+        )
+    return int(public_key.n)
+
+
+def public_key_id(public_key: phe_paillier.PaillierPublicKey) -> bytes:
+    """SHA-256 fingerprint of a Paillier modulus; every ciphertext vector carries it."""
+    n = _modulus(public_key)
+    return hashlib.sha256(
+        canonical("secagg/paillier/public-key/v1", n.to_bytes((n.bit_length() + 7) // 8, "big"))
+    ).digest()
+
+
+def random_encryption_base(public_key: phe_paillier.PaillierPublicKey) -> int:
+    """A fresh fixed base ``h = x^(2n) mod n^2`` for :attr:`Randomness.FIXED_BASE`.
+
+    ``x`` is uniform in ``Z*_n``; ``h`` then generates the group of squared n-th residues except
+    with probability about ``1/p' + 1/q'`` (negligible). The key owner (or the trusted dealer,
+    which can also *check* the order) makes ``h`` and publishes it with the key.
+    """
+    n = gmpy2.mpz(_modulus(public_key))
+    n2 = n * n
+    while True:
+        x = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
+        if gmpy2.gcd(x, n) == 1:
+            return int(gmpy2.powmod(x, 2 * n, n2))
+
+
+def validate_ciphertext(value: object, n: int, n_squared: int) -> int:
+    """Check that ``value`` is an element of ``Z*_(n^2)``; return it as an int.
+
+    Raises:
+        MessageError: if it is not an int in ``[1, n^2)`` coprime to ``n``.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MessageError("ciphertext is not an integer")
+    if not 0 < value < n_squared or gmpy2.gcd(value, n) != 1:
+        raise MessageError("ciphertext is not a unit modulo n^2")
+    return value
+
+
+@dataclass(frozen=True)
+class PackingScheme:
+    """Layout of ``b``-bit ring elements in Paillier plaintexts, with headroom for a sum.
+
+    Args:
+        value_bits: ``b``, the ring exponent of the encoder (values are in Z_(2^b)).
+        max_clients: the most ciphertexts that may ever be added together.
+        plaintext_bits: usable plaintext bits, ``|n| - 1`` for a modulus ``n`` (use
+            :meth:`for_key`).
+
+    Attributes:
+        headroom_bits: ``h = ceil(log2(max_clients))``.
+        slot_bits: ``w = b + h``.
+        slots: ``k = floor(plaintext_bits / w)`` values per ciphertext.
+
+    Raises:
+        InvalidParameterError: malformed arguments.
+        CapacityError: if not even one slot fits in a plaintext, or a slot would not fit in
+            64 bits.
+    """
+
+    value_bits: int
+    max_clients: int
+    plaintext_bits: int
+    headroom_bits: int = field(init=False)
+    slot_bits: int = field(init=False)
+    slots: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        _check_int("value_bits", self.value_bits, 1, MAX_RING_BITS)
+        _check_int("max_clients", self.max_clients, 1)
+        _check_int("plaintext_bits", self.plaintext_bits, 1)
+        headroom = (self.max_clients - 1).bit_length()
+        slot_bits = self.value_bits + headroom
+        if slot_bits > 64:
+            raise CapacityError(
+                f"slot of {slot_bits} bits ({self.value_bits} value + {headroom} headroom) exceeds 64; "
+                "use fewer value bits or a smaller max_clients"
+            )
+        slots = self.plaintext_bits // slot_bits
+        if slots < 1:
+            raise CapacityError(
+                f"a {slot_bits}-bit slot does not fit in a {self.plaintext_bits}-bit plaintext"
+            )
+        object.__setattr__(self, "headroom_bits", headroom)
+        object.__setattr__(self, "slot_bits", slot_bits)
+        object.__setattr__(self, "slots", slots)
+
+    @classmethod
+    def for_key(
+        cls, public_key: phe_paillier.PaillierPublicKey, *, value_bits: int, max_clients: int
+    ) -> PackingScheme:
+        """The densest packing for this key: ``plaintext_bits = |n| - 1``."""
+        return cls(
+            value_bits=value_bits,
+            max_clients=max_clients,
+            plaintext_bits=_modulus(public_key).bit_length() - 1,
+        )
+
+    def num_ciphertexts(self, length: int) -> int:
+        """Ciphertexts needed for ``length`` values: ``ceil(length / k)``."""
+        _check_int("length", length, 1)
+        return -(-length // self.slots)
+
+    def pack(self, values: npt.ArrayLike) -> list[int]:
+        """Pack a 1-D vector of ring elements (``uint64`` below ``2^b``) into plaintext integers.
+
+        Raises:
+            EncodingError: if the input is not a non-empty 1-D integer vector in ``[0, 2^b)``.
+        """
+        arr = np.asarray(values)
+        if arr.ndim != 1 or arr.size == 0:
+            raise EncodingError(f"expected a non-empty 1-D vector, got shape {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            raise EncodingError(f"expected ring elements (integers), got dtype {arr.dtype}")
+        if arr.dtype.kind == "i" and int(arr.min()) < 0:
+            raise EncodingError("ring elements must be non-negative")
+        vals = arr.astype(np.uint64)
+        if int(vals.max()) >> self.value_bits:
+            raise EncodingError(f"values must lie in Z_(2^{self.value_bits})")
+        k, w = self.slots, self.slot_bits
+        count = self.num_ciphertexts(vals.size)
+        padded = np.zeros(count * k, dtype=np.uint64)
+        padded[: vals.size] = vals
+        # bit j of slot i goes to bit i*w + j of the plaintext (little-endian throughout)
+        bits = ((padded[:, None] >> np.arange(w, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+        packed = np.packbits(bits.reshape(count, k * w), axis=1, bitorder="little")
+        return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+    def unpack(self, plaintexts: Sequence[int], length: int, *, summands: int) -> U64:
+        """Unpack the plaintext sum of ``summands`` packed vectors into ring sums in Z_(2^b).
+
+        Each slot holds the integer sum of ``summands`` values below ``2^b``; the result is that
+        sum modulo ``2^b`` (what an encoder's ``decode_sum`` expects).
+
+        Raises:
+            CapacityError: if ``summands`` exceeds ``max_clients``.
+            EncodingError: if a plaintext or a slot is larger than such a sum can be (a malformed
+                contribution or a wrong decryption).
+        """
+        _check_int("summands", summands, 0)
+        if summands > self.max_clients:
+            raise CapacityError(
+                f"{summands} summands exceed the packing headroom of {self.max_clients}"
+            )
+        count = self.num_ciphertexts(length)
+        if len(plaintexts) != count:
+            raise EncodingError(
+                f"expected {count} plaintexts for {length} values, got {len(plaintexts)}"
+            )
+        k, w = self.slots, self.slot_bits
+        nbytes = (k * w + 7) // 8
+        chunks = []
+        for m in plaintexts:
+            m = int(m)
+            if m < 0 or m.bit_length() > k * w:
+                raise EncodingError("plaintext exceeds the packed layout")
+            chunks.append(m.to_bytes(nbytes, "little"))
+        raw = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, nbytes)
+        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : k * w].reshape(count * k, w)
+        slot_sums: U64 = (bits.astype(np.uint64) << np.arange(w, dtype=np.uint64)).sum(
+            axis=1, dtype=np.uint64
+        )
+        bound = summands * ((1 << self.value_bits) - 1)
+        if int(slot_sums.max()) > bound or (
+            length < count * k and int(slot_sums[length:].max()) != 0
+        ):
+            raise EncodingError("slot exceeds the sum of the declared number of contributions")
+        ring_sums: U64 = slot_sums[:length] & np.uint64((1 << self.value_bits) - 1)
+        return ring_sums
+
+
+@dataclass(frozen=True)
+class EncryptedVector:
+    """A packed, encrypted vector: ``length`` ring elements in ``len(ciphertexts)`` ciphertexts.
+
+    Attributes:
+        key_id: :func:`public_key_id` of the key it is encrypted under.
+        length: number of packed values.
+        ciphertexts: elements of ``Z*_(n^2)``.
+    """
+
+    key_id: bytes
+    length: int
+    ciphertexts: tuple[int, ...]
+
+    def to_bytes(self, public_key: phe_paillier.PaillierPublicKey) -> bytes:
+        """Wire encoding: ``magic | version | key_id | length | count | fixed-width ciphertexts``."""
+        n = _modulus(public_key)
+        width = _ciphertext_width(n)
+        body = b"".join(int(c).to_bytes(width, "big") for c in self.ciphertexts)
+        return (
+            _WIRE_HEADER.pack(
+                _WIRE_MAGIC, _WIRE_VERSION, self.key_id, self.length, len(self.ciphertexts)
+            )
+            + body
+        )
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, public_key: phe_paillier.PaillierPublicKey, packing: PackingScheme
+    ) -> EncryptedVector:
+        """Strictly decode and validate a wire encoding (see :meth:`to_bytes`).
+
+        Raises:
+            MessageError: wrong magic, version, key, size, count, or a ciphertext that is not a
+                unit modulo ``n^2``.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise MessageError("encrypted vector must be bytes")
+        data = bytes(data)
+        n = _modulus(public_key)
+        if len(data) < _WIRE_HEADER.size:
+            raise MessageError("encrypted vector is truncated")
+        magic, version, key_id, length, count = _WIRE_HEADER.unpack_from(data)
+        if magic != _WIRE_MAGIC or version != _WIRE_VERSION:
+            raise MessageError("not an encrypted vector of a supported version")
+        if key_id != public_key_id(public_key):
+            raise MessageError("encrypted vector is under another key")
+        if length < 1 or count != packing.num_ciphertexts(length):
+            raise MessageError("ciphertext count does not match the vector length")
+        width = _ciphertext_width(n)
+        if len(data) != _WIRE_HEADER.size + count * width:
+            raise MessageError("encrypted vector has the wrong size")
+        n2 = n * n
+        body = memoryview(data)[_WIRE_HEADER.size :]
+        cts = tuple(
+            validate_ciphertext(int.from_bytes(body[i * width : (i + 1) * width], "big"), n, n2)
+            for i in range(count)
+        )
+        return cls(key_id=key_id, length=length, ciphertexts=cts)
+
+    def digest(self) -> bytes:
+        """SHA-256 over the canonical encoding of (key, length, ciphertexts): what contributors sign."""
+        h = hashlib.sha256(
+            canonical("secagg/paillier/encrypted-vector/v1", self.key_id, self.length)
+        )
+        for c in self.ciphertexts:
+            c = int(c)
+            h.update(canonical(c.to_bytes((c.bit_length() + 7) // 8 or 1, "big")))
+        return h.digest()
+
+    def wire_size(self, public_key: phe_paillier.PaillierPublicKey) -> int:
+        """Bytes of :meth:`to_bytes` without building it."""
+        return _WIRE_HEADER.size + len(self.ciphertexts) * _ciphertext_width(_modulus(public_key))
+
+
+def _ciphertext_width(n: int) -> int:
+    return ((n * n).bit_length() + 7) // 8
+
+
+class _FixedBaseTable:
+    """Fixed-base windowed exponentiation: ``table[i][j] = h^(j 2^(w i)) mod n^2``.
+
+    ``h^a`` for ``a < 2^E`` costs ``ceil(E / w)`` modular multiplications and no squarings.
+    """
+
+    def __init__(self, base: int, modulus: int, exponent_bits: int, window_bits: int) -> None:
+        self.modulus = gmpy2.mpz(modulus)
+        self.window_bits = window_bits
+        self.exponent_bits = exponent_bits
+        windows = -(-exponent_bits // window_bits)
+        size = 1 << window_bits
+        table: list[list[Any]] = []
+        g = gmpy2.mpz(base)
+        for _ in range(windows):
+            row = [gmpy2.mpz(1), g]
+            for _ in range(size - 2):
+                row.append(row[-1] * g % self.modulus)
+            table.append(row)
+            g = row[-1] * g % self.modulus  # g^(2^w)
+        self.table = table
+        self._digit_weights = np.left_shift(np.uint64(1), np.arange(window_bits, dtype=np.uint64))
+
+    def power(self, exponent: int) -> Any:
+        """``h^exponent mod n^2`` for ``0 <= exponent < 2^exponent_bits``."""
+        w = self.window_bits
+        windows = len(self.table)
+        nbytes = (windows * w + 7) // 8
+        bits = np.unpackbits(
+            np.frombuffer(exponent.to_bytes(nbytes, "little"), dtype=np.uint8), bitorder="little"
+        )
+        digits = (
+            bits[: windows * w].reshape(windows, w).astype(np.uint64) * self._digit_weights
+        ).sum(axis=1)
+        acc = gmpy2.mpz(1)
+        mod = self.modulus
+        table = self.table
+        for i, digit in enumerate(digits.tolist()):
+            if digit:
+                acc = acc * table[i][digit] % mod
+        return acc
+
+
+def _window_bits_for(exponent_bits: int, modulus_bytes: int) -> int:
+    for w in (8, 7, 6, 5, 4):
+        if -(-exponent_bits // w) * (1 << w) * modulus_bytes <= _TABLE_BUDGET_BYTES:
+            return w
+    return 4
+
+
+@lru_cache(maxsize=4)
+def _fixed_base_table(base: int, modulus: int, exponent_bits: int) -> _FixedBaseTable:
+    window = _window_bits_for(exponent_bits, (modulus.bit_length() + 7) // 8)
+    return _FixedBaseTable(base, modulus, exponent_bits, window)
+
+
+class PaillierEncryptor:
+    """Packs and encrypts ring vectors under one public key.
+
+    Args:
+        public_key: ``phe`` public key (modulus ``n``; ``g = n + 1``).
+        packing: slot layout (:meth:`PackingScheme.for_key`).
+        randomness: how the hiding n-th residue is drawn; ``FIXED_BASE`` by default.
+        encryption_base: the public fixed base ``h`` (required unless ``STANDARD``); take it from
+            an authenticated key, e.g. ``ThresholdPublicKey.encryption_base``.
+
+    The fixed-base table (up to 64 MiB) is built on first use and cached per key.
+
+    Raises:
+        InvalidParameterError: bad key, packing that does not fit the key, or a missing or
+            malformed encryption base.
+    """
+
+    def __init__(
+        self,
+        public_key: phe_paillier.PaillierPublicKey,
+        packing: PackingScheme,
+        *,
+        randomness: Randomness = Randomness.FIXED_BASE,
+        encryption_base: int | None = None,
+    ) -> None:
+        n = _modulus(public_key)
+        if not isinstance(packing, PackingScheme):
+            raise InvalidParameterError("packing must be a PackingScheme")
+        if packing.slots * packing.slot_bits > n.bit_length() - 1:
+            raise InvalidParameterError(
+                "packing does not fit this key: build it with PackingScheme.for_key"
+            )
+        if not isinstance(randomness, Randomness):
+            raise InvalidParameterError(f"randomness must be a Randomness, got {randomness!r}")
+        n2 = n * n
+        if randomness is not Randomness.STANDARD:
+            if encryption_base is None:
+                raise InvalidParameterError(
+                    f"{randomness.value} randomness needs the key's public encryption base; "
+                    "pass encryption_base= or use Randomness.STANDARD"
+                )
+            if (
+                not isinstance(encryption_base, int)
+                or isinstance(encryption_base, bool)
+                or not 1 < encryption_base < n2
+                or gmpy2.gcd(encryption_base, n) != 1
+                or encryption_base % n == 1
+            ):
+                raise InvalidParameterError(
+                    "encryption_base is not a valid fixed base for this key"
+                )
+        self.public_key = public_key
+        self.packing = packing
+        self.randomness = randomness
+        self.key_id = public_key_id(public_key)
+        self._n = gmpy2.mpz(n)
+        self._n2 = gmpy2.mpz(n2)
+        self._base = encryption_base
+        if randomness is Randomness.SHORT_EXPONENT:
+            self._exponent_bits = 2 * security_bits(n.bit_length())
+        else:
+            self._exponent_bits = n.bit_length() + STATISTICAL_BITS
+
+    def _obfuscator(self) -> Any:
+        if self.randomness is Randomness.STANDARD:
+            r = secrets.randbelow(int(self._n) - 1) + 1
+            return gmpy2.powmod(r, self._n, self._n2)
+        if self._base is None:  # pragma: no cover - excluded by the constructor
+            raise InvalidParameterError("missing encryption base")
+        # the table covers full-length exponents; short exponents use its low windows
+        table = _fixed_base_table(
+            self._base, int(self._n2), int(self._n).bit_length() + STATISTICAL_BITS
+        )
+        return table.power(secrets.randbits(self._exponent_bits))
+
+    def encrypt_plaintext(self, plaintext: int) -> int:
+        """Encrypt one integer plaintext in ``[0, n)`` (already packed)."""
+        if not isinstance(plaintext, int) or not 0 <= plaintext < self._n:
+            raise EncodingError("plaintext must be an int in [0, n)")
+        return int((1 + plaintext * self._n) * self._obfuscator() % self._n2)
+
+    def encrypt(self, values: npt.ArrayLike) -> EncryptedVector:
+        """Pack and encrypt a vector of ring elements in Z_(2^b).
+
+        Raises:
+            EncodingError: see :meth:`PackingScheme.pack`.
+        """
+        plaintexts = self.packing.pack(values)
+        length = int(np.asarray(values).size)
+        return EncryptedVector(
+            key_id=self.key_id,
+            length=length,
+            ciphertexts=tuple(self.encrypt_plaintext(m) for m in plaintexts),
+        )
+
+
+class PaillierAggregator:
+    """The server's running product of encrypted vectors: O(one vector) memory.
+
+    Args:
+        public_key: the key the contributions are encrypted under.
+        packing: the slot layout; its ``max_clients`` is the hard capacity.
+        length: number of values per vector.
+
+    ``add`` refuses (:class:`CapacityError`) a contribution beyond ``packing.max_clients``:
+    the headroom bits would overflow into the neighbouring slot.
+    """
+
+    def __init__(
+        self, public_key: phe_paillier.PaillierPublicKey, packing: PackingScheme, length: int
+    ) -> None:
+        n = _modulus(public_key)
+        if not isinstance(packing, PackingScheme):
+            raise InvalidParameterError("packing must be a PackingScheme")
+        self.public_key = public_key
+        self.packing = packing
+        self.length = _check_int("length", length, 1)
+        self.key_id = public_key_id(public_key)
+        self._n = n
+        self._n2 = gmpy2.mpz(n) * n
+        self._acc: list[Any] = [gmpy2.mpz(1)] * packing.num_ciphertexts(length)
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        """Contributions added so far."""
+        return self._count
+
+    def check(self, vector: EncryptedVector) -> None:
+        """Validate a contribution without adding it.
+
+        Raises:
+            MessageError: wrong key, length, count or a ciphertext outside ``Z*_(n^2)``.
+            CapacityError: if the aggregate is full.
+        """
+        if not isinstance(vector, EncryptedVector):
+            raise MessageError("contribution is not an EncryptedVector")
+        if vector.key_id != self.key_id:
+            raise MessageError("contribution is encrypted under another key")
+        if vector.length != self.length or len(vector.ciphertexts) != len(self._acc):
+            raise MessageError("contribution has the wrong length")
+        n2 = int(self._n2)
+        for c in vector.ciphertexts:
+            validate_ciphertext(c, self._n, n2)
+        if self._count + 1 > self.packing.max_clients:
+            raise CapacityError(
+                f"aggregate already holds {self._count} contributions, the packing headroom allows "
+                f"{self.packing.max_clients}"
+            )
+
+    def add(self, vector: EncryptedVector) -> None:
+        """Multiply a validated contribution into the aggregate (all-or-nothing)."""
+        self.check(vector)
+        n2 = self._n2
+        self._acc = [a * c % n2 for a, c in zip(self._acc, vector.ciphertexts, strict=True)]
+        self._count += 1
+
+    def result(self) -> EncryptedVector:
+        """The encrypted sum of everything added so far."""
+        return EncryptedVector(
+            key_id=self.key_id, length=self.length, ciphertexts=tuple(int(a) for a in self._acc)
+        )
+
+
+def aggregate(
+    public_key: phe_paillier.PaillierPublicKey,
+    packing: PackingScheme,
+    vectors: Iterable[EncryptedVector],
+) -> EncryptedVector:
+    """Homomorphic sum of encrypted vectors (validated, capacity-checked).
+
+    Raises:
+        InvalidParameterError: if ``vectors`` is empty.
+    """
+    items = list(vectors)
+    if not items:
+        raise InvalidParameterError("nothing to aggregate")
+    agg = PaillierAggregator(public_key, packing, items[0].length)
+    for v in items:
+        agg.add(v)
+    return agg.result()
+
+
+def decrypt_with_private_key(
+    private_key: phe_paillier.PaillierPrivateKey,
+    vector: EncryptedVector,
+    packing: PackingScheme,
+    *,
+    summands: int,
+) -> U64:
+    """Decrypt with a single whole private key (``phe``'s CRT decryption) and unpack.
+
+    For tests and for the single-key baseline only: in the protocols no party holds the whole
+    key; see :mod:`secagg.threshold_paillier`.
+    """
+    if not isinstance(private_key, phe_paillier.PaillierPrivateKey):
+        raise InvalidParameterError("expected a phe.paillier.PaillierPrivateKey")
+    if vector.key_id != public_key_id(private_key.public_key):
+        raise MessageError("vector is encrypted under another key")
+    plaintexts = [int(private_key.raw_decrypt(c)) for c in vector.ciphertexts]
+    return packing.unpack(plaintexts, vector.length, summands=summands)
