@@ -84,6 +84,7 @@ __all__ = [
     "SpendReport",
     "PrivacyLedger",
     "local_dp_sgd_from_opacus",
+    "curve_rounds",
 ]
 
 LEDGER_FORMAT = "secagg-fl/privacy-ledger"
@@ -688,7 +689,7 @@ class PrivacyLedger:
         kind = self._kind(accountant)
         if total == 0:
             return []
-        rounds = _curve_rounds(total, points)
+        rounds = curve_rounds(total, points)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -849,7 +850,8 @@ class PrivacyLedger:
             return cls.from_json(fh.read())
 
 
-def _curve_rounds(total: int, points: int | None) -> list[int]:
+def curve_rounds(total: int, points: int | None) -> list[int]:
+    """``points`` rounds evenly spaced in ``1..total``, always ending at ``total`` (all if ``None``)."""
     if points is None or points >= total:
         return list(range(1, total + 1))
     if isinstance(points, bool) or not isinstance(points, int) or points < 1:

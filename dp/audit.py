@@ -1,0 +1,390 @@
+"""Empirical privacy audits: statistically valid lower bounds on epsilon.
+
+Two methods, both giving an epsilon lower bound that holds with probability at least
+``1 - significance`` if the audited mechanism is (epsilon, delta)-DP:
+
+**One-run audit** (Steinke, Nasr, Jagielski, NeurIPS 2023, arXiv 2305.08846). ``m``
+canaries are each included independently with probability 1/2; one training run; the
+auditor makes ``r`` guesses (included / excluded, abstaining on the rest) of which ``v``
+are correct. With ``q = e^eps / (1 + e^eps)``::
+
+    beta  = P[Binom(r, q) >= v]
+    alpha = max_{i=1..v} P[v > Binom(r, q) >= v - i] / i
+    p(eps) = min(1, beta + 2 m delta alpha)
+
+and the lower bound is the largest ``eps`` with ``p(eps) < significance`` (``0`` when
+even ``eps = 0`` is not rejected). With ``delta = 0`` and ``v = r`` it equals
+``logit(significance^(1/r))``. The guesses must be fixed before the membership is
+revealed (here: the highest scores are guessed "included", the lowest "excluded").
+
+**Clopper-Pearson** (Jagielski, Ullman, Oprea 2020, arXiv 2006.07709; Nasr et al. 2021,
+arXiv 2101.04535). From the false positives and false negatives of a membership test
+over many independent trials, with one-sided Clopper-Pearson upper bounds ``FPR_ub`` and
+``FNR_ub`` at level ``significance / 2`` each (union bound)::
+
+    eps_lb = max( ln((1 - delta - FNR_ub) / FPR_ub), ln((1 - delta - FPR_ub) / FNR_ub), 0 )
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from secagg.errors import InvalidParameterError
+
+__all__ = [
+    "AuditMethod",
+    "OneRunAuditResult",
+    "ClopperPearsonAuditResult",
+    "one_run_p_value",
+    "one_run_epsilon_lower_bound",
+    "one_run_audit",
+    "one_run_audit_sweep",
+    "clopper_pearson_upper",
+    "clopper_pearson_lower",
+    "clopper_pearson_epsilon_lower_bound",
+    "threshold_audit",
+]
+
+
+class AuditMethod(str, Enum):
+    ONE_RUN = "one_run"
+    CLOPPER_PEARSON = "clopper_pearson"
+
+
+def _int(name: str, value: object, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _probability(name: str, value: object, *, open_low: bool, open_high: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    low_ok = v > 0 if open_low else v >= 0
+    high_ok = v < 1 if open_high else v <= 1
+    if not (low_ok and high_ok):
+        raise InvalidParameterError(f"{name} out of range: {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class OneRunAuditResult:
+    """Outcome of a one-run audit.
+
+    Attributes:
+        epsilon_lower_bound: eps such that the mechanism is not (eps', delta)-DP for any
+            eps' below it, with confidence ``1 - significance``.
+        num_canaries: m.
+        num_guesses: r.
+        num_correct: v.
+        delta: delta assumed for the mechanism.
+        significance: the test's significance level.
+    """
+
+    epsilon_lower_bound: float
+    num_canaries: int
+    num_guesses: int
+    num_correct: int
+    delta: float
+    significance: float
+    method: AuditMethod = AuditMethod.ONE_RUN
+
+
+@dataclass(frozen=True)
+class ClopperPearsonAuditResult:
+    """Outcome of a Clopper-Pearson audit (rates are one-sided upper bounds)."""
+
+    epsilon_lower_bound: float
+    false_positive_rate_upper: float
+    false_negative_rate_upper: float
+    false_positives: int
+    negatives: int
+    false_negatives: int
+    positives: int
+    delta: float
+    significance: float
+    method: AuditMethod = AuditMethod.CLOPPER_PEARSON
+
+
+def _check_counts(num_canaries: int, num_guesses: int, num_correct: int) -> tuple[int, int, int]:
+    m = _int("num_canaries", num_canaries, 1)
+    r = _int("num_guesses", num_guesses)
+    v = _int("num_correct", num_correct)
+    if not v <= r <= m:
+        raise InvalidParameterError(
+            f"need num_correct <= num_guesses <= num_canaries, got {v}, {r}, {m}"
+        )
+    return m, r, v
+
+
+def one_run_p_value(
+    epsilon: float,
+    *,
+    num_canaries: int,
+    num_guesses: int,
+    num_correct: int,
+    delta: float = 0.0,
+) -> float:
+    """p-value of observing ``num_correct`` or more correct guesses under (epsilon, delta)-DP.
+
+    Steinke, Nasr, Jagielski (2023): ``min(1, beta + 2 m delta alpha)`` (module docstring).
+    """
+    m, r, v = _check_counts(num_canaries, num_guesses, num_correct)
+    if (
+        isinstance(epsilon, bool)
+        or not isinstance(epsilon, (int, float))
+        or math.isnan(epsilon)
+        or epsilon < 0
+    ):
+        raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
+    d = _probability("delta", delta, open_low=False, open_high=False)
+    q = 1.0 / (1.0 + math.exp(-float(epsilon))) if math.isfinite(epsilon) else 1.0
+    beta = float(stats.binom.sf(v - 1, r, q))
+    alpha = 0.0
+    if v > 0 and d > 0:
+        # P[v > Binom >= v - i] = sum_{j=v-i}^{v-1} pmf(j) for i = 1..v
+        pmf = stats.binom.pmf(np.arange(v - 1, -1, -1), r, q)
+        alpha = float(np.max(np.cumsum(pmf) / np.arange(1, v + 1)))
+    return min(1.0, beta + 2.0 * m * d * alpha)
+
+
+def one_run_epsilon_lower_bound(
+    *,
+    num_canaries: int,
+    num_guesses: int,
+    num_correct: int,
+    delta: float = 0.0,
+    significance: float = 0.05,
+    tolerance: float = 1e-6,
+) -> float:
+    """Largest epsilon whose p-value is below ``significance`` (bisection), 0 if none."""
+    m, r, v = _check_counts(num_canaries, num_guesses, num_correct)
+    sig = _probability("significance", significance, open_low=True, open_high=True)
+
+    def p(eps: float) -> float:
+        return one_run_p_value(eps, num_canaries=m, num_guesses=r, num_correct=v, delta=delta)
+
+    if p(0.0) >= sig:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while p(hi) < sig:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e4:  # p stays below significance: the data rule out every finite epsilon checked
+            return lo
+    while hi - lo > tolerance:
+        mid = 0.5 * (lo + hi)
+        if p(mid) < sig:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _scores_and_membership(
+    scores: npt.ArrayLike, included: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    s = np.asarray(scores, dtype=np.float64)
+    inc = np.asarray(included)
+    if s.ndim != 1 or inc.shape != s.shape or s.size == 0:
+        raise InvalidParameterError(
+            "scores and included must be 1-D arrays of the same non-zero length"
+        )
+    if not np.all(np.isfinite(s)):
+        raise InvalidParameterError("scores must be finite")
+    if inc.dtype != np.bool_:
+        if not np.all((inc == 0) | (inc == 1)):
+            raise InvalidParameterError("included must be boolean")
+        inc = inc.astype(bool)
+    return s, inc
+
+
+def one_run_audit(
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    *,
+    num_positive_guesses: int | None = None,
+    num_negative_guesses: int | None = None,
+    delta: float = 0.0,
+    significance: float = 0.05,
+) -> OneRunAuditResult:
+    """One-run audit from canary scores (higher score = more likely included).
+
+    The ``num_positive_guesses`` highest-scoring canaries are guessed "included", the
+    ``num_negative_guesses`` lowest-scoring ones "excluded"; the rest abstain. By default
+    every canary is guessed: the top half (rounded up) included, the rest excluded. Ties
+    are broken by canary index, which is independent of the membership.
+
+    Args:
+        scores: one score per canary.
+        included: the secret membership (True = the canary was included).
+        num_positive_guesses: k+.
+        num_negative_guesses: k-.
+        delta: delta of the (epsilon, delta)-DP hypothesis.
+        significance: significance level of the lower bound.
+
+    Returns:
+        :class:`OneRunAuditResult`.
+    """
+    s, inc = _scores_and_membership(scores, included)
+    m = s.size
+    k_pos = (
+        (m + 1) // 2
+        if num_positive_guesses is None
+        else _int("num_positive_guesses", num_positive_guesses)
+    )
+    k_neg = (
+        m - k_pos
+        if num_negative_guesses is None
+        else _int("num_negative_guesses", num_negative_guesses)
+    )
+    if k_pos + k_neg > m:
+        raise InvalidParameterError("more guesses than canaries")
+    order = np.argsort(-s, kind="stable")  # descending score, ties by index
+    pos = order[:k_pos]
+    neg = order[m - k_neg :] if k_neg > 0 else order[:0]
+    correct = int(np.sum(inc[pos]) + np.sum(~inc[neg]))
+    r = k_pos + k_neg
+    eps = one_run_epsilon_lower_bound(
+        num_canaries=m, num_guesses=r, num_correct=correct, delta=delta, significance=significance
+    )
+    return OneRunAuditResult(eps, m, r, correct, float(delta), float(significance))
+
+
+def one_run_audit_sweep(
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    guess_counts: Sequence[tuple[int, int]],
+    *,
+    delta: float = 0.0,
+    significance: float = 0.05,
+) -> OneRunAuditResult:
+    """Best one-run audit over several ``(k+, k-)`` choices, Bonferroni-corrected.
+
+    Each candidate is audited at ``significance / len(guess_counts)``, so the maximum is a
+    valid lower bound at ``significance`` overall.
+    """
+    if not guess_counts:
+        raise InvalidParameterError("guess_counts must not be empty")
+    sig = _probability("significance", significance, open_low=True, open_high=True)
+    per = sig / len(guess_counts)
+    best: OneRunAuditResult | None = None
+    for k_pos, k_neg in guess_counts:
+        res = one_run_audit(
+            scores,
+            included,
+            num_positive_guesses=k_pos,
+            num_negative_guesses=k_neg,
+            delta=delta,
+            significance=per,
+        )
+        if best is None or res.epsilon_lower_bound > best.epsilon_lower_bound:
+            best = res
+    if best is None:  # pragma: no cover - guess_counts is non-empty
+        raise InvalidParameterError("guess_counts must not be empty")
+    return OneRunAuditResult(
+        best.epsilon_lower_bound,
+        best.num_canaries,
+        best.num_guesses,
+        best.num_correct,
+        best.delta,
+        sig,
+    )
+
+
+def clopper_pearson_upper(successes: int, trials: int, significance: float) -> float:
+    """One-sided Clopper-Pearson upper bound on a binomial proportion at level ``significance``."""
+    k = _int("successes", successes)
+    n = _int("trials", trials, 1)
+    if k > n:
+        raise InvalidParameterError("successes cannot exceed trials")
+    sig = _probability("significance", significance, open_low=True, open_high=True)
+    if k == n:
+        return 1.0
+    return float(stats.beta.ppf(1.0 - sig, k + 1, n - k))
+
+
+def clopper_pearson_lower(successes: int, trials: int, significance: float) -> float:
+    """One-sided Clopper-Pearson lower bound on a binomial proportion at level ``significance``."""
+    k = _int("successes", successes)
+    n = _int("trials", trials, 1)
+    if k > n:
+        raise InvalidParameterError("successes cannot exceed trials")
+    sig = _probability("significance", significance, open_low=True, open_high=True)
+    if k == 0:
+        return 0.0
+    return float(stats.beta.ppf(sig, k, n - k + 1))
+
+
+def clopper_pearson_epsilon_lower_bound(
+    *,
+    false_positives: int,
+    negatives: int,
+    false_negatives: int,
+    positives: int,
+    delta: float = 0.0,
+    significance: float = 0.05,
+) -> ClopperPearsonAuditResult:
+    """Epsilon lower bound from a membership test's error counts (module docstring).
+
+    Args:
+        false_positives: trials without the target in which the test said "in".
+        negatives: trials without the target.
+        false_negatives: trials with the target in which the test said "out".
+        positives: trials with the target.
+        delta: delta of the (epsilon, delta)-DP hypothesis.
+        significance: overall significance (split evenly between the two rates).
+    """
+    fp, n_neg = _int("false_positives", false_positives), _int("negatives", negatives, 1)
+    fn, n_pos = _int("false_negatives", false_negatives), _int("positives", positives, 1)
+    if fp > n_neg or fn > n_pos:
+        raise InvalidParameterError("error counts cannot exceed the number of trials")
+    d = _probability("delta", delta, open_low=False, open_high=True)
+    sig = _probability("significance", significance, open_low=True, open_high=True)
+    fpr = clopper_pearson_upper(fp, n_neg, sig / 2.0)
+    fnr = clopper_pearson_upper(fn, n_pos, sig / 2.0)
+
+    def term(num: float, den: float) -> float:
+        return math.log(num / den) if num > 0 and den > 0 else 0.0
+
+    eps = max(term(1.0 - d - fnr, fpr), term(1.0 - d - fpr, fnr), 0.0)
+    return ClopperPearsonAuditResult(eps, fpr, fnr, fp, n_neg, fn, n_pos, d, sig)
+
+
+def threshold_audit(
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    threshold: float,
+    *,
+    delta: float = 0.0,
+    significance: float = 0.05,
+) -> ClopperPearsonAuditResult:
+    """Clopper-Pearson audit of the test "score >= threshold" over independent trials.
+
+    ``scores[i]`` is the attack's score in trial ``i`` and ``included[i]`` whether the
+    target was in that trial's input. The threshold must be chosen without looking at
+    these trials (e.g. on a separate calibration set), or the bound is not valid.
+    """
+    s, inc = _scores_and_membership(scores, included)
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or math.isnan(threshold)
+    ):
+        raise InvalidParameterError("threshold must be a number")
+    said_in = s >= threshold
+    return clopper_pearson_epsilon_lower_bound(
+        false_positives=int(np.sum(said_in & ~inc)),
+        negatives=int(np.sum(~inc)),
+        false_negatives=int(np.sum(~said_in & inc)),
+        positives=int(np.sum(inc)),
+        delta=delta,
+        significance=significance,
+    )
