@@ -9,17 +9,22 @@ where ``s`` is a random *n-th residue*. Multiplying ciphertexts adds plaintexts 
 which is all an aggregating server needs.
 
 Packing (BatchCrypt, Zhang et al., USENIX ATC 2020). Values are elements of Z_(2^b) produced
-by a :class:`~secagg.encoding.VectorEncoder`. A plaintext holds ``k`` slots of
-``w = b + h`` bits each, slot ``j`` at bit offset ``j w``::
+by a :class:`~secagg.encoding.VectorEncoder`, each at most a bound ``B`` (``2^b - 1`` in
+general; ``L``, the number of levels, for a :class:`~secagg.encoding.FixedPointEncoder`, whose
+values never exceed it). A plaintext holds ``k`` slots of ``w`` bits each, slot ``j`` at bit
+offset ``j w``::
 
-    M = sum_j x_j 2^(j w),   0 <= x_j < 2^b.
+    M = sum_j x_j 2^(j w),   0 <= x_j <= B.
 
-The headroom ``h = ceil(log2(max_clients))`` guarantees that the integer sum of up to
-``max_clients`` slot values stays below ``2^w`` (``max_clients (2^b - 1) <= 2^w - 1``), so no
-carry ever crosses into the next slot; ``k = floor((|n| - 1) / w)`` keeps every such sum below
-``2^(|n|-1) < n``, so nothing wraps modulo ``n`` either. Each slot of the decrypted sum is then
-reduced modulo ``2^b``, giving exactly the ring sum that the masking protocols compute. Values
-carry no per-value exponent: the ciphertext reveals nothing about magnitudes.
+With ``w = bitlength(max_clients * B)`` the integer sum of up to ``max_clients`` slot values
+stays below ``2^w``, so no carry ever crosses into the next slot (for ``B = 2^b - 1`` this is
+``w = b + ceil(log2(max_clients))``: ``ceil(log2(max_clients))`` headroom bits); and
+``k = floor((|n| - 1) / w)`` keeps every such sum below ``2^(|n|-1) < n``, so nothing wraps
+modulo ``n`` either. Each slot of the decrypted sum is then reduced modulo ``2^b``, giving
+exactly the ring sum that the masking protocols compute. Values carry no per-value exponent:
+the ciphertext reveals nothing about magnitudes. (Packing protects confidentiality only: a
+malicious client can still corrupt the sum, with out-of-range slots as with any other value;
+there are no range proofs.)
 
 Encryption randomness (:class:`Randomness`):
 
@@ -63,7 +68,7 @@ import numpy as np
 import numpy.typing as npt
 from phe import paillier as phe_paillier
 
-from secagg.encoding import MAX_RING_BITS
+from secagg.encoding import MAX_RING_BITS, FixedPointEncoder, VectorEncoder
 from secagg.errors import CapacityError, EncodingError, InvalidParameterError, MessageError
 from secagg.transcript import canonical
 
@@ -189,10 +194,13 @@ class PackingScheme:
         max_clients: the most ciphertexts that may ever be added together.
         plaintext_bits: usable plaintext bits, ``|n| - 1`` for a modulus ``n`` (use
             :meth:`for_key`).
+        value_bound: ``B``, the largest value one contribution may put in a slot; ``0``
+            (default) means ``2^b - 1``. :meth:`for_encoder` sets it to a
+            ``FixedPointEncoder``'s ``levels``, whose encodings already leave room for the sum.
 
     Attributes:
-        headroom_bits: ``h = ceil(log2(max_clients))``.
-        slot_bits: ``w = b + h``.
+        slot_bits: ``w = bitlength(max_clients * B)``.
+        headroom_bits: ``w - bitlength(B)``.
         slots: ``k = floor(plaintext_bits / w)`` values per ciphertext.
 
     Raises:
@@ -204,6 +212,7 @@ class PackingScheme:
     value_bits: int
     max_clients: int
     plaintext_bits: int
+    value_bound: int = 0
     headroom_bits: int = field(init=False)
     slot_bits: int = field(init=False)
     slots: int = field(init=False)
@@ -212,11 +221,12 @@ class PackingScheme:
         _check_int("value_bits", self.value_bits, 1, MAX_RING_BITS)
         _check_int("max_clients", self.max_clients, 1)
         _check_int("plaintext_bits", self.plaintext_bits, 1)
-        headroom = (self.max_clients - 1).bit_length()
-        slot_bits = self.value_bits + headroom
+        top = (1 << self.value_bits) - 1
+        bound = _check_int("value_bound", self.value_bound, 0, top) or top
+        slot_bits = (self.max_clients * bound).bit_length()
         if slot_bits > 64:
             raise CapacityError(
-                f"slot of {slot_bits} bits ({self.value_bits} value + {headroom} headroom) exceeds 64; "
+                f"slot of {slot_bits} bits for {self.max_clients} x {bound} exceeds 64; "
                 "use fewer value bits or a smaller max_clients"
             )
         slots = self.plaintext_bits // slot_bits
@@ -224,19 +234,39 @@ class PackingScheme:
             raise CapacityError(
                 f"a {slot_bits}-bit slot does not fit in a {self.plaintext_bits}-bit plaintext"
             )
-        object.__setattr__(self, "headroom_bits", headroom)
+        object.__setattr__(self, "value_bound", bound)
+        object.__setattr__(self, "headroom_bits", slot_bits - bound.bit_length())
         object.__setattr__(self, "slot_bits", slot_bits)
         object.__setattr__(self, "slots", slots)
 
     @classmethod
     def for_key(
-        cls, public_key: phe_paillier.PaillierPublicKey, *, value_bits: int, max_clients: int
+        cls,
+        public_key: phe_paillier.PaillierPublicKey,
+        *,
+        value_bits: int,
+        max_clients: int,
+        value_bound: int = 0,
     ) -> PackingScheme:
         """The densest packing for this key: ``plaintext_bits = |n| - 1``."""
         return cls(
             value_bits=value_bits,
             max_clients=max_clients,
             plaintext_bits=_modulus(public_key).bit_length() - 1,
+            value_bound=value_bound,
+        )
+
+    @classmethod
+    def for_encoder(
+        cls, public_key: phe_paillier.PaillierPublicKey, encoder: VectorEncoder
+    ) -> PackingScheme:
+        """Packing for an encoder's ring and cohort (``value_bound = levels`` when it has one)."""
+        levels = encoder.levels if isinstance(encoder, FixedPointEncoder) else 0
+        return cls.for_key(
+            public_key,
+            value_bits=encoder.bits,
+            max_clients=encoder.max_clients,
+            value_bound=levels,
         )
 
     def num_ciphertexts(self, length: int) -> int:
@@ -245,10 +275,10 @@ class PackingScheme:
         return -(-length // self.slots)
 
     def pack(self, values: npt.ArrayLike) -> list[int]:
-        """Pack a 1-D vector of ring elements (``uint64`` below ``2^b``) into plaintext integers.
+        """Pack a 1-D vector of ring elements (integers in ``[0, B]``) into plaintext integers.
 
         Raises:
-            EncodingError: if the input is not a non-empty 1-D integer vector in ``[0, 2^b)``.
+            EncodingError: if the input is not a non-empty 1-D integer vector in ``[0, B]``.
         """
         arr = np.asarray(values)
         if arr.ndim != 1 or arr.size == 0:
@@ -258,8 +288,10 @@ class PackingScheme:
         if arr.dtype.kind == "i" and int(arr.min()) < 0:
             raise EncodingError("ring elements must be non-negative")
         vals = arr.astype(np.uint64)
-        if int(vals.max()) >> self.value_bits:
-            raise EncodingError(f"values must lie in Z_(2^{self.value_bits})")
+        if int(vals.max()) > self.value_bound:
+            raise EncodingError(
+                f"values must lie in Z_(2^{self.value_bits}) and not exceed {self.value_bound}"
+            )
         k, w = self.slots, self.slot_bits
         count = self.num_ciphertexts(vals.size)
         padded = np.zeros(count * k, dtype=np.uint64)
@@ -272,7 +304,7 @@ class PackingScheme:
     def unpack(self, plaintexts: Sequence[int], length: int, *, summands: int) -> U64:
         """Unpack the plaintext sum of ``summands`` packed vectors into ring sums in Z_(2^b).
 
-        Each slot holds the integer sum of ``summands`` values below ``2^b``; the result is that
+        Each slot holds the integer sum of ``summands`` values in ``[0, B]``; the result is that
         sum modulo ``2^b`` (what an encoder's ``decode_sum`` expects).
 
         Raises:
@@ -303,7 +335,7 @@ class PackingScheme:
         slot_sums: U64 = (bits.astype(np.uint64) << np.arange(w, dtype=np.uint64)).sum(
             axis=1, dtype=np.uint64
         )
-        bound = summands * ((1 << self.value_bits) - 1)
+        bound = summands * self.value_bound
         if int(slot_sums.max()) > bound or (
             length < count * k and int(slot_sums[length:].max()) != 0
         ):

@@ -59,6 +59,7 @@ import gmpy2
 import numpy as np
 from phe import paillier as phe_paillier
 
+from secagg.encoding import VectorEncoder
 from secagg.errors import (
     AuthenticationError,
     InvalidParameterError,
@@ -175,9 +176,15 @@ class ThresholdPublicKey:
         """The key id carried by :class:`EncryptedVector` (fingerprint of ``n``)."""
         return public_key_id(self.paillier)
 
-    def packing(self, *, value_bits: int, max_clients: int) -> PackingScheme:
+    def packing(self, *, value_bits: int, max_clients: int, value_bound: int = 0) -> PackingScheme:
         """The densest :class:`PackingScheme` for this key."""
-        return PackingScheme.for_key(self.paillier, value_bits=value_bits, max_clients=max_clients)
+        return PackingScheme.for_key(
+            self.paillier, value_bits=value_bits, max_clients=max_clients, value_bound=value_bound
+        )
+
+    def packing_for(self, encoder: VectorEncoder) -> PackingScheme:
+        """The densest :class:`PackingScheme` for this key and an encoder's ring and cohort."""
+        return PackingScheme.for_encoder(self.paillier, encoder)
 
     def encryptor(
         self, packing: PackingScheme, *, randomness: Randomness = Randomness.FIXED_BASE

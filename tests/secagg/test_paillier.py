@@ -61,11 +61,31 @@ def test_packing_layout_headroom_and_density() -> None:
     assert p.slot_bits == 26
     assert p.slots == 2047 // 26
     assert 1000 * ((1 << 16) - 1) <= (1 << p.slot_bits) - 1
-    exact = PackingScheme(value_bits=8, max_clients=1024, plaintext_bits=100)
-    assert exact.headroom_bits == 10
-    assert PackingScheme(value_bits=8, max_clients=1025, plaintext_bits=100).headroom_bits == 11
-    assert PackingScheme(value_bits=8, max_clients=1, plaintext_bits=100).slot_bits == 8
+    # the slot is as narrow as the worst-case sum allows, never narrower
+    for clients in (1, 2, 3, 1024, 1025, 1028, 5000):
+        q = PackingScheme(value_bits=8, max_clients=clients, plaintext_bits=100)
+        assert clients * 255 < 1 << q.slot_bits
+        assert clients * 255 >= 1 << (q.slot_bits - 1)
+        assert q.slot_bits <= 8 + (clients - 1).bit_length()
     assert p.num_ciphertexts(10_000) == -(-10_000 // p.slots)
+
+
+def test_packing_for_fixed_point_encoder_needs_no_extra_headroom(keypair: KeyPair) -> None:
+    public, _ = keypair
+    # 16-bit quantisation for 1000 clients: the encoder's ring already has the headroom
+    enc16 = FixedPointEncoder.symmetric(1.0, bits=26, max_clients=1000, levels=(1 << 16) - 1)
+    p = PackingScheme.for_encoder(public, enc16)
+    assert p.value_bound == (1 << 16) - 1
+    assert p.slot_bits == 26 and p.headroom_bits == 10
+    assert p.slots == (public.n.bit_length() - 1) // 26
+    default = FixedPointEncoder.symmetric(1.0, bits=20, max_clients=5)
+    assert PackingScheme.for_encoder(public, default).slot_bits == 20
+    # a generic ring encoder (values anywhere in Z_(2^b)) needs ceil(log2(max_clients)) bits
+    assert PackingScheme.for_key(public, value_bits=20, max_clients=5).slot_bits == 23
+    with pytest.raises(EncodingError):
+        p.pack(np.array([1 << 16], dtype=np.uint64))
+    with pytest.raises(InvalidParameterError):
+        PackingScheme(value_bits=8, max_clients=2, plaintext_bits=100, value_bound=256)
 
 
 @pytest.mark.parametrize(
