@@ -1,0 +1,819 @@
+"""Paillier aggregation with threshold decryption: clients, server and decryptors as state machines.
+
+One round (the threat model and the decryptors' checks are in :mod:`threat_models.paillier`):
+
+1. ``masked_input``: each client quantises its update (a
+   :class:`~secagg.encoding.VectorEncoder`), packs and encrypts it under the dealt threshold
+   key (:mod:`secagg.paillier`), signs ``(key id, round, client id, ciphertext digest)`` with
+   its identity key and uploads it (:class:`Upload`). The server validates the upload
+   (round, stage, roster, signature, ciphertexts), multiplies it into its running aggregate
+   and forwards it to every decryptor, which validates it again and keeps *its own* running
+   product. Memory is O(d) for everyone.
+2. ``unmasking``: the server asks for decryption, naming the contributors
+   (:class:`DecryptionRequest`). A decryptor answers (:class:`PartialDecryptionMessage`) only if
+   this is its first decryption in the round, the named set equals the set of valid signed
+   contributions it received itself, and it holds at least ``min_aggregate_size`` of them
+   (and no more than the packing capacity). It partially decrypts *its own* product, with a
+   proof of correctness in the malicious variant. The server verifies proofs, combines
+   ``t`` partials, unpacks and decodes the sum.
+
+A client that vanishes before or at ``masked_input`` is simply absent; a decryptor that
+vanishes at ``consistency_check`` or ``unmasking`` sends no partial decryption, which is
+tolerated down to the threshold ``t``; below it the round aborts with
+:class:`~secagg.errors.ThresholdNotMetError`. Every incoming message is validated and a bad
+one raises a typed error and changes no state.
+
+Wire messages have a compact, strict binary encoding (:func:`encode_message`,
+:func:`decode_message`): ``magic "SAPM" | version | type | round | payload``.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from secagg.encoding import FixedPointEncoder, VectorEncoder
+from secagg.errors import (
+    AlreadyFinalizedError,
+    AuthenticationError,
+    InvalidParameterError,
+    MessageError,
+    ProtocolAbortError,
+    ReplayError,
+    StageError,
+    ThresholdNotMetError,
+)
+from secagg.paillier import (
+    DEFAULT_KEY_BITS,
+    EncryptedVector,
+    PackingScheme,
+    PaillierAggregator,
+    Randomness,
+    validate_ciphertext,
+)
+from secagg.signing import SIGNATURE_BYTES, IdentityKey, verify_signature
+from secagg.threshold_paillier import (
+    CHALLENGE_BITS,
+    DecryptionProof,
+    KeyShare,
+    PartialDecryption,
+    ThresholdPublicKey,
+    combine_partial_decryptions,
+    deal_threshold_key,
+    partial_decrypt,
+    verify_partial_decryption,
+)
+from secagg.transcript import canonical
+from threat_models.model import ThreatModel
+from threat_models.paillier import paillier_parameters
+
+__all__ = [
+    "PaillierRoundConfig",
+    "MessageType",
+    "Upload",
+    "DecryptionRequest",
+    "PartialDecryptionMessage",
+    "PaillierMessage",
+    "encode_message",
+    "decode_message",
+    "contribution_transcript",
+    "PaillierClient",
+    "PaillierServer",
+    "PaillierDecryptor",
+    "PaillierRoundOutcome",
+    "run_round",
+    "simulate_paillier",
+]
+
+_MAGIC = b"SAPM"
+_VERSION = 1
+_HEADER = struct.Struct(">4sBBQ")
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_PROTOCOL = "secagg/paillier-round/v1"
+
+F64 = npt.NDArray[np.float64]
+
+
+class MessageType(Enum):
+    """Wire message kinds of a Paillier round."""
+
+    UPLOAD = 1
+    DECRYPTION_REQUEST = 2
+    PARTIAL_DECRYPTION = 3
+
+
+@dataclass(frozen=True)
+class PaillierRoundConfig:
+    """Everything the parties of one round agree on before it starts.
+
+    Attributes:
+        round_id: unique per round (binds signatures and proofs; replays across rounds fail).
+        public_key: the dealt threshold key (authenticated out of band).
+        encoder: quantiser of the updates (ring Z_(2^bits), ``max_clients`` summands).
+        packing: slot layout derived from key and encoder.
+        length: ``d``, the update dimension.
+        min_aggregate_size: fewest contributions a decryptor will help decrypt.
+        roster: client id -> Ed25519 identity public key (from a PKI); the clients allowed
+            to contribute. With ``signed_contributions=False`` the keys may be empty bytes.
+        signed_contributions: contributions must carry valid signatures.
+        decryption_proofs: partial decryptions carry proofs that the server verifies.
+        randomness: encryption randomness (``FIXED_BASE`` by default).
+    """
+
+    round_id: int
+    public_key: ThresholdPublicKey
+    encoder: VectorEncoder
+    packing: PackingScheme
+    length: int
+    min_aggregate_size: int
+    roster: Mapping[int, bytes]
+    signed_contributions: bool = True
+    decryption_proofs: bool = True
+    randomness: Randomness = Randomness.FIXED_BASE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.round_id, int) or not 0 <= self.round_id < 1 << 64:
+            raise InvalidParameterError("round_id must be an int in [0, 2^64)")
+        if not isinstance(self.public_key, ThresholdPublicKey):
+            raise InvalidParameterError("public_key must be a ThresholdPublicKey")
+        if not isinstance(self.packing, PackingScheme):
+            raise InvalidParameterError("packing must be a PackingScheme")
+        if self.packing.value_bits != self.encoder.bits:
+            raise InvalidParameterError("packing and encoder use different rings")
+        if self.packing.max_clients < self.encoder.max_clients:
+            raise InvalidParameterError("packing capacity is below the encoder's max_clients")
+        if not isinstance(self.length, int) or self.length < 1:
+            raise InvalidParameterError("length must be a positive int")
+        if not isinstance(self.min_aggregate_size, int) or self.min_aggregate_size < 1:
+            raise InvalidParameterError("min_aggregate_size must be a positive int")
+        if self.min_aggregate_size > self.packing.max_clients:
+            raise InvalidParameterError("min_aggregate_size exceeds the packing capacity")
+        if not self.roster or not all(
+            isinstance(k, int) and 0 <= k < 1 << 64 and isinstance(v, bytes)
+            for k, v in self.roster.items()
+        ):
+            raise InvalidParameterError(
+                "roster must map client ids in [0, 2^64) to identity key bytes"
+            )
+        object.__setattr__(self, "roster", dict(self.roster))
+
+    @property
+    def encoded_length(self) -> int:
+        """Ring elements per update after encoding."""
+        return self.encoder.encoded_length(self.length)
+
+    @property
+    def context(self) -> bytes:
+        """Bytes that bind proofs to this key and round."""
+        return canonical(_PROTOCOL, self.public_key.key_id, self.round_id)
+
+    @property
+    def ciphertext_width(self) -> int:
+        return (self.public_key.n_squared.bit_length() + 7) // 8
+
+
+def contribution_transcript(config: PaillierRoundConfig, client_id: int, digest: bytes) -> bytes:
+    """What a client signs: ``(protocol, key id, round, client id, ciphertext digest)``."""
+    return canonical(
+        _PROTOCOL, "contribution", config.public_key.key_id, config.round_id, client_id, digest
+    )
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A client's signed, encrypted contribution (client -> server, forwarded to decryptors)."""
+
+    round_id: int
+    client_id: int
+    vector: EncryptedVector
+    signature: bytes = b""
+
+
+@dataclass(frozen=True)
+class DecryptionRequest:
+    """Server -> decryptor: decrypt the product of these clients' contributions."""
+
+    round_id: int
+    contributors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PartialDecryptionMessage:
+    """Decryptor -> server: a partial decryption of the decryptor's own aggregate."""
+
+    round_id: int
+    partial: PartialDecryption
+
+
+PaillierMessage = Upload | DecryptionRequest | PartialDecryptionMessage
+
+
+def _response_width(config: PaillierRoundConfig) -> int:
+    pk = config.public_key
+    bits = pk.n_squared.bit_length() + pk.delta.bit_length() + CHALLENGE_BITS + 128 + 1
+    return (bits + 7) // 8
+
+
+def encode_message(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
+    """Compact binary encoding of a message of this round's protocol."""
+    if isinstance(message, Upload):
+        sig = message.signature
+        if len(sig) not in (0, SIGNATURE_BYTES):
+            raise InvalidParameterError("signature must be empty or 64 bytes")
+        body = (
+            _U64.pack(message.client_id)
+            + bytes([len(sig)])
+            + sig
+            + message.vector.to_bytes(config.public_key.paillier)
+        )
+        kind = MessageType.UPLOAD
+    elif isinstance(message, DecryptionRequest):
+        body = _U32.pack(len(message.contributors)) + b"".join(
+            _U64.pack(c) for c in message.contributors
+        )
+        kind = MessageType.DECRYPTION_REQUEST
+    elif isinstance(message, PartialDecryptionMessage):
+        p = message.partial
+        width = config.ciphertext_width
+        body = (
+            _U32.pack(p.index)
+            + _U32.pack(len(p.values))
+            + b"".join(v.to_bytes(width, "big") for v in p.values)
+        )
+        if p.proof is None:
+            body += b"\x00"
+        else:
+            body += (
+                b"\x01"
+                + p.proof.challenge.to_bytes(CHALLENGE_BITS // 8, "big")
+                + p.proof.response.to_bytes(_response_width(config), "big")
+            )
+        kind = MessageType.PARTIAL_DECRYPTION
+    else:
+        raise InvalidParameterError(f"not a Paillier message: {type(message).__name__}")
+    return _HEADER.pack(_MAGIC, _VERSION, kind.value, message.round_id) + body
+
+
+def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
+    """Strictly decode a wire message; sizes are checked against the round's configuration.
+
+    Raises:
+        MessageError: unknown magic, version or type, wrong sizes, malformed fields.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MessageError("message must be bytes")
+    data = bytes(data)
+    if len(data) < _HEADER.size:
+        raise MessageError("message is truncated")
+    magic, version, kind_value, round_id = _HEADER.unpack_from(data)
+    if magic != _MAGIC or version != _VERSION:
+        raise MessageError("not a Paillier round message of a supported version")
+    try:
+        kind = MessageType(kind_value)
+    except ValueError:
+        raise MessageError("unknown message type") from None
+    body = data[_HEADER.size :]
+    if kind is MessageType.UPLOAD:
+        if len(body) < _U64.size + 1:
+            raise MessageError("upload is truncated")
+        (client_id,) = _U64.unpack_from(body)
+        sig_len = body[_U64.size]
+        if sig_len not in (0, SIGNATURE_BYTES) or len(body) < _U64.size + 1 + sig_len:
+            raise MessageError("upload has a malformed signature field")
+        sig = body[_U64.size + 1 : _U64.size + 1 + sig_len]
+        vector = EncryptedVector.from_bytes(
+            body[_U64.size + 1 + sig_len :], config.public_key.paillier, config.packing
+        )
+        if vector.length != config.encoded_length:
+            raise MessageError("upload has the wrong vector length")
+        return Upload(round_id=round_id, client_id=client_id, vector=vector, signature=sig)
+    if kind is MessageType.DECRYPTION_REQUEST:
+        if len(body) < _U32.size:
+            raise MessageError("decryption request is truncated")
+        (count,) = _U32.unpack_from(body)
+        if count > config.packing.max_clients or len(body) != _U32.size + count * _U64.size:
+            raise MessageError("decryption request has the wrong size")
+        ids = tuple(_U64.unpack_from(body, _U32.size + i * _U64.size)[0] for i in range(count))
+        return DecryptionRequest(round_id=round_id, contributors=ids)
+    width = config.ciphertext_width
+    expected = config.packing.num_ciphertexts(config.encoded_length)
+    if len(body) < 2 * _U32.size:
+        raise MessageError("partial decryption is truncated")
+    index, count = _U32.unpack_from(body)[0], _U32.unpack_from(body, _U32.size)[0]
+    offset = 2 * _U32.size
+    if count != expected or len(body) < offset + count * width + 1:
+        raise MessageError("partial decryption has the wrong size")
+    n, n2 = config.public_key.n, config.public_key.n_squared
+    values = tuple(
+        validate_ciphertext(
+            int.from_bytes(body[offset + i * width : offset + (i + 1) * width], "big"), n, n2
+        )
+        for i in range(count)
+    )
+    offset += count * width
+    flag = body[offset]
+    offset += 1
+    proof = None
+    if flag == 1:
+        rw = _response_width(config)
+        if len(body) != offset + CHALLENGE_BITS // 8 + rw:
+            raise MessageError("partial decryption has the wrong size")
+        e = int.from_bytes(body[offset : offset + CHALLENGE_BITS // 8], "big")
+        z = int.from_bytes(body[offset + CHALLENGE_BITS // 8 :], "big")
+        proof = DecryptionProof(challenge=e, response=z)
+    elif flag != 0 or len(body) != offset:
+        raise MessageError("partial decryption has a malformed proof field")
+    return PartialDecryptionMessage(
+        round_id=round_id, partial=PartialDecryption(index=index, values=values, proof=proof)
+    )
+
+
+def _check_round(config: PaillierRoundConfig, round_id: int) -> None:
+    if round_id != config.round_id:
+        raise ReplayError(f"message of round {round_id} in round {config.round_id}")
+
+
+def _check_contribution(config: PaillierRoundConfig, message: Upload) -> None:
+    """Validation shared by the server and the decryptors (raises; never mutates)."""
+    _check_round(config, message.round_id)
+    if message.client_id not in config.roster:
+        raise MessageError("contribution from a client outside the round's roster")
+    vector = message.vector
+    if not isinstance(vector, EncryptedVector) or vector.length != config.encoded_length:
+        raise MessageError("contribution has the wrong vector length")
+    if config.signed_contributions:
+        verify_signature(
+            config.roster[message.client_id],
+            message.signature,
+            contribution_transcript(config, message.client_id, vector.digest()),
+        )
+
+
+# --------------------------------------------------------------------------- parties
+
+
+class PaillierClient:
+    """A contributing client: encode, encrypt, sign, upload -- once per round.
+
+    Args:
+        config: the round.
+        client_id: this client's id (must be in the roster).
+        identity_key: its long-term signing key (required with ``signed_contributions``).
+    """
+
+    def __init__(
+        self, config: PaillierRoundConfig, client_id: int, identity_key: IdentityKey | None
+    ) -> None:
+        if client_id not in config.roster:
+            raise InvalidParameterError(f"client {client_id} is not in the round's roster")
+        if config.signed_contributions:
+            if (
+                not isinstance(identity_key, IdentityKey)
+                or identity_key.public_bytes != config.roster[client_id]
+            ):
+                raise InvalidParameterError(
+                    "signed contributions need this client's rostered identity key"
+                )
+        self.config = config
+        self.client_id = client_id
+        self._identity = identity_key
+        self._encryptor = config.public_key.encryptor(config.packing, randomness=config.randomness)
+        self._done = False
+
+    def upload(self, update: npt.ArrayLike, **encode_kwargs: Any) -> Upload:
+        """Encode, encrypt and sign ``update``; refuses a second upload in the same round.
+
+        Raises:
+            AlreadyFinalizedError: already uploaded in this round.
+            EncodingError: the update does not fit the encoder.
+        """
+        if self._done:
+            raise AlreadyFinalizedError("this client already uploaded in this round")
+        x = np.asarray(update, dtype=np.float64)
+        if x.ndim != 1 or x.size != self.config.length:
+            raise InvalidParameterError(
+                f"update must be a 1-D vector of length {self.config.length}"
+            )
+        encoded = self.config.encoder.encode(x, **encode_kwargs)
+        vector = self._encryptor.encrypt(encoded)
+        signature = b""
+        if self.config.signed_contributions and self._identity is not None:
+            signature = self._identity.sign(
+                contribution_transcript(self.config, self.client_id, vector.digest())
+            )
+        self._done = True
+        return Upload(
+            round_id=self.config.round_id,
+            client_id=self.client_id,
+            vector=vector,
+            signature=signature,
+        )
+
+
+class _Phase(Enum):
+    COLLECTING = "masked_input"
+    DECRYPTING = "unmasking"
+    DONE = "done"
+
+
+class PaillierServer:
+    """The aggregator: validates and multiplies uploads, forwards them, combines partials.
+
+    It never holds key material. ``handle(message)`` returns the messages to send: an
+    accepted upload is returned once, to be forwarded to every decryptor.
+    """
+
+    def __init__(self, config: PaillierRoundConfig) -> None:
+        self.config = config
+        self._aggregator = PaillierAggregator(
+            config.public_key.paillier, config.packing, config.encoded_length
+        )
+        self._contributors: list[int] = []
+        self._partials: dict[int, PartialDecryption] = {}
+        self._phase = _Phase.COLLECTING
+        self._aggregate: EncryptedVector | None = None
+
+    @property
+    def contributors(self) -> tuple[int, ...]:
+        """Clients whose uploads are in the aggregate, sorted."""
+        return tuple(sorted(self._contributors))
+
+    def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
+        """Process one incoming message (all-or-nothing; typed error on anything wrong)."""
+        if isinstance(message, Upload):
+            if self._phase is not _Phase.COLLECTING:
+                raise StageError("uploads are closed: decryption has started")
+            _check_contribution(self.config, message)
+            if message.client_id in self._contributors:
+                raise ReplayError("this client already contributed in this round")
+            self._aggregator.add(message.vector)
+            self._contributors.append(message.client_id)
+            return [message]
+        if isinstance(message, PartialDecryptionMessage):
+            if self._phase is not _Phase.DECRYPTING or self._aggregate is None:
+                raise StageError("no decryption is in progress")
+            _check_round(self.config, message.round_id)
+            partial = message.partial
+            if partial.index in self._partials:
+                raise ReplayError("this decryptor already answered")
+            if not 1 <= partial.index <= self.config.public_key.n_decryptors:
+                raise MessageError("partial decryption from an unknown decryptor")
+            if self.config.decryption_proofs:
+                verify_partial_decryption(
+                    self.config.public_key, self._aggregate, partial, context=self.config.context
+                )
+            elif len(partial.values) != len(self._aggregate.ciphertexts):
+                raise MessageError("partial decryption has the wrong length")
+            self._partials[partial.index] = partial
+            return []
+        if isinstance(message, DecryptionRequest):
+            raise StageError("the server does not accept decryption requests")
+        raise MessageError(f"not a Paillier message: {type(message).__name__}")
+
+    def request_decryption(self) -> DecryptionRequest:
+        """Close the uploads and ask the decryptors to decrypt the aggregate of the contributors.
+
+        Raises:
+            ThresholdNotMetError: fewer contributions than the minimum aggregate size (the
+                decryptors would refuse anyway; nothing is sent).
+            StageError: called twice.
+        """
+        if self._phase is not _Phase.COLLECTING:
+            raise StageError("decryption was already requested")
+        if len(self._contributors) < self.config.min_aggregate_size:
+            raise ThresholdNotMetError(
+                f"{len(self._contributors)} contributions, the minimum aggregate size is "
+                f"{self.config.min_aggregate_size}"
+            )
+        self._phase = _Phase.DECRYPTING
+        self._aggregate = self._aggregator.result()
+        return DecryptionRequest(round_id=self.config.round_id, contributors=self.contributors)
+
+    @property
+    def partials_received(self) -> int:
+        return len(self._partials)
+
+    def finalize(self) -> F64:
+        """Combine ``t`` partial decryptions and decode the sum of the contributors' updates.
+
+        Raises:
+            ThresholdNotMetError: fewer than ``t`` (valid) partial decryptions.
+            ProtocolAbortError: the partials do not combine (only possible without proofs).
+            AlreadyFinalizedError: called twice.
+        """
+        if self._phase is _Phase.DONE:
+            raise AlreadyFinalizedError("the round is already finalised")
+        if self._phase is not _Phase.DECRYPTING or self._aggregate is None:
+            raise StageError("decryption has not been requested")
+        pk = self.config.public_key
+        if len(self._partials) < pk.threshold:
+            raise ThresholdNotMetError(
+                f"{len(self._partials)} partial decryptions, the threshold is {pk.threshold}"
+            )
+        try:
+            plaintexts = combine_partial_decryptions(
+                pk,
+                self._aggregate,
+                [self._partials[i] for i in sorted(self._partials)],
+                verify=False,  # proofs were checked on arrival when required
+                context=self.config.context,
+            )
+        except AuthenticationError:
+            raise ProtocolAbortError("partial decryptions are inconsistent") from None
+        count = len(self._contributors)
+        ring_sums = self.config.packing.unpack(
+            plaintexts, self.config.encoded_length, summands=count
+        )
+        self._phase = _Phase.DONE
+        return self.config.encoder.decode_sum(ring_sums, count)
+
+
+class PaillierDecryptor:
+    """A key-share holder that decrypts only a legitimate aggregate, once per round.
+
+    It keeps its own running product of the signed contributions forwarded to it, and on a
+    :class:`DecryptionRequest` checks that the named contributors are exactly those, at
+    least ``min_aggregate_size`` of them, before partially decrypting that product.
+    """
+
+    def __init__(self, config: PaillierRoundConfig, share: KeyShare) -> None:
+        if not isinstance(share, KeyShare) or share.public_key.key_id != config.public_key.key_id:
+            raise InvalidParameterError("the key share does not belong to the round's key")
+        self.config = config
+        self.index = share.index
+        self._share = share
+        self._aggregator = PaillierAggregator(
+            config.public_key.paillier, config.packing, config.encoded_length
+        )
+        self._contributors: set[int] = set()
+        self._decrypted = False
+
+    def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
+        """Process one forwarded upload or the decryption request (all-or-nothing)."""
+        if self._decrypted:
+            raise AlreadyFinalizedError("this decryptor already decrypted in this round")
+        if isinstance(message, Upload):
+            _check_contribution(self.config, message)
+            if message.client_id in self._contributors:
+                raise ReplayError("this client's contribution was already forwarded")
+            self._aggregator.add(message.vector)
+            self._contributors.add(message.client_id)
+            return []
+        if isinstance(message, DecryptionRequest):
+            _check_round(self.config, message.round_id)
+            named = message.contributors
+            if list(named) != sorted(set(named)):
+                raise MessageError("contributors must be sorted and distinct")
+            if set(named) != self._contributors:
+                raise ProtocolAbortError(
+                    "the requested aggregate is not the set of signed contributions received"
+                )
+            if len(named) < self.config.min_aggregate_size:
+                raise ProtocolAbortError(
+                    f"refusing to decrypt an aggregate of {len(named)} contributions; "
+                    f"the minimum is {self.config.min_aggregate_size}"
+                )
+            partial = partial_decrypt(
+                self._share,
+                self._aggregator.result(),
+                prove=self.config.decryption_proofs,
+                context=self.config.context,
+            )
+            self._decrypted = True
+            return [PartialDecryptionMessage(round_id=self.config.round_id, partial=partial)]
+        raise StageError(f"a decryptor does not accept {type(message).__name__}")
+
+
+# --------------------------------------------------------------------------- in-process driver
+
+_EARLY_STAGES = ("advertise_keys", "share_keys", "masked_input")
+_LATE_STAGES = ("consistency_check", "unmasking")
+_DEFAULT_QUANTIZATION_BITS = 16
+
+
+@dataclass(frozen=True)
+class PaillierRoundOutcome:
+    """What :func:`run_round` returns: the decoded sum, its contributors, the server's view."""
+
+    aggregate: F64
+    survivors: tuple[int, ...]
+    server_view: tuple[PaillierMessage, ...]
+    config: PaillierRoundConfig
+
+
+def _stage_name(stage: object) -> str:
+    name = stage.value if isinstance(stage, Enum) else stage
+    if not isinstance(name, str) or name not in _EARLY_STAGES + _LATE_STAGES:
+        raise InvalidParameterError(
+            f"unknown stage {stage!r}; stages are {', '.join(_EARLY_STAGES + _LATE_STAGES)}"
+        )
+    return name
+
+
+def _default_encoder(bound: float, quantization_bits: int, capacity: int) -> FixedPointEncoder:
+    if not isinstance(quantization_bits, int) or not 1 <= quantization_bits <= 32:
+        raise InvalidParameterError("quantization_bits must be an int in [1, 32]")
+    return FixedPointEncoder.symmetric(
+        bound,
+        bits=quantization_bits + (capacity - 1).bit_length(),
+        max_clients=capacity,
+        levels=(1 << quantization_bits) - 1,
+    )
+
+
+def run_round(
+    updates: Mapping[int, npt.ArrayLike],
+    *,
+    dropouts: Mapping[Any, Iterable[int]] | None = None,
+    seed: int | None = None,
+    threat_model: ThreatModel | None = None,
+    key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
+    key_bits: int = DEFAULT_KEY_BITS,
+    hazmat_allow_weak_key: bool = False,
+    committee_size: int | None = None,
+    decryptor_dropouts: Iterable[int] = (),
+    encoder: VectorEncoder | None = None,
+    bound: float = 1.0,
+    quantization_bits: int = _DEFAULT_QUANTIZATION_BITS,
+    max_clients: int | None = None,
+    round_id: int = 0,
+    randomness: Randomness = Randomness.FIXED_BASE,
+    progress: bool = False,
+) -> PaillierRoundOutcome:
+    """Run one Paillier round in-process, every message through its wire encoding.
+
+    Args:
+        updates: client id -> 1-D float update (all of one length, inside the encoder's range).
+        dropouts: stage name (or ``Stage``) -> client ids that vanish at that stage. Before or
+            at ``masked_input`` a client never uploads; at ``consistency_check`` or
+            ``unmasking`` it has uploaded but, if it is a decryptor, sends no partial.
+        seed: seeds the *stochastic rounding* only (simulation data); keys, encryption
+            randomness and proofs always use the OS CSPRNG.
+        threat_model: adversary (default ``ThreatModel()``: malicious server); decides the
+            threshold, the minimum aggregate size, signatures and proofs
+            (:func:`threat_models.paillier.paillier_parameters`).
+        key: a dealt ``(public key, shares)`` to reuse (one key per training run); its
+            ``n_decryptors`` must match and its threshold must be at least the derived one.
+            Without it the trusted dealer makes a fresh key of ``key_bits``.
+        key_bits: modulus size for a fresh key (3072 by default).
+        hazmat_allow_weak_key: allow ``key_bits < 2048`` -- INSECURE, tests only.
+        committee_size: ``None``: the clients are the decryptors (client ``ids[i]`` holds share
+            ``i + 1``); otherwise a separate committee of this size.
+        decryptor_dropouts: committee indices (1-based) that vanish before decrypting.
+        encoder: quantiser; default ``quantization_bits`` levels over ``[-bound, bound]`` with a
+            ring wide enough for ``max_clients`` summands.
+        bound: range of the default encoder.
+        quantization_bits: quantisation of the default encoder (16).
+        max_clients: packing capacity (default: the number of clients).
+        round_id: binds signatures and proofs.
+        randomness: encryption randomness (``FIXED_BASE`` by default).
+        progress: show a progress bar over the uploads (only on a terminal).
+
+    Raises:
+        ThresholdNotMetError: fewer contributions than the minimum aggregate size, or fewer
+            decryptors than the threshold.
+        InfeasibleThreatModelError: the threat model admits no parameters.
+        InvalidParameterError, EncodingError: malformed inputs.
+    """
+    if not isinstance(updates, Mapping) or len(updates) < 2:
+        raise InvalidParameterError("updates must map at least two client ids to vectors")
+    ids = sorted(updates)
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 1 << 64 for i in ids):
+        raise InvalidParameterError("client ids must be ints in [0, 2^64)")
+    vectors = {i: np.asarray(updates[i], dtype=np.float64) for i in ids}
+    length = vectors[ids[0]].size
+    if length < 1 or any(v.ndim != 1 or v.size != length for v in vectors.values()):
+        raise InvalidParameterError("updates must be non-empty 1-D vectors of one length")
+    n = len(ids)
+    threat = ThreatModel() if threat_model is None else threat_model
+    if encoder is None:
+        encoder = _default_encoder(
+            bound, quantization_bits, n if max_clients is None else max_clients
+        )
+    elif max_clients is not None and encoder.max_clients < max_clients:
+        raise InvalidParameterError("the encoder's max_clients is below max_clients")
+    if encoder.max_clients < n:
+        raise InvalidParameterError(
+            f"{n} clients exceed the encoder's max_clients {encoder.max_clients}"
+        )
+    params = paillier_parameters(
+        n, threat, n_decryptors=committee_size, max_clients=encoder.max_clients
+    )
+    if key is None:
+        public_key, shares = deal_threshold_key(
+            n_decryptors=params.n_decryptors,
+            threshold=params.threshold,
+            key_bits=key_bits,
+            hazmat_allow_weak_key=hazmat_allow_weak_key,
+        )
+    else:
+        public_key, shares = key[0], tuple(key[1])
+        if not isinstance(public_key, ThresholdPublicKey) or len(shares) != public_key.n_decryptors:
+            raise InvalidParameterError("key must be (ThresholdPublicKey, all of its shares)")
+        if public_key.n_decryptors != params.n_decryptors:
+            raise InvalidParameterError(
+                f"the key has {public_key.n_decryptors} shares, the round needs {params.n_decryptors}"
+            )
+        if public_key.threshold < params.threshold:
+            raise InvalidParameterError(
+                f"the key's threshold {public_key.threshold} is below the threat model's "
+                f"minimum {params.threshold}"
+            )
+    packing = public_key.packing_for(encoder)
+    identities = {i: IdentityKey.generate() for i in ids} if params.signed_contributions else {}
+    config = PaillierRoundConfig(
+        round_id=round_id,
+        public_key=public_key,
+        encoder=encoder,
+        packing=packing,
+        length=length,
+        min_aggregate_size=params.min_aggregate_size,
+        roster={i: identities[i].public_bytes if identities else b"" for i in ids},
+        signed_contributions=params.signed_contributions,
+        decryption_proofs=params.decryption_proofs,
+        randomness=randomness,
+    )
+
+    early: set[int] = set()
+    late: set[int] = set()
+    for stage, dropped in (dropouts or {}).items():
+        name = _stage_name(stage)
+        dropped_ids = set(dropped)
+        if not dropped_ids <= set(ids):
+            raise InvalidParameterError(f"dropouts at {name} name unknown clients")
+        (early if name in _EARLY_STAGES else late).update(dropped_ids)
+    if committee_size is None:
+        decryptor_of = {index: client for index, client in enumerate(ids, start=1)}
+        gone = {index for index, client in decryptor_of.items() if client in early | late}
+        listens = {index for index, client in decryptor_of.items() if client not in early}
+        if tuple(decryptor_dropouts):
+            raise InvalidParameterError("decryptor_dropouts needs a separate committee")
+    else:
+        gone = set(decryptor_dropouts)
+        if not gone <= set(range(1, committee_size + 1)):
+            raise InvalidParameterError(
+                "decryptor_dropouts must be committee indices 1..committee_size"
+            )
+        listens = set(range(1, committee_size + 1))
+
+    rng = np.random.default_rng(seed)
+    server = PaillierServer(config)
+    decryptors = {s.index: PaillierDecryptor(config, s) for s in shares if s.index in listens}
+    view: list[PaillierMessage] = []
+
+    def deliver(message: PaillierMessage) -> PaillierMessage:
+        return decode_message(encode_message(message, config), config)
+
+    encode_kwargs: dict[str, Any] = {"rng": rng} if isinstance(encoder, FixedPointEncoder) else {}
+    quiet = not progress or not sys.stderr.isatty()
+    for client_id in tqdm(ids, desc="paillier uploads", disable=quiet):
+        if client_id in early:
+            continue
+        client = PaillierClient(config, client_id, identities.get(client_id))
+        upload = deliver(client.upload(vectors[client_id], **encode_kwargs))
+        view.append(upload)
+        for forward in server.handle(upload):
+            for decryptor in decryptors.values():
+                decryptor.handle(deliver(forward))
+    request = server.request_decryption()
+    for index in sorted(decryptors):
+        if server.partials_received >= public_key.threshold:
+            break
+        if index in gone:
+            continue
+        for reply in decryptors[index].handle(deliver(request)):
+            received = deliver(reply)
+            view.append(received)
+            server.handle(received)
+    aggregate = server.finalize()
+    return PaillierRoundOutcome(
+        aggregate=aggregate, survivors=server.contributors, server_view=tuple(view), config=config
+    )
+
+
+def simulate_paillier(
+    updates: Mapping[int, npt.ArrayLike],
+    *,
+    dropouts: Mapping[Any, Iterable[int]] | None = None,
+    seed: int | None = None,
+    **config: Any,
+) -> Any:
+    """``protocols.simulate(updates, protocol="paillier", ...)``: see :func:`run_round`."""
+    from protocols import SimulationResult
+
+    outcome = run_round(updates, dropouts=dropouts, seed=seed, **config)
+    return SimulationResult(
+        aggregate=outcome.aggregate, survivors=outcome.survivors, server_view=outcome.server_view
+    )
