@@ -194,10 +194,6 @@ def paillier_parameters(
             f"only {survivors} of {n_clients} clients are expected to upload, fewer than "
             f"min_aggregate_size {size}"
         )
-    if size > capacity:
-        raise InfeasibleThreatModelError(
-            f"min_aggregate_size {size} exceeds the packing capacity {capacity}"
-        )
     server = threat_model.server
     return PaillierParameters(
         n_clients=n_clients,

@@ -1,0 +1,418 @@
+"""Paillier round: state machines, wire messages, the in-process driver and scripted attacks.
+
+Keys are 512-bit (INSECURE, for speed), dealt once per module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TypeVar, cast
+
+import numpy as np
+import pytest
+
+from protocols.paillier import (
+    DecryptionRequest,
+    PaillierClient,
+    PaillierDecryptor,
+    PaillierRoundConfig,
+    PaillierServer,
+    PartialDecryptionMessage,
+    Upload,
+    decode_message,
+    encode_message,
+    run_round,
+)
+from secagg.encoding import FixedPointEncoder
+from secagg.errors import (
+    AlreadyFinalizedError,
+    AuthenticationError,
+    InvalidParameterError,
+    MessageError,
+    ProtocolAbortError,
+    ReplayError,
+    StageError,
+    ThresholdNotMetError,
+)
+from secagg.paillier import EncryptedVector, PaillierEncryptor
+from secagg.signing import IdentityKey
+from secagg.threshold_paillier import (
+    KeyShare,
+    ThresholdPublicKey,
+    combine_partial_decryptions,
+    deal_threshold_key,
+    partial_decrypt,
+)
+from threat_models.model import ServerClass, ThreatModel
+
+M = TypeVar("M", bound=Upload | DecryptionRequest | PartialDecryptionMessage)
+N = 6
+D = 40
+Key = tuple[ThresholdPublicKey, tuple[KeyShare, ...]]
+
+
+@pytest.fixture(scope="module")
+def key() -> Key:
+    # the default (malicious-server) threat model for 6 clients needs t = 4 of 6
+    return deal_threshold_key(n_decryptors=N, threshold=4, key_bits=512, hazmat_allow_weak_key=True)
+
+
+@pytest.fixture(scope="module")
+def updates() -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(11)
+    return {10 + i: rng.uniform(-1.0, 1.0, D) for i in range(N)}
+
+
+def _quantum(config: PaillierRoundConfig) -> float:
+    encoder = config.encoder
+    assert isinstance(encoder, FixedPointEncoder)
+    return encoder.quantum
+
+
+class Round:
+    """A hand-driven round: config, identities, clients, server, decryptors."""
+
+    def __init__(self, key: Key, updates: dict[int, np.ndarray], *, round_id: int = 5) -> None:
+        pk, shares = key
+        self.ids = sorted(updates)
+        self.identities = {i: IdentityKey.generate() for i in self.ids}
+        encoder = FixedPointEncoder.symmetric(1.0, bits=19, max_clients=N, levels=(1 << 16) - 1)
+        self.config = PaillierRoundConfig(
+            round_id=round_id,
+            public_key=pk,
+            encoder=encoder,
+            packing=pk.packing_for(encoder),
+            length=D,
+            min_aggregate_size=3,
+            roster={i: self.identities[i].public_bytes for i in self.ids},
+        )
+        self.server = PaillierServer(self.config)
+        self.decryptors = [PaillierDecryptor(self.config, s) for s in shares]
+        self.rng = np.random.default_rng(0)
+        self.uploads = {
+            i: PaillierClient(self.config, i, self.identities[i]).upload(updates[i], rng=self.rng)
+            for i in self.ids
+        }
+
+    def wire(self, message: M) -> M:
+        return cast(M, decode_message(encode_message(message, self.config), self.config))
+
+
+@pytest.fixture()
+def rnd(key: Key, updates: dict[int, np.ndarray]) -> Round:
+    return Round(key, updates)
+
+
+def _honest_upload_phase(r: Round, ids: list[int] | None = None) -> None:
+    for i in ids if ids is not None else r.ids:
+        for fwd in r.server.handle(r.wire(r.uploads[i])):
+            for dec in r.decryptors:
+                dec.handle(r.wire(fwd))
+
+
+# ----------------------------------------------------------------------------- honest rounds
+
+
+def test_hand_driven_round_matches_plain_sum(rnd: Round, updates: dict[int, np.ndarray]) -> None:
+    _honest_upload_phase(rnd)
+    request = rnd.server.request_decryption()
+    assert request.contributors == tuple(rnd.ids)
+    for dec in rnd.decryptors[:4]:
+        for reply in dec.handle(rnd.wire(request)):
+            rnd.server.handle(rnd.wire(reply))
+    total = rnd.server.finalize()
+    expected = np.sum([updates[i] for i in rnd.ids], axis=0)
+    assert np.max(np.abs(total - expected)) <= N * _quantum(rnd.config)
+
+
+def test_run_round_with_dropouts_at_every_stage(key: Key, updates: dict[int, np.ndarray]) -> None:
+    ids = sorted(updates)
+    for stage in ("advertise_keys", "share_keys", "masked_input", "consistency_check", "unmasking"):
+        out = run_round(updates, dropouts={stage: [ids[1]]}, seed=3, key=key, round_id=1)
+        contributed = [
+            i
+            for i in ids
+            if not (stage in ("advertise_keys", "share_keys", "masked_input") and i == ids[1])
+        ]
+        assert out.survivors == tuple(contributed)
+        expected = np.sum([updates[i] for i in contributed], axis=0)
+        assert np.max(np.abs(out.aggregate - expected)) <= len(contributed) * _quantum(out.config)  # type: ignore[attr-defined]
+        uploads = [m for m in out.server_view if isinstance(m, Upload)]
+        assert [m.client_id for m in uploads] == contributed
+
+
+def test_too_few_decryptors_aborts(key: Key, updates: dict[int, np.ndarray]) -> None:
+    ids = sorted(updates)
+    with pytest.raises(ThresholdNotMetError):  # 3 decryptors left, t = 4
+        run_round(updates, dropouts={"unmasking": ids[:3]}, key=key)
+
+
+def test_too_few_contributions_aborts(key: Key) -> None:
+    rng = np.random.default_rng(1)
+    ups = {i: rng.uniform(-1, 1, 10) for i in range(N)}
+    # min aggregate size is C + 2 = 2 by default; ask for 5 and let 2 clients drop
+    threat = ThreatModel(min_aggregate_size=5, dropout_fraction=0.0)
+    with pytest.raises(ThresholdNotMetError):
+        run_round(ups, dropouts={"masked_input": [0, 1]}, key=key, threat_model=threat)
+
+
+def test_separate_committee_with_dropouts(updates: dict[int, np.ndarray]) -> None:
+    out = run_round(
+        updates,
+        committee_size=5,
+        decryptor_dropouts=[1, 2],
+        key_bits=512,
+        hazmat_allow_weak_key=True,
+        threat_model=ThreatModel(colluding_fraction=0.0, dropout_fraction=0.4),
+    )
+    # l = 5, c = 0: t = floor(5 / 2) + 1 = 3 = 5 - 2 dropped decryptors
+    assert out.config.public_key.n_decryptors == 5 and out.config.public_key.threshold == 3
+    partials = [m.partial.index for m in out.server_view if isinstance(m, PartialDecryptionMessage)]
+    assert partials == [3, 4, 5]
+    assert np.max(np.abs(out.aggregate - np.sum(list(updates.values()), axis=0))) <= N * _quantum(
+        out.config
+    )  # type: ignore[attr-defined]
+
+
+def test_curious_variant_without_signatures_or_proofs(updates: dict[int, np.ndarray]) -> None:
+    out = run_round(
+        updates,
+        key_bits=512,
+        hazmat_allow_weak_key=True,
+        threat_model=ThreatModel(server=ServerClass.CURIOUS),
+    )
+    assert not out.config.signed_contributions and not out.config.decryption_proofs
+    assert out.config.public_key.threshold == 2
+    partials = [m for m in out.server_view if isinstance(m, PartialDecryptionMessage)]
+    assert partials and all(m.partial.proof is None for m in partials)
+    assert np.max(np.abs(out.aggregate - np.sum(list(updates.values()), axis=0))) <= N * _quantum(
+        out.config
+    )  # type: ignore[attr-defined]
+
+
+def test_key_reuse_checks(key: Key, updates: dict[int, np.ndarray]) -> None:
+    pk, shares = key
+    with pytest.raises(InvalidParameterError):
+        run_round(updates, key=(pk, shares[:-1]))
+    weak = deal_threshold_key(n_decryptors=N, threshold=2, key_bits=256, hazmat_allow_weak_key=True)
+    with pytest.raises(InvalidParameterError):  # t = 2 is below the malicious-server minimum
+        run_round(updates, key=weak)
+    with pytest.raises(InvalidParameterError):
+        run_round(updates, key=key, dropouts={"nonsense": [10]})
+    with pytest.raises(InvalidParameterError):
+        run_round(updates, key=key, dropouts={"unmasking": [999]})
+
+
+# ----------------------------------------------------------------------------- state machines
+
+
+def test_stage_order_is_enforced(rnd: Round) -> None:
+    _honest_upload_phase(rnd, rnd.ids[:3])
+    partial = rnd.decryptors[0]
+    with pytest.raises(StageError):
+        rnd.server.finalize()
+    request = rnd.server.request_decryption()
+    with pytest.raises(StageError):  # uploads are closed
+        rnd.server.handle(rnd.uploads[rnd.ids[4]])
+    with pytest.raises(StageError):
+        rnd.server.request_decryption()
+    with pytest.raises(StageError):
+        rnd.server.handle(request)
+    replies = partial.handle(request)
+    with pytest.raises(AlreadyFinalizedError):  # one decryption per round
+        partial.handle(request)
+    rnd.server.handle(replies[0])
+    with pytest.raises(ReplayError):
+        rnd.server.handle(replies[0])
+    with pytest.raises(ThresholdNotMetError):
+        rnd.server.finalize()
+
+
+def test_replayed_cross_round_and_foreign_uploads(
+    rnd: Round, key: Key, updates: dict[int, np.ndarray]
+) -> None:
+    up = rnd.uploads[rnd.ids[0]]
+    rnd.server.handle(up)
+    with pytest.raises(ReplayError):
+        rnd.server.handle(up)
+    other_round = Round(key, updates, round_id=6)
+    with pytest.raises(ReplayError):  # a message of round 6 in round 5
+        rnd.server.handle(other_round.uploads[rnd.ids[1]])
+    relabelled = replace(other_round.uploads[rnd.ids[1]], round_id=5)
+    with pytest.raises(AuthenticationError):  # the signature binds the round
+        rnd.server.handle(relabelled)
+    with pytest.raises(MessageError):
+        rnd.server.handle(replace(up, client_id=999))
+    assert rnd.server.contributors == (rnd.ids[0],)
+
+
+def test_client_uploads_once(rnd: Round, updates: dict[int, np.ndarray]) -> None:
+    i = rnd.ids[0]
+    client = PaillierClient(rnd.config, i, rnd.identities[i])
+    client.upload(updates[i], rng=rnd.rng)
+    with pytest.raises(AlreadyFinalizedError):
+        client.upload(updates[i], rng=rnd.rng)
+    with pytest.raises(InvalidParameterError):
+        PaillierClient(rnd.config, 999, IdentityKey.generate())
+    with pytest.raises(InvalidParameterError):  # the wrong identity key
+        PaillierClient(rnd.config, i, IdentityKey.generate())
+
+
+def test_bad_partial_is_rejected_without_state_change(rnd: Round) -> None:
+    _honest_upload_phase(rnd)
+    request = rnd.server.request_decryption()
+    reply = rnd.decryptors[0].handle(request)[0]
+    assert isinstance(reply, PartialDecryptionMessage)
+    n, n2 = rnd.config.public_key.n, rnd.config.public_key.n_squared
+    values = list(reply.partial.values)
+    values[0] = values[0] * (1 + n) % n2  # would shift the decrypted sum
+    forged = replace(reply, partial=replace(reply.partial, values=tuple(values)))
+    with pytest.raises(AuthenticationError):
+        rnd.server.handle(forged)
+    assert rnd.server.partials_received == 0
+    rnd.server.handle(reply)
+    assert rnd.server.partials_received == 1
+
+
+# ----------------------------------------------------------------------------- wire format
+
+
+def test_wire_roundtrip(rnd: Round) -> None:
+    up = rnd.uploads[rnd.ids[0]]
+    assert rnd.wire(up) == up
+    req = DecryptionRequest(round_id=5, contributors=(10, 11, 12))
+    assert rnd.wire(req) == req
+    _honest_upload_phase(rnd)
+    reply = rnd.decryptors[1].handle(rnd.server.request_decryption())[0]
+    assert rnd.wire(reply) == reply
+
+
+def test_malformed_messages_are_typed_errors(rnd: Round) -> None:
+    cfg = rnd.config
+    up = encode_message(rnd.uploads[rnd.ids[0]], cfg)
+    req = encode_message(DecryptionRequest(round_id=5, contributors=(10, 11)), cfg)
+    _honest_upload_phase(rnd)
+    part = encode_message(rnd.decryptors[0].handle(rnd.server.request_decryption())[0], cfg)
+    bad: list[bytes] = [
+        b"",
+        up[:10],
+        b"XXXX" + up[4:],
+        up[:4] + b"\x09" + up[5:],  # version
+        up[:5] + b"\x07" + up[6:],  # type
+        up[:-1],
+        up + b"\x00",
+        up[:22] + b"\x05" + up[23:],  # signature length
+        req + b"\x00" * 8,
+        req[:14] + (10_000).to_bytes(4, "big") + req[18:],
+        part[:-1],
+        part + b"\x00",
+    ]
+    for blob in bad:
+        with pytest.raises(MessageError):
+            decode_message(blob, cfg)
+    with pytest.raises(MessageError):
+        decode_message("text", cfg)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- attacks
+
+
+def test_positive_control_unchecked_decryptors_leak_one_update(
+    rnd: Round, updates: dict[int, np.ndarray]
+) -> None:
+    # without the decryptors' checks, t raw partial decryptions of one client's ciphertext
+    # give that client's update to the server: the attack is real
+    pk, shares = rnd.config.public_key, [d._share for d in rnd.decryptors]
+    victim = rnd.ids[2]
+    vector = rnd.uploads[victim].vector
+    partials = [partial_decrypt(s, vector, prove=False) for s in shares[: pk.threshold]]
+    plain = combine_partial_decryptions(pk, vector, partials, verify=False)
+    ring = rnd.config.packing.unpack(plain, D, summands=1)
+    leaked = rnd.config.encoder.decode_sum(ring, 1)
+    assert np.max(np.abs(leaked - updates[victim])) <= _quantum(rnd.config)
+
+
+def test_attack_server_asks_to_decrypt_one_clients_ciphertext(rnd: Round) -> None:
+    victim = rnd.ids[2]
+    # 1. forward only the victim's upload and ask for it alone: below the minimum aggregate
+    for dec in rnd.decryptors:
+        dec.handle(rnd.wire(rnd.uploads[victim]))
+        with pytest.raises(ProtocolAbortError):
+            dec.handle(DecryptionRequest(round_id=5, contributors=(victim,)))
+    # 2. pad with fabricated contributions: the server cannot sign for other clients
+    pk = rnd.config.public_key
+    zeros = PaillierEncryptor(
+        pk.paillier, rnd.config.packing, encryption_base=pk.encryption_base
+    ).encrypt(np.zeros(D, dtype=np.uint64))
+    server_key = IdentityKey.generate()
+    for other in rnd.ids:
+        if other == victim:
+            continue
+        fake = Upload(
+            round_id=5, client_id=other, vector=zeros, signature=server_key.sign(b"anything")
+        )
+        for dec in rnd.decryptors:
+            with pytest.raises(AuthenticationError):
+                dec.handle(fake)
+    # 3. replay the victim's own signed upload under other ids, or twice
+    for dec in rnd.decryptors:
+        with pytest.raises(AuthenticationError):
+            dec.handle(replace(rnd.uploads[victim], client_id=rnd.ids[0]))
+        with pytest.raises(ReplayError):
+            dec.handle(rnd.uploads[victim])
+    # 4. claim a set that differs from what was forwarded
+    for dec in rnd.decryptors:
+        with pytest.raises(ProtocolAbortError):
+            dec.handle(
+                DecryptionRequest(
+                    round_id=5, contributors=tuple(sorted((victim, rnd.ids[0], rnd.ids[1])))
+                )
+            )
+    # no decryptor released anything, and every refusal left its state intact: an honest
+    # completion of the round still works for the decryptors
+    assert all(not d._decrypted for d in rnd.decryptors)
+
+
+def test_attack_differencing_within_a_round_is_refused(rnd: Round) -> None:
+    # decrypt the full aggregate with quorum Q1, then ask the others for "all but the victim"
+    _honest_upload_phase(rnd)
+    request = rnd.server.request_decryption()
+    first = [d.handle(request) for d in rnd.decryptors[:4]]
+    assert all(len(r) == 1 for r in first)
+    victim = rnd.ids[2]
+    smaller = DecryptionRequest(round_id=5, contributors=tuple(i for i in rnd.ids if i != victim))
+    for dec in rnd.decryptors[:4]:
+        with pytest.raises(AlreadyFinalizedError):
+            dec.handle(smaller)
+    # the two decryptors left hold the victim's contribution already and refuse the other set
+    for dec in rnd.decryptors[4:]:
+        with pytest.raises(ProtocolAbortError):
+            dec.handle(smaller)
+    # and 2t - l = 2 > c = 0: no second quorum of 4 exists among the 2 fresh decryptors anyway
+
+
+def test_decryptor_refuses_unsorted_or_foreign_requests(rnd: Round) -> None:
+    _honest_upload_phase(rnd)
+    dec = rnd.decryptors[0]
+    with pytest.raises(MessageError):
+        dec.handle(DecryptionRequest(round_id=5, contributors=tuple(reversed(rnd.ids))))
+    with pytest.raises(ReplayError):
+        dec.handle(DecryptionRequest(round_id=4, contributors=tuple(rnd.ids)))
+    reply = rnd.decryptors[1].handle(DecryptionRequest(round_id=5, contributors=tuple(rnd.ids)))[0]
+    with pytest.raises(StageError):
+        dec.handle(reply)
+    assert len(dec.handle(DecryptionRequest(round_id=5, contributors=tuple(rnd.ids)))) == 1
+
+
+def test_encrypted_vectors_in_view_are_fresh_units(
+    key: Key, updates: dict[int, np.ndarray]
+) -> None:
+    # two runs on the same inputs: no ciphertext repeats (randomised encryption)
+    a = run_round(updates, key=key, seed=1)
+    b = run_round(updates, key=key, seed=1)
+    cts_a = {c for m in a.server_view if isinstance(m, Upload) for c in m.vector.ciphertexts}
+    cts_b = {c for m in b.server_view if isinstance(m, Upload) for c in m.vector.ciphertexts}
+    assert cts_a.isdisjoint(cts_b)
+    assert all(
+        isinstance(m.vector, EncryptedVector) for m in a.server_view if isinstance(m, Upload)
+    )
