@@ -26,7 +26,13 @@ from typing import Any
 
 import dp_accounting
 
-from dp.accounting import DEFAULT_PLD_DISCRETIZATION, AccountantKind, compute_epsilon
+from dp.accounting import (
+    DEFAULT_PLD_DISCRETIZATION,
+    AccountantKind,
+    compute_epsilon,
+    rdp_curve,
+    rdp_to_epsilon,
+)
 from dp.ledger import BudgetScope, PrivacyLedger, curve_rounds
 from secagg.errors import InvalidParameterError
 
@@ -108,6 +114,9 @@ def parameter_curve(
 
     grid = curve_rounds(rounds, points)
     bar = tqdm(grid, desc="accounting", unit="pt", disable=not (progress and sys.stderr.isatty()))
+    if AccountantKind(accountant) is AccountantKind.RDP:
+        orders, per_round = rdp_curve(step)  # RDP adds up over rounds
+        return [(t, rdp_to_epsilon(orders, t * per_round, delta)) for t in bar]
     return [
         (
             t,

@@ -58,16 +58,21 @@ from types import MappingProxyType
 from typing import Any
 
 import dp_accounting
+import numpy as np
+import numpy.typing as npt
 from dp_accounting.privacy_accountant import NeighboringRelation
 
 from dp.accounting import (
     DEFAULT_PLD_DISCRETIZATION,
     AccountantKind,
+    check_supported,
     compute_delta,
     compute_epsilon,
     event_from_dict,
     event_key,
     event_to_dict,
+    rdp_curve,
+    rdp_to_epsilon,
 )
 from secagg.errors import BudgetExceededError, InvalidParameterError
 
@@ -87,6 +92,7 @@ __all__ = [
     "curve_rounds",
 ]
 
+FloatArray = npt.NDArray[np.float64]
 LEDGER_FORMAT = "secagg-fl/privacy-ledger"
 LEDGER_VERSION = 1
 
@@ -695,6 +701,20 @@ class PrivacyLedger:
         bar = tqdm(
             rounds, desc="accounting", unit="pt", disable=not (progress and sys.stderr.isatty())
         )
+        if kind is AccountantKind.RDP:
+            # RDP adds up: one curve per distinct round event, then a running sum.
+            curves: dict[str, FloatArray] = {}
+            orders: FloatArray | None = None
+            running: list[FloatArray] = []
+            for r in self._rounds:
+                ev = r.population_event
+                key = event_key(ev)
+                if key not in curves:
+                    orders, curves[key] = rdp_curve(ev, neighboring_relation=self._relation)
+                running.append(curves[key] if not running else running[-1] + curves[key])
+            if orders is None:  # pragma: no cover - total > 0
+                return []
+            return [(t, rdp_to_epsilon(orders, running[t - 1], delta)) for t in bar]
         return [(t, self._epsilon(self.population_event(t), delta, kind)) for t in bar]
 
     # ---------------------------------------------------------------- enforcement
@@ -741,9 +761,10 @@ class PrivacyLedger:
         ):
             raise InvalidParameterError("a per-client budget needs the round's participants")
         rounds = [*self._rounds, record]
-        if not any(b.scope is BudgetScope.POPULATION for b in self._budgets):
-            # Refuse a mechanism the ledger's accountant cannot account for, budget or not.
-            self._epsilon(self._population_event(rounds), 1e-5, self._accountant)
+        # Refuse a mechanism the ledger's accountant cannot account for, budget or not.
+        check_supported(
+            record.population_event, self._accountant, neighboring_relation=self._relation
+        )
         report = SpendReport(len(rounds), self._statuses(rounds, self._accountant))
         if report.exceeded:
             parts = []
