@@ -69,6 +69,7 @@ from secagg.threshold_paillier import (
     combine_partial_decryptions,
     deal_threshold_key,
     partial_decrypt,
+    proof_response_bits,
     verify_partial_decryption,
 )
 from secagg.transcript import canonical
@@ -221,13 +222,22 @@ PaillierMessage = Upload | DecryptionRequest | PartialDecryptionMessage
 
 
 def _response_width(config: PaillierRoundConfig) -> int:
-    pk = config.public_key
-    bits = pk.n_squared.bit_length() + pk.delta.bit_length() + CHALLENGE_BITS + 128 + 1
-    return (bits + 7) // 8
+    return (proof_response_bits(config.public_key) + 7) // 8
 
 
 def encode_message(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
-    """Compact binary encoding of a message of this round's protocol."""
+    """Compact binary encoding of a message of this round's protocol.
+
+    Raises:
+        InvalidParameterError: not a message of this protocol, or a field out of its range.
+    """
+    try:
+        return _encode(message, config)
+    except (OverflowError, struct.error, TypeError, AttributeError) as exc:
+        raise InvalidParameterError(f"message does not fit the wire format: {exc}") from None
+
+
+def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
     if isinstance(message, Upload):
         sig = message.signature
         if len(sig) not in (0, SIGNATURE_BYTES):
@@ -474,8 +484,12 @@ class PaillierServer:
                 verify_partial_decryption(
                     self.config.public_key, self._aggregate, partial, context=self.config.context
                 )
-            elif len(partial.values) != len(self._aggregate.ciphertexts):
-                raise MessageError("partial decryption has the wrong length")
+            else:
+                if len(partial.values) != len(self._aggregate.ciphertexts):
+                    raise MessageError("partial decryption has the wrong length")
+                pk = self.config.public_key
+                for value in partial.values:
+                    validate_ciphertext(value, pk.n, pk.n_squared)
             self._partials[partial.index] = partial
             return []
         if isinstance(message, DecryptionRequest):

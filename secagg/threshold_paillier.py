@@ -90,6 +90,7 @@ __all__ = [
     "deal_threshold_key",
     "generate_safe_prime",
     "partial_decrypt",
+    "proof_response_bits",
     "verify_partial_decryption",
     "combine_partial_decryptions",
 ]
@@ -439,6 +440,11 @@ def _challenge(
         )
     ).digest()
     return int.from_bytes(digest, "big") >> (256 - CHALLENGE_BITS)
+
+
+def proof_response_bits(public_key: ThresholdPublicKey) -> int:
+    """Bit length bound of an honest proof response ``z`` (verifiers accept one bit more)."""
+    return _response_bits(public_key) + 1
 
 
 def _response_bits(public_key: ThresholdPublicKey) -> int:
