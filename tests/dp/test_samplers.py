@@ -195,3 +195,23 @@ def test_shapes_and_degenerate_parameters() -> None:
 def test_bad_parameters_raise(call: object) -> None:
     with pytest.raises(InvalidParameterError):
         call()  # type: ignore[operator]
+
+
+def test_large_rate_log_pmf_matches_high_precision() -> None:
+    """The cancellation-free log-pmf used by PTRS, against mpmath at 50 digits."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    for mu in (1000.0, 3.0e6, 2.0**40):
+        ks = np.array([mu - 7 * math.sqrt(mu), mu - 1, mu, mu + 0.5 * math.sqrt(mu), mu + 9 * math.sqrt(mu)])
+        ks = np.floor(ks)
+        ours = samplers._log_poisson_pmf(ks, mu, math.log(mu))
+        for k, value in zip(ks, ours):
+            exact = -mpmath.mpf(mu) + int(k) * mpmath.log(mpmath.mpf(mu)) - mpmath.loggamma(int(k) + 1)
+            assert abs(value - float(exact)) < 1e-9
+
+
+def test_skellam_huge_rate_variance() -> None:
+    mu = 2.0**40
+    draws = sample_skellam(mu, 100_000, seed=_seed(17)).astype(np.float64)
+    assert abs(draws.var() / (2 * mu) - 1) < 5 * math.sqrt(2 / draws.shape[0])
+    assert stats.kstest(draws / math.sqrt(2 * mu), "norm").pvalue > 1e-4
