@@ -247,8 +247,12 @@ def test_epsilon_curve() -> None:
     assert eps[-1] == ledger.population_epsilon(1e-5)
     rdp_curve = ledger.epsilon_curve(1e-5, accountant="rdp")
     assert [t for t, _ in rdp_curve] == list(range(1, 31))
-    assert rdp_curve[-1][1] == pytest.approx(ledger.population_epsilon(1e-5, accountant="rdp"), rel=1e-9)
-    assert rdp_curve[9][1] == pytest.approx(ledger.population_epsilon(1e-5, accountant="rdp", upto=10), rel=1e-9)
+    assert rdp_curve[-1][1] == pytest.approx(
+        ledger.population_epsilon(1e-5, accountant="rdp"), rel=1e-9
+    )
+    assert rdp_curve[9][1] == pytest.approx(
+        ledger.population_epsilon(1e-5, accountant="rdp", upto=10), rel=1e-9
+    )
     assert PrivacyLedger().epsilon_curve(1e-5) == []
 
 
