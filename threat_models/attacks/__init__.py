@@ -1,0 +1,7 @@
+"""Attacks on federated learning updates and on secure aggregation.
+
+Submodules: :mod:`.metrics` (PSNR, matching, baselines, ROC), :mod:`.gradient_inversion`,
+:mod:`.membership`, :mod:`.model_level` (malicious server choosing the model or the
+participants) and :mod:`.protocol_level` (malicious server driving the real client state
+machines).
+"""

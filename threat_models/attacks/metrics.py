@@ -1,0 +1,240 @@
+"""Metrics for attacks: reconstruction quality, matching, baselines, ROC curves.
+
+Reconstruction quality follows the conventions of the ``breaching`` framework:
+
+* PSNR in dB for images in ``[0, 1]``: ``PSNR = 10 log10(1 / MSE)``, capped at
+  :data:`PSNR_CAP_DB` so that an exact recovery (MSE = 0) is a finite number;
+* when an attack returns several candidates for several originals, the candidates are
+  *matched* to the originals first (Hungarian assignment maximising the total PSNR),
+  and each original is scored against its matched candidate (an original without one
+  scores 0 dB);
+* thresholds: above 20 dB a digit is recognisable, above 30 dB it is visually exact.
+
+Every number is reported next to two baselines an attacker gets for free: the PSNR of
+the data set's mean image and the PSNR of a random *other* image of the data set.
+
+Membership inference is scored with the ROC curve of the attack's scores: AUC, and the
+true-positive rate at a low false-positive rate (Carlini et al. 2022, "Membership
+Inference Attacks From First Principles").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from secagg.errors import InvalidParameterError
+
+__all__ = [
+    "PSNR_CAP_DB",
+    "RECOGNISABLE_DB",
+    "EXACT_DB",
+    "Baselines",
+    "Matching",
+    "RocCurve",
+    "psnr",
+    "psnr_matrix",
+    "match_reconstructions",
+    "baselines",
+    "roc_curve",
+    "signal_to_noise",
+]
+
+F64 = npt.NDArray[np.float64]
+
+PSNR_CAP_DB = 100.0
+"""Largest reported PSNR; float32 round-off alone gives about 140 dB."""
+RECOGNISABLE_DB = 20.0
+EXACT_DB = 30.0
+
+
+def _flat(images: torch.Tensor) -> torch.Tensor:
+    if images.ndim < 1:
+        raise InvalidParameterError("images need at least one dimension")
+    return images.detach().to(torch.float64).reshape(images.shape[0], -1)
+
+
+def psnr_matrix(candidates: torch.Tensor, originals: torch.Tensor) -> F64:
+    """PSNR (dB, capped) of every candidate against every original.
+
+    Args:
+        candidates: ``(M, ...)`` images in ``[0, 1]`` (values outside are clamped first,
+            as any attacker who knows the data range would).
+        originals: ``(N, ...)`` images with the same per-image shape.
+
+    Returns:
+        ``(M, N)`` float64 array.
+    """
+    cand = _flat(candidates).clamp(0.0, 1.0)
+    orig = _flat(originals)
+    if cand.shape[1] != orig.shape[1]:
+        raise InvalidParameterError(f"image sizes differ: {cand.shape[1]} vs {orig.shape[1]}")
+    mse = torch.cdist(cand, orig).pow(2) / cand.shape[1]
+    mse_np = mse.numpy()
+    with np.errstate(divide="ignore"):
+        values = -10.0 * np.log10(np.maximum(mse_np, 0.0))
+    return np.asarray(np.minimum(values, PSNR_CAP_DB), dtype=np.float64)
+
+
+def psnr(candidate: torch.Tensor, original: torch.Tensor) -> float:
+    """PSNR (dB, capped) of one image against another of the same shape."""
+    if candidate.shape != original.shape:
+        raise InvalidParameterError(f"shapes differ: {tuple(candidate.shape)} vs {tuple(original.shape)}")
+    return float(psnr_matrix(candidate.reshape(1, -1), original.reshape(1, -1))[0, 0])
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Candidates matched one-to-one to originals.
+
+    Attributes:
+        psnr_db: per original, the PSNR of its matched candidate (0 when unmatched).
+        candidate_index: per original, the index of its candidate, or -1.
+    """
+
+    psnr_db: F64
+    candidate_index: npt.NDArray[np.int64]
+
+    @property
+    def mean_psnr(self) -> float:
+        return float(np.mean(self.psnr_db))
+
+    def fraction_above(self, threshold_db: float) -> float:
+        return float(np.mean(self.psnr_db >= threshold_db))
+
+    def count_above(self, threshold_db: float) -> int:
+        return int(np.sum(self.psnr_db >= threshold_db))
+
+    def ordered(self, candidates: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """The matched candidate of each original, ``fill`` where there is none (for image grids)."""
+        rows = [
+            candidates[i].detach().clamp(0.0, 1.0) if i >= 0 else fill.reshape(candidates.shape[1:])
+            for i in self.candidate_index.tolist()
+        ]
+        return torch.stack(rows)
+
+
+def match_reconstructions(candidates: torch.Tensor, originals: torch.Tensor) -> Matching:
+    """Hungarian assignment of candidates to originals maximising total PSNR.
+
+    With fewer candidates than originals some originals stay unmatched and score 0 dB;
+    extra candidates are simply unused (an attacker may output many guesses, but each
+    original is credited with one).
+    """
+    if candidates.shape[0] == 0:
+        n = int(originals.shape[0])
+        return Matching(np.zeros(n), np.full(n, -1, dtype=np.int64))
+    scores = psnr_matrix(candidates, originals)
+    rows, cols = linear_sum_assignment(scores, maximize=True)
+    n = int(originals.shape[0])
+    out = np.zeros(n)
+    idx = np.full(n, -1, dtype=np.int64)
+    out[cols] = scores[rows, cols]
+    idx[cols] = rows
+    return Matching(out, idx)
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """What an attacker gets without any attack, in mean PSNR over the originals.
+
+    Attributes:
+        dataset_mean_db: PSNR of the data set's pixel-wise mean image.
+        random_image_db: PSNR of a random *other* image from the data set.
+    """
+
+    dataset_mean_db: float
+    random_image_db: float
+
+    @property
+    def best_db(self) -> float:
+        return max(self.dataset_mean_db, self.random_image_db)
+
+
+def baselines(originals: torch.Tensor, pool: torch.Tensor, *, seed: int = 0) -> Baselines:
+    """Free baselines for ``originals`` drawn from the data set ``pool``.
+
+    The random-image baseline averages over several draws per original, excluding exact
+    copies of the original itself.
+    """
+    mean = pool.mean(dim=0, keepdim=True)
+    mean_db = float(np.mean(psnr_matrix(mean, originals)))
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(pool.shape[0], size=min(64, pool.shape[0]), replace=False)
+    scores = psnr_matrix(pool[torch.as_tensor(draws)], originals)
+    scores = np.where(scores >= PSNR_CAP_DB, np.nan, scores)
+    random_db = float(np.nanmean(scores))
+    return Baselines(mean_db, random_db)
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """ROC curve of a membership score (higher score = "member").
+
+    Attributes:
+        fpr: false-positive rates, increasing from 0 to 1.
+        tpr: true-positive rates at the same thresholds.
+    """
+
+    fpr: F64
+    tpr: F64
+
+    @property
+    def auc(self) -> float:
+        return float(np.trapezoid(self.tpr, self.fpr))
+
+    def tpr_at_fpr(self, fpr: float) -> float:
+        """Largest TPR reachable with a false-positive rate of at most ``fpr``."""
+        ok = self.fpr <= fpr + 1e-12
+        return float(self.tpr[ok].max()) if np.any(ok) else 0.0
+
+
+def roc_curve(scores: npt.ArrayLike, is_member: npt.ArrayLike) -> RocCurve:
+    """ROC curve of ``scores`` for the boolean labels ``is_member``.
+
+    Ties between scores are resolved as one threshold step (a diagonal segment), so the
+    AUC equals the Mann-Whitney U statistic.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(is_member, dtype=bool).ravel()
+    if s.shape != y.shape or s.size == 0:
+        raise InvalidParameterError("scores and labels must be non-empty and of equal length")
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        raise InvalidParameterError("need both members and non-members")
+    if not np.all(np.isfinite(s)):
+        raise InvalidParameterError("scores must be finite")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    tps = np.cumsum(y)[distinct]
+    fps = (distinct + 1) - tps
+    tpr = np.r_[0.0, tps / positives]
+    fpr = np.r_[0.0, fps / negatives]
+    return RocCurve(fpr.astype(np.float64), tpr.astype(np.float64))
+
+
+def signal_to_noise(signal: torch.Tensor | F64, noise_std: float) -> float:
+    """Signal-to-noise ratio of an update with i.i.d. Gaussian noise of std ``noise_std`` per coordinate.
+
+    ``SNR = ||g||_2 / E||n||_2 ~= ||g||_2 / (sigma sqrt(d))``: the ratio of the update's norm
+    to the noise vector's norm. It, not sigma alone, decides whether an inversion attack
+    can see the update (an SNR near 0.1 leaves nothing recognisable).
+    """
+    if noise_std < 0 or not math.isfinite(noise_std):
+        raise InvalidParameterError("noise_std must be a finite non-negative number")
+    if isinstance(signal, torch.Tensor):
+        norm = float(signal.detach().to(torch.float64).norm())
+        d = int(signal.numel())
+    else:
+        arr = np.asarray(signal, dtype=np.float64)
+        norm = float(np.linalg.norm(arr))
+        d = int(arr.size)
+    if noise_std == 0:
+        return math.inf
+    return norm / (noise_std * math.sqrt(d))
