@@ -128,10 +128,9 @@ U64 = npt.NDArray[np.uint64]
 #: Largest padded dimension supported (memory: a few float64 vectors of this length).
 MAX_PADDED_DIMENSION = 1 << 28
 _SIGN_NONCE = b"secagg-fl/hd-sgn"  # domain separation of the rotation's sign stream
-# Clip a hair below c so that float rounding of the rotated norm never exceeds c.
-_CLIP_SLACK = 1.0 - 1e-9
-# Conditional rounding compares a float64 norm; this margin covers its rounding error.
-_NORM_CHECK_SLACK = 1.0 - 1e-6
+# Clip a hair below c: the float64 norm of D <= 2^28 terms is within D 2^-53 < 1e-7 of
+# the true one, so the clipped update's true norm never exceeds c.
+_CLIP_SLACK = 1.0 - 1e-6
 _MAX_ROUNDING_TRIES = 10_000
 # Mirrors threat_models: floor(fraction * n) without 0.1 * 30 rounding down to 2.
 _FRACTION_EPS = 1e-12
@@ -612,24 +611,43 @@ class DistributedDPEncoder:
             raise EncodingError(f"this encoder is configured for dimension {self._params.dimension}, got {d}")
         return self._params.padded_dimension
 
-    def _round(self, z: F64) -> I64:
+    def _round(self, z: F64, rng: np.random.Generator) -> I64:
+        """Randomized rounding, repeated until ``||r||_2 <= Delta2`` when that bound is conditional.
+
+        With ``e = r - z`` (exact in float64 since ``|e_i| < 1``), ``||r||^2 = ||z||^2 +
+        2<z, e> + ||e||^2`` and ``||z|| <= c~``, so ``2<z, e> + ||e||^2 <= D/4 +
+        sqrt(2 ln(1/beta)) (c~ + sqrt(D)/2)`` guarantees ``||r|| <= Delta2``. It is checked
+        with a rigorous bound on the float64 error of the two dot products; Kairouz et al.
+        bound the failure probability of one try by ``beta``.
+        """
         p = self._params
+        dim = z.shape[0]
         base = np.floor(z)
         frac = z - base
-        conditional = p.beta > 0 and p.l2_sensitivity < p.scaled_clip + math.sqrt(p.padded_dimension)
-        limit = (p.l2_sensitivity**2) * _NORM_CHECK_SLACK
+        conditional = p.beta > 0 and p.l2_sensitivity < p.scaled_clip + math.sqrt(dim)
+        budget = dim / 4.0 + math.sqrt(2.0 * math.log(1.0 / p.beta)) * (p.scaled_clip + math.sqrt(dim) / 2.0) if conditional else 0.0
+        gamma = dim * 2.0**-53 / (1.0 - dim * 2.0**-53)
+        abs_z = np.abs(z)
         for _ in range(_MAX_ROUNDING_TRIES):
-            r = base + (self._rng.random(z.shape[0]) < frac)
-            if not conditional or float(np.dot(r, r)) <= limit:
+            r = base + (rng.random(dim) < frac)
+            if not conditional:
+                return r.astype(np.int64)
+            e = r - z
+            ee = float(np.dot(e, e))
+            excess = 2.0 * float(np.dot(z, e)) + ee
+            error = gamma * (2.0 * float(np.dot(abs_z, np.abs(e))) + ee) + 2.0**-50 * (float(abs_z.sum()) + dim)
+            if excess + error <= budget:
                 return r.astype(np.int64)
         raise EncodingError("conditional randomized rounding did not succeed; check the parameters")
 
-    def encode(self, values: npt.ArrayLike) -> U64:
+    def encode(self, values: npt.ArrayLike, *, rng: np.random.Generator | None = None) -> U64:
         """Client side: clip, rotate, scale, round, noise, reduce mod 2^b.
 
         Args:
             values: the client's update, a 1-D real vector of the configured dimension
                 (any norm: it is clipped here).
+            rng: generator for the randomized rounding only (as
+                :meth:`secagg.encoding.FixedPointEncoder.encode`); default the encoder's.
 
         Returns:
             ``uint64`` vector of length ``D`` with entries in Z_(2^b).
@@ -652,7 +670,7 @@ class DistributedDPEncoder:
         if norm > target:
             y *= target / norm
         y *= p.scale
-        rounded = self._round(y)
+        rounded = self._round(y, self._rng if rng is None else rng)
         if p.noise_multiplier > 0:
             if p.mechanism is DistributedMechanism.DISCRETE_GAUSSIAN:
                 rounded += sample_discrete_gaussian(p.local_sigma, p.padded_dimension)
