@@ -1,0 +1,1 @@
+"""Flower integration: run this library's secure aggregation inside Flower apps."""

@@ -1,0 +1,880 @@
+"""The recipe: secure aggregation with differential privacy around an existing FL loop.
+
+One :class:`SecureAggregator` per training run, one call per round. It takes each
+client's update -- a torch state-dict delta, a dict or list of numpy arrays, or a single
+array -- and returns the mean (or sum) in the same structure, having
+
+1. clipped every update to L2 norm ``C`` (the DP sensitivity),
+2. applied the configured differential privacy,
+3. run the chosen secure aggregation protocol (``secagg+`` by default, ``secagg``,
+   ``paillier``) through the in-process driver :func:`protocols.simulate`, so the server
+   side only ever handles masked vectors or ciphertexts, and
+4. recorded the round in a :class:`dp.ledger.PrivacyLedger` (refusing, before anything
+   leaves a client, a round that would exceed the privacy budget).
+
+The user picks a threat model and a privacy target; every cryptographic parameter (ring
+size, neighbourhood size ``k``, Shamir threshold ``t``, Paillier key size, noise shares)
+is derived from them.
+
+Differential privacy (:class:`DPMode`), user-level as in DP-FedAvg (McMahan et al.,
+ICLR 2018), with noise multiplier ``z`` and clip norm ``C``:
+
+``distributed`` (default)
+    Every client adds its share of discrete Gaussian noise to its quantised update before
+    masking (Kairouz, Liu, Steinke, ICML 2021), so no one -- not even the server -- ever
+    sees an un-noised sum. Shares are sized so that the survivors' noise still reaches
+    ``z C`` when up to the threat model's dropout fraction is missing and when its
+    colluding fraction of clients removes its own noise.
+``central``
+    The (trusted) aggregator adds ``N(0, (z C)^2)`` to the unmasked sum; it sees the exact
+    sum of clipped updates.
+``local``
+    The clients already privatised their training (e.g. Opacus DP-SGD,
+    :mod:`dp.opacus_client`); the recipe aggregates securely and records their sample-level
+    accounting. User-level epsilon is then infinite and reported as such.
+``none``
+    Secure aggregation only. Updates are still range-checked before quantisation.
+
+Means: with DP the noised sum is divided by the *expected* cohort size (a public
+constant, as DP-FedAvg prescribes; dividing by the actual count would leak it through
+the sensitivity). Without DP the denominator is the number of survivors, or the sum of
+their weights for a weighted mean -- the weights are folded into the masked vector, so the
+server learns only their sum.
+
+Example::
+
+    aggregator = SecureAggregator(population=100, clients_per_round=50,
+                                  rounds=30, target_epsilon=8.0)
+    for rnd in range(30):
+        cohort = aggregator.sample_cohort(range(100))
+        deltas = {c: local_train(c, model) for c in cohort}
+        apply(model, aggregator.mean(deltas))
+    print(aggregator.epsilon)
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.encoding import FixedPointEncoder, VectorEncoder
+from secagg.errors import InvalidParameterError, SecAggError
+
+__all__ = [
+    "AggregationProtocol",
+    "DPMode",
+    "RoundReport",
+    "SecureAggregator",
+    "calibrate_noise_multiplier",
+]
+
+F64 = npt.NDArray[np.float64]
+U64 = npt.NDArray[np.uint64]
+ClientId = str | int
+
+
+class AggregationProtocol(str, Enum):
+    """Secure aggregation protocols the recipe can run.
+
+    ``secagg``: complete-graph masking (Bonawitz et al., CCS 2017). ``secagg+``: masking
+    over a sparse random graph derived from the threat model (Bell et al., CCS 2020);
+    cost per client grows like ``log n``. ``paillier``: packed threshold Paillier with a
+    decryption committee (no single party can decrypt).
+    """
+
+    SECAGG = "secagg"
+    SECAGG_PLUS = "secagg+"
+    PAILLIER = "paillier"
+
+
+class DPMode(str, Enum):
+    """Where differential privacy noise comes from (see the module docstring)."""
+
+    NONE = "none"
+    CENTRAL = "central"
+    DISTRIBUTED = "distributed"
+    LOCAL = "local"
+
+    @property
+    def user_level(self) -> bool:
+        """Whether the aggregate itself carries user-level noise."""
+        return self in (DPMode.CENTRAL, DPMode.DISTRIBUTED)
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one call to :meth:`SecureAggregator.mean` / :meth:`~SecureAggregator.sum` did.
+
+    Attributes:
+        round: 1-based round number.
+        cohort: the client ids that were given.
+        survivors: the ids whose updates are in the aggregate.
+        clipped: how many updates the L2 clip shrank.
+        epsilon: cumulative epsilon after this round (user-level for ``central`` and
+            ``distributed``, the largest client's sample-level for ``local``, ``None`` for
+            ``none``).
+        delta: the delta of ``epsilon``.
+        noise_stddev: per-coordinate standard deviation of the DP noise in the sum
+            (0 without user-level DP).
+        seconds: wall time of the round.
+        max_abs_difference: with ``verify``: the largest coordinate difference between the
+            secure aggregate and the same aggregate computed in plaintext from the same
+            client inputs (clipped, quantised and noised exactly as they entered the
+            protocol) -- zero up to float rounding when the protocol is correct.
+        max_abs_dp_error: with ``verify``: the largest coordinate difference between the
+            released sum and the plaintext sum of the clipped updates (DP noise plus
+            quantisation).
+    """
+
+    round: int
+    cohort: tuple[ClientId, ...]
+    survivors: tuple[ClientId, ...]
+    clipped: int
+    epsilon: float | None
+    delta: float | None
+    noise_stddev: float
+    seconds: float
+    max_abs_difference: float | None = None
+    max_abs_dp_error: float | None = None
+
+    @property
+    def dropped(self) -> tuple[ClientId, ...]:
+        """Clients of the cohort whose update is not in the aggregate."""
+        alive = set(self.survivors)
+        return tuple(c for c in self.cohort if c not in alive)
+
+
+def calibrate_noise_multiplier(
+    target_epsilon: float,
+    *,
+    delta: float,
+    rounds: int,
+    round_event: Callable[[float], Any],
+    accountant: str = "pld",
+    tolerance: float = 0.01,
+) -> float:
+    """Smallest noise multiplier whose ``rounds``-fold composition meets ``target_epsilon``.
+
+    Bisection on ``log z`` over ``epsilon(z)``, which decreases in ``z``.
+
+    Args:
+        target_epsilon: the epsilon to reach after ``rounds`` rounds at ``delta``.
+        delta: target delta.
+        rounds: number of rounds.
+        round_event: ``z -> DpEvent`` of one round at the population level (mechanism
+            under client sampling).
+        accountant: accountant kind (``pld``, ``rdp``, ``prv``).
+        tolerance: relative precision on ``z``.
+
+    Raises:
+        InvalidParameterError: non-positive target, or no ``z <= 1e4`` reaches it.
+    """
+    import dp_accounting
+
+    from dp.accounting import compute_epsilon
+
+    if not (math.isfinite(target_epsilon) and target_epsilon > 0):
+        raise InvalidParameterError(f"target_epsilon must be positive, got {target_epsilon!r}")
+    if not isinstance(rounds, int) or rounds < 1:
+        raise InvalidParameterError(f"rounds must be a positive int, got {rounds!r}")
+
+    def epsilon(z: float) -> float:
+        event = dp_accounting.SelfComposedDpEvent(round_event(z), rounds)
+        return compute_epsilon(event, delta, accountant=accountant)
+
+    lo, hi = 0.05, 1.0
+    while epsilon(hi) > target_epsilon:
+        lo, hi = hi, hi * 4.0
+        if hi > 1e4:
+            raise InvalidParameterError(f"no noise multiplier reaches epsilon {target_epsilon}")
+    if epsilon(lo) <= target_epsilon:
+        return lo
+    while hi / lo > 1.0 + tolerance:
+        mid = math.sqrt(lo * hi)
+        if epsilon(mid) > target_epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+class _RecordingEncoder:
+    """Wraps a :class:`VectorEncoder` and keeps every encoding it produces (for ``verify``).
+
+    Encodings are keyed by a digest of the float input, which is how they are matched back
+    to clients after the protocol ran (the in-process driver encodes inside each client).
+    """
+
+    def __init__(self, inner: VectorEncoder) -> None:
+        self.inner = inner
+        self.encodings: dict[bytes, list[U64]] = {}
+
+    @property
+    def bits(self) -> int:
+        return self.inner.bits
+
+    @property
+    def max_clients(self) -> int:
+        return self.inner.max_clients
+
+    def encoded_length(self, d: int) -> int:
+        return self.inner.encoded_length(d)
+
+    def encode(self, values: npt.ArrayLike) -> U64:
+        encoded = self.inner.encode(values)
+        self.encodings.setdefault(_digest(values), []).append(np.array(encoded, dtype=np.uint64))
+        return encoded
+
+    def decode_sum(self, summed: npt.ArrayLike, n: int) -> F64:
+        return self.inner.decode_sum(summed, n)
+
+    def __getattr__(self, name: str) -> Any:
+        # anything else a protocol may read from its encoder (e.g. quantisation details)
+        return getattr(self.inner, name)
+
+
+def _digest(values: npt.ArrayLike) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(values, dtype=np.float64)).tobytes()).digest()
+
+
+def _coerce(enum: type[Any], value: Any, what: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in enum)
+        raise InvalidParameterError(f"unknown {what} {value!r}; choose one of {choices}") from None
+
+
+def _positive(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+#: Quantisation levels per client for Paillier packing (bits beyond log2 of the cohort).
+_PAILLIER_LEVEL_BITS = 32
+#: Ring size of the masking protocols: 62 bits, the most uint64 arithmetic supports.
+_MASKING_RING_BITS = 62
+
+
+class SecureAggregator:
+    """Securely aggregate client updates round by round, with differential privacy.
+
+    Args:
+        population: number of clients that may ever take part (user-level accounting).
+        clients_per_round: expected cohort size; ``None`` means every client every round.
+            With fewer than ``population``, draw each cohort with :meth:`sample_cohort`
+            (Poisson sampling from a CSPRNG, which is what the accounting assumes).
+        protocol: ``"secagg+"`` (default), ``"secagg"`` or ``"paillier"``.
+        dp: ``"distributed"`` (default), ``"central"``, ``"local"`` or ``"none"``.
+        threat_model: the adversary (:class:`threat_models.model.ThreatModel`); default
+            ``ThreatModel()`` (malicious server, 5% colluding clients, 10% dropouts).
+        noise_multiplier: ``z``, noise standard deviation over ``clip_norm``.
+        target_epsilon: instead of ``z``: the epsilon to reach after ``rounds`` rounds;
+            ``z`` is calibrated to it and it becomes the enforced budget.
+        rounds: planned number of rounds (needed with ``target_epsilon``).
+        clip_norm: ``C``, the L2 norm every update is clipped to (DP modes; optional for
+            ``none`` and ``local``).
+        delta: target delta (default ``1 / (10 population)``).
+        epsilon_budget: refuse (``BudgetExceededError``) any round that would push the
+            user-level epsilon above this; defaults to ``target_epsilon``.
+        accountant: ``"pld"``, ``"rdp"`` or ``"prv"``; default ``"rdp"`` for distributed DP
+            (the only one that accounts discrete Gaussian noise), ``"pld"`` otherwise.
+        value_bound: without clipping, the largest absolute coordinate accepted (larger
+            ones are an error, never a silent wrap); default 1,000.
+        max_weight: the largest weight :meth:`mean` accepts (it sizes the ring).
+        verify: also compute each aggregate in plaintext on the side and report the
+            largest difference in :attr:`last_round`.
+        progress: show the protocols' own progress bars (on a terminal).
+        hazmat_paillier_key_bits: Paillier modulus size (3072, 128-bit security). Below
+            2048 is INSECURE and meant for tests only.
+
+    Raises:
+        InvalidParameterError: on a malformed or contradictory configuration.
+    """
+
+    def __init__(
+        self,
+        *,
+        population: int,
+        clients_per_round: int | None = None,
+        protocol: AggregationProtocol | str = AggregationProtocol.SECAGG_PLUS,
+        dp: DPMode | str = DPMode.DISTRIBUTED,
+        threat_model: Any = None,
+        noise_multiplier: float | None = None,
+        target_epsilon: float | None = None,
+        rounds: int | None = None,
+        clip_norm: float | None = 1.0,
+        delta: float | None = None,
+        epsilon_budget: float | None = None,
+        accountant: str | None = None,
+        value_bound: float = 1000.0,
+        max_weight: float = 1e6,
+        verify: bool = False,
+        progress: bool = False,
+        hazmat_paillier_key_bits: int = 3072,
+    ) -> None:
+        from threat_models.model import ThreatModel
+
+        if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+            raise InvalidParameterError(f"population must be an int >= 2, got {population!r}")
+        if clients_per_round is None:
+            clients_per_round = population
+        if (
+            isinstance(clients_per_round, bool)
+            or not isinstance(clients_per_round, int)
+            or not 2 <= clients_per_round <= population
+        ):
+            raise InvalidParameterError(
+                f"clients_per_round must be an int in [2, population={population}], got {clients_per_round!r}"
+            )
+        self.population = population
+        self.clients_per_round = clients_per_round
+        self.protocol: AggregationProtocol = _coerce(AggregationProtocol, protocol, "protocol")
+        self.dp: DPMode = _coerce(DPMode, dp, "dp mode")
+        if threat_model is None:
+            threat_model = ThreatModel()
+        if not isinstance(threat_model, ThreatModel):
+            raise InvalidParameterError("threat_model must be a threat_models.model.ThreatModel")
+        self.threat_model = threat_model
+        self.clip_norm = _positive("clip_norm", clip_norm, allow_none=True)
+        if self.dp.user_level and self.clip_norm is None:
+            raise InvalidParameterError(f"dp={self.dp.value!r} needs a clip_norm (the sensitivity)")
+        self.delta = 1.0 / (10 * population) if delta is None else float(delta)
+        if not 0.0 < self.delta < 1.0:
+            raise InvalidParameterError(f"delta must lie in (0, 1), got {delta!r}")
+        self.target_epsilon = _positive("target_epsilon", target_epsilon, allow_none=True)
+        if noise_multiplier is not None and target_epsilon is not None:
+            raise InvalidParameterError("give noise_multiplier or target_epsilon, not both")
+        if self.target_epsilon is not None and not self.dp.user_level:
+            raise InvalidParameterError(f"target_epsilon needs dp='central' or 'distributed', not {self.dp.value!r}")
+        if self.target_epsilon is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+            raise InvalidParameterError("target_epsilon needs the planned number of rounds")
+        self.rounds = rounds
+        if noise_multiplier is None and self.target_epsilon is None and self.dp.user_level:
+            noise_multiplier = 1.0
+        self._noise_multiplier = (
+            None if noise_multiplier is None else _positive("noise_multiplier", noise_multiplier)
+        )
+        self.epsilon_budget = _positive("epsilon_budget", epsilon_budget, allow_none=True) or self.target_epsilon
+        if accountant is not None and accountant not in ("pld", "rdp", "prv"):
+            raise InvalidParameterError(f"unknown accountant {accountant!r}; choose 'pld', 'rdp' or 'prv'")
+        if accountant in ("pld", "prv") and self.dp is DPMode.DISTRIBUTED:
+            raise InvalidParameterError(
+                f"the {accountant} accountant cannot account distributed discrete Gaussian noise; use 'rdp'"
+            )
+        self._accountant_choice = accountant
+        if (
+            isinstance(hazmat_paillier_key_bits, bool)
+            or not isinstance(hazmat_paillier_key_bits, int)
+            or hazmat_paillier_key_bits < 128
+        ):
+            raise InvalidParameterError("hazmat_paillier_key_bits must be an int >= 128")
+        self._paillier_key_bits = hazmat_paillier_key_bits
+        self.value_bound = float(_positive("value_bound", value_bound) or 0.0)
+        self.max_weight = float(_positive("max_weight", max_weight) or 0.0)
+        self.verify = bool(verify)
+        self.progress = bool(progress)
+        self._history: list[RoundReport] = []
+        self._paillier_key: Any = None
+        self._local_seen: dict[ClientId, Any] = {}
+        self._run_nonce = secrets.randbits(32)
+        self._ledger = self._make_ledger()
+
+    # -- public state ------------------------------------------------------------------
+
+    @property
+    def history(self) -> tuple[RoundReport, ...]:
+        """One :class:`RoundReport` per completed round."""
+        return tuple(self._history)
+
+    @property
+    def last_round(self) -> RoundReport | None:
+        """The report of the most recent round."""
+        return self._history[-1] if self._history else None
+
+    @property
+    def ledger(self) -> Any:
+        """The :class:`dp.ledger.PrivacyLedger` of this run (save it with ``.save(path)``)."""
+        return self._ledger
+
+    @property
+    def sampling_rate(self) -> float:
+        """``q = clients_per_round / population``."""
+        return self.clients_per_round / self.population
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        """``z`` (calibrated on the first round when a ``target_epsilon`` was given)."""
+        return self._noise_multiplier
+
+    @property
+    def epsilon(self) -> float | None:
+        """Epsilon spent so far at :attr:`delta`.
+
+        User-level for ``central``/``distributed``; for ``local``, the largest client's
+        sample-level epsilon; ``None`` for ``none`` (no DP).
+        """
+        if self.dp is DPMode.NONE:
+            return None
+        if not len(self._ledger):
+            return 0.0
+        if self.dp is DPMode.LOCAL:
+            levels = self._ledger.sample_level_epsilons(self.delta)
+            return max(levels.values()) if levels else math.inf
+        return float(self._ledger.population_epsilon(self.delta))
+
+    # -- cohort sampling ---------------------------------------------------------------
+
+    def sample_cohort(self, clients: Iterable[ClientId] | None = None) -> list[ClientId]:
+        """Poisson-sample this round's cohort: each client independently with rate ``q``.
+
+        Uses the OS CSPRNG (the accounting's amplification by sampling assumes the server
+        cannot predict or choose the cohort). ``clients`` defaults to
+        ``range(population)``. Resamples in the rare case fewer than two are drawn.
+        """
+        pool = list(range(self.population)) if clients is None else list(clients)
+        if len(pool) != self.population:
+            raise InvalidParameterError(f"expected the {self.population} clients of the population")
+        if self.clients_per_round == self.population:
+            return pool
+        scale = 1 << 53
+        threshold = int(self.sampling_rate * scale)
+        while True:
+            cohort = [c for c in pool if secrets.randbelow(scale) < threshold]
+            if len(cohort) >= 2:
+                return cohort
+
+    # -- aggregation -------------------------------------------------------------------
+
+    def mean(
+        self,
+        updates: Mapping[ClientId, Any] | Sequence[Any],
+        *,
+        weights: Mapping[ClientId, float] | Sequence[float] | None = None,
+        dropouts: Mapping[Any, Iterable[ClientId]] | None = None,
+        local_dp: Mapping[ClientId, Any] | None = None,
+    ) -> Any:
+        """Securely aggregate one round's updates and return their mean.
+
+        Args:
+            updates: client id -> update (a torch state-dict delta, a dict or list of
+                numpy arrays or tensors, or one array), or a list (ids ``0..n-1``). All
+                updates must have the same structure.
+            weights: optional positive per-client weights (e.g. example counts, at most
+                ``max_weight``) for a weighted mean; the server learns only their sum.
+                Not available with user-level DP (weights would change the sensitivity).
+            dropouts: simulate failures: protocol stage (``"advertise_keys"``,
+                ``"share_keys"``, ``"masked_input"``, ...) -> client ids that vanish there.
+            local_dp: with ``dp="local"``: client id -> its Opacus accountant (or
+                :class:`dp.ledger.LocalDpSgd` steps) after this round's local training.
+
+        Returns:
+            The mean, in the structure of the updates. With user-level DP it is the noised
+            sum over the *expected* cohort size (the DP-FedAvg estimator).
+
+        Raises:
+            BudgetExceededError: the round would exceed the privacy budget (nothing is
+                aggregated and nothing is recorded).
+            ThresholdNotMetError, ProtocolAbortError: too many dropouts for the protocol
+                (or for the DP guarantee); no aggregate is released.
+            InvalidParameterError, EncodingError: malformed updates or weights.
+        """
+        return self._aggregate(updates, weights=weights, dropouts=dropouts, local_dp=local_dp, mean=True)
+
+    def sum(
+        self,
+        updates: Mapping[ClientId, Any] | Sequence[Any],
+        *,
+        dropouts: Mapping[Any, Iterable[ClientId]] | None = None,
+        local_dp: Mapping[ClientId, Any] | None = None,
+    ) -> Any:
+        """Securely aggregate one round's updates and return their (noised) sum.
+
+        Same arguments and errors as :meth:`mean`, without weights.
+        """
+        return self._aggregate(updates, weights=None, dropouts=dropouts, local_dp=local_dp, mean=False)
+
+    def _aggregate(
+        self,
+        updates: Mapping[ClientId, Any] | Sequence[Any],
+        *,
+        weights: Mapping[ClientId, float] | Sequence[float] | None,
+        dropouts: Mapping[Any, Iterable[ClientId]] | None,
+        local_dp: Mapping[ClientId, Any] | None,
+        mean: bool,
+    ) -> Any:
+        from dp.clipping import flatten_update
+
+        started = time.perf_counter()
+        ids, items = _split_updates(updates)
+        n = len(ids)
+        vectors: list[F64] = []
+        layout: Any = None
+        for cid, item in zip(ids, items):
+            vector, this_layout = flatten_update(item)
+            if layout is None:
+                layout = this_layout
+            elif (this_layout.names, this_layout.shapes, this_layout.kind) != (
+                layout.names,
+                layout.shapes,
+                layout.kind,
+            ):
+                raise InvalidParameterError(f"the update of client {cid!r} has a different structure")
+            vectors.append(vector)
+        matrix = np.stack(vectors) if vectors else np.zeros((0, 0))
+        d = int(matrix.shape[1])
+        if d == 0:
+            raise InvalidParameterError("updates are empty")
+
+        # 1. clipping (the DP sensitivity) or a range check
+        clipped = 0
+        if self.clip_norm is not None:
+            norms = np.linalg.norm(matrix, axis=1)
+            over = norms > self.clip_norm
+            clipped = int(np.count_nonzero(over))
+            matrix[over] *= (self.clip_norm / norms[over])[:, None]
+        elif matrix.size and float(np.max(np.abs(matrix))) > self.value_bound:
+            from secagg.errors import EncodingError
+
+            raise EncodingError(
+                f"an update has a coordinate beyond value_bound={self.value_bound}; "
+                "raise value_bound or set clip_norm"
+            )
+        bound = self.clip_norm if self.clip_norm is not None else self.value_bound
+
+        # 2. weights are folded into the vector: [w x, w]
+        weight_array: F64 | None = None
+        if weights is not None:
+            if self.dp.user_level:
+                raise InvalidParameterError(
+                    "weighted means are not available with user-level DP: weights change the "
+                    "sensitivity; DP-FedAvg divides the noised sum by the expected cohort size"
+                )
+            if not mean:
+                raise InvalidParameterError("weights apply to mean() only")
+            weight_array = _weights(weights, ids, self.max_weight)
+            matrix = np.hstack([matrix * weight_array[:, None], weight_array[:, None]])
+            bound *= self.max_weight
+
+        # 3. the round's encoder, DP mechanism and ledger entry -- checked before anything
+        #    leaves a client
+        round_number = len(self._history) + 1
+        threat_model = self._round_threat_model(n)
+        encoder, planned_event, noise_stddev = self._round_encoder(n, int(matrix.shape[1]), bound, threat_model)
+        record = self._round_record(ids, planned_event, local_dp)
+        if record is not None:
+            self._ledger.spend(record)
+
+        # 4. the protocol
+        recorder = _RecordingEncoder(encoder) if self.verify else None
+        protocol_ids = {cid: index + 1 for index, cid in enumerate(ids)}
+        result = self._run_protocol(
+            {protocol_ids[c]: matrix[i] for i, c in enumerate(ids)},
+            encoder=recorder if recorder is not None else encoder,
+            dropouts=_map_dropouts(dropouts, protocol_ids),
+            threat_model=threat_model,
+            round_number=round_number,
+        )
+        survivor_pids = sorted(int(p) for p in result.survivors)
+        survivors = tuple(ids[p - 1] for p in survivor_pids)
+        total = np.asarray(result.aggregate, dtype=np.float64).reshape(-1)
+
+        # 5. verification on the side
+        max_diff: float | None = None
+        max_dp_error: float | None = None
+        if recorder is not None:
+            max_diff, max_dp_error = self._verify(recorder, matrix, ids, survivor_pids, total)
+
+        # 6. central noise, then the reduction
+        if self.dp is DPMode.CENTRAL:
+            from dp.central import CentralGaussianMechanism
+
+            mechanism = CentralGaussianMechanism(float(self._noise_multiplier or 0.0), float(self.clip_norm or 1.0))
+            total = np.asarray(mechanism.add_noise(total).value, dtype=np.float64)
+        if weight_array is not None:
+            weight_sum = float(total[-1])
+            if not weight_sum > 0:
+                raise SecAggError("the aggregated weight is not positive")
+            out = total[:-1] / weight_sum
+        elif mean:
+            denominator = self.clients_per_round if self.dp.user_level else len(survivors)
+            out = total / float(denominator)
+        else:
+            out = total
+
+        report = RoundReport(
+            round=round_number,
+            cohort=tuple(ids),
+            survivors=survivors,
+            clipped=clipped,
+            epsilon=self.epsilon,
+            delta=None if self.dp is DPMode.NONE else self.delta,
+            noise_stddev=noise_stddev,
+            seconds=time.perf_counter() - started,
+            max_abs_difference=max_diff,
+            max_abs_dp_error=max_dp_error,
+        )
+        self._history.append(report)
+        return layout.unflatten(out)
+
+    # -- round set-up ------------------------------------------------------------------
+
+    def _round_threat_model(self, n: int) -> Any:
+        """The threat model the protocol enforces this round.
+
+        With distributed DP the noise is sized for ``n - max_dropouts(n)`` survivors, so
+        the minimum aggregate size is raised to that: clients then refuse to unmask a sum
+        with less noise than the ledger recorded.
+        """
+        if self.dp is not DPMode.DISTRIBUTED:
+            return self.threat_model
+        import dataclasses
+
+        needed = n - self.threat_model.max_dropouts(n)
+        current = self.threat_model.effective_min_aggregate_size(n)
+        if needed <= current:
+            return self.threat_model
+        return dataclasses.replace(self.threat_model, min_aggregate_size=needed)
+
+    def _ring_bits(self, n: int) -> int:
+        if self.protocol is AggregationProtocol.PAILLIER:
+            return min(_MASKING_RING_BITS, max(1, (n - 1).bit_length()) + _PAILLIER_LEVEL_BITS)
+        return _MASKING_RING_BITS
+
+    def _distributed_bits(self) -> int:
+        # 32-bit words halve the masked vectors on the wire; Paillier packs tighter slots.
+        return 24 if self.protocol is AggregationProtocol.PAILLIER else 32
+
+    def _distributed_encoder(self, z: float, n: int, d: int) -> Any:
+        from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters_for_threat_model
+
+        params = select_parameters_for_threat_model(
+            self.threat_model,
+            mechanism=DistributedMechanism.DISCRETE_GAUSSIAN,
+            noise_multiplier=z,
+            clip_norm=float(self.clip_norm or 1.0),
+            bits=self._distributed_bits(),
+            expected_clients=n,
+            dimension=d,
+        )
+        return DistributedDPEncoder(params)
+
+    def _calibrate(self, d: int) -> float:
+        """``z`` meeting ``target_epsilon`` after ``rounds`` rounds (1% head-room)."""
+        from dp.ledger import ClientSampling
+
+        sampling = ClientSampling.from_counts(self.clients_per_round, self.population)
+        m = self.clients_per_round
+        if self.dp is DPMode.DISTRIBUTED:
+
+            def round_event(z: float) -> Any:
+                encoder = self._distributed_encoder(z, m, d)
+                return sampling.wrap(encoder.dp_event(m - self.threat_model.max_dropouts(m)))
+
+        else:
+            import dp_accounting
+
+            def round_event(z: float) -> Any:
+                return sampling.wrap(dp_accounting.GaussianDpEvent(z))
+
+        return calibrate_noise_multiplier(
+            0.99 * float(self.target_epsilon or 0.0),
+            delta=self.delta,
+            rounds=int(self.rounds or 1),
+            round_event=round_event,
+            accountant=self._accountant_kind(),
+        )
+
+    def _round_encoder(self, n: int, d: int, bound: float, threat_model: Any) -> tuple[Any, Any, float]:
+        """(encoder, planned DP event of the aggregate, noise std per coordinate of the sum)."""
+        import dp_accounting
+
+        if self.dp.user_level and self._noise_multiplier is None:
+            self._noise_multiplier = self._calibrate(d)
+        z = float(self._noise_multiplier or 0.0)
+        if self.dp is DPMode.DISTRIBUTED:
+            encoder = self._distributed_encoder(z, n, d)
+            survivors = threat_model.effective_min_aggregate_size(n)
+            return encoder, encoder.dp_event(survivors), z * float(self.clip_norm or 0.0)
+        # values reach the bound only up to float rounding after clipping
+        encoder = FixedPointEncoder.symmetric(bound * (1.0 + 1e-9), bits=self._ring_bits(n), max_clients=n)
+        if self.dp is DPMode.CENTRAL:
+            return encoder, dp_accounting.GaussianDpEvent(z), z * float(self.clip_norm or 0.0)
+        return encoder, dp_accounting.NonPrivateDpEvent(), 0.0
+
+    def _accountant_kind(self) -> str:
+        # the PLD and PRV accountants do not handle distributed discrete Gaussian events
+        if self._accountant_choice is not None:
+            return self._accountant_choice
+        return "rdp" if self.dp is DPMode.DISTRIBUTED else "pld"
+
+    def _make_ledger(self) -> Any:
+        from dp.ledger import BudgetScope, PrivacyBudget, PrivacyLedger
+
+        budgets = []
+        if self.epsilon_budget is not None:
+            scope = BudgetScope.SAMPLE_LEVEL if self.dp is DPMode.LOCAL else BudgetScope.POPULATION
+            budgets.append(PrivacyBudget(epsilon=self.epsilon_budget, delta=self.delta, scope=scope))
+        return PrivacyLedger(budgets=budgets, accountant=self._accountant_kind())
+
+    def _round_record(self, ids: Sequence[ClientId], event: Any, local_dp: Mapping[ClientId, Any] | None) -> Any:
+        from dp.ledger import ClientSampling, LocalDpSgd, RoundRecord, local_dp_sgd_from_opacus
+
+        if local_dp is not None and self.dp is not DPMode.LOCAL:
+            raise InvalidParameterError("local_dp is only meaningful with dp='local'")
+        if self.dp is DPMode.NONE:
+            return None
+        sampling = ClientSampling.from_counts(self.clients_per_round, self.population)
+        steps: dict[ClientId, tuple[Any, ...]] = {}
+        if self.dp is DPMode.LOCAL:
+            if local_dp is None:
+                raise InvalidParameterError(
+                    "dp='local' needs local_dp: each client's Opacus accountant after its training"
+                )
+            known = set(ids)
+            for cid, value in local_dp.items():
+                if cid not in known:
+                    raise InvalidParameterError(f"local_dp names client {cid!r}, which sent no update")
+                if isinstance(value, (list, tuple)) and all(isinstance(s, LocalDpSgd) for s in value):
+                    steps[cid] = tuple(value)
+                else:
+                    steps[cid] = local_dp_sgd_from_opacus(value, since=self._local_seen.get(cid))
+                    history = getattr(value, "history", None)
+                    self._local_seen[cid] = list(history) if history is not None else value
+        return RoundRecord(mechanism=event, sampling=sampling, participants=tuple(ids), local_dp_sgd=steps)
+
+    def _paillier_config(self, threat_model: Any) -> dict[str, Any]:
+        from secagg.threshold_paillier import deal_threshold_key
+        from threat_models.paillier import paillier_parameters
+
+        committee = min(_PAILLIER_COMMITTEE, self.population)
+        if self._paillier_key is None:
+            params = paillier_parameters(self.clients_per_round, threat_model, n_decryptors=committee)
+            key_bits = self._paillier_key_bits
+            self._paillier_key = deal_threshold_key(
+                n_decryptors=committee,
+                threshold=params.threshold,
+                key_bits=key_bits,
+                hazmat_allow_weak_key=key_bits < 2048,
+            )
+        return {"key": self._paillier_key, "committee_size": committee}
+
+    def _run_protocol(
+        self,
+        vectors: dict[int, F64],
+        *,
+        encoder: Any,
+        dropouts: dict[str, list[int]] | None,
+        threat_model: Any,
+        round_number: int,
+    ) -> Any:
+        import protocols
+
+        config: dict[str, Any] = {
+            "encoder": encoder,
+            "threat_model": threat_model,
+            "round_id": (self._run_nonce << 24) | round_number,
+        }
+        if self.protocol is AggregationProtocol.PAILLIER:
+            config.update(self._paillier_config(threat_model))
+        return protocols.simulate(vectors, protocol=self.protocol.value, dropouts=dropouts, **config)
+
+    @staticmethod
+    def _verify(
+        recorder: _RecordingEncoder, matrix: F64, ids: Sequence[ClientId], survivor_pids: Sequence[int], total: F64
+    ) -> tuple[float | None, float | None]:
+        """Recompute the survivors' aggregate in plaintext from the recorded encodings."""
+        rows = [p - 1 for p in survivor_pids]
+        plain = matrix[rows].sum(axis=0) if rows else np.zeros(matrix.shape[1])
+        dp_error = float(np.max(np.abs(total - plain))) if total.shape == plain.shape else None
+        length = recorder.encoded_length(matrix.shape[1])
+        ring_sum = np.zeros(length, dtype=np.uint64)
+        used: dict[bytes, int] = {}
+        for row in rows:
+            key = _digest(matrix[row])
+            encodings = recorder.encodings.get(key, [])
+            index = used.get(key, 0)
+            if index >= len(encodings):
+                return None, dp_error  # this client's encoding cannot be attributed
+            used[key] = index + 1
+            ring_sum += encodings[index]
+        ring_sum &= np.uint64((1 << recorder.bits) - 1)
+        expected = np.asarray(recorder.inner.decode_sum(ring_sum, len(rows)), dtype=np.float64)
+        return float(np.max(np.abs(total - expected))), dp_error
+
+
+#: Decryption committee of the Paillier protocol (a fixed committee lets one dealt key
+#: serve every round).
+_PAILLIER_COMMITTEE = 10
+
+
+def _split_updates(updates: Mapping[ClientId, Any] | Sequence[Any]) -> tuple[list[ClientId], list[Any]]:
+    if isinstance(updates, Mapping):
+        ids = list(updates.keys())
+        items = [updates[c] for c in ids]
+    elif isinstance(updates, Sequence) and not isinstance(updates, (str, bytes)):
+        items = list(updates)
+        ids = list(range(len(items)))
+    else:
+        raise InvalidParameterError("updates must map client ids to updates, or be a list of updates")
+    for cid in ids:
+        if isinstance(cid, bool) or not isinstance(cid, (str, int)):
+            raise InvalidParameterError(f"client ids must be str or int, got {cid!r}")
+    if len({str(c) for c in ids}) != len(ids):
+        raise InvalidParameterError("client ids must be distinct (also as strings)")
+    if len(ids) < 2:
+        raise InvalidParameterError("secure aggregation needs updates from at least two clients")
+    return ids, items
+
+
+def _weights(
+    weights: Mapping[ClientId, float] | Sequence[float], ids: Sequence[ClientId], max_weight: float
+) -> F64:
+    if isinstance(weights, Mapping):
+        missing = [c for c in ids if c not in weights]
+        if missing or len(weights) != len(ids):
+            raise InvalidParameterError("weights must give exactly one weight per client")
+        values = [weights[c] for c in ids]
+    else:
+        values = list(weights)
+        if len(values) != len(ids):
+            raise InvalidParameterError(f"expected {len(ids)} weights, got {len(values)}")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidParameterError("weights must be numbers") from None
+    if not np.all(np.isfinite(array)) or np.any(array <= 0) or np.any(array > max_weight):
+        raise InvalidParameterError(f"weights must be finite, positive and at most max_weight={max_weight}")
+    return array
+
+
+def _map_dropouts(
+    dropouts: Mapping[Any, Iterable[ClientId]] | None, protocol_ids: Mapping[ClientId, int]
+) -> dict[str, list[int]] | None:
+    if dropouts is None:
+        return None
+    if not isinstance(dropouts, Mapping):
+        raise InvalidParameterError("dropouts must map protocol stages to client ids")
+    mapped: dict[str, list[int]] = {}
+    for stage, clients in dropouts.items():
+        key = str(getattr(stage, "value", stage))
+        pids = []
+        for cid in clients:
+            if cid not in protocol_ids:
+                raise InvalidParameterError(f"dropouts names client {cid!r}, which sent no update")
+            pids.append(protocol_ids[cid])
+        mapped[key] = pids
+    return mapped
