@@ -52,7 +52,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
@@ -329,13 +329,23 @@ def local_dp_sgd_from_opacus(
     return tuple(result)
 
 
+def _accountant_kind(accountant: AccountantKind | str) -> AccountantKind:
+    try:
+        return AccountantKind(accountant)
+    except ValueError:
+        raise InvalidParameterError(f"unknown accountant {accountant!r}") from None
+
+
 def _normalise_id(client: object) -> str:
     if isinstance(client, bool) or not isinstance(client, (str, int)):
         raise InvalidParameterError(f"client ids must be str or int, got {type(client).__name__}")
     return str(client)
 
 
-@dataclass(frozen=True)
+ClientId = str | int
+
+
+@dataclass(frozen=True, init=False)
 class RoundRecord:
     """What one round applied. Immutable; client ids are stored as strings.
 
@@ -344,35 +354,49 @@ class RoundRecord:
         sampling: how the cohort was drawn.
         participants: ids of the clients whose data may enter the aggregate (the
             selected cohort); ``None`` if unknown (per-client accounting then impossible).
-        local_dp_sgd: per client id, the DP-SGD steps it ran locally this round.
+            ``int`` ids are accepted and stored as ``str``.
+        local_dp_sgd: per client id, the DP-SGD steps it ran locally this round
+            (read-only mapping).
         note: free text.
     """
 
     mechanism: dp_accounting.DpEvent
     sampling: ClientSampling
-    participants: tuple[str, ...] | None = None
-    local_dp_sgd: Mapping[str, tuple[LocalDpSgd, ...]] = field(default_factory=dict)
-    note: str = ""
+    participants: tuple[str, ...] | None
+    local_dp_sgd: Mapping[str, tuple[LocalDpSgd, ...]]
+    note: str
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.mechanism, dp_accounting.DpEvent):
+    def __init__(
+        self,
+        mechanism: dp_accounting.DpEvent,
+        sampling: ClientSampling,
+        participants: Iterable[ClientId] | None = None,
+        local_dp_sgd: Mapping[str, Iterable[LocalDpSgd]]
+        | Mapping[int, Iterable[LocalDpSgd]]
+        | Mapping[ClientId, Iterable[LocalDpSgd]]
+        | None = None,
+        note: str = "",
+    ) -> None:
+        if not isinstance(mechanism, dp_accounting.DpEvent):
             raise InvalidParameterError("mechanism must be a dp_accounting.DpEvent")
-        event_to_dict(self.mechanism)  # refuses unknown classes and non-finite fields
-        if not isinstance(self.sampling, ClientSampling):
+        event_to_dict(mechanism)  # refuses unknown classes and non-finite fields
+        if not isinstance(sampling, ClientSampling):
             raise InvalidParameterError("sampling must be a ClientSampling")
-        if self.participants is not None:
-            if isinstance(self.participants, (str, bytes)):
+        ids: tuple[str, ...] | None = None
+        if participants is not None:
+            if isinstance(participants, (str, bytes)) or not isinstance(participants, Iterable):
                 raise InvalidParameterError(
                     "participants must be a collection of ids, not a string"
                 )
-            ids = tuple(_normalise_id(c) for c in self.participants)
+            ids = tuple(_normalise_id(c) for c in participants)
             if len(set(ids)) != len(ids):
                 raise InvalidParameterError("participants contains duplicate ids")
-            object.__setattr__(self, "participants", ids)
-        if not isinstance(self.local_dp_sgd, Mapping):
+        if local_dp_sgd is None:
+            local_dp_sgd = {}
+        if not isinstance(local_dp_sgd, Mapping):
             raise InvalidParameterError("local_dp_sgd must map client ids to DP-SGD steps")
         local: dict[str, tuple[LocalDpSgd, ...]] = {}
-        for client, steps in self.local_dp_sgd.items():
+        for client, steps in local_dp_sgd.items():
             cid = _normalise_id(client)
             if cid in local:
                 raise InvalidParameterError(f"client {cid!r} appears twice in local_dp_sgd")
@@ -380,9 +404,13 @@ class RoundRecord:
             if not all(isinstance(s, LocalDpSgd) for s in entries):
                 raise InvalidParameterError("local_dp_sgd values must be sequences of LocalDpSgd")
             local[cid] = entries
-        object.__setattr__(self, "local_dp_sgd", MappingProxyType(local))
-        if not isinstance(self.note, str):
+        if not isinstance(note, str):
             raise InvalidParameterError("note must be a string")
+        object.__setattr__(self, "mechanism", mechanism)
+        object.__setattr__(self, "sampling", sampling)
+        object.__setattr__(self, "participants", ids)
+        object.__setattr__(self, "local_dp_sgd", MappingProxyType(local))
+        object.__setattr__(self, "note", note)
 
     @property
     def population_event(self) -> dp_accounting.DpEvent:
@@ -451,20 +479,41 @@ class SpendReport:
         return tuple(s for s in self.statuses if s.exceeded)
 
 
-def _compose_counts(
-    counts: Mapping[str, int], events: Mapping[str, dp_accounting.DpEvent]
+Pattern = tuple[tuple[str, int], ...]  # sorted (event key, number of compositions)
+
+
+def _pattern(counts: Mapping[str, int]) -> Pattern:
+    return tuple(sorted((k, n) for k, n in counts.items() if n > 0))
+
+
+def _compose_pattern(
+    pattern: Pattern, events: Mapping[str, dp_accounting.DpEvent]
 ) -> dp_accounting.DpEvent:
-    parts: list[dp_accounting.DpEvent] = []
-    for key in sorted(counts):
-        n = counts[key]
-        parts.append(events[key] if n == 1 else dp_accounting.SelfComposedDpEvent(events[key], n))
+    parts = [
+        events[k] if n == 1 else dp_accounting.SelfComposedDpEvent(events[k], n) for k, n in pattern
+    ]
     if not parts:
         return dp_accounting.NoOpDpEvent()
     return parts[0] if len(parts) == 1 else dp_accounting.ComposedDpEvent(parts)
 
 
+@dataclass(frozen=True)
+class _RoundKeys:
+    """Canonical keys of one round's events (computed once per round)."""
+
+    population: str
+    mechanism: str
+    participants: tuple[str, ...] | None
+    local: tuple[tuple[str, Pattern], ...]
+
+
 class PrivacyLedger:
     """Round-by-round record of the DP mechanisms applied, with budget enforcement.
+
+    Composition is commutative for every accountant used here, so each granularity is
+    kept as counts of distinct events (per client for the per-client and sample levels)
+    and epsilons are cached per distinct composition: checking a round costs one
+    accountant call per new composition, not one per client.
 
     Args:
         budgets: limits to enforce in :meth:`spend` (any number, any scopes).
@@ -485,10 +534,7 @@ class PrivacyLedger:
         self._budgets = tuple(budgets)
         if not all(isinstance(b, PrivacyBudget) for b in self._budgets):
             raise InvalidParameterError("budgets must be PrivacyBudget instances")
-        try:
-            self._accountant = AccountantKind(accountant)
-        except ValueError:
-            raise InvalidParameterError(f"unknown accountant {accountant!r}") from None
+        self._accountant = _accountant_kind(accountant)
         if not isinstance(neighboring_relation, NeighboringRelation):
             raise InvalidParameterError(
                 "neighboring_relation must be a dp_accounting.NeighboringRelation"
@@ -498,7 +544,13 @@ class PrivacyLedger:
         if self._pld_discretization <= 0:
             raise InvalidParameterError("pld_discretization must be positive")
         self._rounds: list[RoundRecord] = []
-        self._cache: dict[tuple[str, str, float, str], float] = {}
+        self._keys: list[_RoundKeys] = []
+        self._events: dict[str, dp_accounting.DpEvent] = {}
+        self._population_counts: Counter[str] = Counter()
+        self._client_counts: dict[str, Counter[str]] = {}
+        self._sample_counts: dict[str, Counter[str]] = {}
+        self._cache: dict[tuple[str, float, Pattern], float] = {}
+        self._rdp_cache: dict[str, tuple[FloatArray, FloatArray]] = {}
 
     # ---------------------------------------------------------------- properties
     @property
@@ -535,80 +587,77 @@ class PrivacyLedger:
                 seen[c] = None
         return tuple(seen)
 
-    # ---------------------------------------------------------------- events
-    @staticmethod
-    def _population_event(rounds: Sequence[RoundRecord]) -> dp_accounting.DpEvent:
-        runs: list[tuple[dp_accounting.DpEvent, str, int]] = []
-        for r in rounds:
-            ev = r.population_event
-            key = event_key(ev)
-            if runs and runs[-1][1] == key:
-                runs[-1] = (runs[-1][0], key, runs[-1][2] + 1)
-            else:
-                runs.append((ev, key, 1))
-        parts = [ev if n == 1 else dp_accounting.SelfComposedDpEvent(ev, n) for ev, _, n in runs]
-        if not parts:
-            return dp_accounting.NoOpDpEvent()
-        return parts[0] if len(parts) == 1 else dp_accounting.ComposedDpEvent(parts)
+    # ---------------------------------------------------------------- bookkeeping
+    def _key(self, event: dp_accounting.DpEvent) -> str:
+        key = event_key(event)
+        self._events.setdefault(key, event)
+        return key
 
+    def _round_keys(self, record: RoundRecord) -> _RoundKeys:
+        local = []
+        for client, steps in record.local_dp_sgd.items():
+            counts: Counter[str] = Counter()
+            for s in steps:
+                if s.steps > 0:
+                    counts[self._key(LocalDpSgd(s.noise_multiplier, s.sample_rate, 1).event())] += (
+                        s.steps
+                    )
+            local.append((client, _pattern(counts)))
+        return _RoundKeys(
+            population=self._key(record.population_event),
+            mechanism=self._key(record.mechanism),
+            participants=record.participants,
+            local=tuple(local),
+        )
+
+    def _append(self, record: RoundRecord, keys: _RoundKeys) -> None:
+        self._rounds.append(record)
+        self._keys.append(keys)
+        self._population_counts[keys.population] += 1
+        for c in keys.participants or ():
+            self._client_counts.setdefault(c, Counter())[keys.mechanism] += 1
+        for c, pattern in keys.local:
+            counter = self._sample_counts.setdefault(c, Counter())
+            for k, n in pattern:
+                counter[k] += n
+
+    def _population_pattern(self, upto: int) -> Pattern:
+        if upto == len(self._keys):
+            return _pattern(self._population_counts)
+        return _pattern(Counter(k.population for k in self._keys[:upto]))
+
+    # ---------------------------------------------------------------- events
     def population_event(self, upto: int | None = None) -> dp_accounting.DpEvent:
         """Composed population-level event of rounds ``1..upto`` (all by default)."""
-        return self._population_event(self._rounds[: self._upto(upto)])
-
-    @staticmethod
-    def _client_events(rounds: Sequence[RoundRecord]) -> dict[str, dp_accounting.DpEvent]:
-        counts: dict[str, Counter[str]] = {}
-        events: dict[str, dp_accounting.DpEvent] = {}
-        for r in rounds:
-            if r.participants is None:
-                continue
-            key = event_key(r.mechanism)
-            events[key] = r.mechanism
-            for c in r.participants:
-                counts.setdefault(c, Counter())[key] += 1
-        return {c: _compose_counts(cnt, events) for c, cnt in counts.items()}
-
-    @staticmethod
-    def _sample_events(rounds: Sequence[RoundRecord]) -> dict[str, dp_accounting.DpEvent]:
-        counts: dict[str, Counter[str]] = {}
-        events: dict[str, dp_accounting.DpEvent] = {}
-        for r in rounds:
-            for c, steps in r.local_dp_sgd.items():
-                for s in steps:
-                    if s.steps == 0:
-                        continue
-                    step_event = LocalDpSgd(s.noise_multiplier, s.sample_rate, 1).event()
-                    key = event_key(step_event)
-                    events[key] = step_event
-                    counts.setdefault(c, Counter())[key] += s.steps
-        return {c: _compose_counts(cnt, events) for c, cnt in counts.items()}
+        return _compose_pattern(self._population_pattern(self._upto(upto)), self._events)
 
     def client_events(self) -> dict[str, dp_accounting.DpEvent]:
         """Per client, the composed mechanisms of the rounds it took part in (no sampling)."""
-        return self._client_events(self._rounds)
+        return {
+            c: _compose_pattern(_pattern(n), self._events) for c, n in self._client_counts.items()
+        }
 
     def sample_level_events(self) -> dict[str, dp_accounting.DpEvent]:
         """Per client, the composed local DP-SGD steps (record-level)."""
-        return self._sample_events(self._rounds)
+        return {
+            c: _compose_pattern(_pattern(n), self._events) for c, n in self._sample_counts.items()
+        }
 
     # ---------------------------------------------------------------- epsilons
     def _kind(self, accountant: AccountantKind | str | None) -> AccountantKind:
-        if accountant is None:
-            return self._accountant
-        try:
-            return AccountantKind(accountant)
-        except ValueError:
-            raise InvalidParameterError(f"unknown accountant {accountant!r}") from None
+        return self._accountant if accountant is None else _accountant_kind(accountant)
 
-    def _epsilon(self, event: dp_accounting.DpEvent, delta: float, kind: AccountantKind) -> float:
-        key = (kind.value, self._relation.name, delta, event_key(event))
+    def _epsilon(self, pattern: Pattern, delta: float, kind: AccountantKind) -> float:
+        key = (kind.value, float(delta), pattern)
         cached = self._cache.get(key)
         if cached is None:
-            if isinstance(event, dp_accounting.NoOpDpEvent):
+            if not pattern:
                 cached = 0.0
+            elif kind is AccountantKind.RDP:
+                cached = self._rdp_epsilon(pattern, delta)
             else:
                 cached = compute_epsilon(
-                    event,
+                    _compose_pattern(pattern, self._events),
                     delta,
                     accountant=kind,
                     neighboring_relation=self._relation,
@@ -616,6 +665,21 @@ class PrivacyLedger:
                 )
             self._cache[key] = cached
         return cached
+
+    def _rdp_epsilon(self, pattern: Pattern, delta: float) -> float:
+        """RDP adds up: one cached curve per distinct event, scaled by its count."""
+        orders: FloatArray | None = None
+        total: FloatArray | None = None
+        for key, n in pattern:
+            curve = self._rdp_cache.get(key)
+            if curve is None:
+                curve = rdp_curve(self._events[key], neighboring_relation=self._relation)
+                self._rdp_cache[key] = curve
+            orders = curve[0]
+            total = n * curve[1] if total is None else total + n * curve[1]
+        if orders is None or total is None:
+            return 0.0
+        return rdp_to_epsilon(orders, total, delta)
 
     def _upto(self, upto: int | None) -> int:
         if upto is None:
@@ -636,7 +700,9 @@ class PrivacyLedger:
         upto: int | None = None,
     ) -> float:
         """User-level epsilon at ``delta`` for any member of the population, after ``upto`` rounds."""
-        return self._epsilon(self.population_event(upto), delta, self._kind(accountant))
+        return self._epsilon(
+            self._population_pattern(self._upto(upto)), delta, self._kind(accountant)
+        )
 
     def population_delta(
         self,
@@ -662,14 +728,14 @@ class PrivacyLedger:
     ) -> dict[str, float]:
         """Per-client epsilon at ``delta`` from actual participation (no amplification)."""
         kind = self._kind(accountant)
-        return {c: self._epsilon(ev, delta, kind) for c, ev in self.client_events().items()}
+        return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._client_counts.items()}
 
     def sample_level_epsilons(
         self, delta: float, *, accountant: AccountantKind | str | None = None
     ) -> dict[str, float]:
         """Per-client record-level epsilon at ``delta`` from the local DP-SGD steps."""
         kind = self._kind(accountant)
-        return {c: self._epsilon(ev, delta, kind) for c, ev in self.sample_level_events().items()}
+        return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._sample_counts.items()}
 
     def epsilon_curve(
         self,
@@ -695,55 +761,91 @@ class PrivacyLedger:
         kind = self._kind(accountant)
         if total == 0:
             return []
-        rounds = curve_rounds(total, points)
+        wanted = curve_rounds(total, points)
         from tqdm import tqdm
 
         bar = tqdm(
-            rounds, desc="accounting", unit="pt", disable=not (progress and sys.stderr.isatty())
+            total=len(wanted),
+            desc="accounting",
+            unit="pt",
+            disable=not (progress and sys.stderr.isatty()),
         )
-        if kind is AccountantKind.RDP:
-            # RDP adds up: one curve per distinct round event, then a running sum.
-            curves: dict[str, FloatArray] = {}
-            orders: FloatArray | None = None
-            running: list[FloatArray] = []
-            for r in self._rounds:
-                ev = r.population_event
-                key = event_key(ev)
-                if key not in curves:
-                    orders, curves[key] = rdp_curve(ev, neighboring_relation=self._relation)
-                running.append(curves[key] if not running else running[-1] + curves[key])
-            if orders is None:  # pragma: no cover - total > 0
-                return []
-            return [(t, rdp_to_epsilon(orders, running[t - 1], delta)) for t in bar]
-        return [(t, self._epsilon(self.population_event(t), delta, kind)) for t in bar]
+        curve: list[tuple[int, float]] = []
+        counts: Counter[str] = Counter()
+        targets = iter(wanted)
+        target = next(targets)
+        with bar:
+            for t, keys in enumerate(self._keys, start=1):
+                counts[keys.population] += 1
+                if t == target:
+                    curve.append((t, self._epsilon(_pattern(counts), delta, kind)))
+                    bar.update(1)
+                    target = next(targets, 0)
+        return curve
 
     # ---------------------------------------------------------------- enforcement
-    def _statuses(
-        self, rounds: Sequence[RoundRecord], kind: AccountantKind
-    ) -> tuple[BudgetStatus, ...]:
+    def _scope_max(
+        self,
+        counts: Mapping[str, Counter[str]],
+        extra: Mapping[str, Pattern],
+        delta: float,
+        kind: AccountantKind,
+    ) -> tuple[str | None, float]:
+        worst, worst_eps = None, 0.0
+        for client in {*counts, *extra}:
+            counter: Counter[str] = Counter(counts.get(client, Counter()))
+            for k, n in extra.get(client, ()):
+                counter[k] += n
+            eps = self._epsilon(_pattern(counter), delta, kind)
+            if worst is None or eps > worst_eps or (eps == worst_eps and client < worst):
+                worst, worst_eps = client, eps
+        return worst, worst_eps
+
+    def _statuses(self, keys: _RoundKeys | None, kind: AccountantKind) -> tuple[BudgetStatus, ...]:
+        population = Counter(self._population_counts)
+        client_extra: dict[str, Pattern] = {}
+        sample_extra: dict[str, Pattern] = {}
+        if keys is not None:
+            population[keys.population] += 1
+            client_extra = {c: ((keys.mechanism, 1),) for c in keys.participants or ()}
+            sample_extra = dict(keys.local)
         statuses: list[BudgetStatus] = []
-        client_events: dict[str, dp_accounting.DpEvent] | None = None
-        sample_events: dict[str, dp_accounting.DpEvent] | None = None
         for budget in self._budgets:
             if budget.scope is BudgetScope.POPULATION:
-                eps = self._epsilon(self._population_event(rounds), budget.delta, kind)
-                statuses.append(BudgetStatus(budget, eps))
-                continue
-            if budget.scope is BudgetScope.PER_CLIENT:
-                if client_events is None:
-                    client_events = self._client_events(rounds)
-                events = client_events
+                statuses.append(
+                    BudgetStatus(budget, self._epsilon(_pattern(population), budget.delta, kind))
+                )
+            elif budget.scope is BudgetScope.PER_CLIENT:
+                who, eps = self._scope_max(self._client_counts, client_extra, budget.delta, kind)
+                statuses.append(BudgetStatus(budget, eps, who))
             else:
-                if sample_events is None:
-                    sample_events = self._sample_events(rounds)
-                events = sample_events
-            worst, worst_eps = None, 0.0
-            for client, ev in events.items():
-                eps = self._epsilon(ev, budget.delta, kind)
-                if worst is None or eps > worst_eps:
-                    worst, worst_eps = client, eps
-            statuses.append(BudgetStatus(budget, worst_eps, worst))
+                who, eps = self._scope_max(self._sample_counts, sample_extra, budget.delta, kind)
+                statuses.append(BudgetStatus(budget, eps, who))
         return tuple(statuses)
+
+    def _check(self, record: RoundRecord) -> tuple[SpendReport, _RoundKeys]:
+        if not isinstance(record, RoundRecord):
+            raise InvalidParameterError("expected a RoundRecord")
+        if record.participants is None and any(
+            b.scope is BudgetScope.PER_CLIENT for b in self._budgets
+        ):
+            raise InvalidParameterError("a per-client budget needs the round's participants")
+        # Refuse a mechanism the ledger's accountant cannot account for, budget or not.
+        check_supported(
+            record.population_event, self._accountant, neighboring_relation=self._relation
+        )
+        keys = self._round_keys(record)
+        report = SpendReport(len(self._rounds) + 1, self._statuses(keys, self._accountant))
+        if report.exceeded:
+            parts = []
+            for s in report.exceeded:
+                who = f" (client {s.worst_client})" if s.worst_client is not None else ""
+                parts.append(
+                    f"{s.budget.scope.value} epsilon would reach {s.epsilon:.4g}{who} at "
+                    f"delta={s.budget.delta:g}, over the budget {s.budget.epsilon:g}"
+                )
+            raise BudgetExceededError(f"round {report.round} refused: " + "; ".join(parts))
+        return report, keys
 
     def preview(self, record: RoundRecord) -> SpendReport:
         """Every tracked epsilon if ``record`` were recorded next; records nothing.
@@ -754,28 +856,7 @@ class PrivacyLedger:
             InvalidParameterError: ``record`` is malformed, or a per-client budget is set
                 and the record has no participants.
         """
-        if not isinstance(record, RoundRecord):
-            raise InvalidParameterError("expected a RoundRecord")
-        if record.participants is None and any(
-            b.scope is BudgetScope.PER_CLIENT for b in self._budgets
-        ):
-            raise InvalidParameterError("a per-client budget needs the round's participants")
-        rounds = [*self._rounds, record]
-        # Refuse a mechanism the ledger's accountant cannot account for, budget or not.
-        check_supported(
-            record.population_event, self._accountant, neighboring_relation=self._relation
-        )
-        report = SpendReport(len(rounds), self._statuses(rounds, self._accountant))
-        if report.exceeded:
-            parts = []
-            for s in report.exceeded:
-                who = f" (client {s.worst_client})" if s.worst_client is not None else ""
-                parts.append(
-                    f"{s.budget.scope.value} epsilon would reach {s.epsilon:.4g}{who} at delta={s.budget.delta:g}, "
-                    f"over the budget {s.budget.epsilon:g}"
-                )
-            raise BudgetExceededError(f"round {report.round} refused: " + "; ".join(parts))
-        return report
+        return self._check(record)[0]
 
     def spend(self, record: RoundRecord) -> SpendReport:
         """Check every budget with ``record`` added, then record it (atomically).
@@ -784,13 +865,13 @@ class PrivacyLedger:
         budget would be exceeded, :class:`~secagg.errors.BudgetExceededError` is raised
         and the ledger is unchanged.
         """
-        report = self.preview(record)
-        self._rounds.append(record)
+        report, keys = self._check(record)
+        self._append(record, keys)
         return report
 
     def report(self, *, accountant: AccountantKind | str | None = None) -> SpendReport:
         """Current status of every budget."""
-        return SpendReport(len(self._rounds), self._statuses(self._rounds, self._kind(accountant)))
+        return SpendReport(len(self._rounds), self._statuses(None, self._kind(accountant)))
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
@@ -852,9 +933,8 @@ class PrivacyLedger:
                 raise InvalidParameterError(
                     f"malformed ledger: round {i + 1} is missing or out of order"
                 )
-            ledger._rounds.append(
-                RoundRecord.from_dict({k: v for k, v in raw.items() if k != "round"})
-            )
+            record = RoundRecord.from_dict({k: v for k, v in raw.items() if k != "round"})
+            ledger._append(record, ledger._round_keys(record))
         return ledger
 
     @classmethod
