@@ -1,0 +1,569 @@
+"""The SecAgg / SecAgg+ client as a pure state machine.
+
+One :class:`SecAggClient` takes part in one round. It has no I/O, clock or thread: the
+transport calls :meth:`SecAggClient.handle` with each message from the server and sends
+back whatever it returns. Stages and what the client does (Bonawitz et al. 2017 with the
+sparse graph of Bell et al. 2020; ``N(u)`` the neighbours the server announced):
+
+1. ``ADVERTISE_KEYS`` (:class:`~protocols.messages.RoundStart`): check the neighbour list
+   (``k`` distinct ids, not itself); draw two X25519 key pairs (masking key ``s_u``,
+   share-encryption key ``c_u``); sign them with the identity key in the malicious
+   variant, over ``canonical(protocol, version, "advertise-keys", u, s_pk, c_pk,
+   "round", round_id, "model", model_hash)``.
+2. ``SHARE_KEYS`` (:class:`~protocols.messages.KeyBroadcast`): accept the peers' keys
+   (only neighbours, distinct keys, at least ``t`` peers, valid signatures); draw the
+   self-mask seed ``b_u`` (32 bytes, ``os.urandom``); Shamir-share ``b_u`` and ``s_u``'s
+   private half ``t``-of-``|peers|`` with the peers' ids as x-coordinates; encrypt each
+   peer's pair of shares with AES-GCM under ``HKDF(c_u x c_v)``, bound to
+   ``(round, u, v)``.
+3. ``MASKED_INPUT`` (:class:`~protocols.messages.ShareForward`): decrypt the shares the
+   peers sent (at least ``t``); the peers that sent them are the *masking set* ``M(u)``;
+   send ``y_u = x_u + PRG(b_u) + sum_{v in M(u)} sign(u, v) PRG(s_uv) mod 2^bits`` with
+   ``s_uv = HKDF(s_u x s_v)`` and ``sign = +1`` if ``u < v`` else ``-1``.
+4. ``CONSISTENCY_CHECK`` (malicious variant, :class:`~protocols.messages.ConsistencyRequest`):
+   check the survivor set and sign ``canonical(protocol, version, "consistency-check",
+   "round", round_id, survivors)``.
+5. ``UNMASKING`` (:class:`~protocols.messages.UnmaskRequest`): after every check of
+   :class:`~protocols.config.Hardening`, reveal the share of ``b_v`` for each surviving
+   peer and the share of ``s_v`` for each dropped peer — never both for one peer — and
+   finish. The client then refuses every further message
+   (:class:`~secagg.errors.AlreadyFinalizedError`).
+
+Rejections: a message that is malformed, addressed to another client, from another round
+(:class:`~secagg.errors.ReplayError`), for a stage already passed (``ReplayError``) or not
+yet reached (:class:`~secagg.errors.StageError`), that fails authentication
+(:class:`~secagg.errors.AuthenticationError`), shows a lying server
+(:class:`~secagg.errors.ProtocolAbortError`) or too few survivors
+(:class:`~secagg.errors.ThresholdNotMetError`) raises, and leaves the client exactly as it
+was: every handler computes in locals and commits only after all checks pass. Nothing
+secret is revealed before a request passes all checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.config import Hardening, RoundConfig
+from protocols.masking import apply_masks, reduce_words
+from protocols.messages import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShare,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    PeerKeys,
+    RevealedShare,
+    RoundStart,
+    ShareForward,
+    ShareKeys,
+    Stage,
+    UnmaskRequest,
+    UnmaskResponse,
+    word_dtype,
+)
+from secagg.aead import ShareCipher
+from secagg.errors import (
+    AlreadyFinalizedError,
+    AuthenticationError,
+    InvalidParameterError,
+    MessageError,
+    ProtocolAbortError,
+    ReplayError,
+    ShareError,
+    StageError,
+    ThresholdNotMetError,
+)
+from secagg.keys import PROTOCOL_NAME, PROTOCOL_VERSION, KeyPair, Purpose, derive_pair_key
+from secagg.shamir import SHARE_BYTES, Share, split
+from secagg.signing import IdentityKey, verify_signature
+from secagg.transcript import canonical
+
+__all__ = [
+    "SecAggClient",
+    "ShareKind",
+    "advertise_transcript",
+    "consistency_transcript",
+    "MODEL_HASH_BYTES",
+]
+
+MODEL_HASH_BYTES = 32
+FULL_HARDENING = Hardening()
+MAX_CLIENT_ID = (1 << 63) - 1
+
+
+class ShareKind(str, Enum):
+    """Which of a peer's two secrets a revealed share belongs to."""
+
+    SELF_MASK = "self_mask"
+    MASK_KEY = "mask_key"
+
+
+def advertise_transcript(
+    *,
+    client_id: int,
+    mask_public: bytes,
+    share_public: bytes,
+    round_id: int | None,
+    model_hash: bytes | None,
+) -> bytes:
+    """The bytes a client signs over its advertised keys.
+
+    ``round_id`` / ``model_hash`` are left out only when the corresponding hardening is
+    switched off (unhardened baselines).
+    """
+    fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "advertise-keys", client_id, mask_public, share_public]
+    if round_id is not None:
+        fields += ["round", round_id]
+    if model_hash is not None:
+        fields += ["model", model_hash]
+    return canonical(*fields)
+
+
+def consistency_transcript(*, survivors: Sequence[int], round_id: int | None) -> bytes:
+    """The bytes a client signs in the consistency check (the sorted survivor set)."""
+    fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "consistency-check"]
+    if round_id is not None:
+        fields += ["round", round_id]
+    fields.append(tuple(survivors))
+    return canonical(*fields)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """The two shares a peer entrusted to this client."""
+
+    self_mask: Share
+    mask_key: Share
+
+
+def _strictly_increasing(name: str, ids: Sequence[int]) -> None:
+    if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+        raise MessageError(f"{name} must be sorted and free of duplicates")
+
+
+class SecAggClient:
+    """One client of one SecAgg / SecAgg+ round (see the module docstring).
+
+    Args:
+        config: the round's public parameters.
+        client_id: this client's id in ``[1, 2^63 - 1]`` (also its Shamir x-coordinate).
+        input_vector: the encoded input, ``config.vector_length`` elements of
+            Z_(2^bits) (any unsigned/signed integer array with values in ``[0, 2^bits)``);
+            may instead be given later with :meth:`set_input`, before the masked-input stage.
+        identity: the client's long-term Ed25519 key (required when ``config.signed``).
+        pki: client id -> identity public key, from a source the server does not control
+            (required when ``config.signed``); only the neighbours' entries are used.
+        model_hash: 32-byte hash of the global model this client trained on; bound into
+            its signed keys so that peers on another model reject them.
+        hardening: the checks against a lying server (default: all of them).
+
+    Raises:
+        InvalidParameterError: bad arguments.
+    """
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        client_id: int,
+        *,
+        input_vector: npt.ArrayLike | None = None,
+        identity: IdentityKey | None = None,
+        pki: Mapping[int, bytes] | None = None,
+        model_hash: bytes = bytes(MODEL_HASH_BYTES),
+        hardening: Hardening = FULL_HARDENING,
+    ) -> None:
+        if not isinstance(config, RoundConfig):
+            raise InvalidParameterError("config must be a RoundConfig")
+        if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 < client_id <= MAX_CLIENT_ID:
+            raise InvalidParameterError(f"client_id must be an int in [1, 2^63 - 1], got {client_id!r}")
+        if not isinstance(model_hash, bytes) or len(model_hash) != MODEL_HASH_BYTES:
+            raise InvalidParameterError("model_hash must be 32 bytes")
+        if not isinstance(hardening, Hardening):
+            raise InvalidParameterError("hardening must be a Hardening")
+        if config.signed:
+            if not isinstance(identity, IdentityKey):
+                raise InvalidParameterError("a signed (malicious-server) round needs the client's identity key")
+            if pki is None:
+                raise InvalidParameterError("a signed (malicious-server) round needs the PKI of identity keys")
+        self.config = config
+        self.client_id = client_id
+        self.hardening = hardening
+        self._identity = identity
+        self._pki: Mapping[int, bytes] = pki if pki is not None else {}
+        self._model_hash = model_hash
+        self._input: npt.NDArray[np.uint64] | None = None
+        if input_vector is not None:
+            self.set_input(input_vector)
+        self._stage: Stage | None = Stage.ADVERTISE_KEYS
+        self._neighbours: frozenset[int] = frozenset()
+        self._mask_keys: KeyPair | None = None
+        self._share_keys: KeyPair | None = None
+        self._peers: dict[int, PeerKeys] = {}
+        self._self_mask_seed: bytes | None = None
+        self._held: dict[int, _Held] = {}
+        self._signed_survivors: tuple[int, ...] | None = None
+        self._revealed: dict[int, frozenset[ShareKind]] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage whose server message the client waits for; ``None`` once finished."""
+        return self._stage
+
+    @property
+    def finished(self) -> bool:
+        """Whether the client has revealed its unmasking shares (it then refuses everything)."""
+        return self._stage is None
+
+    @property
+    def neighbours(self) -> frozenset[int]:
+        """The neighbours announced at the start of the round."""
+        return self._neighbours
+
+    @property
+    def masking_set(self) -> frozenset[int]:
+        """Peers whose shares this client holds (and whose pairwise masks it added)."""
+        return frozenset(self._held)
+
+    @property
+    def revealed(self) -> Mapping[int, frozenset[ShareKind]]:
+        """Peer id -> which of its secrets this client revealed a share of (hardened: one)."""
+        return dict(self._revealed)
+
+    def set_input(self, input_vector: npt.ArrayLike) -> None:
+        """Provide (or replace) the encoded input before the masked-input stage.
+
+        Raises:
+            InvalidParameterError: wrong length, non-integer values or values outside
+                ``[0, 2^bits)``.
+            StageError: the masked input was already sent.
+        """
+        stage = getattr(self, "_stage", Stage.ADVERTISE_KEYS)
+        if stage is None or stage.position > Stage.MASKED_INPUT.position:
+            raise StageError("the masked input was already sent")
+        arr = np.asarray(input_vector)
+        if arr.ndim != 1 or arr.shape[0] != self.config.vector_length:
+            raise InvalidParameterError(
+                f"input must be a 1-D vector of {self.config.vector_length} ring elements, got shape {arr.shape}"
+            )
+        if arr.dtype.kind not in "ui":
+            raise InvalidParameterError(f"input must be integers in Z_(2^bits), got dtype {arr.dtype}")
+        bits = self.config.bits
+        if arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi >> bits:
+                raise InvalidParameterError(f"input elements must lie in [0, 2^{bits})")
+        self._input = np.array(arr, dtype=np.uint64, copy=True)
+
+    def handle(self, message: Message) -> list[Message]:
+        """Process one server message; return the reply (a list of zero or one message).
+
+        Raises:
+            MessageError, ReplayError, StageError, AuthenticationError,
+            ProtocolAbortError, ThresholdNotMetError, AlreadyFinalizedError: see the
+                module docstring. The client's state is unchanged after any of them.
+        """
+        self._check_envelope(message)
+        if isinstance(message, RoundStart):
+            return [self._on_round_start(message)]
+        if isinstance(message, KeyBroadcast):
+            return [self._on_key_broadcast(message)]
+        if isinstance(message, ShareForward):
+            return [self._on_share_forward(message)]
+        if isinstance(message, ConsistencyRequest):
+            return [self._on_consistency_request(message)]
+        if isinstance(message, UnmaskRequest):
+            return [self._on_unmask_request(message)]
+        raise MessageError(f"unexpected message {type(message).__name__}")  # pragma: no cover
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_envelope(self, message: object) -> None:
+        if not isinstance(message, Message) or type(message) is Message:
+            raise MessageError(f"not a protocol message: {type(message).__name__}")
+        if not message.FROM_SERVER:
+            raise MessageError(f"{type(message).__name__} is not a server message")
+        if self._stage is None:
+            raise AlreadyFinalizedError("the client finished this round and accepts no more messages")
+        if message.round_id != self.config.round_id:
+            raise ReplayError("message belongs to another round")
+        if message.recipient != self.client_id:
+            raise MessageError("message addressed to another client")
+        stages = self.config.stages
+        if message.STAGE not in stages:
+            raise StageError(f"stage {message.STAGE.value} is not part of this round")
+        if message.STAGE.position < self._stage.position:
+            raise ReplayError(f"{type(message).__name__} replayed or out of order (stage passed)")
+        if message.STAGE is not self._stage:
+            raise StageError(f"{type(message).__name__} arrived before stage {message.STAGE.value}")
+
+    def _next_stage(self, after: Stage) -> Stage | None:
+        stages = self.config.stages
+        i = stages.index(after)
+        return stages[i + 1] if i + 1 < len(stages) else None
+
+    def _signing_round(self) -> int | None:
+        return self.config.round_id if self.hardening.round_bound_signatures else None
+
+    def _signing_model(self) -> bytes | None:
+        return self._model_hash if self.hardening.model_bound_signatures else None
+
+    # ------------------------------------------------------------------ stage 1
+
+    def _on_round_start(self, m: RoundStart) -> AdvertiseKeys:
+        neighbours = m.neighbours
+        _strictly_increasing("neighbours", neighbours)
+        if self.client_id in neighbours:
+            raise MessageError("a client cannot be its own neighbour")
+        if len(neighbours) != self.config.parameters.degree:
+            raise MessageError(
+                f"expected {self.config.parameters.degree} neighbours, got {len(neighbours)}"
+            )
+        if self.config.signed and any(v not in self._pki for v in neighbours):
+            raise AuthenticationError()
+        mask_keys = KeyPair.generate()
+        share_keys = KeyPair.generate()
+        signature = b""
+        if self.config.signed:
+            if self._identity is None:  # pragma: no cover - checked in __init__
+                raise InvalidParameterError("missing identity key")
+            signature = self._identity.sign(
+                advertise_transcript(
+                    client_id=self.client_id,
+                    mask_public=mask_keys.public_bytes,
+                    share_public=share_keys.public_bytes,
+                    round_id=self._signing_round(),
+                    model_hash=self._signing_model(),
+                )
+            )
+        reply = AdvertiseKeys(
+            round_id=self.config.round_id,
+            sender=self.client_id,
+            mask_public=mask_keys.public_bytes,
+            share_public=share_keys.public_bytes,
+            signature=signature,
+        )
+        self._neighbours = frozenset(neighbours)
+        self._mask_keys, self._share_keys = mask_keys, share_keys
+        self._stage = self._next_stage(Stage.ADVERTISE_KEYS)
+        return reply
+
+    # ------------------------------------------------------------------ stage 2
+
+    def _on_key_broadcast(self, m: KeyBroadcast) -> ShareKeys:
+        if self._mask_keys is None or self._share_keys is None:  # pragma: no cover - stage order
+            raise StageError("keys not generated")
+        ids = [p.client_id for p in m.peers]
+        if len(set(ids)) != len(ids):
+            raise MessageError("a peer is listed twice")
+        if any(v not in self._neighbours for v in ids):
+            raise MessageError("key broadcast lists a client that is not a neighbour")
+        t = self.config.threshold
+        if len(ids) < t:
+            raise ThresholdNotMetError(f"{len(ids)} peers advertised keys, {t} needed")
+        own = {self._mask_keys.public_bytes, self._share_keys.public_bytes}
+        keys = [p.mask_public for p in m.peers] + [p.share_public for p in m.peers]
+        if len(set(keys)) != len(keys) or own & set(keys):
+            raise MessageError("public keys must all be distinct")
+        if self.config.signed and self.hardening.authenticate_keys:
+            for p in m.peers:
+                verify_signature(
+                    self._pki[p.client_id],
+                    p.signature,
+                    advertise_transcript(
+                        client_id=p.client_id,
+                        mask_public=p.mask_public,
+                        share_public=p.share_public,
+                        round_id=self._signing_round(),
+                        model_hash=self._signing_model(),
+                    ),
+                )
+        seed = os.urandom(32)
+        order = sorted(ids)
+        b_shares = split(seed, threshold=t, indices=order)
+        s_shares = split(self._mask_keys.private_bytes(), threshold=t, indices=order)
+        peers = {p.client_id: p for p in m.peers}
+        round_id = self.config.round_id
+        out = []
+        for v, b_share, s_share in zip(order, b_shares, s_shares, strict=True):
+            key = derive_pair_key(
+                self._share_keys,
+                peers[v].share_public,
+                purpose=Purpose.SHARE_ENCRYPTION,
+                round_id=round_id,
+                self_id=self.client_id,
+                peer_id=v,
+            )
+            token = ShareCipher(key).encrypt(
+                b_share.to_bytes() + s_share.to_bytes(), round_id=round_id, sender=self.client_id, recipient=v
+            )
+            out.append(EncryptedShare(v, token))
+        reply = ShareKeys(
+            round_id=round_id,
+            sender=self.client_id,
+            shares=tuple(out),
+            commitment=hashlib.sha256(seed).digest(),
+        )
+        self._peers = peers
+        self._self_mask_seed = seed
+        self._stage = self._next_stage(Stage.SHARE_KEYS)
+        return reply
+
+    # ------------------------------------------------------------------ stage 3
+
+    def _on_share_forward(self, m: ShareForward) -> MaskedInput:
+        if self._input is None:
+            raise StageError("no input vector: call set_input() before the masked-input stage")
+        if self._mask_keys is None or self._share_keys is None or self._self_mask_seed is None:
+            raise StageError("keys not shared")  # pragma: no cover - stage order
+        authors = [s.peer for s in m.shares]
+        if len(set(authors)) != len(authors):
+            raise MessageError("two ciphertexts from the same peer")
+        if any(v not in self._peers for v in authors):
+            raise MessageError("ciphertext from a client whose keys were not accepted")
+        t = self.config.threshold
+        if len(authors) < t:
+            raise ThresholdNotMetError(f"{len(authors)} peers shared keys, {t} needed")
+        round_id = self.config.round_id
+        held: dict[int, _Held] = {}
+        for enc in m.shares:
+            v = enc.peer
+            key = derive_pair_key(
+                self._share_keys,
+                self._peers[v].share_public,
+                purpose=Purpose.SHARE_ENCRYPTION,
+                round_id=round_id,
+                self_id=self.client_id,
+                peer_id=v,
+            )
+            plain = ShareCipher(key).decrypt(enc.ciphertext, round_id=round_id, sender=v, recipient=self.client_id)
+            if len(plain) != 2 * SHARE_BYTES:
+                raise MessageError("decrypted share payload has the wrong size")
+            try:
+                b_share = Share.from_bytes(plain[:SHARE_BYTES])
+                s_share = Share.from_bytes(plain[SHARE_BYTES:])
+            except ShareError as exc:
+                raise MessageError(f"malformed share from peer: {exc}") from None
+            for share in (b_share, s_share):
+                if share.index != self.client_id or share.threshold != t:
+                    raise MessageError("share carries the wrong index or threshold")
+            held[v] = _Held(b_share, s_share)
+        plus = [self._self_mask_seed]
+        minus: list[bytes] = []
+        for v in authors:
+            seed = derive_pair_key(
+                self._mask_keys,
+                self._peers[v].mask_public,
+                purpose=Purpose.MASK_SEED,
+                round_id=round_id,
+                self_id=self.client_id,
+                peer_id=v,
+            )
+            (plus if self.client_id < v else minus).append(seed)
+        acc = self._input.copy()
+        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
+        bits = self.config.bits
+        reduce_words(acc, bits)
+        words = acc.astype(word_dtype(bits)) if bits <= 32 else acc
+        reply = MaskedInput(round_id=round_id, sender=self.client_id, bits=bits, words=words)
+        self._held = held
+        self._input = None
+        self._self_mask_seed = None
+        self._stage = self._next_stage(Stage.MASKED_INPUT)
+        return reply
+
+    # ------------------------------------------------------------------ stage 4
+
+    def _check_survivor_set(self, survivors: Sequence[int]) -> None:
+        _strictly_increasing("survivors", survivors)
+        if self.hardening.check_survivor_lists:
+            if self.client_id not in set(survivors):
+                raise ProtocolAbortError("server lists this client as dropped but asks it to continue")
+            surviving_neighbours = self._neighbours.intersection(survivors)
+            if not surviving_neighbours <= self._held.keys():
+                raise ProtocolAbortError("survivor list names a neighbour that never shared keys")
+        if self.hardening.check_survivor_count:
+            params = self.config.parameters
+            if len(survivors) < params.min_aggregate_size:
+                raise ThresholdNotMetError(
+                    f"{len(survivors)} survivors, below the minimum aggregate size {params.min_aggregate_size}"
+                )
+            alive = len(self._held.keys() & set(survivors))
+            if alive < params.threshold:
+                raise ThresholdNotMetError(f"{alive} surviving peers, {params.threshold} needed")
+
+    def _on_consistency_request(self, m: ConsistencyRequest) -> ConsistencySignature:
+        self._check_survivor_set(m.survivors)
+        if self._identity is None:  # pragma: no cover - checked in __init__
+            raise InvalidParameterError("missing identity key")
+        signature = self._identity.sign(
+            consistency_transcript(survivors=m.survivors, round_id=self._signing_round())
+        )
+        reply = ConsistencySignature(round_id=self.config.round_id, sender=self.client_id, signature=signature)
+        self._signed_survivors = m.survivors
+        self._stage = self._next_stage(Stage.CONSISTENCY_CHECK)
+        return reply
+
+    # ------------------------------------------------------------------ stage 5
+
+    def _on_unmask_request(self, m: UnmaskRequest) -> UnmaskResponse:
+        survivors, dropped = m.survivors, m.dropped
+        _strictly_increasing("dropped", dropped)
+        self._check_survivor_set(survivors)
+        survivor_set, dropped_set = set(survivors), set(dropped)
+        held = self._held.keys()
+        if self.hardening.check_survivor_lists:
+            if survivor_set & dropped_set:
+                raise ProtocolAbortError("server lists a client as both dropped and surviving")
+            if not dropped_set <= held:
+                raise ProtocolAbortError("dropped list names a client that never shared keys with this one")
+            if not held <= survivor_set | dropped_set:
+                raise ProtocolAbortError("server omits a peer from both the surviving and the dropped list")
+        if self.config.signed and self.hardening.consistency_check:
+            if self._signed_survivors is None or tuple(survivors) != self._signed_survivors:
+                raise ProtocolAbortError("survivor set differs from the one this client signed")
+            signers = [s.signer for s in m.signatures]
+            if len(set(signers)) != len(signers):
+                raise MessageError("two signatures from the same signer")
+            eligible = held & survivor_set
+            if any(v not in eligible for v in signers):
+                raise MessageError("signature from a client that is not a surviving peer")
+            transcript = consistency_transcript(survivors=survivors, round_id=self._signing_round())
+            for s in m.signatures:
+                verify_signature(self._pki[s.signer], s.signature, transcript)
+            if len(signers) < self.config.threshold:
+                raise ThresholdNotMetError(
+                    f"{len(signers)} peers signed the survivor set, {self.config.threshold} needed"
+                )
+        revealed: dict[int, frozenset[ShareKind]] = {}
+        self_mask: list[RevealedShare] = []
+        mask_key: list[RevealedShare] = []
+        for v in sorted(held & survivor_set):
+            self_mask.append(RevealedShare(v, self._held[v].self_mask.to_bytes()))
+            revealed[v] = frozenset({ShareKind.SELF_MASK})
+        for v in sorted(held & dropped_set):
+            if self.hardening.check_survivor_lists and v in revealed:  # pragma: no cover - disjoint above
+                raise ProtocolAbortError("refusing to reveal both shares of one peer")
+            mask_key.append(RevealedShare(v, self._held[v].mask_key.to_bytes()))
+            revealed[v] = revealed.get(v, frozenset()) | {ShareKind.MASK_KEY}
+        reply = UnmaskResponse(
+            round_id=self.config.round_id,
+            sender=self.client_id,
+            self_mask_shares=tuple(self_mask),
+            mask_key_shares=tuple(mask_key),
+        )
+        self._revealed = revealed
+        self._held = {}
+        self._stage = None
+        return reply

@@ -1,0 +1,126 @@
+"""Public configuration of a round and the client-side hardening switches.
+
+:class:`RoundConfig` holds what every party agrees on before a round starts (round id,
+``k`` and ``t``, the ring, the vector length). :class:`Hardening` lists the checks an
+honest client makes against a lying server; all are on by default and the only way to
+turn them off is to say so explicitly (:meth:`Hardening.unhardened`), which exists to
+build the *unhardened baseline* that attack evaluations compare against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from protocols.messages import MAX_ROUND_ID, MAX_WORDS, Stage
+from secagg.errors import InvalidParameterError
+from secagg.prg import PrgAlgorithm
+from threat_models.model import ServerClass
+from threat_models.parameters import ProtocolParameters
+
+__all__ = ["Hardening", "RoundConfig", "round_stages"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hardening:
+    """Client-side checks against a misbehaving server (all on by default).
+
+    Attributes:
+        check_survivor_lists: refuse an unmask request whose surviving and dropped lists
+            overlap, name a peer the client never exchanged shares with, or leave one of
+            them out; never reveal both shares for one peer. Off: the client answers each
+            list literally, as Flower 1.41's client does (a client listed in both loses
+            both shares).
+        check_survivor_count: refuse to reveal anything when fewer than ``t`` of the
+            client's peers, or fewer than the minimum aggregate size overall, survive.
+        authenticate_keys: (signed rounds) verify every peer's identity signature on its
+            advertised keys; off, a key substituted by the server is accepted.
+        round_bound_signatures: put the round id into every signed transcript; off, a
+            signed key from an earlier round can be replayed into this one.
+        model_bound_signatures: put the hash of the global model the client trained on
+            into its signed keys; off, a server sending different models to different
+            clients goes unnoticed.
+        consistency_check: (signed rounds) unmask only the survivor set the client signed
+            and only with ``t`` valid neighbour signatures on it; off, a server can show
+            different survivor sets to different clients.
+    """
+
+    check_survivor_lists: bool = True
+    check_survivor_count: bool = True
+    authenticate_keys: bool = True
+    round_bound_signatures: bool = True
+    model_bound_signatures: bool = True
+    consistency_check: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise InvalidParameterError(f"Hardening.{f.name} must be a bool")
+
+    @classmethod
+    def unhardened(cls) -> Hardening:
+        """UNSAFE: every check off. Only for baselines that show what the checks prevent."""
+        return cls(False, False, False, False, False, False)
+
+    @property
+    def full(self) -> bool:
+        """Whether every check is on."""
+        return all(getattr(self, f.name) for f in fields(self))
+
+
+def round_stages(server: ServerClass) -> tuple[Stage, ...]:
+    """The stages a round runs against ``server`` (the consistency check only when malicious)."""
+    if ServerClass(server).needs_authentication:
+        return tuple(Stage)
+    return tuple(s for s in Stage if s is not Stage.CONSISTENCY_CHECK)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundConfig:
+    """What every party of one round agrees on in advance.
+
+    Attributes:
+        round_id: unique per aggregation round, in ``[0, 2^64)``; bound into every key
+            derivation, ciphertext and signature.
+        parameters: ``k``, ``t``, server class and minimum aggregate size
+            (:mod:`threat_models.parameters`).
+        bits: the ring is Z_(2^bits), ``1 <= bits <= 64``.
+        vector_length: elements per masked input (the encoder's output length, plus one
+            when a weight is folded in).
+        prg: stream cipher that expands mask seeds.
+    """
+
+    round_id: int
+    parameters: ProtocolParameters
+    bits: int
+    vector_length: int
+    prg: PrgAlgorithm = PrgAlgorithm.AES_256_CTR
+
+    def __post_init__(self) -> None:
+        if isinstance(self.round_id, bool) or not isinstance(self.round_id, int) or not 0 <= self.round_id <= MAX_ROUND_ID:
+            raise InvalidParameterError(f"round_id must be an int in [0, 2^64), got {self.round_id!r}")
+        if not isinstance(self.parameters, ProtocolParameters):
+            raise InvalidParameterError("parameters must be a ProtocolParameters")
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 64:
+            raise InvalidParameterError(f"bits must be an int in [1, 64], got {self.bits!r}")
+        if (
+            isinstance(self.vector_length, bool)
+            or not isinstance(self.vector_length, int)
+            or not 1 <= self.vector_length <= MAX_WORDS
+        ):
+            raise InvalidParameterError(f"vector_length must be a positive int, got {self.vector_length!r}")
+        object.__setattr__(self, "prg", PrgAlgorithm(self.prg))
+
+    @property
+    def threshold(self) -> int:
+        """``t``."""
+        return self.parameters.threshold
+
+    @property
+    def signed(self) -> bool:
+        """Whether keys and survivor sets are signed (malicious-server variant)."""
+        return self.parameters.server.needs_authentication
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages of this round, in order."""
+        return round_stages(self.parameters.server)

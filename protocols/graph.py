@@ -1,0 +1,120 @@
+"""Communication graphs: who shares secrets with whom and masks against whom.
+
+SecAgg (Bonawitz et al. 2017) uses the complete graph. SecAgg+ (Bell et al. 2020) uses
+the Harary graph ``H(n, k)``: the clients are placed on a ring in a uniformly random order
+drawn from the operating system's CSPRNG (``secrets``), and each is linked to the ``k/2``
+clients before it and the ``k/2`` after it. The graph is ``k``-regular and undirected,
+and the neighbourhood of a fixed client is a uniform ``k``-subset of the others — the
+property the parameter bounds of :mod:`threat_models.parameters` rely on.
+
+The order is a secret of the server until the round starts (a client learns only its own
+neighbours), so it never comes from numpy's or Python's ``random``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from secagg.errors import InvalidParameterError
+
+__all__ = ["CommunicationGraph", "complete_graph", "harary_graph", "MAX_CLIENT_ID"]
+
+MAX_CLIENT_ID = (1 << 63) - 1
+
+
+def _check_ids(ids: Iterable[int]) -> tuple[int, ...]:
+    out = tuple(ids)
+    for i in out:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 < i <= MAX_CLIENT_ID:
+            raise InvalidParameterError(f"client ids must be ints in [1, 2^63 - 1], got {i!r}")
+    if len(set(out)) != len(out):
+        raise InvalidParameterError("client ids must be distinct")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class CommunicationGraph:
+    """An undirected graph over client ids, stored as sorted neighbour tuples.
+
+    Attributes:
+        neighbours: ``id -> sorted tuple of neighbour ids`` (never containing ``id``).
+        degree: the common degree ``k`` of every vertex.
+    """
+
+    neighbours: Mapping[int, tuple[int, ...]]
+    degree: int
+
+    def __post_init__(self) -> None:
+        sets = {node: frozenset(peers) for node, peers in self.neighbours.items()}
+        empty: frozenset[int] = frozenset()
+        for node, peers in self.neighbours.items():
+            if node in sets[node] or len(sets[node]) != self.degree or len(peers) != self.degree:
+                raise InvalidParameterError("a communication graph must be k-regular without loops")
+            for peer in peers:
+                if node not in sets.get(peer, empty):
+                    raise InvalidParameterError("a communication graph must be undirected")
+
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        """All client ids, sorted."""
+        return tuple(sorted(self.neighbours))
+
+    def __len__(self) -> int:
+        return len(self.neighbours)
+
+    def __getitem__(self, node: int) -> tuple[int, ...]:
+        return self.neighbours[node]
+
+    def is_complete(self) -> bool:
+        """Whether every client neighbours every other (``k = n - 1``)."""
+        return self.degree == len(self.neighbours) - 1
+
+
+def complete_graph(ids: Sequence[int]) -> CommunicationGraph:
+    """The complete graph over ``ids`` (SecAgg)."""
+    nodes = sorted(_check_ids(ids))
+    if len(nodes) < 2:
+        raise InvalidParameterError("a graph needs at least two clients")
+    return CommunicationGraph(
+        neighbours={u: tuple(v for v in nodes if v != u) for u in nodes}, degree=len(nodes) - 1
+    )
+
+
+def harary_graph(ids: Sequence[int], degree: int, *, order: Sequence[int] | None = None) -> CommunicationGraph:
+    """The Harary graph ``H(n, k)`` over ``ids`` on a CSPRNG-shuffled ring (SecAgg+).
+
+    Args:
+        ids: the client ids.
+        degree: ``k``; even and below ``n - 1``, or ``n - 1`` (then the complete graph).
+        order: the ring order to use instead of a fresh uniformly random one. Only for
+            tests and reproducible analyses: a predictable order weakens SecAgg+.
+
+    Raises:
+        InvalidParameterError: bad ids, degree or order.
+    """
+    nodes = _check_ids(ids)
+    n = len(nodes)
+    if isinstance(degree, bool) or not isinstance(degree, int) or not 2 <= degree <= n - 1:
+        raise InvalidParameterError(f"degree must be an int in [2, n - 1 = {n - 1}], got {degree!r}")
+    if degree == n - 1:
+        return complete_graph(nodes)
+    if degree % 2:
+        raise InvalidParameterError(f"a Harary graph below the complete graph needs an even degree, got {degree}")
+    if order is None:
+        ring = list(nodes)
+        # Fisher-Yates with the OS CSPRNG
+        for i in range(n - 1, 0, -1):
+            j = secrets.randbelow(i + 1)
+            ring[i], ring[j] = ring[j], ring[i]
+    else:
+        ring = list(_check_ids(order))
+        if sorted(ring) != sorted(nodes):
+            raise InvalidParameterError("order must be a permutation of ids")
+    half = degree // 2
+    neighbours: dict[int, tuple[int, ...]] = {}
+    for pos, node in enumerate(ring):
+        peers = [ring[(pos + off) % n] for off in range(-half, half + 1) if off]
+        neighbours[node] = tuple(sorted(peers))
+    return CommunicationGraph(neighbours=neighbours, degree=degree)

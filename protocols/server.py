@@ -1,0 +1,496 @@
+"""The SecAgg / SecAgg+ server as a pure state machine.
+
+The transport calls :meth:`SecAggServer.start` once (the returned messages go to the
+clients), then :meth:`SecAggServer.handle` for each client reply as it arrives, and
+:meth:`SecAggServer.advance` when the current stage is over (every reply arrived, or the
+deadline passed: the clock belongs to the transport). ``advance`` returns the next
+stage's requests; after the unmasking stage it computes :attr:`SecAggServer.result`.
+
+Memory: masked inputs are added into one running ``uint64`` sum as they arrive and are not
+kept, so the server holds O(d) numbers whatever ``n`` (plus O(n k) small ciphertexts).
+
+Sets (Bonawitz et al. 2017 notation): ``U1`` advertised keys, ``U2`` shared keys, ``U3``
+sent masked inputs (the *survivors*, whose inputs are in the sum), ``U4`` signed the
+survivor set (malicious variant; otherwise ``U4 = U3``), ``U5`` answered the unmask
+request. Unmasking computes::
+
+    sum_{u in U3} x_u = sum_{u in U3} y_u - sum_{u in U3} PRG(b_u)
+                        - sum_{v in U2 \\ U3} sum_{u in U3, v in M(u)} sign(u, v) PRG(s_uv)
+
+where ``M(u)`` is the masking set of ``u`` (the peers whose shares the server forwarded to
+``u``), ``b_u`` is rebuilt from ``t`` self-mask shares and ``s_v``'s private key from ``t``
+masking-key shares (:func:`secagg.shamir.reconstruct_many`, one batched call), and every
+rebuilt secret is checked against the client's commitment (``SHA-256(b_u)``) or
+advertised public key before use.
+
+Before each stage the server checks that the round can still succeed (every remaining
+client keeps at least ``t`` live peers, at least ``min_aggregate_size`` survive) and
+raises :class:`~secagg.errors.ThresholdNotMetError` otherwise: the round aborts before any
+client is asked to reveal anything. Client messages are validated like the clients
+validate the server's: a bad one raises a typed error and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.config import RoundConfig
+from protocols.graph import CommunicationGraph, complete_graph, harary_graph
+from protocols.masking import apply_masks, reduce_words
+from protocols.messages import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShare,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    PeerKeys,
+    RevealedShare,
+    RoundStart,
+    ShareForward,
+    ShareKeys,
+    Stage,
+    SurvivorSignature,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.errors import (
+    AlreadyFinalizedError,
+    InvalidParameterError,
+    MessageError,
+    ProtocolAbortError,
+    ReplayError,
+    ShareError,
+    StageError,
+    ThresholdNotMetError,
+)
+from secagg.keys import KeyPair, Purpose, derive_pair_key
+from secagg.shamir import Share, reconstruct_many
+
+__all__ = ["SecAggServer", "AggregateResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class AggregateResult:
+    """What the server learns at the end of a round.
+
+    Attributes:
+        ring_sum: ``sum_{u in survivors} x_u mod 2^bits`` as ``uint64``.
+        survivors: sorted ids whose inputs are in the sum (``U3``).
+        dropped: sorted ids of the cohort whose inputs are not.
+    """
+
+    ring_sum: npt.NDArray[np.uint64] = field(repr=False)
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+
+
+class SecAggServer:
+    """The server of one SecAgg / SecAgg+ round (see the module docstring).
+
+    Args:
+        config: the round's public parameters.
+        clients: the cohort's ids (exactly ``config.parameters.num_clients`` of them).
+        graph: the communication graph; default a fresh Harary graph of degree
+            ``config.parameters.degree`` on a CSPRNG-shuffled ring (complete graph when
+            ``k = n - 1``).
+
+    Raises:
+        InvalidParameterError: inconsistent cohort, graph or configuration.
+    """
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        clients: Iterable[int],
+        *,
+        graph: CommunicationGraph | None = None,
+    ) -> None:
+        if not isinstance(config, RoundConfig):
+            raise InvalidParameterError("config must be a RoundConfig")
+        ids = tuple(sorted(clients))
+        params = config.parameters
+        if len(ids) != params.num_clients:
+            raise InvalidParameterError(
+                f"the parameters were derived for {params.num_clients} clients, got {len(ids)}"
+            )
+        if graph is None:
+            graph = complete_graph(ids) if params.complete else harary_graph(ids, params.degree)
+        if not isinstance(graph, CommunicationGraph) or graph.nodes != ids or graph.degree != params.degree:
+            raise InvalidParameterError("graph must cover exactly the cohort with the configured degree")
+        self.config = config
+        self.graph = graph
+        self._cohort = frozenset(ids)
+        self._nbrs = {u: frozenset(graph[u]) for u in ids}
+        self._stage: Stage | None = None
+        self._started = False
+        self._expected: frozenset[int] = frozenset()
+        self._keys: dict[int, AdvertiseKeys] = {}
+        self._shared: dict[int, ShareKeys] = {}
+        self._forwarded: dict[int, frozenset[int]] = {}
+        self._survivors: set[int] = set()
+        self._signatures: dict[int, bytes] = {}
+        self._self_mask_shares: dict[int, list[Share]] = {}
+        self._mask_key_shares: dict[int, list[Share]] = {}
+        self._responders: set[int] = set()
+        self._requested: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
+        self._u1: frozenset[int] = frozenset()
+        self._u2: frozenset[int] = frozenset()
+        self._u3: frozenset[int] = frozenset()
+        self._u4: frozenset[int] = frozenset()
+        self._sum: npt.NDArray[np.uint64] | None = None
+        self._result: AggregateResult | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage whose replies are being collected (``None`` before start and after the end)."""
+        return self._stage
+
+    @property
+    def result(self) -> AggregateResult:
+        """The unmasked sum, once the unmasking stage was advanced.
+
+        Raises:
+            StageError: the round is not finished.
+        """
+        if self._result is None:
+            raise StageError("the round is not finished")
+        return self._result
+
+    @property
+    def responded(self) -> frozenset[int]:
+        """Clients whose reply for the current stage was accepted."""
+        return frozenset(self._responders)
+
+    def start(self) -> list[Message]:
+        """Open the round: one :class:`RoundStart` per client.
+
+        Raises:
+            AlreadyFinalizedError: the round was already started.
+        """
+        if self._started:
+            raise AlreadyFinalizedError("the round was already started")
+        self._started = True
+        self._stage = Stage.ADVERTISE_KEYS
+        self._expected = self._cohort
+        rid = self.config.round_id
+        return [RoundStart(round_id=rid, recipient=u, neighbours=tuple(sorted(self._nbrs[u]))) for u in sorted(self._cohort)]
+
+    def handle(self, message: Message) -> list[Message]:
+        """Accept one client reply for the current stage (always returns ``[]``).
+
+        Raises:
+            MessageError, ReplayError, StageError, AlreadyFinalizedError: the message is
+                refused and the server's state is unchanged.
+        """
+        self._check_envelope(message)
+        if isinstance(message, AdvertiseKeys):
+            self._on_advertise(message)
+        elif isinstance(message, ShareKeys):
+            self._on_share_keys(message)
+        elif isinstance(message, MaskedInput):
+            self._on_masked_input(message)
+        elif isinstance(message, ConsistencySignature):
+            self._signatures[message.sender] = message.signature
+        elif isinstance(message, UnmaskResponse):
+            self._on_unmask_response(message)
+        else:  # pragma: no cover - every client message type is handled above
+            raise MessageError(f"unexpected message {type(message).__name__}")
+        self._responders.add(message.sender)
+        return []
+
+    def advance(self) -> list[Message]:
+        """Close the current stage and return the next stage's requests.
+
+        Raises:
+            ThresholdNotMetError: too few clients remain for the round to succeed; the
+                round is aborted (nothing was revealed).
+            ProtocolAbortError: a reconstructed secret contradicts its commitment.
+            StageError: the round has not started or is over.
+        """
+        if self._stage is None:
+            raise StageError("the round is not running")
+        stage = self._stage
+        responders = frozenset(self._responders)
+        if stage is Stage.ADVERTISE_KEYS:
+            out = self._after_advertise(responders)
+        elif stage is Stage.SHARE_KEYS:
+            out = self._after_share_keys(responders)
+        elif stage is Stage.MASKED_INPUT:
+            out = self._after_masked_input(responders)
+        elif stage is Stage.CONSISTENCY_CHECK:
+            out = self._after_consistency(responders)
+        else:
+            self._finish(responders)
+            out = []
+        self._responders = set()
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _abort_if(self, condition: bool, reason: str) -> None:
+        if condition:
+            self._stage = None
+            self._sum = None
+            raise ThresholdNotMetError(f"round aborted: {reason}")
+
+    def _check_envelope(self, message: object) -> None:
+        if not isinstance(message, Message) or type(message) is Message:
+            raise MessageError(f"not a protocol message: {type(message).__name__}")
+        if message.FROM_SERVER:
+            raise MessageError(f"{type(message).__name__} is not a client message")
+        if self._result is not None or (self._started and self._stage is None):
+            raise AlreadyFinalizedError("the round is over")
+        if self._stage is None:
+            raise StageError("the round has not started")
+        if message.round_id != self.config.round_id:
+            raise ReplayError("message belongs to another round")
+        if message.sender not in self._cohort:
+            raise MessageError("sender is not in the cohort")
+        if message.STAGE not in self.config.stages:
+            raise StageError(f"stage {message.STAGE.value} is not part of this round")
+        if message.STAGE.position < self._stage.position:
+            raise ReplayError(f"{type(message).__name__} replayed or out of order (stage passed)")
+        if message.STAGE is not self._stage:
+            raise StageError(f"{type(message).__name__} arrived before stage {message.STAGE.value}")
+        if message.sender in self._responders:
+            raise ReplayError("duplicate reply for this stage")
+        if message.sender not in self._expected:
+            raise MessageError("sender was not asked to take part in this stage")
+
+    def _check_live_peers(self, alive: frozenset[int], members: Iterable[int], what: str) -> None:
+        t = self.config.threshold
+        for u in members:
+            live = len(self._nbrs[u] & alive)
+            self._abort_if(live < t, f"client {u} has {live} {what}, threshold is {t}")
+
+    def _check_size(self, alive: frozenset[int], what: str) -> None:
+        params = self.config.parameters
+        need = max(params.min_aggregate_size, params.threshold + 1)
+        self._abort_if(len(alive) < need, f"{len(alive)} clients {what}, at least {need} needed")
+
+    # ------------------------------------------------------------------ stage 1
+
+    def _on_advertise(self, m: AdvertiseKeys) -> None:
+        if m.mask_public == m.share_public:
+            raise MessageError("the masking and encryption keys must differ")
+        if self.config.signed != bool(m.signature):
+            raise MessageError("signature required" if self.config.signed else "unexpected signature")
+        for other in self._keys.values():
+            if {m.mask_public, m.share_public} & {other.mask_public, other.share_public}:
+                raise MessageError("public key already advertised by another client")
+        self._keys[m.sender] = m
+
+    def _after_advertise(self, u1: frozenset[int]) -> list[Message]:
+        self._check_size(u1, "advertised keys")
+        self._check_live_peers(u1, u1, "neighbours with keys")
+        self._u1 = u1
+        self._expected = u1
+        self._stage = Stage.SHARE_KEYS
+        rid = self.config.round_id
+        out: list[Message] = []
+        for u in sorted(u1):
+            peers = tuple(
+                PeerKeys(v, self._keys[v].mask_public, self._keys[v].share_public, self._keys[v].signature)
+                for v in sorted(self._nbrs[u] & u1)
+            )
+            out.append(KeyBroadcast(round_id=rid, recipient=u, peers=peers))
+        return out
+
+    # ------------------------------------------------------------------ stage 2
+
+    def _on_share_keys(self, m: ShareKeys) -> None:
+        targets = [s.peer for s in m.shares]
+        if len(set(targets)) != len(targets) or set(targets) != self._nbrs[m.sender] & self._u1:
+            raise MessageError("shares must go to exactly the sender's neighbours that advertised keys")
+        self._shared[m.sender] = m
+
+    def _after_share_keys(self, u2: frozenset[int]) -> list[Message]:
+        self._check_size(u2, "shared keys")
+        self._check_live_peers(u2, u2, "neighbours that shared keys")
+        self._u2 = u2
+        self._expected = u2
+        self._stage = Stage.MASKED_INPUT
+        inbox: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
+        for v in sorted(u2):
+            for enc in self._shared[v].shares:
+                if enc.peer in inbox:
+                    inbox[enc.peer].append((v, enc.ciphertext))
+        rid = self.config.round_id
+        out: list[Message] = []
+        for u in sorted(u2):
+            items = tuple(EncryptedShare(v, ct) for v, ct in inbox[u])
+            self._forwarded[u] = frozenset(v for v, _ in inbox[u])
+            out.append(ShareForward(round_id=rid, recipient=u, shares=items))
+        self._sum = np.zeros(self.config.vector_length, dtype=np.uint64)
+        return out
+
+    # ------------------------------------------------------------------ stage 3
+
+    def _on_masked_input(self, m: MaskedInput) -> None:
+        if m.bits != self.config.bits:
+            raise MessageError(f"masked input in Z_(2^{m.bits}), the round uses Z_(2^{self.config.bits})")
+        if m.words.shape[0] != self.config.vector_length:
+            raise MessageError(
+                f"masked input has {m.words.shape[0]} elements, the round uses {self.config.vector_length}"
+            )
+        if self._sum is None:  # pragma: no cover - allocated when the stage opens
+            raise StageError("no accumulator")
+        np.add(self._sum, m.words, out=self._sum, casting="unsafe")
+
+    def _holders(self, v: int) -> frozenset[int]:
+        """Clients that received shares of ``v``'s secrets."""
+        return frozenset(u for u in self._nbrs[v] & self._u2 if v in self._forwarded.get(u, ()))
+
+    def _secrets_needed(self, survivors: frozenset[int]) -> tuple[list[int], list[int]]:
+        """(survivors whose self mask must go, dropped clients whose pairwise masks must go)."""
+        dropped = [v for v in sorted(self._u2 - survivors) if any(v in self._forwarded[u] for u in self._nbrs[v] & survivors)]
+        return sorted(survivors), dropped
+
+    def _check_recoverable(self, survivors: frozenset[int], helpers: frozenset[int]) -> None:
+        t = self.config.threshold
+        live, dropped = self._secrets_needed(survivors)
+        for v in live + dropped:
+            n = len(self._holders(v) & helpers)
+            self._abort_if(n < t, f"only {n} clients can reveal shares of client {v}, threshold is {t}")
+
+    def _after_masked_input(self, u3: frozenset[int]) -> list[Message]:
+        self._check_size(u3, "sent masked inputs")
+        t = self.config.threshold
+        for u in u3:
+            alive = len(self._forwarded[u] & u3)
+            self._abort_if(alive < t, f"client {u} has {alive} surviving peers, threshold is {t}")
+        self._check_recoverable(u3, u3)
+        self._u3 = u3
+        self._expected = u3
+        rid = self.config.round_id
+        survivors = tuple(sorted(u3))
+        if Stage.CONSISTENCY_CHECK in self.config.stages:
+            self._stage = Stage.CONSISTENCY_CHECK
+            return [ConsistencyRequest(round_id=rid, recipient=u, survivors=survivors) for u in survivors]
+        self._u4 = u3
+        self._stage = Stage.UNMASKING
+        return self._unmask_requests()
+
+    # ------------------------------------------------------------------ stage 4
+
+    def _after_consistency(self, u4: frozenset[int]) -> list[Message]:
+        t = self.config.threshold
+        for u in u4:
+            signers = len(self._forwarded[u] & u4)
+            self._abort_if(signers < t, f"client {u} would see {signers} signatures, threshold is {t}")
+        self._abort_if(len(u4) < t, f"{len(u4)} clients signed the survivor set")
+        self._check_recoverable(self._u3, u4)
+        self._u4 = u4
+        self._expected = u4
+        self._stage = Stage.UNMASKING
+        return self._unmask_requests()
+
+    # ------------------------------------------------------------------ stage 5
+
+    def _unmask_requests(self) -> list[Message]:
+        rid = self.config.round_id
+        survivors = tuple(sorted(self._u3))
+        gone = self._u2 - self._u3
+        out: list[Message] = []
+        self._requested = {}
+        for u in sorted(self._u4):
+            held = self._forwarded[u]
+            dropped = tuple(sorted(held & gone))
+            sigs: tuple[SurvivorSignature, ...] = ()
+            if self.config.signed:
+                sigs = tuple(SurvivorSignature(v, self._signatures[v]) for v in sorted(held & self._u4))
+            self._requested[u] = (held & self._u3, frozenset(dropped))
+            out.append(UnmaskRequest(round_id=rid, recipient=u, survivors=survivors, dropped=dropped, signatures=sigs))
+        return out
+
+    @staticmethod
+    def _parse_shares(items: Sequence[object], owners: frozenset[int], sender: int, t: int) -> list[tuple[int, Share]]:
+        got = [r.owner for r in items if isinstance(r, RevealedShare)]
+        if len(got) != len(items) or len(set(got)) != len(got) or set(got) != owners:
+            raise MessageError("revealed shares do not match the request")
+        out = []
+        for r in items:
+            if not isinstance(r, RevealedShare):  # pragma: no cover - checked above
+                raise MessageError("expected RevealedShare")
+            try:
+                share = Share.from_bytes(r.share)
+            except ShareError as exc:
+                raise MessageError(f"malformed share: {exc}") from None
+            if share.index != sender or share.threshold != t:
+                raise MessageError("share carries the wrong index or threshold")
+            out.append((r.owner, share))
+        return out
+
+    def _on_unmask_response(self, m: UnmaskResponse) -> None:
+        want_self, want_key = self._requested[m.sender]
+        t = self.config.threshold
+        self_shares = self._parse_shares(m.self_mask_shares, want_self, m.sender, t)
+        key_shares = self._parse_shares(m.mask_key_shares, want_key, m.sender, t)
+        for owner, share in self_shares:
+            self._self_mask_shares.setdefault(owner, []).append(share)
+        for owner, share in key_shares:
+            self._mask_key_shares.setdefault(owner, []).append(share)
+
+    def _finish(self, u5: frozenset[int]) -> None:
+        t = self.config.threshold
+        live, dropped = self._secrets_needed(self._u3)
+        groups: list[list[Share]] = []
+        for v in live:
+            shares = self._self_mask_shares.get(v, [])
+            self._abort_if(len(shares) < t, f"{len(shares)} self-mask shares of client {v}, threshold is {t}")
+            groups.append(shares)
+        for v in dropped:
+            shares = self._mask_key_shares.get(v, [])
+            self._abort_if(len(shares) < t, f"{len(shares)} masking-key shares of client {v}, threshold is {t}")
+            groups.append(shares)
+        try:
+            secrets_ = reconstruct_many(groups)
+        except ShareError as exc:
+            self._stage = None
+            raise ProtocolAbortError(f"inconsistent shares: {exc}") from None
+        rid = self.config.round_id
+        minus: list[bytes] = []
+        plus: list[bytes] = []
+        for v, seed in zip(live, secrets_[: len(live)], strict=True):
+            if hashlib.sha256(seed).digest() != self._shared[v].commitment:
+                self._stage = None
+                raise ProtocolAbortError(f"reconstructed self-mask seed of client {v} does not match its commitment")
+            minus.append(seed)
+        for v, private in zip(dropped, secrets_[len(live) :], strict=True):
+            keys = KeyPair.from_private_bytes(private)
+            if keys.public_bytes != self._keys[v].mask_public:
+                self._stage = None
+                raise ProtocolAbortError(f"reconstructed masking key of client {v} does not match its public key")
+            for u in sorted(self._nbrs[v] & self._u3):
+                if v not in self._forwarded[u]:
+                    continue
+                seed = derive_pair_key(
+                    keys, self._keys[u].mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=v, peer_id=u
+                )
+                # u added +PRG(s_uv) when u < v and -PRG(s_uv) otherwise
+                (minus if u < v else plus).append(seed)
+        acc = self._sum
+        if acc is None:  # pragma: no cover - allocated at the masked-input stage
+            raise StageError("no accumulator")
+        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
+        reduce_words(acc, self.config.bits)
+        self._sum = None
+        self._result = AggregateResult(
+            ring_sum=acc,
+            survivors=tuple(sorted(self._u3)),
+            dropped=tuple(sorted(self._cohort - self._u3)),
+        )
+        self._stage = None
+
+    def cohort_view(self) -> Mapping[str, frozenset[int]]:
+        """The sets ``U1`` .. ``U4`` as far as the round got (for reports and tests)."""
+        return {"U1": self._u1, "U2": self._u2, "U3": self._u3, "U4": self._u4}

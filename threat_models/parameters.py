@@ -1,0 +1,449 @@
+"""Protocol parameters derived from a threat model: graph degree ``k`` and Shamir threshold ``t``.
+
+Notation: ``n`` clients; ``C = floor(gamma n)`` colluders and ``D = floor(delta n)``
+dropouts (:class:`~threat_models.model.ThreatModel`); security parameter ``sigma``
+(default 40), correctness parameter ``rho`` (default 20).
+
+Every client shares its two secrets (self-mask seed ``b_u`` and masking key ``s_u``) among
+its ``k`` neighbours, itself excluded; the server needs ``t`` shares to rebuild one.
+SecAgg (Bonawitz et al. 2017) uses the complete graph, ``k = n - 1``. SecAgg+ (Bell et al.
+2020) uses a Harary graph ``H(n, k)``: clients on a ring in a uniformly random order
+(CSPRNG), each linked to its ``k/2`` predecessors and ``k/2`` successors. Because the order
+is uniform, the neighbourhood of a client is a uniform ``k``-subset of the other
+``n - 1`` clients, which gives the hypergeometric laws below.
+
+For a candidate even ``k`` (the search of federated-compute's
+``graph_parameter_finder.cc``, with exact integer arithmetic instead of floating point):
+
+1. **Connectivity** (security). Removing the ``B = C + D`` colluding or dropped clients
+   disconnects ``H(n, k)`` only if two disjoint runs of ``k/2`` consecutive ring
+   positions are all removed; by a union bound over the ``n (n - k - 1) / 2`` pairs of
+   runs::
+
+       P[disconnected] <= n (n - k - 1) / 2 * B^(k) / n^(k)      (x^(k) the falling factorial)
+
+   which must be below ``2^-(sigma + 1)``. (A disconnected graph of honest survivors would
+   reveal the partial sum of each component.)
+2. **Colluding neighbours** (security). ``X ~ Hypergeometric(N = n - 1, K = C, draws = k)``
+   counts the colluders among an honest client's neighbours. ``t1`` is the smallest
+   integer with ``P[X > t1] <= 2^-(sigma + 1) / n``; a union bound over the ``n`` clients and
+   the connectivity event keeps the total failure probability below ``2^-sigma``.
+3. **Surviving neighbours** (correctness). ``Y ~ Hypergeometric(N = n - 1, K = n - 1 - D,
+   draws = k)`` counts a client's surviving neighbours. ``t2`` is the largest integer with
+   ``P[Y < t2] <= 2^-rho / n``.
+
+The threshold must satisfy ``t_min <= t <= t2`` with
+
+* curious server: ``t_min = max(2, t1 + 1)`` (more shares than colluding neighbours);
+* semi-malicious and malicious servers: ``t_min = max(2, floor((k + t1) / 2) + 1)``, i.e.
+  ``2t > k + t1``: a server that shows different survivor sets to different neighbours
+  obtains ``t`` self-mask shares and ``t`` masking-key shares of one victim only from
+  ``2(t - c) <= k - c`` honest neighbours, impossible when ``2t > k + c``.
+
+``k`` is the smallest even degree below ``n - 1`` for which all three hold; when none
+exists the complete graph ``k = n - 1`` is used (there ``X = C`` and ``Y = n - 1 - D``
+exactly, and connectivity is automatic). The chosen ``t`` is ``t_min`` (the most
+dropout-tolerant admissible value). In addition the expected survivors must fill the
+minimum aggregate: ``n - D >= min_aggregate_size``, which must itself be at least
+``C + 2``. Anything else raises :class:`~secagg.errors.InfeasibleThreatModelError` naming
+the failing bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from secagg.errors import InfeasibleThreatModelError, InvalidParameterError
+from threat_models.model import ServerClass, ThreatModel
+
+__all__ = [
+    "GraphKind",
+    "ProtocolParameters",
+    "select_parameters",
+    "secagg_parameters",
+    "secagg_plus_parameters",
+    "check_parameters",
+    "hypergeometric_upper_tail",
+    "hypergeometric_lower_tail",
+    "colluding_neighbour_bound",
+    "surviving_neighbour_bound",
+    "disconnection_bound",
+    "minimum_threshold",
+    "MIN_CLIENTS",
+]
+
+MIN_CLIENTS = 3
+"""Smallest cohort: ``t >= 2`` shares among ``k = n - 1`` neighbours needs ``n >= 3``."""
+
+MAX_CLIENTS = 1_000_000
+
+
+class GraphKind(str, Enum):
+    """Communication graph of a round."""
+
+    COMPLETE = "complete"
+    HARARY = "harary"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolParameters:
+    """Parameters of one SecAgg/SecAgg+ round and the bounds that justify them.
+
+    Attributes:
+        num_clients: ``n``, the cohort size the parameters were derived for.
+        degree: ``k``, neighbours per client (``n - 1`` for the complete graph).
+        threshold: ``t``, shares needed to rebuild a secret, ``2 <= t <= k``.
+        graph: :class:`GraphKind` (complete iff ``k == n - 1``).
+        server: the server class the threshold was derived for.
+        min_aggregate_size: no client unmasks an aggregate of fewer survivors.
+        colluding_neighbour_bound: ``t1`` (see module docstring).
+        surviving_neighbour_bound: ``t2``.
+        log2_disconnection_bound: ``log2`` of the connectivity union bound (``-inf`` when
+            removing ``C + D`` clients can never disconnect the graph).
+    """
+
+    num_clients: int
+    degree: int
+    threshold: int
+    graph: GraphKind
+    server: ServerClass
+    min_aggregate_size: int
+    colluding_neighbour_bound: int
+    surviving_neighbour_bound: int
+    log2_disconnection_bound: float
+
+    def __post_init__(self) -> None:
+        n, k, t = self.num_clients, self.degree, self.threshold
+        if not (isinstance(n, int) and n >= MIN_CLIENTS):
+            raise InvalidParameterError(f"num_clients must be an int >= {MIN_CLIENTS}, got {n!r}")
+        if not (isinstance(k, int) and 2 <= k <= n - 1):
+            raise InvalidParameterError(f"degree must be an int in [2, n - 1], got {k!r}")
+        if k < n - 1 and k % 2:
+            raise InvalidParameterError(f"a Harary graph needs an even degree, got {k}")
+        if not (isinstance(t, int) and 2 <= t <= k):
+            raise InvalidParameterError(f"threshold must be an int in [2, degree], got {t!r}")
+        expected = GraphKind.COMPLETE if k == n - 1 else GraphKind.HARARY
+        if GraphKind(self.graph) is not expected:
+            raise InvalidParameterError(f"degree {k} with {n} clients is a {expected.value} graph")
+        if not (isinstance(self.min_aggregate_size, int) and 2 <= self.min_aggregate_size <= n):
+            raise InvalidParameterError("min_aggregate_size must be an int in [2, n]")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every client is every other client's neighbour (SecAgg)."""
+        return self.graph is GraphKind.COMPLETE
+
+    @property
+    def dropout_tolerance(self) -> int:
+        """Dropped neighbours any one client can lose and still be unmasked: ``k - t``."""
+        return self.degree - self.threshold
+
+
+# ---------------------------------------------------------------------------------------
+# exact hypergeometric tails (integers only: no floating-point rounding in a security bound)
+
+
+def _check_hypergeometric(population: int, marked: int, draws: int) -> None:
+    if not (0 <= marked <= population and 0 <= draws <= population):
+        raise InvalidParameterError(
+            f"hypergeometric needs 0 <= marked, draws <= population, got {population}, {marked}, {draws}"
+        )
+
+
+def _pmf_numerators(population: int, marked: int, draws: int) -> list[int]:
+    """``C(marked, x) * C(population - marked, draws - x)`` for ``x = 0..draws`` (exact).
+
+    Computed by the recurrences ``C(K, x + 1) = C(K, x) (K - x) / (x + 1)`` and
+    ``C(U, j - 1) = C(U, j) j / (U - j + 1)``, each division exact, so the whole vector costs
+    ``O(draws)`` big-integer-by-small-integer operations.
+    """
+    _check_hypergeometric(population, marked, draws)
+    unmarked = population - marked
+    out = [0] * (draws + 1)
+    lo = max(0, draws - unmarked)
+    hi = min(draws, marked)
+    if lo > hi:
+        return out
+    comb_marked = math.comb(marked, lo)
+    comb_unmarked = math.comb(unmarked, draws - lo)
+    for x in range(lo, hi + 1):
+        out[x] = comb_marked * comb_unmarked
+        if x < hi:
+            comb_marked = comb_marked * (marked - x) // (x + 1)
+            j = draws - x  # C(U, j) -> C(U, j - 1)
+            comb_unmarked = comb_unmarked * j // (unmarked - j + 1)
+    return out
+
+
+def hypergeometric_upper_tail(population: int, marked: int, draws: int, x: int) -> tuple[int, int]:
+    """``P[X > x]`` as an exact fraction ``(numerator, denominator)``."""
+    terms = _pmf_numerators(population, marked, draws)
+    return sum(terms[max(x + 1, 0) :]), math.comb(population, draws)
+
+
+def hypergeometric_lower_tail(population: int, marked: int, draws: int, y: int) -> tuple[int, int]:
+    """``P[Y < y]`` as an exact fraction ``(numerator, denominator)``."""
+    terms = _pmf_numerators(population, marked, draws)
+    return sum(terms[: max(min(y, draws + 1), 0)]), math.comb(population, draws)
+
+
+def colluding_neighbour_bound(n: int, colluders: int, degree: int, security_bits: int) -> int:
+    """``t1``: smallest ``x`` with ``P[X > x] <= 2^-(sigma + 1) / n``, ``X ~ HG(n - 1, C, k)``."""
+    terms = _pmf_numerators(n - 1, colluders, degree)
+    total = math.comb(n - 1, degree)
+    # P[X > x] * n * 2^(sigma+1) <= 1  <=>  tail * n << (sigma+1) <= total
+    tail = 0
+    for x in range(degree, -1, -1):
+        # tail currently holds P[X > x] (numerator)
+        if (tail * n) << (security_bits + 1) > total:
+            return x + 1
+        tail += terms[x]
+    return 0
+
+
+def surviving_neighbour_bound(n: int, dropouts: int, degree: int, correctness_bits: int) -> int:
+    """``t2``: largest ``y`` with ``P[Y < y] <= 2^-rho / n``, ``Y ~ HG(n - 1, n - 1 - D, k)``."""
+    survivors = max(n - 1 - dropouts, 0)
+    terms = _pmf_numerators(n - 1, survivors, degree)
+    total = math.comb(n - 1, degree)
+    below = 0
+    for y in range(degree + 1):
+        # below holds P[Y < y]; P[Y < y + 1] adds terms[y]
+        if ((below + terms[y]) * n) << correctness_bits > total:
+            return y
+        below += terms[y]
+    return degree
+
+
+def _falling(x: int, k: int) -> int:
+    out = 1
+    for i in range(k):
+        out *= x - i
+    return out
+
+
+def disconnection_bound(n: int, degree: int, bad: int) -> tuple[int, int]:
+    """Union bound on ``P[H(n, k) minus bad random nodes is disconnected]`` as a fraction.
+
+    Zero for the complete graph or when ``k > bad`` (not enough removed nodes to cut two
+    runs of ``k/2``).
+    """
+    if degree >= n - 1 or degree > bad:
+        return 0, 1
+    pairs_twice = n * (n - degree - 1)
+    return pairs_twice * _falling(bad, degree), 2 * _falling(n, degree)
+
+
+def minimum_threshold(server: ServerClass, degree: int, colluding_bound: int) -> int:
+    """``t_min`` for a server class (see module docstring)."""
+    if ServerClass(server).lies_about_dropouts:
+        return max(2, (degree + colluding_bound) // 2 + 1)
+    return max(2, colluding_bound + 1)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _check_inputs(n: int, threat_model: ThreatModel) -> None:
+    if not isinstance(threat_model, ThreatModel):
+        raise InvalidParameterError("threat_model must be a ThreatModel")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidParameterError(f"the number of clients must be an int, got {n!r}")
+    if n < MIN_CLIENTS:
+        raise InfeasibleThreatModelError(
+            f"secure aggregation needs at least {MIN_CLIENTS} clients (threshold >= 2 among "
+            f"n - 1 neighbours), got {n}"
+        )
+    if n > MAX_CLIENTS:
+        raise InvalidParameterError(f"at most {MAX_CLIENTS} clients are supported, got {n}")
+
+
+def _aggregate_size(n: int, threat_model: ThreatModel) -> int:
+    colluders = threat_model.max_colluders(n)
+    dropouts = threat_model.max_dropouts(n)
+    size = threat_model.effective_min_aggregate_size(n)
+    if size < colluders + 2:
+        raise InfeasibleThreatModelError(
+            f"min_aggregate_size {size} must be at least colluders + 2 = {colluders + 2}: "
+            "a smaller aggregate may hold a single honest client"
+        )
+    if n - dropouts < size:
+        raise InfeasibleThreatModelError(
+            f"with {dropouts} dropouts only {n - dropouts} of {n} clients survive, fewer than "
+            f"min_aggregate_size {size}"
+        )
+    return size
+
+
+def _evaluate(
+    n: int, degree: int, threat_model: ThreatModel, min_size: int
+) -> tuple[ProtocolParameters | None, str]:
+    """Parameters for ``degree`` with ``t = t_min``, or ``None`` and the failing bound."""
+    colluders = threat_model.max_colluders(n)
+    dropouts = threat_model.max_dropouts(n)
+    sigma, rho = threat_model.security_bits, threat_model.correctness_bits
+    num, den = disconnection_bound(n, degree, colluders + dropouts)
+    if num and num << (sigma + 1) >= den:
+        return None, (
+            f"connectivity: P[graph disconnected after removing {colluders + dropouts} clients] "
+            f"= 2^{math.log2(num) - math.log2(den):.1f} is not below 2^-{sigma + 1}"
+        )
+    log2_disc = -math.inf if num == 0 else math.log2(num) - math.log2(den)
+    t1 = colluding_neighbour_bound(n, colluders, degree, sigma)
+    t2 = surviving_neighbour_bound(n, dropouts, degree, rho)
+    t_min = minimum_threshold(threat_model.server, degree, t1)
+    if t_min > t2:
+        return None, (
+            f"threshold: security needs t >= {t_min} ({t1} colluding neighbours bound, "
+            f"{threat_model.server.value} server) but correctness allows at most t = {t2} "
+            f"surviving neighbours of {degree} (with {dropouts} dropouts)"
+        )
+    params = ProtocolParameters(
+        num_clients=n,
+        degree=degree,
+        threshold=t_min,
+        graph=GraphKind.COMPLETE if degree == n - 1 else GraphKind.HARARY,
+        server=threat_model.server,
+        min_aggregate_size=min_size,
+        colluding_neighbour_bound=t1,
+        surviving_neighbour_bound=t2,
+        log2_disconnection_bound=log2_disc,
+    )
+    return params, ""
+
+
+_SCREEN_SLACK = math.log(16.0)
+
+
+def _log_pmf(population: int, marked: int, draws: int) -> npt.NDArray[np.float64]:
+    """Natural log of the hypergeometric pmf at ``x = 0..draws`` (``-inf`` off the support)."""
+    x = np.arange(draws + 1, dtype=np.float64)
+    unmarked = population - marked
+    support = (x <= marked) & (draws - x <= unmarked)
+    xs = np.where(support, x, 0.0)
+    log_pmf = (
+        special.gammaln(marked + 1) - special.gammaln(xs + 1) - special.gammaln(marked - xs + 1)
+        + special.gammaln(unmarked + 1) - special.gammaln(draws - xs + 1)
+        - special.gammaln(unmarked - draws + xs + 1)
+        - (special.gammaln(population + 1) - special.gammaln(draws + 1)
+           - special.gammaln(population - draws + 1))
+    )
+    return np.where(support, log_pmf, -np.inf)
+
+
+def _plausible(n: int, degree: int, threat_model: ThreatModel) -> bool:
+    """Floating-point pre-screen of :func:`_evaluate`, relaxed by a factor 16 on each bound.
+
+    Only speeds up the search: a degree it rejects fails the exact bounds too unless
+    scipy's tail is off by more than 16x; a degree it accepts is then checked exactly, so
+    no security decision ever rests on floating point.
+    """
+    colluders = threat_model.max_colluders(n)
+    dropouts = threat_model.max_dropouts(n)
+    sigma, rho = threat_model.security_bits, threat_model.correctness_bits
+    bad = colluders + dropouts
+    if degree <= bad:
+        log_disc = (
+            math.log(n) + math.log(n - degree - 1) - math.log(2)
+            + math.lgamma(bad + 1) - math.lgamma(bad - degree + 1)
+            + math.lgamma(n - degree + 1) - math.lgamma(n + 1)
+        )
+        if log_disc >= -(sigma + 1) * math.log(2) + _SCREEN_SLACK:
+            return False
+    log_pmf_adv = _log_pmf(n - 1, colluders, degree)
+    # log P[X > x] = logsumexp of pmf over (x, degree]
+    log_sf = np.append(np.logaddexp.accumulate(log_pmf_adv[::-1])[::-1][1:], -np.inf)
+    ok = np.nonzero(log_sf <= -(sigma + 1) * math.log(2) - math.log(n) + _SCREEN_SLACK)[0]
+    t1 = int(ok[0]) if ok.size else degree
+    log_cdf = np.logaddexp.accumulate(_log_pmf(n - 1, n - 1 - dropouts, degree))  # P[Y <= y]
+    fine = np.nonzero(log_cdf <= -rho * math.log(2) - math.log(n) + _SCREEN_SLACK)[0]
+    t2 = int(fine[-1]) + 1 if fine.size else 0  # P[Y < t2] small
+    return minimum_threshold(threat_model.server, degree, t1) <= t2
+
+
+def secagg_parameters(n: int, threat_model: ThreatModel) -> ProtocolParameters:
+    """Complete-graph (SecAgg) parameters: ``k = n - 1`` and ``t = t_min``.
+
+    Raises:
+        InfeasibleThreatModelError: naming the failing bound.
+    """
+    _check_inputs(n, threat_model)
+    min_size = _aggregate_size(n, threat_model)
+    params, why = _evaluate(n, n - 1, threat_model, min_size)
+    if params is None:
+        raise InfeasibleThreatModelError(f"no SecAgg threshold for n = {n}: {why}")
+    return params
+
+
+def secagg_plus_parameters(n: int, threat_model: ThreatModel) -> ProtocolParameters:
+    """SecAgg+ parameters: the smallest even ``k < n - 1`` meeting all bounds, else complete.
+
+    Raises:
+        InfeasibleThreatModelError: even the complete graph fails; the message names the bound.
+    """
+    complete = secagg_parameters(n, threat_model)  # fails fast when nothing can work
+    min_size = complete.min_aggregate_size
+    for degree in range(2, n - 1, 2):
+        if not _plausible(n, degree, threat_model):
+            continue
+        params, _ = _evaluate(n, degree, threat_model, min_size)
+        if params is not None:
+            return params
+    return complete
+
+
+def select_parameters(n: int, threat_model: ThreatModel, *, graph: GraphKind) -> ProtocolParameters:
+    """:func:`secagg_parameters` for ``COMPLETE``, :func:`secagg_plus_parameters` for ``HARARY``."""
+    if GraphKind(graph) is GraphKind.COMPLETE:
+        return secagg_parameters(n, threat_model)
+    return secagg_plus_parameters(n, threat_model)
+
+
+def check_parameters(
+    n: int, degree: int, threshold: int, threat_model: ThreatModel
+) -> ProtocolParameters:
+    """Validate hand-chosen ``(k, t)`` against a threat model.
+
+    Raises:
+        InvalidParameterError: ``k`` or ``t`` outside their structural range.
+        InfeasibleThreatModelError: a bound fails; the message names it.
+    """
+    _check_inputs(n, threat_model)
+    if isinstance(degree, bool) or not isinstance(degree, int) or not 2 <= degree <= n - 1:
+        raise InvalidParameterError(f"degree must be an int in [2, {n - 1}], got {degree!r}")
+    if degree < n - 1 and degree % 2:
+        raise InvalidParameterError(f"a Harary graph needs an even degree, got {degree}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 2 <= threshold <= degree:
+        raise InvalidParameterError(f"threshold must be an int in [2, {degree}], got {threshold!r}")
+    min_size = _aggregate_size(n, threat_model)
+    params, why = _evaluate(n, degree, threat_model, min_size)
+    if params is None:
+        raise InfeasibleThreatModelError(f"k = {degree}, t = {threshold} for n = {n}: {why}")
+    if threshold < params.threshold:
+        raise InfeasibleThreatModelError(
+            f"threshold: t = {threshold} is below the security bound t >= {params.threshold} "
+            f"({params.colluding_neighbour_bound} colluding neighbours bound, "
+            f"{threat_model.server.value} server)"
+        )
+    if threshold > params.surviving_neighbour_bound:
+        raise InfeasibleThreatModelError(
+            f"threshold: t = {threshold} exceeds the surviving-neighbour bound "
+            f"{params.surviving_neighbour_bound} (correctness 2^-{threat_model.correctness_bits})"
+        )
+    return ProtocolParameters(
+        num_clients=n,
+        degree=degree,
+        threshold=threshold,
+        graph=params.graph,
+        server=params.server,
+        min_aggregate_size=params.min_aggregate_size,
+        colluding_neighbour_bound=params.colluding_neighbour_bound,
+        surviving_neighbour_bound=params.surviving_neighbour_bound,
+        log2_disconnection_bound=params.log2_disconnection_bound,
+    )
