@@ -76,6 +76,7 @@ __all__ = [
     "sample_skellam",
     "sample_poisson",
     "sample_gaussian",
+    "sample_uniform",
     "discrete_gaussian_pmf",
     "discrete_gaussian_variance",
     "MAX_DISCRETE_GAUSSIAN_SIGMA",
@@ -479,6 +480,16 @@ def sample_gaussian(std: float, size: Size, *, seed: bytes | None = None) -> F64
     theta = 2.0 * math.pi * u2
     z = np.concatenate([r * np.cos(theta), r * np.sin(theta)])[:count]
     return (s * z).reshape(shape)
+
+
+def sample_uniform(size: Size, *, seed: bytes | None = None) -> F64:
+    """Uniform floats in ``[0, 1)`` on the grid ``2^-53 Z``, from the cryptographic PRG.
+
+    ``u < q`` is then a Bernoulli draw with probability ``ceil(q 2^53) / 2^53``, within
+    ``2^-53`` of ``q`` (used, e.g., for Poisson subsampling of training examples).
+    """
+    shape, count = _check_size(size)
+    return _WordStream(seed).uniform(count).reshape(shape)
 
 
 def discrete_gaussian_pmf(sigma: float, support: npt.ArrayLike) -> F64:
