@@ -29,6 +29,8 @@ Wire messages have a compact, strict binary encoding (:func:`encode_message`,
 
 from __future__ import annotations
 
+import math
+import secrets
 import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,10 +42,13 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from protocols.driver import SimulationResult, parse_dropouts
+from protocols.messages import Stage
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
+    CapacityError,
     InvalidParameterError,
     MessageError,
     ProtocolAbortError,
@@ -74,7 +79,7 @@ from secagg.threshold_paillier import (
 )
 from secagg.transcript import canonical
 from threat_models.model import ThreatModel
-from threat_models.paillier import paillier_parameters
+from threat_models.paillier import PaillierParameters, paillier_parameters
 
 __all__ = [
     "PaillierRoundConfig",
@@ -90,6 +95,7 @@ __all__ = [
     "PaillierServer",
     "PaillierDecryptor",
     "PaillierRoundOutcome",
+    "WeightedEncoder",
     "run_round",
     "simulate_paillier",
 ]
@@ -102,6 +108,7 @@ _U32 = struct.Struct(">I")
 _PROTOCOL = "secagg/paillier-round/v1"
 
 F64 = npt.NDArray[np.float64]
+U64 = npt.NDArray[np.uint64]
 
 
 class MessageType(Enum):
@@ -613,8 +620,81 @@ class PaillierDecryptor:
 # --------------------------------------------------------------------------- in-process driver
 
 _EARLY_STAGES = ("advertise_keys", "share_keys", "masked_input")
-_LATE_STAGES = ("consistency_check", "unmasking")
-_DEFAULT_QUANTIZATION_BITS = 16
+_DEFAULT_BITS = 32
+_STAGES = ("masked_input", "unmasking")
+_CONFIG_KEYS = frozenset(
+    {
+        "threat_model",
+        "encoder",
+        "bits",
+        "weights",
+        "max_weight",
+        "round_id",
+        "wire",
+        "record_view",
+        "key",
+        "key_bits",
+        "hazmat_allow_weak_key",
+        "committee_size",
+        "decryptor_dropouts",
+        "randomness",
+        "progress",
+    }
+)
+
+
+@dataclass(frozen=True)
+class WeightedEncoder:
+    """``[w x_1 .. w x_d, w]`` -> the base encoding of ``w x`` followed by the encoded weight.
+
+    Lets the server learn ``sum w x`` and ``sum w`` only (a weighted mean without revealing
+    any weight). Implements :class:`~secagg.encoding.VectorEncoder`.
+    """
+
+    base: VectorEncoder
+    weight: FixedPointEncoder
+
+    def __post_init__(self) -> None:
+        if self.base.bits != self.weight.bits:
+            raise InvalidParameterError("the weight encoder must use the base encoder's ring")
+
+    @property
+    def bits(self) -> int:
+        return self.base.bits
+
+    @property
+    def max_clients(self) -> int:
+        return min(self.base.max_clients, self.weight.max_clients)
+
+    @property
+    def value_bound(self) -> int:
+        """Largest ring element one contribution may hold (for the packing)."""
+        base = (
+            self.base.levels if isinstance(self.base, FixedPointEncoder) else (1 << self.bits) - 1
+        )
+        return max(base, self.weight.levels)
+
+    def encoded_length(self, d: int) -> int:
+        return self.base.encoded_length(d - 1) + 1
+
+    def encode(self, values: npt.ArrayLike, rng: np.random.Generator | None = None) -> U64:
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 1 or x.size < 2:
+            raise InvalidParameterError("a weighted input is [w x_1, ..., w x_d, w]")
+        if isinstance(self.base, FixedPointEncoder):
+            head = self.base.encode(x[:-1], rng=rng)
+        else:
+            head = np.asarray(self.base.encode(x[:-1]), dtype=np.uint64)
+        return np.concatenate([head, self.weight.encode(x[-1:], rng=rng)])
+
+    def decode_sum(self, summed: npt.ArrayLike, n: int) -> F64:
+        s = np.asarray(summed, dtype=np.uint64)
+        return np.concatenate(
+            [
+                np.asarray(self.base.decode_sum(s[:-1], n), dtype=np.float64),
+                self.weight.decode_sum(s[-1:], n),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -623,28 +703,15 @@ class PaillierRoundOutcome:
 
     aggregate: F64
     survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
     server_view: tuple[PaillierMessage, ...]
     config: PaillierRoundConfig
+    parameters: PaillierParameters
+    weight_sum: float | None = None
 
 
-def _stage_name(stage: object) -> str:
-    name = stage.value if isinstance(stage, Enum) else stage
-    if not isinstance(name, str) or name not in _EARLY_STAGES + _LATE_STAGES:
-        raise InvalidParameterError(
-            f"unknown stage {stage!r}; stages are {', '.join(_EARLY_STAGES + _LATE_STAGES)}"
-        )
-    return name
-
-
-def _default_encoder(bound: float, quantization_bits: int, capacity: int) -> FixedPointEncoder:
-    if not isinstance(quantization_bits, int) or not 1 <= quantization_bits <= 32:
-        raise InvalidParameterError("quantization_bits must be an int in [1, 32]")
-    return FixedPointEncoder.symmetric(
-        bound,
-        bits=quantization_bits + (capacity - 1).bit_length(),
-        max_clients=capacity,
-        levels=(1 << quantization_bits) - 1,
-    )
+def _pow2_ceiling(x: float) -> float:
+    return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
 
 def run_round(
@@ -653,23 +720,25 @@ def run_round(
     dropouts: Mapping[Any, Iterable[int]] | None = None,
     seed: int | None = None,
     threat_model: ThreatModel | None = None,
+    encoder: VectorEncoder | None = None,
+    bits: int = _DEFAULT_BITS,
+    weights: Mapping[int, float] | None = None,
+    max_weight: float | None = None,
+    round_id: int | None = None,
+    wire: bool = True,
+    record_view: bool = True,
     key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
     key_bits: int = DEFAULT_KEY_BITS,
     hazmat_allow_weak_key: bool = False,
     committee_size: int | None = None,
     decryptor_dropouts: Iterable[int] = (),
-    encoder: VectorEncoder | None = None,
-    bound: float = 1.0,
-    quantization_bits: int = _DEFAULT_QUANTIZATION_BITS,
-    max_clients: int | None = None,
-    round_id: int = 0,
     randomness: Randomness = Randomness.FIXED_BASE,
     progress: bool = False,
 ) -> PaillierRoundOutcome:
-    """Run one Paillier round in-process, every message through its wire encoding.
+    """Run one Paillier round in-process (what ``protocols.simulate(protocol="paillier")`` runs).
 
     Args:
-        updates: client id -> 1-D float update (all of one length, inside the encoder's range).
+        updates: client id -> 1-D float update (all of one length).
         dropouts: stage name (or ``Stage``) -> client ids that vanish at that stage. Before or
             at ``masked_input`` a client never uploads; at ``consistency_check`` or
             ``unmasking`` it has uploaded but, if it is a decryptor, sends no partial.
@@ -678,20 +747,24 @@ def run_round(
         threat_model: adversary (default ``ThreatModel()``: malicious server); decides the
             threshold, the minimum aggregate size, signatures and proofs
             (:func:`threat_models.paillier.paillier_parameters`).
+        encoder: quantiser; default a ``FixedPointEncoder`` of ``bits`` bits on ``[-B, B]``,
+            ``B`` the smallest power of two bounding the (weighted) inputs, for the cohort.
+        bits: ring bits of the default encoder (32, as for the masking protocols).
+        weights: client id -> non-negative weight: each client encrypts ``[w x, w]`` so that
+            the server learns ``sum w x`` and ``sum w`` only; ``max_weight`` bounds a weight
+            (default the largest rounded up to a power of two).
+        max_weight: see ``weights``.
+        round_id: binds signatures and proofs (default a fresh random 63-bit id).
+        wire: pass every message through its binary encoding (default True).
+        record_view: keep the server's view (default True).
         key: a dealt ``(public key, shares)`` to reuse (one key per training run); its
-            ``n_decryptors`` must match and its threshold must be at least the derived one.
+            ``n_decryptors`` must match and its threshold be at least the derived one.
             Without it the trusted dealer makes a fresh key of ``key_bits``.
         key_bits: modulus size for a fresh key (3072 by default).
         hazmat_allow_weak_key: allow ``key_bits < 2048`` -- INSECURE, tests only.
-        committee_size: ``None``: the clients are the decryptors (client ``ids[i]`` holds share
-            ``i + 1``); otherwise a separate committee of this size.
+        committee_size: ``None``: the clients are the decryptors (the ``i``-th smallest id holds
+            share ``i``); otherwise a separate committee of this size.
         decryptor_dropouts: committee indices (1-based) that vanish before decrypting.
-        encoder: quantiser; default ``quantization_bits`` levels over ``[-bound, bound]`` with a
-            ring wide enough for ``max_clients`` summands.
-        bound: range of the default encoder.
-        quantization_bits: quantisation of the default encoder (16).
-        max_clients: packing capacity (default: the number of clients).
-        round_id: binds signatures and proofs.
         randomness: encryption randomness (``FIXED_BASE`` by default).
         progress: show a progress bar over the uploads (only on a terminal).
 
@@ -699,6 +772,7 @@ def run_round(
         ThresholdNotMetError: fewer contributions than the minimum aggregate size, or fewer
             decryptors than the threshold.
         InfeasibleThreatModelError: the threat model admits no parameters.
+        CapacityError: more clients than the encoder sums.
         InvalidParameterError, EncodingError: malformed inputs.
     """
     if not isinstance(updates, Mapping) or len(updates) < 2:
@@ -707,21 +781,36 @@ def run_round(
     if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 1 << 64 for i in ids):
         raise InvalidParameterError("client ids must be ints in [0, 2^64)")
     vectors = {i: np.asarray(updates[i], dtype=np.float64) for i in ids}
-    length = vectors[ids[0]].size
-    if length < 1 or any(v.ndim != 1 or v.size != length for v in vectors.values()):
+    d = vectors[ids[0]].size
+    if d < 1 or any(v.ndim != 1 or v.size != d for v in vectors.values()):
         raise InvalidParameterError("updates must be non-empty 1-D vectors of one length")
     n = len(ids)
-    threat = ThreatModel() if threat_model is None else threat_model
+    if weights is not None:
+        ws = {}
+        for i in ids:
+            if i not in weights:
+                raise InvalidParameterError(f"no weight for client {i}")
+            w = float(weights[i])
+            if not (math.isfinite(w) and w >= 0):
+                raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
+            ws[i] = w
+        vectors = {i: vectors[i] * ws[i] for i in ids}
     if encoder is None:
-        encoder = _default_encoder(
-            bound, quantization_bits, n if max_clients is None else max_clients
-        )
-    elif max_clients is not None and encoder.max_clients < max_clients:
-        raise InvalidParameterError("the encoder's max_clients is below max_clients")
+        bound = _pow2_ceiling(max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values()))
+        encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=n)
     if encoder.max_clients < n:
-        raise InvalidParameterError(
-            f"{n} clients exceed the encoder's max_clients {encoder.max_clients}"
+        raise CapacityError(
+            f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}"
         )
+    if weights is not None:
+        top = float(max_weight) if max_weight is not None else _pow2_ceiling(max(ws.values()))
+        if any(w > top for w in ws.values()):
+            raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
+        encoder = WeightedEncoder(
+            encoder, FixedPointEncoder(bits=encoder.bits, lo=0.0, hi=top, max_clients=n)
+        )
+        vectors = {i: np.concatenate([vectors[i], [ws[i]]]) for i in ids}
+    threat = ThreatModel() if threat_model is None else threat_model
     params = paillier_parameters(
         n, threat, n_decryptors=committee_size, max_clients=encoder.max_clients
     )
@@ -745,14 +834,21 @@ def run_round(
                 f"the key's threshold {public_key.threshold} is below the threat model's "
                 f"minimum {params.threshold}"
             )
-    packing = public_key.packing_for(encoder)
+    if isinstance(encoder, WeightedEncoder):
+        packing = public_key.packing(
+            value_bits=encoder.bits,
+            max_clients=encoder.max_clients,
+            value_bound=encoder.value_bound,
+        )
+    else:
+        packing = public_key.packing_for(encoder)
     identities = {i: IdentityKey.generate() for i in ids} if params.signed_contributions else {}
     config = PaillierRoundConfig(
-        round_id=round_id,
+        round_id=secrets.randbits(63) if round_id is None else round_id,
         public_key=public_key,
         encoder=encoder,
         packing=packing,
-        length=length,
+        length=vectors[ids[0]].size,
         min_aggregate_size=params.min_aggregate_size,
         roster={i: identities[i].public_bytes if identities else b"" for i in ids},
         signed_contributions=params.signed_contributions,
@@ -762,20 +858,17 @@ def run_round(
 
     early: set[int] = set()
     late: set[int] = set()
-    for stage, dropped in (dropouts or {}).items():
-        name = _stage_name(stage)
-        dropped_ids = set(dropped)
-        if not dropped_ids <= set(ids):
-            raise InvalidParameterError(f"dropouts at {name} name unknown clients")
-        (early if name in _EARLY_STAGES else late).update(dropped_ids)
+    for stage, dropped in parse_dropouts(dropouts, stages=tuple(Stage), cohort=ids).items():
+        (early if stage.value in _EARLY_STAGES else late).update(dropped)
+    decryptor_gone = tuple(decryptor_dropouts)
     if committee_size is None:
-        decryptor_of = {index: client for index, client in enumerate(ids, start=1)}
-        gone = {index for index, client in decryptor_of.items() if client in early | late}
-        listens = {index for index, client in decryptor_of.items() if client not in early}
-        if tuple(decryptor_dropouts):
+        if decryptor_gone:
             raise InvalidParameterError("decryptor_dropouts needs a separate committee")
+        decryptor_of = dict(enumerate(ids, start=1))
+        gone = {index for index, cid in decryptor_of.items() if cid in early | late}
+        listens = {index for index, cid in decryptor_of.items() if cid not in early}
     else:
-        gone = set(decryptor_dropouts)
+        gone = set(decryptor_gone)
         if not gone <= set(range(1, committee_size + 1)):
             raise InvalidParameterError(
                 "decryptor_dropouts must be committee indices 1..committee_size"
@@ -788,17 +881,21 @@ def run_round(
     view: list[PaillierMessage] = []
 
     def deliver(message: PaillierMessage) -> PaillierMessage:
-        return decode_message(encode_message(message, config), config)
+        return decode_message(encode_message(message, config), config) if wire else message
 
-    encode_kwargs: dict[str, Any] = {"rng": rng} if isinstance(encoder, FixedPointEncoder) else {}
+    encode_kwargs: dict[str, Any] = (
+        {"rng": rng} if isinstance(encoder, (FixedPointEncoder, WeightedEncoder)) else {}
+    )
     quiet = not progress or not sys.stderr.isatty()
     for client_id in tqdm(ids, desc="paillier uploads", disable=quiet):
         if client_id in early:
             continue
         client = PaillierClient(config, client_id, identities.get(client_id))
         upload = deliver(client.upload(vectors[client_id], **encode_kwargs))
-        view.append(upload)
-        for forward in server.handle(upload):
+        forwards = server.handle(upload)
+        if record_view:
+            view.append(upload)
+        for forward in forwards:
             for decryptor in decryptors.values():
                 decryptor.handle(deliver(forward))
     request = server.request_decryption()
@@ -809,11 +906,23 @@ def run_round(
             continue
         for reply in decryptors[index].handle(deliver(request)):
             received = deliver(reply)
-            view.append(received)
             server.handle(received)
-    aggregate = server.finalize()
+            if record_view:
+                view.append(received)
+    total = server.finalize()
+    weight_sum = None
+    if isinstance(encoder, WeightedEncoder):
+        weight_sum = float(total[-1])
+        total = total[:-1]
+    survivors = server.contributors
     return PaillierRoundOutcome(
-        aggregate=aggregate, survivors=server.contributors, server_view=tuple(view), config=config
+        aggregate=np.asarray(total, dtype=np.float64),
+        survivors=survivors,
+        dropped=tuple(i for i in ids if i not in survivors),
+        server_view=tuple(view),
+        config=config,
+        parameters=params,
+        weight_sum=weight_sum,
     )
 
 
@@ -823,11 +932,41 @@ def simulate_paillier(
     dropouts: Mapping[Any, Iterable[int]] | None = None,
     seed: int | None = None,
     **config: Any,
-) -> Any:
-    """``protocols.simulate(updates, protocol="paillier", ...)``: see :func:`run_round`."""
-    from protocols import SimulationResult
+) -> SimulationResult:
+    """``protocols.simulate(updates, protocol="paillier", ...)``.
 
+    Options (keyword): those of :func:`run_round` -- ``threat_model``, ``encoder``, ``bits``,
+    ``weights``, ``max_weight``, ``round_id``, ``wire``, ``record_view`` as for the masking
+    protocols, plus ``key``, ``key_bits``, ``hazmat_allow_weak_key``, ``committee_size``,
+    ``decryptor_dropouts``, ``randomness`` and ``progress``.
+
+    Raises:
+        InvalidParameterError: an unknown option (the masking protocols' ``parameters``,
+            ``hardening``, ``model_hash``, ``graph`` and ``prg`` do not apply).
+    """
+    unknown = set(config) - _CONFIG_KEYS
+    if unknown:
+        raise InvalidParameterError(f"unknown options for the Paillier protocol: {sorted(unknown)}")
     outcome = run_round(updates, dropouts=dropouts, seed=seed, **config)
+    pk = outcome.config.public_key
     return SimulationResult(
-        aggregate=outcome.aggregate, survivors=outcome.survivors, server_view=outcome.server_view
+        aggregate=outcome.aggregate,
+        survivors=outcome.survivors,
+        server_view=outcome.server_view,
+        protocol="paillier",
+        dropped=outcome.dropped,
+        weight_sum=outcome.weight_sum,
+        parameters=outcome.parameters,
+        details={
+            "round_id": outcome.config.round_id,
+            "threshold": pk.threshold,
+            "decryptors": pk.n_decryptors,
+            "min_aggregate_size": outcome.config.min_aggregate_size,
+            "key_bits": pk.n.bit_length(),
+            "bits": outcome.config.encoder.bits,
+            "slots_per_ciphertext": outcome.config.packing.slots,
+            "signed": outcome.config.signed_contributions,
+            "proofs": outcome.config.decryption_proofs,
+            "stages": _STAGES,
+        },
     )
