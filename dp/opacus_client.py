@@ -54,7 +54,7 @@ from dp.samplers import sample_gaussian, sample_uniform
 from secagg.errors import BudgetExceededError, InvalidParameterError
 
 __all__ = [
-    "AccountantKind",
+    "OpacusAccountantKind",
     "OpacusClientState",
     "OpacusRoundResult",
     "train_private_round",
@@ -64,7 +64,7 @@ __all__ = [
 _STATE_VERSION = 1
 
 
-class AccountantKind(str, Enum):
+class OpacusAccountantKind(str, Enum):
     """Opacus accountants a client state can use.
 
     Opacus's ``gdp`` accountant is left out on purpose: it is an asymptotic
@@ -95,15 +95,15 @@ class OpacusClientState:
             order (Opacus merges consecutive identical entries).
     """
 
-    accountant: AccountantKind = AccountantKind.RDP
+    accountant: OpacusAccountantKind = OpacusAccountantKind.RDP
     history: tuple[tuple[float, float, int], ...] = ()
 
     def __post_init__(self) -> None:
         try:
-            object.__setattr__(self, "accountant", AccountantKind(self.accountant))
+            object.__setattr__(self, "accountant", OpacusAccountantKind(self.accountant))
         except ValueError:
             raise InvalidParameterError(
-                f"accountant must be one of {[k.value for k in AccountantKind]}, got {self.accountant!r}"
+                f"accountant must be one of {[k.value for k in OpacusAccountantKind]}, got {self.accountant!r}"
             ) from None
         entries = []
         for entry in self.history:
@@ -154,7 +154,7 @@ class OpacusClientState:
         if not isinstance(data, Mapping) or data.get("version") != _STATE_VERSION:
             raise InvalidParameterError("not an OpacusClientState dict of a supported version")
         return cls(
-            accountant=AccountantKind(data["accountant"]),
+            accountant=OpacusAccountantKind(data["accountant"]),
             history=tuple(tuple(e) for e in data["history"]),  # type: ignore[misc]
         )
 
@@ -261,7 +261,7 @@ def train_private_round(
     epochs: int = 1,
     max_steps: int | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    accountant: AccountantKind | str = AccountantKind.RDP,
+    accountant: OpacusAccountantKind | str = OpacusAccountantKind.RDP,
     budget: tuple[float, float] | None = None,
 ) -> OpacusRoundResult:
     """One client, one round of DP-SGD with Opacus; the plain model is left untouched.
@@ -306,7 +306,7 @@ def train_private_round(
         raise InvalidParameterError(
             f"Opacus cannot privatise this model: {errors[0]}; use opacus.validators.ModuleValidator.fix(model)"
         )
-    client_state = state if state is not None else OpacusClientState(accountant=AccountantKind(accountant))
+    client_state = state if state is not None else OpacusClientState(accountant=OpacusAccountantKind(accountant))
     if not isinstance(client_state, OpacusClientState):
         raise InvalidParameterError("state must be an OpacusClientState")
 

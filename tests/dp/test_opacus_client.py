@@ -11,7 +11,7 @@ from opacus.accountants import RDPAccountant
 from torch.utils.data import DataLoader, TensorDataset
 
 from dp.opacus_client import (
-    AccountantKind,
+    OpacusAccountantKind,
     OpacusClientState,
     train_private_round,
 )
@@ -117,8 +117,8 @@ def test_training_learns_and_reports_events() -> None:
     assert _accuracy(model, loader) > max(0.8, start)
 
 
-@pytest.mark.parametrize("kind", [AccountantKind.PRV, AccountantKind.RDP])
-def test_accountants_persist(kind: AccountantKind) -> None:
+@pytest.mark.parametrize("kind", [OpacusAccountantKind.PRV, OpacusAccountantKind.RDP])
+def test_accountants_persist(kind: OpacusAccountantKind) -> None:
     model, loader = _model(), _data()
     r1 = train_private_round(
         model, torch.optim.SGD(model.parameters(), lr=0.1), loader,
