@@ -94,6 +94,7 @@ __all__ = [
     "PaillierClient",
     "PaillierServer",
     "PaillierDecryptor",
+    "PaillierHardening",
     "PaillierRoundOutcome",
     "WeightedEncoder",
     "run_round",
@@ -561,19 +562,56 @@ class PaillierServer:
         return self.config.encoder.decode_sum(ring_sums, count)
 
 
+@dataclass(frozen=True)
+class PaillierHardening:
+    """The decryptors' checks against a server that wants one client's update decrypted.
+
+    Both are on by default; :meth:`unhardened` (explicit opt-in) builds the deliberately weak
+    baseline that attack evaluations compare against.
+
+    Attributes:
+        check_aggregate_size: refuse to decrypt fewer than ``min_aggregate_size``
+            contributions (stops "decrypt this one client's ciphertext").
+        single_decryption: decrypt at most once per round (stops differencing ``A`` against
+            ``A`` minus one client).
+    """
+
+    check_aggregate_size: bool = True
+    single_decryption: bool = True
+
+    @classmethod
+    def unhardened(cls) -> PaillierHardening:
+        """Every check off. INSECURE: only for demonstrating the attacks."""
+        return cls(check_aggregate_size=False, single_decryption=False)
+
+
 class PaillierDecryptor:
     """A key-share holder that decrypts only a legitimate aggregate, once per round.
 
     It keeps its own running product of the signed contributions forwarded to it, and on a
     :class:`DecryptionRequest` checks that the named contributors are exactly those, at
     least ``min_aggregate_size`` of them, before partially decrypting that product.
+
+    Args:
+        config: the round.
+        share: this decryptor's key share.
+        hardening: the checks (all on by default; see :class:`PaillierHardening`).
     """
 
-    def __init__(self, config: PaillierRoundConfig, share: KeyShare) -> None:
+    def __init__(
+        self,
+        config: PaillierRoundConfig,
+        share: KeyShare,
+        *,
+        hardening: PaillierHardening = PaillierHardening(),  # noqa: B008 - frozen value
+    ) -> None:
         if not isinstance(share, KeyShare) or share.public_key.key_id != config.public_key.key_id:
             raise InvalidParameterError("the key share does not belong to the round's key")
+        if not isinstance(hardening, PaillierHardening):
+            raise InvalidParameterError("hardening must be a PaillierHardening")
         self.config = config
         self.index = share.index
+        self.hardening = hardening
         self._share = share
         self._aggregator = PaillierAggregator(
             config.public_key.paillier, config.packing, config.encoded_length
@@ -581,9 +619,14 @@ class PaillierDecryptor:
         self._contributors: set[int] = set()
         self._decrypted = False
 
+    @property
+    def decrypted(self) -> bool:
+        """Whether this decryptor has released a partial decryption in this round."""
+        return self._decrypted
+
     def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
         """Process one forwarded upload or the decryption request (all-or-nothing)."""
-        if self._decrypted:
+        if self._decrypted and self.hardening.single_decryption:
             raise AlreadyFinalizedError("this decryptor already decrypted in this round")
         if isinstance(message, Upload):
             _check_contribution(self.config, message)
@@ -601,11 +644,13 @@ class PaillierDecryptor:
                 raise ProtocolAbortError(
                     "the requested aggregate is not the set of signed contributions received"
                 )
-            if len(named) < self.config.min_aggregate_size:
+            if self.hardening.check_aggregate_size and len(named) < self.config.min_aggregate_size:
                 raise ProtocolAbortError(
                     f"refusing to decrypt an aggregate of {len(named)} contributions; "
                     f"the minimum is {self.config.min_aggregate_size}"
                 )
+            if not named:
+                raise ProtocolAbortError("nothing to decrypt")
             partial = partial_decrypt(
                 self._share,
                 self._aggregator.result(),
@@ -639,6 +684,7 @@ _CONFIG_KEYS = frozenset(
         "decryptor_dropouts",
         "randomness",
         "progress",
+        "hardening",
     }
 )
 
@@ -734,6 +780,7 @@ def run_round(
     decryptor_dropouts: Iterable[int] = (),
     randomness: Randomness = Randomness.FIXED_BASE,
     progress: bool = False,
+    hardening: PaillierHardening | None = None,
 ) -> PaillierRoundOutcome:
     """Run one Paillier round in-process (what ``protocols.simulate(protocol="paillier")`` runs).
 
@@ -767,6 +814,8 @@ def run_round(
         decryptor_dropouts: committee indices (1-based) that vanish before decrypting.
         randomness: encryption randomness (``FIXED_BASE`` by default).
         progress: show a progress bar over the uploads (only on a terminal).
+        hardening: the decryptors' checks (default all on; ``PaillierHardening.unhardened()``
+            only to demonstrate attacks).
 
     Raises:
         ThresholdNotMetError: fewer contributions than the minimum aggregate size, or fewer
@@ -877,7 +926,12 @@ def run_round(
 
     rng = np.random.default_rng(seed)
     server = PaillierServer(config)
-    decryptors = {s.index: PaillierDecryptor(config, s) for s in shares if s.index in listens}
+    checks = PaillierHardening() if hardening is None else hardening
+    decryptors = {
+        s.index: PaillierDecryptor(config, s, hardening=checks)
+        for s in shares
+        if s.index in listens
+    }
     view: list[PaillierMessage] = []
 
     def deliver(message: PaillierMessage) -> PaillierMessage:
@@ -937,12 +991,13 @@ def simulate_paillier(
 
     Options (keyword): those of :func:`run_round` -- ``threat_model``, ``encoder``, ``bits``,
     ``weights``, ``max_weight``, ``round_id``, ``wire``, ``record_view`` as for the masking
-    protocols, plus ``key``, ``key_bits``, ``hazmat_allow_weak_key``, ``committee_size``,
-    ``decryptor_dropouts``, ``randomness`` and ``progress``.
+    protocols, ``hardening`` (a :class:`PaillierHardening`), plus ``key``, ``key_bits``,
+    ``hazmat_allow_weak_key``, ``committee_size``, ``decryptor_dropouts``, ``randomness`` and
+    ``progress``.
 
     Raises:
         InvalidParameterError: an unknown option (the masking protocols' ``parameters``,
-            ``hardening``, ``model_hash``, ``graph`` and ``prg`` do not apply).
+            ``model_hash``, ``graph`` and ``prg`` do not apply).
     """
     unknown = set(config) - _CONFIG_KEYS
     if unknown:

@@ -11,14 +11,17 @@ from typing import TypeVar, cast
 import numpy as np
 import pytest
 
+import protocols
 from protocols.paillier import (
     DecryptionRequest,
     PaillierClient,
     PaillierDecryptor,
+    PaillierHardening,
     PaillierRoundConfig,
     PaillierServer,
     PartialDecryptionMessage,
     Upload,
+    WeightedEncoder,
     decode_message,
     encode_message,
     run_round,
@@ -416,3 +419,90 @@ def test_encrypted_vectors_in_view_are_fresh_units(
     assert all(
         isinstance(m.vector, EncryptedVector) for m in a.server_view if isinstance(m, Upload)
     )
+
+
+# ----------------------------------------------------------------------------- simulate()
+
+
+def test_simulate_dispatches_to_paillier(key: Key, updates: dict[int, np.ndarray]) -> None:
+    result = protocols.simulate(updates, protocol="paillier", key=key, seed=2, round_id=77)
+    assert result.protocol == "paillier"
+    assert result.survivors == tuple(sorted(updates)) and result.dropped == ()
+    assert result.details["round_id"] == 77 and result.details["threshold"] == 4
+    expected = np.sum(list(updates.values()), axis=0)
+    # default encoder: 32-bit ring on [-1, 1] for 6 clients, one quantum per summand at most
+    quantum = 2.0 / ((2**32 - 1) // N)
+    assert np.max(np.abs(result.aggregate - expected)) <= N * quantum
+    uploads = [m for m in result.server_view if isinstance(m, Upload)]
+    partials = [m for m in result.server_view if isinstance(m, PartialDecryptionMessage)]
+    assert len(uploads) == N and len(partials) == 4
+
+
+def test_simulate_weighted_mean_reveals_only_sums(key: Key, updates: dict[int, np.ndarray]) -> None:
+    weights = {cid: float(k + 1) for k, cid in enumerate(sorted(updates))}
+    dropped = sorted(updates)[0]
+    result = protocols.simulate(
+        updates, protocol="paillier", key=key, weights=weights, dropouts={"masked_input": [dropped]}
+    )
+    alive = [c for c in updates if c != dropped]
+    assert result.weight_sum == pytest.approx(sum(weights[c] for c in alive), abs=1e-6)
+    expected = sum(weights[c] * updates[c] for c in alive) / sum(weights[c] for c in alive)
+    assert np.max(np.abs(result.mean - expected)) < 1e-6
+
+
+def test_simulate_options(key: Key, updates: dict[int, np.ndarray]) -> None:
+    quiet = protocols.simulate(updates, protocol="paillier", key=key, wire=False, record_view=False)
+    assert quiet.server_view == ()
+    with pytest.raises(InvalidParameterError):
+        protocols.simulate(updates, protocol="paillier", key=key, graph="complete")
+    with pytest.raises(InvalidParameterError):  # a masking-protocol Hardening does not apply
+        protocols.simulate(updates, protocol="paillier", key=key, hardening=object())
+    with pytest.raises(InvalidParameterError):  # a client listed at two stages
+        protocols.simulate(
+            updates,
+            protocol="paillier",
+            key=key,
+            dropouts={"masked_input": [10], "unmasking": [10]},
+        )
+
+
+def test_weighted_encoder_roundtrip() -> None:
+    base = FixedPointEncoder.symmetric(2.0, bits=24, max_clients=4)
+    enc = WeightedEncoder(base, FixedPointEncoder(bits=24, lo=0.0, hi=8.0, max_clients=4))
+    assert enc.encoded_length(11) == 11 and enc.max_clients == 4
+    rng = np.random.default_rng(0)
+    xs = [np.concatenate([rng.uniform(-2, 2, 10), [float(w)]]) for w in (1, 3, 8, 0)]
+    total = np.sum([enc.encode(x, rng=rng) for x in xs], axis=0, dtype=np.uint64)
+    decoded = enc.decode_sum(total, 4)
+    assert np.max(np.abs(decoded - np.sum(xs, axis=0))) <= 4 * max(
+        base.quantum, 8.0 / enc.weight.levels
+    )
+    with pytest.raises(InvalidParameterError):
+        WeightedEncoder(base, FixedPointEncoder(bits=20, lo=0.0, hi=1.0, max_clients=4))
+
+
+def test_unhardened_baseline_leaks_one_update(key: Key, updates: dict[int, np.ndarray]) -> None:
+    # the same scripted attack against deliberately unchecked decryptors succeeds
+    r = Round(key, updates)
+    victim = r.ids[3]
+    weak = [
+        PaillierDecryptor(r.config, d._share, hardening=PaillierHardening.unhardened())
+        for d in r.decryptors
+    ]
+    partials = []
+    for dec in weak[: r.config.public_key.threshold]:
+        dec.handle(r.uploads[victim])
+        (reply,) = dec.handle(DecryptionRequest(round_id=5, contributors=(victim,)))
+        assert isinstance(reply, PartialDecryptionMessage)
+        partials.append(reply.partial)
+    vector = r.uploads[victim].vector  # each weak decryptor's "aggregate" is this ciphertext
+    plain = combine_partial_decryptions(
+        r.config.public_key, vector, partials, context=r.config.context
+    )
+    ring = r.config.packing.unpack(plain, D, summands=1)
+    leaked = r.config.encoder.decode_sum(ring, 1)
+    assert np.max(np.abs(leaked - updates[victim])) <= _quantum(r.config)
+    # while a hardened decryptor refuses the very same request
+    r.decryptors[0].handle(r.uploads[victim])
+    with pytest.raises(ProtocolAbortError):
+        r.decryptors[0].handle(DecryptionRequest(round_id=5, contributors=(victim,)))
