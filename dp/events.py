@@ -31,13 +31,18 @@ class DistributedDiscreteGaussianDpEvent(dp_accounting.DpEvent):  # type: ignore
     """Sum of ``num_clients`` independent discrete Gaussians N_Z(0, local_sigma^2) per coordinate.
 
     Each of ``num_clients`` clients adds N_Z(0, local_sigma^2)^d to its scaled, rounded
-    update; only the sum is released. Kairouz, Liu, Steinke (ICML 2021, Theorem 14)
-    show the sum satisfies (1/2) eps^2 concentrated DP, i.e. RDP(alpha) = alpha eps^2 / 2,
-    with::
+    update; only the sum is released. Kairouz, Liu, Steinke (ICML 2021) bound its Renyi
+    DP; with ``n = num_clients``, ``a2 = Delta2 / (sqrt(n) sigma)``,
+    ``a1 = Delta1 / (sqrt(n) sigma)`` and
+    ``tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1))``::
 
-        tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1))
-        eps = min( sqrt(Delta2^2 / (n sigma^2) + tau d / 2),
-                   Delta1 / (sqrt(n) sigma) + tau sqrt(d) )
+        RDP(alpha) = min( alpha a2^2 / 2 + tau d,
+                          alpha (a2^2 + 2 a1 tau + tau^2 d) / 2,
+                          alpha (a2 + tau sqrt(d))^2 / 2 )
+
+    (their Proposition 14 / Eq. 17, the bound their own accounting code uses; the
+    paper's headline concentrated-DP statement is the special case of the last two
+    terms). :func:`dp.accounting.ddg_rdp` implements it.
 
     Attributes:
         l2_sensitivity: Delta2 in the scaled integer domain.
