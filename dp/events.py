@@ -40,9 +40,8 @@ class DistributedDiscreteGaussianDpEvent(dp_accounting.DpEvent):  # type: ignore
                           alpha (a2^2 + 2 a1 tau + tau^2 d) / 2,
                           alpha (a2 + tau sqrt(d))^2 / 2 )
 
-    (their Proposition 14 / Eq. 17, the bound their own accounting code uses; the
-    paper's headline concentrated-DP statement is the special case of the last two
-    terms). :func:`dp.accounting.ddg_rdp` implements it.
+    (the per-order bound their own accounting code uses, google-research/federated
+    ``distributed_dp/accounting_utils.py``). :func:`dp.accounting.ddg_rdp` implements it.
 
     Attributes:
         l2_sensitivity: Delta2 in the scaled integer domain.
