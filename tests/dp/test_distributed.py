@@ -30,6 +30,7 @@ from secagg.errors import (
     InfeasibleThreatModelError,
     InvalidParameterError,
 )
+from threat_models import ThreatModel
 
 MECHANISMS = [DistributedMechanism.DISCRETE_GAUSSIAN, DistributedMechanism.SKELLAM]
 
@@ -343,25 +344,18 @@ def test_new_round_gets_a_new_rotation() -> None:
 # --- through the masking protocols --------------------------------------------------------
 
 
-def _simulate() -> object:
-    simulate = getattr(protocols, "simulate", None)
-    if simulate is None:
-        pytest.skip("protocols.simulate is not available yet")
-    return simulate
-
-
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 @pytest.mark.parametrize("drop", [False, True])
 def test_end_to_end_through_secure_aggregation(mechanism: DistributedMechanism, drop: bool) -> None:
-    simulate = _simulate()
     n, d = 8, 12_000
     p = _params(mechanism, noise_multiplier=0.5, clip_norm=1.0, expected_clients=n, dimension=d, dropout_margin=0.25)
     enc = DistributedDPEncoder(p)
-    xs = dict(enumerate(_vectors(n, d, 1.0, seed=7)))
+    xs = dict(enumerate(_vectors(n, d, 1.0, seed=7), start=1))
     dropouts = {"masked_input": [3, 5]} if drop else None
-    result = simulate(xs, protocol="secagg+", dropouts=dropouts, encoder=enc)  # type: ignore[operator]
+    threat = ThreatModel(colluding_fraction=0.0, dropout_fraction=0.25)
+    result = protocols.simulate(xs, protocol="secagg+", dropouts=dropouts, encoder=enc, threat_model=threat)
     survivors = sorted(result.survivors)
-    assert survivors == ([i for i in range(n) if i not in (3, 5)] if drop else list(range(n)))
+    assert survivors == ([i for i in xs if i not in (3, 5)] if drop else list(xs))
     err = np.asarray(result.aggregate) - sum(xs[i] for i in survivors)
     assert float(err.std()) == pytest.approx(p.aggregate_error_stddev(len(survivors)), rel=0.04)
     if drop:
@@ -369,3 +363,22 @@ def test_end_to_end_through_secure_aggregation(mechanism: DistributedMechanism, 
         assert float(err.std()) == pytest.approx(0.5, rel=0.04)
     event = enc.last_event
     assert event is not None and getattr(event, "num_clients", None) == len(survivors)
+
+
+def test_end_to_end_through_threshold_paillier() -> None:
+    """The same encoder under the Paillier protocol (small test key, explicitly allowed)."""
+    n, d = 4, 4000
+    p = _params(DistributedMechanism.SKELLAM, noise_multiplier=0.5, expected_clients=n, dimension=d, bits=20)
+    enc = DistributedDPEncoder(p)
+    xs = dict(enumerate(_vectors(n, d, 1.0, seed=9), start=1))
+    result = protocols.simulate(
+        xs,
+        protocol="paillier",
+        encoder=enc,
+        threat_model=ThreatModel(colluding_fraction=0.0, dropout_fraction=0.0),
+        key_bits=1024,
+        hazmat_allow_weak_key=True,
+    )
+    err = np.asarray(result.aggregate) - sum(xs.values())
+    assert float(err.std()) == pytest.approx(0.5, rel=0.06)
+    assert isinstance(enc.last_event, DistributedSkellamDpEvent) and enc.last_event.num_clients == n
