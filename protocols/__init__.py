@@ -1,8 +1,153 @@
-"""Secure aggregation protocols as pure state machines, their wire messages and drivers."""
+"""Secure aggregation protocols: pure state machines, wire messages and in-process drivers.
+
+Running a round
+---------------
+>>> import numpy as np
+>>> from protocols import simulate
+>>> updates = {cid: np.full(4, 0.25 * cid) for cid in range(1, 7)}
+>>> result = simulate(updates, protocol="secagg+", dropouts={"masked_input": [3]})
+>>> result.survivors
+(1, 2, 4, 5, 6)
+>>> bool(np.allclose(result.aggregate, sum(updates[c] for c in result.survivors), atol=1e-6))
+True
+
+``simulate(updates, *, protocol="secagg+", dropouts=None, seed=None, **config)`` returns a
+:class:`SimulationResult` (``.aggregate``, ``.survivors``, ``.server_view``, ``.mean``,
+``.weight_sum``); rounds that cannot finish raise
+:class:`~secagg.errors.ThresholdNotMetError`. Options (``threat_model``, ``encoder`` — any
+:class:`~secagg.encoding.VectorEncoder` —, ``weights``, ``hardening``, ``model_hash``,
+``wire``, ...) are documented on :func:`~protocols.driver.simulate`.
+``protocol="paillier"`` dispatches to ``protocols.paillier.simulate_paillier``.
+
+The parties
+-----------
+:class:`SecAggClient` and :class:`SecAggServer` (SecAgg with the complete graph, SecAgg+
+with a Harary graph: one implementation) exchange the frozen messages of
+:mod:`protocols.messages` through ``handle(message) -> list[message]``; the server also has
+``start()`` and ``advance()`` (the transport owns the clock). Stages: :class:`Stage`
+(``advertise_keys``, ``share_keys``, ``masked_input``, ``consistency_check`` — malicious
+variant only —, ``unmasking``). :class:`RoundRunner` steps a round stage by stage;
+:func:`setup_round` builds one from already encoded inputs.
+
+Driving the real clients with an adversarial server
+---------------------------------------------------
+A scripted malicious server replaces :class:`SecAggServer` and talks to the genuine
+clients::
+
+    runner = setup_round(inputs, bits=32, protocol="secagg", threat_model=ThreatModel())
+    clients, pki, identities = runner.clients, runner.pki, runner.identities
+    # stage by stage: run the honest server until the point of attack ...
+    runner.step(); runner.step(); runner.collect()        # advertise, share, masked input
+    masked = runner.replies                               # what the server holds so far
+    # ... then forge requests and hand them to the clients directly:
+    victim_peer = clients[2]
+    forged = UnmaskRequest(round_id=runner.server.config.round_id, recipient=2,
+                           survivors=(...), dropped=(...))
+    victim_peer.handle(forged)   # hardened: raises ProtocolAbortError, reveals nothing
+
+Every attack of the evaluation suite maps to a check that can be switched off to build
+the *unhardened baseline* (only by explicit opt-in): pass
+``hardening=Hardening.unhardened()`` (or a :class:`Hardening` with single flags off) to
+:func:`simulate` / :func:`setup_round` / :class:`SecAggClient`:
+
+================================================  ==========================================
+attack                                            check (``Hardening`` flag)
+================================================  ==========================================
+client listed both dropped and surviving           ``check_survivor_lists``
+dropouts faked below the minimum aggregate size    ``check_survivor_count``
+public keys substituted by the server              ``authenticate_keys`` (malicious variant)
+signed keys replayed from an older round           ``round_bound_signatures``
+different global models to different clients       ``model_bound_signatures`` (``model_hash``)
+different survivor sets to different clients      ``consistency_check`` (malicious variant)
+================================================  ==========================================
+
+Message-level replays (an old round's message, a stage already passed) are always
+refused (:class:`~secagg.errors.ReplayError`); they are not a hardening option. Use the
+curious or semi-malicious :class:`~threat_models.model.ThreatModel` for rounds without
+signatures (no PKI). :func:`advertise_transcript` and :func:`consistency_transcript` give
+the exact bytes clients sign, so a scripted server with a stolen identity key can forge
+valid signatures.
+"""
 
 from __future__ import annotations
 
-from protocols.driver import SimulationResult, simulate
-from protocols.messages import Stage
+from protocols.client import (
+    SecAggClient,
+    ShareKind,
+    advertise_transcript,
+    consistency_transcript,
+)
+from protocols.config import Hardening, RoundConfig, round_stages
+from protocols.driver import (
+    ProtocolName,
+    RoundRunner,
+    SimulationResult,
+    parse_dropouts,
+    setup_round,
+    simulate,
+)
+from protocols.graph import CommunicationGraph, complete_graph, harary_graph
+from protocols.messages import (
+    SERVER_ID,
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShare,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    MessageType,
+    PeerKeys,
+    RevealedShare,
+    RoundStart,
+    ShareForward,
+    ShareKeys,
+    Stage,
+    SurvivorSignature,
+    UnmaskRequest,
+    UnmaskResponse,
+    decode_message,
+    encode_message,
+)
+from protocols.server import AggregateResult, SecAggServer
 
-__all__ = ["SimulationResult", "Stage", "simulate"]
+__all__ = [
+    "simulate",
+    "SimulationResult",
+    "ProtocolName",
+    "Stage",
+    "SecAggClient",
+    "SecAggServer",
+    "AggregateResult",
+    "RoundConfig",
+    "Hardening",
+    "round_stages",
+    "RoundRunner",
+    "setup_round",
+    "parse_dropouts",
+    "ShareKind",
+    "advertise_transcript",
+    "consistency_transcript",
+    "CommunicationGraph",
+    "complete_graph",
+    "harary_graph",
+    "SERVER_ID",
+    "Message",
+    "MessageType",
+    "RoundStart",
+    "AdvertiseKeys",
+    "PeerKeys",
+    "KeyBroadcast",
+    "EncryptedShare",
+    "ShareKeys",
+    "ShareForward",
+    "MaskedInput",
+    "ConsistencyRequest",
+    "ConsistencySignature",
+    "SurvivorSignature",
+    "UnmaskRequest",
+    "RevealedShare",
+    "UnmaskResponse",
+    "encode_message",
+    "decode_message",
+]

@@ -140,11 +140,14 @@ def parse_dropouts(
 class RoundRunner:
     """Runs one round in process, stage by stage.
 
-    A stage is *collected* (:meth:`collect`: the server's requests go to every live
-    client, the clients' replies go to the server) and then *closed* (:meth:`close`:
-    ``server.advance()``). Between the two the caller may inject messages with
-    :meth:`send_to_server` / :meth:`send_to_client` and inspect :attr:`requests` and
-    :attr:`replies`. :meth:`run` does everything.
+    Each stage goes through three steps: :meth:`deliver_requests` (the server's requests,
+    still in :attr:`pending`, go to every live client; their replies wait in
+    :attr:`outbox`), :meth:`deliver_replies` (the replies go to the server) and
+    :meth:`close` (``server.advance()``, which queues the next stage's requests).
+    :meth:`collect` does the first two, :meth:`step` all three, :meth:`run` every
+    remaining stage. Between the steps the caller may inject messages with
+    :meth:`send_to_server` / :meth:`send_to_client` and inspect :attr:`pending`,
+    :attr:`requests`, :attr:`outbox`, :attr:`replies` and :attr:`history`.
 
     Args:
         server: a fresh server (not started).
@@ -179,11 +182,13 @@ class RoundRunner:
         self.stages = server.config.stages
         self.server_view: list[Message] = []
         self.requests: dict[int, Message] = {}
+        self.outbox: dict[int, list[Message]] = {}
         self.replies: dict[int, Message] = {}
         self.history: dict[Stage, tuple[dict[int, Message], dict[int, Message]]] = {}
         self.dead: set[int] = set()
-        self._pending = self._by_recipient(server.start())
-        self._collected = False
+        self.pending: dict[int, Message] = self._by_recipient(server.start())
+        self._requests_delivered = False
+        self._replies_delivered = False
 
     @staticmethod
     def _by_recipient(messages: Iterable[Message]) -> dict[int, Message]:
@@ -200,51 +205,74 @@ class RoundRunner:
 
     @property
     def finished(self) -> bool:
-        """Whether the server has computed its result."""
+        """Whether the round is over (result computed or aborted)."""
         return self.server.stage is None
 
-    def collect(self) -> None:
-        """Deliver the current stage's requests and the replies (stage stays open)."""
+    def _running(self) -> Stage:
         stage = self.stage
         if stage is None:
             raise InvalidParameterError("the round is over")
-        if self._collected:
+        return stage
+
+    def deliver_requests(self) -> None:
+        """Hand the pending requests to the live clients; keep their replies in :attr:`outbox`."""
+        stage = self._running()
+        if self._requests_delivered:
             return
         vanish = self.dropouts.get(stage, frozenset())
-        self.requests, self.replies = {}, {}
-        for cid, request in sorted(self._pending.items()):
+        self.requests, self.outbox, self.replies = {}, {}, {}
+        for cid, request in sorted(self.pending.items()):
             if cid in self.dead or cid in vanish:
                 self.dead.add(cid)
                 continue
             delivered = self.transmit(request)
             self.requests[cid] = delivered
-            for reply in self.clients[cid].handle(delivered):
+            self.outbox[cid] = self.clients[cid].handle(delivered)
+        self.pending = {}
+        self._requests_delivered = True
+
+    def deliver_replies(self) -> None:
+        """Hand the replies in :attr:`outbox` to the server."""
+        self._running()
+        if not self._requests_delivered:
+            self.deliver_requests()
+        if self._replies_delivered:
+            return
+        for cid, replies in sorted(self.outbox.items()):
+            for reply in replies:
                 received = self.transmit(reply)
                 self.server.handle(received)
                 self.replies[cid] = received
                 if self.record_view:
                     self.server_view.append(received)
-        self._collected = True
+        self._replies_delivered = True
+
+    def collect(self) -> None:
+        """:meth:`deliver_requests` then :meth:`deliver_replies` (the stage stays open)."""
+        self.deliver_requests()
+        self.deliver_replies()
 
     def close(self) -> None:
         """Close the current stage (``server.advance()``) and queue the next requests."""
-        stage = self.stage
-        if stage is None:
-            raise InvalidParameterError("the round is over")
-        if not self._collected:
-            self.collect()
+        stage = self._running()
+        self.collect()
         self.history[stage] = (self.requests, self.replies)
-        self._pending = self._by_recipient(self.server.advance())
-        self._collected = False
+        self.pending = self._by_recipient(self.server.advance())
+        self._requests_delivered = self._replies_delivered = False
 
     def step(self) -> Stage:
         """Collect and close the current stage; return it."""
-        stage = self.stage
-        if stage is None:
-            raise InvalidParameterError("the round is over")
-        self.collect()
+        stage = self._running()
         self.close()
         return stage
+
+    def run_until(self, stage: Stage) -> None:
+        """Close every stage before ``stage`` (its requests are then :attr:`pending`)."""
+        target = Stage(stage)
+        if target not in self.stages:
+            raise InvalidParameterError(f"this round has no stage {target.value!r}")
+        while self._running() is not target:
+            self.step()
 
     def run(self) -> AggregateResult:
         """Run the remaining stages; return the server's result."""
@@ -254,14 +282,20 @@ class RoundRunner:
 
     def send_to_server(self, message: Message | bytes) -> None:
         """Deliver an extra message (object or raw bytes) to the server; errors propagate."""
-        received = decode_message(message) if isinstance(message, (bytes, bytearray, memoryview)) else self.transmit(message)
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            received = decode_message(message)
+        else:
+            received = self.transmit(message)
         self.server.handle(received)
         if self.record_view:
             self.server_view.append(received)
 
     def send_to_client(self, client_id: int, message: Message | bytes) -> list[Message]:
         """Deliver an extra message (object or raw bytes) to a client; return its reply."""
-        received = decode_message(message) if isinstance(message, (bytes, bytearray, memoryview)) else self.transmit(message)
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            received = decode_message(message)
+        else:
+            received = self.transmit(message)
         return self.clients[client_id].handle(received)
 
 

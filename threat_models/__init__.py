@@ -1,1 +1,32 @@
-"""threat_models package."""
+"""Adversaries as data, protocol parameters derived from them, attacks and evaluations.
+
+:class:`ThreatModel` describes the adversary (server class, colluding fraction, dropout
+fraction, minimum aggregate size); :func:`secagg_parameters` and
+:func:`secagg_plus_parameters` derive the SecAgg / SecAgg+ graph degree and Shamir
+threshold from it or raise :class:`~secagg.errors.InfeasibleThreatModelError`.
+The attacks (:mod:`threat_models.attacks`) and the evaluation harness are imported
+explicitly (they need torch).
+"""
+
+from __future__ import annotations
+
+from threat_models.model import ServerClass, ThreatModel
+from threat_models.parameters import (
+    GraphKind,
+    ProtocolParameters,
+    check_parameters,
+    secagg_parameters,
+    secagg_plus_parameters,
+    select_parameters,
+)
+
+__all__ = [
+    "ServerClass",
+    "ThreatModel",
+    "GraphKind",
+    "ProtocolParameters",
+    "check_parameters",
+    "secagg_parameters",
+    "secagg_plus_parameters",
+    "select_parameters",
+]

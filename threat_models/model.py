@@ -58,8 +58,8 @@ __all__ = ["ServerClass", "ThreatModel", "DEFAULT_SECURITY_BITS", "DEFAULT_CORRE
 
 DEFAULT_SECURITY_BITS = 40
 DEFAULT_CORRECTNESS_BITS = 20
-# keeps floor(fraction * n) from rounding the wrong way for fractions such as 0.1 * 30
-_EPSILON = 1e-12
+# keeps ceil(fraction * n) from rounding up float noise, e.g. 0.1 * 30 = 3.0000000000000004
+_EPSILON = 1e-9
 
 
 class ServerClass(str, Enum):
@@ -89,9 +89,10 @@ class ThreatModel:
             by default, at the cost of one extra round and signatures.
         colluding_fraction: ``gamma``, the largest fraction of the cohort that may be
             controlled by (or collude with) the server, in ``[0, 1)``. With ``n`` clients
-            at most ``C = floor(gamma * n)`` colluders.
+            the protocol defends against ``C = ceil(gamma * n)`` colluders (rounded up:
+            any positive fraction means at least one).
         dropout_fraction: ``delta``, the largest fraction of the cohort expected to drop
-            out during a round, in ``[0, 1)``; ``D = floor(delta * n)`` dropouts must be
+            out during a round, in ``[0, 1)``; ``D = ceil(delta * n)`` dropouts must be
             survived with probability at least ``1 - 2^-correctness_bits``.
         min_aggregate_size: the fewest clients whose inputs may appear in any aggregate
             the server can see. ``None`` (default) means ``C + 2``: every visible
@@ -138,14 +139,14 @@ class ThreatModel:
                 raise InvalidParameterError(f"{name} must be an int in [1, 128], got {value!r}")
 
     def max_colluders(self, n: int) -> int:
-        """``C = floor(gamma * n)``: colluding clients to defend against in a cohort of ``n``."""
+        """``C = ceil(gamma * n)``: colluding clients to defend against in a cohort of ``n``."""
         _check_cohort(n)
-        return math.floor(self.colluding_fraction * n + _EPSILON)
+        return max(0, math.ceil(self.colluding_fraction * n - _EPSILON))
 
     def max_dropouts(self, n: int) -> int:
-        """``D = floor(delta * n)``: dropouts to survive in a cohort of ``n``."""
+        """``D = ceil(delta * n)``: dropouts to survive in a cohort of ``n``."""
         _check_cohort(n)
-        return math.floor(self.dropout_fraction * n + _EPSILON)
+        return max(0, math.ceil(self.dropout_fraction * n - _EPSILON))
 
     def effective_min_aggregate_size(self, n: int) -> int:
         """The minimum aggregate size for ``n`` clients (``C + 2`` unless set explicitly)."""

@@ -1,6 +1,6 @@
 """Protocol parameters derived from a threat model: graph degree ``k`` and Shamir threshold ``t``.
 
-Notation: ``n`` clients; ``C = floor(gamma n)`` colluders and ``D = floor(delta n)``
+Notation: ``n`` clients; ``C = ceil(gamma n)`` colluders and ``D = ceil(delta n)``
 dropouts (:class:`~threat_models.model.ThreatModel`); security parameter ``sigma``
 (default 40), correctness parameter ``rho`` (default 20).
 
