@@ -1,0 +1,252 @@
+"""Benchmarks of the DP mechanisms (issue: dp mechanisms).
+
+* Noise samplers, a million draws each: the exact discrete Gaussian and the Skellam
+  sampler (both from AES-256-CTR), against two references measured in the same run --
+  the physical floor (the AES-CTR keystream for one 64-bit word per draw) and numpy's
+  non-cryptographic, floating-point samplers (``Generator.normal`` / ``poisson``), the
+  usual but insecure choice. Also the words of keystream each sampler consumes per draw.
+* The distributed-DP client encoding (rotate, clip, scale, round, noise, reduce) against
+  plain fixed-point quantisation (:class:`secagg.encoding.FixedPointEncoder`) of the same
+  vector, and the server's decode.
+
+Run: ``secagg bench --suite dp [--quick] [--json PATH]`` or
+``python benchmarks/bench_dp.py [--quick] [--markdown PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dp import samplers
+from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters
+from secagg.encoding import FixedPointEncoder
+from secagg.prg import keystream
+
+
+def _interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
+    """Time functions round-robin so machine load hits all alike; one sample list each."""
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            samples[i].append(time.perf_counter() - start)
+    return samples
+
+
+def _ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+class _CountingStream(samplers._WordStream):
+    """A word stream that counts the 64-bit words drawn (to report words per draw)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.count = 0
+
+    def words(self, count: int) -> Any:
+        self.count += count
+        return super().words(count)
+
+
+def _words_per_draw(kind: str, param: float, n: int) -> float:
+    stream = _CountingStream()
+    if kind == "discrete_gaussian":
+        samplers._discrete_gaussian(param, n, stream, samplers._FAST_PATH_MARGIN)
+    else:
+        samplers._poisson(param, 2 * n, stream)
+    return stream.count / n
+
+
+def bench_samplers(n: int, repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    seed = os.urandom(32)
+    rng = np.random.default_rng()  # the insecure reference, timed only
+    cases: list[tuple[str, float]] = [
+        ("discrete_gaussian", 1.0),
+        ("discrete_gaussian", 50.0),
+        ("discrete_gaussian", 1.0e4),
+        ("discrete_gaussian", 1.0e8),
+        ("skellam", 5.0),
+        ("skellam", 500.0),
+        ("skellam", 1.0e6),
+        ("skellam", 1.0e11),
+    ]
+    for kind, param in cases:
+        if kind == "discrete_gaussian":
+
+            def ours(p: float = param) -> object:
+                return samplers.sample_discrete_gaussian(p, n)
+
+            def peer(p: float = param) -> object:
+                return np.rint(rng.normal(0.0, p, n)).astype(np.int64)
+
+            peer_name = "numpy rint(normal)"
+        else:
+
+            def ours(p: float = param) -> object:
+                return samplers.sample_skellam(p, n)
+
+            def peer(p: float = param) -> object:
+                return rng.poisson(p, n) - rng.poisson(p, n)
+
+            peer_name = "numpy poisson - poisson"
+        ours_t, peer_t, floor_t = _interleaved(
+            [ours, peer, lambda: keystream(seed, 8 * n)], repeat
+        )
+        rows.append(
+            {
+                "what": "sampler",
+                "sampler": kind,
+                "parameter": param,
+                "draws": n,
+                "ours_s": statistics.median(ours_t),
+                "peer": peer_name,
+                "peer_s": statistics.median(peer_t),
+                "floor_s": statistics.median(floor_t),
+                "ours_vs_peer": _ratio(ours_t, peer_t),
+                "ours_vs_floor": _ratio(ours_t, floor_t),
+                "words_per_draw": _words_per_draw(kind, param, min(n, 200_000)),
+            }
+        )
+    return rows
+
+
+def bench_encoder(d: int, repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    x = np.random.default_rng(0).normal(size=d)  # simulation data
+    x *= 0.9 / np.linalg.norm(x)
+    for mechanism in DistributedMechanism:
+        params = select_parameters(
+            mechanism=mechanism, noise_multiplier=1.0, clip_norm=1.0, bits=20, expected_clients=100, dimension=d
+        )
+        enc = DistributedDPEncoder(params)
+        plain = FixedPointEncoder.symmetric(1.0, bits=20, max_clients=100)
+        encoded = enc.encode(x)
+        dp_t, plain_t, dec_t = _interleaved(
+            [lambda: enc.encode(x), lambda: plain.encode(x), lambda: enc.decode_sum(encoded, 1)], repeat
+        )
+        rows.append(
+            {
+                "what": "encoder",
+                "mechanism": mechanism.value,
+                "d": d,
+                "padded_d": params.padded_dimension,
+                "encode_s": statistics.median(dp_t),
+                "fixed_point_encode_s": statistics.median(plain_t),
+                "encode_vs_fixed_point": _ratio(dp_t, plain_t),
+                "decode_s": statistics.median(dec_t),
+            }
+        )
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "Samplers: median seconds for the draws; ratios per round (ours / reference)",
+        f"{'sampler':<19}{'param':>9}{'draws':>10}{'ours s':>9}{'words/draw':>11}"
+        f"{'floor s':>9}{'x floor':>9}{'numpy s':>9}{'x numpy':>9}",
+    ]
+    for r in rows:
+        if r["what"] == "sampler":
+            lines.append(
+                f"{r['sampler']:<19}{r['parameter']:>9.3g}{r['draws']:>10}{r['ours_s']:>9.3f}"
+                f"{r['words_per_draw']:>11.2f}{r['floor_s']:>9.4f}{r['ours_vs_floor']:>9.1f}"
+                f"{r['peer_s']:>9.3f}{r['ours_vs_peer']:>9.1f}"
+            )
+    lines.append("")
+    lines.append("Distributed-DP encoding of one client vector vs plain fixed-point quantisation")
+    lines.append(f"{'mechanism':<22}{'d':>9}{'D':>9}{'encode s':>10}{'fixed-pt s':>11}{'ratio':>7}{'decode s':>10}")
+    for r in rows:
+        if r["what"] == "encoder":
+            lines.append(
+                f"{r['mechanism']:<22}{r['d']:>9}{r['padded_d']:>9}{r['encode_s']:>10.4f}"
+                f"{r['fixed_point_encode_s']:>11.4f}{r['encode_vs_fixed_point']:>7.1f}{r['decode_s']:>10.4f}"
+            )
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    """The result as a markdown section (for benchmarks/RESULTS.md)."""
+    rows = result["rows"]
+    out = [
+        "## DP mechanisms (`secagg bench --suite dp`)",
+        "",
+        f"Command: `{command}`.",
+        "",
+        "### Noise samplers, one million draws",
+        "",
+        "Floor: the AES-256-CTR keystream for one 64-bit word per draw (`secagg.prg.keystream`).",
+        "Reference: numpy's non-cryptographic float samplers (`rint(normal)` -- not a discrete",
+        "Gaussian -- and `poisson - poisson`), the common but insecure choice. Words/draw: AES-CTR",
+        "words our sampler consumes per output.",
+        "",
+        "| sampler | parameter | ours (ms) | words/draw | floor (ms) | ours / floor | numpy (ms) | ours / numpy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["what"] == "sampler":
+            param = "sigma" if r["sampler"] == "discrete_gaussian" else "mu"
+            out.append(
+                f"| {r['sampler'].replace('_', ' ')} | {param} = {r['parameter']:.3g} | {r['ours_s'] * 1e3:.0f} | "
+                f"{r['words_per_draw']:.2f} | {r['floor_s'] * 1e3:.1f} | {r['ours_vs_floor']:.1f} | "
+                f"{r['peer_s'] * 1e3:.0f} | {r['ours_vs_peer']:.1f} |"
+            )
+    slowest = max(r["ours_s"] for r in rows if r["what"] == "sampler")
+    out += [
+        "",
+        f"A million draws take at most {slowest:.2f} s of wall time here (target: well under a second).",
+        "The discrete Gaussian is exact (Canonne-Kamath-Steinke rejection with every Bernoulli",
+        "decided exactly: float fast path with a proven 2^-46 margin, arbitrary precision otherwise);",
+        "its cost over numpy is the price of exactness (about 7.5 AES words per draw: two",
+        "rejection loops) plus the cryptographic PRG. The Skellam sampler (Poisson by CDF inversion",
+        "below mu = 1000, Hormann's PTRS above, float64 like numpy's) runs at numpy's speed with",
+        "cryptographic randomness; its law is Poisson up to float64 rounding, not exactly.",
+        "",
+        "### Distributed-DP client encoding",
+        "",
+        "One client's vector (b = 20, n = 100, z = 1): rotate, clip, scale, conditional rounding,",
+        "noise, reduce mod 2^b; against plain fixed-point quantisation of the same vector.",
+        "",
+        "| mechanism | d | D | encode (ms) | fixed-point (ms) | ratio | decode (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["what"] == "encoder":
+            out.append(
+                f"| {r['mechanism']} | {r['d']:,} | {r['padded_d']:,} | {r['encode_s'] * 1e3:.1f} | "
+                f"{r['fixed_point_encode_s'] * 1e3:.1f} | {r['encode_vs_fixed_point']:.1f} | {r['decode_s'] * 1e3:.1f} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    n = 100_000 if quick else 1_000_000
+    repeat = 3 if quick else 7
+    rows = bench_samplers(n, repeat) + bench_encoder(1 << 14 if quick else 1_000_000, repeat)
+    return {"suite": "dp", "rows": rows, "table": _table(rows)}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--markdown", metavar="PATH", help="also write a markdown section here")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    print(result["table"])
+    if args.markdown:
+        command = "python benchmarks/bench_dp.py" + (" --quick" if args.quick else "")
+        Path(args.markdown).write_text(markdown(result, command))
+        print(f"markdown written to {args.markdown}", file=sys.stderr)
