@@ -31,25 +31,33 @@ Encryption randomness (:class:`Randomness`):
 * ``STANDARD``: ``s = r^n mod n^2`` with ``r`` uniform in ``[1, n)`` -- the textbook scheme,
   identical to ``phe``'s obfuscation. One ``|n|``-bit exponentiation modulo ``n^2`` per
   ciphertext.
-* ``FIXED_BASE`` (default): ``s = h^a mod n^2`` where ``h = x^(2n) mod n^2`` is a public
-  generator of the group ``SN`` of squared n-th residues (``SN`` is isomorphic to ``QR_n``,
-  cyclic of order ``p'q'`` for safe primes), and ``a`` is uniform in ``[0, 2^(|n|+128))``.
-  Because ``ord(h) < n``, ``h^a`` is within statistical distance ``2^-128`` of uniform on
-  ``SN``. Security needs no assumption beyond Paillier's DCR: squaring maps uniform n-th
-  residues to uniform elements of ``SN`` and uniform units to uniform squares, so DCR implies
-  that ``SN`` is indistinguishable from the group of squares of ``Z*_(n^2)``; and since
-  ``1 + n`` is a square (its order ``n`` is odd), ``(1 + n)^M`` times a uniform square is a
-  uniform square whatever ``M`` is. The exponentiation uses a fixed-base window table
-  precomputed once per key, which is what makes it several times faster than ``r^n``. The
-  base ``h`` must come from an authenticated public key (the trusted dealer makes it and
-  checks its order, see :mod:`secagg.threshold_paillier`): a forged ``h`` of small order
-  would expose plaintexts, exactly as a forged ``n`` would.
+* ``FIXED_BASE`` (default): ``s = h^a mod n^2`` where ``h = g^n mod n^2`` for a public ``g``
+  that generates ``QR_n`` (so ``h`` generates the group ``SN`` of squared n-th residues,
+  isomorphic to ``QR_n``, cyclic of order ``p'q'`` for safe primes), and ``a`` is uniform in
+  ``[0, 2^(|n|+128))``. Because ``ord(h) < n``, ``h^a`` is within statistical distance
+  ``2^-128`` of uniform on ``SN``. Security needs no assumption beyond Paillier's DCR:
+  squaring maps uniform n-th residues to uniform elements of ``SN`` and uniform units to
+  uniform squares, so DCR implies that ``SN`` is indistinguishable from the group of squares
+  of ``Z*_(n^2)``; and since ``1 + n`` is a square (its order ``n`` is odd), ``(1 + n)^M``
+  times a uniform square is a uniform square whatever ``M`` is. The exponentiation uses a
+  fixed-base window table precomputed once per key, which is what makes it several times
+  faster than ``r^n``. The base ``g`` must come from an authenticated public key (the trusted
+  dealer makes it and checks its order, see :mod:`secagg.threshold_paillier`): a forged base
+  of small order would expose plaintexts, exactly as a forged ``n`` would. (The ciphertext is
+  also ``(1 + n)^M (g^a mod n)^n``, so the sender knows an ``r`` for the textbook form, which
+  its proof of plaintext knowledge uses.)
 * ``SHORT_EXPONENT`` (hazmat opt-in): as ``FIXED_BASE`` but ``a`` has only twice the security
   level in bits (Damgard, Jurik, Nielsen 2010). Faster still, but it rests on an *extra*
   assumption (the short-exponent indistinguishability of ``h^a``); it is never selected
   unless the caller names it.
 
 All randomness (``r``, ``a``) comes from :mod:`secrets` (the OS CSPRNG).
+
+Proof of plaintext knowledge (:meth:`PaillierEncryptor.prove_knowledge`): a contribution
+comes with a batched proof that its sender can open it, bound to a context (round, sender).
+Without it, a client colluding with the server could submit the inverse of the other
+clients' ciphertexts (ciphertexts are malleable) and leave a single victim's update in an
+aggregate of any size; see :mod:`threat_models.paillier`.
 """
 
 from __future__ import annotations
@@ -69,7 +77,13 @@ import numpy.typing as npt
 from phe import paillier as phe_paillier
 
 from secagg.encoding import MAX_RING_BITS, FixedPointEncoder, VectorEncoder
-from secagg.errors import CapacityError, EncodingError, InvalidParameterError, MessageError
+from secagg.errors import (
+    AuthenticationError,
+    CapacityError,
+    EncodingError,
+    InvalidParameterError,
+    MessageError,
+)
 from secagg.transcript import canonical
 
 __all__ = [
@@ -84,6 +98,12 @@ __all__ = [
     "security_bits",
     "public_key_id",
     "random_encryption_base",
+    "check_encryption_base",
+    "multi_exponent",
+    "EncryptionWitness",
+    "PlaintextProof",
+    "PLAINTEXT_CHALLENGE_BITS",
+    "verify_plaintext_knowledge",
     "validate_ciphertext",
     "aggregate",
     "decrypt_with_private_key",
@@ -158,18 +178,71 @@ def public_key_id(public_key: phe_paillier.PaillierPublicKey) -> bytes:
 
 
 def random_encryption_base(public_key: phe_paillier.PaillierPublicKey) -> int:
-    """A fresh fixed base ``h = x^(2n) mod n^2`` for :attr:`Randomness.FIXED_BASE`.
+    """A fresh fixed base ``g = x^2 mod n`` for :attr:`Randomness.FIXED_BASE`.
 
-    ``x`` is uniform in ``Z*_n``; ``h`` then generates the group of squared n-th residues except
-    with probability about ``1/p' + 1/q'`` (negligible). The key owner (or the trusted dealer,
-    which can also *check* the order) makes ``h`` and publishes it with the key.
+    ``x`` is uniform in ``Z*_n``; ``g`` then generates ``QR_n`` (and ``h = g^n mod n^2`` the
+    squared n-th residues) except with probability about ``1/p' + 1/q'`` (negligible). The
+    key owner (or the trusted dealer, which can also *check* the order) makes ``g`` and
+    publishes it with the key.
     """
     n = gmpy2.mpz(_modulus(public_key))
-    n2 = n * n
     while True:
         x = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
         if gmpy2.gcd(x, n) == 1:
-            return int(gmpy2.powmod(x, 2 * n, n2))
+            g = gmpy2.powmod(x, 2, n)
+            if g != 1:
+                return int(g)
+
+
+def check_encryption_base(base: object, n: int) -> int:
+    """Validate a public fixed base ``g`` (an element of ``Z*_n`` other than +-1).
+
+    Raises:
+        InvalidParameterError: if it is not.
+    """
+    if (
+        not isinstance(base, int)
+        or isinstance(base, bool)
+        or not 1 < base < n - 1
+        or gmpy2.gcd(base, n) != 1
+    ):
+        raise InvalidParameterError("encryption_base is not a valid fixed base for this key")
+    return base
+
+
+def multi_exponent(bases: Sequence[int], exponents: Sequence[int], modulus: int) -> int:
+    """``prod_j bases[j]^exponents[j] mod modulus`` for non-negative exponents (bucket method).
+
+    With ``k`` bases and ``E``-bit exponents it costs about ``E/4 (k + 30) + E`` modular
+    multiplications instead of ``k 1.25 E`` for separate exponentiations.
+    """
+    if len(bases) != len(exponents):
+        raise InvalidParameterError("need one exponent per base")
+    if any(e < 0 for e in exponents):
+        raise InvalidParameterError("exponents must be non-negative")
+    mod = gmpy2.mpz(modulus)
+    top = max((int(e).bit_length() for e in exponents), default=0)
+    window = 4
+    mask = (1 << window) - 1
+    bs = [gmpy2.mpz(b) for b in bases]
+    es = [int(e) for e in exponents]
+    acc = gmpy2.mpz(1)
+    for shift in range(((top + window - 1) // window - 1) * window, -1, -window):
+        if acc != 1:
+            for _ in range(window):
+                acc = acc * acc % mod
+        buckets = [gmpy2.mpz(1)] * (mask + 1)
+        for b, e in zip(bs, es, strict=True):
+            digit = (e >> shift) & mask
+            if digit:
+                buckets[digit] = buckets[digit] * b % mod
+        running = gmpy2.mpz(1)
+        total = gmpy2.mpz(1)
+        for digit in range(mask, 0, -1):
+            running = running * buckets[digit] % mod
+            total = total * running % mod
+        acc = acc * total % mod
+    return int(acc % mod)
 
 
 def validate_ciphertext(value: object, n: int, n_squared: int) -> int:
@@ -479,6 +552,66 @@ def _fixed_base_table(base: int, modulus: int, exponent_bits: int) -> _FixedBase
     return _FixedBaseTable(base, modulus, exponent_bits, window)
 
 
+@dataclass(frozen=True)
+class EncryptionWitness:
+    """What a client keeps (only until it has built its proof) about its own ciphertexts.
+
+    Attributes:
+        randomness: how the ciphertexts were randomised.
+        plaintexts: the packed plaintexts ``m_j``.
+        secrets: ``r_j`` (``STANDARD``: ``c_j = (1+n)^m_j r_j^n``) or the exponents ``a_j``
+            (fixed base: ``c_j = (1+n)^m_j (g^a_j)^n``).
+    """
+
+    randomness: Randomness
+    plaintexts: tuple[int, ...] = field(repr=False)
+    secrets: tuple[int, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PlaintextProof:
+    """Batched Fiat-Shamir proof that the sender knows the openings of its ciphertexts."""
+
+    challenge: int
+    response: int
+    response_unit: int
+
+
+PLAINTEXT_CHALLENGE_BITS = 128
+"""Challenge length of the plaintext-knowledge proof (below the smallest prime factor of n)."""
+
+
+def _plaintext_weights(
+    key_id: bytes, vector: EncryptedVector, context: bytes, width: int
+) -> list[int]:
+    h = hashlib.sha256(
+        canonical("secagg/paillier/plaintext-proof/weights/v1", key_id, context, vector.length)
+    )
+    for c in vector.ciphertexts:
+        h.update(int(c).to_bytes(width, "big"))
+    step = 16
+    stream = hashlib.shake_256(h.digest()).digest(step * len(vector.ciphertexts))
+    return [
+        int.from_bytes(stream[k * step : (k + 1) * step], "big")
+        for k in range(len(vector.ciphertexts))
+    ]
+
+
+def _plaintext_challenge(
+    key_id: bytes, context: bytes, combined: Any, commitment: Any, width: int
+) -> int:
+    digest = hashlib.sha256(
+        canonical(
+            "secagg/paillier/plaintext-proof/challenge/v1",
+            key_id,
+            context,
+            int(combined).to_bytes(width, "big"),
+            int(commitment).to_bytes(width, "big"),
+        )
+    ).digest()
+    return int.from_bytes(digest, "big") >> (256 - PLAINTEXT_CHALLENGE_BITS)
+
+
 class PaillierEncryptor:
     """Packs and encrypts ring vectors under one public key.
 
@@ -486,10 +619,11 @@ class PaillierEncryptor:
         public_key: ``phe`` public key (modulus ``n``; ``g = n + 1``).
         packing: slot layout (:meth:`PackingScheme.for_key`).
         randomness: how the hiding n-th residue is drawn; ``FIXED_BASE`` by default.
-        encryption_base: the public fixed base ``h`` (required unless ``STANDARD``); take it from
-            an authenticated key, e.g. ``ThresholdPublicKey.encryption_base``.
+        encryption_base: the public fixed base ``g`` in ``QR_n`` (required unless ``STANDARD``;
+            the hiding residue is ``(g^a)^n = h^a`` with ``h = g^n mod n^2``); take it from an
+            authenticated key, e.g. ``ThresholdPublicKey.encryption_base``.
 
-    The fixed-base table (up to 64 MiB) is built on first use and cached per key.
+    The fixed-base table for ``h`` (up to 64 MiB) is built on first use and cached per key.
 
     Raises:
         InvalidParameterError: bad key, packing that does not fit the key, or a missing or
@@ -514,51 +648,50 @@ class PaillierEncryptor:
         if not isinstance(randomness, Randomness):
             raise InvalidParameterError(f"randomness must be a Randomness, got {randomness!r}")
         n2 = n * n
-        if randomness is not Randomness.STANDARD:
-            if encryption_base is None:
-                raise InvalidParameterError(
-                    f"{randomness.value} randomness needs the key's public encryption base; "
-                    "pass encryption_base= or use Randomness.STANDARD"
-                )
-            if (
-                not isinstance(encryption_base, int)
-                or isinstance(encryption_base, bool)
-                or not 1 < encryption_base < n2
-                or gmpy2.gcd(encryption_base, n) != 1
-                or encryption_base % n == 1
-            ):
-                raise InvalidParameterError(
-                    "encryption_base is not a valid fixed base for this key"
-                )
+        if randomness is not Randomness.STANDARD and encryption_base is None:
+            raise InvalidParameterError(
+                f"{randomness.value} randomness needs the key's public encryption base; "
+                "pass encryption_base= or use Randomness.STANDARD"
+            )
+        if encryption_base is not None:
+            check_encryption_base(encryption_base, n)
         self.public_key = public_key
         self.packing = packing
         self.randomness = randomness
         self.key_id = public_key_id(public_key)
         self._n = gmpy2.mpz(n)
         self._n2 = gmpy2.mpz(n2)
+        self._width = _ciphertext_width(n)
         self._base = encryption_base
+        self._h = None if encryption_base is None else int(gmpy2.powmod(encryption_base, n, n2))
         if randomness is Randomness.SHORT_EXPONENT:
             self._exponent_bits = 2 * security_bits(n.bit_length())
         else:
             self._exponent_bits = n.bit_length() + STATISTICAL_BITS
 
-    def _obfuscator(self) -> Any:
+    def _hiding(self) -> tuple[int, Any]:
+        """A fresh secret (``r`` or ``a``) and its hiding n-th residue."""
         if self.randomness is Randomness.STANDARD:
             r = secrets.randbelow(int(self._n) - 1) + 1
-            return gmpy2.powmod(r, self._n, self._n2)
-        if self._base is None:  # pragma: no cover - excluded by the constructor
+            return r, gmpy2.powmod(r, self._n, self._n2)
+        if self._h is None:  # pragma: no cover - excluded by the constructor
             raise InvalidParameterError("missing encryption base")
         # the table covers full-length exponents; short exponents use its low windows
         table = _fixed_base_table(
-            self._base, int(self._n2), int(self._n).bit_length() + STATISTICAL_BITS
+            self._h, int(self._n2), int(self._n).bit_length() + STATISTICAL_BITS
         )
-        return table.power(secrets.randbits(self._exponent_bits))
+        a = secrets.randbits(self._exponent_bits)
+        return a, table.power(a)
 
     def encrypt_plaintext(self, plaintext: int) -> int:
         """Encrypt one integer plaintext in ``[0, n)`` (already packed)."""
+        return self._encrypt_one(plaintext)[0]
+
+    def _encrypt_one(self, plaintext: int) -> tuple[int, int]:
         if not isinstance(plaintext, int) or not 0 <= plaintext < self._n:
             raise EncodingError("plaintext must be an int in [0, n)")
-        return int((1 + plaintext * self._n) * self._obfuscator() % self._n2)
+        secret, hiding = self._hiding()
+        return int((1 + plaintext * self._n) * hiding % self._n2), secret
 
     def encrypt(self, values: npt.ArrayLike) -> EncryptedVector:
         """Pack and encrypt a vector of ring elements in Z_(2^b).
@@ -566,13 +699,118 @@ class PaillierEncryptor:
         Raises:
             EncodingError: see :meth:`PackingScheme.pack`.
         """
+        return self.encrypt_with_witness(values)[0]
+
+    def encrypt_with_witness(
+        self, values: npt.ArrayLike
+    ) -> tuple[EncryptedVector, EncryptionWitness]:
+        """:meth:`encrypt`, also returning the openings needed by :meth:`prove_knowledge`."""
         plaintexts = self.packing.pack(values)
-        length = int(np.asarray(values).size)
-        return EncryptedVector(
+        pairs = [self._encrypt_one(m) for m in plaintexts]
+        vector = EncryptedVector(
             key_id=self.key_id,
-            length=length,
-            ciphertexts=tuple(self.encrypt_plaintext(m) for m in plaintexts),
+            length=int(np.asarray(values).size),
+            ciphertexts=tuple(c for c, _ in pairs),
         )
+        return vector, EncryptionWitness(
+            self.randomness, tuple(plaintexts), tuple(r for _, r in pairs)
+        )
+
+    def prove_knowledge(
+        self, vector: EncryptedVector, witness: EncryptionWitness, *, context: bytes
+    ) -> PlaintextProof:
+        """Prove knowledge of the plaintexts and randomness of ``vector`` (batched Sigma protocol).
+
+        With weights ``rho_j`` (128 bits) hashed from the ciphertexts and ``context``, the
+        combination ``C = prod c_j^rho_j = (1+n)^M R^n`` with ``M = sum rho_j m_j`` and
+        ``R = prod r_j^rho_j`` (or ``g^(sum rho_j a_j)``) mod ``n``. The prover sends
+        ``e = H(C, (1+n)^x s^n)``, ``z = x + e M mod n`` and ``w = s R^e mod n`` for random
+        ``x``, ``s`` (Damgard-Jurik's proof of a known plaintext, made non-interactive). Binding
+        ``context`` to the round and the sender's id makes a proof non-transferable: a colluding
+        client cannot submit a combination of other clients' ciphertexts (for example the
+        inverse of all but one of them, which would isolate the remaining client's update in
+        the aggregate), because it cannot open it.
+
+        Raises:
+            InvalidParameterError: witness and vector do not match this encryptor.
+        """
+        if not isinstance(context, (bytes, bytearray)):
+            raise InvalidParameterError("context must be bytes")
+        if (
+            not isinstance(witness, EncryptionWitness)
+            or witness.randomness is not self.randomness
+            or len(witness.plaintexts) != len(vector.ciphertexts)
+            or len(witness.secrets) != len(vector.ciphertexts)
+        ):
+            raise InvalidParameterError("the witness does not belong to this vector")
+        n, n2 = self._n, self._n2
+        weights = _plaintext_weights(self.key_id, vector, bytes(context), self._width)
+        big_m = sum(w * m for w, m in zip(weights, witness.plaintexts, strict=True)) % n
+        if self.randomness is Randomness.STANDARD:
+            big_r = gmpy2.mpz(multi_exponent(list(witness.secrets), weights, int(n)))
+        else:
+            exponent = sum(w * a for w, a in zip(weights, witness.secrets, strict=True))
+            big_r = gmpy2.powmod(self._base, exponent, n)
+        combined = (1 + big_m * n) * gmpy2.powmod(big_r, n, n2) % n2
+        x = gmpy2.mpz(secrets.randbelow(int(n)))
+        while True:
+            unit = gmpy2.mpz(secrets.randbelow(int(n) - 1) + 1)
+            if gmpy2.gcd(unit, n) == 1:
+                break
+        commitment = (1 + x * n) * gmpy2.powmod(unit, n, n2) % n2
+        e = _plaintext_challenge(self.key_id, bytes(context), combined, commitment, self._width)
+        z = (x + e * big_m) % n
+        w = unit * gmpy2.powmod(big_r, e, n) % n
+        return PlaintextProof(challenge=e, response=int(z), response_unit=int(w))
+
+
+def verify_plaintext_knowledge(
+    public_key: phe_paillier.PaillierPublicKey,
+    vector: EncryptedVector,
+    proof: PlaintextProof,
+    *,
+    context: bytes,
+) -> None:
+    """Check a :meth:`PaillierEncryptor.prove_knowledge` proof for ``vector`` and ``context``.
+
+    Raises:
+        AuthenticationError: missing, malformed or invalid proof (opaque).
+    """
+    n = _modulus(public_key)
+    n2 = n * n
+    if (
+        not isinstance(proof, PlaintextProof)
+        or not isinstance(context, (bytes, bytearray))
+        or not all(
+            isinstance(v, int) for v in (proof.challenge, proof.response, proof.response_unit)
+        )
+        or not 0 <= proof.challenge < 1 << PLAINTEXT_CHALLENGE_BITS
+        or not 0 <= proof.response < n
+        or not 0 < proof.response_unit < n
+        or gmpy2.gcd(proof.response_unit, n) != 1
+        or not isinstance(vector, EncryptedVector)
+        or not vector.ciphertexts
+    ):
+        raise AuthenticationError()
+    key_id = public_key_id(public_key)
+    width = _ciphertext_width(n)
+    weights = _plaintext_weights(key_id, vector, bytes(context), width)
+    combined = multi_exponent(list(vector.ciphertexts), weights, n2)
+    if gmpy2.gcd(combined, n) != 1:
+        raise AuthenticationError()
+    mpz_n2 = gmpy2.mpz(n2)
+    commitment = (
+        (1 + gmpy2.mpz(proof.response) * n)
+        * gmpy2.powmod(proof.response_unit, n, mpz_n2)
+        * gmpy2.powmod(combined, -proof.challenge, mpz_n2)
+        % mpz_n2
+    )
+    expected = _plaintext_challenge(key_id, bytes(context), combined, commitment, width)
+    if not secrets.compare_digest(
+        expected.to_bytes(PLAINTEXT_CHALLENGE_BITS // 8, "big"),
+        proof.challenge.to_bytes(PLAINTEXT_CHALLENGE_BITS // 8, "big"),
+    ):
+        raise AuthenticationError()
 
 
 class PaillierAggregator:

@@ -16,8 +16,8 @@ Key generation (the dealer, who forgets everything but the public values afterwa
 * ``Delta = l!`` and, for the proofs, a random square ``v`` that generates the cyclic group
   of squares of ``Z*_(n^2)`` (order ``n m``; the dealer checks this with the factorisation),
   and verification keys ``v_i = v^(Delta s_i) mod n^2``;
-* the public fixed base ``h = x^(2n) mod n^2`` of order exactly ``m`` (checked by the dealer),
-  used by :attr:`secagg.paillier.Randomness.FIXED_BASE` encryption.
+* the public fixed base ``g = x^2 mod n`` of order exactly ``m`` in ``QR_n`` (checked by the
+  dealer), used by :attr:`secagg.paillier.Randomness.FIXED_BASE` encryption.
 
 Partial decryption by decryptor ``i``: ``c_i = c^(2 Delta s_i) mod n^2``.
 
@@ -75,6 +75,8 @@ from secagg.paillier import (
     PackingScheme,
     PaillierEncryptor,
     Randomness,
+    check_encryption_base,
+    multi_exponent,
     public_key_id,
     validate_ciphertext,
 )
@@ -119,7 +121,7 @@ class ThresholdPublicKey:
         threshold: ``t``, the number of partial decryptions needed.
         verification_base: ``v``, a generator of the squares of ``Z*_(n^2)``.
         verification_keys: ``v_i = v^(Delta s_i)`` for ``i = 1..l``.
-        encryption_base: ``h``, the fixed base for :attr:`Randomness.FIXED_BASE`.
+        encryption_base: ``g`` in ``QR_n``, the fixed base for :attr:`Randomness.FIXED_BASE`.
     """
 
     paillier: Any
@@ -140,8 +142,9 @@ class ThresholdPublicKey:
             raise InvalidParameterError("need one verification key per decryptor")
         n = int(self.paillier.n)
         n2 = n * n
-        for value in (self.verification_base, self.encryption_base, *self.verification_keys):
+        for value in (self.verification_base, *self.verification_keys):
             validate_ciphertext(value, n, n2)
+        check_encryption_base(self.encryption_base, n)
 
     @property
     def n(self) -> int:
@@ -357,10 +360,10 @@ def deal_threshold_key(
         v = gmpy2.powmod(_random_unit(n2), 2, n2)
         if all(gmpy2.powmod(v, nm // f, n2) != 1 for f in (p, q, pp, qq)):
             break
-    # h generates the squared n-th residues: cyclic of order p' q'
+    # g generates QR_n (cyclic of order p' q'), so h = g^n generates the squared n-th residues
     while True:
-        h = gmpy2.powmod(_random_unit(n), 2 * n, n2)
-        if all(gmpy2.powmod(h, m // f, n2) != 1 for f in (pp, qq)):
+        g = gmpy2.powmod(_random_unit(n), 2, n)
+        if all(gmpy2.powmod(g, m // f, n) != 1 for f in (pp, qq)):
             break
     public = ThresholdPublicKey(
         paillier=phe_paillier.PaillierPublicKey(int(n)),
@@ -368,7 +371,7 @@ def deal_threshold_key(
         threshold=threshold,
         verification_base=int(v),
         verification_keys=tuple(int(gmpy2.powmod(v, delta * s, n2)) for s in secrets_i),
-        encryption_base=int(h),
+        encryption_base=int(g),
     )
     shares = tuple(
         KeyShare(index=i, secret=int(s), public_key=public)
@@ -408,10 +411,7 @@ def _batch_weights(
 
 
 def _combine_weighted(values: Sequence[int], weights: Sequence[int], modulus: Any) -> Any:
-    acc = gmpy2.mpz(1)
-    for value, weight in zip(values, weights, strict=True):
-        acc = acc * gmpy2.powmod(value, weight, modulus) % modulus
-    return acc
+    return gmpy2.mpz(multi_exponent(values, weights, int(modulus)))
 
 
 def _challenge(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 
 import gmpy2
 import numpy as np
@@ -17,7 +18,13 @@ from hypothesis import strategies as st
 from phe import paillier as phe_paillier
 
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import CapacityError, EncodingError, InvalidParameterError, MessageError
+from secagg.errors import (
+    AuthenticationError,
+    CapacityError,
+    EncodingError,
+    InvalidParameterError,
+    MessageError,
+)
 from secagg.paillier import (
     DEFAULT_KEY_BITS,
     EncryptedVector,
@@ -27,8 +34,10 @@ from secagg.paillier import (
     Randomness,
     aggregate,
     decrypt_with_private_key,
+    multi_exponent,
     public_key_id,
     random_encryption_base,
+    verify_plaintext_knowledge,
 )
 from secagg.threshold_paillier import deal_threshold_key
 
@@ -376,13 +385,94 @@ def test_digest_binds_every_ciphertext(keypair: KeyPair, base: int) -> None:
     assert len(vec.digest()) == 32
 
 
-def test_random_encryption_base_is_a_squared_nth_residue(keypair: KeyPair) -> None:
+def test_random_encryption_base_is_a_quadratic_residue(keypair: KeyPair) -> None:
     public, private = keypair
-    h = random_encryption_base(public)
-    n2 = public.nsquare
-    # an n-th residue has order dividing lambda(n); a random unit almost surely does not
+    g = random_encryption_base(public)
+    assert 1 < g < public.n
+    assert gmpy2.legendre(g, private.p) == 1 and gmpy2.legendre(g, private.q) == 1
+    # h = g^n mod n^2 is an n-th residue: its order divides lambda(n)
     lam = (private.p - 1) * (private.q - 1) // int(gmpy2.gcd(private.p - 1, private.q - 1))
-    assert pow(h, lam, n2) == 1
-    assert pow(public.n + 2, lam, n2) != 1
-    assert h % public.n != 1
-    assert random_encryption_base(public) != h
+    assert pow(pow(g, public.n, public.nsquare), lam, public.nsquare) == 1
+    assert pow(public.n + 2, lam, public.nsquare) != 1
+    assert random_encryption_base(public) != g
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(1, 2**200), st.integers(0, 2**130)), min_size=1, max_size=40
+    )
+)
+def test_multi_exponent_matches_pow(data: list[tuple[int, int]]) -> None:
+    modulus = 2**255 - 19
+    bases, exps = [b for b, _ in data], [e for _, e in data]
+    expected = 1
+    for b, e in data:
+        expected = expected * pow(b, e, modulus) % modulus
+    assert multi_exponent(bases, exps, modulus) == expected
+
+
+# ----------------------------------------------------------------------------- plaintext proofs
+
+
+@pytest.mark.parametrize("randomness", list(Randomness))
+def test_plaintext_knowledge_proof(keypair: KeyPair, base: int, randomness: Randomness) -> None:
+    public, _ = keypair
+    packing = PackingScheme.for_key(public, value_bits=16, max_clients=8)
+    enc = PaillierEncryptor(public, packing, randomness=randomness, encryption_base=base)
+    xs = _ring_vectors(3, 100, 16, seed=4)
+    vec, witness = enc.encrypt_with_witness(xs[0])
+    proof = enc.prove_knowledge(vec, witness, context=b"round 1 client 7")
+    verify_plaintext_knowledge(public, vec, proof, context=b"round 1 client 7")
+    # bound to the context (round and sender): a copied proof fails for another sender
+    with pytest.raises(AuthenticationError):
+        verify_plaintext_knowledge(public, vec, proof, context=b"round 1 client 8")
+    # bound to the ciphertexts
+    other, _ = enc.encrypt_with_witness(xs[1])
+    with pytest.raises(AuthenticationError):
+        verify_plaintext_knowledge(public, other, proof, context=b"round 1 client 7")
+    n, n2 = public.n, public.nsquare
+    for bad in (
+        replace(proof, response=(proof.response + 1) % n),
+        replace(proof, response_unit=proof.response_unit * 2 % n),
+        replace(proof, challenge=proof.challenge ^ 1),
+        replace(proof, response=n),
+        replace(proof, response_unit=0),
+    ):
+        with pytest.raises(AuthenticationError):
+            verify_plaintext_knowledge(public, vec, bad, context=b"round 1 client 7")
+    assert vec.ciphertexts[0] < n2
+    with pytest.raises(InvalidParameterError):
+        enc.prove_knowledge(other, replace(witness, secrets=witness.secrets[:-1]), context=b"x")
+
+
+def test_cancelling_combination_has_no_valid_proof(keypair: KeyPair, base: int) -> None:
+    # the attack the proof stops: a colluder submits prod_{h != v} c_h^-1 so that the
+    # aggregate decrypts to the victim's vector alone; it cannot open that combination
+    public, private = keypair
+    packing = PackingScheme.for_key(public, value_bits=16, max_clients=8)
+    enc = PaillierEncryptor(public, packing, encryption_base=base)
+    xs = _ring_vectors(4, 60, 16, seed=8)
+    vecs = [enc.encrypt(x) for x in xs]
+    n2 = public.nsquare
+    cancel = EncryptedVector(
+        vecs[0].key_id,
+        60,
+        tuple(
+            pow(a * b % n2, -1, n2)
+            for a, b in zip(vecs[1].ciphertexts, vecs[2].ciphertexts, strict=True)
+        ),
+    )
+    total = aggregate(public, packing, [vecs[0], vecs[1], vecs[2], cancel])
+    # positive control: without proofs the "aggregate of 4" is the victim's update
+    np.testing.assert_array_equal(
+        decrypt_with_private_key(private, total, packing, summands=4), xs[0]
+    )
+    # the colluder's best effort: a proof for its own honest vector, or a guessed witness
+    own, witness = enc.encrypt_with_witness(xs[3])
+    for proof in (
+        enc.prove_knowledge(own, witness, context=b"colluder"),
+        enc.prove_knowledge(cancel, witness, context=b"colluder"),
+    ):
+        with pytest.raises(AuthenticationError):
+            verify_plaintext_knowledge(public, cancel, proof, context=b"colluder")

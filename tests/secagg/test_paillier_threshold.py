@@ -12,6 +12,7 @@ import math
 import secrets
 from dataclasses import replace
 
+import gmpy2
 import numpy as np
 import pytest
 from phe.util import is_prime as phe_is_prime
@@ -75,6 +76,8 @@ def test_safe_prime_is_safe_and_sized() -> None:
 
 def test_dealt_key_shape(dealt: Dealt) -> None:
     pk, shares = dealt
+    # the fixed encryption base is a quadratic residue (Jacobi symbol 1, and not -1 mod n)
+    assert gmpy2.jacobi(pk.encryption_base, pk.n) == 1 and 1 < pk.encryption_base < pk.n - 1
     assert pk.n.bit_length() == 512
     assert pk.delta == math.factorial(L_DECRYPTORS)
     assert [s.index for s in shares] == list(range(1, L_DECRYPTORS + 1))
@@ -274,6 +277,8 @@ def test_public_key_validation(dealt: Dealt) -> None:
         replace(pk, threshold=1)
     with pytest.raises(InvalidParameterError):
         replace(pk, verification_keys=pk.verification_keys[:-1])
-    with pytest.raises(MessageError):
+    with pytest.raises(InvalidParameterError):
         replace(pk, encryption_base=pk.n)
+    with pytest.raises(MessageError):
+        replace(pk, verification_base=pk.n)
     assert replace(pk, threshold=4).key_id != pk.key_id
