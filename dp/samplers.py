@@ -13,27 +13,32 @@ Discrete Gaussian (exact)
 with Algorithm 3 of Canonne, Kamath, Steinke ("The Discrete Gaussian for Differential
 Privacy", NeurIPS 2020), vectorised over batches:
 
-1. discrete Laplace proposal with integer scale ``t = floor(sigma) + 1`` (their
-   Algorithm 2): ``U`` uniform on ``{0..t-1}``, kept with probability ``exp(-U/t)``;
-   ``V`` geometric, ``P[V >= v] = exp(-v)``; ``X = U + t V``; a uniform sign ``B``,
-   rejecting ``(B = 1, X = 0)``; ``Y = (1 - 2B) X``;
+1. discrete Laplace proposal with integer scale ``t`` (their Algorithm 2): ``U`` uniform
+   on ``{0..t-1}``, kept with probability ``exp(-U/t)``; ``V`` geometric,
+   ``P[V >= v] = exp(-v)``; ``X = U + t V``; a uniform sign ``B``, rejecting
+   ``(B = 1, X = 0)``; ``Y = (1 - 2B) X``;
 2. accept ``Y`` with probability ``exp(-(|Y| - sigma^2/t)^2 / (2 sigma^2))``.
+
+The output law does not depend on ``t``; Canonne et al. take ``t = floor(sigma) + 1``, we
+take the power of two nearest ``sigma`` (so ``U`` is a bit shift and ``U/t`` exact), at an
+acceptance rate within a few percent of theirs.
 
 Every random decision above has the form ``W < exp(-gamma)`` for a uniform real ``W``
 (the geometric draw is ``V = max{v : W < exp(-v)}``), and each is decided *exactly*:
 the first 53 bits of ``W`` are compared in float64 with ``exp(-gamma)`` and the
 decision is taken only if it holds with a margin of 2^-46 on both sides of the
-interval of reals that agree with those bits. The float64 error of
-``exp(-gamma)`` as computed here is below 12 * 2^-53 < 2^-49 (the argument's relative
-error is a few units in the last place, ``e^-g (3 sqrt(2g) + 4 g) <= 3.5``, plus the
-error of ``exp`` itself), so a decision taken on the fast path is the decision exact
+interval of reals that agree with those bits. The float64 error of ``exp(-gamma)`` as
+computed here is below 2^-49: ``gamma`` is computed with a few rounding errors, each of
+relative size 2^-53, which move ``exp(-gamma)`` by at most
+``2^-53 e^-g (6 sqrt(g) + 4 g) <= 4 * 2^-53`` (using ``t >= sigma / sqrt(2)``), and ``exp``
+itself adds a few ulps. So a decision taken on the fast path is the decision exact
 arithmetic would take. In the remaining cases (probability about 2^-45 per decision,
 i.e. essentially never) the sampler reveals more bits of ``W`` from the PRG and compares
 with ``exp(-gamma)`` evaluated in ``decimal`` arithmetic at a precision that grows with
 the number of bits, with ``gamma`` an exact rational (``sigma`` is taken as the exact
 value of its float64). The output is therefore *exactly* N_Z(0, sigma^2) for the float
-``sigma`` passed in, assuming only that the platform's ``exp``/``log`` are accurate to a
-few ulps (IEEE-754 libm and numpy guarantee far better than the 2^-46 margin).
+``sigma`` passed in, assuming only that numpy's ``exp`` is accurate to a few ulps (it is
+documented to within 4; the margin is 128).
 
 Skellam
 -------
