@@ -58,11 +58,14 @@ from secagg.errors import (
 )
 from secagg.paillier import (
     DEFAULT_KEY_BITS,
+    PLAINTEXT_CHALLENGE_BITS,
     EncryptedVector,
     PackingScheme,
     PaillierAggregator,
+    PlaintextProof,
     Randomness,
     validate_ciphertext,
+    verify_plaintext_knowledge,
 )
 from secagg.signing import SIGNATURE_BYTES, IdentityKey, verify_signature
 from secagg.threshold_paillier import (
@@ -91,6 +94,7 @@ __all__ = [
     "encode_message",
     "decode_message",
     "contribution_transcript",
+    "plaintext_proof_context",
     "PaillierClient",
     "PaillierServer",
     "PaillierDecryptor",
@@ -134,6 +138,8 @@ class PaillierRoundConfig:
         roster: client id -> Ed25519 identity public key (from a PKI); the clients allowed
             to contribute. With ``signed_contributions=False`` the keys may be empty bytes.
         signed_contributions: contributions must carry valid signatures.
+        plaintext_proofs: contributions carry proofs of plaintext knowledge (bound to round and
+            sender), verified by the server and the decryptors.
         decryption_proofs: partial decryptions carry proofs that the server verifies.
         randomness: encryption randomness (``FIXED_BASE`` by default).
     """
@@ -146,6 +152,7 @@ class PaillierRoundConfig:
     min_aggregate_size: int
     roster: Mapping[int, bytes]
     signed_contributions: bool = True
+    plaintext_proofs: bool = True
     decryption_proofs: bool = True
     randomness: Randomness = Randomness.FIXED_BASE
 
@@ -190,6 +197,11 @@ class PaillierRoundConfig:
         return (self.public_key.n_squared.bit_length() + 7) // 8
 
 
+def plaintext_proof_context(config: PaillierRoundConfig, client_id: int) -> bytes:
+    """What a client's proof of plaintext knowledge is bound to: key, round and sender."""
+    return canonical(_PROTOCOL, "plaintext", config.public_key.key_id, config.round_id, client_id)
+
+
 def contribution_transcript(config: PaillierRoundConfig, client_id: int, digest: bytes) -> bytes:
     """What a client signs: ``(protocol, key id, round, client id, ciphertext digest)``."""
     return canonical(
@@ -208,6 +220,7 @@ class Upload:
     client_id: int
     vector: EncryptedVector
     signature: bytes = b""
+    proof: PlaintextProof | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,10 @@ class PartialDecryptionMessage:
 
 
 PaillierMessage = Upload | DecryptionRequest | PartialDecryptionMessage
+
+
+def _unit_width(config: PaillierRoundConfig) -> int:
+    return (config.public_key.n.bit_length() + 7) // 8
 
 
 def _response_width(config: PaillierRoundConfig) -> int:
@@ -250,10 +267,22 @@ def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
         sig = message.signature
         if len(sig) not in (0, SIGNATURE_BYTES):
             raise InvalidParameterError("signature must be empty or 64 bytes")
+        proof = message.proof
+        if proof is None:
+            proof_bytes = b"\x00"
+        else:
+            width = _unit_width(config)
+            proof_bytes = (
+                b"\x01"
+                + proof.challenge.to_bytes(PLAINTEXT_CHALLENGE_BITS // 8, "big")
+                + proof.response.to_bytes(width, "big")
+                + proof.response_unit.to_bytes(width, "big")
+            )
         body = (
             _U64.pack(message.client_id)
             + bytes([len(sig)])
             + sig
+            + proof_bytes
             + message.vector.to_bytes(config.public_key.paillier)
         )
         kind = MessageType.UPLOAD
@@ -310,13 +339,35 @@ def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
         sig_len = body[_U64.size]
         if sig_len not in (0, SIGNATURE_BYTES) or len(body) < _U64.size + 1 + sig_len:
             raise MessageError("upload has a malformed signature field")
-        sig = body[_U64.size + 1 : _U64.size + 1 + sig_len]
+        offset = _U64.size + 1 + sig_len
+        sig = body[_U64.size + 1 : offset]
+        if len(body) < offset + 1 or body[offset] not in (0, 1):
+            raise MessageError("upload has a malformed proof field")
+        proof = None
+        if body[offset] == 1:
+            width = _unit_width(config)
+            clen = PLAINTEXT_CHALLENGE_BITS // 8
+            if len(body) < offset + 1 + clen + 2 * width:
+                raise MessageError("upload is truncated")
+            start = offset + 1
+            proof = PlaintextProof(
+                challenge=int.from_bytes(body[start : start + clen], "big"),
+                response=int.from_bytes(body[start + clen : start + clen + width], "big"),
+                response_unit=int.from_bytes(
+                    body[start + clen + width : start + clen + 2 * width], "big"
+                ),
+            )
+            offset = start + clen + 2 * width
+        else:
+            offset += 1
         vector = EncryptedVector.from_bytes(
-            body[_U64.size + 1 + sig_len :], config.public_key.paillier, config.packing
+            body[offset:], config.public_key.paillier, config.packing
         )
         if vector.length != config.encoded_length:
             raise MessageError("upload has the wrong vector length")
-        return Upload(round_id=round_id, client_id=client_id, vector=vector, signature=sig)
+        return Upload(
+            round_id=round_id, client_id=client_id, vector=vector, signature=sig, proof=proof
+        )
     if kind is MessageType.DECRYPTION_REQUEST:
         if len(body) < _U32.size:
             raise MessageError("decryption request is truncated")
@@ -343,18 +394,19 @@ def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
     offset += count * width
     flag = body[offset]
     offset += 1
-    proof = None
+    decryption_proof = None
     if flag == 1:
         rw = _response_width(config)
         if len(body) != offset + CHALLENGE_BITS // 8 + rw:
             raise MessageError("partial decryption has the wrong size")
         e = int.from_bytes(body[offset : offset + CHALLENGE_BITS // 8], "big")
         z = int.from_bytes(body[offset + CHALLENGE_BITS // 8 :], "big")
-        proof = DecryptionProof(challenge=e, response=z)
+        decryption_proof = DecryptionProof(challenge=e, response=z)
     elif flag != 0 or len(body) != offset:
         raise MessageError("partial decryption has a malformed proof field")
     return PartialDecryptionMessage(
-        round_id=round_id, partial=PartialDecryption(index=index, values=values, proof=proof)
+        round_id=round_id,
+        partial=PartialDecryption(index=index, values=values, proof=decryption_proof),
     )
 
 
@@ -363,7 +415,9 @@ def _check_round(config: PaillierRoundConfig, round_id: int) -> None:
         raise ReplayError(f"message of round {round_id} in round {config.round_id}")
 
 
-def _check_contribution(config: PaillierRoundConfig, message: Upload) -> None:
+def _check_contribution(
+    config: PaillierRoundConfig, message: Upload, *, check_proof: bool = True
+) -> None:
     """Validation shared by the server and the decryptors (raises; never mutates)."""
     _check_round(config, message.round_id)
     if message.client_id not in config.roster:
@@ -376,6 +430,15 @@ def _check_contribution(config: PaillierRoundConfig, message: Upload) -> None:
             config.roster[message.client_id],
             message.signature,
             contribution_transcript(config, message.client_id, vector.digest()),
+        )
+    if config.plaintext_proofs and check_proof:
+        if message.proof is None:
+            raise AuthenticationError()
+        verify_plaintext_knowledge(
+            config.public_key.paillier,
+            vector,
+            message.proof,
+            context=plaintext_proof_context(config, message.client_id),
         )
 
 
@@ -425,7 +488,13 @@ class PaillierClient:
                 f"update must be a 1-D vector of length {self.config.length}"
             )
         encoded = self.config.encoder.encode(x, **encode_kwargs)
-        vector = self._encryptor.encrypt(encoded)
+        vector, witness = self._encryptor.encrypt_with_witness(encoded)
+        proof = None
+        if self.config.plaintext_proofs:
+            proof = self._encryptor.prove_knowledge(
+                vector, witness, context=plaintext_proof_context(self.config, self.client_id)
+            )
+        del witness
         signature = b""
         if self.config.signed_contributions and self._identity is not None:
             signature = self._identity.sign(
@@ -437,6 +506,7 @@ class PaillierClient:
             client_id=self.client_id,
             vector=vector,
             signature=signature,
+            proof=proof,
         )
 
 
@@ -574,15 +644,20 @@ class PaillierHardening:
             contributions (stops "decrypt this one client's ciphertext").
         single_decryption: decrypt at most once per round (stops differencing ``A`` against
             ``A`` minus one client).
+        verify_plaintext_proofs: require each contribution's proof of plaintext knowledge
+            (stops a colluding client from cancelling the others' ciphertexts).
     """
 
     check_aggregate_size: bool = True
     single_decryption: bool = True
+    verify_plaintext_proofs: bool = True
 
     @classmethod
     def unhardened(cls) -> PaillierHardening:
         """Every check off. INSECURE: only for demonstrating the attacks."""
-        return cls(check_aggregate_size=False, single_decryption=False)
+        return cls(
+            check_aggregate_size=False, single_decryption=False, verify_plaintext_proofs=False
+        )
 
 
 class PaillierDecryptor:
@@ -629,7 +704,9 @@ class PaillierDecryptor:
         if self._decrypted and self.hardening.single_decryption:
             raise AlreadyFinalizedError("this decryptor already decrypted in this round")
         if isinstance(message, Upload):
-            _check_contribution(self.config, message)
+            _check_contribution(
+                self.config, message, check_proof=self.hardening.verify_plaintext_proofs
+            )
             if message.client_id in self._contributors:
                 raise ReplayError("this client's contribution was already forwarded")
             self._aggregator.add(message.vector)
@@ -901,6 +978,7 @@ def run_round(
         min_aggregate_size=params.min_aggregate_size,
         roster={i: identities[i].public_bytes if identities else b"" for i in ids},
         signed_contributions=params.signed_contributions,
+        plaintext_proofs=params.plaintext_proofs,
         decryption_proofs=params.decryption_proofs,
         randomness=randomness,
     )
@@ -1021,7 +1099,8 @@ def simulate_paillier(
             "bits": outcome.config.encoder.bits,
             "slots_per_ciphertext": outcome.config.packing.slots,
             "signed": outcome.config.signed_contributions,
-            "proofs": outcome.config.decryption_proofs,
+            "plaintext_proofs": outcome.config.plaintext_proofs,
+            "decryption_proofs": outcome.config.decryption_proofs,
             "stages": _STAGES,
         },
     )

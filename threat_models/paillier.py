@@ -11,9 +11,10 @@ Parties:
   trust (or inside an enclave); distributed key generation (no dealer) is not implemented.
   The public key must reach the clients authenticated (pinned, or signed by the dealer):
   a server that substitutes its own key, or a fixed base of small order, reads every update.
-* **Clients** encrypt their packed, quantised update under the public key and sign
-  ``(round, client id, key, digest of the ciphertexts)`` with their long-term identity key
-  (Ed25519, from a PKI the server does not control).
+* **Clients** encrypt their packed, quantised update under the public key, prove that they
+  know what they encrypted (a batched proof of plaintext knowledge bound to the round and to
+  their id) and sign ``(round, client id, key, digest of the ciphertexts)`` with their
+  long-term identity key (Ed25519, from a PKI the server does not control).
 * **Server** (aggregator). Multiplies the ciphertexts; never holds any key share.
 * **Decryptors** (a committee of ``l``, or the clients themselves). Each holds one key share.
 
@@ -24,12 +25,17 @@ What a decryptor checks before it releases a partial decryption (the defence aga
    this round (one decryption per decryptor per round);
 2. it lists at least ``min_aggregate_size`` (and at most the packing capacity) contributions
    from *distinct* clients of the round's roster, each with a valid signature over
-   ``(round, client id, key id, ciphertext digest)``;
+   ``(round, client id, key id, ciphertext digest)`` and a valid proof of plaintext knowledge
+   bound to ``(round, client id)``;
 3. the decryptor recomputes the product of those ciphertexts itself and decrypts that
    product (never a ciphertext chosen by the server).
 
-Check 2 stops a lone ciphertext and fabricated padding (the server cannot sign for clients);
-check 1 stops differencing: decrypting ``A`` and ``A`` minus one client in the same round
+Check 2 stops a lone ciphertext and fabricated padding (the server cannot sign for clients),
+and *cancellation*: Paillier ciphertexts are malleable, so without the proofs a single
+client colluding with the server could upload ``prod_(h != v) c_h^(-1)`` (computed from the
+honest uploads the server shows it) and the aggregate, of any size, would decrypt to the
+victim ``v``'s update alone; the colluder cannot open that combination, so it has no proof,
+and a copied proof is bound to another sender. Check 1 stops differencing: decrypting ``A`` and ``A`` minus one client in the same round
 would reveal that client. Different quorums could still be asked for different aggregates:
 two quorums of size ``t`` among ``l`` decryptors share at least ``2t - l`` members, so if
 ``2t - l > c`` (``c`` colluding decryptors), some honest decryptor would have to decrypt
@@ -42,16 +48,19 @@ What collusion breaks it:
 * ``2t - l <= c``: two disjoint-enough quorums, hence one client's update by differencing
   (excluded by the parameters below for servers that may deviate);
 * ``min_aggregate_size - 1`` colluding (Sybil) clients with the server: the one honest
-  contribution in an aggregate of minimum size. Hence ``min_aggregate_size >= C + 2``
+  contribution in an aggregate of minimum size (colluders who *follow* the protocol; the
+  proofs stop colluders who cancel honest contributions). Hence ``min_aggregate_size >= C + 2``
   (the same rule as the masking protocols);
 * across rounds the server may aggregate different cohorts (all clients, then all but one):
   a per-round protocol cannot prevent this; differential privacy must bound what it learns.
 
 Server classes (:class:`~threat_models.model.ServerClass`) map to the variant:
 
-* ``CURIOUS``: follows the protocol; ``t > c`` suffices; signatures and proofs optional.
-* ``SEMI_MALICIOUS``: may lie about who contributed or dropped out: contributions must be
-  signed and ``2t > l + c``.
+* ``CURIOUS``: follows the protocol (so do its colluding clients); ``t > c`` suffices;
+  signatures and proofs are not needed.
+* ``SEMI_MALICIOUS``: may lie about who contributed or dropped out, and its colluding
+  clients may upload anything: contributions must be signed and carry proofs of plaintext
+  knowledge, and ``2t > l + c``.
 * ``MALICIOUS``: additionally arbitrary messages and colluding decryptors that may return
   wrong partial decryptions: as semi-malicious, plus zero-knowledge proofs of correct
   partial decryption, verified before combining (robustness: bad partials are discarded).
@@ -83,6 +92,8 @@ class PaillierParameters:
         min_aggregate_size: fewest signed contributions a decryptor accepts.
         max_clients: packing capacity (the most contributions an aggregate may hold).
         signed_contributions: decryptors require client signatures on contributions.
+        plaintext_proofs: contributions carry proofs of plaintext knowledge bound to round and
+            sender, checked by server and decryptors.
         decryption_proofs: partial decryptions carry proofs, verified before combining.
     """
 
@@ -94,6 +105,7 @@ class PaillierParameters:
     min_aggregate_size: int
     max_clients: int
     signed_contributions: bool
+    plaintext_proofs: bool
     decryption_proofs: bool
 
 
@@ -204,5 +216,6 @@ def paillier_parameters(
         min_aggregate_size=size,
         max_clients=capacity,
         signed_contributions=server is not ServerClass.CURIOUS,
+        plaintext_proofs=server is not ServerClass.CURIOUS,
         decryption_proofs=server is ServerClass.MALICIOUS,
     )

@@ -22,6 +22,7 @@ from protocols.paillier import (
     PartialDecryptionMessage,
     Upload,
     WeightedEncoder,
+    contribution_transcript,
     decode_message,
     encode_message,
     run_round,
@@ -37,7 +38,7 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.paillier import EncryptedVector, PaillierEncryptor
+from secagg.paillier import EncryptedVector, PaillierEncryptor, aggregate
 from secagg.signing import IdentityKey
 from secagg.threshold_paillier import (
     KeyShare,
@@ -506,3 +507,66 @@ def test_unhardened_baseline_leaks_one_update(key: Key, updates: dict[int, np.nd
     r.decryptors[0].handle(r.uploads[victim])
     with pytest.raises(ProtocolAbortError):
         r.decryptors[0].handle(DecryptionRequest(round_id=5, contributors=(victim,)))
+
+
+def test_attack_colluding_client_cancels_the_others(
+    rnd: Round, updates: dict[int, np.ndarray]
+) -> None:
+    # a client colluding with the server submits the inverse of all honest ciphertexts but
+    # the victim's: the aggregate (of full size!) would decrypt to the victim's update alone
+    victim, colluder = rnd.ids[0], rnd.ids[-1]
+    honest = rnd.ids[1:-1]
+    pk, packing = rnd.config.public_key, rnd.config.packing
+    n2 = pk.n_squared
+    product = aggregate(pk.paillier, packing, [rnd.uploads[i].vector for i in honest])
+    cancel = EncryptedVector(
+        product.key_id, product.length, tuple(pow(c, -1, n2) for c in product.ciphertexts)
+    )
+    # it signs with its own (valid) identity key and attaches the proof of its honest upload
+    forged = Upload(
+        round_id=5,
+        client_id=colluder,
+        vector=cancel,
+        signature=rnd.identities[colluder].sign(
+            contribution_transcript(rnd.config, colluder, cancel.digest())
+        ),
+        proof=rnd.uploads[colluder].proof,
+    )
+    with pytest.raises(AuthenticationError):
+        rnd.server.handle(rnd.wire(forged))
+    for dec in rnd.decryptors:
+        with pytest.raises(AuthenticationError):
+            dec.handle(forged)
+    # unhardened baseline (plaintext proofs not checked): the same round leaks the victim
+    weak = [
+        PaillierDecryptor(
+            rnd.config, d._share, hardening=PaillierHardening(verify_plaintext_proofs=False)
+        )
+        for d in rnd.decryptors[: pk.threshold]
+    ]
+    contributions = [rnd.uploads[i] for i in (victim, *honest)] + [forged]
+    request = DecryptionRequest(round_id=5, contributors=tuple(sorted(rnd.ids)))
+    partials = []
+    for dec in weak:
+        for up in contributions:
+            dec.handle(up)
+        (reply,) = dec.handle(request)
+        assert isinstance(reply, PartialDecryptionMessage)
+        partials.append(reply.partial)
+    total = aggregate(pk.paillier, packing, [u.vector for u in contributions])
+    plain = combine_partial_decryptions(pk, total, partials, context=rnd.config.context)
+    ring = packing.unpack(plain, D, summands=len(contributions))
+    leaked = rnd.config.encoder.decode_sum(ring, 1)
+    assert np.max(np.abs(leaked - updates[victim])) <= _quantum(rnd.config)
+
+
+def test_upload_without_plaintext_proof_is_refused(rnd: Round) -> None:
+    up = rnd.uploads[rnd.ids[0]]
+    assert up.proof is not None
+    with pytest.raises(AuthenticationError):
+        rnd.server.handle(replace(up, proof=None))
+    other = rnd.uploads[rnd.ids[1]].proof
+    with pytest.raises(AuthenticationError):  # another client's proof
+        rnd.server.handle(replace(up, proof=other))
+    rnd.server.handle(up)
+    assert rnd.server.contributors == (rnd.ids[0],)

@@ -50,7 +50,7 @@ def test_default_malicious_parameters() -> None:
     assert (p.n_decryptors, p.colluding_decryptors, p.dropped_decryptors) == (20, 1, 2)
     assert p.threshold == 11  # floor((20 + 1) / 2) + 1
     assert p.min_aggregate_size == 3  # C + 2
-    assert p.signed_contributions and p.decryption_proofs
+    assert p.signed_contributions and p.plaintext_proofs and p.decryption_proofs
     assert p.max_clients == 20
 
 
@@ -67,7 +67,8 @@ def test_committee_and_server_classes() -> None:
         n_decryptors=5,
         decryptor_colluding_fraction=0.2,
     )
-    assert semi.threshold == 4 and semi.signed_contributions and not semi.decryption_proofs
+    assert semi.threshold == 4 and semi.signed_contributions and semi.plaintext_proofs
+    assert not semi.decryption_proofs
 
 
 def test_infeasible_combinations_name_the_bound() -> None:
