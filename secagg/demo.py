@@ -223,7 +223,7 @@ def train_locally(
             batch = torch.from_numpy(order[start : start + batch_size])
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(xt[batch]), yt[batch])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
 
 
@@ -364,6 +364,7 @@ def train_federated(
         accountants: dict[int, Any] = {}
         for client in cohort:
             local = copy.deepcopy(global_model)
+            local.train()
             if local_dp is not None:
                 accountants[client] = _train_with_opacus(
                     local, data, client, local_dp, opacus_states, lr=lr, epochs=local_epochs,
@@ -379,7 +380,8 @@ def train_federated(
         survivors = len(cohort)
         difference: float | None = None
         if aggregator is None:
-            mean = {k: sum(d[k] for d in deltas.values()) / len(deltas) for k in next(iter(deltas.values()))}
+            first = next(iter(deltas.values()))
+            mean = {k: torch.stack([d[k] for d in deltas.values()]).mean(dim=0) for k in first}
             apply_delta(global_model, mean)
         else:
             from secagg.errors import ProtocolAbortError, ThresholdNotMetError
@@ -446,8 +448,30 @@ def _train_with_opacus(
     batch_size: int,
     rng: np.random.Generator,
 ) -> Any:
-    """Train one client with DP-SGD through :mod:`dp.opacus_client`; returns its accountant."""
-    raise NotImplementedError
+    """Train one client with DP-SGD through :mod:`dp.opacus_client` (in place).
+
+    The client's accountant state is carried across rounds in ``states``; returns it, for
+    the recipe's ledger (sample-level accounting).
+    """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dp.opacus_client import train_private_round
+
+    del rng  # Opacus draws its Poisson batches and noise from the AES-CTR PRG
+    dataset = TensorDataset(torch.from_numpy(data.client_x[client]), torch.from_numpy(data.client_y[client]))
+    result = train_private_round(
+        model,
+        torch.optim.SGD(model.parameters(), lr=lr),
+        DataLoader(dataset, batch_size=batch_size),
+        noise_multiplier=float(settings["noise_multiplier"]),
+        max_grad_norm=float(settings["max_grad_norm"]),
+        state=states.get(client),
+        epochs=epochs,
+    )
+    model.load_state_dict(result.state_dict)
+    states[client] = result.client_state
+    return result.client_state
 
 
 # -- the command ----------------------------------------------------------------------

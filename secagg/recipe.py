@@ -57,8 +57,8 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -263,10 +263,99 @@ def _positive(name: str, value: Any, *, allow_none: bool = False) -> float | Non
     return float(value)
 
 
-#: Quantisation levels per client for Paillier packing (bits beyond log2 of the cohort).
-_PAILLIER_LEVEL_BITS = 32
-#: Ring size of the masking protocols: 62 bits, the most uint64 arithmetic supports.
-_MASKING_RING_BITS = 62
+def fixed_point_ring_bits(cohort: int, *, clipped: bool, max_weight: float | None = None) -> int:
+    """Ring exponent of the fixed-point encoding: ``2^L`` levels per client over ``log2 n``.
+
+    With clipping ``L = 24`` (a quantum of ``2C / 2^24``, far below any useful update
+    resolution), so small cohorts fit 32-bit words, which halves the masked vectors;
+    without clipping the range is the wide ``value_bound``, so ``L = 40``. A weighted
+    mean widens the range by ``max_weight`` and adds its bits, keeping the resolution of
+    a unit weight.
+    """
+    level_bits = _CLIPPED_LEVEL_BITS if clipped else _UNCLIPPED_LEVEL_BITS
+    if max_weight is not None:
+        level_bits += max(0, math.ceil(math.log2(max_weight)))
+    return min(_MAX_RING_BITS, max(32, (cohort - 1).bit_length() + level_bits))
+
+
+def fixed_point_encoder(
+    bound: float, *, cohort: int, clipped: bool, max_weight: float | None = None
+) -> FixedPointEncoder:
+    """The encoder of a round without distributed noise: ``[-B, B]`` for ``cohort`` summands.
+
+    ``B`` is the clip norm (every coordinate of a clipped update lies within it) or the
+    value bound, times ``max_weight`` for a weighted mean, plus a relative ``1e-9`` so
+    that float rounding of a clipped update never leaves the range.
+    """
+    scale = max_weight if max_weight is not None else 1.0
+    return FixedPointEncoder.symmetric(
+        bound * scale * (1.0 + 1e-9),
+        bits=fixed_point_ring_bits(cohort, clipped=clipped, max_weight=max_weight),
+        max_clients=cohort,
+    )
+
+
+def distributed_ring_bits(protocol: AggregationProtocol) -> int:
+    """Ring of distributed DP: 32-bit words for masking (half the bytes of 64-bit words);
+    24 bits for Paillier, whose packing then fits more slots per ciphertext."""
+    return 24 if protocol is AggregationProtocol.PAILLIER else 32
+
+
+def distributed_encoder(
+    threat_model: Any,
+    *,
+    noise_multiplier: float,
+    clip_norm: float,
+    bits: int,
+    cohort: int,
+    dimension: int,
+    rotation_seed: bytes | None = None,
+) -> Any:
+    """The distributed discrete Gaussian encoder of a round (:mod:`dp.distributed`).
+
+    Every client's share of noise is sized so that the honest survivors -- the cohort
+    less the threat model's dropouts and colluders -- reach noise multiplier ``z``.
+    Server and clients compute the same parameters from the same public inputs; the
+    rotation seed is fresh per round (``None``: a new one from the OS CSPRNG).
+    """
+    from dp.distributed import (
+        DistributedDPEncoder,
+        DistributedMechanism,
+        select_parameters_for_threat_model,
+    )
+
+    params = select_parameters_for_threat_model(
+        threat_model,
+        mechanism=DistributedMechanism.DISCRETE_GAUSSIAN,
+        noise_multiplier=noise_multiplier,
+        clip_norm=clip_norm,
+        bits=bits,
+        expected_clients=cohort,
+        dimension=dimension,
+    )
+    return DistributedDPEncoder(params, rotation_seed=rotation_seed)
+
+
+def dp_minimum_threat_model(threat_model: Any, cohort: int) -> Any:
+    """The threat model a distributed-DP round enforces: minimum aggregate ``n - D``.
+
+    The noise is sized for ``n - max_dropouts(n)`` survivors; raising the minimum
+    aggregate size to that makes clients refuse to unmask a sum with less noise than the
+    ledger recorded.
+    """
+    import dataclasses
+
+    needed = cohort - threat_model.max_dropouts(cohort)
+    if needed <= threat_model.effective_min_aggregate_size(cohort):
+        return threat_model
+    return dataclasses.replace(threat_model, min_aggregate_size=needed)
+
+
+#: Quantisation levels per client, in bits, for clipped and unclipped updates.
+_CLIPPED_LEVEL_BITS = 24
+_UNCLIPPED_LEVEL_BITS = 40
+#: The most the fixed-point encoder supports.
+_MAX_RING_BITS = 62
 
 
 class SecureAggregator:
@@ -445,7 +534,7 @@ class SecureAggregator:
         cannot predict or choose the cohort). ``clients`` defaults to
         ``range(population)``. Resamples in the rare case fewer than two are drawn.
         """
-        pool = list(range(self.population)) if clients is None else list(clients)
+        pool: list[ClientId] = list(range(self.population)) if clients is None else list(clients)
         if len(pool) != self.population:
             raise InvalidParameterError(f"expected the {self.population} clients of the population")
         if self.clients_per_round == self.population:
@@ -565,15 +654,15 @@ class SecureAggregator:
                 )
             if not mean:
                 raise InvalidParameterError("weights apply to mean() only")
-            weight_array = _weights(weights, ids, self.max_weight)
-            matrix = np.hstack([matrix * weight_array[:, None], weight_array[:, None]])
-            bound *= self.max_weight
+            weight_array = _weights(weights, ids, self.max_weight)  # the protocol masks [w x, w]
 
         # 3. the round's encoder, DP mechanism and ledger entry -- checked before anything
         #    leaves a client
         round_number = len(self._history) + 1
         threat_model = self._round_threat_model(n)
-        encoder, planned_event, noise_stddev = self._round_encoder(n, int(matrix.shape[1]), bound, threat_model)
+        encoder, planned_event, noise_stddev = self._round_encoder(
+            n, d, bound, threat_model, weighted=weight_array is not None
+        )
         record = self._round_record(ids, planned_event, local_dp)
         if record is not None:
             self._ledger.spend(record)
@@ -587,6 +676,7 @@ class SecureAggregator:
             dropouts=_map_dropouts(dropouts, protocol_ids),
             threat_model=threat_model,
             round_number=round_number,
+            weights=None if weight_array is None else {protocol_ids[c]: float(w) for c, w in zip(ids, weight_array)},
         )
         survivor_pids = sorted(int(p) for p in result.survivors)
         survivors = tuple(ids[p - 1] for p in survivor_pids)
@@ -596,7 +686,8 @@ class SecureAggregator:
         max_diff: float | None = None
         max_dp_error: float | None = None
         if recorder is not None:
-            max_diff, max_dp_error = self._verify(recorder, matrix, ids, survivor_pids, total)
+            inputs = matrix if weight_array is None else matrix * weight_array[:, None]
+            max_diff, max_dp_error = self._verify(recorder, inputs, survivor_pids, total)
 
         # 6. central noise, then the reduction
         if self.dp is DPMode.CENTRAL:
@@ -605,10 +696,10 @@ class SecureAggregator:
             mechanism = CentralGaussianMechanism(float(self._noise_multiplier or 0.0), float(self.clip_norm or 1.0))
             total = np.asarray(mechanism.add_noise(total).value, dtype=np.float64)
         if weight_array is not None:
-            weight_sum = float(total[-1])
+            weight_sum = float(result.weight_sum or 0.0)
             if not weight_sum > 0:
                 raise SecAggError("the aggregated weight is not positive")
-            out = total[:-1] / weight_sum
+            out = total / weight_sum
         elif mean:
             denominator = self.clients_per_round if self.dp.user_level else len(survivors)
             out = total / float(denominator)
@@ -633,44 +724,20 @@ class SecureAggregator:
     # -- round set-up ------------------------------------------------------------------
 
     def _round_threat_model(self, n: int) -> Any:
-        """The threat model the protocol enforces this round.
-
-        With distributed DP the noise is sized for ``n - max_dropouts(n)`` survivors, so
-        the minimum aggregate size is raised to that: clients then refuse to unmask a sum
-        with less noise than the ledger recorded.
-        """
+        """The threat model the protocol enforces this round (see :func:`dp_minimum_threat_model`)."""
         if self.dp is not DPMode.DISTRIBUTED:
             return self.threat_model
-        import dataclasses
-
-        needed = n - self.threat_model.max_dropouts(n)
-        current = self.threat_model.effective_min_aggregate_size(n)
-        if needed <= current:
-            return self.threat_model
-        return dataclasses.replace(self.threat_model, min_aggregate_size=needed)
-
-    def _ring_bits(self, n: int) -> int:
-        if self.protocol is AggregationProtocol.PAILLIER:
-            return min(_MASKING_RING_BITS, max(1, (n - 1).bit_length()) + _PAILLIER_LEVEL_BITS)
-        return _MASKING_RING_BITS
-
-    def _distributed_bits(self) -> int:
-        # 32-bit words halve the masked vectors on the wire; Paillier packs tighter slots.
-        return 24 if self.protocol is AggregationProtocol.PAILLIER else 32
+        return dp_minimum_threat_model(self.threat_model, n)
 
     def _distributed_encoder(self, z: float, n: int, d: int) -> Any:
-        from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters_for_threat_model
-
-        params = select_parameters_for_threat_model(
+        return distributed_encoder(
             self.threat_model,
-            mechanism=DistributedMechanism.DISCRETE_GAUSSIAN,
             noise_multiplier=z,
             clip_norm=float(self.clip_norm or 1.0),
-            bits=self._distributed_bits(),
-            expected_clients=n,
+            bits=distributed_ring_bits(self.protocol),
+            cohort=n,
             dimension=d,
         )
-        return DistributedDPEncoder(params)
 
     def _calibrate(self, d: int) -> float:
         """``z`` meeting ``target_epsilon`` after ``rounds`` rounds (1% head-room)."""
@@ -698,7 +765,9 @@ class SecureAggregator:
             accountant=self._accountant_kind(),
         )
 
-    def _round_encoder(self, n: int, d: int, bound: float, threat_model: Any) -> tuple[Any, Any, float]:
+    def _round_encoder(
+        self, n: int, d: int, bound: float, threat_model: Any, *, weighted: bool = False
+    ) -> tuple[Any, Any, float]:
         """(encoder, planned DP event of the aggregate, noise std per coordinate of the sum)."""
         import dp_accounting
 
@@ -710,7 +779,9 @@ class SecureAggregator:
             survivors = threat_model.effective_min_aggregate_size(n)
             return encoder, encoder.dp_event(survivors), z * float(self.clip_norm or 0.0)
         # values reach the bound only up to float rounding after clipping
-        encoder = FixedPointEncoder.symmetric(bound * (1.0 + 1e-9), bits=self._ring_bits(n), max_clients=n)
+        encoder = fixed_point_encoder(
+            bound, cohort=n, clipped=self.clip_norm is not None, max_weight=self.max_weight if weighted else None
+        )
         if self.dp is DPMode.CENTRAL:
             return encoder, dp_accounting.GaussianDpEvent(z), z * float(self.clip_norm or 0.0)
         return encoder, dp_accounting.NonPrivateDpEvent(), 0.0
@@ -719,7 +790,8 @@ class SecureAggregator:
         # the PLD and PRV accountants do not handle distributed discrete Gaussian events
         if self._accountant_choice is not None:
             return self._accountant_choice
-        return "rdp" if self.dp is DPMode.DISTRIBUTED else "pld"
+        # (nor, under client sampling, the non-private aggregate of dp="local")
+        return "rdp" if self.dp in (DPMode.DISTRIBUTED, DPMode.LOCAL) else "pld"
 
     def _make_ledger(self) -> Any:
         from dp.ledger import BudgetScope, PrivacyBudget, PrivacyLedger
@@ -780,21 +852,26 @@ class SecureAggregator:
         dropouts: dict[str, list[int]] | None,
         threat_model: Any,
         round_number: int,
+        weights: dict[int, float] | None = None,
     ) -> Any:
-        import protocols
+        from protocols.driver import simulate
 
         config: dict[str, Any] = {
             "encoder": encoder,
             "threat_model": threat_model,
             "round_id": (self._run_nonce << 24) | round_number,
         }
+        if weights is not None:
+            config.update(weights=weights, max_weight=self.max_weight)
         if self.protocol is AggregationProtocol.PAILLIER:
             config.update(self._paillier_config(threat_model))
-        return protocols.simulate(vectors, protocol=self.protocol.value, dropouts=dropouts, **config)
+        else:
+            config["record_view"] = False  # the recipe never reads the server's view
+        return simulate(vectors, protocol=self.protocol.value, dropouts=dropouts, **config)
 
     @staticmethod
     def _verify(
-        recorder: _RecordingEncoder, matrix: F64, ids: Sequence[ClientId], survivor_pids: Sequence[int], total: F64
+        recorder: _RecordingEncoder, matrix: F64, survivor_pids: Sequence[int], total: F64
     ) -> tuple[float | None, float | None]:
         """Recompute the survivors' aggregate in plaintext from the recorded encodings."""
         rows = [p - 1 for p in survivor_pids]
