@@ -321,6 +321,7 @@ def setup_round(
     prg: PrgAlgorithm = PrgAlgorithm.AES_256_CTR,
     wire: bool = True,
     record_view: bool = True,
+    identities: Mapping[int, IdentityKey] | None = None,
 ) -> RoundRunner:
     """Build server, clients (and identity keys / PKI when signed) for one round.
 
@@ -339,6 +340,8 @@ def setup_round(
         prg: mask expansion cipher.
         wire: route messages through the binary encoding.
         record_view: keep the server's view.
+        identities: long-term identity keys to reuse (signed rounds), e.g. across the
+            rounds of one training run; default fresh keys.
 
     Returns:
         A :class:`RoundRunner`; its ``clients``, ``server``, ``identities`` and ``pki``
@@ -360,11 +363,12 @@ def setup_round(
     length = lengths.pop()
     rid = round_id if round_id is not None else secrets.randbits(63)
     config = RoundConfig(round_id=rid, parameters=parameters, bits=bits, vector_length=length, prg=prg)
-    identities: dict[int, IdentityKey] = {}
+    keys: dict[int, IdentityKey] = {}
     pki: dict[int, bytes] = {}
     if config.signed:
-        identities = {cid: IdentityKey.generate() for cid in ids}
-        pki = {cid: key.public_bytes for cid, key in identities.items()}
+        given = identities or {}
+        keys = {cid: given[cid] if cid in given else IdentityKey.generate() for cid in ids}
+        pki = {cid: key.public_bytes for cid, key in keys.items()}
     clients = {}
     for cid in ids:
         hard = hardening.get(cid, Hardening()) if isinstance(hardening, Mapping) else (hardening or Hardening())
@@ -372,7 +376,7 @@ def setup_round(
             config,
             cid,
             input_vector=inputs[cid],
-            identity=identities.get(cid),
+            identity=keys.get(cid),
             pki=pki if config.signed else None,
             model_hash=_model_hash_for(model_hash, cid),
             hardening=hard,
@@ -384,7 +388,7 @@ def setup_round(
         dropouts=parse_dropouts(dropouts, stages=config.stages, cohort=ids),
         wire=wire,
         record_view=record_view,
-        identities=identities,
+        identities=keys,
         pki=pki,
     )
     return runner
