@@ -1,0 +1,555 @@
+"""Protocol-level attacks: a scripted malicious server driving the real client state machines.
+
+Every attack here talks to genuine :class:`protocols.SecAggClient` objects (or, for
+Paillier, genuine :class:`protocols.paillier.PaillierDecryptor` objects) through the wire
+format, exactly as a deployed server would, and tries to learn one victim's *individual*
+update. It runs twice: against the hardened configuration (it must fail, with a typed
+error and nothing revealed) and against a deliberately unhardened baseline (it must
+succeed: the server's estimate of the victim's update is within one quantisation step).
+
+=========================================  ====================================================
+attack (:class:`ProtocolAttack`)           how the server gets the victim ``v``'s update
+=========================================  ====================================================
+``BOTH_LISTS``                             lists ``v`` as surviving *and* dropped: every peer
+                                           reveals the share of ``b_v`` and of ``s_v``.
+``FAKE_DROPOUTS``                          claims everyone but ``v`` dropped: the "aggregate"
+                                           is ``x_v`` alone, below the minimum size.
+``KEY_SUBSTITUTION``                       replaces ``v``'s peers' public keys with its own:
+                                           decrypts the shares ``v`` sends, knows every mask.
+``REPLAYED_KEYS``                          same, with peers' *signed* keys from an older round
+                                           whose private halves colluders handed over.
+``SPLIT_VIEW``                             shows ``t`` peers a survivor set with ``v`` and ``t``
+                                           others one without: both share kinds arrive.
+``PAILLIER_SINGLE_DECRYPTION``             asks the decryptors to decrypt ``v``'s ciphertext.
+=========================================  ====================================================
+
+Which check stops which attack (:class:`protocols.Hardening`): ``check_survivor_lists``
+(both lists, fake dropouts), ``check_survivor_count`` (fake dropouts),
+``authenticate_keys`` (substitution), ``round_bound_signatures`` (replay),
+``consistency_check`` together with a threshold above half the neighbourhood (split view),
+the decryptors' aggregate check (Paillier). The unhardened baselines: every check off
+(:meth:`protocols.Hardening.unhardened`, as Flower 1.41's client), except for the replay,
+whose baseline keeps key authentication and drops only the round binding (otherwise any
+substitution would do), and the split view, whose baseline also uses the threshold a
+*curious* server would need (``t`` just above the colluders).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.encoding import FixedPointEncoder
+from secagg.errors import InvalidParameterError, SecAggError
+from threat_models.attacks.model_level import Aggregator
+
+__all__ = [
+    "ProtocolAttack",
+    "Configuration",
+    "AttackOutcome",
+    "run_protocol_attack",
+    "run_paillier_attack",
+    "protocol_aggregator",
+    "secure_sum",
+    "secure_ring_sum",
+    "model_hash",
+]
+
+F64 = npt.NDArray[np.float64]
+U64 = npt.NDArray[np.uint64]
+_BITS = 32
+
+
+class ProtocolAttack(str, enum.Enum):
+    """Scripted malicious-server attacks on the masking protocols (and Paillier)."""
+
+    BOTH_LISTS = "client listed as both dropped and surviving"
+    FAKE_DROPOUTS = "dropouts faked below the minimum aggregate size"
+    KEY_SUBSTITUTION = "public keys substituted by the server"
+    REPLAYED_KEYS = "signed keys replayed from an older round"
+    SPLIT_VIEW = "different survivor sets shown to different clients"
+    PAILLIER_SINGLE_DECRYPTION = "decryptors asked to decrypt one client's ciphertext (Paillier)"
+
+
+class Configuration(str, enum.Enum):
+    """Which clients the attack meets."""
+
+    HARDENED = "hardened"
+    UNHARDENED = "unhardened baseline"
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """What the scripted server got.
+
+    Attributes:
+        attack: the attack.
+        configuration: hardened or baseline.
+        defense: a readable description of the configuration.
+        succeeded: whether the server isolated the victim's update.
+        error: max-abs error of the server's estimate of the victim's update (``inf``
+            when it has none).
+        tolerance: the quantisation step (an estimate within it is the update itself).
+        refusal: the typed error the honest parties raised, ``""`` if none.
+        recovered: the server's estimate of the victim's update, when it has one.
+        note: how the attack went.
+    """
+
+    attack: ProtocolAttack
+    configuration: Configuration
+    defense: str
+    succeeded: bool
+    error: float
+    tolerance: float
+    refusal: str
+    recovered: F64 | None
+    note: str
+
+    @property
+    def positive_control(self) -> bool:
+        return self.configuration is Configuration.UNHARDENED
+
+
+def model_hash(model_state: bytes) -> bytes:
+    """SHA-256 of a serialised global model: what clients bind into their signed keys."""
+    import hashlib
+
+    return hashlib.sha256(model_state).digest()
+
+
+# ----------------------------------------------------------------------------- secure sum
+
+
+def secure_sum(updates: Mapping[int, F64], *, protocol: str = "secagg+", seed: int | None = 0, **config: Any) -> F64:
+    """The decoded sum from a real ``protocols.simulate`` round (all clients survive)."""
+    from protocols import simulate
+
+    result = simulate(dict(updates), protocol=protocol, seed=seed, **config)
+    return np.asarray(result.aggregate, dtype=np.float64)
+
+
+def secure_ring_sum(encodings: Mapping[int, U64], *, bits: int, protocol: str = "secagg+") -> U64:
+    """The ring sum of already encoded inputs (e.g. distributed-DP encodings) from a real round.
+
+    Each client's encoder runs before masking; the real clients mask the encodings and
+    the real server unmasks their sum in Z_(2^bits).
+    """
+    from protocols import setup_round
+
+    runner = setup_round({cid: np.asarray(v, dtype=np.uint64) for cid, v in encodings.items()}, bits=bits, protocol=protocol)
+    return np.asarray(runner.run().ring_sum, dtype=np.uint64)
+
+
+def protocol_aggregator(protocol: str = "secagg+") -> tuple[Aggregator, str] | None:
+    """An :data:`Aggregator` backed by ``protocols.simulate``, or None if protocols is absent."""
+    try:
+        import protocols  # noqa: F401
+    except ImportError:  # pragma: no cover - protocols is part of this distribution
+        return None
+
+    def aggregate(updates: Mapping[int, F64]) -> F64:
+        ids = sorted(updates)
+        # simulate() numbers clients from 1; keep the caller's ids when they already are
+        renumbered = {cid: updates[cid] for cid in ids} if ids[0] >= 1 else {i + 1: updates[cid] for i, cid in enumerate(ids)}
+        return secure_sum(renumbered, protocol=protocol)
+
+    return aggregate, f"{protocol} protocol"
+
+
+# ----------------------------------------------------------------------------- round plumbing
+
+
+@dataclass
+class _Round:
+    runner: object
+    encoder: FixedPointEncoder
+    ids: tuple[int, ...]
+    victim: int
+    truth: F64
+
+
+def _encoder_for(updates: Mapping[int, F64], n: int) -> FixedPointEncoder:
+    bound = max(float(np.max(np.abs(v))) for v in updates.values())
+    bound = 2.0 ** np.ceil(np.log2(max(bound, 1e-12)))
+    return FixedPointEncoder.symmetric(float(bound), bits=_BITS, max_clients=n)
+
+
+def _setup(updates: Mapping[int, F64], victim: int, *, hardening: object, parameters: object = None, seed: int = 0, round_id: int | None = None) -> _Round:
+    from protocols import setup_round
+
+    ids = tuple(sorted(updates))
+    if victim not in ids:
+        raise InvalidParameterError("the victim must be one of the clients")
+    encoder = _encoder_for(updates, len(ids))
+    rng = np.random.default_rng(seed)
+    inputs = {cid: encoder.encode(np.asarray(updates[cid], dtype=np.float64), rng=rng) for cid in ids}
+    runner = setup_round(
+        inputs,
+        bits=_BITS,
+        protocol="secagg",
+        hardening=hardening,  # type: ignore[arg-type]
+        parameters=parameters,  # type: ignore[arg-type]
+        round_id=round_id,
+    )
+    return _Round(runner, encoder, ids, victim, np.asarray(updates[victim], dtype=np.float64))
+
+
+def _unmask(rnd: _Round, masked: U64, self_seed: bytes, pair_seeds_add: Sequence[bytes], pair_seeds_sub: Sequence[bytes]) -> F64:
+    """Remove the victim's self mask and pairwise masks, decode its input."""
+    from protocols.masking import apply_masks, reduce_words
+
+    runner = rnd.runner
+    config = runner.server.config  # type: ignore[attr-defined]
+    acc = np.array(masked, dtype=np.uint64, copy=True)
+    # the client added PRG(b) and +PRG(s_uv) for u < v ... so subtract what it added
+    apply_masks(acc, add=pair_seeds_sub, subtract=[self_seed, *pair_seeds_add], algorithm=config.prg)
+    reduce_words(acc, config.bits)
+    return np.asarray(rnd.encoder.decode_sum(acc, 1), dtype=np.float64)
+
+
+def _outcome(rnd: _Round, attack: ProtocolAttack, configuration: Configuration, defense: str, recovered: F64 | None, refusal: str, note: str) -> AttackOutcome:
+    tolerance = 2.0 * rnd.encoder.quantum
+    if recovered is None:
+        return AttackOutcome(attack, configuration, defense, False, float("inf"), tolerance, refusal, None, note)
+    error = float(np.max(np.abs(recovered - rnd.truth)))
+    return AttackOutcome(attack, configuration, defense, error <= tolerance, error, tolerance, refusal, recovered, note)
+
+
+def _honest_until_consistency(rnd: _Round) -> None:
+    runner = rnd.runner
+    from protocols import Stage
+
+    while runner.stage is not Stage.CONSISTENCY_CHECK:  # type: ignore[attr-defined]
+        runner.step()  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- unmasking lies
+
+
+def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[int, ...]]]) -> tuple[dict[int, object], list[str]]:
+    """Consistency check and unmask requests with per-client ``(survivors, dropped)`` lies.
+
+    Returns the clients' unmask responses and the names of the errors they raised.
+    """
+    from protocols import ConsistencyRequest, SurvivorSignature, UnmaskRequest
+
+    runner = rnd.runner
+    config = runner.server.config  # type: ignore[attr-defined]
+    signatures: dict[int, tuple[tuple[int, ...], bytes]] = {}
+    errors: list[str] = []
+    for cid, (survivors, _) in sorted(views.items()):
+        try:
+            reply = runner.send_to_client(cid, ConsistencyRequest(round_id=config.round_id, recipient=cid, survivors=survivors))  # type: ignore[attr-defined]
+            signatures[cid] = (survivors, reply[0].signature)
+        except SecAggError as exc:
+            errors.append(type(exc).__name__)
+    responses: dict[int, object] = {}
+    for cid, (survivors, dropped) in sorted(views.items()):
+        if cid not in signatures:
+            continue
+        peers = runner.clients[cid].neighbours  # type: ignore[attr-defined]
+        sigs = tuple(
+            SurvivorSignature(signer, sig)
+            for signer, (their_set, sig) in sorted(signatures.items())
+            if signer in peers and their_set == survivors and signer in survivors
+        )
+        try:
+            reply = runner.send_to_client(cid, UnmaskRequest(round_id=config.round_id, recipient=cid, survivors=survivors, dropped=dropped, signatures=sigs))  # type: ignore[attr-defined]
+            responses[cid] = reply[0]
+        except SecAggError as exc:
+            errors.append(type(exc).__name__)
+    return responses, errors
+
+
+def _reconstruct_victim(rnd: _Round, responses: Mapping[int, object]) -> tuple[F64 | None, str]:
+    """Strip the victim's masks with what the unmask responses revealed.
+
+    The self mask needs ``t`` shares of ``b_v``. Each pairwise mask ``PRG(s_uv)`` needs
+    either ``v``'s masking key (``t`` shares of ``s_v``, the both-lists lie) or the peer
+    ``u``'s (``t`` shares of ``s_u``, when ``u`` was declared dropped).
+    """
+    from protocols import Stage
+    from secagg.keys import KeyPair, Purpose, derive_pair_key
+    from secagg.shamir import Share, reconstruct
+
+    runner = rnd.runner
+    config = runner.server.config  # type: ignore[attr-defined]
+    v, t, rid = rnd.victim, config.threshold, config.round_id
+    self_mask: dict[int, list[Share]] = {}
+    mask_key: dict[int, list[Share]] = {}
+    for r in responses.values():
+        for item in r.self_mask_shares:  # type: ignore[attr-defined]
+            self_mask.setdefault(item.owner, []).append(Share.from_bytes(item.share))
+        for item in r.mask_key_shares:  # type: ignore[attr-defined]
+            mask_key.setdefault(item.owner, []).append(Share.from_bytes(item.share))
+    if len(self_mask.get(v, [])) < t:
+        return None, f"{len(self_mask.get(v, []))} shares of the victim's self-mask seed, {t} needed"
+    b_seed = reconstruct(self_mask[v])
+    requests, replies = runner.history[Stage.MASKED_INPUT]  # type: ignore[attr-defined]
+    masked = np.asarray(replies[v].words, dtype=np.uint64)
+    authors = sorted(s.peer for s in requests[v].shares)
+    advertised = runner.history[Stage.ADVERTISE_KEYS][1]  # type: ignore[attr-defined]
+    victim_keys = KeyPair.from_private_bytes(reconstruct(mask_key[v])) if len(mask_key.get(v, [])) >= t else None
+    plus: list[bytes] = []
+    minus: list[bytes] = []
+    for u in authors:
+        if victim_keys is not None:
+            seed = derive_pair_key(victim_keys, advertised[u].mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=v, peer_id=u)
+        elif len(mask_key.get(u, [])) >= t:
+            peer_keys = KeyPair.from_private_bytes(reconstruct(mask_key[u]))
+            seed = derive_pair_key(peer_keys, advertised[v].mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=u, peer_id=v)
+        else:
+            return None, f"the pairwise mask of the victim with client {u} stays hidden"
+        (plus if v < u else minus).append(seed)
+    how = "the victim's own masking key" if victim_keys is not None else "the masking keys of the 'dropped' peers"
+    return _unmask(rnd, masked, b_seed, plus, minus), f"self-mask seed and {how} reconstructed"
+
+
+def _attack_lists(rnd: _Round, attack: ProtocolAttack) -> tuple[F64 | None, str, str]:
+    _honest_until_consistency(rnd)
+    v, everyone = rnd.victim, rnd.ids
+    others = tuple(c for c in everyone if c != v)
+    if attack is ProtocolAttack.BOTH_LISTS:
+        views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {c: (everyone, (v,)) for c in others}
+    else:  # FAKE_DROPOUTS: "everyone but v dropped"
+        views = {c: ((v,), tuple(o for o in others)) for c in others}
+    responses, errors = _lying_unmask(rnd, views)
+    recovered, note = _reconstruct_victim(rnd, responses)
+    return recovered, ",".join(sorted(set(errors))), note
+
+
+def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
+    _honest_until_consistency(rnd)
+    v, everyone = rnd.victim, rnd.ids
+    others = [c for c in everyone if c != v]
+    t = rnd.runner.server.config.threshold  # type: ignore[attr-defined]
+    group_a, group_b = others[:t], others[t:]
+    without_v = tuple(c for c in everyone if c != v)
+    views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {c: (everyone, ()) for c in [*group_a, v]}
+    views.update({c: (without_v, (v,)) for c in group_b})
+    responses, errors = _lying_unmask(rnd, views)
+    recovered, note = _reconstruct_victim(rnd, responses)
+    return recovered, ",".join(sorted(set(errors))), f"{len(group_a)} peers told v survived, {len(group_b)} told v dropped; {note}"
+
+
+# ----------------------------------------------------------------------------- key substitution
+
+
+def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tuple[F64 | None, str, str]:
+    """Man in the middle between the victim and its peers with server-known key pairs.
+
+    ``replay``: the substituted keys are the peers' keys from an older round, with the
+    signatures the peers made then (their private halves handed over by colluders).
+    """
+    from protocols import (
+        EncryptedShare,
+        KeyBroadcast,
+        PeerKeys,
+        ShareForward,
+        Stage,
+        advertise_transcript,
+    )
+    from secagg.aead import ShareCipher
+    from secagg.keys import KeyPair, Purpose, derive_pair_key
+    from secagg.shamir import SHARE_BYTES, Share, reconstruct, split
+
+    runner = rnd.runner
+    config = runner.server.config  # type: ignore[attr-defined]
+    rid = config.round_id
+    t = config.threshold
+    v = rnd.victim
+    runner.step()  # type: ignore[attr-defined]  # advertise keys, honestly
+    requests, replies = runner.history[Stage.ADVERTISE_KEYS]  # type: ignore[attr-defined]
+    neighbours = requests[v].neighbours
+    victim_keys = replies[v]
+    fake: dict[int, tuple[KeyPair, KeyPair, bytes]] = {}
+    for u in neighbours:
+        mask_kp, share_kp = KeyPair.generate(), KeyPair.generate()
+        if replay:
+            # signed by u in an older round (u's software binds the round only if hardened)
+            old_round = (rid + 1) % (1 << 63)
+            signature = runner.identities[u].sign(  # type: ignore[attr-defined]
+                advertise_transcript(
+                    client_id=u,
+                    mask_public=mask_kp.public_bytes,
+                    share_public=share_kp.public_bytes,
+                    round_id=old_round if hardening.round_bound_signatures else None,  # type: ignore[attr-defined]
+                    model_hash=bytes(32) if hardening.model_bound_signatures else None,  # type: ignore[attr-defined]
+                )
+            )
+        else:
+            signature = replies[u].signature  # the peer's real signature, on other keys
+        fake[u] = (mask_kp, share_kp, signature)
+    broadcast = KeyBroadcast(
+        round_id=rid,
+        recipient=v,
+        peers=tuple(PeerKeys(u, fake[u][0].public_bytes, fake[u][1].public_bytes, fake[u][2]) for u in neighbours),
+    )
+    try:
+        share_reply = runner.send_to_client(v, broadcast)[0]  # type: ignore[attr-defined]
+    except SecAggError as exc:
+        return None, type(exc).__name__, "the victim rejected the substituted keys"
+    # decrypt the shares the victim addressed to its (fake) peers
+    b_shares, s_shares = [], []
+    for enc in share_reply.shares:
+        key = derive_pair_key(fake[enc.peer][1], victim_keys.share_public, purpose=Purpose.SHARE_ENCRYPTION, round_id=rid, self_id=enc.peer, peer_id=v)
+        plain = ShareCipher(key).decrypt(enc.ciphertext, round_id=rid, sender=v, recipient=enc.peer)
+        b_shares.append(Share.from_bytes(plain[:SHARE_BYTES]))
+        s_shares.append(Share.from_bytes(plain[SHARE_BYTES:]))
+    b_seed = reconstruct(b_shares[:t])
+    # forge the peers' encrypted shares for the victim so that it sends its masked input
+    forged = []
+    order = sorted(set(neighbours) | {v})
+    for u in neighbours:
+        dummy_b = next(s for s in split(os.urandom(32), threshold=t, indices=order) if s.index == v)
+        dummy_s = next(s for s in split(os.urandom(32), threshold=t, indices=order) if s.index == v)
+        key = derive_pair_key(fake[u][1], victim_keys.share_public, purpose=Purpose.SHARE_ENCRYPTION, round_id=rid, self_id=u, peer_id=v)
+        token = ShareCipher(key).encrypt(dummy_b.to_bytes() + dummy_s.to_bytes(), round_id=rid, sender=u, recipient=v)
+        forged.append(EncryptedShare(u, token))
+    masked_reply = runner.send_to_client(v, ShareForward(round_id=rid, recipient=v, shares=tuple(forged)))[0]  # type: ignore[attr-defined]
+    masked = np.asarray(masked_reply.words, dtype=np.uint64)
+    plus: list[bytes] = []
+    minus: list[bytes] = []
+    for u in neighbours:
+        seed = derive_pair_key(fake[u][0], victim_keys.mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=u, peer_id=v)
+        (plus if v < u else minus).append(seed)
+    _ = s_shares  # the victim's masking key is not even needed: the server holds the peers' halves
+    return _unmask(rnd, masked, b_seed, plus, minus), "", "shares decrypted with the substituted keys; masks recomputed"
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _configuration(attack: ProtocolAttack, configuration: Configuration, n: int) -> tuple[object, object, str]:
+    """``(hardening, parameters, description)`` for an attack and a configuration."""
+    from protocols import Hardening
+    from threat_models.model import ServerClass, ThreatModel
+    from threat_models.parameters import GraphKind, select_parameters
+
+    threat = ThreatModel()
+    params = select_parameters(n, threat, graph=GraphKind.COMPLETE)
+    if configuration is Configuration.HARDENED:
+        return Hardening(), params, f"SecAgg, malicious-server hardening (t={params.threshold} of k={params.degree}, every check on)"
+    if attack is ProtocolAttack.REPLAYED_KEYS:
+        return replace(Hardening(), round_bound_signatures=False), params, "SecAgg, signatures without the round bound in (baseline)"
+    if attack is ProtocolAttack.SPLIT_VIEW:
+        curious = select_parameters(n, ThreatModel(server=ServerClass.CURIOUS), graph=GraphKind.COMPLETE)
+        weak = replace(params, threshold=curious.threshold)
+        return Hardening.unhardened(), weak, f"SecAgg, every check off, curious-server threshold t={weak.threshold} (baseline)"
+    return Hardening.unhardened(), params, "SecAgg, every client-side check off (baseline, as Flower 1.41's client)"
+
+
+def run_protocol_attack(
+    attack: ProtocolAttack,
+    configuration: Configuration,
+    updates: Mapping[int, F64],
+    *,
+    victim: int,
+    seed: int = 0,
+) -> AttackOutcome:
+    """Run one scripted attack against real clients holding ``updates``.
+
+    Args:
+        attack: a masking-protocol attack (not ``PAILLIER_SINGLE_DECRYPTION``; see
+            :func:`run_paillier_attack`).
+        configuration: hardened clients or the baseline.
+        updates: client id (>= 1) -> float update; the victim's is what the server wants.
+        victim: the target's id.
+        seed: stochastic rounding of the encoder (simulation only).
+    """
+    if attack is ProtocolAttack.PAILLIER_SINGLE_DECRYPTION:
+        raise InvalidParameterError("use run_paillier_attack for the Paillier attack")
+    if len(updates) < 4:
+        raise InvalidParameterError("need at least four clients")
+    hardening, params, defense = _configuration(attack, configuration, len(updates))
+    rnd = _setup(updates, victim, hardening=hardening, parameters=params, seed=seed)
+    if attack in (ProtocolAttack.BOTH_LISTS, ProtocolAttack.FAKE_DROPOUTS):
+        recovered, refusal, note = _attack_lists(rnd, attack)
+    elif attack is ProtocolAttack.SPLIT_VIEW:
+        recovered, refusal, note = _attack_split_view(rnd)
+    else:
+        recovered, refusal, note = _attack_substitution(rnd, replay=attack is ProtocolAttack.REPLAYED_KEYS, hardening=hardening)
+    if refusal:
+        note = f"{note}; refused with {refusal}"
+    return _outcome(rnd, attack, configuration, defense, recovered, refusal, note)
+
+
+def run_paillier_attack(
+    configuration: Configuration,
+    updates: Mapping[int, F64],
+    *,
+    victim: int,
+    key_bits: int = 512,
+    seed: int = 0,
+) -> AttackOutcome:
+    """Ask the decryptors to decrypt the victim's ciphertext alone.
+
+    The server runs an honest upload phase, then forwards only the victim's signed upload
+    to fresh :class:`protocols.paillier.PaillierDecryptor` objects and asks them to
+    decrypt "the aggregate" of that single contribution. Hardened decryptors refuse
+    (fewer than ``min_aggregate_size`` contributions); the baseline decryptors
+    (:meth:`protocols.paillier.PaillierHardening.unhardened`) answer, and ``t`` partial
+    decryptions of one ciphertext are that client's update.
+
+    ``key_bits`` defaults to 512 (INSECURE, for speed: the check does not depend on it).
+    """
+    from protocols.paillier import (
+        DecryptionRequest,
+        PaillierDecryptor,
+        PaillierHardening,
+        run_round,
+    )
+    from secagg.threshold_paillier import combine_partial_decryptions, deal_threshold_key
+    from threat_models.model import ThreatModel
+    from threat_models.paillier import paillier_parameters
+
+    ids = sorted(updates)
+    if victim not in ids:
+        raise InvalidParameterError("the victim must be one of the clients")
+    params = paillier_parameters(len(ids), ThreatModel())
+    key = deal_threshold_key(
+        n_decryptors=params.n_decryptors,
+        threshold=params.threshold,
+        key_bits=key_bits,
+        hazmat_allow_weak_key=key_bits < 2048,
+    )
+    outcome = run_round({c: updates[c] for c in ids}, key=key, seed=seed)
+    config = outcome.config
+    victim_upload = next(m for m in outcome.server_view if getattr(m, "client_id", None) == victim and hasattr(m, "vector"))
+    pk, shares = key
+    tolerance = 2.0 * float(getattr(config.encoder, "quantum", 0.0))
+    truth = np.asarray(updates[victim], dtype=np.float64)
+    hardened = configuration is Configuration.HARDENED
+    hardening = PaillierHardening() if hardened else PaillierHardening.unhardened()
+    addressed = "recipient" in {f.name for f in fields(DecryptionRequest)}
+    partials = []
+    errors: list[str] = []
+    for share in shares:
+        decryptor = PaillierDecryptor(config, share, hardening=hardening)
+        decryptor.handle(victim_upload)
+        extra: dict[str, Any] = {"recipient": getattr(decryptor, "party_id", share.index)} if addressed else {}
+        request = DecryptionRequest(round_id=config.round_id, contributors=(victim,), **extra)
+        try:
+            partials += [m.partial for m in decryptor.handle(request)]  # type: ignore[union-attr]
+        except SecAggError as exc:
+            errors.append(type(exc).__name__)
+    refusal = ",".join(sorted(set(errors)))
+    if hardened:
+        defense = f"Paillier, decryptors check the aggregate (>= {config.min_aggregate_size} signed contributions, once per round)"
+    else:
+        defense = "Paillier, decryptors decrypt whatever aggregate they are asked for (baseline)"
+    if len(partials) < pk.threshold:
+        note = f"{len(partials)} partial decryptions, {pk.threshold} needed; refused with {refusal}"
+        return AttackOutcome(ProtocolAttack.PAILLIER_SINGLE_DECRYPTION, configuration, defense, False, float("inf"), tolerance, refusal, None, note)
+    plain = combine_partial_decryptions(pk, victim_upload.vector, partials[: pk.threshold], verify=False, context=config.context)
+    ring = config.packing.unpack(plain, config.encoded_length, summands=1)
+    recovered = np.asarray(config.encoder.decode_sum(ring, 1), dtype=np.float64)
+    error = float(np.max(np.abs(recovered - truth)))
+    note = f"{pk.threshold} partial decryptions of the victim's ciphertext alone (key {key_bits} bits)"
+    return AttackOutcome(ProtocolAttack.PAILLIER_SINGLE_DECRYPTION, configuration, defense, error <= tolerance, error, tolerance, refusal, recovered, note)

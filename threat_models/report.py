@@ -1,0 +1,242 @@
+"""Report of an evaluation: image grids, plots and a markdown summary.
+
+Everything is drawn with matplotlib's Agg canvas directly (no global backend switch, no
+display needed). :func:`write_report` lays out ``OUT/``::
+
+    report.md              summary, what secure aggregation alone does not stop, tables
+    results.json           every row (same content as ``secagg evaluate --json``)
+    images/<panel>.png     originals (top) and reconstructions (bottom) with their PSNR
+    plots/<figure>.png     PSNR against signal-to-noise ratio, membership ROC curves
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure as MplFigure
+
+from secagg.errors import InvalidParameterError
+from threat_models.evaluate import EvaluationResult, Family, Figure, ImagePanel, Row, summary_table
+
+__all__ = ["save_image_grid", "save_figure", "write_report", "markdown_report", "WHY_NOT_STOPPED"]
+
+WHY_NOT_STOPPED: dict[str, str] = {
+    "closed_form per ReLU neuron": (
+        "A first-layer ReLU neuron that fires for exactly one example of the whole cohort "
+        "isolates that example in the *sum*: dW_i / db_i is the image. Masking hides each "
+        "update, not what the sum itself encodes. Stopped by DP noise on the updates."
+    ),
+    "dlg joint (all n)": (
+        "When n times the input size is below the number of parameters, the sum of the n "
+        "gradients determines all n inputs, and joint gradient matching finds them. Stopped by "
+        "DP noise, by larger cohorts or multi-step local training (n D > P)."
+    ),
+    "Sybil": (
+        "A server that runs every other client subtracts their known updates from the sum. "
+        "No masking protocol can stop it, and the minimum aggregate size counts Sybils as "
+        "clients. Distributed DP sized for n honest clients leaves only the target's own "
+        "noise share (std z C / sqrt(n)). Stopped only by noise each client adds itself, sized "
+        "for the colluders it must tolerate (local DP when all others may be Sybils), or by "
+        "an identity layer that limits Sybils."
+    ),
+    "trap/imprint weights": (
+        "Every client receives the same malicious model, so model-hash consistency checks pass; "
+        "its first layer bins examples by brightness and a bin with one example of the whole "
+        "aggregate yields it exactly. Stopped by DP noise, or by clients that refuse models they "
+        "cannot verify (e.g. fixed, audited architectures and initialisations)."
+    ),
+    "disaggregation across rounds": (
+        "Every round's aggregate is large enough, but overlapping cohorts over many rounds give "
+        "A = P U, which least squares inverts. Stopped by DP noise per round with privacy loss "
+        "composed over the rounds (and by not letting the server choose or learn the cohorts)."
+    ),
+    "model inconsistency": (
+        "Secure aggregation alone sums whatever the clients computed; if the server sends the "
+        "target the real model and everyone else a model with zero first-layer gradient, the "
+        "sum is the target's update. Stopped by binding the model hash into the signed keys "
+        "(hardened protocol) or by DP noise."
+    ),
+    "loss threshold": (
+        "Membership inference attacks the released model, which secure aggregation does not "
+        "change. Stopped by sample-level DP (DP-SGD)."
+    ),
+    "LiRA": (
+        "Membership inference attacks the released model, which secure aggregation does not "
+        "change. Stopped by sample-level DP (DP-SGD)."
+    ),
+}
+
+
+def _save(fig: MplFigure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def save_image_grid(panel: ImagePanel, path: Path) -> Path:
+    """Originals on the top row, reconstructions below, each titled with its PSNR."""
+    count = int(panel.originals.shape[0])
+    if count == 0 or panel.reconstructions.shape[0] != count:
+        raise InvalidParameterError("a panel needs as many reconstructions as originals")
+    fig = MplFigure(figsize=(1.3 * count + 0.8, 3.0))
+    axes = fig.subplots(2, count, squeeze=False)
+    for j in range(count):
+        for i, (images, label) in enumerate(((panel.originals, "original"), (panel.reconstructions, "attack"))):
+            ax = axes[i][j]
+            ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label)
+        axes[1][j].set_title(f"{panel.psnr_db[j]:.1f} dB", fontsize=8)
+    fig.suptitle(panel.title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """A line plot: one line per series, dashed reference lines, optional chance diagonal."""
+    fig = MplFigure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    for series in figure.series:
+        ax.plot(series.x, series.y, marker="o" if len(series.x) < 20 else None, label=series.label)
+    for label, value in figure.hlines:
+        ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
+        ax.annotate(label, xy=(0.01, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+    if figure.diagonal:
+        ax.plot([1e-4, 1.0], [1e-4, 1.0], linestyle=":", color="black", linewidth=0.8, label="chance")
+    if figure.logx:
+        ax.set_xscale("log")
+    if figure.logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(figure.xlabel)
+    ax.set_ylabel(figure.ylabel)
+    ax.set_title(figure.title, fontsize=9)
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def _not_stopped_section(result: EvaluationResult) -> list[str]:
+    lines = ["## What secure aggregation alone does NOT stop", ""]
+    found = result.not_stopped_by_secure_aggregation()
+    if not found:
+        lines += ["Every attack on the secure sum failed in this run.", ""]
+        return lines
+    seen: set[str] = set()
+    for row in found:
+        key = next((k for k in WHY_NOT_STOPPED if row.attack.startswith(k)), row.attack)
+        lines.append(f"- **{row.attack}** against *{row.defense}*: {row.metric} = {_fmt(row.value)} (baseline {_fmt(row.baseline)}).")
+        if key not in seen and key in WHY_NOT_STOPPED:
+            lines.append(f"  {WHY_NOT_STOPPED[key]}")
+            seen.add(key)
+    sybil = [r for r in result.rows if r.attack == "Sybil" and r.metric == "residual_noise_std"]
+    for row in sybil:
+        if row.baseline:
+            lines.append(
+                f"- Sybils vs distributed DP: the noise left on the target's update has std {_fmt(row.value)} "
+                f"against the intended {_fmt(row.baseline)} (ratio {row.value / row.baseline:.3f}). {row.note}."
+            )
+    lines.append("")
+    return lines
+
+
+def _rows_table(rows: Sequence[Row]) -> list[str]:
+    out = ["| attack | defense | metric | value | baseline | succeeded | expected | note |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        expected = "-" if r.expected is None else ("succeed" if r.expected else "fail")
+        flag = "" if r.as_expected else " **(unexpected)**"
+        out.append(
+            f"| {r.attack}{' (control)' if r.positive_control else ''} | {r.defense} | {r.metric} | {_fmt(r.value)} | "
+            f"{_fmt(r.baseline)} ({r.baseline_name}) | {'yes' if r.succeeded else 'no'}{flag} | {expected} | {r.note} |"
+        )
+    return out
+
+
+def markdown_report(result: EvaluationResult, *, images: Sequence[tuple[ImagePanel, str]] = (), plots: Sequence[tuple[Figure, str]] = ()) -> str:
+    """The markdown text of the report (paths are relative to the report's folder)."""
+    cfg = result.config
+    total = sum(result.seconds.values())
+    lines = [
+        "# Attack and defense evaluation",
+        "",
+        f"Mode: {'quick' if cfg.quick else 'full'}; seed {cfg.seed}; secure sums computed by the {result.aggregator}; "
+        f"{total:.0f} s of compute.",
+        "",
+        "Every attack first runs as a **positive control** (on a plaintext update, or against the deliberately "
+        "unhardened baseline) where it must succeed. "
+        + ("All positive controls succeeded." if result.controls_passed else "**Some positive control failed or a cell did not run: this evaluation proves nothing about the defenses it lists.**"),
+        "",
+        "Success criteria: an image is leaked at PSNR >= 20 dB (recognisable; 30 dB is visually exact), after matching "
+        "reconstructions to originals; a noise level counts as broken when the mean PSNR over targets reaches 20 dB; "
+        "membership inference succeeds at AUC >= 0.6 or TPR >= 3% at 1% FPR; a protocol-level attack succeeds when "
+        "the server's estimate of one client's update is within two quantisation steps of it. Baselines (what an "
+        "attacker gets for free) are shown next to every number.",
+        "",
+    ]
+    if result.errors:
+        lines += ["## Cells that did not run", ""] + [f"- {name}: `{msg}`" for name, msg in result.errors.items()] + [""]
+    unexpected = result.unexpected
+    if unexpected:
+        lines += ["## Unexpected verdicts", ""] + _rows_table(unexpected) + [""]
+    lines += _not_stopped_section(result)
+    lines += ["## Summary", "", summary_table(result, markdown=True), ""]
+    for family in Family:
+        fam_rows = [r for r in result.rows if r.family is family]
+        if not fam_rows:
+            continue
+        lines += [f"## {family.value.replace('_', ' ')}", ""]
+        settings = sorted({r.setting for r in fam_rows})
+        lines += ["Settings:", ""] + [f"- {s}" for s in settings] + [""]
+        lines += _rows_table(fam_rows) + [""]
+        for figure, path in plots:
+            if any(figure.name.startswith(p) for p in _FIGURES_OF[family]):
+                lines += [f"![{figure.title}]({path})", ""]
+        for panel, path in images:
+            if any(panel.name.startswith(p) for p in _PANELS_OF[family]):
+                lines += [f"**{panel.title}**", "", f"![{panel.title}]({path})", ""]
+    lines += ["## Time per cell", "", "| cell | seconds |", "|---|---|"]
+    lines += [f"| {name} | {sec:.1f} |" for name, sec in result.seconds.items()]
+    return "\n".join(lines) + "\n"
+
+
+_PANELS_OF: dict[Family, tuple[str, ...]] = {
+    Family.GRADIENT_INVERSION: ("plaintext_", "sum_", "dp_"),
+    Family.MEMBERSHIP: (),
+    Family.MODEL_LEVEL: ("model_inconsistency", "sybil", "trap", "disaggregation"),
+    Family.PROTOCOL_LEVEL: ("protocol_",),
+}
+_FIGURES_OF: dict[Family, tuple[str, ...]] = {
+    Family.GRADIENT_INVERSION: ("psnr_vs_noise",),
+    Family.MEMBERSHIP: ("roc_",),
+    Family.MODEL_LEVEL: (),
+    Family.PROTOCOL_LEVEL: (),
+}
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> Path:
+    """Write images, plots, ``results.json`` and ``report.md`` into ``out_dir``; return the report's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [(panel, f"images/{panel.name}.png") for panel in result.panels]
+    plots = [(figure, f"plots/{figure.name}.png") for figure in result.figures]
+    for panel, rel in images:
+        save_image_grid(panel, out / rel)
+    for figure, rel in plots:
+        save_figure(figure, out / rel)
+    (out / "results.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    report = out / "report.md"
+    report.write_text(markdown_report(result, images=images, plots=plots))
+    return report
