@@ -34,7 +34,7 @@ import secrets
 import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -100,6 +100,12 @@ __all__ = [
     "PaillierDecryptor",
     "PaillierHardening",
     "PaillierRoundOutcome",
+    "PaillierRoundRunner",
+    "PaillierParty",
+    "PaillierResult",
+    "PaillierSetup",
+    "UploadRequest",
+    "setup_paillier_round",
     "WeightedEncoder",
     "run_round",
     "simulate_paillier",
@@ -122,6 +128,7 @@ class MessageType(Enum):
     UPLOAD = 1
     DECRYPTION_REQUEST = 2
     PARTIAL_DECRYPTION = 3
+    UPLOAD_REQUEST = 4
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,8 @@ class PaillierRoundConfig:
         min_aggregate_size: fewest contributions a decryptor will help decrypt.
         roster: client id -> Ed25519 identity public key (from a PKI); the clients allowed
             to contribute. With ``signed_contributions=False`` the keys may be empty bytes.
+        decryptors: party id -> key-share index of every decryptor (default ``i -> i``). When
+            the clients are the decryptors, the party ids are client ids.
         signed_contributions: contributions must carry valid signatures.
         plaintext_proofs: contributions carry proofs of plaintext knowledge (bound to round and
             sender), verified by the server and the decryptors.
@@ -151,6 +160,7 @@ class PaillierRoundConfig:
     length: int
     min_aggregate_size: int
     roster: Mapping[int, bytes]
+    decryptors: Mapping[int, int] | None = None
     signed_contributions: bool = True
     plaintext_proofs: bool = True
     decryption_proofs: bool = True
@@ -181,6 +191,24 @@ class PaillierRoundConfig:
                 "roster must map client ids in [0, 2^64) to identity key bytes"
             )
         object.__setattr__(self, "roster", dict(self.roster))
+        count = self.public_key.n_decryptors
+        decryptors = (
+            {i: i for i in range(1, count + 1)}
+            if self.decryptors is None
+            else dict(self.decryptors)
+        )
+        if sorted(decryptors.values()) != list(range(1, count + 1)) or not all(
+            isinstance(k, int) and 0 <= k < 1 << 64 for k in decryptors
+        ):
+            raise InvalidParameterError(
+                f"decryptors must map {count} party ids in [0, 2^64) to the share indices 1..{count}"
+            )
+        object.__setattr__(self, "decryptors", decryptors)
+
+    @property
+    def decryptor_parties(self) -> dict[int, int]:
+        """Party id -> share index of every decryptor."""
+        return dict(self.decryptors or {})
 
     @property
     def encoded_length(self) -> int:
@@ -224,10 +252,19 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class UploadRequest:
+    """Server -> client: the round is open, upload your contribution."""
+
+    round_id: int
+    recipient: int
+
+
+@dataclass(frozen=True)
 class DecryptionRequest:
     """Server -> decryptor: decrypt the product of these clients' contributions."""
 
     round_id: int
+    recipient: int
     contributors: tuple[int, ...]
 
 
@@ -239,7 +276,7 @@ class PartialDecryptionMessage:
     partial: PartialDecryption
 
 
-PaillierMessage = Upload | DecryptionRequest | PartialDecryptionMessage
+PaillierMessage = UploadRequest | Upload | DecryptionRequest | PartialDecryptionMessage
 
 
 def _unit_width(config: PaillierRoundConfig) -> int:
@@ -286,8 +323,11 @@ def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
             + message.vector.to_bytes(config.public_key.paillier)
         )
         kind = MessageType.UPLOAD
+    elif isinstance(message, UploadRequest):
+        body = _U64.pack(message.recipient)
+        kind = MessageType.UPLOAD_REQUEST
     elif isinstance(message, DecryptionRequest):
-        body = _U32.pack(len(message.contributors)) + b"".join(
+        body = (_U64.pack(message.recipient) + _U32.pack(len(message.contributors))) + b"".join(
             _U64.pack(c) for c in message.contributors
         )
         kind = MessageType.DECRYPTION_REQUEST
@@ -368,14 +408,20 @@ def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
         return Upload(
             round_id=round_id, client_id=client_id, vector=vector, signature=sig, proof=proof
         )
+    if kind is MessageType.UPLOAD_REQUEST:
+        if len(body) != _U64.size:
+            raise MessageError("upload request has the wrong size")
+        return UploadRequest(round_id=round_id, recipient=_U64.unpack(body)[0])
     if kind is MessageType.DECRYPTION_REQUEST:
-        if len(body) < _U32.size:
+        head = _U64.size + _U32.size
+        if len(body) < head:
             raise MessageError("decryption request is truncated")
-        (count,) = _U32.unpack_from(body)
-        if count > config.packing.max_clients or len(body) != _U32.size + count * _U64.size:
+        (recipient,) = _U64.unpack_from(body)
+        (count,) = _U32.unpack_from(body, _U64.size)
+        if count > config.packing.max_clients or len(body) != head + count * _U64.size:
             raise MessageError("decryption request has the wrong size")
-        ids = tuple(_U64.unpack_from(body, _U32.size + i * _U64.size)[0] for i in range(count))
-        return DecryptionRequest(round_id=round_id, contributors=ids)
+        ids = tuple(_U64.unpack_from(body, head + i * _U64.size)[0] for i in range(count))
+        return DecryptionRequest(round_id=round_id, recipient=recipient, contributors=ids)
     width = config.ciphertext_width
     expected = config.packing.num_ciphertexts(config.encoded_length)
     if len(body) < 2 * _U32.size:
@@ -446,16 +492,25 @@ def _check_contribution(
 
 
 class PaillierClient:
-    """A contributing client: encode, encrypt, sign, upload -- once per round.
+    """A contributing client: encode, encrypt, prove, sign, upload -- once per round.
 
     Args:
         config: the round.
         client_id: this client's id (must be in the roster).
         identity_key: its long-term signing key (required with ``signed_contributions``).
+        update: the float update to send when the server's :class:`UploadRequest` arrives
+            (:meth:`handle`); :meth:`upload` takes it directly instead.
+        rng: generator for the encoder's stochastic rounding (simulation data only).
     """
 
     def __init__(
-        self, config: PaillierRoundConfig, client_id: int, identity_key: IdentityKey | None
+        self,
+        config: PaillierRoundConfig,
+        client_id: int,
+        identity_key: IdentityKey | None,
+        *,
+        update: npt.ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
     ) -> None:
         if client_id not in config.roster:
             raise InvalidParameterError(f"client {client_id} is not in the round's roster")
@@ -471,10 +526,37 @@ class PaillierClient:
         self.client_id = client_id
         self._identity = identity_key
         self._encryptor = config.public_key.encryptor(config.packing, randomness=config.randomness)
+        self._update = None if update is None else self._check_update(update)
+        self._rng = rng
         self._done = False
 
+    def _check_update(self, update: npt.ArrayLike) -> F64:
+        x = np.asarray(update, dtype=np.float64)
+        if x.ndim != 1 or x.size != self.config.length:
+            raise InvalidParameterError(
+                f"update must be a 1-D vector of length {self.config.length}"
+            )
+        return x
+
+    def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
+        """Answer the server's :class:`UploadRequest` with this client's :class:`Upload`.
+
+        Raises:
+            ReplayError: a request of another round.
+            MessageError: a request addressed to someone else, or not an upload request.
+            AlreadyFinalizedError: already uploaded in this round.
+        """
+        if not isinstance(message, UploadRequest):
+            raise StageError(f"a client does not accept {type(message).__name__}")
+        _check_round(self.config, message.round_id)
+        if message.recipient != self.client_id:
+            raise MessageError("upload request addressed to another client")
+        if self._update is None:
+            raise InvalidParameterError("this client was built without an update")
+        return [self.upload(self._update)]
+
     def upload(self, update: npt.ArrayLike, **encode_kwargs: Any) -> Upload:
-        """Encode, encrypt and sign ``update``; refuses a second upload in the same round.
+        """Encode, encrypt, prove and sign ``update``; refuses a second upload in the round.
 
         Raises:
             AlreadyFinalizedError: already uploaded in this round.
@@ -482,11 +564,10 @@ class PaillierClient:
         """
         if self._done:
             raise AlreadyFinalizedError("this client already uploaded in this round")
-        x = np.asarray(update, dtype=np.float64)
-        if x.ndim != 1 or x.size != self.config.length:
-            raise InvalidParameterError(
-                f"update must be a 1-D vector of length {self.config.length}"
-            )
+        x = self._check_update(update)
+        if self._rng is not None and "rng" not in encode_kwargs:
+            if isinstance(self.config.encoder, (FixedPointEncoder, WeightedEncoder)):
+                encode_kwargs["rng"] = self._rng
         encoded = self.config.encoder.encode(x, **encode_kwargs)
         vector, witness = self._encryptor.encrypt_with_witness(encoded)
         proof = None
@@ -516,11 +597,23 @@ class _Phase(Enum):
     DONE = "done"
 
 
+@dataclass(frozen=True)
+class PaillierResult:
+    """The server's result: ring sums (Z_(2^bits)), decoded aggregate and contributors."""
+
+    ring_sum: U64 = field(repr=False)
+    aggregate: F64 = field(repr=False)
+    survivors: tuple[int, ...]
+
+
 class PaillierServer:
     """The aggregator: validates and multiplies uploads, forwards them, combines partials.
 
-    It never holds key material. ``handle(message)`` returns the messages to send: an
-    accepted upload is returned once, to be forwarded to every decryptor.
+    It never holds key material. The transport drives it like the masking server:
+    :meth:`start` returns the upload requests, :meth:`handle` processes one incoming message
+    and returns what to forward (an accepted upload, to every decryptor), :meth:`advance`
+    closes the current stage and returns the next stage's requests; :attr:`stage` is
+    ``masked_input``, then ``unmasking``, then ``None`` with :attr:`result` set.
     """
 
     def __init__(self, config: PaillierRoundConfig) -> None:
@@ -532,17 +625,48 @@ class PaillierServer:
         self._partials: dict[int, PartialDecryption] = {}
         self._phase = _Phase.COLLECTING
         self._aggregate: EncryptedVector | None = None
+        self._result: PaillierResult | None = None
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage being run, ``None`` when the round is over."""
+        return {
+            _Phase.COLLECTING: Stage.MASKED_INPUT,
+            _Phase.DECRYPTING: Stage.UNMASKING,
+            _Phase.DONE: None,
+        }[self._phase]
+
+    @property
+    def result(self) -> PaillierResult:
+        """The round's result (after the last :meth:`advance`)."""
+        if self._result is None:
+            raise StageError("the round has not finished")
+        return self._result
 
     @property
     def contributors(self) -> tuple[int, ...]:
         """Clients whose uploads are in the aggregate, sorted."""
         return tuple(sorted(self._contributors))
 
+    @property
+    def partials_received(self) -> int:
+        return len(self._partials)
+
+    def start(self) -> list[PaillierMessage]:
+        """Open the round: one :class:`UploadRequest` per rostered client."""
+        if self._phase is not _Phase.COLLECTING or self._contributors:
+            raise StageError("the round has already started")
+        return [
+            UploadRequest(round_id=self.config.round_id, recipient=cid)
+            for cid in sorted(self.config.roster)
+        ]
+
     def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
         """Process one incoming message (all-or-nothing; typed error on anything wrong)."""
         if isinstance(message, Upload):
+            _check_round(self.config, message.round_id)
             if self._phase is not _Phase.COLLECTING:
-                raise StageError("uploads are closed: decryption has started")
+                raise ReplayError("upload after the input stage closed")
             _check_contribution(self.config, message)
             if message.client_id in self._contributors:
                 raise ReplayError("this client already contributed in this round")
@@ -550,9 +674,9 @@ class PaillierServer:
             self._contributors.append(message.client_id)
             return [message]
         if isinstance(message, PartialDecryptionMessage):
+            _check_round(self.config, message.round_id)
             if self._phase is not _Phase.DECRYPTING or self._aggregate is None:
                 raise StageError("no decryption is in progress")
-            _check_round(self.config, message.round_id)
             partial = message.partial
             if partial.index in self._partials:
                 raise ReplayError("this decryptor already answered")
@@ -570,12 +694,25 @@ class PaillierServer:
                     validate_ciphertext(value, pk.n, pk.n_squared)
             self._partials[partial.index] = partial
             return []
-        if isinstance(message, DecryptionRequest):
-            raise StageError("the server does not accept decryption requests")
+        if isinstance(message, (UploadRequest, DecryptionRequest)):
+            raise StageError(f"the server does not accept {type(message).__name__}")
         raise MessageError(f"not a Paillier message: {type(message).__name__}")
 
-    def request_decryption(self) -> DecryptionRequest:
-        """Close the uploads and ask the decryptors to decrypt the aggregate of the contributors.
+    def advance(self) -> list[PaillierMessage]:
+        """Close the current stage; return the next stage's requests (none after the last).
+
+        Raises:
+            ThresholdNotMetError: too few contributions or partial decryptions.
+        """
+        if self._phase is _Phase.COLLECTING:
+            return list(self.request_decryption())
+        if self._phase is _Phase.DECRYPTING:
+            self.finalize()
+            return []
+        raise StageError("the round is over")
+
+    def request_decryption(self) -> list[DecryptionRequest]:
+        """Close the uploads; ask every decryptor to decrypt the contributors' aggregate.
 
         Raises:
             ThresholdNotMetError: fewer contributions than the minimum aggregate size (the
@@ -591,11 +728,12 @@ class PaillierServer:
             )
         self._phase = _Phase.DECRYPTING
         self._aggregate = self._aggregator.result()
-        return DecryptionRequest(round_id=self.config.round_id, contributors=self.contributors)
-
-    @property
-    def partials_received(self) -> int:
-        return len(self._partials)
+        return [
+            DecryptionRequest(
+                round_id=self.config.round_id, recipient=party, contributors=self.contributors
+            )
+            for party in sorted(self.config.decryptor_parties)
+        ]
 
     def finalize(self) -> F64:
         """Combine ``t`` partial decryptions and decode the sum of the contributors' updates.
@@ -628,15 +766,19 @@ class PaillierServer:
         ring_sums = self.config.packing.unpack(
             plaintexts, self.config.encoded_length, summands=count
         )
+        aggregate = np.asarray(self.config.encoder.decode_sum(ring_sums, count), dtype=np.float64)
         self._phase = _Phase.DONE
-        return self.config.encoder.decode_sum(ring_sums, count)
+        self._result = PaillierResult(
+            ring_sum=ring_sums, aggregate=aggregate, survivors=self.contributors
+        )
+        return aggregate
 
 
 @dataclass(frozen=True)
 class PaillierHardening:
     """The decryptors' checks against a server that wants one client's update decrypted.
 
-    Both are on by default; :meth:`unhardened` (explicit opt-in) builds the deliberately weak
+    All are on by default; :meth:`unhardened` (explicit opt-in) builds the deliberately weak
     baseline that attack evaluations compare against.
 
     Attributes:
@@ -684,8 +826,10 @@ class PaillierDecryptor:
             raise InvalidParameterError("the key share does not belong to the round's key")
         if not isinstance(hardening, PaillierHardening):
             raise InvalidParameterError("hardening must be a PaillierHardening")
+        parties = [pid for pid, index in config.decryptor_parties.items() if index == share.index]
         self.config = config
         self.index = share.index
+        self.party_id = parties[0]
         self.hardening = hardening
         self._share = share
         self._aggregator = PaillierAggregator(
@@ -701,6 +845,8 @@ class PaillierDecryptor:
 
     def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
         """Process one forwarded upload or the decryption request (all-or-nothing)."""
+        if isinstance(message, (Upload, DecryptionRequest)):
+            _check_round(self.config, message.round_id)
         if self._decrypted and self.hardening.single_decryption:
             raise AlreadyFinalizedError("this decryptor already decrypted in this round")
         if isinstance(message, Upload):
@@ -713,7 +859,8 @@ class PaillierDecryptor:
             self._contributors.add(message.client_id)
             return []
         if isinstance(message, DecryptionRequest):
-            _check_round(self.config, message.round_id)
+            if message.recipient != self.party_id:
+                raise MessageError("decryption request addressed to another decryptor")
             named = message.contributors
             if list(named) != sorted(set(named)):
                 raise MessageError("contributors must be sorted and distinct")
@@ -737,6 +884,28 @@ class PaillierDecryptor:
             self._decrypted = True
             return [PartialDecryptionMessage(round_id=self.config.round_id, partial=partial)]
         raise StageError(f"a decryptor does not accept {type(message).__name__}")
+
+
+class PaillierParty:
+    """One participant: a contributing client, a decryptor, or both (clients as decryptors)."""
+
+    def __init__(self, client: PaillierClient | None, decryptor: PaillierDecryptor | None) -> None:
+        if client is None and decryptor is None:
+            raise InvalidParameterError("a party is a client, a decryptor or both")
+        self.client = client
+        self.decryptor = decryptor
+
+    def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
+        """Route a message to the client (upload requests) or the decryptor (the rest)."""
+        if isinstance(message, UploadRequest):
+            if self.client is None:
+                raise StageError("this party does not contribute")
+            return self.client.handle(message)
+        if isinstance(message, (Upload, DecryptionRequest)):
+            if self.decryptor is None:
+                raise StageError("this party does not decrypt")
+            return self.decryptor.handle(message)
+        raise StageError(f"a party does not accept {type(message).__name__}")
 
 
 # --------------------------------------------------------------------------- in-process driver
@@ -837,6 +1006,330 @@ def _pow2_ceiling(x: float) -> float:
     return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
 
+class PaillierRoundRunner:
+    """Runs one Paillier round in process, stage by stage (the interface of ``RoundRunner``).
+
+    Stages are ``masked_input`` (upload requests -> uploads, each accepted upload forwarded
+    to every live decryptor at once) and ``unmasking`` (decryption requests -> partial
+    decryptions). A stage is *collected* (:meth:`deliver_requests`, :meth:`deliver_replies`)
+    then *closed* (:meth:`close`: ``server.advance()``). Between the two a test or a scripted
+    attack may inject messages (:meth:`send_to_server`, :meth:`send_to_client`) and inspect
+    :attr:`pending`, :attr:`requests`, :attr:`outbox` and :attr:`replies`.
+
+    Args:
+        server: a fresh server.
+        parties: party id -> :class:`PaillierParty` (clients and decryptors).
+        dropouts: stage -> party ids that vanish at that stage.
+        wire: pass every message through the binary encoding.
+        record_view: keep every message the server accepted in :attr:`server_view`.
+        lazy_decryption: ask decryptors one at a time and stop at ``t`` partials (what a
+            simulation wants: partial decryption is the expensive step).
+    """
+
+    stages: tuple[Stage, ...] = (Stage.MASKED_INPUT, Stage.UNMASKING)
+
+    def __init__(
+        self,
+        server: PaillierServer,
+        parties: Mapping[int, PaillierParty],
+        *,
+        dropouts: Mapping[Stage, Iterable[int]] | None = None,
+        wire: bool = True,
+        record_view: bool = True,
+        lazy_decryption: bool = False,
+    ) -> None:
+        self.server = server
+        self.config = server.config
+        self.parties = dict(parties)
+        self.clients = self.parties  # the name the conformance suite uses
+        self.wire = wire
+        self.record_view = record_view
+        self.lazy_decryption = lazy_decryption
+        self.dropouts = {Stage(k): frozenset(v) for k, v in (dropouts or {}).items()}
+        self.server_view: list[PaillierMessage] = []
+        self.requests: dict[int, PaillierMessage] = {}
+        self.outbox: dict[int, list[PaillierMessage]] = {}
+        self.replies: dict[int, PaillierMessage] = {}
+        self.history: dict[
+            Stage, tuple[dict[int, PaillierMessage], dict[int, PaillierMessage]]
+        ] = {}
+        self.dead: set[int] = set()
+        self.pending: dict[int, PaillierMessage] = self._by_recipient(server.start())
+        self._requests_delivered = False
+        self._replies_delivered = False
+
+    @staticmethod
+    def _by_recipient(messages: Iterable[PaillierMessage]) -> dict[int, PaillierMessage]:
+        out: dict[int, PaillierMessage] = {}
+        for m in messages:
+            if isinstance(m, (UploadRequest, DecryptionRequest)):
+                out[m.recipient] = m
+        return out
+
+    def transmit(self, message: PaillierMessage) -> PaillierMessage:
+        """What the receiver gets: ``message`` after a trip through the wire format."""
+        if not self.wire:
+            return message
+        return decode_message(encode_message(message, self.config), self.config)
+
+    def _receive(self, message: PaillierMessage | bytes) -> PaillierMessage:
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            return decode_message(bytes(message), self.config)
+        return self.transmit(message)
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage being run (``None`` when the round is over)."""
+        return self.server.stage
+
+    @property
+    def finished(self) -> bool:
+        return self.server.stage is None
+
+    def _running(self) -> Stage:
+        stage = self.stage
+        if stage is None:
+            raise InvalidParameterError("the round is over")
+        return stage
+
+    def _to_server(self, message: PaillierMessage) -> None:
+        forwards = self.server.handle(message)
+        if self.record_view:
+            self.server_view.append(message)
+        for forward in forwards:
+            for pid, party in sorted(self.parties.items()):
+                if party.decryptor is not None and pid not in self.dead:
+                    party.handle(self.transmit(forward))
+
+    def deliver_requests(self) -> None:
+        """Hand the pending requests to the live parties; keep their replies in :attr:`outbox`."""
+        stage = self._running()
+        if self._requests_delivered:
+            return
+        vanish = self.dropouts.get(stage, frozenset())
+        self.requests, self.outbox, self.replies = {}, {}, {}
+        lazy = self.lazy_decryption and stage is Stage.UNMASKING
+        for pid, request in sorted(self.pending.items()):
+            if pid in self.dead or pid in vanish:
+                self.dead.add(pid)
+                continue
+            if lazy and self.server.partials_received >= self.config.public_key.threshold:
+                break
+            delivered = self.transmit(request)
+            self.requests[pid] = delivered
+            self.outbox[pid] = self.parties[pid].handle(delivered)
+            if lazy:
+                for reply in self.outbox.pop(pid):
+                    received = self.transmit(reply)
+                    self._to_server(received)
+                    self.replies[pid] = received
+        self.pending = {}
+        self._requests_delivered = True
+
+    def deliver_replies(self) -> None:
+        """Hand the replies in :attr:`outbox` to the server (uploads are forwarded on)."""
+        self._running()
+        if not self._requests_delivered:
+            self.deliver_requests()
+        if self._replies_delivered:
+            return
+        for pid, replies in sorted(self.outbox.items()):
+            for reply in replies:
+                received = self.transmit(reply)
+                self._to_server(received)
+                self.replies[pid] = received
+        self._replies_delivered = True
+
+    def collect(self) -> None:
+        """:meth:`deliver_requests` then :meth:`deliver_replies` (the stage stays open)."""
+        self.deliver_requests()
+        self.deliver_replies()
+
+    def close(self) -> None:
+        """Close the current stage (``server.advance()``) and queue the next requests."""
+        stage = self._running()
+        self.collect()
+        self.history[stage] = (self.requests, self.replies)
+        self.pending = self._by_recipient(self.server.advance())
+        self._requests_delivered = self._replies_delivered = False
+
+    def step(self) -> Stage:
+        """Collect and close the current stage; return it."""
+        stage = self._running()
+        self.close()
+        return stage
+
+    def run_until(self, stage: Stage) -> None:
+        """Close every stage before ``stage`` (its requests are then :attr:`pending`)."""
+        target = Stage(stage)
+        if target not in self.stages:
+            raise InvalidParameterError(f"this round has no stage {target.value!r}")
+        while self._running() is not target:
+            self.step()
+
+    def run(self) -> PaillierResult:
+        """Run the remaining stages; return the server's result."""
+        while not self.finished:
+            self.step()
+        return self.server.result
+
+    def send_to_server(self, message: PaillierMessage | bytes) -> None:
+        """Deliver an extra message (object or raw bytes) to the server; errors propagate."""
+        self._to_server(self._receive(message))
+
+    def send_to_client(
+        self, party_id: int, message: PaillierMessage | bytes
+    ) -> list[PaillierMessage]:
+        """Deliver an extra message (object or raw bytes) to a party; return its reply."""
+        return self.parties[party_id].handle(self._receive(message))
+
+
+@dataclass(frozen=True)
+class PaillierSetup:
+    """A round ready to run: the runner, its parameters and the parties' secrets (for attacks)."""
+
+    runner: PaillierRoundRunner
+    parameters: PaillierParameters
+    identities: Mapping[int, IdentityKey]
+    shares: tuple[KeyShare, ...] = field(repr=False)
+    ids: tuple[int, ...]
+
+
+def setup_paillier_round(
+    updates: Mapping[int, npt.ArrayLike],
+    *,
+    dropouts: Mapping[Any, Iterable[int]] | None = None,
+    seed: int | None = None,
+    threat_model: ThreatModel | None = None,
+    encoder: VectorEncoder | None = None,
+    bits: int = _DEFAULT_BITS,
+    round_id: int | None = None,
+    wire: bool = True,
+    record_view: bool = True,
+    key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
+    key_bits: int = DEFAULT_KEY_BITS,
+    hazmat_allow_weak_key: bool = False,
+    committee_size: int | None = None,
+    decryptor_dropouts: Iterable[int] = (),
+    randomness: Randomness = Randomness.FIXED_BASE,
+    hardening: PaillierHardening | None = None,
+    lazy_decryption: bool = False,
+) -> PaillierSetup:
+    """Build the config, the parties and a :class:`PaillierRoundRunner` for one round.
+
+    ``updates`` are the (already weighted) float inputs; see :func:`run_round` for the other
+    arguments. Committee members (``committee_size``) get the party ids following the
+    largest client id.
+    """
+    if not isinstance(updates, Mapping) or len(updates) < 2:
+        raise InvalidParameterError("updates must map at least two client ids to vectors")
+    ids = tuple(sorted(updates))
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 1 << 63 for i in ids):
+        raise InvalidParameterError("client ids must be ints in [0, 2^63)")
+    vectors = {i: np.asarray(updates[i], dtype=np.float64) for i in ids}
+    d = vectors[ids[0]].size
+    if d < 1 or any(v.ndim != 1 or v.size != d for v in vectors.values()):
+        raise InvalidParameterError("updates must be non-empty 1-D vectors of one length")
+    n = len(ids)
+    if encoder is None:
+        bound = _pow2_ceiling(max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values()))
+        encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=n)
+    if encoder.max_clients < n:
+        raise CapacityError(
+            f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}"
+        )
+    threat = ThreatModel() if threat_model is None else threat_model
+    params = paillier_parameters(
+        n, threat, n_decryptors=committee_size, max_clients=encoder.max_clients
+    )
+    if key is None:
+        public_key, shares = deal_threshold_key(
+            n_decryptors=params.n_decryptors,
+            threshold=params.threshold,
+            key_bits=key_bits,
+            hazmat_allow_weak_key=hazmat_allow_weak_key,
+        )
+    else:
+        public_key, shares = key[0], tuple(key[1])
+        if not isinstance(public_key, ThresholdPublicKey) or len(shares) != public_key.n_decryptors:
+            raise InvalidParameterError("key must be (ThresholdPublicKey, all of its shares)")
+        if public_key.n_decryptors != params.n_decryptors:
+            raise InvalidParameterError(
+                f"the key has {public_key.n_decryptors} shares, the round needs {params.n_decryptors}"
+            )
+        if public_key.threshold < params.threshold:
+            raise InvalidParameterError(
+                f"the key's threshold {public_key.threshold} is below the threat model's "
+                f"minimum {params.threshold}"
+            )
+    if isinstance(encoder, WeightedEncoder):
+        packing = public_key.packing(
+            value_bits=encoder.bits,
+            max_clients=encoder.max_clients,
+            value_bound=encoder.value_bound,
+        )
+    else:
+        packing = public_key.packing_for(encoder)
+    if committee_size is None:
+        decryptor_parties = {cid: index for index, cid in enumerate(ids, start=1)}
+    else:
+        decryptor_parties = {ids[-1] + index: index for index in range(1, committee_size + 1)}
+    identities = {i: IdentityKey.generate() for i in ids} if params.signed_contributions else {}
+    config = PaillierRoundConfig(
+        round_id=secrets.randbits(63) if round_id is None else round_id,
+        public_key=public_key,
+        encoder=encoder,
+        packing=packing,
+        length=d,
+        min_aggregate_size=params.min_aggregate_size,
+        roster={i: identities[i].public_bytes if identities else b"" for i in ids},
+        decryptors=decryptor_parties,
+        signed_contributions=params.signed_contributions,
+        plaintext_proofs=params.plaintext_proofs,
+        decryption_proofs=params.decryption_proofs,
+        randomness=randomness,
+    )
+    staged: dict[Stage, set[int]] = {Stage.MASKED_INPUT: set(), Stage.UNMASKING: set()}
+    for stage, dropped in parse_dropouts(dropouts, stages=tuple(Stage), cohort=ids).items():
+        staged[Stage.MASKED_INPUT if stage.value in _EARLY_STAGES else Stage.UNMASKING] |= dropped
+    gone = tuple(decryptor_dropouts)
+    if gone:
+        if committee_size is None:
+            raise InvalidParameterError("decryptor_dropouts needs a separate committee")
+        if not set(gone) <= set(range(1, committee_size + 1)):
+            raise InvalidParameterError(
+                "decryptor_dropouts must be committee indices 1..committee_size"
+            )
+        staged[Stage.UNMASKING] |= {ids[-1] + index for index in gone}
+    rng = np.random.default_rng(seed)
+    checks = PaillierHardening() if hardening is None else hardening
+    by_index = {s.index: s for s in shares}
+    parties: dict[int, PaillierParty] = {}
+    for pid in sorted(set(ids) | set(decryptor_parties)):
+        client = (
+            PaillierClient(config, pid, identities.get(pid), update=vectors[pid], rng=rng)
+            if pid in vectors
+            else None
+        )
+        decryptor = (
+            PaillierDecryptor(config, by_index[decryptor_parties[pid]], hardening=checks)
+            if pid in decryptor_parties
+            else None
+        )
+        parties[pid] = PaillierParty(client, decryptor)
+    runner = PaillierRoundRunner(
+        PaillierServer(config),
+        parties,
+        dropouts=staged,
+        wire=wire,
+        record_view=record_view,
+        lazy_decryption=lazy_decryption,
+    )
+    return PaillierSetup(
+        runner=runner, parameters=params, identities=identities, shares=tuple(shares), ids=ids
+    )
+
+
 def run_round(
     updates: Mapping[int, npt.ArrayLike],
     *,
@@ -863,9 +1356,10 @@ def run_round(
 
     Args:
         updates: client id -> 1-D float update (all of one length).
-        dropouts: stage name (or ``Stage``) -> client ids that vanish at that stage. Before or
-            at ``masked_input`` a client never uploads; at ``consistency_check`` or
-            ``unmasking`` it has uploaded but, if it is a decryptor, sends no partial.
+        dropouts: stage name (or ``Stage``) -> client ids that vanish at that stage. At
+            ``advertise_keys``, ``share_keys`` or ``masked_input`` a client never uploads (and,
+            if it is a decryptor, never decrypts); at ``consistency_check`` or ``unmasking`` it
+            has uploaded but sends no partial decryption.
         seed: seeds the *stochastic rounding* only (simulation data); keys, encryption
             randomness and proofs always use the OS CSPRNG.
         threat_model: adversary (default ``ThreatModel()``: malicious server); decides the
@@ -904,15 +1398,10 @@ def run_round(
     if not isinstance(updates, Mapping) or len(updates) < 2:
         raise InvalidParameterError("updates must map at least two client ids to vectors")
     ids = sorted(updates)
-    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 1 << 64 for i in ids):
-        raise InvalidParameterError("client ids must be ints in [0, 2^64)")
     vectors = {i: np.asarray(updates[i], dtype=np.float64) for i in ids}
-    d = vectors[ids[0]].size
-    if d < 1 or any(v.ndim != 1 or v.size != d for v in vectors.values()):
-        raise InvalidParameterError("updates must be non-empty 1-D vectors of one length")
-    n = len(ids)
+    ws: dict[int, float] = {}
+    weight_encoder = None
     if weights is not None:
-        ws = {}
         for i in ids:
             if i not in weights:
                 raise InvalidParameterError(f"no weight for client {i}")
@@ -921,139 +1410,55 @@ def run_round(
                 raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
             ws[i] = w
         vectors = {i: vectors[i] * ws[i] for i in ids}
-    if encoder is None:
-        bound = _pow2_ceiling(max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values()))
-        encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=n)
-    if encoder.max_clients < n:
-        raise CapacityError(
-            f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}"
-        )
-    if weights is not None:
+        if encoder is None:
+            bound = _pow2_ceiling(
+                max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values())
+            )
+            encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=len(ids))
         top = float(max_weight) if max_weight is not None else _pow2_ceiling(max(ws.values()))
         if any(w > top for w in ws.values()):
             raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
-        encoder = WeightedEncoder(
-            encoder, FixedPointEncoder(bits=encoder.bits, lo=0.0, hi=top, max_clients=n)
-        )
+        weight_encoder = FixedPointEncoder(bits=encoder.bits, lo=0.0, hi=top, max_clients=len(ids))
+        encoder = WeightedEncoder(encoder, weight_encoder)
         vectors = {i: np.concatenate([vectors[i], [ws[i]]]) for i in ids}
-    threat = ThreatModel() if threat_model is None else threat_model
-    params = paillier_parameters(
-        n, threat, n_decryptors=committee_size, max_clients=encoder.max_clients
-    )
-    if key is None:
-        public_key, shares = deal_threshold_key(
-            n_decryptors=params.n_decryptors,
-            threshold=params.threshold,
-            key_bits=key_bits,
-            hazmat_allow_weak_key=hazmat_allow_weak_key,
-        )
-    else:
-        public_key, shares = key[0], tuple(key[1])
-        if not isinstance(public_key, ThresholdPublicKey) or len(shares) != public_key.n_decryptors:
-            raise InvalidParameterError("key must be (ThresholdPublicKey, all of its shares)")
-        if public_key.n_decryptors != params.n_decryptors:
-            raise InvalidParameterError(
-                f"the key has {public_key.n_decryptors} shares, the round needs {params.n_decryptors}"
-            )
-        if public_key.threshold < params.threshold:
-            raise InvalidParameterError(
-                f"the key's threshold {public_key.threshold} is below the threat model's "
-                f"minimum {params.threshold}"
-            )
-    if isinstance(encoder, WeightedEncoder):
-        packing = public_key.packing(
-            value_bits=encoder.bits,
-            max_clients=encoder.max_clients,
-            value_bound=encoder.value_bound,
-        )
-    else:
-        packing = public_key.packing_for(encoder)
-    identities = {i: IdentityKey.generate() for i in ids} if params.signed_contributions else {}
-    config = PaillierRoundConfig(
-        round_id=secrets.randbits(63) if round_id is None else round_id,
-        public_key=public_key,
+    setup = setup_paillier_round(
+        vectors,
+        dropouts=dropouts,
+        seed=seed,
+        threat_model=threat_model,
         encoder=encoder,
-        packing=packing,
-        length=vectors[ids[0]].size,
-        min_aggregate_size=params.min_aggregate_size,
-        roster={i: identities[i].public_bytes if identities else b"" for i in ids},
-        signed_contributions=params.signed_contributions,
-        plaintext_proofs=params.plaintext_proofs,
-        decryption_proofs=params.decryption_proofs,
+        bits=bits,
+        round_id=round_id,
+        wire=wire,
+        record_view=record_view,
+        key=key,
+        key_bits=key_bits,
+        hazmat_allow_weak_key=hazmat_allow_weak_key,
+        committee_size=committee_size,
+        decryptor_dropouts=decryptor_dropouts,
         randomness=randomness,
+        hardening=hardening,
+        lazy_decryption=True,
     )
-
-    early: set[int] = set()
-    late: set[int] = set()
-    for stage, dropped in parse_dropouts(dropouts, stages=tuple(Stage), cohort=ids).items():
-        (early if stage.value in _EARLY_STAGES else late).update(dropped)
-    decryptor_gone = tuple(decryptor_dropouts)
-    if committee_size is None:
-        if decryptor_gone:
-            raise InvalidParameterError("decryptor_dropouts needs a separate committee")
-        decryptor_of = dict(enumerate(ids, start=1))
-        gone = {index for index, cid in decryptor_of.items() if cid in early | late}
-        listens = {index for index, cid in decryptor_of.items() if cid not in early}
-    else:
-        gone = set(decryptor_gone)
-        if not gone <= set(range(1, committee_size + 1)):
-            raise InvalidParameterError(
-                "decryptor_dropouts must be committee indices 1..committee_size"
-            )
-        listens = set(range(1, committee_size + 1))
-
-    rng = np.random.default_rng(seed)
-    server = PaillierServer(config)
-    checks = PaillierHardening() if hardening is None else hardening
-    decryptors = {
-        s.index: PaillierDecryptor(config, s, hardening=checks)
-        for s in shares
-        if s.index in listens
-    }
-    view: list[PaillierMessage] = []
-
-    def deliver(message: PaillierMessage) -> PaillierMessage:
-        return decode_message(encode_message(message, config), config) if wire else message
-
-    encode_kwargs: dict[str, Any] = (
-        {"rng": rng} if isinstance(encoder, (FixedPointEncoder, WeightedEncoder)) else {}
-    )
+    runner = setup.runner
     quiet = not progress or not sys.stderr.isatty()
-    for client_id in tqdm(ids, desc="paillier uploads", disable=quiet):
-        if client_id in early:
-            continue
-        client = PaillierClient(config, client_id, identities.get(client_id))
-        upload = deliver(client.upload(vectors[client_id], **encode_kwargs))
-        forwards = server.handle(upload)
-        if record_view:
-            view.append(upload)
-        for forward in forwards:
-            for decryptor in decryptors.values():
-                decryptor.handle(deliver(forward))
-    request = server.request_decryption()
-    for index in sorted(decryptors):
-        if server.partials_received >= public_key.threshold:
-            break
-        if index in gone:
-            continue
-        for reply in decryptors[index].handle(deliver(request)):
-            received = deliver(reply)
-            server.handle(received)
-            if record_view:
-                view.append(received)
-    total = server.finalize()
+    with tqdm(total=len(runner.stages), desc="paillier round", disable=quiet) as bar:
+        while not runner.finished:
+            runner.step()
+            bar.update(1)
+    result = runner.server.result
+    total = result.aggregate
     weight_sum = None
-    if isinstance(encoder, WeightedEncoder):
+    if weight_encoder is not None:
         weight_sum = float(total[-1])
         total = total[:-1]
-    survivors = server.contributors
     return PaillierRoundOutcome(
         aggregate=np.asarray(total, dtype=np.float64),
-        survivors=survivors,
-        dropped=tuple(i for i in ids if i not in survivors),
-        server_view=tuple(view),
-        config=config,
-        parameters=params,
+        survivors=result.survivors,
+        dropped=tuple(i for i in ids if i not in result.survivors),
+        server_view=tuple(runner.server_view),
+        config=runner.config,
+        parameters=setup.parameters,
         weight_sum=weight_sum,
     )
 

@@ -5,6 +5,7 @@ Keys are 512-bit (INSECURE, for speed), dealt once per module.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TypeVar, cast
 
@@ -12,15 +13,18 @@ import numpy as np
 import pytest
 
 import protocols
+from protocols import Stage
 from protocols.paillier import (
     DecryptionRequest,
     PaillierClient,
     PaillierDecryptor,
     PaillierHardening,
+    PaillierMessage,
     PaillierRoundConfig,
     PaillierServer,
     PartialDecryptionMessage,
     Upload,
+    UploadRequest,
     WeightedEncoder,
     contribution_transcript,
     decode_message,
@@ -49,7 +53,7 @@ from secagg.threshold_paillier import (
 )
 from threat_models.model import ServerClass, ThreatModel
 
-M = TypeVar("M", bound=Upload | DecryptionRequest | PartialDecryptionMessage)
+M = TypeVar("M", bound=PaillierMessage)
 N = 6
 D = 40
 Key = tuple[ThresholdPublicKey, tuple[KeyShare, ...]]
@@ -107,6 +111,19 @@ def rnd(key: Key, updates: dict[int, np.ndarray]) -> Round:
     return Round(key, updates)
 
 
+def ask(
+    dec: PaillierDecryptor, contributors: Iterable[int], round_id: int = 5
+) -> DecryptionRequest:
+    return DecryptionRequest(
+        round_id=round_id, recipient=dec.party_id, contributors=tuple(contributors)
+    )
+
+
+def request_for(requests: list[DecryptionRequest], dec: PaillierDecryptor) -> DecryptionRequest:
+    (request,) = [r for r in requests if r.recipient == dec.party_id]
+    return request
+
+
 def _honest_upload_phase(r: Round, ids: list[int] | None = None) -> None:
     for i in ids if ids is not None else r.ids:
         for fwd in r.server.handle(r.wire(r.uploads[i])):
@@ -119,10 +136,11 @@ def _honest_upload_phase(r: Round, ids: list[int] | None = None) -> None:
 
 def test_hand_driven_round_matches_plain_sum(rnd: Round, updates: dict[int, np.ndarray]) -> None:
     _honest_upload_phase(rnd)
-    request = rnd.server.request_decryption()
-    assert request.contributors == tuple(rnd.ids)
+    requests = rnd.server.request_decryption()
+    assert all(r.contributors == tuple(rnd.ids) for r in requests)
+    assert sorted(r.recipient for r in requests) == [d.party_id for d in rnd.decryptors]
     for dec in rnd.decryptors[:4]:
-        for reply in dec.handle(rnd.wire(request)):
+        for reply in dec.handle(rnd.wire(request_for(requests, dec))):
             rnd.server.handle(rnd.wire(reply))
     total = rnd.server.finalize()
     expected = np.sum([updates[i] for i in rnd.ids], axis=0)
@@ -215,8 +233,17 @@ def test_stage_order_is_enforced(rnd: Round) -> None:
     partial = rnd.decryptors[0]
     with pytest.raises(StageError):
         rnd.server.finalize()
-    request = rnd.server.request_decryption()
-    with pytest.raises(StageError):  # uploads are closed
+    with pytest.raises(StageError):  # no partial decryptions before the request
+        rnd.server.handle(
+            PartialDecryptionMessage(
+                round_id=5, partial=partial_decrypt(partial._share, rnd.uploads[rnd.ids[0]].vector)
+            )
+        )
+    seen = [rnd.server.stage]
+    request = request_for(rnd.server.request_decryption(), partial)
+    seen.append(rnd.server.stage)
+    assert seen == [Stage.MASKED_INPUT, Stage.UNMASKING]
+    with pytest.raises(ReplayError):  # uploads are closed
         rnd.server.handle(rnd.uploads[rnd.ids[4]])
     with pytest.raises(StageError):
         rnd.server.request_decryption()
@@ -264,8 +291,9 @@ def test_client_uploads_once(rnd: Round, updates: dict[int, np.ndarray]) -> None
 
 def test_bad_partial_is_rejected_without_state_change(rnd: Round) -> None:
     _honest_upload_phase(rnd)
-    request = rnd.server.request_decryption()
-    reply = rnd.decryptors[0].handle(request)[0]
+    reply = rnd.decryptors[0].handle(
+        request_for(rnd.server.request_decryption(), rnd.decryptors[0])
+    )[0]
     assert isinstance(reply, PartialDecryptionMessage)
     n, n2 = rnd.config.public_key.n, rnd.config.public_key.n_squared
     values = list(reply.partial.values)
@@ -284,19 +312,22 @@ def test_bad_partial_is_rejected_without_state_change(rnd: Round) -> None:
 def test_wire_roundtrip(rnd: Round) -> None:
     up = rnd.uploads[rnd.ids[0]]
     assert rnd.wire(up) == up
-    req = DecryptionRequest(round_id=5, contributors=(10, 11, 12))
+    req = DecryptionRequest(round_id=5, recipient=3, contributors=(10, 11, 12))
     assert rnd.wire(req) == req
     _honest_upload_phase(rnd)
-    reply = rnd.decryptors[1].handle(rnd.server.request_decryption())[0]
+    reply = rnd.decryptors[1].handle(
+        request_for(rnd.server.request_decryption(), rnd.decryptors[1])
+    )[0]
     assert rnd.wire(reply) == reply
 
 
 def test_malformed_messages_are_typed_errors(rnd: Round) -> None:
     cfg = rnd.config
     up = encode_message(rnd.uploads[rnd.ids[0]], cfg)
-    req = encode_message(DecryptionRequest(round_id=5, contributors=(10, 11)), cfg)
+    req = encode_message(DecryptionRequest(round_id=5, recipient=1, contributors=(10, 11)), cfg)
     _honest_upload_phase(rnd)
-    part = encode_message(rnd.decryptors[0].handle(rnd.server.request_decryption())[0], cfg)
+    first = rnd.decryptors[0]
+    part = encode_message(first.handle(request_for(rnd.server.request_decryption(), first))[0], cfg)
     bad: list[bytes] = [
         b"",
         up[:10],
@@ -307,7 +338,8 @@ def test_malformed_messages_are_typed_errors(rnd: Round) -> None:
         up + b"\x00",
         up[:22] + b"\x05" + up[23:],  # signature length
         req + b"\x00" * 8,
-        req[:14] + (10_000).to_bytes(4, "big") + req[18:],
+        req[:22] + (10_000).to_bytes(4, "big") + req[26:],
+        encode_message(UploadRequest(round_id=5, recipient=10), cfg) + b"\x00",
         part[:-1],
         part + b"\x00",
     ]
@@ -342,7 +374,7 @@ def test_attack_server_asks_to_decrypt_one_clients_ciphertext(rnd: Round) -> Non
     for dec in rnd.decryptors:
         dec.handle(rnd.wire(rnd.uploads[victim]))
         with pytest.raises(ProtocolAbortError):
-            dec.handle(DecryptionRequest(round_id=5, contributors=(victim,)))
+            dec.handle(ask(dec, (victim,)))
     # 2. pad with fabricated contributions: the server cannot sign for other clients
     pk = rnd.config.public_key
     zeros = PaillierEncryptor(
@@ -367,11 +399,7 @@ def test_attack_server_asks_to_decrypt_one_clients_ciphertext(rnd: Round) -> Non
     # 4. claim a set that differs from what was forwarded
     for dec in rnd.decryptors:
         with pytest.raises(ProtocolAbortError):
-            dec.handle(
-                DecryptionRequest(
-                    round_id=5, contributors=tuple(sorted((victim, rnd.ids[0], rnd.ids[1])))
-                )
-            )
+            dec.handle(ask(dec, sorted((victim, rnd.ids[0], rnd.ids[1]))))
     # no decryptor released anything, and every refusal left its state intact: an honest
     # completion of the round still works for the decryptors
     assert all(not d._decrypted for d in rnd.decryptors)
@@ -380,18 +408,18 @@ def test_attack_server_asks_to_decrypt_one_clients_ciphertext(rnd: Round) -> Non
 def test_attack_differencing_within_a_round_is_refused(rnd: Round) -> None:
     # decrypt the full aggregate with quorum Q1, then ask the others for "all but the victim"
     _honest_upload_phase(rnd)
-    request = rnd.server.request_decryption()
-    first = [d.handle(request) for d in rnd.decryptors[:4]]
+    requests = rnd.server.request_decryption()
+    first = [d.handle(request_for(requests, d)) for d in rnd.decryptors[:4]]
     assert all(len(r) == 1 for r in first)
     victim = rnd.ids[2]
-    smaller = DecryptionRequest(round_id=5, contributors=tuple(i for i in rnd.ids if i != victim))
+    smaller = [i for i in rnd.ids if i != victim]
     for dec in rnd.decryptors[:4]:
         with pytest.raises(AlreadyFinalizedError):
-            dec.handle(smaller)
+            dec.handle(ask(dec, smaller))
     # the two decryptors left hold the victim's contribution already and refuse the other set
     for dec in rnd.decryptors[4:]:
         with pytest.raises(ProtocolAbortError):
-            dec.handle(smaller)
+            dec.handle(ask(dec, smaller))
     # and 2t - l = 2 > c = 0: no second quorum of 4 exists among the 2 fresh decryptors anyway
 
 
@@ -399,13 +427,15 @@ def test_decryptor_refuses_unsorted_or_foreign_requests(rnd: Round) -> None:
     _honest_upload_phase(rnd)
     dec = rnd.decryptors[0]
     with pytest.raises(MessageError):
-        dec.handle(DecryptionRequest(round_id=5, contributors=tuple(reversed(rnd.ids))))
+        dec.handle(ask(dec, reversed(rnd.ids)))
     with pytest.raises(ReplayError):
-        dec.handle(DecryptionRequest(round_id=4, contributors=tuple(rnd.ids)))
-    reply = rnd.decryptors[1].handle(DecryptionRequest(round_id=5, contributors=tuple(rnd.ids)))[0]
+        dec.handle(ask(dec, rnd.ids, round_id=4))
+    with pytest.raises(MessageError):  # addressed to another decryptor
+        dec.handle(ask(rnd.decryptors[1], rnd.ids))
+    reply = rnd.decryptors[1].handle(ask(rnd.decryptors[1], rnd.ids))[0]
     with pytest.raises(StageError):
         dec.handle(reply)
-    assert len(dec.handle(DecryptionRequest(round_id=5, contributors=tuple(rnd.ids)))) == 1
+    assert len(dec.handle(ask(dec, rnd.ids))) == 1
 
 
 def test_encrypted_vectors_in_view_are_fresh_units(
@@ -493,7 +523,7 @@ def test_unhardened_baseline_leaks_one_update(key: Key, updates: dict[int, np.nd
     partials = []
     for dec in weak[: r.config.public_key.threshold]:
         dec.handle(r.uploads[victim])
-        (reply,) = dec.handle(DecryptionRequest(round_id=5, contributors=(victim,)))
+        (reply,) = dec.handle(ask(dec, (victim,)))
         assert isinstance(reply, PartialDecryptionMessage)
         partials.append(reply.partial)
     vector = r.uploads[victim].vector  # each weak decryptor's "aggregate" is this ciphertext
@@ -506,7 +536,7 @@ def test_unhardened_baseline_leaks_one_update(key: Key, updates: dict[int, np.nd
     # while a hardened decryptor refuses the very same request
     r.decryptors[0].handle(r.uploads[victim])
     with pytest.raises(ProtocolAbortError):
-        r.decryptors[0].handle(DecryptionRequest(round_id=5, contributors=(victim,)))
+        r.decryptors[0].handle(ask(r.decryptors[0], (victim,)))
 
 
 def test_attack_colluding_client_cancels_the_others(
@@ -545,12 +575,11 @@ def test_attack_colluding_client_cancels_the_others(
         for d in rnd.decryptors[: pk.threshold]
     ]
     contributions = [rnd.uploads[i] for i in (victim, *honest)] + [forged]
-    request = DecryptionRequest(round_id=5, contributors=tuple(sorted(rnd.ids)))
     partials = []
     for dec in weak:
         for up in contributions:
             dec.handle(up)
-        (reply,) = dec.handle(request)
+        (reply,) = dec.handle(ask(dec, sorted(rnd.ids)))
         assert isinstance(reply, PartialDecryptionMessage)
         partials.append(reply.partial)
     total = aggregate(pk.paillier, packing, [u.vector for u in contributions])
