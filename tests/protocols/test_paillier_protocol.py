@@ -158,7 +158,7 @@ def test_run_round_with_dropouts_at_every_stage(key: Key, updates: dict[int, np.
         ]
         assert out.survivors == tuple(contributed)
         expected = np.sum([updates[i] for i in contributed], axis=0)
-        assert np.max(np.abs(out.aggregate - expected)) <= len(contributed) * _quantum(out.config)  # type: ignore[attr-defined]
+        assert np.max(np.abs(out.aggregate - expected)) <= len(contributed) * _quantum(out.config)
         uploads = [m for m in out.server_view if isinstance(m, Upload)]
         assert [m.client_id for m in uploads] == contributed
 
@@ -193,7 +193,7 @@ def test_separate_committee_with_dropouts(updates: dict[int, np.ndarray]) -> Non
     assert partials == [3, 4, 5]
     assert np.max(np.abs(out.aggregate - np.sum(list(updates.values()), axis=0))) <= N * _quantum(
         out.config
-    )  # type: ignore[attr-defined]
+    )
 
 
 def test_curious_variant_without_signatures_or_proofs(updates: dict[int, np.ndarray]) -> None:
@@ -209,7 +209,7 @@ def test_curious_variant_without_signatures_or_proofs(updates: dict[int, np.ndar
     assert partials and all(m.partial.proof is None for m in partials)
     assert np.max(np.abs(out.aggregate - np.sum(list(updates.values()), axis=0))) <= N * _quantum(
         out.config
-    )  # type: ignore[attr-defined]
+    )
 
 
 def test_key_reuse_checks(key: Key, updates: dict[int, np.ndarray]) -> None:

@@ -267,7 +267,7 @@ def test_encryptor_argument_checks(keypair: KeyPair, base: int) -> None:
     with pytest.raises(InvalidParameterError):
         PaillierEncryptor(public, PackingScheme(value_bits=16, max_clients=8, plaintext_bits=4096))
     with pytest.raises(InvalidParameterError):
-        PaillierEncryptor(object(), packing, randomness=Randomness.STANDARD)  # type: ignore[arg-type]
+        PaillierEncryptor(object(), packing, randomness=Randomness.STANDARD)
     enc = PaillierEncryptor(public, packing, randomness=Randomness.STANDARD)
     with pytest.raises(EncodingError):
         enc.encrypt_plaintext(public.n)
