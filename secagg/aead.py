@@ -37,12 +37,17 @@ def associated_data(*, round_id: int, sender: int, recipient: int) -> bytes:
 class ShareCipher:
     """AES-256-GCM keyed with a 32-byte pair key (see :func:`secagg.keys.derive_pair_key`)."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
             raise InvalidParameterError("ShareCipher needs a 32-byte key")
-        self._aead = AESGCM(bytes(key))
+        self._key = bytes(key)
+        self._aead = AESGCM(self._key)
+
+    def __reduce__(self) -> tuple[type[ShareCipher], tuple[bytes]]:
+        # lets a client's round state be saved between processes (protocols.flower.state)
+        return (ShareCipher, (self._key,))
 
     def encrypt(self, plaintext: bytes, *, round_id: int, sender: int, recipient: int) -> bytes:
         """Encrypt ``plaintext`` from ``sender`` to ``recipient`` in ``round_id``."""

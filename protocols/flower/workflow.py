@@ -1,0 +1,466 @@
+"""The server side: a Flower workflow that runs this library's SecAgg / SecAgg+ server.
+
+Use it from a ``ServerApp`` built on Flower's Message API::
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        workflow = SecureAggregationWorkflow(SecAggPolicy())
+        result = workflow.start(grid, ArrayRecord(model.state_dict()), num_rounds=10)
+
+Each round is one run of :class:`~protocols.server.SecAggServer`: every protocol stage is
+one exchange of Flower ``train`` messages with the cohort's nodes (the global model and
+the train configuration travel with the masked-input stage, when the clients train), so
+the server never holds an individual update -- only masked vectors, then the sum of the
+survivors' (noised) updates. Nodes that do not answer a stage within ``stage_timeout``
+seconds, or answer with an error or an invalid message, are dropouts from that stage on;
+the protocol recovers their masks as long as the threat model's threshold holds, and
+aborts the round (:class:`~secagg.errors.ThresholdNotMetError`) otherwise.
+
+Flower's own ``SecAggPlusWorkflow`` works only with the legacy strategy API; this
+workflow uses the Message API directly and reimplements FedAvg's loop in :meth:`start`
+(per-round Poisson sampling of nodes, a privacy ledger, optional central evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from logging import INFO, WARNING
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+
+from protocols.config import RoundConfig
+from protocols.flower.policy import SecAggPolicy
+from protocols.flower.records import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    HELLO_STAGE,
+    MESSAGE_KEY,
+    TRAIN_CONFIG_KEY,
+    WIRE_VERSION,
+    RoundAnnouncement,
+    arrays_digest,
+    flatten_arrays,
+    pack_message,
+    unpack_message,
+)
+from protocols.messages import Message as ProtocolMessage
+from protocols.messages import Stage
+from protocols.server import SecAggServer
+from secagg.errors import (
+    InvalidParameterError,
+    ProtocolAbortError,
+    SecAggError,
+    ThresholdNotMetError,
+)
+from secagg.recipe import DPMode
+
+__all__ = ["SecureAggregationWorkflow", "FlowerRoundResult", "WorkflowResult"]
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class FlowerRoundResult:
+    """One securely aggregated round.
+
+    Attributes:
+        round: the server round number.
+        arrays: the new global model, ``global + server_lr * update``.
+        update: the aggregated update (the mean; with user-level DP the noised sum over
+            the expected cohort size).
+        survivors: node ids whose updates are in the aggregate.
+        dropped: node ids of the cohort whose updates are not.
+        client_ids: node id -> protocol client id, for the cohort.
+        epsilon: user-level epsilon spent so far (``None`` without DP).
+        seconds: wall time of the round.
+    """
+
+    round: int
+    arrays: ArrayRecord
+    update: ArrayRecord
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    client_ids: Mapping[int, int]
+    epsilon: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WorkflowResult:
+    """What :meth:`SecureAggregationWorkflow.start` produced.
+
+    Attributes:
+        arrays: the final global model.
+        rounds: one entry per round (``None`` for a round that aborted).
+        evaluations: round -> what ``evaluate_fn`` returned (round 0: the initial model).
+    """
+
+    arrays: ArrayRecord
+    rounds: tuple[FlowerRoundResult | None, ...]
+    evaluations: Mapping[int, Any] = field(default_factory=dict)
+
+
+class SecureAggregationWorkflow:
+    """Secure aggregation of client updates over a Flower ``Grid`` (see the module docstring).
+
+    Args:
+        policy: the protocol, threat model and DP (clients must hold the same policy).
+        stage_timeout: seconds to wait for the replies of a protocol stage.
+        train_timeout: seconds to wait at the masked-input stage, when clients train
+            (default ``stage_timeout``).
+        poll_interval: seconds between polls for replies.
+        population: clients that may ever take part (user-level accounting); default the
+            number of nodes connected at the first round.
+        clients_per_round: expected cohort per round for :meth:`start`'s Poisson sampling
+            (default: every node every round).
+        delta: target delta (default ``1 / (10 population)``).
+        epsilon_budget: refuse rounds that would push the user-level epsilon above it.
+        server_lr: server learning rate applied to the aggregated update.
+
+    Raises:
+        InvalidParameterError: invalid settings.
+    """
+
+    def __init__(
+        self,
+        policy: SecAggPolicy | None = None,
+        *,
+        stage_timeout: float = 300.0,
+        train_timeout: float | None = None,
+        poll_interval: float = 0.2,
+        population: int | None = None,
+        clients_per_round: int | None = None,
+        delta: float | None = None,
+        epsilon_budget: float | None = None,
+        server_lr: float = 1.0,
+    ) -> None:
+        self.policy = policy if policy is not None else SecAggPolicy()
+        if not isinstance(self.policy, SecAggPolicy):
+            raise InvalidParameterError("policy must be a SecAggPolicy")
+        for name, value in (("stage_timeout", stage_timeout), ("poll_interval", poll_interval), ("server_lr", server_lr)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise InvalidParameterError(f"{name} must be positive, got {value!r}")
+        self.stage_timeout = float(stage_timeout)
+        self.train_timeout = float(train_timeout) if train_timeout is not None else self.stage_timeout
+        self.poll_interval = float(poll_interval)
+        self.population = population
+        self.clients_per_round = clients_per_round
+        self.delta = delta
+        self.epsilon_budget = epsilon_budget
+        self.server_lr = float(server_lr)
+        self._client_ids: dict[int, int] = {}
+        self._ledger: Any = None
+
+    # -- the FedAvg loop ---------------------------------------------------------------
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int,
+        *,
+        train_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], Any] | None = None,
+        min_nodes: int = 3,
+        node_wait_timeout: float = 300.0,
+    ) -> WorkflowResult:
+        """Run ``num_rounds`` rounds of securely aggregated FedAvg.
+
+        Waits until ``min_nodes`` nodes are connected, then each round Poisson-samples
+        the cohort (rate ``clients_per_round / population``, from the OS CSPRNG), runs
+        :meth:`aggregate` and applies the update. A round that aborts (too few
+        survivors) leaves the model unchanged and is logged.
+        """
+        if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
+            raise InvalidParameterError("num_rounds must be a positive int")
+        nodes = self.wait_for_nodes(grid, min_nodes, timeout=node_wait_timeout)
+        if self.population is None:
+            self.population = len(nodes)
+        arrays = initial_arrays
+        evaluations: dict[int, Any] = {}
+        if evaluate_fn is not None:
+            evaluations[0] = evaluate_fn(0, arrays)
+        rounds: list[FlowerRoundResult | None] = []
+        for server_round in range(1, num_rounds + 1):
+            available = sorted(grid.get_node_ids())
+            cohort = self._sample(available)
+            log(INFO, "[secagg round %d] cohort of %d nodes (of %d connected)", server_round, len(cohort), len(available))
+            try:
+                result = self.aggregate(
+                    grid, arrays, train_config=train_config, node_ids=cohort, server_round=server_round
+                )
+            except (ThresholdNotMetError, ProtocolAbortError) as exc:
+                log(WARNING, "[secagg round %d] aborted: %s", server_round, exc)
+                rounds.append(None)
+                continue
+            arrays = result.arrays
+            rounds.append(result)
+            log(
+                INFO,
+                "[secagg round %d] %d survivors, %d dropped%s",
+                server_round,
+                len(result.survivors),
+                len(result.dropped),
+                "" if result.epsilon is None else f", epsilon {result.epsilon:.3f}",
+            )
+            if evaluate_fn is not None:
+                evaluations[server_round] = evaluate_fn(server_round, arrays)
+        return WorkflowResult(arrays=arrays, rounds=tuple(rounds), evaluations=evaluations)
+
+    def wait_for_nodes(self, grid: Grid, count: int, *, timeout: float) -> list[int]:
+        """Block until at least ``count`` nodes are connected; returns their ids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nodes = sorted(grid.get_node_ids())
+            if len(nodes) >= count:
+                return nodes
+            if time.monotonic() > deadline:
+                raise ThresholdNotMetError(f"only {len(nodes)} of {count} nodes connected within {timeout} s")
+            time.sleep(self.poll_interval)
+
+    def _sample(self, nodes: list[int]) -> list[int]:
+        population = self.population or len(nodes)
+        per_round = self.clients_per_round
+        if per_round is None or per_round >= population:
+            return nodes
+        scale = 1 << 53
+        threshold = int(per_round / population * scale)
+        return [n for n in nodes if secrets.randbelow(scale) < threshold]
+
+    # -- one round -----------------------------------------------------------------------
+
+    def aggregate(
+        self,
+        grid: Grid,
+        arrays: ArrayRecord,
+        *,
+        train_config: ConfigRecord | None = None,
+        node_ids: Sequence[int] | None = None,
+        server_round: int = 1,
+    ) -> FlowerRoundResult:
+        """Run one secure aggregation round with the given nodes (default: all connected).
+
+        Raises:
+            ThresholdNotMetError: fewer than 3 nodes, or too many dropped for the protocol.
+            ProtocolAbortError: the protocol detected an inconsistency.
+            BudgetExceededError: the round would exceed the privacy budget (nothing sent).
+        """
+        started = time.perf_counter()
+        policy = self.policy
+        nodes = sorted(set(node_ids if node_ids is not None else grid.get_node_ids()))
+        if len(nodes) < 3:
+            raise ThresholdNotMetError(f"secure aggregation needs at least 3 nodes, got {len(nodes)}")
+        if self.population is None:
+            self.population = len(nodes)
+        cohort_ids = self._client_id_map(grid, nodes, server_round)
+        if len(cohort_ids) < 3:
+            raise ThresholdNotMetError(f"only {len(cohort_ids)} nodes identified themselves")
+        node_of = {cid: node for node, cid in cohort_ids.items()}
+        n = len(cohort_ids)
+
+        global_vector, layout = flatten_arrays(arrays)
+        d = layout.size
+        params = policy.parameters(n)
+        seed = os.urandom(32) if policy.dp is DPMode.DISTRIBUTED else b""
+        encoder = policy.encoder(n, d, seed or None)
+        length = policy.vector_length(encoder, d)
+        config = RoundConfig(
+            round_id=secrets.randbits(63), parameters=params, bits=encoder.bits, vector_length=length
+        )
+        self._spend(encoder, params.min_aggregate_size, list(cohort_ids.values()))
+
+        server = SecAggServer(config, node_of.keys())
+        model_digest = arrays_digest(arrays)
+        digest = policy.digest()
+        requests = server.start()
+        while server.stage is not None:
+            stage = server.stage
+            outgoing: list[tuple[int, Message]] = []
+            for request in requests:
+                node = node_of[request.recipient]
+                header: dict[str, Any] = {"version": WIRE_VERSION, "stage": stage.value}
+                if stage is Stage.ADVERTISE_KEYS:
+                    announcement = RoundAnnouncement(
+                        round_id=config.round_id,
+                        client_id=request.recipient,
+                        cohort=n,
+                        degree=params.degree,
+                        threshold=params.threshold,
+                        bits=config.bits,
+                        vector_length=length,
+                        dimension=d,
+                        policy_digest=digest,
+                        model_digest=model_digest,
+                        rotation_seed=seed,
+                    )
+                    header.update(announcement.to_record())
+                records: dict[str, Any] = {CONFIG_KEY: ConfigRecord(header), MESSAGE_KEY: pack_message(request)}
+                if stage is Stage.MASKED_INPUT:
+                    records[ARRAYS_KEY] = arrays
+                    records[TRAIN_CONFIG_KEY] = train_config if train_config is not None else ConfigRecord()
+                outgoing.append(
+                    (node, grid.create_message(RecordDict(records), MessageType.TRAIN, node, str(server_round)))
+                )
+            timeout = self.train_timeout if stage is Stage.MASKED_INPUT else self.stage_timeout
+            for node, reply in self._exchange(grid, outgoing, timeout):
+                self._deliver(server, stage, cohort_ids[node], reply)
+            log(INFO, "[secagg round %d] stage %s: %d of %d replied", server_round, stage.value, len(server.responded), len(outgoing))
+            requests = server.advance()
+
+        result = server.result
+        survivors = tuple(sorted(node_of[c] for c in result.survivors))
+        dropped = tuple(sorted(node_of[c] for c in result.dropped))
+        code_length = encoder.encoded_length(d)
+        total = np.asarray(encoder.decode_sum(result.ring_sum[:code_length], len(result.survivors)), dtype=np.float64)
+        update = self._reduce(total, result.ring_sum[code_length:], len(result.survivors), n, encoder.bits)
+        new_vector = global_vector + self.server_lr * update
+        order = list(arrays.keys())
+        epsilon = None
+        if self._ledger is not None:
+            epsilon = float(self._ledger.population_epsilon(self._delta()))
+        return FlowerRoundResult(
+            round=server_round,
+            arrays=layout.unflatten(new_vector, order=order),
+            update=layout.unflatten(update, order=order),
+            survivors=survivors,
+            dropped=dropped,
+            client_ids=dict(cohort_ids),
+            epsilon=epsilon,
+            seconds=time.perf_counter() - started,
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _client_id_map(self, grid: Grid, nodes: list[int], server_round: int) -> dict[int, int]:
+        """node id -> protocol client id: assigned (unsigned rounds) or asked for (signed)."""
+        if not self.policy.signed:
+            return {node: index + 1 for index, node in enumerate(nodes)}
+        unknown = [node for node in nodes if node not in self._client_ids]
+        if unknown:
+            header = ConfigRecord({"version": WIRE_VERSION, "stage": HELLO_STAGE})
+            hello = [
+                (node, grid.create_message(RecordDict({CONFIG_KEY: header}), MessageType.TRAIN, node, str(server_round)))
+                for node in unknown
+            ]
+            for node, reply in self._exchange(grid, hello, self.stage_timeout):
+                if reply.has_error() or CONFIG_KEY not in reply.content.config_records:
+                    continue
+                cid = reply.content.config_records[CONFIG_KEY].get("client-id")
+                if isinstance(cid, int) and not isinstance(cid, bool) and 0 < cid < 1 << 63:
+                    self._client_ids[node] = cid
+        mapping = {node: self._client_ids[node] for node in nodes if node in self._client_ids}
+        counts: dict[int, int] = {}
+        for cid in mapping.values():
+            counts[cid] = counts.get(cid, 0) + 1
+        clashing = {cid for cid, k in counts.items() if k > 1}
+        if clashing:
+            log(WARNING, "nodes claim the same client ids %s; they are left out", sorted(clashing))
+        return {node: cid for node, cid in mapping.items() if cid not in clashing}
+
+    def _exchange(self, grid: Grid, outgoing: list[tuple[int, Message]], timeout: float) -> list[tuple[int, Message]]:
+        """Push messages, then poll for the replies until all arrived or ``timeout`` passed."""
+        if not outgoing:
+            return []
+        ids = list(grid.push_messages([m for _, m in outgoing]))
+        node_by_id = {mid: node for mid, (node, _) in zip(ids, outgoing) if mid}
+        pending = set(node_by_id)
+        replies: list[tuple[int, Message]] = []
+        deadline = time.monotonic() + timeout
+        while pending:
+            for reply in grid.pull_messages(list(pending)):
+                source = reply.metadata.reply_to_message_id
+                if source not in pending:
+                    continue
+                pending.discard(source)
+                node = node_by_id[source]
+                if not reply.has_error() and reply.metadata.src_node_id != node:
+                    continue  # a reply must come from the node the request went to
+                replies.append((node, reply))
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(self.poll_interval)
+        return replies
+
+    @staticmethod
+    def _deliver(server: SecAggServer, stage: Stage, client_id: int, reply: Message) -> None:
+        """Hand one reply to the protocol server; a bad one makes its sender a dropout."""
+        if reply.has_error():
+            log(WARNING, "client %d failed at %s: %s", client_id, stage.value, reply.error.reason)
+            return
+        try:
+            header = reply.content.config_records[CONFIG_KEY]
+            if header.get("stage") != stage.value or header.get("client-id") != client_id:
+                raise ProtocolAbortError("reply for another stage or client")
+            message: ProtocolMessage = unpack_message(reply.content)
+            if message.sender != client_id:
+                raise ProtocolAbortError("the reply's sender differs from the node's client id")
+            server.handle(message)
+        except (SecAggError, KeyError) as exc:
+            log(WARNING, "refused the reply of client %d at %s: %s", client_id, stage.value, exc)
+
+    def _reduce(self, total: F64, weight_words: npt.NDArray[np.uint64], survivors: int, cohort: int, bits: int) -> F64:
+        policy = self.policy
+        if policy.dp is DPMode.CENTRAL:
+            from dp.central import CentralGaussianMechanism
+
+            mechanism = CentralGaussianMechanism(policy.noise_multiplier, float(policy.clip_norm or 1.0))
+            total = np.asarray(mechanism.add_noise(total).value, dtype=np.float64)
+        if policy.dp.user_level:
+            return total / float(self.clients_per_round or cohort)
+        weight_encoder = policy.weight_encoder(cohort, bits)
+        if weight_encoder is not None:
+            weight_sum = float(weight_encoder.decode_sum(weight_words[:1], survivors)[0])
+            if not weight_sum > 0:
+                raise ProtocolAbortError("the aggregated weight is not positive")
+            return total / weight_sum
+        return total / float(survivors)
+
+    def _delta(self) -> float:
+        return self.delta if self.delta is not None else 1.0 / (10 * max(2, self.population or 2))
+
+    def _spend(self, encoder: Any, min_survivors: int, client_ids: list[int]) -> None:
+        """Record the round's user-level mechanism, refusing it first if over budget."""
+        policy = self.policy
+        if not policy.dp.user_level:
+            return
+        import dp_accounting
+
+        from dp.ledger import BudgetScope, ClientSampling, PrivacyBudget, PrivacyLedger, RoundRecord
+
+        if self._ledger is None:
+            budgets = []
+            if self.epsilon_budget is not None:
+                budgets.append(PrivacyBudget(self.epsilon_budget, self._delta(), BudgetScope.POPULATION))
+            accountant = "rdp" if policy.dp is DPMode.DISTRIBUTED else "pld"
+            self._ledger = PrivacyLedger(budgets=budgets, accountant=accountant)
+        population = max(self.population or len(client_ids), len(client_ids))
+        per_round = min(self.clients_per_round or population, population)
+        if policy.dp is DPMode.DISTRIBUTED:
+            event = encoder.dp_event(min_survivors)
+        else:
+            event = dp_accounting.GaussianDpEvent(policy.noise_multiplier)
+        self._ledger.spend(
+            RoundRecord(
+                mechanism=event,
+                sampling=ClientSampling.from_counts(per_round, population),
+                participants=tuple(str(c) for c in client_ids),
+            )
+        )
+
+    @property
+    def ledger(self) -> Any:
+        """The :class:`dp.ledger.PrivacyLedger` (``None`` without user-level DP or before a round)."""
+        return self._ledger
+
