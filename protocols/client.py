@@ -209,6 +209,7 @@ class SecAggClient:
         self._mask_keys: KeyPair | None = None
         self._share_keys: KeyPair | None = None
         self._peers: dict[int, PeerKeys] = {}
+        self._share_ciphers: dict[int, ShareCipher] = {}
         self._self_mask_seed: bytes | None = None
         self._held: dict[int, _Held] = {}
         self._signed_survivors: tuple[int, ...] | None = None
@@ -396,6 +397,7 @@ class SecAggClient:
         peers = {p.client_id: p for p in m.peers}
         round_id = self.config.round_id
         out = []
+        ciphers: dict[int, ShareCipher] = {}
         for v, b_share, s_share in zip(order, b_shares, s_shares, strict=True):
             key = derive_pair_key(
                 self._share_keys,
@@ -405,7 +407,9 @@ class SecAggClient:
                 self_id=self.client_id,
                 peer_id=v,
             )
-            token = ShareCipher(key).encrypt(
+            # the same pair key decrypts v's shares in the next stage
+            ciphers[v] = ShareCipher(key)
+            token = ciphers[v].encrypt(
                 b_share.to_bytes() + s_share.to_bytes(), round_id=round_id, sender=self.client_id, recipient=v
             )
             out.append(EncryptedShare(v, token))
@@ -416,6 +420,7 @@ class SecAggClient:
             commitment=hashlib.sha256(seed).digest(),
         )
         self._peers = peers
+        self._share_ciphers = ciphers
         self._self_mask_seed = seed
         self._stage = self._next_stage(Stage.SHARE_KEYS)
         return reply
@@ -439,15 +444,9 @@ class SecAggClient:
         held: dict[int, _Held] = {}
         for enc in m.shares:
             v = enc.peer
-            key = derive_pair_key(
-                self._share_keys,
-                self._peers[v].share_public,
-                purpose=Purpose.SHARE_ENCRYPTION,
-                round_id=round_id,
-                self_id=self.client_id,
-                peer_id=v,
+            plain = self._share_ciphers[v].decrypt(
+                enc.ciphertext, round_id=round_id, sender=v, recipient=self.client_id
             )
-            plain = ShareCipher(key).decrypt(enc.ciphertext, round_id=round_id, sender=v, recipient=self.client_id)
             if len(plain) != 2 * SHARE_BYTES:
                 raise MessageError("decrypted share payload has the wrong size")
             try:
@@ -480,6 +479,7 @@ class SecAggClient:
         self._held = held
         self._input = None
         self._self_mask_seed = None
+        self._share_ciphers = {}
         self._stage = self._next_stage(Stage.MASKED_INPUT)
         return reply
 
@@ -539,13 +539,14 @@ class SecAggClient:
             eligible = held & survivor_set
             if any(v not in eligible for v in signers):
                 raise MessageError("signature from a client that is not a surviving peer")
-            transcript = consistency_transcript(survivors=survivors, round_id=self._signing_round())
-            for s in m.signatures:
-                verify_signature(self._pki[s.signer], s.signature, transcript)
             if len(signers) < self.config.threshold:
                 raise ThresholdNotMetError(
                     f"{len(signers)} peers signed the survivor set, {self.config.threshold} needed"
                 )
+            # t valid signatures are what the guarantee needs; any invalid one met is an attack
+            transcript = consistency_transcript(survivors=survivors, round_id=self._signing_round())
+            for s in sorted(m.signatures, key=lambda sig: sig.signer)[: self.config.threshold]:
+                verify_signature(self._pki[s.signer], s.signature, transcript)
         revealed: dict[int, frozenset[ShareKind]] = {}
         self_mask: list[RevealedShare] = []
         mask_key: list[RevealedShare] = []

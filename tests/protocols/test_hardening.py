@@ -264,8 +264,10 @@ def test_signatures_on_another_set_are_refused() -> None:
     runner.close()
     honest = runner.pending.get(cid) or next(iter(runner.pending.values()))
     assert isinstance(honest, UnmaskRequest)
-    # the other clients' signatures (on the full set) relabelled as signatures on `smaller`
-    sigs = tuple(s for s in honest.signatures if s.signer not in (gone, cid))
+    # the other clients' signatures (on the full set) presented as signatures on `smaller`
+    collected = {s.signer: s for m in runner.pending.values() for s in m.signatures}  # type: ignore[attr-defined]
+    sigs = tuple(collected[v] for v in sorted(collected) if v not in (gone, cid))
+    assert len(sigs) >= runner.server.config.threshold
     forged = dataclasses.replace(
         honest, recipient=cid, survivors=smaller, dropped=tuple(sorted({*honest.dropped, gone})), signatures=sigs
     )

@@ -1,0 +1,640 @@
+"""SecAgg / SecAgg+ benchmarks: ours vs the physical floor and vs Flower 1.41's SecAgg+.
+
+Run with ``secagg bench --suite secagg [--quick] [--json PATH]`` or standalone
+``python benchmarks/bench_secagg.py [--quick] [--json PATH]``.
+
+Sections (everything in one process, one run, so that ratios are meaningful):
+
+* **client masking** — one client's time to turn its encoded input into the masked-input
+  message (``SecAggClient.handle(ShareForward)``: decrypt ``k`` share ciphertexts, ``k``
+  key agreements + HKDF, ``k + 1`` mask expansions, encoding to bytes), median over the
+  clients of a real round, against the *floor* measured right after: ``k`` raw X25519
+  exchanges plus ``k + 1`` AES-256-CTR keystreams of ``8 d`` bytes written into one
+  preallocated buffer, each followed by one numpy ``uint64`` add into an accumulator.
+  Target: at most 1.5x the floor at ``d = 1M``.
+* **server unmasking** — with 10 % of the clients dropped at the masked-input stage: the
+  server's handling of the unmask responses plus ``advance()`` (share parsing, batched
+  Shamir reconstruction, commitment checks, key agreements, mask regeneration), against
+  the floor of regenerating the same masks (keystream + add per mask, X25519 per pair).
+  Target: at most 2x.
+* **whole round** — ``n`` in {10, 50, 100}, complete (SecAgg) and derived (SecAgg+) graphs,
+  ``d`` in {100k, 1M}, 10 % dropouts, the default (malicious-server) threat model: keys
+  signed, consistency check, every message through the binary wire format. This is the
+  code path of ``protocols.simulate`` (encode, ``setup_round``, run, decode).
+* **Flower** — Flower 1.41's real ``secaggplus_mod`` (client) and ``SecAggPlusWorkflow``
+  stages (server) driven in process through a minimal in-memory ``Grid`` on the same
+  ``n``, ``k``, ``t``, ``d`` and dropped clients (Flower's ``num_shares = k + 1`` counts the
+  client itself). Target: ours at least 20x faster.
+* **scale** — SecAgg+ with up to 1,000 simulated clients at ``d = 10k``: per-client time
+  grows like ``k``, not ``n``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from protocols import ShareForward, Stage, UnmaskResponse, encode_message, setup_round
+from secagg.encoding import FixedPointEncoder
+from threat_models import GraphKind, ProtocolParameters, ServerClass, ThreatModel, select_parameters
+
+BITS = 32
+DROP_FRACTION = 0.1
+THREAT_MODEL = ThreatModel()
+
+
+def _log(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- floors
+
+
+def mask_floor_seconds(num_masks: int, d: int, num_exchanges: int) -> float:
+    """Time of ``num_masks`` keystream expansions + adds and ``num_exchanges`` X25519 exchanges."""
+    buf = np.empty(d + 4, dtype=np.uint64)
+    raw = memoryview(buf.data).cast("B")
+    zeros = bytes(8 * d)
+    acc = np.zeros(d, dtype=np.uint64)
+    words = buf[:d]
+    seeds = [os.urandom(32) for _ in range(num_masks)]
+    private = X25519PrivateKey.generate()
+    peers = [X25519PrivateKey.generate().public_key() for _ in range(min(num_exchanges, 64))]
+    started = time.perf_counter()
+    for i in range(num_exchanges):
+        private.exchange(peers[i % len(peers)])
+    for seed in seeds:
+        Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor().update_into(zeros, raw)
+        np.add(acc, words, out=acc)
+    return time.perf_counter() - started
+
+
+# ----------------------------------------------------------------------------- our round
+
+
+def _timed(record: list[tuple[Any, float]], fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapper(message: Any) -> Any:
+        started = time.perf_counter()
+        out = fn(message)
+        record.append((message, time.perf_counter() - started))
+        return out
+
+    return wrapper
+
+
+def run_ours(
+    updates: Mapping[int, np.ndarray],
+    *,
+    graph: GraphKind,
+    drop: Iterable[int],
+    seed: int,
+    parameters: ProtocolParameters | None = None,
+) -> dict[str, Any]:
+    """One whole round through the real state machines; returns timings and the error.
+
+    ``parameters`` overrides the ``k``, ``t`` and server class derived from the default
+    threat model (used to run the honest-but-curious variant at the same ``k`` and ``t``).
+    """
+    n = len(updates)
+    dropped = sorted(drop)
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    encoder = FixedPointEncoder.symmetric(1.0, bits=BITS, max_clients=n)
+    inputs = {cid: encoder.encode(v, rng=rng) for cid, v in updates.items()}
+    protocol = "secagg" if graph is GraphKind.COMPLETE else "secagg+"
+    runner = setup_round(
+        inputs,
+        bits=BITS,
+        protocol=protocol,
+        threat_model=THREAT_MODEL,
+        parameters=parameters,
+        dropouts={"masked_input": dropped} if dropped else None,
+        record_view=False,
+    )
+    del inputs
+    client_calls: list[tuple[Any, float]] = []
+    server_calls: list[tuple[Any, float]] = []
+    for client in runner.clients.values():
+        client.handle = _timed(client_calls, client.handle)  # type: ignore[method-assign]
+    server = runner.server
+    server.handle = _timed(server_calls, server.handle)  # type: ignore[method-assign]
+    encode_seconds: list[float] = []
+    unmask_advance = 0.0
+    while not runner.finished:
+        stage = runner.stage
+        runner.collect()
+        if stage is Stage.MASKED_INPUT:
+            for replies in runner.outbox.values():
+                for reply in replies:
+                    t0 = time.perf_counter()
+                    encode_message(reply)
+                    encode_seconds.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        runner.close()
+        if stage is Stage.UNMASKING:
+            unmask_advance = time.perf_counter() - t0
+    result = server.result
+    aggregate = encoder.decode_sum(result.ring_sum, len(result.survivors))
+    total = time.perf_counter() - started
+    truth = np.sum([updates[c] for c in result.survivors], axis=0)
+    masking = [s for m, s in client_calls if isinstance(m, ShareForward)]
+    unmask_handle = sum(s for m, s in server_calls if isinstance(m, UnmaskResponse))
+    params = server.config.parameters
+    # masks the server regenerated: one self mask per survivor, one per (dropped, survivor) pair
+    pairs = sum(len(runner.clients[c].masking_set & set(dropped)) for c in result.survivors)
+    return {
+        "seconds": total,
+        "client_masking_seconds": statistics.median(masking) + statistics.median(encode_seconds),
+        "client_seconds_total": sum(s for _, s in client_calls),
+        "server_unmask_seconds": unmask_handle + unmask_advance,
+        "server_masks": len(result.survivors) + pairs,
+        "server_pairs": pairs,
+        "degree": params.degree,
+        "threshold": params.threshold,
+        "survivors": len(result.survivors),
+        "max_error": float(np.max(np.abs(aggregate - truth))),
+    }
+
+
+# ----------------------------------------------------------------------------- Flower
+
+
+def flower_available() -> bool:
+    try:
+        import flwr  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_flower(
+    updates: Mapping[int, np.ndarray], *, num_shares: int, threshold: int, drop: Iterable[int]
+) -> dict[str, Any]:
+    """One round of Flower's SecAgg+ (real client mod, real server workflow stages)."""
+    from flwr.app import ConfigRecord, Context, Message, RecordDict
+    from flwr.client.mod import secaggplus_mod
+    from flwr.common import (
+        Code,
+        FitIns,
+        FitRes,
+        Status,
+        ndarrays_to_parameters,
+        parameters_to_ndarrays,
+    )
+    from flwr.compat.common import recorddict_compat as compat
+    from flwr.server import ServerConfig
+    from flwr.server.compat.legacy_context import LegacyContext
+    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+    from flwr.server.workflow.secure_aggregation.secaggplus_workflow import (
+        SecAggPlusWorkflow,
+        WorkflowState,
+    )
+    from flwr.serverapp.grid import Grid
+    from flwr.supercore.task_identity import TaskIdentity
+
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+    TaskIdentity.run_id = 1
+    TaskIdentity.node_id = 0
+    TaskIdentity.task_id = 0
+    ids = sorted(updates)
+    dropped = set(drop)
+
+    class Proxy:
+        def __init__(self, node_id: int) -> None:
+            self.node_id = node_id
+            self.cid = str(node_id)
+
+    class Strategy:
+        result: Any = None
+
+        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> list[Any]:
+            return [(Proxy(i), FitIns(parameters, {})) for i in ids]
+
+        def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
+            self.result = parameters_to_ndarrays(results[0][1].parameters)
+            return results[0][1].parameters, {}
+
+    class InProcessGrid(Grid):
+        """Delivers each message (a copy, as a transport would) to the client mod."""
+
+        def __init__(self) -> None:
+            self.stage = 0
+            self.client_seconds = 0.0
+            self.contexts = {
+                i: Context(run_id=1, node_id=i, node_config={}, state=RecordDict(), run_config={}) for i in ids
+            }
+
+        def set_run(self, run: Any) -> None:
+            pass
+
+        @property
+        def run(self) -> Any:
+            return None
+
+        def create_message(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        def get_node_ids(self) -> list[int]:
+            return ids
+
+        def push_messages(self, messages: Any) -> Any:
+            raise NotImplementedError
+
+        def pull_messages(self, message_ids: Any) -> Any:
+            raise NotImplementedError
+
+        def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Any]:
+            out = []
+            for msg in messages:
+                nid = msg.metadata.dst_node_id
+                if self.stage == 2 and nid in dropped:  # vanish at collect_masked_vectors
+                    continue
+
+                def fit(m: Any, ctxt: Any, nid: int = nid) -> Any:
+                    res = FitRes(
+                        status=Status(Code.OK, ""),
+                        parameters=ndarrays_to_parameters([updates[nid]]),
+                        num_examples=1,
+                        metrics={},
+                    )
+                    return Message(compat.fitres_to_recorddict(res, keep_input=True), reply_to=m)
+
+                delivered = copy.deepcopy(msg)
+                started = time.perf_counter()
+                out.append(secaggplus_mod(delivered, self.contexts[nid], fit))
+                self.client_seconds += time.perf_counter() - started
+            self.stage += 1
+            return out
+
+    grid = InProcessGrid()
+    strategy = Strategy()
+    base = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    context = LegacyContext(base, config=ServerConfig(num_rounds=1), strategy=strategy)  # type: ignore[arg-type]
+    context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({"current_round": 1})
+    context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
+        ndarrays_to_parameters([np.zeros_like(updates[ids[0]])]), True
+    )
+    workflow = SecAggPlusWorkflow(num_shares=num_shares, reconstruction_threshold=threshold)
+    state = WorkflowState()
+    stages = (
+        workflow.setup_stage,
+        workflow.share_keys_stage,
+        workflow.collect_masked_vectors_stage,
+        workflow.unmask_stage,
+    )
+    started = time.perf_counter()
+    stage_seconds = []
+    for step in stages:
+        t0 = time.perf_counter()
+        client_before = grid.client_seconds
+        if not step(grid, context, state):
+            raise RuntimeError(f"Flower's SecAgg+ halted at {step.__name__}")
+        stage_seconds.append((time.perf_counter() - t0) - (grid.client_seconds - client_before))
+    total = time.perf_counter() - started
+    survivors = [i for i in ids if i not in dropped]
+    truth = np.sum([updates[c] for c in survivors], axis=0)
+    mean = np.asarray(strategy.result[0], dtype=np.float64)
+    return {
+        "seconds": total,
+        "client_seconds_total": grid.client_seconds,
+        "server_unmask_seconds": stage_seconds[-1],
+        "max_error": float(np.max(np.abs(mean * len(survivors) - truth))),
+    }
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _updates(n: int, d: int, seed: int) -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {cid: rng.uniform(-1.0, 1.0, d) for cid in range(1, n + 1)}
+
+
+def _drop(n: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed + 1)
+    count = round(DROP_FRACTION * n)
+    return sorted(int(c) for c in rng.choice(np.arange(1, n + 1), size=count, replace=False))
+
+
+def _fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [title, line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dict[str, Any]:
+    """Run the suite; returns ``{"suite", "rows", "table", ...}`` (see ``secagg.bench``)."""
+    if quick:
+        round_grid = [(10, 10_000), (20, 10_000)]
+        reps_for = {10_000: 3}
+        flower_grid = [(10, GraphKind.COMPLETE, 10_000), (10, GraphKind.HARARY, 10_000)]
+        floor_configs = [(20, 10_000)]
+        scale_sizes, scale_d = [100, 200], 1_000
+    else:
+        round_grid = [(n, d) for d in (100_000, 1_000_000) for n in (10, 50, 100)]
+        reps_for = {100_000: 3, 1_000_000: 1}
+        flower_grid = [
+            (10, GraphKind.COMPLETE, 100_000),
+            (10, GraphKind.HARARY, 100_000),
+            (50, GraphKind.HARARY, 100_000),
+            (50, GraphKind.COMPLETE, 100_000),
+        ]
+        floor_configs = [(100, 1_000_000)]
+        scale_sizes, scale_d = [250, 500, 1000], 10_000
+    rows: list[dict[str, Any]] = []
+    measured: dict[tuple[int, str, int], dict[str, Any]] = {}
+
+    for n, d in round_grid:
+        for graph in (GraphKind.COMPLETE, GraphKind.HARARY):
+            runs = []
+            for rep in range(reps_for[d]):
+                updates = _updates(n, d, seed=rep)
+                runs.append(run_ours(updates, graph=graph, drop=_drop(n, rep), seed=rep))
+                del updates
+            best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+            measured[(n, graph.value, d)] = best
+            rows.append(
+                {
+                    "section": "round",
+                    "n": n,
+                    "graph": graph.value,
+                    "k": best["degree"],
+                    "t": best["threshold"],
+                    "d": d,
+                    "dropped": n - best["survivors"],
+                    "reps": len(runs),
+                    "seconds": best["seconds"],
+                    "client_masking_seconds": best["client_masking_seconds"],
+                    "server_unmask_seconds": best["server_unmask_seconds"],
+                    "max_error": best["max_error"],
+                }
+            )
+            _log(quiet, f"ours n={n} {graph.value} d={d}: {_fmt(best['seconds'])}")
+
+    for n, d in floor_configs:
+        for graph in (GraphKind.COMPLETE, GraphKind.HARARY):
+            ours = measured[(n, graph.value, d)]
+            k = ours["degree"]
+            client_floor = statistics.median(mask_floor_seconds(k + 1, d, k) for _ in range(3))
+            rows.append(
+                {
+                    "section": "client_masking",
+                    "n": n,
+                    "graph": graph.value,
+                    "k": k,
+                    "d": d,
+                    "seconds": ours["client_masking_seconds"],
+                    "floor_seconds": client_floor,
+                    "ratio": ours["client_masking_seconds"] / client_floor,
+                    "target": "<= 1.5x floor",
+                }
+            )
+            server_floor = mask_floor_seconds(ours["server_masks"], d, ours["server_pairs"])
+            rows.append(
+                {
+                    "section": "server_unmasking",
+                    "n": n,
+                    "graph": graph.value,
+                    "k": k,
+                    "d": d,
+                    "dropped": n - ours["survivors"],
+                    "masks": ours["server_masks"],
+                    "seconds": ours["server_unmask_seconds"],
+                    "floor_seconds": server_floor,
+                    "ratio": ours["server_unmask_seconds"] / server_floor,
+                    "target": "<= 2x floor",
+                }
+            )
+            _log(quiet, f"floors n={n} {graph.value} d={d} done")
+
+    if flower and flower_available():
+        for n, graph, d in flower_grid:
+            params = select_parameters(n, THREAT_MODEL, graph=graph)
+            updates = _updates(n, d, seed=0)
+            drop = _drop(n, 0)
+            num_shares = n if params.complete else params.degree + 1
+            peer = run_flower(updates, num_shares=num_shares, threshold=params.threshold, drop=drop)
+            key = (n, graph.value, d)
+            ours = measured.get(key) or run_ours(updates, graph=graph, drop=drop, seed=0)
+            # Flower's security model: honest-but-curious server, no signatures, same k and t
+            curious = dataclasses.replace(params, server=ServerClass.CURIOUS)
+            ours_curious = run_ours(updates, graph=graph, drop=drop, seed=0, parameters=curious)
+            rows.append(
+                {
+                    "section": "flower",
+                    "n": n,
+                    "graph": graph.value,
+                    "k": params.degree,
+                    "t": params.threshold,
+                    "d": d,
+                    "dropped": len(drop),
+                    "seconds": ours["seconds"],
+                    "curious_seconds": ours_curious["seconds"],
+                    "peer_seconds": peer["seconds"],
+                    "ratio": peer["seconds"] / ours["seconds"],
+                    "curious_ratio": peer["seconds"] / ours_curious["seconds"],
+                    "peer_server_unmask_seconds": peer["server_unmask_seconds"],
+                    "server_unmask_seconds": ours["server_unmask_seconds"],
+                    "peer_max_error": peer["max_error"],
+                    "max_error": ours["max_error"],
+                    "target": ">= 20x faster",
+                }
+            )
+            _log(quiet, f"flower n={n} {graph.value} d={d}: {_fmt(peer['seconds'])}")
+
+    for n in scale_sizes:
+        updates = _updates(n, scale_d, seed=0)
+        ours = run_ours(updates, graph=GraphKind.HARARY, drop=_drop(n, 0), seed=0)
+        per_client = ours["client_seconds_total"] / n
+        rows.append(
+            {
+                "section": "scale",
+                "n": n,
+                "graph": "harary",
+                "k": ours["degree"],
+                "t": ours["threshold"],
+                "d": scale_d,
+                "dropped": n - ours["survivors"],
+                "seconds": ours["seconds"],
+                "per_client_seconds": per_client,
+                "per_client_per_neighbour_seconds": per_client / ours["degree"],
+                "server_unmask_seconds": ours["server_unmask_seconds"],
+                "max_error": ours["max_error"],
+            }
+        )
+        _log(quiet, f"scale n={n}: {_fmt(ours['seconds'])}")
+
+    return {
+        "suite": "secagg",
+        "quick": quick,
+        "rows": rows,
+        "table": format_table(rows),
+        "threat_model": {
+            "server": THREAT_MODEL.server.value,
+            "colluding_fraction": THREAT_MODEL.colluding_fraction,
+            "dropout_fraction": THREAT_MODEL.dropout_fraction,
+        },
+        "bits": BITS,
+        "drop_fraction": DROP_FRACTION,
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Human-readable tables, one per section."""
+    parts = []
+    sel = [r for r in rows if r["section"] in ("client_masking", "server_unmasking")]
+    if sel:
+        parts.append(
+            _table(
+                "Ours vs the physical floor (same run)",
+                ["what", "n", "graph", "k", "d", "ours", "floor", "ours/floor", "target"],
+                [
+                    [
+                        r["section"].replace("_", " "),
+                        str(r["n"]),
+                        r["graph"],
+                        str(r["k"]),
+                        f"{r['d']:,}",
+                        _fmt(r["seconds"]),
+                        _fmt(r["floor_seconds"]),
+                        f"{r['ratio']:.2f}x",
+                        r["target"],
+                    ]
+                    for r in sel
+                ],
+            )
+        )
+    sel = [r for r in rows if r["section"] == "round"]
+    if sel:
+        parts.append(
+            _table(
+                "Whole round, in process (malicious-server variant, 10% dropped at masked_input)",
+                ["n", "graph", "k", "t", "d", "reps", "round", "client mask", "server unmask", "max |err|"],
+                [
+                    [
+                        str(r["n"]),
+                        r["graph"],
+                        str(r["k"]),
+                        str(r["t"]),
+                        f"{r['d']:,}",
+                        str(r["reps"]),
+                        _fmt(r["seconds"]),
+                        _fmt(r["client_masking_seconds"]),
+                        _fmt(r["server_unmask_seconds"]),
+                        f"{r['max_error']:.1e}",
+                    ]
+                    for r in sel
+                ],
+            )
+        )
+    sel = [r for r in rows if r["section"] == "flower"]
+    if sel:
+        parts.append(
+            _table(
+                "Flower 1.41 SecAgg+ vs ours, same n, k, t, d and dropped clients "
+                "(ours: malicious-server variant; 'curious': Flower's security model)",
+                [
+                    "n",
+                    "graph",
+                    "k",
+                    "t",
+                    "d",
+                    "ours",
+                    "ours curious",
+                    "Flower",
+                    "Flower/ours",
+                    "Flower/curious",
+                    "unmask ours",
+                    "unmask Flower",
+                ],
+                [
+                    [
+                        str(r["n"]),
+                        r["graph"],
+                        str(r["k"]),
+                        str(r["t"]),
+                        f"{r['d']:,}",
+                        _fmt(r["seconds"]),
+                        _fmt(r["curious_seconds"]),
+                        _fmt(r["peer_seconds"]),
+                        f"{r['ratio']:.1f}x",
+                        f"{r['curious_ratio']:.1f}x",
+                        _fmt(r["server_unmask_seconds"]),
+                        _fmt(r["peer_server_unmask_seconds"]),
+                    ]
+                    for r in sel
+                ],
+            )
+        )
+    sel = [r for r in rows if r["section"] == "scale"]
+    if sel:
+        parts.append(
+            _table(
+                "Scale: SecAgg+ with many clients",
+                ["n", "k", "t", "d", "round", "per client", "per client / k", "server unmask"],
+                [
+                    [
+                        str(r["n"]),
+                        str(r["k"]),
+                        str(r["t"]),
+                        f"{r['d']:,}",
+                        _fmt(r["seconds"]),
+                        _fmt(r["per_client_seconds"]),
+                        _fmt(r["per_client_per_neighbour_seconds"]),
+                        _fmt(r["server_unmask_seconds"]),
+                    ]
+                    for r in sel
+                ],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    parser.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = run(quick=args.quick, flower=not args.no_flower)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    result["machine"] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    print(result["table"])
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2, default=str)
+            fh.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
