@@ -2,20 +2,27 @@
 
 One round (the threat model and the decryptors' checks are in :mod:`threat_models.paillier`):
 
-1. ``masked_input``: each client quantises its update (a
-   :class:`~secagg.encoding.VectorEncoder`), packs and encrypts it under the dealt threshold
-   key (:mod:`secagg.paillier`), signs ``(key id, round, client id, ciphertext digest)`` with
-   its identity key and uploads it (:class:`Upload`). The server validates the upload
-   (round, stage, roster, signature, ciphertexts), multiplies it into its running aggregate
-   and forwards it to every decryptor, which validates it again and keeps *its own* running
-   product. Memory is O(d) for everyone.
-2. ``unmasking``: the server asks for decryption, naming the contributors
-   (:class:`DecryptionRequest`). A decryptor answers (:class:`PartialDecryptionMessage`) only if
-   this is its first decryption in the round, the named set equals the set of valid signed
-   contributions it received itself, and it holds at least ``min_aggregate_size`` of them
-   (and no more than the packing capacity). It partially decrypts *its own* product, with a
-   proof of correctness in the malicious variant. The server verifies proofs, combines
-   ``t`` partials, unpacks and decodes the sum.
+1. ``masked_input``: the server sends each rostered client an :class:`UploadRequest`. The
+   client quantises its update (a :class:`~secagg.encoding.VectorEncoder`), packs and
+   encrypts it under the dealt threshold key (:mod:`secagg.paillier`), proves that it knows
+   the plaintexts (a batched proof bound to the round and its id), signs
+   ``(key id, round, client id, ciphertext digest)`` with its identity key and answers with
+   an :class:`Upload`. The server validates the upload (round, stage, roster, signature,
+   proof, ciphertexts), multiplies it into its running aggregate and forwards it to every
+   decryptor, which validates it again and keeps *its own* running product. Memory is O(d)
+   for everyone.
+2. ``unmasking``: the server sends each decryptor a :class:`DecryptionRequest` naming the
+   contributors. A decryptor answers (:class:`PartialDecryptionMessage`) only if this is its
+   first decryption in the round, the named set equals the set of valid contributions it
+   received itself, and it holds at least ``min_aggregate_size`` of them (and no more than
+   the packing capacity). It partially decrypts *its own* product, with a proof of
+   correctness in the malicious variant. The server verifies the proofs, combines ``t``
+   partials, unpacks and decodes the sum.
+
+Parties are driven like the masking protocols' (``start`` / ``handle`` / ``advance`` on the
+server, ``handle`` on the others); :class:`PaillierRoundRunner` is the in-process
+transport with the stepping interface of :class:`protocols.driver.RoundRunner`, and
+:func:`simulate_paillier` is what ``protocols.simulate(..., protocol="paillier")`` runs.
 
 A client that vanishes before or at ``masked_input`` is simply absent; a decryptor that
 vanishes at ``consistency_check`` or ``unmasking`` sends no partial decryption, which is
