@@ -546,7 +546,7 @@ def _window_bits_for(exponent_bits: int, modulus_bytes: int) -> int:
     return 4
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def _fixed_base_table(base: int, modulus: int, exponent_bits: int) -> _FixedBaseTable:
     window = _window_bits_for(exponent_bits, (modulus.bit_length() + 7) // 8)
     return _FixedBaseTable(base, modulus, exponent_bits, window)
@@ -623,7 +623,8 @@ class PaillierEncryptor:
             the hiding residue is ``(g^a)^n = h^a`` with ``h = g^n mod n^2``); take it from an
             authenticated key, e.g. ``ThresholdPublicKey.encryption_base``.
 
-    The fixed-base table for ``h`` (up to 64 MiB) is built on first use and cached per key.
+    The fixed-base table for ``h`` (up to 64 MiB) is built on first use and cached for the
+    two most recently used keys.
 
     Raises:
         InvalidParameterError: bad key, packing that does not fit the key, or a missing or
