@@ -344,8 +344,9 @@ def _gradient_rows(
     }
     rows = [
         Row(metric="psnr_db", value=float(values.mean()), baseline=base.dataset_mean_db, baseline_name="dataset_mean_psnr_db", note=note, primary=not multi, **common),
-        Row(metric="images_above_20db", value=float(np.sum(values >= RECOGNISABLE_DB)), baseline=float(values.size), baseline_name="images_attacked", primary=multi, **common),
-        Row(metric="images_above_30db", value=float(np.sum(values >= EXACT_DB)), baseline=float(values.size), baseline_name="images_attacked", primary=False, **common),
+        Row(metric="images_above_20db", value=float(np.sum(values >= RECOGNISABLE_DB)), baseline=float(base.free_count_above(RECOGNISABLE_DB)), baseline_name="dataset_mean_images_above_20db", primary=multi, note=f"of {values.size} images" + (f"; {note}" if note else ""), **common),
+        Row(metric="images_above_30db", value=float(np.sum(values >= EXACT_DB)), baseline=float(base.free_count_above(EXACT_DB)), baseline_name="dataset_mean_images_above_30db", primary=False, note=f"of {values.size} images", **common),
+        Row(metric="images_attacked", value=float(values.size), baseline=None, baseline_name="", primary=False, **common),
         Row(metric="random_image_psnr_db", value=base.random_image_db, baseline=None, baseline_name="", primary=False, **common),
     ]
     if label_acc is not None:
@@ -464,7 +465,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
                 panels.append(_panel(f"sum_single_{ds_name.value}_{key}", f"{key} on a secure sum of {n} ({ds_name.value}): closest client", xs[order : order + 1], rec, [best]))
 
         # (2) joint reconstruction: feasible when n * D < P, hopeless when n * D > P
-        for hidden_j, label in ((hidden, "n*D < P"), (4, "n*D > P")):
+        for hidden_j, label in ((hidden, "n*D < P"), (2, "n*D > P")):
             model_j = make_mlp(data.input_size, hidden_j, data.num_classes, activation=Activation.SIGMOID, seed=cfg.seed)
             params = num_parameters(model_j)
             feasible = n * data.input_size < params
@@ -473,7 +474,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
             match = match_reconstructions(res.images, xs)
             leaked = match.count_above(RECOGNISABLE_DB)
             rows += _gradient_rows(
-                attack="dlg joint (all n)",
+                attack=f"dlg joint (all n), {label}",
                 defense=defense,
                 setting=f"{_describe(model_j, data, Activation.SIGMOID, hidden_j)}; n={n}; {label}: n*D={n * data.input_size}, P={params}",
                 psnrs=list(match.psnr_db),
@@ -1038,7 +1039,7 @@ class EvaluationResult:
             d = r.defense.lower()
             if not (r.primary and r.succeeded) or r.positive_control and "baseline" in d:
                 continue
-            if ("secure aggregation" in d or "secagg" in d) and "dp" not in d and "baseline" not in d and "without" not in d:
+            if ("secure aggregation" in d or "secagg" in d) and "baseline" not in d and "without" not in d and "colluders" not in d:
                 out.append(r)
         return tuple(out)
 
@@ -1098,31 +1099,43 @@ def _fmt(x: float | None) -> str:
         return "nan"
     if math.isinf(x):
         return "inf"
-    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4):
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    if abs(x) < 1e-3 or abs(x) >= 1e4:
         return f"{x:.2e}"
     return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
 
 
-def summary_table(result: EvaluationResult, *, markdown: bool = False) -> str:
-    """The primary rows as a text (or markdown) table."""
-    header = ("family", "attack", "defense", "metric", "value", "baseline", "succeeded", "expected")
-    lines: list[tuple[str, ...]] = []
+def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ...]]]:
+    out: list[tuple[Family, tuple[str, ...]]] = []
     for r in result.rows:
         if not r.primary:
             continue
         expected = "-" if r.expected is None else ("succeed" if r.expected else "fail")
         verdict = ("yes" if r.succeeded else "no") + ("" if r.as_expected else " (!)")
-        lines.append((r.family.value, r.attack + (" [control]" if r.positive_control else ""), r.defense, r.metric, _fmt(r.value), _fmt(r.baseline), verdict, expected))
+        attack = r.attack + (" [control]" if r.positive_control else "")
+        out.append((r.family, (attack, r.defense, r.metric, _fmt(r.value), _fmt(r.baseline), verdict, expected)))
+    return out
+
+
+def summary_table(result: EvaluationResult, *, markdown: bool = False, width: int = 46) -> str:
+    """The primary rows as a text table grouped by family (or one markdown table)."""
+    header = ("attack", "defense", "metric", "value", "baseline", "succeeded", "expected")
+    lines = _summary_lines(result)
     if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(cell.replace("|", "/") for cell in line) + " |" for line in lines]
+        out = ["| family | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
+        out += ["| " + " | ".join((fam.value, *cells)).replace("\n", " ") + " |" for fam, cells in lines]
         return "\n".join(out)
-    widths = [min(max(len(h), *(len(line[i]) for line in lines)) if lines else len(h), 60) for i, h in enumerate(header)]
 
-    def fit(text: str, width: int) -> str:
-        return text if len(text) <= width else text[: width - 1] + "~"
+    def fit(text: str, w: int) -> str:
+        return text if len(text) <= w else text[: w - 1] + "~"
 
+    widths = [min(max([len(h)] + [len(c[i]) for _, c in lines]), width) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(fit(c, w).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    current: Family | None = None
+    for fam, cells in lines:
+        if fam is not current:
+            out.append(f"-- {fam.value} " + "-" * max(0, sum(widths) + 2 * len(widths) - len(fam.value) - 4))
+            current = fam
+        out.append("  ".join(fit(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
     return "\n".join(out)

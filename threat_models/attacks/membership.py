@@ -22,6 +22,7 @@ confidently identifies a few members is a breach even with an AUC near 0.5.
 
 from __future__ import annotations
 
+import enum
 import math
 import warnings
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from threat_models.attacks.metrics import RocCurve, roc_curve
 from threat_models.data import Activation, ImageData, make_mlp
 
 __all__ = [
+    "Accountant",
     "TrainingConfig",
     "DpSgdConfig",
     "TrainedModel",
@@ -52,6 +54,13 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
+
+
+class Accountant(str, enum.Enum):
+    """Opacus accountant that converts DP-SGD steps into (epsilon, delta)."""
+
+    PRV = "prv"
+    RDP = "rdp"
 
 
 @dataclass(frozen=True)
@@ -89,11 +98,13 @@ class DpSgdConfig:
         noise_multiplier: sigma / C.
         max_grad_norm: per-example L2 clip C.
         delta: delta at which epsilon is reported.
+        accountant: Opacus accountant for epsilon (PRV by default, as Opacus').
     """
 
     noise_multiplier: float = 1.0
     max_grad_norm: float = 1.0
     delta: float = 1e-5
+    accountant: Accountant = Accountant.PRV
 
     def __post_init__(self) -> None:
         if not self.noise_multiplier > 0 or not self.max_grad_norm > 0 or not 0 < self.delta < 1:
@@ -102,7 +113,7 @@ class DpSgdConfig:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained classifier and, under DP-SGD, its (epsilon, delta) from Opacus' RDP accountant."""
+    """A trained classifier and, under DP-SGD, its epsilon (at the config's delta) from Opacus."""
 
     model: nn.Module
     epsilon: float | None
@@ -154,7 +165,7 @@ def train_model(
     loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(TensorDataset(x, y), batch_size=batch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        engine = PrivacyEngine()
+        engine = PrivacyEngine(accountant=Accountant(dp.accountant).value)
         private_module, private_optimiser, _ = engine.make_private(
             module=model,
             optimizer=optimiser,
@@ -174,9 +185,10 @@ def train_model(
             torch.autograd.backward(F.cross_entropy(private_module(x[chosen]), y[chosen], reduction=reduction))
             private_optimiser.step()
         epsilon = float(engine.get_epsilon(dp.delta))
-        remove = getattr(private_module, "remove_hooks", None)
-        if callable(remove):
-            remove()
+        # hand back a plain module: Opacus' cleanup removes its hooks and per-sample attributes
+        cleanup = getattr(private_module, "cleanup", None) or getattr(private_module, "remove_hooks", None)
+        if callable(cleanup):
+            cleanup()
     model.eval()
     return TrainedModel(model, epsilon)
 

@@ -146,10 +146,16 @@ class Baselines:
     Attributes:
         dataset_mean_db: PSNR of the data set's pixel-wise mean image.
         random_image_db: PSNR of a random *other* image from the data set.
+        dataset_mean_each_db: per original, the PSNR of the mean image.
     """
 
     dataset_mean_db: float
     random_image_db: float
+    dataset_mean_each_db: tuple[float, ...] = ()
+
+    def free_count_above(self, threshold_db: float) -> int:
+        """Originals that the mean image alone already matches at ``threshold_db``."""
+        return sum(v >= threshold_db for v in self.dataset_mean_each_db)
 
     @property
     def best_db(self) -> float:
@@ -163,13 +169,14 @@ def baselines(originals: torch.Tensor, pool: torch.Tensor, *, seed: int = 0) -> 
     copies of the original itself.
     """
     mean = pool.mean(dim=0, keepdim=True)
-    mean_db = float(np.mean(psnr_matrix(mean, originals)))
+    each = psnr_matrix(mean, originals)[0]
+    mean_db = float(np.mean(each))
     rng = np.random.default_rng(seed)
     draws = rng.choice(pool.shape[0], size=min(64, pool.shape[0]), replace=False)
     scores = psnr_matrix(pool[torch.as_tensor(draws)], originals)
     scores = np.where(scores >= PSNR_CAP_DB, np.nan, scores)
     random_db = float(np.nanmean(scores))
-    return Baselines(mean_db, random_db)
+    return Baselines(mean_db, random_db, tuple(float(v) for v in each))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""The evaluation harness, its report and ``secagg evaluate`` on the fast families."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from secagg.cli import main
+from secagg.errors import InvalidParameterError
+from threat_models import cli
+from threat_models.evaluate import (
+    CELLS,
+    CellOutput,
+    EvaluationConfig,
+    EvaluationContext,
+    EvaluationResult,
+    Family,
+    Row,
+    run_evaluation,
+    summary_table,
+)
+from threat_models.report import write_report
+
+FAST = frozenset({Family.MODEL_LEVEL, Family.PROTOCOL_LEVEL})
+REQUIRED_KEYS = {"attack", "defense", "metric", "value", "baseline", "succeeded"}
+
+
+@pytest.fixture(scope="module")
+def fast_result() -> EvaluationResult:
+    return run_evaluation(EvaluationConfig(quick=True, families=FAST), progress=False)
+
+
+def test_every_cell_of_every_family_is_registered() -> None:
+    assert {family for _, family, _ in CELLS} == set(Family)
+
+
+def test_fast_families_meet_every_expectation(fast_result: EvaluationResult) -> None:
+    assert not fast_result.errors
+    assert fast_result.controls_passed
+    assert fast_result.unexpected == ()
+    controls = [r for r in fast_result.rows if r.positive_control]
+    assert controls and all(r.succeeded for r in controls)
+    protocol = [r for r in fast_result.rows if r.family is Family.PROTOCOL_LEVEL]
+    # each protocol-level attack: one baseline that succeeds, one hardened run that fails
+    assert len({r.attack for r in protocol}) == 6
+    for attack in {r.attack for r in protocol}:
+        verdicts = sorted((r.positive_control, r.succeeded) for r in protocol if r.attack == attack)
+        assert verdicts == [(False, False), (True, True)]
+
+
+def test_sybils_leave_only_the_targets_noise_share(fast_result: EvaluationResult) -> None:
+    rows = [r for r in fast_result.rows if r.attack == "Sybil" and r.metric == "residual_noise_std"]
+    assert len(rows) == 2
+    own_share, sized_for_sybils = rows
+    assert own_share.baseline is not None and sized_for_sybils.baseline is not None
+    ratio = own_share.value / own_share.baseline
+    assert 0.12 < ratio < 0.25  # 1/sqrt(32) = 0.177: the target's own share only
+    assert 0.85 < sized_for_sybils.value / sized_for_sybils.baseline < 1.15
+    assert own_share.succeeded and not sized_for_sybils.succeeded
+
+
+def test_report_lists_what_secure_aggregation_does_not_stop(fast_result: EvaluationResult, tmp_path: Path) -> None:
+    not_stopped = {r.attack for r in fast_result.not_stopped_by_secure_aggregation()}
+    assert {"Sybil", "trap/imprint weights", "disaggregation across rounds"} <= not_stopped
+    report = write_report(fast_result, tmp_path)
+    text = report.read_text()
+    assert "What secure aggregation alone does NOT stop" in text
+    assert "All positive controls succeeded." in text
+    pngs = list((tmp_path / "images").glob("*.png"))
+    assert len(pngs) == len(fast_result.panels) and all(p.stat().st_size > 1000 for p in pngs)
+    for panel in fast_result.panels:
+        assert f"images/{panel.name}.png" in text
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["controls_passed"] is True
+    assert all(REQUIRED_KEYS <= row.keys() for row in payload["rows"])
+    assert all(isinstance(row["succeeded"], bool) for row in payload["rows"])
+
+
+def test_summary_table_marks_controls_and_surprises(fast_result: EvaluationResult) -> None:
+    text = summary_table(fast_result)
+    assert "[control]" in text and Family.PROTOCOL_LEVEL.value in text
+    assert "(!)" not in text
+    markdown = summary_table(fast_result, markdown=True)
+    assert markdown.splitlines()[0].startswith("| family | attack | defense")
+
+
+def _broken(ctx: EvaluationContext) -> CellOutput:
+    raise RuntimeError("boom")
+
+
+def _failed_control(ctx: EvaluationContext) -> CellOutput:
+    row = Row(Family.GRADIENT_INVERSION, "dlg", "none", "test", "psnr_db", 5.0, 11.0, "mean", False, True, positive_control=True)
+    return CellOutput((row,))
+
+
+def test_a_failed_control_or_a_broken_cell_is_reported() -> None:
+    cells = (("broken", Family.GRADIENT_INVERSION, _broken), ("failed control", Family.GRADIENT_INVERSION, _failed_control))
+    result = run_evaluation(EvaluationConfig(quick=True), progress=False, cells=cells)
+    assert "broken" in result.errors and "boom" in result.errors["broken"]
+    assert not result.controls_passed
+    assert [r.attack for r in result.unexpected] == ["dlg"]
+    assert "(!)" in summary_table(result)
+    with pytest.raises(InvalidParameterError):
+        run_evaluation(EvaluationConfig(quick=True, families=frozenset({Family.MEMBERSHIP})), cells=cells)
+
+
+def test_secagg_evaluate_writes_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    assert parser.parse_args(["--quick"]).quick
+    out_json = tmp_path / "rows.json"
+    before = torch.get_num_threads()
+    code = main(["evaluate", "--quick", "--family", "malicious_server_protocol", "--json", str(out_json), "--out", str(tmp_path / "report"), "--no-progress"])
+    assert code == 0
+    assert torch.get_num_threads() == before
+    printed = capsys.readouterr().out
+    assert "victim_update_max_error" in printed and "report:" in printed
+    payload = json.loads(out_json.read_text())
+    assert payload["controls_passed"] is True
+    assert payload["rows"] and all(REQUIRED_KEYS <= r.keys() for r in payload["rows"])
+    assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(InvalidParameterError):
+        EvaluationConfig(threads=0)
+    with pytest.raises(InvalidParameterError):
+        EvaluationConfig(families=frozenset())
