@@ -132,6 +132,7 @@ class SecAggServer:
         self._started = False
         self._expected: frozenset[int] = frozenset()
         self._keys: dict[int, AdvertiseKeys] = {}
+        self._seen_keys: set[bytes] = set()
         self._shared: dict[int, ShareKeys] = {}
         self._forwarded: dict[int, frozenset[int]] = {}
         self._survivors: set[int] = set()
@@ -284,10 +285,10 @@ class SecAggServer:
             raise MessageError("the masking and encryption keys must differ")
         if self.config.signed != bool(m.signature):
             raise MessageError("signature required" if self.config.signed else "unexpected signature")
-        for other in self._keys.values():
-            if {m.mask_public, m.share_public} & {other.mask_public, other.share_public}:
-                raise MessageError("public key already advertised by another client")
+        if m.mask_public in self._seen_keys or m.share_public in self._seen_keys:
+            raise MessageError("public key already advertised by another client")
         self._keys[m.sender] = m
+        self._seen_keys.update((m.mask_public, m.share_public))
 
     def _after_advertise(self, u1: frozenset[int]) -> list[Message]:
         self._check_size(u1, "advertised keys")
