@@ -854,7 +854,7 @@ class SecureAggregator:
         round_number: int,
         weights: dict[int, float] | None = None,
     ) -> Any:
-        from protocols.driver import simulate
+        from protocols import simulate
 
         config: dict[str, Any] = {
             "encoder": encoder,

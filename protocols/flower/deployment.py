@@ -114,23 +114,29 @@ class _Managed:
     log_path: Path
 
 
-def _stop(managed: _Managed, sig: signal.Signals = signal.SIGTERM) -> None:
-    """Stop a process, its process group and every descendant; escalate to SIGKILL."""
-    process = managed.process
-    family = _descendants(process.pid)
-    _signal_group(process.pid, sig)
-    for pid in family:
-        _signal_pid(pid, sig)
-    try:
-        process.wait(timeout=_STOP_GRACE_S if sig != signal.SIGKILL else 2.0)
-    except subprocess.TimeoutExpired:
-        pass
-    family += [p for p in _descendants(process.pid) if p not in family]
-    _signal_group(process.pid, signal.SIGKILL)
-    for pid in family:
-        _signal_pid(pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=2.0)
+def _stop_all(managed: list[_Managed], sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop processes, their process groups and every descendant; escalate to SIGKILL.
+
+    All are signalled at once and share one grace period, so stopping many processes takes
+    no longer than stopping one.
+    """
+    families = {id(m): _descendants(m.process.pid) for m in managed}
+    for m in managed:
+        _signal_group(m.process.pid, sig)
+        for pid in families[id(m)]:
+            _signal_pid(pid, sig)
+    deadline = time.monotonic() + (_STOP_GRACE_S if sig != signal.SIGKILL else 2.0)
+    for m in managed:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            m.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for m in managed:
+        family = families[id(m)] + _descendants(m.process.pid)
+        _signal_group(m.process.pid, signal.SIGKILL)
+        for pid in family:
+            _signal_pid(pid, signal.SIGKILL)
+    for m in managed:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            m.process.wait(timeout=2.0)
 
 
 class LocalDeployment:
@@ -305,7 +311,7 @@ class LocalDeployment:
             raise InvalidParameterError(f"no SuperNode {index}")
         managed = self._supernodes[index]
         if managed is not None:
-            _stop(managed, sig)
+            _stop_all([managed], sig)
             self._supernodes[index] = None
 
     def supernode_alive(self, index: int) -> bool:
@@ -318,16 +324,23 @@ class LocalDeployment:
         if self._superlink is None or self._superlink.process.poll() is not None:
             raise DeploymentError(f"the SuperLink is not running:\n{self.tail('superlink')}")
 
-    def wait_for_file(self, path: str | os.PathLike[str], *, timeout: float) -> Path:
-        """Wait until ``path`` exists (written by an app), checking the SuperLink meanwhile."""
-        target = Path(path)
+    def wait_for_file(self, *paths: str | os.PathLike[str], timeout: float) -> Path:
+        """Wait until one of ``paths`` exists (written by an app); returns it.
+
+        Raises:
+            DeploymentError: none appeared in time, or the SuperLink exited meanwhile
+                (the message ends with the tail of every log).
+        """
+        targets = [Path(p) for p in paths]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if target.exists():
-                return target
+            for target in targets:
+                if target.exists():
+                    return target
             self.check_alive()
             time.sleep(0.2)
-        raise DeploymentError(f"{target} did not appear within {timeout} s\n{self.logs_summary()}")
+        names = ", ".join(str(t) for t in targets)
+        raise DeploymentError(f"{names} did not appear within {timeout} s\n{self.logs_summary()}")
 
     # -- logs --------------------------------------------------------------------------
 
@@ -353,8 +366,7 @@ class LocalDeployment:
         managed += [m for m in self._supernodes if m is not None]
         if self._superlink is not None:
             managed.append(self._superlink)
-        for item in managed:
-            _stop(item)
+        _stop_all(managed)
         self._runs.clear()
         self._supernodes = [None] * len(self._supernodes)
         self._superlink = None

@@ -314,9 +314,18 @@ class SecureAggregationWorkflow:
                     (node, grid.create_message(RecordDict(records), MessageType.TRAIN, node, str(server_round)))
                 )
             timeout = self.train_timeout if stage is Stage.MASKED_INPUT else self.stage_timeout
+            stage_started = time.perf_counter()
             for node, reply in self._exchange(grid, outgoing, timeout):
                 self._deliver(server, stage, cohort_ids[node], reply)
-            log(INFO, "[secagg round %d] stage %s: %d of %d replied", server_round, stage.value, len(server.responded), len(outgoing))
+            log(
+                INFO,
+                "[secagg round %d] stage %s: %d of %d replied (%.1f s)",
+                server_round,
+                stage.value,
+                len(server.responded),
+                len(outgoing),
+                time.perf_counter() - stage_started,
+            )
             requests = server.advance()
 
         result = server.result

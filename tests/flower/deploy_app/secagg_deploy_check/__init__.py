@@ -1,0 +1,15 @@
+"""Deployment check app: known client updates, one client that stalls in training."""
+
+from __future__ import annotations
+
+from protocols.flower import SecAggPolicy
+from secagg.recipe import DPMode
+from threat_models.model import ThreatModel
+
+#: Malicious-server SecAgg+ without DP, so that the aggregate can be compared exactly. With
+#: four clients, one dropout and no colluder are what a threshold can serve (t = 2 of k = 3).
+POLICY = SecAggPolicy(
+    threat_model=ThreatModel(colluding_fraction=0.0, dropout_fraction=0.25),
+    dp=DPMode.NONE,
+    clip_norm=None,
+)
