@@ -20,7 +20,9 @@ process, ours and the peer timed round-robin, ratios taken per round (median):
 * bytes per value on the wire vs one ciphertext per value.
 
 Key generation (trusted dealer, safe primes) and the one-off fixed-base table are timed
-separately. Run: ``secagg bench --suite paillier [--quick] [--json PATH]`` or
+separately. Every time is the CPU time of this process (``time.process_time``): on a shared
+machine wall-clock time penalises a 40 ms exponentiation (preempted) much more than a 3 ms
+one, which would skew the ratios. Run: ``secagg bench --suite paillier [--quick] [--json PATH]`` or
 ``python benchmarks/bench_paillier.py [--quick] [--json PATH]``.
 """
 
@@ -59,6 +61,12 @@ N_DECRYPTORS = 5
 THRESHOLD = 3
 
 
+def _clock() -> float:
+    """CPU seconds of this (single-threaded) process: immune to the other jobs that share the
+    machine, which would otherwise preempt long operations more often than short ones."""
+    return time.process_time()
+
+
 def _quiet() -> bool:
     return not sys.stderr.isatty()
 
@@ -68,16 +76,16 @@ def _interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[floa
     samples: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for i, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = _clock()
             fn()
-            samples[i].append(time.perf_counter() - start)
+            samples[i].append(_clock() - start)
     return samples
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
+    start = _clock()
     out = fn()
-    return time.perf_counter() - start, out
+    return _clock() - start, out
 
 
 def _median_ratio(a: list[float], b: list[float]) -> float:
@@ -154,9 +162,9 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
 
     def encrypt_and_prove_timed() -> float:
         before = len(check_times)
-        start = time.perf_counter()
+        start = _clock()
         encrypt_and_prove()
-        total = time.perf_counter() - start
+        total = _clock() - start
         return total - sum(check_times[before:])
 
     client_times: list[float] = []
