@@ -550,11 +550,11 @@ class SecureAggregator:
 
     def mean(
         self,
-        updates: Mapping[ClientId, Any] | Sequence[Any],
+        updates: Mapping[Any, Any] | Sequence[Any],
         *,
-        weights: Mapping[ClientId, float] | Sequence[float] | None = None,
-        dropouts: Mapping[Any, Iterable[ClientId]] | None = None,
-        local_dp: Mapping[ClientId, Any] | None = None,
+        weights: Mapping[Any, float] | Sequence[float] | None = None,
+        dropouts: Mapping[Any, Iterable[Any]] | None = None,
+        local_dp: Mapping[Any, Any] | None = None,
     ) -> Any:
         """Securely aggregate one round's updates and return their mean.
 
@@ -585,10 +585,10 @@ class SecureAggregator:
 
     def sum(
         self,
-        updates: Mapping[ClientId, Any] | Sequence[Any],
+        updates: Mapping[Any, Any] | Sequence[Any],
         *,
-        dropouts: Mapping[Any, Iterable[ClientId]] | None = None,
-        local_dp: Mapping[ClientId, Any] | None = None,
+        dropouts: Mapping[Any, Iterable[Any]] | None = None,
+        local_dp: Mapping[Any, Any] | None = None,
     ) -> Any:
         """Securely aggregate one round's updates and return their (noised) sum.
 
@@ -598,11 +598,11 @@ class SecureAggregator:
 
     def _aggregate(
         self,
-        updates: Mapping[ClientId, Any] | Sequence[Any],
+        updates: Mapping[Any, Any] | Sequence[Any],
         *,
-        weights: Mapping[ClientId, float] | Sequence[float] | None,
-        dropouts: Mapping[Any, Iterable[ClientId]] | None,
-        local_dp: Mapping[ClientId, Any] | None,
+        weights: Mapping[Any, float] | Sequence[float] | None,
+        dropouts: Mapping[Any, Iterable[Any]] | None,
+        local_dp: Mapping[Any, Any] | None,
         mean: bool,
     ) -> Any:
         from dp.clipping import flatten_update
@@ -802,7 +802,7 @@ class SecureAggregator:
             budgets.append(PrivacyBudget(epsilon=self.epsilon_budget, delta=self.delta, scope=scope))
         return PrivacyLedger(budgets=budgets, accountant=self._accountant_kind())
 
-    def _round_record(self, ids: Sequence[ClientId], event: Any, local_dp: Mapping[ClientId, Any] | None) -> Any:
+    def _round_record(self, ids: Sequence[ClientId], event: Any, local_dp: Mapping[Any, Any] | None) -> Any:
         from dp.ledger import ClientSampling, LocalDpSgd, RoundRecord, local_dp_sgd_from_opacus
 
         if local_dp is not None and self.dp is not DPMode.LOCAL:
@@ -898,7 +898,7 @@ class SecureAggregator:
 _PAILLIER_COMMITTEE = 10
 
 
-def _split_updates(updates: Mapping[ClientId, Any] | Sequence[Any]) -> tuple[list[ClientId], list[Any]]:
+def _split_updates(updates: Mapping[Any, Any] | Sequence[Any]) -> tuple[list[ClientId], list[Any]]:
     if isinstance(updates, Mapping):
         ids = list(updates.keys())
         items = [updates[c] for c in ids]
@@ -918,7 +918,7 @@ def _split_updates(updates: Mapping[ClientId, Any] | Sequence[Any]) -> tuple[lis
 
 
 def _weights(
-    weights: Mapping[ClientId, float] | Sequence[float], ids: Sequence[ClientId], max_weight: float
+    weights: Mapping[Any, float] | Sequence[float], ids: Sequence[ClientId], max_weight: float
 ) -> F64:
     if isinstance(weights, Mapping):
         missing = [c for c in ids if c not in weights]
@@ -939,7 +939,7 @@ def _weights(
 
 
 def _map_dropouts(
-    dropouts: Mapping[Any, Iterable[ClientId]] | None, protocol_ids: Mapping[ClientId, int]
+    dropouts: Mapping[Any, Iterable[Any]] | None, protocol_ids: Mapping[ClientId, int]
 ) -> dict[str, list[int]] | None:
     if dropouts is None:
         return None

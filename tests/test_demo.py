@@ -1,0 +1,88 @@
+"""``secagg demo``: the non-IID split and short end-to-end runs of the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from secagg.cli import main
+from secagg.demo import load_federated
+
+
+def label_skew(num_clients: int, alpha: float) -> float:
+    """Mean, over clients, of the share of their most frequent label."""
+    data = load_federated(num_clients, alpha=alpha, seed=3)
+    return float(np.mean([np.bincount(y).max() / len(y) for y in data.client_y]))
+
+
+def test_split_partitions_the_training_set_non_iid() -> None:
+    data = load_federated(30, alpha=0.5, seed=1)
+    assert data.num_clients == 30 and data.num_features == 64 and data.num_classes == 10
+    assert min(len(y) for y in data.client_y) >= 2
+    # every training example goes to exactly one client: the clients' rows are the
+    # training half of the same stratified split, as a multiset
+    x, y = load_digits(return_X_y=True)
+    x_train, _, y_train, _ = train_test_split(x / 16.0, y, test_size=0.25, random_state=1, stratify=y)
+    ours = sorted(r.astype(np.float32).tobytes() + bytes([int(label)]) for xs, ys in zip(data.client_x, data.client_y) for r, label in zip(xs, ys))
+    theirs = sorted(r.astype(np.float32).tobytes() + bytes([int(label)]) for r, label in zip(x_train, y_train))
+    assert ours == theirs
+    again = load_federated(30, alpha=0.5, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(data.client_y, again.client_y))
+    # Dirichlet(0.5) label skew is far stronger than a near-IID split
+    assert label_skew(30, 0.5) > label_skew(30, 1000.0) + 0.2
+
+
+def test_split_refuses_impossible_sizes() -> None:
+    from secagg.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError):
+        load_federated(1000, min_examples=2)
+    with pytest.raises(InvalidParameterError):
+        load_federated(10, alpha=0.0)
+
+
+def test_demo_default_pipeline_writes_json_and_plot(tmp_path: Path) -> None:
+    out, png = tmp_path / "demo.json", tmp_path / "demo.png"
+    status = main(
+        [
+            "demo", "--clients", "12", "--clients-per-round", "8", "--rounds", "2",
+            "--verify", "--quiet", "--json", str(out), "--plot", str(png),
+        ]
+    )
+    assert status == 0
+    result = json.loads(out.read_text())
+    for key in ("accuracy", "epsilon", "delta", "rounds", "clients", "protocol", "dp", "seconds", "plain_accuracy"):
+        assert key in result
+    assert (result["protocol"], result["dp"], result["rounds"], result["clients"]) == ("secagg+", "distributed", 2, 12)
+    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["plain_accuracy"] <= 1.0
+    assert result["epsilon"] > 0 and result["delta"] == pytest.approx(1 / 120)
+    assert result["epsilon_level"] == "user"
+    assert [r["round"] for r in result["curve"]] == [1, 2]
+    assert result["curve"][0]["epsilon"] < result["curve"][1]["epsilon"]
+    assert result["max_abs_difference"] is not None and result["max_abs_difference"] < 1e-9
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_without_dp_reports_no_epsilon(tmp_path: Path) -> None:
+    out = tmp_path / "demo.json"
+    status = main(
+        [
+            "demo", "--clients", "10", "--clients-per-round", "10", "--rounds", "1", "--protocol", "secagg",
+            "--dp", "none", "--dropout", "0.2", "--no-baseline", "--quiet", "--json", str(out),
+        ]
+    )
+    assert status == 0
+    result = json.loads(out.read_text())
+    assert result["epsilon"] is None and result["plain_accuracy"] is None
+    assert result["curve"][0]["clients"] == 10 and result["curve"][0]["survivors"] == 8
+
+
+def test_demo_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--clients", "2", "--quiet"]) == 1
+    assert "--clients" in capsys.readouterr().err
+    assert main(["demo", "--dp", "none", "--target-epsilon", "3", "--quiet"]) == 1

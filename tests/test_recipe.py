@@ -1,0 +1,272 @@
+"""The recipe: secure aggregation with DP around a user's FL loop, end to end through the protocols."""
+
+from __future__ import annotations
+
+import math
+
+import dp_accounting
+import numpy as np
+import pytest
+import torch
+
+from dp.accounting import compute_epsilon
+from dp.distributed import DistributedMechanism, select_parameters_for_threat_model
+from dp.ledger import LocalDpSgd
+from secagg import SecureAggregator
+from secagg.errors import (
+    BudgetExceededError,
+    EncodingError,
+    InvalidParameterError,
+    ThresholdNotMetError,
+)
+from secagg.recipe import AggregationProtocol, DPMode, fixed_point_encoder
+from threat_models.model import ServerClass, ThreatModel
+
+
+def numpy_updates(n: int, seed: int = 0, scale: float = 0.1) -> dict[int, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return {c: {"w": rng.normal(0, scale, (3, 4)), "b": rng.normal(0, scale, 4)} for c in range(n)}
+
+
+def plain_mean(updates: dict[int, dict[str, np.ndarray]], ids: list[int]) -> dict[str, np.ndarray]:
+    return {k: np.mean([updates[c][k] for c in ids], axis=0) for k in ("w", "b")}
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secagg+"])
+def test_mean_without_dp_equals_the_plain_mean_up_to_quantisation(protocol: str) -> None:
+    n = 9
+    updates = numpy_updates(n)
+    aggregator = SecureAggregator(population=n, protocol=protocol, dp="none", clip_norm=None)
+    mean = aggregator.mean(updates)
+    expected = plain_mean(updates, list(range(n)))
+    # each client's encoding is off by less than one quantum; the mean by less than one
+    quantum = fixed_point_encoder(aggregator.value_bound, cohort=n, clipped=False).quantum
+    for key in ("w", "b"):
+        assert mean[key].shape == expected[key].shape
+        assert np.max(np.abs(mean[key] - expected[key])) < quantum
+    report = aggregator.last_round
+    assert report is not None and report.survivors == tuple(range(n)) and report.epsilon is None
+
+
+def test_structures_come_back_as_they_were_given() -> None:
+    n = 5
+    rng = np.random.default_rng(1)
+    state_dicts = {
+        f"client-{c}": {
+            "layer.weight": torch.tensor(rng.normal(0, 0.1, (2, 3)), dtype=torch.float32),
+            "layer.bias": torch.tensor(rng.normal(0, 0.1, 2), dtype=torch.float64),
+        }
+        for c in range(n)
+    }
+    aggregator = SecureAggregator(population=n, dp="none")
+    mean = aggregator.mean(state_dicts)
+    assert list(mean) == ["layer.weight", "layer.bias"]
+    assert isinstance(mean["layer.weight"], torch.Tensor) and mean["layer.weight"].dtype == torch.float32
+    assert mean["layer.bias"].dtype == torch.float64 and tuple(mean["layer.weight"].shape) == (2, 3)
+    expected = torch.stack([s["layer.weight"] for s in state_dicts.values()]).mean(0)
+    assert torch.allclose(mean["layer.weight"], expected, atol=1e-6)
+    assert aggregator.last_round is not None
+    assert set(aggregator.last_round.survivors) == set(state_dicts)
+
+    arrays = [rng.normal(0, 0.1, 6) for _ in range(n)]  # a list of single arrays, ids 0..n-1
+    total = SecureAggregator(population=n, dp="none").sum(arrays)
+    assert isinstance(total, np.ndarray) and np.allclose(total, np.sum(arrays, axis=0), atol=1e-6)
+
+
+def test_weighted_mean_folds_the_weights_into_the_masked_vector() -> None:
+    n = 6
+    updates = numpy_updates(n, seed=2)
+    weights = {c: float(10 * (c + 1)) for c in range(n)}
+    aggregator = SecureAggregator(population=n, dp="none", clip_norm=None, max_weight=100.0)
+    mean = aggregator.mean(updates, weights=weights)
+    expected = np.average([updates[c]["w"] for c in range(n)], axis=0, weights=[weights[c] for c in range(n)])
+    assert np.max(np.abs(mean["w"] - expected)) < 1e-6
+
+
+def test_dropped_clients_are_left_out_and_reported() -> None:
+    n = 10
+    updates = numpy_updates(n, seed=3)
+    aggregator = SecureAggregator(
+        population=n, dp="none", threat_model=ThreatModel(dropout_fraction=0.25), verify=True
+    )
+    mean = aggregator.mean(updates, dropouts={"share_keys": [2], "masked_input": [7]})
+    report = aggregator.last_round
+    assert report is not None
+    assert set(report.dropped) == {2, 7}
+    survivors = [c for c in range(n) if c not in (2, 7)]
+    assert list(report.survivors) == survivors
+    assert np.max(np.abs(mean["w"] - plain_mean(updates, survivors)["w"])) < 1e-6
+    assert report.max_abs_difference is not None and report.max_abs_difference < 1e-12
+
+
+def test_central_dp_adds_the_calibrated_gaussian_noise_and_accounts_for_it() -> None:
+    n, d, z, clip = 8, 20_000, 1.5, 0.5
+    zeros = {c: np.zeros(d) for c in range(n)}
+    aggregator = SecureAggregator(population=n, dp="central", noise_multiplier=z, clip_norm=clip)
+    total = aggregator.sum(zeros)
+    # the released sum of n zero updates is pure noise N(0, (z C)^2)
+    assert abs(float(np.std(total)) / (z * clip) - 1.0) < 0.05
+    assert abs(float(np.mean(total))) < 5 * z * clip / math.sqrt(d)
+    expected = compute_epsilon(dp_accounting.GaussianDpEvent(z), aggregator.delta, accountant="pld")
+    assert aggregator.epsilon == pytest.approx(expected, rel=1e-9)
+    assert len(aggregator.ledger) == 1
+
+
+def test_distributed_dp_noise_is_added_by_the_clients_and_accounted() -> None:
+    n, d, z, clip = 10, 4096, 1.0, 1.0
+    threat = ThreatModel()
+    zeros = {c: np.zeros(d) for c in range(n)}
+    aggregator = SecureAggregator(
+        population=n, dp="distributed", noise_multiplier=z, clip_norm=clip, threat_model=threat, verify=True
+    )
+    total = aggregator.sum(zeros)
+    params = select_parameters_for_threat_model(
+        threat,
+        mechanism=DistributedMechanism.DISCRETE_GAUSSIAN,
+        noise_multiplier=z,
+        clip_norm=clip,
+        bits=32,
+        expected_clients=n,
+        dimension=d,
+    )
+    # all n clients survived: their shares add up to more than the target z C (sized for
+    # n - dropouts - colluders honest survivors)
+    expected_std = params.aggregate_error_stddev(n)
+    assert expected_std > z * clip
+    assert abs(float(np.std(total)) / expected_std - 1.0) < 0.06
+    report = aggregator.last_round
+    assert report is not None and report.max_abs_difference is not None
+    assert report.max_abs_difference < 1e-9  # the protocol summed exactly what the clients encoded
+    # the ledger holds the weakest mechanism the round could have released: the noise of
+    # the fewest survivors the clients would unmask (n - max_dropouts)
+    from dp.distributed import DistributedDPEncoder
+
+    planned = DistributedDPEncoder(params).dp_event(n - threat.max_dropouts(n))
+    expected_eps = compute_epsilon(planned, aggregator.delta, accountant="rdp")
+    assert aggregator.epsilon == pytest.approx(expected_eps, rel=1e-9)
+
+
+def test_distributed_dp_round_aborts_when_more_clients_drop_than_the_noise_allows() -> None:
+    n = 10
+    aggregator = SecureAggregator(population=n, dp="distributed", threat_model=ThreatModel(dropout_fraction=0.1))
+    assert ThreatModel(dropout_fraction=0.1).max_dropouts(n) == 1
+    with pytest.raises(ThresholdNotMetError):
+        aggregator.mean(numpy_updates(n), dropouts={"masked_input": [1, 2]})
+    assert aggregator.history == ()
+
+
+def test_budget_is_enforced_before_anything_is_spent() -> None:
+    n = 6
+    updates = numpy_updates(n, seed=4)
+    one_round = compute_epsilon(dp_accounting.GaussianDpEvent(2.0), 1e-3, accountant="pld")
+    aggregator = SecureAggregator(
+        population=n, dp="central", noise_multiplier=2.0, delta=1e-3, epsilon_budget=1.5 * one_round
+    )
+    aggregator.mean(updates)
+    spent = aggregator.epsilon
+    with pytest.raises(BudgetExceededError):
+        aggregator.mean(updates)
+    assert len(aggregator.ledger) == 1
+    assert len(aggregator.history) == 1
+    assert aggregator.epsilon == spent
+
+
+def test_target_epsilon_is_met_after_the_planned_rounds() -> None:
+    n, rounds, target = 6, 3, 4.0
+    updates = numpy_updates(n, seed=5)
+    aggregator = SecureAggregator(population=n, dp="central", target_epsilon=target, rounds=rounds)
+    for _ in range(rounds):
+        aggregator.mean(updates)
+    assert aggregator.epsilon is not None
+    assert 0.97 * target <= aggregator.epsilon <= target
+    with pytest.raises(BudgetExceededError):  # the target is the budget
+        aggregator.mean(updates)
+
+
+def test_local_dp_records_the_clients_dp_sgd_steps() -> None:
+    n = 5
+    updates = numpy_updates(n, seed=6)
+    steps = {c: (LocalDpSgd(noise_multiplier=1.1, sample_rate=0.1, steps=20),) for c in range(n)}
+    aggregator = SecureAggregator(population=n, dp="local", clip_norm=None)
+    aggregator.mean(updates, local_dp=steps)
+    aggregator.mean(updates, local_dp=steps)
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(1.1)), 40
+    )
+    expected = compute_epsilon(event, aggregator.delta, accountant="rdp")
+    assert aggregator.epsilon == pytest.approx(expected, rel=1e-6)
+
+
+def test_paillier_with_a_decryption_committee() -> None:
+    n = 5
+    updates = numpy_updates(n, seed=7)
+    aggregator = SecureAggregator(
+        population=n,
+        protocol="paillier",
+        dp="none",
+        threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS),
+        hazmat_paillier_key_bits=512,  # INSECURE size, to keep the test fast
+        verify=True,
+    )
+    for _ in range(2):  # the dealt key serves every round
+        mean = aggregator.mean(updates)
+        assert np.max(np.abs(mean["b"] - plain_mean(updates, list(range(n)))["b"])) < 1e-6
+    assert aggregator.last_round is not None and aggregator.last_round.max_abs_difference == 0.0
+
+
+def test_sample_cohort_is_a_poisson_sample() -> None:
+    aggregator = SecureAggregator(population=1000, clients_per_round=100, dp="none")
+    cohort = aggregator.sample_cohort()
+    # Binomial(1000, 0.1): mean 100, sd 9.5; six sd either side
+    assert 43 <= len(cohort) <= 157
+    assert len(set(cohort)) == len(cohort) and set(cohort) <= set(range(1000))
+    assert SecureAggregator(population=5, dp="none").sample_cohort(list("abcde")) == list("abcde")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"protocol": "bogus"}, InvalidParameterError),
+        ({"dp": "bogus"}, InvalidParameterError),
+        ({"dp": "central", "clip_norm": None}, InvalidParameterError),
+        ({"target_epsilon": 1.0}, InvalidParameterError),  # no rounds
+        ({"target_epsilon": 1.0, "rounds": 3, "noise_multiplier": 1.0}, InvalidParameterError),
+        ({"dp": "distributed", "accountant": "pld"}, InvalidParameterError),
+        ({"clients_per_round": 50}, InvalidParameterError),
+        ({"delta": 1.5}, InvalidParameterError),
+        ({"population": 1}, InvalidParameterError),
+    ],
+)
+def test_invalid_configurations_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
+    config: dict[str, object] = {"population": 10}
+    config.update(kwargs)
+    with pytest.raises(error):
+        SecureAggregator(**config)  # type: ignore[arg-type]
+
+
+def test_invalid_updates_are_refused_and_change_nothing() -> None:
+    aggregator = SecureAggregator(population=4, dp="none", clip_norm=None)
+    good = numpy_updates(4)
+    with pytest.raises(InvalidParameterError):
+        aggregator.mean({**good, 3: {"w": np.zeros((3, 4))}})  # another structure
+    with pytest.raises(EncodingError):
+        aggregator.mean({**good, 3: {"w": np.full((3, 4), np.nan), "b": np.zeros(4)}})
+    with pytest.raises(EncodingError):
+        aggregator.mean({**good, 3: {"w": np.full((3, 4), 1e6), "b": np.zeros(4)}})  # beyond value_bound
+    with pytest.raises(InvalidParameterError):
+        aggregator.mean({0: good[0]})
+    with pytest.raises(InvalidParameterError):
+        aggregator.mean(good, dropouts={"masked_input": [99]})
+    with pytest.raises(InvalidParameterError):
+        aggregator.mean({True: good[0], 2: good[1], 3: good[2]})
+    with pytest.raises(InvalidParameterError):
+        aggregator.mean(good, weights=[1.0, 2.0])
+    with pytest.raises(InvalidParameterError):
+        SecureAggregator(population=4, dp="central").mean(good, weights=[1.0] * 4)
+    assert aggregator.history == ()
+
+
+def test_enums_and_strings_are_interchangeable() -> None:
+    a = SecureAggregator(population=4, protocol=AggregationProtocol.SECAGG, dp=DPMode.NONE)
+    b = SecureAggregator(population=4, protocol="secagg", dp="none")
+    assert (a.protocol, a.dp) == (b.protocol, b.dp) == (AggregationProtocol.SECAGG, DPMode.NONE)
