@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -56,7 +55,6 @@ from threat_models.attacks.metrics import (
     baselines,
     match_reconstructions,
     psnr_matrix,
-    signal_to_noise,
 )
 from threat_models.data import (
     Activation,
@@ -238,7 +236,7 @@ class EvaluationConfig:
 
     @property
     def ig_iterations(self) -> int:
-        return 300 if self.quick else 1000
+        return 300 if self.quick else 600
 
     @property
     def snr_levels(self) -> tuple[float, ...]:
@@ -246,11 +244,11 @@ class EvaluationConfig:
 
     @property
     def noise_targets(self) -> int:
-        return 3 if self.quick else 8
+        return 3 if self.quick else 6
 
     @property
     def mia_population(self) -> int:
-        return 1000 if self.quick else 2000
+        return 1000
 
     @property
     def mia_shadows(self) -> int:
@@ -284,10 +282,6 @@ class EvaluationContext:
     def seed_bytes(self, salt: int) -> bytes:
         """A 32-byte PRG key for reproducible *simulated* noise (never for real deployments)."""
         return int(self.config.seed * 1_000_003 + salt).to_bytes(32, "big", signed=False)
-
-    @cached_property
-    def secure_sum_label(self) -> str:
-        return f"secure sum via {self.aggregator_name}"
 
 
 def default_aggregator() -> tuple[ml.Aggregator, str]:
@@ -386,13 +380,20 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
         base = baselines(xs, data.images, seed=cfg.seed)
         setting = f"{_describe(model, data, Activation.SIGMOID, hidden)}; one client, batch 1"
         results: dict[str, tuple[list[float], list[torch.Tensor], int]] = {"closed_form": ([], [], 0), "dlg": ([], [], 0), "inverting_gradients": ([], [], 0)}
+        timing = {"closed_form": 0.0, "dlg": 0.0, "inverting_gradients": 0.0}
         for i in range(cfg.targets):
             x, y = xs[i : i + 1], ys[i : i + 1]
             grads = gi.model_gradient(model, x, y)
             weight, bias = gi.first_linear(model, grads)
+            start = time.perf_counter()
             cf = gi.closed_form_first_layer(weight, bias, data.image_shape)
+            timing["closed_form"] += time.perf_counter() - start
+            start = time.perf_counter()
             d = gi.dlg(model, grads, batch_size=1, image_shape=data.image_shape, iterations=cfg.dlg_iterations, seed=cfg.seed + i)
+            timing["dlg"] += time.perf_counter() - start
+            start = time.perf_counter()
             ig = gi.inverting_gradients(model, grads, batch_size=1, image_shape=data.image_shape, iterations=cfg.ig_iterations, seed=cfg.seed + i)
+            timing["inverting_gradients"] += time.perf_counter() - start
             for key, rec, labels in (("closed_form", cf, None), ("dlg", d.images, d.labels), ("inverting_gradients", ig.images, ig.labels)):
                 ps, recs, correct = results[key]
                 ps.append(float(psnr_matrix(rec, x)[0, 0]))
@@ -401,7 +402,7 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
         for key, (ps, recs, correct) in results.items():
             ok = all(p >= RECOGNISABLE_DB for p in ps)
             rows += _gradient_rows(
-                attack=key,
+                attack=f"{key} [{ds_name.value}]",
                 defense="none (plaintext update)",
                 setting=setting,
                 psnrs=ps,
@@ -411,6 +412,23 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
                 positive_control=True,
                 label_acc=(correct / len(ps)) if key != "closed_form" else None,
                 note="labels by iDLG" if key != "closed_form" else "x = dW_i / db_i",
+            )
+            rows.append(
+                Row(
+                    family=Family.GRADIENT_INVERSION,
+                    attack=f"{key} [{ds_name.value}]",
+                    defense="none (plaintext update)",
+                    setting=setting,
+                    metric="seconds_per_image",
+                    value=timing[key] / cfg.targets,
+                    baseline=None,
+                    baseline_name="",
+                    succeeded=ok,
+                    expected=True,
+                    positive_control=True,
+                    primary=False,
+                    note="wall time of the attack on this machine (first call includes warm-up)",
+                )
             )
             panels.append(_panel(f"plaintext_{ds_name.value}_{key}", f"{key} on one plaintext update ({ds_name.value}, batch 1)", xs, torch.cat(recs), ps))
     return CellOutput(tuple(rows), tuple(panels))
@@ -451,7 +469,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
         for key, rec in single.items():
             best = float(psnr_matrix(rec, xs).max())  # scored against the best-matching client: generous
             rows += _gradient_rows(
-                attack=f"{key} (single target)",
+                attack=f"{key} (single target) [{ds_name.value}]",
                 defense=defense,
                 setting=setting,
                 psnrs=[best],
@@ -474,7 +492,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
             match = match_reconstructions(res.images, xs)
             leaked = match.count_above(RECOGNISABLE_DB)
             rows += _gradient_rows(
-                attack=f"dlg joint (all n), {label}",
+                attack=f"dlg joint (all n), {label} [{ds_name.value}]",
                 defense=defense,
                 setting=f"{_describe(model_j, data, Activation.SIGMOID, hidden_j)}; n={n}; {label}: n*D={n * data.input_size}, P={params}",
                 psnrs=list(match.psnr_db),
@@ -496,7 +514,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
         match = match_reconstructions(cands, xs)
         leaked = match.count_above(RECOGNISABLE_DB)
         rows += _gradient_rows(
-            attack="closed_form per ReLU neuron",
+            attack=f"closed_form per ReLU neuron [{ds_name.value}]",
             defense=defense,
             setting=f"{_describe(model_r, data, Activation.RELU, relu_hidden)}; n={n}; honest random init",
             psnrs=list(match.psnr_db),
@@ -535,6 +553,7 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
         per_attack: dict[str, list[float]] = {a: [] for a in attacks}
         shown: dict[str, list[torch.Tensor]] = {a: [] for a in attacks}
         multipliers = []
+        measured = []
         for i in range(xs.shape[0]):
             x, y = xs[i : i + 1], ys[i : i + 1]
             flat = gi.flatten(gi.model_gradient(model, x, y)).numpy()
@@ -545,6 +564,7 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
             mech = CentralGaussianMechanism(noise_multiplier=z, clip_norm=clip)
             noised = np.asarray(mech.add_noise(clipped, seed=ctx.seed_bytes(1000 * level + i)).value)
             std = mech.noise_stddev
+            measured.append(float(np.linalg.norm(clipped) / np.linalg.norm(noised - clipped)))
             grads = gi.unflatten_like(torch.from_numpy(noised), params)
             weight, bias = gi.first_linear(model, grads)
             recs = {
@@ -569,7 +589,7 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
                 succeeded=mean >= RECOGNISABLE_DB,
                 expected=expected,
                 positive_control=snr >= 10,
-                note="SNR = ||g|| / (z C sqrt(d)); mean PSNR over targets",
+                note=f"SNR = ||g|| / (z C sqrt(d)), measured ||g|| / ||noise|| = {float(np.mean(measured)):.3g}; mean PSNR over targets",
             )
             if level in (0, len(cfg.snr_levels) // 2, len(cfg.snr_levels) - 1):
                 panels.append(_panel(f"dp_snr_{snr:g}_{key}".replace(".", "p"), f"{key} at SNR {snr:g}", xs, torch.cat(shown[key]), per_attack[key]))
@@ -601,8 +621,6 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
         hlines=(("dataset mean", base.dataset_mean_db), ("random image", base.random_image_db), ("recognisable (20 dB)", RECOGNISABLE_DB)),
         logx=True,
     )
-    # SNR of the secure sum as seen from one target (what the other clients' updates do)
-    _ = signal_to_noise
     return CellOutput(tuple(rows), tuple(panels), (figure,))
 
 
