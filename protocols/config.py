@@ -34,11 +34,12 @@ class Hardening:
             client's peers, or fewer than the minimum aggregate size overall, survive.
         authenticate_keys: (signed rounds) verify every peer's identity signature on its
             advertised keys; off, a key substituted by the server is accepted.
-        round_bound_signatures: put the round id into every signed transcript; off, a
-            signed key from an earlier round can be replayed into this one.
-        model_bound_signatures: put the hash of the global model the client trained on
-            into its signed keys; off, a server sending different models to different
-            clients goes unnoticed.
+        round_bound_signatures: (signed rounds) put the round id into every signed
+            transcript; off, a signed key from an earlier round can be replayed into this one.
+        model_bound_signatures: (signed rounds) put the hash of the global model the client
+            trained on into its signed keys; off, a server sending different models to
+            different clients goes unnoticed. Unsigned rounds (curious and semi-malicious
+            servers) cannot detect model inconsistency at all.
         consistency_check: (signed rounds) unmask only the survivor set the client signed
             and only with ``t`` valid neighbour signatures on it; off, a server can show
             different survivor sets to different clients.
