@@ -24,7 +24,10 @@ Success criteria (stated once, used everywhere):
 
 Secure sums are computed by an :data:`~threat_models.attacks.model_level.Aggregator`: the
 real protocol (``protocols.simulate``) when it is available, else the sum itself (what
-secure aggregation reveals by definition). Rows say which one ran.
+secure aggregation reveals by definition). Rows say which one ran. DP noise comes from the
+:mod:`dp` mechanisms themselves (central Gaussian, distributed discrete Gaussian, Opacus
+client), drawn from their CSPRNG, so DP cells vary slightly from run to run; everything
+else is seeded by ``EvaluationConfig.seed``.
 """
 
 from __future__ import annotations
@@ -280,7 +283,7 @@ class EvaluationContext:
         return np.random.default_rng([self.config.seed, salt])
 
     def seed_bytes(self, salt: int) -> bytes:
-        """A 32-byte PRG key for reproducible *simulated* noise (never for real deployments)."""
+        """A 32-byte public seed (e.g. a round's rotation seed) derived from the run's seed."""
         return int(self.config.seed * 1_000_003 + salt).to_bytes(32, "big", signed=False)
 
 
@@ -562,7 +565,7 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
             z = 1.0 / (snr * math.sqrt(dim))  # SNR = ||g|| / (z C sqrt(d)) with C = ||g||
             multipliers.append(z)
             mech = CentralGaussianMechanism(noise_multiplier=z, clip_norm=clip)
-            noised = np.asarray(mech.add_noise(clipped, seed=ctx.seed_bytes(1000 * level + i)).value)
+            noised = np.asarray(mech.add_noise(clipped).value)  # noise from the library's CSPRNG
             std = mech.noise_stddev
             measured.append(float(np.linalg.norm(clipped) / np.linalg.norm(noised - clipped)))
             grads = gi.unflatten_like(torch.from_numpy(noised), params)

@@ -129,10 +129,13 @@ def train_model(
 ) -> TrainedModel:
     """Train an MLP on ``data`` restricted to ``members`` (boolean mask), with or without DP-SGD.
 
-    Without DP: Adam on shuffled mini-batches. With DP: Opacus' ``PrivacyEngine`` wraps
-    model, optimiser and loader (Poisson sampling, per-example clipping, Gaussian noise);
-    the plain module is returned. Simulation only: Opacus' noise here is not drawn from a
-    CSPRNG (``secure_mode`` needs torchcsprng), which does not matter for measuring attacks.
+    Without DP: Adam on shuffled mini-batches. With DP: DP-SGD (Adam on clipped,
+    noised per-example gradients) through the library's Opacus client helper
+    (:func:`dp.opacus_client.train_private_round`: Poisson sampling with rate
+    ``batch / members``, per-example clipping, Gaussian noise from the AES-CTR PRG), for
+    ``epochs * round(members / batch)`` steps; epsilon comes from the chosen Opacus
+    accountant. The plain module is returned either way. ``seed`` fixes the initial
+    weights and the non-private shuffling; the DP noise is never seeded.
     """
     mask = np.asarray(members, dtype=bool)
     if mask.shape != (len(data),) or not mask.any():
@@ -144,8 +147,8 @@ def train_model(
     model = make_mlp(data.input_size, config.hidden, data.num_classes, activation=config.activation, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    steps_per_epoch = max(1, round(count / batch))
     if dp is None:
+        steps_per_epoch = max(1, round(count / batch))
         model.train()
         for _ in range(config.epochs):
             order = torch.randperm(count, generator=gen)
@@ -157,40 +160,25 @@ def train_model(
         model.eval()
         return TrainedModel(model, None)
 
-    from opacus import PrivacyEngine
+    from dp.opacus_client import OpacusAccountantKind, train_private_round
 
-    # Opacus reads the sampling rate q = batch / count off the loader it wraps; the batches
-    # themselves are drawn below by the same Poisson sampling (each example independently
-    # with probability q), straight from the tensors, which avoids per-example collation.
+    # the library's Opacus client: Poisson sampling and noise from the AES-CTR PRG, a fresh
+    # GradSampleModule on a copy of the model, accountant state handed back explicitly
     loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(TensorDataset(x, y), batch_size=batch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        engine = PrivacyEngine(accountant=Accountant(dp.accountant).value)
-        private_module, private_optimiser, _ = engine.make_private(
-            module=model,
-            optimizer=optimiser,
-            data_loader=loader,
+        result = train_private_round(
+            model,
+            optimiser,
+            loader,
             noise_multiplier=dp.noise_multiplier,
             max_grad_norm=dp.max_grad_norm,
-            poisson_sampling=True,
-            noise_generator=torch.Generator().manual_seed(seed + 1),
+            epochs=config.epochs,
+            accountant=OpacusAccountantKind(Accountant(dp.accountant).value),
         )
-        rate = batch / count
-        private_module.train()
-        for _ in range(config.epochs * steps_per_epoch):
-            chosen = torch.rand(count, generator=gen) < rate
-            private_optimiser.zero_grad()
-            # an empty Poisson batch still takes a (noise-only) step; "sum" avoids 0/0
-            reduction = "mean" if bool(chosen.any()) else "sum"
-            torch.autograd.backward(F.cross_entropy(private_module(x[chosen]), y[chosen], reduction=reduction))
-            private_optimiser.step()
-        epsilon = float(engine.get_epsilon(dp.delta))
-        # hand back a plain module: Opacus' cleanup removes its hooks and per-sample attributes
-        cleanup = getattr(private_module, "cleanup", None) or getattr(private_module, "remove_hooks", None)
-        if callable(cleanup):
-            cleanup()
+    model.load_state_dict(result.state_dict)
     model.eval()
-    return TrainedModel(model, epsilon)
+    return TrainedModel(model, result.client_state.epsilon(dp.delta))
 
 
 @torch.no_grad()
