@@ -599,10 +599,13 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
     tolerance = 1.0
     for key in attacks:
         ys_ = curves[key]
-        monotone = all(b <= a + tolerance for a, b in zip(ys_, ys_[1:], strict=False))
+        # falls monotonically (within the tolerance) until it reaches the baseline, where
+        # run-to-run noise of a few tenths of a dB no longer means anything
+        floor = base.dataset_mean_db + tolerance
+        monotone = all(b <= a + tolerance or b <= floor for a, b in zip(ys_, ys_[1:], strict=False))
         at_baseline = [s for s, v in zip(cfg.snr_levels, ys_, strict=True) if v <= base.dataset_mean_db + tolerance]
         common: dict[str, Any] = {"family": Family.GRADIENT_INVERSION, "attack": key, "defense": "DP Gaussian noise sweep", "setting": setting_base, "primary": False}
-        rows.append(Row(metric="psnr_monotone_in_noise", value=float(monotone), baseline=1.0, baseline_name="required", succeeded=monotone, expected=True, note=f"within {tolerance} dB", **common))
+        rows.append(Row(metric="psnr_monotone_in_noise", value=float(monotone), baseline=1.0, baseline_name="required", succeeded=monotone, expected=True, note=f"within {tolerance} dB, down to the dataset-mean baseline", **common))
         rows.append(
             Row(
                 metric="largest_snr_at_baseline",
