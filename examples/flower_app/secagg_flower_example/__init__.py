@@ -1,0 +1,59 @@
+"""A Flower app: FedAvg on scikit-learn's digits with SecAgg+ and distributed DP.
+
+The policy below is the single source of truth that the ServerApp and every ClientApp
+hold; the clients refuse any round announced under a different one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from flwr.app import Context
+
+from protocols.flower import SecAggPolicy, SecureAggregationMod
+from protocols.flower.pki import load_identity, load_pki
+from secagg.demo import FederatedData, load_federated
+from secagg.signing import IdentityKey
+from threat_models.model import ThreatModel
+
+#: SecAgg+ against a malicious server (signed keys and survivor sets), every client adding
+#: its share of discrete Gaussian noise so that the server only sees a noised sum.
+POLICY = SecAggPolicy(threat_model=ThreatModel(), dp="distributed", noise_multiplier=1.0, clip_norm=0.5)
+
+
+def make_model() -> torch.nn.Module:
+    """Softmax regression on the 64 pixels of a digit."""
+    torch.manual_seed(0)
+    return torch.nn.Linear(64, 10)
+
+
+def partition(context: Context) -> tuple[FederatedData, int]:
+    """This node's share of the non-IID digits split (deterministic in the partition id)."""
+    num = int(context.node_config["num-partitions"])
+    return load_federated(num, alpha=0.5, seed=0), int(context.node_config["partition-id"])
+
+
+def secure_aggregation_mod(key_dir: str | None = None) -> SecureAggregationMod:
+    """The client mod with this app's policy.
+
+    Deployed SuperNodes name their client id, identity key and PKI in ``--node-config``
+    (``secagg-client-id``, ``secagg-identity``, ``secagg-pki``), which the mod reads by
+    default. ``key_dir`` instead serves every virtual client of a simulation from one
+    directory written by :func:`protocols.flower.pki.write_identities` (client id =
+    partition id + 1).
+    """
+    if key_dir is None:
+        return SecureAggregationMod(POLICY)
+    folder = Path(key_dir)
+
+    def client_id(context: Context) -> int:
+        return int(context.node_config["partition-id"]) + 1
+
+    def identity(context: Context) -> IdentityKey:
+        return load_identity(folder / f"identity-{client_id(context)}.key")
+
+    def pki(context: Context) -> dict[int, bytes]:
+        return load_pki(folder / "pki.json")
+
+    return SecureAggregationMod(POLICY, client_id=client_id, identity=identity, pki=pki)
