@@ -153,6 +153,25 @@ def _not_stopped_section(result: EvaluationResult) -> list[str]:
     return lines
 
 
+def _hardening_section(result: EvaluationResult) -> list[str]:
+    """Attacks that masking alone lets through and the hardened protocol stops."""
+    lines = ["## Stopped by the hardening, not by masking", ""]
+    attacks = []
+    for row in result.rows:
+        if row.family not in (Family.PROTOCOL_LEVEL, Family.MODEL_LEVEL) or row.attack in attacks:
+            continue
+        same = [r for r in result.rows if r.attack == row.attack and r.primary]
+        baseline = [r for r in same if r.positive_control and r.succeeded and "baseline" in r.defense]
+        hardened = [r for r in same if not r.positive_control and not r.succeeded and "DP" not in r.defense]
+        if baseline and hardened:
+            attacks.append(row.attack)
+            lines.append(
+                f"- **{row.attack}**: succeeds against *{baseline[0].defense}*, fails against "
+                f"*{hardened[0].defense}*: {hardened[0].note}."
+            )
+    return lines + [""] if attacks else []
+
+
 def _rows_table(rows: Sequence[Row]) -> list[str]:
     out = ["| attack | defense | metric | value | baseline | succeeded | expected | note |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -192,6 +211,7 @@ def markdown_report(result: EvaluationResult, *, images: Sequence[tuple[ImagePan
     if unexpected:
         lines += ["## Unexpected verdicts", ""] + _rows_table(unexpected) + [""]
     lines += _not_stopped_section(result)
+    lines += _hardening_section(result)
     lines += ["## Summary", "", summary_table(result, markdown=True), ""]
     for family in Family:
         fam_rows = [r for r in result.rows if r.family is family]
