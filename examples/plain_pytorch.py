@@ -46,9 +46,10 @@ def local_update(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]
     optimizer = torch.optim.SGD(local.parameters(), lr=0.3)
     x, y = data
     for _ in range(2):
-        for batch in torch.randperm(len(y)).split(16):
+        for batch in torch.split(torch.randperm(len(y)), 16):
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(local(x[batch]), y[batch]).backward()
+            loss = torch.nn.functional.cross_entropy(local(x[batch]), y[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     return {k: v - model.state_dict()[k] for k, v in local.state_dict().items()}
 

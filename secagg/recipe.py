@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +79,7 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 U64 = npt.NDArray[np.uint64]
 ClientId = str | int
+_T = TypeVar("_T")
 
 
 class AggregationProtocol(str, Enum):
@@ -527,14 +528,20 @@ class SecureAggregator:
 
     # -- cohort sampling ---------------------------------------------------------------
 
-    def sample_cohort(self, clients: Iterable[ClientId] | None = None) -> list[ClientId]:
+    @overload
+    def sample_cohort(self) -> list[int]: ...
+
+    @overload
+    def sample_cohort(self, clients: Iterable[_T]) -> list[_T]: ...
+
+    def sample_cohort(self, clients: Iterable[Any] | None = None) -> list[Any]:
         """Poisson-sample this round's cohort: each client independently with rate ``q``.
 
         Uses the OS CSPRNG (the accounting's amplification by sampling assumes the server
-        cannot predict or choose the cohort). ``clients`` defaults to
-        ``range(population)``. Resamples in the rare case fewer than two are drawn.
+        cannot predict or choose the cohort). ``clients`` (the whole population) defaults
+        to ``range(population)``. Resamples in the rare case fewer than two are drawn.
         """
-        pool: list[ClientId] = list(range(self.population)) if clients is None else list(clients)
+        pool: list[Any] = list(range(self.population)) if clients is None else list(clients)
         if len(pool) != self.population:
             raise InvalidParameterError(f"expected the {self.population} clients of the population")
         if self.clients_per_round == self.population:

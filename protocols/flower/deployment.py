@@ -37,7 +37,7 @@ from types import TracebackType
 
 from secagg.errors import InvalidParameterError, SecAggError
 
-__all__ = ["LocalDeployment", "DeploymentError", "free_port", "OFFLINE_ENVIRONMENT"]
+__all__ = ["LocalDeployment", "DeploymentError", "free_port", "process_alive", "OFFLINE_ENVIRONMENT"]
 
 #: Environment that keeps every Flower process off the network and quick to react.
 OFFLINE_ENVIRONMENT: Mapping[str, str] = {
@@ -97,6 +97,21 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie -- exited, not yet reaped -- does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not Path("/proc").is_dir()
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+
+
 def _signal_pid(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
@@ -114,13 +129,14 @@ class _Managed:
     log_path: Path
 
 
-def _stop_all(managed: list[_Managed], sig: signal.Signals = signal.SIGTERM) -> None:
+def _stop_all(managed: list[_Managed], sig: signal.Signals = signal.SIGTERM) -> set[int]:
     """Stop processes, their process groups and every descendant; escalate to SIGKILL.
 
     All are signalled at once and share one grace period, so stopping many processes takes
-    no longer than stopping one.
+    no longer than stopping one. Returns every pid it signalled.
     """
     families = {id(m): _descendants(m.process.pid) for m in managed}
+    signalled = {m.process.pid for m in managed}
     for m in managed:
         _signal_group(m.process.pid, sig)
         for pid in families[id(m)]:
@@ -131,12 +147,14 @@ def _stop_all(managed: list[_Managed], sig: signal.Signals = signal.SIGTERM) -> 
             m.process.wait(timeout=max(0.0, deadline - time.monotonic()))
     for m in managed:
         family = families[id(m)] + _descendants(m.process.pid)
+        signalled.update(family)
         _signal_group(m.process.pid, signal.SIGKILL)
         for pid in family:
             _signal_pid(pid, signal.SIGKILL)
     for m in managed:
         with contextlib.suppress(subprocess.TimeoutExpired):
             m.process.wait(timeout=2.0)
+    return signalled
 
 
 class LocalDeployment:
@@ -193,6 +211,8 @@ class LocalDeployment:
         self._superlink: _Managed | None = None
         self._supernodes: list[_Managed | None] = []
         self._runs: list[_Managed] = []
+        #: every pid stopped so far (started processes and their descendants)
+        self.stopped_pids: set[int] = set()
         self._env = self._environment(env)
 
     # -- set-up ------------------------------------------------------------------------
@@ -311,7 +331,7 @@ class LocalDeployment:
             raise InvalidParameterError(f"no SuperNode {index}")
         managed = self._supernodes[index]
         if managed is not None:
-            _stop_all([managed], sig)
+            self.stopped_pids |= _stop_all([managed], sig)
             self._supernodes[index] = None
 
     def supernode_alive(self, index: int) -> bool:
@@ -366,7 +386,7 @@ class LocalDeployment:
         managed += [m for m in self._supernodes if m is not None]
         if self._superlink is not None:
             managed.append(self._superlink)
-        _stop_all(managed)
+        self.stopped_pids |= _stop_all(managed)
         self._runs.clear()
         self._supernodes = [None] * len(self._supernodes)
         self._superlink = None

@@ -338,7 +338,7 @@ class SecureAggregationWorkflow:
         order = list(arrays.keys())
         epsilon = None
         if self._ledger is not None:
-            epsilon = float(self._ledger.population_epsilon(self._delta()))
+            epsilon = float(self._ledger.population_epsilon(self.effective_delta))
         return FlowerRoundResult(
             round=server_round,
             arrays=layout.unflatten(new_vector, order=order),
@@ -436,7 +436,9 @@ class SecureAggregationWorkflow:
             return total / weight_sum
         return total / float(survivors)
 
-    def _delta(self) -> float:
+    @property
+    def effective_delta(self) -> float:
+        """The delta of the reported epsilon (``1 / (10 population)`` unless given)."""
         return self.delta if self.delta is not None else 1.0 / (10 * max(2, self.population or 2))
 
     def _spend(self, encoder: Any, min_survivors: int, client_ids: list[int]) -> None:
@@ -451,7 +453,7 @@ class SecureAggregationWorkflow:
         if self._ledger is None:
             budgets = []
             if self.epsilon_budget is not None:
-                budgets.append(PrivacyBudget(self.epsilon_budget, self._delta(), BudgetScope.POPULATION))
+                budgets.append(PrivacyBudget(self.epsilon_budget, self.effective_delta, BudgetScope.POPULATION))
             accountant = "rdp" if policy.dp is DPMode.DISTRIBUTED else "pld"
             self._ledger = PrivacyLedger(budgets=budgets, accountant=accountant)
         population = max(self.population or len(client_ids), len(client_ids))

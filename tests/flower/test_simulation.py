@@ -11,7 +11,7 @@ survivor set, with identity keys read from files named in their configuration.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -26,6 +26,7 @@ from flwr.simulation import run_simulation  # noqa: E402
 
 from protocols.flower import SecAggPolicy, SecureAggregationMod, SecureAggregationWorkflow  # noqa: E402
 from protocols.flower.pki import load_identity, load_pki, write_identities  # noqa: E402
+from secagg.encoding import FixedPointEncoder  # noqa: E402
 from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ThreatModel  # noqa: E402
 
@@ -38,8 +39,11 @@ def client_update(partition: int) -> np.ndarray[Any, np.dtype[np.float64]]:
     return np.random.default_rng(7000 + partition).normal(0.0, 0.05, DIMENSION)
 
 
+POLICY = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.NONE, clip_norm=None)
+
+
 def build_apps(key_dir: Path, results: dict[str, Any]) -> tuple[ServerApp, ClientApp]:
-    policy = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.NONE, clip_norm=None)
+    policy = POLICY
     pki_path = str(key_dir / "pki.json")
     keys = str(key_dir)
 
@@ -59,7 +63,7 @@ def build_apps(key_dir: Path, results: dict[str, Any]) -> tuple[ServerApp, Clien
         pid = partition(context)
         if pid == CRASHING:
             raise RuntimeError("simulated crash in the middle of the round")
-        weights = msg.content["arrays"]["w"].numpy()
+        weights = msg.content.array_records["arrays"]["w"].numpy()
         return Message(RecordDict({"arrays": ArrayRecord({"w": Array(weights + client_update(pid))})}), reply_to=msg)
 
     server_app = ServerApp()
@@ -98,6 +102,7 @@ def test_secure_aggregation_in_the_simulation_engine(tmp_path: Path) -> None:
     assert survivors == set(range(NUM_CLIENTS)) - {CRASHING}
     expected = np.mean([client_update(p) for p in sorted(survivors)], axis=0)
     got = outcome.update["w"].numpy()
-    # fixed-point encoding: each update is rounded to a quantum of 2 * 1000 / 2^45
-    assert np.max(np.abs(got - expected)) < 1e-9
+    # fixed-point encoding: each update is off by less than one quantum, so the mean too
+    quantum = cast(FixedPointEncoder, POLICY.encoder(NUM_CLIENTS, DIMENSION)).quantum
+    assert np.max(np.abs(got - expected)) < quantum
     assert np.allclose(outcome.arrays["w"].numpy(), got)

@@ -14,12 +14,13 @@ from flwr.app import Context
 from protocols.flower import SecAggPolicy, SecureAggregationMod
 from protocols.flower.pki import load_identity, load_pki
 from secagg.demo import FederatedData, load_federated
+from secagg.recipe import DPMode
 from secagg.signing import IdentityKey
 from threat_models.model import ThreatModel
 
 #: SecAgg+ against a malicious server (signed keys and survivor sets), every client adding
 #: its share of discrete Gaussian noise so that the server only sees a noised sum.
-POLICY = SecAggPolicy(threat_model=ThreatModel(), dp="distributed", noise_multiplier=1.0, clip_norm=0.5)
+POLICY = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.DISTRIBUTED, noise_multiplier=1.0, clip_norm=0.5)
 
 
 def make_model() -> torch.nn.Module:

@@ -14,7 +14,7 @@ def train(msg: Message, context: Context) -> Message:
     """Two epochs of SGD from the global model; the mod turns the result into a masked update."""
     data, pid = partition(context)
     model = make_model()
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     rng = np.random.default_rng(int(context.node_id) % 2**32)
     train_locally(model, data.client_x[pid], data.client_y[pid], epochs=2, lr=0.3, batch_size=16, rng=rng)
     content = RecordDict(

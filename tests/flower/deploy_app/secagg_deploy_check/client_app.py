@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
@@ -13,11 +14,10 @@ from flwr.clientapp import ClientApp
 from protocols.flower import SecureAggregationMod
 from secagg_deploy_check import POLICY
 
-# identity key, PKI and client id come from the SuperNode's --node-config
 app = ClientApp(mods=[SecureAggregationMod(POLICY)])
 
 
-def known_update(partition: int, dimension: int) -> np.ndarray:
+def known_update(partition: int, dimension: int) -> np.ndarray[Any, np.dtype[np.float64]]:
     return np.random.default_rng(5000 + partition).normal(0.0, 0.05, dimension)
 
 
@@ -25,11 +25,10 @@ def known_update(partition: int, dimension: int) -> np.ndarray:
 def train(msg: Message, context: Context) -> Message:
     partition = int(context.node_config["partition-id"])
     results = Path(str(context.run_config["result-dir"]))
-    weights = msg.content["arrays"]["w"].numpy()
+    weights = msg.content.array_records["arrays"]["w"].numpy()
     update = known_update(partition, weights.shape[0])
     record = {
         "node_id": context.node_id,
-        "client_id": int(context.node_config["secagg-client-id"]),
         "update": update.tolist(),
     }
     (results / f"client-{partition}.json").write_text(json.dumps(record))
