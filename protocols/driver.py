@@ -517,7 +517,7 @@ def simulate(
     def encode(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
         if isinstance(encoder, FixedPointEncoder):
             return encoder.encode(values, rng=rng)
-        return np.asarray(encoder.encode(values), dtype=np.uint64)  # type: ignore[union-attr]
+        return np.asarray(encoder.encode(values), dtype=np.uint64)
 
     weight_encoder: FixedPointEncoder | None = None
     if weights is not None:

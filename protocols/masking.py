@@ -40,7 +40,7 @@ def _encryptor(seed: bytes, algorithm: PrgAlgorithm) -> CipherContext:
         raise InvalidParameterError("mask seeds are exactly 32 bytes")
     if algorithm is PrgAlgorithm.AES_256_CTR:
         return Cipher(algorithms.AES(bytes(seed)), modes.CTR(bytes(16))).encryptor()
-    return Cipher(algorithms.ChaCha20(bytes(seed), bytes(16)), mode=None).encryptor()  # type: ignore[arg-type]
+    return Cipher(algorithms.ChaCha20(bytes(seed), bytes(16)), mode=None).encryptor()
 
 
 def apply_masks(
