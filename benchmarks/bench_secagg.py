@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from tqdm import tqdm
 
 from protocols import ShareForward, Stage, UnmaskResponse, encode_message, setup_round
 from protocols.masking import CHUNK_WORDS
@@ -63,9 +64,23 @@ _clock = time.process_time
 THREAT_MODEL = ThreatModel()
 
 
-def _log(quiet: bool, text: str) -> None:
-    if not quiet:
-        print(text, file=sys.stderr, flush=True)
+class _Progress:
+    """A tqdm bar over the benchmark's runs (silent when quiet or not on a terminal)."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.bar = tqdm(total=total, disable=quiet or not sys.stderr.isatty(), desc="secagg bench", unit="run")
+        self.quiet = quiet
+
+    def done(self, text: str) -> None:
+        self.bar.update(1)
+        if self.bar.disable:
+            if not self.quiet:
+                print(text, file=sys.stderr, flush=True)
+        else:
+            self.bar.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # ----------------------------------------------------------------------------- floors
@@ -401,6 +416,11 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
         scale_sizes, scale_d = [250, 500, 1000], 10_000
     rows: list[dict[str, Any]] = []
     measured: dict[tuple[int, str, int], dict[str, Any]] = {}
+    with_flower = flower and flower_available()
+    progress = _Progress(
+        2 * len(round_grid) + 2 * len(floor_configs) + (len(flower_grid) if with_flower else 0) + len(scale_sizes),
+        quiet,
+    )
 
     for n, d in round_grid:
         for graph in (GraphKind.COMPLETE, GraphKind.HARARY):
@@ -427,7 +447,7 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                     "max_error": best["max_error"],
                 }
             )
-            _log(quiet, f"ours n={n} {graph.value} d={d}: {_fmt(best['seconds'])}")
+            progress.done(f"ours n={n} {graph.value} d={d}: {_fmt(best['seconds'])}")
 
     for n, d in floor_configs:
         for graph in (GraphKind.COMPLETE, GraphKind.HARARY):
@@ -463,9 +483,9 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                     "target": "<= 2x floor",
                 }
             )
-            _log(quiet, f"floors n={n} {graph.value} d={d} done")
+            progress.done(f"floors n={n} {graph.value} d={d} done")
 
-    if flower and flower_available():
+    if with_flower:
         for n, graph, d in flower_grid:
             params = select_parameters(n, THREAT_MODEL, graph=graph)
             updates = _updates(n, d, seed=0)
@@ -502,7 +522,7 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                     "target": ">= 20x faster",
                 }
             )
-            _log(quiet, f"flower n={n} {graph.value} d={d}: {_fmt(peer['seconds'])}")
+            progress.done(f"flower n={n} {graph.value} d={d}: {_fmt(peer['seconds'])}")
 
     for n in scale_sizes:
         updates = _updates(n, scale_d, seed=0)
@@ -524,7 +544,8 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                 "max_error": ours["max_error"],
             }
         )
-        _log(quiet, f"scale n={n}: {_fmt(ours['seconds'])}")
+        progress.done(f"scale n={n}: {_fmt(ours['seconds'])}")
+    progress.close()
 
     return {
         "suite": "secagg",
