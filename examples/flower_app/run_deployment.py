@@ -1,6 +1,6 @@
 """Run the app on a real Flower deployment on this machine: a SuperLink and N SuperNodes.
 
-    python examples/flower_app/run_deployment.py [--supernodes 4] [--rounds 3]
+    python examples/flower_app/run_deployment.py [--supernodes 5] [--rounds 3]
 
 Every SuperNode gets its own identity key and the PKI through ``--node-config``; the
 processes run on loopback with free ports and are stopped at the end. By hand (across
@@ -8,7 +8,7 @@ machines: ``--host 0.0.0.0`` on the SuperLink, and TLS instead of ``--insecure``
 
     flower-superlink --insecure --disable-runtime-dependency-installation
     flower-supernode --insecure --superlink 127.0.0.1:8000 --port 9094 --node-config \\
-        'partition-id=0 num-partitions=4 secagg-client-id=1 \\
+        'partition-id=0 num-partitions=5 secagg-client-id=1 \\
          secagg-identity="keys/identity-1.key" secagg-pki="keys/pki.json"'
     flwr run examples/flower_app my-deployment
 
@@ -31,7 +31,9 @@ APP = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--supernodes", type=int, default=4)
+    # five is the smallest cohort the default threat model (malicious server, 5% colluders,
+    # 10% dropouts) admits
+    parser.add_argument("--supernodes", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

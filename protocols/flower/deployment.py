@@ -29,11 +29,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from secagg.errors import InvalidParameterError, SecAggError
 
@@ -213,6 +215,7 @@ class LocalDeployment:
         self._runs: list[_Managed] = []
         #: every pid stopped so far (started processes and their descendants)
         self.stopped_pids: set[int] = set()
+        self._previous_sigterm: Any = None
         self._env = self._environment(env)
 
     # -- set-up ------------------------------------------------------------------------
@@ -255,7 +258,13 @@ class LocalDeployment:
         return _Managed(name, process, log_path)
 
     def start(self) -> LocalDeployment:
-        """Start the SuperLink, wait until it listens, then start the SuperNodes."""
+        """Start the SuperLink, wait until it listens, then start the SuperNodes.
+
+        In the main thread, SIGTERM is turned into ``SystemExit`` until :meth:`close`, so
+        that a terminated test or script still stops every process it started.
+        """
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             self.superlink_port = free_port()
             self._write_cli_config()
@@ -354,9 +363,12 @@ class LocalDeployment:
         targets = [Path(p) for p in paths]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            runs_over = bool(self._runs) and all(r.process.poll() is not None for r in self._runs)
             for target in targets:
                 if target.exists():
                     return target
+            if runs_over:  # every submitted run ended without writing the file
+                raise DeploymentError(f"the run ended without writing {targets[0]}\n{self.logs_summary()}")
             self.check_alive()
             time.sleep(0.2)
         names = ", ".join(str(t) for t in targets)
@@ -387,6 +399,9 @@ class LocalDeployment:
         if self._superlink is not None:
             managed.append(self._superlink)
         self.stopped_pids |= _stop_all(managed)
+        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
         self._runs.clear()
         self._supernodes = [None] * len(self._supernodes)
         self._superlink = None
@@ -403,6 +418,10 @@ class LocalDeployment:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _toml_value(value: str | int | float | bool) -> str:

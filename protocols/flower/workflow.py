@@ -310,9 +310,7 @@ class SecureAggregationWorkflow:
                 if stage is Stage.MASKED_INPUT:
                     records[ARRAYS_KEY] = arrays
                     records[TRAIN_CONFIG_KEY] = train_config if train_config is not None else ConfigRecord()
-                outgoing.append(
-                    (node, grid.create_message(RecordDict(records), MessageType.TRAIN, node, str(server_round)))
-                )
+                outgoing.append((node, _request(RecordDict(records), node, server_round)))
             timeout = self.train_timeout if stage is Stage.MASKED_INPUT else self.stage_timeout
             stage_started = time.perf_counter()
             for node, reply in self._exchange(grid, outgoing, timeout):
@@ -360,7 +358,7 @@ class SecureAggregationWorkflow:
         if unknown:
             header = ConfigRecord({"version": WIRE_VERSION, "stage": HELLO_STAGE})
             hello = [
-                (node, grid.create_message(RecordDict({CONFIG_KEY: header}), MessageType.TRAIN, node, str(server_round)))
+                (node, _request(RecordDict({CONFIG_KEY: header}), node, server_round))
                 for node in unknown
             ]
             for node, reply in self._exchange(grid, hello, self.stage_timeout):
@@ -475,3 +473,7 @@ class SecureAggregationWorkflow:
         """The :class:`dp.ledger.PrivacyLedger` (``None`` without user-level DP or before a round)."""
         return self._ledger
 
+
+def _request(content: RecordDict, node: int, server_round: int) -> Message:
+    """A ``train`` message to ``node``, grouped by round (Flower's Message constructor)."""
+    return Message(content, dst_node_id=node, message_type=MessageType.TRAIN, group_id=str(server_round))

@@ -2,21 +2,29 @@
 
 The policy below is the single source of truth that the ServerApp and every ClientApp
 hold; the clients refuse any round announced under a different one.
+
+A deployed SuperNode starts a fresh ClientApp process for every message, and only the
+masked-input stage trains: torch and the data are imported inside the functions that need
+them, so the other protocol stages start quickly.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from flwr.app import Context
 
 from protocols.flower import SecAggPolicy, SecureAggregationMod
 from protocols.flower.pki import load_identity, load_pki
-from secagg.demo import FederatedData, load_federated
 from secagg.recipe import DPMode
 from secagg.signing import IdentityKey
 from threat_models.model import ThreatModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from secagg.demo import FederatedData
 
 #: SecAgg+ against a malicious server (signed keys and survivor sets), every client adding
 #: its share of discrete Gaussian noise so that the server only sees a noised sum.
@@ -25,12 +33,16 @@ POLICY = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.DISTRIBUTED, noise_m
 
 def make_model() -> torch.nn.Module:
     """Softmax regression on the 64 pixels of a digit."""
+    import torch
+
     torch.manual_seed(0)
     return torch.nn.Linear(64, 10)
 
 
 def partition(context: Context) -> tuple[FederatedData, int]:
     """This node's share of the non-IID digits split (deterministic in the partition id)."""
+    from secagg.demo import load_federated
+
     num = int(context.node_config["num-partitions"])
     return load_federated(num, alpha=0.5, seed=0), int(context.node_config["partition-id"])
 

@@ -6,12 +6,13 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from secagg.demo import train_locally
 from secagg_flower_example import make_model, partition, secure_aggregation_mod
 
 
 def train(msg: Message, context: Context) -> Message:
     """Two epochs of SGD from the global model; the mod turns the result into a masked update."""
+    from secagg.demo import train_locally
+
     data, pid = partition(context)
     model = make_model()
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
