@@ -559,7 +559,7 @@ def _build_aggregator(args: argparse.Namespace, clients_per_round: int) -> Any:
     return SecureAggregator(**kwargs)
 
 
-def _plot(path: str, secure: TrainingResult, plain: TrainingResult | None, title: str) -> None:
+def _plot(path: str, secure: TrainingResult, plain: TrainingResult | None, title: str, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -567,7 +567,7 @@ def _plot(path: str, secure: TrainingResult, plain: TrainingResult | None, title
 
     fig, (ax_acc, ax_eps) = plt.subplots(1, 2, figsize=(10, 4))
     rounds = [r.round for r in secure.rounds]
-    ax_acc.plot(rounds, [r.accuracy for r in secure.rounds], marker="o", markersize=3, label="secure aggregation")
+    ax_acc.plot(rounds, [r.accuracy for r in secure.rounds], marker="o", markersize=3, label=label)
     if plain is not None:
         ax_acc.plot([r.round for r in plain.rounds], [r.accuracy for r in plain.rounds], linestyle="--",
                     label="plain FedAvg (no DP)")
@@ -612,10 +612,8 @@ def run(args: argparse.Namespace) -> int:
             "noise_multiplier": args.noise_multiplier if args.noise_multiplier is not None else 1.0,
             "max_grad_norm": args.clip if args.clip is not None else 1.0,
         }
-    title = (
-        f"{args.dataset}, {args.clients} clients (~{clients_per_round}/round), "
-        f"{args.protocol} + {args.dp} DP"
-    )
+    setting = f"{args.protocol}, no DP" if args.dp == "none" else f"{args.protocol} + {args.dp} DP"
+    title = f"{args.dataset}, {args.clients} clients (~{clients_per_round}/round), {setting}"
     if echo:
         print(f"secagg demo: {title}, {args.rounds} rounds, non-IID (Dirichlet alpha={args.alpha})")
     train_kwargs: dict[str, Any] = {
@@ -675,7 +673,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if echo:
         print()
-        print(f"accuracy with {args.protocol} + {args.dp} DP: {secure.final_accuracy:.4f}")
+        print(f"accuracy with {setting}: {secure.final_accuracy:.4f}")
         if plain is not None:
             print(f"accuracy of plain FedAvg (no DP, same cohorts): {plain.final_accuracy:.4f}")
         if epsilon is not None:
@@ -698,5 +696,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.plot:
-        _plot(args.plot, secure, plain, title)
+        _plot(args.plot, secure, plain, title, setting)
     return 0

@@ -60,13 +60,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import InvalidParameterError, SecAggError
+
+if TYPE_CHECKING:
+    from threat_models.model import ThreatModel
 
 __all__ = [
     "AggregationProtocol",
@@ -375,8 +378,9 @@ class SecureAggregator:
         target_epsilon: instead of ``z``: the epsilon to reach after ``rounds`` rounds;
             ``z`` is calibrated to it and it becomes the enforced budget.
         rounds: planned number of rounds (needed with ``target_epsilon``).
-        clip_norm: ``C``, the L2 norm every update is clipped to (DP modes; optional for
-            ``none`` and ``local``).
+        clip_norm: ``C``, the L2 norm every update is clipped to: the sensitivity of
+            user-level DP (default 1.0 there); optional for ``none`` and ``local`` (default:
+            no clipping, only the ``value_bound`` range check).
         delta: target delta (default ``1 / (10 population)``).
         epsilon_budget: refuse (``BudgetExceededError``) any round that would push the
             user-level epsilon above this; defaults to ``target_epsilon``.
@@ -387,7 +391,7 @@ class SecureAggregator:
         max_weight: the largest weight :meth:`mean` accepts (it sizes the ring).
         verify: also compute each aggregate in plaintext on the side and report the
             largest difference in :attr:`last_round`.
-        progress: show the protocols' own progress bars (on a terminal).
+        progress: show the Paillier protocol's progress bar over the uploads (on a terminal).
         hazmat_paillier_key_bits: Paillier modulus size (3072, 128-bit security). Below
             2048 is INSECURE and meant for tests only.
 
@@ -402,11 +406,11 @@ class SecureAggregator:
         clients_per_round: int | None = None,
         protocol: AggregationProtocol | str = AggregationProtocol.SECAGG_PLUS,
         dp: DPMode | str = DPMode.DISTRIBUTED,
-        threat_model: Any = None,
+        threat_model: ThreatModel | None = None,
         noise_multiplier: float | None = None,
         target_epsilon: float | None = None,
         rounds: int | None = None,
-        clip_norm: float | None = 1.0,
+        clip_norm: float | None = None,
         delta: float | None = None,
         epsilon_budget: float | None = None,
         accountant: str | None = None,
@@ -416,7 +420,7 @@ class SecureAggregator:
         progress: bool = False,
         hazmat_paillier_key_bits: int = 3072,
     ) -> None:
-        from threat_models.model import ThreatModel
+        from threat_models.model import ThreatModel as ThreatModelClass
 
         if isinstance(population, bool) or not isinstance(population, int) or population < 2:
             raise InvalidParameterError(f"population must be an int >= 2, got {population!r}")
@@ -435,13 +439,13 @@ class SecureAggregator:
         self.protocol: AggregationProtocol = _coerce(AggregationProtocol, protocol, "protocol")
         self.dp: DPMode = _coerce(DPMode, dp, "dp mode")
         if threat_model is None:
-            threat_model = ThreatModel()
-        if not isinstance(threat_model, ThreatModel):
+            threat_model = ThreatModelClass()
+        if not isinstance(threat_model, ThreatModelClass):
             raise InvalidParameterError("threat_model must be a threat_models.model.ThreatModel")
         self.threat_model = threat_model
+        if clip_norm is None and self.dp.user_level:
+            clip_norm = 1.0
         self.clip_norm = _positive("clip_norm", clip_norm, allow_none=True)
-        if self.dp.user_level and self.clip_norm is None:
-            raise InvalidParameterError(f"dp={self.dp.value!r} needs a clip_norm (the sensitivity)")
         self.delta = 1.0 / (10 * population) if delta is None else float(delta)
         if not 0.0 < self.delta < 1.0:
             raise InvalidParameterError(f"delta must lie in (0, 1), got {delta!r}")
@@ -585,7 +589,8 @@ class SecureAggregator:
             BudgetExceededError: the round would exceed the privacy budget (nothing is
                 aggregated and nothing is recorded).
             ThresholdNotMetError, ProtocolAbortError: too many dropouts for the protocol
-                (or for the DP guarantee); no aggregate is released.
+                (or for the DP guarantee); no aggregate is released, and the round stays
+                in the ledger (it was charged before the clients noised their updates).
             InvalidParameterError, EncodingError: malformed updates or weights.
         """
         return self._aggregate(updates, weights=weights, dropouts=dropouts, local_dp=local_dp, mean=True)
@@ -872,6 +877,7 @@ class SecureAggregator:
             config.update(weights=weights, max_weight=self.max_weight)
         if self.protocol is AggregationProtocol.PAILLIER:
             config.update(self._paillier_config(threat_model))
+            config["progress"] = self.progress
         else:
             config["record_view"] = False  # the recipe never reads the server's view
         return simulate(vectors, protocol=self.protocol.value, dropouts=dropouts, **config)

@@ -228,7 +228,7 @@ def test_sample_cohort_is_a_poisson_sample() -> None:
     [
         ({"protocol": "bogus"}, InvalidParameterError),
         ({"dp": "bogus"}, InvalidParameterError),
-        ({"dp": "central", "clip_norm": None}, InvalidParameterError),
+        ({"dp": "central", "clip_norm": -1.0}, InvalidParameterError),
         ({"target_epsilon": 1.0}, InvalidParameterError),  # no rounds
         ({"target_epsilon": 1.0, "rounds": 3, "noise_multiplier": 1.0}, InvalidParameterError),
         ({"dp": "distributed", "accountant": "pld"}, InvalidParameterError),
