@@ -45,7 +45,7 @@ def test_real_deployment_survives_a_supernode_killed_mid_round(tmp_path: Path) -
     started = time.monotonic()
     with LocalDeployment(APP_DIR, num_supernodes=NODES, node_configs=node_configs, workdir=tmp_path / "flwr") as deployment:
         deployment.run(
-            {"result-dir": str(results), "victim": VICTIM, "expected-nodes": NODES, "train-timeout": 20.0}
+            {"result-dir": str(results), "victim": VICTIM, "expected-nodes": NODES, "train-timeout": 30.0}
         )
         first = deployment.wait_for_file(results / "victim-training", results / "server.json", timeout=180)
         assert first.name == "victim-training", (first.read_text(), deployment.logs_summary())
