@@ -85,7 +85,8 @@ class Round:
         params = policy.parameters(N)
         if threshold is not None:
             params = type(params)(**{**{f: getattr(params, f) for f in params.__dataclass_fields__}, "threshold": threshold})
-        self.encoder = policy.encoder(N, D)
+        self.seed = os.urandom(32) if policy.dp is DPMode.DISTRIBUTED else b""
+        self.encoder = policy.encoder(N, D, self.seed or None)
         self.config = RoundConfig(
             round_id=round_id, parameters=params, bits=self.encoder.bits, vector_length=policy.vector_length(self.encoder, D)
         )
@@ -114,6 +115,7 @@ class Round:
                     dimension=D,
                     policy_digest=policy_digest or self.policy.digest(),
                     model_digest=arrays_digest(self.arrays),
+                    rotation_seed=self.seed,
                 ).to_record()
             )
         records: dict[str, Any] = {CONFIG_KEY: ConfigRecord(header), MESSAGE_KEY: pack_message(request)}
@@ -142,6 +144,24 @@ def test_a_whole_round_through_the_mod() -> None:
     assert np.max(np.abs(total - sum(update_of(c) for c in range(1, N + 1)))) < tolerance
     # each client cleared its round state when it finished
     assert all(STATE_KEY not in c.state.config_records for c in rnd.contexts.values())
+
+
+def test_distributed_dp_through_the_mod() -> None:
+    policy = SecAggPolicy(
+        threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.DISTRIBUTED, noise_multiplier=1.0, clip_norm=1.0
+    )
+    mod = SecureAggregationMod(policy)
+    rnd = Round(policy)
+    while rnd.server.stage is not None:
+        rnd.step(mod)
+    result = rnd.server.result
+    noised = rnd.encoder.decode_sum(result.ring_sum, len(result.survivors))
+    exact = sum(update_of(c) for c in range(1, N + 1))
+    # the clients' discrete Gaussian shares: sized so that N - dropouts - colluders honest
+    # survivors reach z C; all N survived, so the noise std is a little larger
+    std = cast(Any, rnd.encoder).parameters.aggregate_error_stddev(N)
+    assert std > policy.noise_multiplier * 1.0
+    assert 0 < np.max(np.abs(noised - exact)) < 6 * std
 
 
 def test_other_messages_pass_through_untouched() -> None:
