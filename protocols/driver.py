@@ -33,6 +33,7 @@ from protocols.client import MODEL_HASH_BYTES, SecAggClient
 from protocols.config import Hardening, RoundConfig
 from protocols.graph import CommunicationGraph
 from protocols.messages import Message, Stage, decode_message, encode_message
+from protocols.runner import SteppedRound
 from protocols.server import AggregateResult, SecAggServer
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import CapacityError, InvalidParameterError
@@ -137,7 +138,7 @@ def parse_dropouts(
     return out
 
 
-class RoundRunner:
+class RoundRunner(SteppedRound[Message, AggregateResult]):
     """Runs one round in process, stage by stage.
 
     Each stage goes through three steps: :meth:`deliver_requests` (the server's requests,
@@ -147,7 +148,9 @@ class RoundRunner:
     :meth:`collect` does the first two, :meth:`step` all three, :meth:`run` every
     remaining stage. Between the steps the caller may inject messages with
     :meth:`send_to_server` / :meth:`send_to_client` and inspect :attr:`pending`,
-    :attr:`requests`, :attr:`outbox`, :attr:`replies` and :attr:`history`.
+    :attr:`requests`, :attr:`outbox`, :attr:`replies` and :attr:`history`. The stepping
+    itself is :class:`~protocols.runner.SteppedRound`'s; this class adds the masking
+    protocols' wire format.
 
     Args:
         server: a fresh server (not started).
@@ -161,6 +164,9 @@ class RoundRunner:
         pki: the identity public keys the clients trust.
     """
 
+    server: SecAggServer
+    clients: dict[int, SecAggClient]
+
     def __init__(
         self,
         server: SecAggServer,
@@ -172,131 +178,19 @@ class RoundRunner:
         identities: Mapping[int, IdentityKey] | None = None,
         pki: Mapping[int, bytes] | None = None,
     ) -> None:
-        self.server = server
         self.identities = dict(identities or {})
         self.pki = dict(pki or {})
-        self.clients = dict(clients)
-        self.wire = wire
-        self.record_view = record_view
-        self.dropouts = {Stage(k): frozenset(v) for k, v in (dropouts or {}).items()}
         self.stages = server.config.stages
-        self.server_view: list[Message] = []
-        self.requests: dict[int, Message] = {}
-        self.outbox: dict[int, list[Message]] = {}
-        self.replies: dict[int, Message] = {}
-        self.history: dict[Stage, tuple[dict[int, Message], dict[int, Message]]] = {}
-        self.dead: set[int] = set()
-        self.pending: dict[int, Message] = self._by_recipient(server.start())
-        self._requests_delivered = False
-        self._replies_delivered = False
+        super().__init__(server, clients, dropouts=dropouts, wire=wire, record_view=record_view)
 
-    @staticmethod
-    def _by_recipient(messages: Iterable[Message]) -> dict[int, Message]:
+    def _by_recipient(self, messages: Iterable[Message]) -> dict[int, Message]:
         return {m.recipient: m for m in messages}
 
-    def transmit(self, message: Message) -> Message:
-        """What the receiver gets: ``message`` after a trip through the wire format."""
-        return decode_message(encode_message(message)) if self.wire else message
+    def _encode(self, message: Message) -> bytes:
+        return encode_message(message)
 
-    @property
-    def stage(self) -> Stage | None:
-        """The stage being run (``None`` when the round is over)."""
-        return self.server.stage
-
-    @property
-    def finished(self) -> bool:
-        """Whether the round is over (result computed or aborted)."""
-        return self.server.stage is None
-
-    def _running(self) -> Stage:
-        stage = self.stage
-        if stage is None:
-            raise InvalidParameterError("the round is over")
-        return stage
-
-    def deliver_requests(self) -> None:
-        """Hand the pending requests to the live clients; keep their replies in :attr:`outbox`."""
-        stage = self._running()
-        if self._requests_delivered:
-            return
-        vanish = self.dropouts.get(stage, frozenset())
-        self.requests, self.outbox, self.replies = {}, {}, {}
-        for cid, request in sorted(self.pending.items()):
-            if cid in self.dead or cid in vanish:
-                self.dead.add(cid)
-                continue
-            delivered = self.transmit(request)
-            self.requests[cid] = delivered
-            self.outbox[cid] = self.clients[cid].handle(delivered)
-        self.pending = {}
-        self._requests_delivered = True
-
-    def deliver_replies(self) -> None:
-        """Hand the replies in :attr:`outbox` to the server."""
-        self._running()
-        if not self._requests_delivered:
-            self.deliver_requests()
-        if self._replies_delivered:
-            return
-        for cid, replies in sorted(self.outbox.items()):
-            for reply in replies:
-                received = self.transmit(reply)
-                self.server.handle(received)
-                self.replies[cid] = received
-                if self.record_view:
-                    self.server_view.append(received)
-        self._replies_delivered = True
-
-    def collect(self) -> None:
-        """:meth:`deliver_requests` then :meth:`deliver_replies` (the stage stays open)."""
-        self.deliver_requests()
-        self.deliver_replies()
-
-    def close(self) -> None:
-        """Close the current stage (``server.advance()``) and queue the next requests."""
-        stage = self._running()
-        self.collect()
-        self.history[stage] = (self.requests, self.replies)
-        self.pending = self._by_recipient(self.server.advance())
-        self._requests_delivered = self._replies_delivered = False
-
-    def step(self) -> Stage:
-        """Collect and close the current stage; return it."""
-        stage = self._running()
-        self.close()
-        return stage
-
-    def run_until(self, stage: Stage) -> None:
-        """Close every stage before ``stage`` (its requests are then :attr:`pending`)."""
-        target = Stage(stage)
-        if target not in self.stages:
-            raise InvalidParameterError(f"this round has no stage {target.value!r}")
-        while self._running() is not target:
-            self.step()
-
-    def run(self) -> AggregateResult:
-        """Run the remaining stages; return the server's result."""
-        while not self.finished:
-            self.step()
-        return self.server.result
-
-    def send_to_server(self, message: Message | bytes) -> None:
-        """Deliver an extra message (object or raw bytes) to the server; errors propagate."""
-        if isinstance(message, (bytes, bytearray, memoryview)):
-            received = decode_message(message)
-        else:
-            received = self.transmit(message)
-        self.server.handle(received)
-        if self.record_view:
-            self.server_view.append(received)
-
-    def send_to_client(self, client_id: int, message: Message | bytes) -> list[Message]:
-        """Deliver an extra message (object or raw bytes) to a client; return its reply."""
-        if isinstance(message, (bytes, bytearray, memoryview)):
-            received = decode_message(message)
-        else:
-            received = self.transmit(message)
-        return self.clients[client_id].handle(received)
+    def _decode(self, data: bytes | bytearray | memoryview) -> Message:
+        return decode_message(data)
 
 
 def _model_hash_for(model_hash: bytes | Mapping[int, bytes], cid: int) -> bytes:

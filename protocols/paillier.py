@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from protocols.driver import SimulationResult, parse_dropouts
 from protocols.messages import Stage
+from protocols.runner import SteppedRound
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import (
     AlreadyFinalizedError,
@@ -1013,7 +1014,7 @@ def _pow2_ceiling(x: float) -> float:
     return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
 
-class PaillierRoundRunner:
+class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
     """Runs one Paillier round in process, stage by stage (the interface of ``RoundRunner``).
 
     Stages are ``masked_input`` (upload requests -> uploads, each accepted upload forwarded
@@ -1021,7 +1022,9 @@ class PaillierRoundRunner:
     decryptions). A stage is *collected* (:meth:`deliver_requests`, :meth:`deliver_replies`)
     then *closed* (:meth:`close`: ``server.advance()``). Between the two a test or a scripted
     attack may inject messages (:meth:`send_to_server`, :meth:`send_to_client`) and inspect
-    :attr:`pending`, :attr:`requests`, :attr:`outbox` and :attr:`replies`.
+    :attr:`pending`, :attr:`requests`, :attr:`outbox` and :attr:`replies`. The stepping
+    itself is :class:`~protocols.runner.SteppedRound`'s; this class adds the Paillier wire
+    format, the forwarding of uploads to the decryptors and lazy decryption.
 
     Args:
         server: a fresh server.
@@ -1034,6 +1037,8 @@ class PaillierRoundRunner:
     """
 
     stages: tuple[Stage, ...] = (Stage.MASKED_INPUT, Stage.UNMASKING)
+    server: PaillierServer
+    clients: dict[int, PaillierParty]
 
     def __init__(
         self,
@@ -1045,150 +1050,44 @@ class PaillierRoundRunner:
         record_view: bool = True,
         lazy_decryption: bool = False,
     ) -> None:
-        self.server = server
         self.config = server.config
-        self.parties = dict(parties)
-        self.clients = self.parties  # the name the conformance suite uses
-        self.wire = wire
-        self.record_view = record_view
         self.lazy_decryption = lazy_decryption
-        self.dropouts = {Stage(k): frozenset(v) for k, v in (dropouts or {}).items()}
-        self.server_view: list[PaillierMessage] = []
-        self.requests: dict[int, PaillierMessage] = {}
-        self.outbox: dict[int, list[PaillierMessage]] = {}
-        self.replies: dict[int, PaillierMessage] = {}
-        self.history: dict[
-            Stage, tuple[dict[int, PaillierMessage], dict[int, PaillierMessage]]
-        ] = {}
-        self.dead: set[int] = set()
-        self.pending: dict[int, PaillierMessage] = self._by_recipient(server.start())
-        self._requests_delivered = False
-        self._replies_delivered = False
+        super().__init__(server, parties, dropouts=dropouts, wire=wire, record_view=record_view)
+        self.parties = self.clients  # ``clients`` is the name the conformance suite uses
 
-    @staticmethod
-    def _by_recipient(messages: Iterable[PaillierMessage]) -> dict[int, PaillierMessage]:
+    def _by_recipient(self, messages: Iterable[PaillierMessage]) -> dict[int, PaillierMessage]:
         out: dict[int, PaillierMessage] = {}
         for m in messages:
             if isinstance(m, (UploadRequest, DecryptionRequest)):
                 out[m.recipient] = m
         return out
 
-    def transmit(self, message: PaillierMessage) -> PaillierMessage:
-        """What the receiver gets: ``message`` after a trip through the wire format."""
-        if not self.wire:
-            return message
-        return decode_message(encode_message(message, self.config), self.config)
+    def _encode(self, message: PaillierMessage) -> bytes:
+        return encode_message(message, self.config)
 
-    def _receive(self, message: PaillierMessage | bytes) -> PaillierMessage:
-        if isinstance(message, (bytes, bytearray, memoryview)):
-            return decode_message(bytes(message), self.config)
-        return self.transmit(message)
+    def _decode(self, data: bytes | bytearray | memoryview) -> PaillierMessage:
+        return decode_message(bytes(data), self.config)
 
-    @property
-    def stage(self) -> Stage | None:
-        """The stage being run (``None`` when the round is over)."""
-        return self.server.stage
-
-    @property
-    def finished(self) -> bool:
-        return self.server.stage is None
-
-    def _running(self) -> Stage:
-        stage = self.stage
-        if stage is None:
-            raise InvalidParameterError("the round is over")
-        return stage
-
-    def _to_server(self, message: PaillierMessage) -> None:
-        forwards = self.server.handle(message)
-        if self.record_view:
-            self.server_view.append(message)
+    def _to_server(self, message: PaillierMessage) -> list[PaillierMessage]:
+        """Hand ``message`` to the server, record it, forward what it forwards to the decryptors."""
+        forwards = list(super()._to_server(message))
         for forward in forwards:
             for pid, party in sorted(self.parties.items()):
                 if party.decryptor is not None and pid not in self.dead:
                     party.handle(self.transmit(forward))
+        return forwards
 
-    def deliver_requests(self) -> None:
-        """Hand the pending requests to the live parties; keep their replies in :attr:`outbox`."""
-        stage = self._running()
-        if self._requests_delivered:
-            return
-        vanish = self.dropouts.get(stage, frozenset())
-        self.requests, self.outbox, self.replies = {}, {}, {}
-        lazy = self.lazy_decryption and stage is Stage.UNMASKING
-        for pid, request in sorted(self.pending.items()):
-            if pid in self.dead or pid in vanish:
-                self.dead.add(pid)
-                continue
-            if lazy and self.server.partials_received >= self.config.public_key.threshold:
-                break
-            delivered = self.transmit(request)
-            self.requests[pid] = delivered
-            self.outbox[pid] = self.parties[pid].handle(delivered)
-            if lazy:
-                for reply in self.outbox.pop(pid):
-                    received = self.transmit(reply)
-                    self._to_server(received)
-                    self.replies[pid] = received
-        self.pending = {}
-        self._requests_delivered = True
+    def _replies_at_once(self, stage: Stage) -> bool:
+        return self.lazy_decryption and stage is Stage.UNMASKING
 
-    def deliver_replies(self) -> None:
-        """Hand the replies in :attr:`outbox` to the server (uploads are forwarded on)."""
-        self._running()
-        if not self._requests_delivered:
-            self.deliver_requests()
-        if self._replies_delivered:
-            return
-        for pid, replies in sorted(self.outbox.items()):
-            for reply in replies:
-                received = self.transmit(reply)
-                self._to_server(received)
-                self.replies[pid] = received
-        self._replies_delivered = True
-
-    def collect(self) -> None:
-        """:meth:`deliver_requests` then :meth:`deliver_replies` (the stage stays open)."""
-        self.deliver_requests()
-        self.deliver_replies()
-
-    def close(self) -> None:
-        """Close the current stage (``server.advance()``) and queue the next requests."""
-        stage = self._running()
-        self.collect()
-        self.history[stage] = (self.requests, self.replies)
-        self.pending = self._by_recipient(self.server.advance())
-        self._requests_delivered = self._replies_delivered = False
-
-    def step(self) -> Stage:
-        """Collect and close the current stage; return it."""
-        stage = self._running()
-        self.close()
-        return stage
-
-    def run_until(self, stage: Stage) -> None:
-        """Close every stage before ``stage`` (its requests are then :attr:`pending`)."""
-        target = Stage(stage)
-        if target not in self.stages:
-            raise InvalidParameterError(f"this round has no stage {target.value!r}")
-        while self._running() is not target:
-            self.step()
-
-    def run(self) -> PaillierResult:
-        """Run the remaining stages; return the server's result."""
-        while not self.finished:
-            self.step()
-        return self.server.result
-
-    def send_to_server(self, message: PaillierMessage | bytes) -> None:
-        """Deliver an extra message (object or raw bytes) to the server; errors propagate."""
-        self._to_server(self._receive(message))
+    def _stage_complete(self) -> bool:
+        return self.server.partials_received >= self.config.public_key.threshold
 
     def send_to_client(
-        self, party_id: int, message: PaillierMessage | bytes
+        self, party_id: int, message: PaillierMessage | bytes | bytearray | memoryview
     ) -> list[PaillierMessage]:
         """Deliver an extra message (object or raw bytes) to a party; return its reply."""
-        return self.parties[party_id].handle(self._receive(message))
+        return super().send_to_client(party_id, message)
 
 
 @dataclass(frozen=True)
