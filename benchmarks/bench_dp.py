@@ -19,34 +19,16 @@ import argparse
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import interleaved, median_ratio
 
 from dp import samplers
 from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters
 from secagg.encoding import FixedPointEncoder
 from secagg.prg import keystream
-
-
-def _interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
-    """Time functions round-robin so machine load hits all alike; one sample list each."""
-    for fn in fns:
-        fn()
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            samples[i].append(time.perf_counter() - start)
-    return samples
-
-
-def _ratio(a: list[float], b: list[float]) -> float:
-    return statistics.median(x / y for x, y in zip(a, b))
 
 
 class _CountingStream(samplers._WordStream):
@@ -103,7 +85,7 @@ def bench_samplers(n: int, repeat: int) -> list[dict[str, Any]]:
                 return rng.poisson(p, n) - rng.poisson(p, n)
 
             peer_name = "numpy poisson - poisson"
-        ours_t, peer_t, floor_t = _interleaved(
+        ours_t, peer_t, floor_t = interleaved(
             [ours, peer, lambda: keystream(seed, 8 * n)], repeat
         )
         rows.append(
@@ -116,8 +98,8 @@ def bench_samplers(n: int, repeat: int) -> list[dict[str, Any]]:
                 "peer": peer_name,
                 "peer_s": statistics.median(peer_t),
                 "floor_s": statistics.median(floor_t),
-                "ours_vs_peer": _ratio(ours_t, peer_t),
-                "ours_vs_floor": _ratio(ours_t, floor_t),
+                "ours_vs_peer": median_ratio(ours_t, peer_t),
+                "ours_vs_floor": median_ratio(ours_t, floor_t),
                 "words_per_draw": _words_per_draw(kind, param, min(n, 200_000)),
             }
         )
@@ -135,7 +117,7 @@ def bench_encoder(d: int, repeat: int) -> list[dict[str, Any]]:
         enc = DistributedDPEncoder(params)
         plain = FixedPointEncoder.symmetric(1.0, bits=20, max_clients=100)
         encoded = enc.encode(x)
-        dp_t, plain_t, dec_t = _interleaved(
+        dp_t, plain_t, dec_t = interleaved(
             [lambda: enc.encode(x), lambda: plain.encode(x), lambda: enc.decode_sum(encoded, 1)], repeat
         )
         rows.append(
@@ -146,7 +128,7 @@ def bench_encoder(d: int, repeat: int) -> list[dict[str, Any]]:
                 "padded_d": params.padded_dimension,
                 "encode_s": statistics.median(dp_t),
                 "fixed_point_encode_s": statistics.median(plain_t),
-                "encode_vs_fixed_point": _ratio(dp_t, plain_t),
+                "encode_vs_fixed_point": median_ratio(dp_t, plain_t),
                 "decode_s": statistics.median(dec_t),
             }
         )

@@ -38,6 +38,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from _timing import interleaved, median_ratio
 from phe import paillier as phe_paillier
 from tqdm import tqdm
 
@@ -71,25 +72,10 @@ def _quiet() -> bool:
     return not sys.stderr.isatty()
 
 
-def _interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
-    """Time several functions round-robin so that machine load hits all of them alike."""
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            start = _clock()
-            fn()
-            samples[i].append(_clock() - start)
-    return samples
-
-
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = _clock()
     out = fn()
     return _clock() - start, out
-
-
-def _median_ratio(a: list[float], b: list[float]) -> float:
-    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict[str, Any]]:
@@ -173,7 +159,7 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
         + [partial(e.encrypt, encoded) for e in encryptors.values()]
         + [lambda: client_times.append(encrypt_and_prove_timed())]
     )
-    samples = _interleaved(fns, repeat)
+    samples = interleaved(fns, repeat, clock=_clock, warm_up=False)
     naive_per_value = [s / sample for s in samples[0]]
     labels = {
         Randomness.FIXED_BASE: "encryption (us/value), FIXED_BASE (default)",
@@ -196,7 +182,7 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
             statistics.median(ours_per_value) * 1e6,
             statistics.median(naive_per_value) * 1e6,
             "us",
-            _median_ratio(naive_per_value, ours_per_value),
+            median_ratio(naive_per_value, ours_per_value),
             higher_is_better=True,
         )
     row(
@@ -217,8 +203,11 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
     def ours_add() -> None:
         agg.add(vector)  # a real product each time; a handful of adds stays far below the headroom
 
-    add_samples = _interleaved(
-        [lambda: [a + b for a, b in zip(naive_a, naive_b, strict=True)], ours_add], 5 * repeat
+    add_samples = interleaved(
+        [lambda: [a + b for a, b in zip(naive_a, naive_b, strict=True)], ours_add],
+        5 * repeat,
+        clock=_clock,
+        warm_up=False,
     )
     naive_add = [s / sample for s in add_samples[0]]
     ours_add_pv = [s / d for s in add_samples[1]]
@@ -227,7 +216,7 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
         statistics.median(ours_add_pv) * 1e6,
         statistics.median(naive_add) * 1e6,
         "us",
-        _median_ratio(naive_add, ours_add_pv),
+        median_ratio(naive_add, ours_add_pv),
         higher_is_better=True,
     )
 
@@ -303,12 +292,14 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
     # one partial decryption vs one single-key (CRT) decryption of one ciphertext
     one = EncryptedVector(aggregate.key_id, 1, aggregate.ciphertexts[:1])
     phe_ct = naive_cts[0].ciphertext(be_secure=False)
-    ratio_samples = _interleaved(
+    ratio_samples = interleaved(
         [
             lambda: partial_decrypt(shares[1], one, prove=False),
             lambda: phe_sk.raw_decrypt(phe_ct),
         ],
         max(5 * repeat, 15),
+        clock=_clock,
+        warm_up=False,
     )
     # both are a few exponentiations of fixed size: the least-disturbed sample of each is
     # their cost on this machine (timeit's advice); the median of per-round ratios is kept too
@@ -319,7 +310,7 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
         "ms",
         min(ratio_samples[0]) / min(ratio_samples[1]),
         higher_is_better=False,
-        median_ratio=_median_ratio(ratio_samples[0], ratio_samples[1]),
+        median_ratio=median_ratio(ratio_samples[0], ratio_samples[1]),
     )
 
     wire = vector.wire_size(pk.paillier) / d

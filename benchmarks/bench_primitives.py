@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import interleaved, median_ratio
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.prg import MaskPRG, PrgAlgorithm
@@ -34,22 +35,6 @@ def _median_time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
-
-
-def _interleaved(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
-    """Time several functions round-robin, so machine load hits all of them alike.
-
-    Returns one list of samples per function; ratios are taken per round.
-    """
-    for fn in fns:
-        fn()
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            samples[i].append(time.perf_counter() - start)
-    return samples
 
 
 def _raw_keystream(seed: bytes, nbytes: int, algorithm: PrgAlgorithm, zeros: bytes, buf: bytearray) -> None:
@@ -71,7 +56,7 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
             buf = bytearray(nbytes + 16)
             prg = MaskPRG(seed, bits, algorithm=algorithm)
             acc = np.zeros(d, dtype=np.uint64)
-            floor_t, expand_t, stream_t = _interleaved(
+            floor_t, expand_t, stream_t = interleaved(
                 [
                     lambda: _raw_keystream(seed, nbytes, algorithm, zeros, buf),
                     lambda: prg.expand(d),
@@ -93,8 +78,8 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
                     "expand_s": expand,
                     "add_into_s": stream,
                     # median of per-round ratios: robust to load that changes between rounds
-                    "expand_vs_floor": statistics.median(e / f for e, f in zip(expand_t, floor_t)),
-                    "add_into_vs_floor": statistics.median(a / f for a, f in zip(stream_t, floor_t)),
+                    "expand_vs_floor": median_ratio(expand_t, floor_t),
+                    "add_into_vs_floor": median_ratio(stream_t, floor_t),
                     "expand_MB_per_s": nbytes / expand / 1e6,
                 }
             )

@@ -41,6 +41,8 @@ def load_suite(name: str) -> Any:
             f"unknown benchmark suite {name!r}; available: {', '.join(available_suites()) or 'none'} "
             "(benchmarks run from a source checkout)"
         )
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))  # suites share benchmarks/_timing.py
     spec = importlib.util.spec_from_file_location(f"secagg_bench_{name}", path)
     if spec is None or spec.loader is None:
         raise InvalidParameterError(f"cannot load {path}")
