@@ -52,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols.config import Hardening, RoundConfig
+from protocols.graph import Ring, seeded_ring
 from protocols.masking import apply_masks, reduce_words
 from protocols.messages import (
     AdvertiseKeys,
@@ -64,6 +65,9 @@ from protocols.messages import (
     PeerKeys,
     RevealedShare,
     RoundStart,
+    SeedEntry,
+    SeedReveal,
+    SeedRequest,
     ShareForward,
     ShareKeys,
     Stage,
@@ -71,6 +75,7 @@ from protocols.messages import (
     UnmaskResponse,
     word_dtype,
 )
+from protocols.round_log import RoundLog, identity_log
 from secagg.aead import ShareCipher
 from secagg.errors import (
     AlreadyFinalizedError,
@@ -93,12 +98,19 @@ __all__ = [
     "ShareKind",
     "advertise_transcript",
     "consistency_transcript",
+    "masking_set_transcript",
+    "seed_commitment",
+    "execution_context",
+    "cohort_digest",
     "MODEL_HASH_BYTES",
+    "ROUND_LOG_SCOPE",
 ]
 
 MODEL_HASH_BYTES = 32
 FULL_HARDENING = Hardening()
 MAX_CLIENT_ID = (1 << 63) - 1
+ROUND_LOG_SCOPE = "secagg"
+"""The :class:`~protocols.round_log.RoundLog` scope under which clients record their rounds."""
 
 
 class ShareKind(str, Enum):
@@ -108,6 +120,45 @@ class ShareKind(str, Enum):
     MASK_KEY = "mask_key"
 
 
+def cohort_digest(cohort: Sequence[int]) -> bytes:
+    """SHA-256 of the sorted cohort (bound into signed advertisements)."""
+    return hashlib.sha256(canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "cohort", tuple(cohort))).digest()
+
+
+def seed_commitment(*, round_id: int, client_id: int, reveal: bytes) -> bytes:
+    """The commitment a client advertises to its 32-byte contribution to the graph seed."""
+    return hashlib.sha256(
+        canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "graph-seed-commitment", round_id, client_id, reveal)
+    ).digest()
+
+
+def execution_context(
+    *,
+    round_id: int,
+    cohort: Sequence[int],
+    entries: Sequence[SeedEntry],
+    reveals: Sequence[bytes],
+) -> bytes:
+    """The execution context: SHA-256 of the round id, the cohort and every commitment and reveal.
+
+    It is the graph seed, and every signature made after the keys is bound to it. It is
+    fresh in each execution as long as one honest client's reveal is in it (each client
+    checks its own), and nobody can steer it: all commitments are fixed before any reveal.
+    """
+    return hashlib.sha256(
+        canonical(
+            PROTOCOL_NAME,
+            PROTOCOL_VERSION,
+            "execution-context",
+            round_id,
+            tuple(cohort),
+            tuple(e.client_id for e in entries),
+            b"".join(e.commitment for e in entries),
+            b"".join(reveals),
+        )
+    ).digest()
+
+
 def advertise_transcript(
     *,
     client_id: int,
@@ -115,26 +166,50 @@ def advertise_transcript(
     share_public: bytes,
     round_id: int | None,
     model_hash: bytes | None,
+    cohort: bytes | None = None,
+    commitment: bytes | None = None,
 ) -> bytes:
     """The bytes a client signs over its advertised keys.
 
     ``round_id`` / ``model_hash`` are left out only when the corresponding hardening is
-    switched off (unhardened baselines).
+    switched off (unhardened baselines); ``cohort`` (:func:`cohort_digest`) and
+    ``commitment`` (:func:`seed_commitment`) are present in rounds with a graph seed.
     """
     fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "advertise-keys", client_id, mask_public, share_public]
     if round_id is not None:
         fields += ["round", round_id]
     if model_hash is not None:
         fields += ["model", model_hash]
+    if cohort is not None:
+        fields += ["cohort", cohort]
+    if commitment is not None:
+        fields += ["commitment", commitment]
     return canonical(*fields)
 
 
-def consistency_transcript(*, survivors: Sequence[int], round_id: int | None) -> bytes:
+def consistency_transcript(
+    *, survivors: Sequence[int], round_id: int | None, context: bytes | None = None
+) -> bytes:
     """The bytes a client signs in the consistency check (the sorted survivor set)."""
     fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "consistency-check"]
     if round_id is not None:
         fields += ["round", round_id]
+    if context is not None:
+        fields += ["context", context]
     fields.append(tuple(survivors))
+    return canonical(*fields)
+
+
+def masking_set_transcript(
+    *, client_id: int, masking_set: Sequence[int], round_id: int | None, context: bytes | None
+) -> bytes:
+    """The bytes a client signs over its masking set (sorted) when it sends its masked input."""
+    fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "masking-set", client_id]
+    if round_id is not None:
+        fields += ["round", round_id]
+    if context is not None:
+        fields += ["context", context]
+    fields.append(tuple(sorted(masking_set)))
     return canonical(*fields)
 
 
@@ -162,10 +237,14 @@ class SecAggClient:
             may instead be given later with :meth:`set_input`, before the masked-input stage.
         identity: the client's long-term Ed25519 key (required when ``config.signed``).
         pki: client id -> identity public key, from a source the server does not control
-            (required when ``config.signed``); only the neighbours' entries are used.
+            (required when ``config.signed``).
         model_hash: 32-byte hash of the global model this client trained on; bound into
             its signed keys so that peers on another model reject them.
         hardening: the checks against a lying server (default: all of them).
+        round_log: where this client records the rounds it takes part in (it refuses a
+            second execution of a round id). Default: with an identity key, the process-wide
+            log of that identity (:func:`~protocols.round_log.identity_log`); deployments pass
+            :meth:`RoundLog.at(path) <protocols.round_log.RoundLog.at>` beside the key file.
 
     Raises:
         InvalidParameterError: bad arguments.
@@ -181,6 +260,7 @@ class SecAggClient:
         pki: Mapping[int, bytes] | None = None,
         model_hash: bytes = bytes(MODEL_HASH_BYTES),
         hardening: Hardening = FULL_HARDENING,
+        round_log: RoundLog | None = None,
     ) -> None:
         if not isinstance(config, RoundConfig):
             raise InvalidParameterError("config must be a RoundConfig")
@@ -190,6 +270,8 @@ class SecAggClient:
             raise InvalidParameterError("model_hash must be 32 bytes")
         if not isinstance(hardening, Hardening):
             raise InvalidParameterError("hardening must be a Hardening")
+        if round_log is not None and not isinstance(round_log, RoundLog):
+            raise InvalidParameterError("round_log must be a RoundLog")
         if config.signed:
             if not isinstance(identity, IdentityKey):
                 raise InvalidParameterError("a signed (malicious-server) round needs the client's identity key")
@@ -201,11 +283,22 @@ class SecAggClient:
         self._identity = identity
         self._pki: Mapping[int, bytes] = pki if pki is not None else {}
         self._model_hash = model_hash
+        if round_log is None and isinstance(identity, IdentityKey):
+            round_log = identity_log(identity.public_bytes)
+        self._round_log = round_log
         self._input: npt.NDArray[np.uint64] | None = None
         if input_vector is not None:
             self.set_input(input_vector)
         self._stage: Stage | None = Stage.ADVERTISE_KEYS
         self._neighbours: frozenset[int] = frozenset()
+        self._cohort: tuple[int, ...] = ()
+        self._entries: tuple[SeedEntry, ...] = ()
+        self._reveal: bytes | None = None
+        self._commitment: bytes = b""
+        self._context: bytes | None = None
+        self._ring: Ring | None = None
+        self._signer: IdentityKey | None = identity if config.signed else None
+        self._peer_signing: dict[int, bytes] = {}
         self._mask_keys: KeyPair | None = None
         self._share_keys: KeyPair | None = None
         self._peers: dict[int, PeerKeys] = {}
@@ -229,13 +322,18 @@ class SecAggClient:
 
     @property
     def neighbours(self) -> frozenset[int]:
-        """The neighbours announced at the start of the round."""
+        """The client's neighbours (announced, or derived from the graph seed)."""
         return self._neighbours
 
     @property
     def masking_set(self) -> frozenset[int]:
         """Peers whose shares this client holds (and whose pairwise masks it added)."""
         return frozenset(self._held)
+
+    @property
+    def context(self) -> bytes | None:
+        """The execution context (graph seed) once fixed, else ``None``."""
+        return self._context
 
     @property
     def revealed(self) -> Mapping[int, frozenset[ShareKind]]:
@@ -278,6 +376,8 @@ class SecAggClient:
         self._check_envelope(message)
         if isinstance(message, RoundStart):
             return [self._on_round_start(message)]
+        if isinstance(message, SeedRequest):
+            return [self._on_seed_request(message)]
         if isinstance(message, KeyBroadcast):
             return [self._on_key_broadcast(message)]
         if isinstance(message, ShareForward):
@@ -320,21 +420,69 @@ class SecAggClient:
     def _signing_model(self) -> bytes | None:
         return self._model_hash if self.hardening.model_bound_signatures else None
 
+    def _signing_context(self) -> bytes | None:
+        return self._context if self.hardening.fresh_signatures else None
+
+    def _neighbours_of(self, v: int) -> frozenset[int] | None:
+        """``N(v)`` when this client can compute it (derived graph or complete graph)."""
+        if self._ring is not None:
+            return self._ring.neighbours(v)
+        if self.config.parameters.complete and self._cohort:
+            return frozenset(self._cohort) - {v}
+        return None
+
+    def _verify_key(self, v: int, offered: bytes = b"") -> bytes:
+        """The key that verifies ``v``'s post-advertisement signatures."""
+        if self.config.signed:
+            key = self._pki.get(v)
+            if key is None:
+                raise AuthenticationError()
+            return key
+        known = self._peer_signing.get(v)
+        if known is not None:
+            if offered and offered != known:
+                raise ProtocolAbortError(f"the server relayed another round key for client {v}")
+            return known
+        # semi-malicious class: keys the server relays are authentic by assumption
+        if len(offered) != 32:
+            raise MessageError(f"no round key for client {v}")
+        return offered
+
     # ------------------------------------------------------------------ stage 1
 
     def _on_round_start(self, m: RoundStart) -> AdvertiseKeys:
-        neighbours = m.neighbours
-        _strictly_increasing("neighbours", neighbours)
-        if self.client_id in neighbours:
-            raise MessageError("a client cannot be its own neighbour")
-        if len(neighbours) != self.config.parameters.degree:
-            raise MessageError(
-                f"expected {self.config.parameters.degree} neighbours, got {len(neighbours)}"
-            )
-        if self.config.signed and any(v not in self._pki for v in neighbours):
-            raise AuthenticationError()
+        params = self.config.parameters
+        consistent = self.config.consistent
+        neighbours: frozenset[int] = frozenset()
+        cohort: tuple[int, ...] = ()
+        if consistent:
+            cohort = m.cohort
+            _strictly_increasing("cohort", cohort)
+            if self.client_id not in cohort:
+                raise MessageError("the cohort does not list this client")
+            if len(cohort) != params.num_clients:
+                raise MessageError(f"expected a cohort of {params.num_clients}, got {len(cohort)}")
+            if self.config.signed and any(v not in self._pki for v in cohort):
+                raise AuthenticationError()
+        else:
+            _strictly_increasing("neighbours", m.neighbours)
+            if self.client_id in m.neighbours:
+                raise MessageError("a client cannot be its own neighbour")
+            if len(m.neighbours) != params.degree:
+                raise MessageError(f"expected {params.degree} neighbours, got {len(m.neighbours)}")
+            if self.config.signed and any(v not in self._pki for v in m.neighbours):
+                raise AuthenticationError()
+            neighbours = frozenset(m.neighbours)
         mask_keys = KeyPair.generate()
         share_keys = KeyPair.generate()
+        reveal: bytes | None = None
+        commitment = b""
+        round_key: IdentityKey | None = None
+        if consistent:
+            reveal = os.urandom(32)
+            commitment = seed_commitment(round_id=self.config.round_id, client_id=self.client_id, reveal=reveal)
+            if not self.config.signed:
+                round_key = IdentityKey.generate()
         signature = b""
         if self.config.signed:
             if self._identity is None:  # pragma: no cover - checked in __init__
@@ -346,6 +494,8 @@ class SecAggClient:
                     share_public=share_keys.public_bytes,
                     round_id=self._signing_round(),
                     model_hash=self._signing_model(),
+                    cohort=cohort_digest(cohort) if consistent else None,
+                    commitment=commitment if consistent else None,
                 )
             )
         reply = AdvertiseKeys(
@@ -354,10 +504,41 @@ class SecAggClient:
             mask_public=mask_keys.public_bytes,
             share_public=share_keys.public_bytes,
             signature=signature,
+            round_public=round_key.public_bytes if round_key is not None else b"",
+            seed_commitment=commitment,
         )
-        self._neighbours = frozenset(neighbours)
+        if self._round_log is not None and self.hardening.refuse_round_reuse:
+            self._round_log.claim(ROUND_LOG_SCOPE, self.config.round_id)
+        self._neighbours = neighbours
+        self._cohort = cohort
+        self._reveal, self._commitment = reveal, commitment
+        if round_key is not None:
+            self._signer = round_key
         self._mask_keys, self._share_keys = mask_keys, share_keys
         self._stage = self._next_stage(Stage.ADVERTISE_KEYS)
+        return reply
+
+    # ------------------------------------------------------------------ graph seed
+
+    def _on_seed_request(self, m: SeedRequest) -> SeedReveal:
+        if self._reveal is None:  # pragma: no cover - stage order
+            raise StageError("no contribution committed")
+        ids = [e.client_id for e in m.entries]
+        _strictly_increasing("seed entries", ids)
+        cohort = set(self._cohort)
+        if any(v not in cohort for v in ids):
+            raise MessageError("seed entries name a client outside the cohort")
+        mine = [e for e in m.entries if e.client_id == self.client_id]
+        if not mine or mine[0].commitment != self._commitment:
+            raise ProtocolAbortError("the server dropped or replaced this client's seed commitment")
+        params = self.config.parameters
+        if self.hardening.check_survivor_count and len(ids) < params.consistency_quorum:
+            raise ThresholdNotMetError(
+                f"{len(ids)} clients committed, the consistency quorum is {params.consistency_quorum}"
+            )
+        reply = SeedReveal(round_id=self.config.round_id, sender=self.client_id, reveal=self._reveal)
+        self._entries = m.entries
+        self._stage = self._next_stage(Stage.GRAPH_SEED)
         return reply
 
     # ------------------------------------------------------------------ stage 2
@@ -368,7 +549,32 @@ class SecAggClient:
         ids = [p.client_id for p in m.peers]
         if len(set(ids)) != len(ids):
             raise MessageError("a peer is listed twice")
-        if any(v not in self._neighbours for v in ids):
+        consistent = self.config.consistent
+        context: bytes | None = None
+        ring: Ring | None = None
+        neighbours = self._neighbours
+        commitments: dict[int, bytes] = {}
+        if consistent:
+            entries = self._entries
+            if len(m.reveals) != len(entries):
+                raise ProtocolAbortError("the key broadcast does not carry every committed contribution")
+            for entry, reveal in zip(entries, m.reveals, strict=True):
+                expected = seed_commitment(round_id=self.config.round_id, client_id=entry.client_id, reveal=reveal)
+                if expected != entry.commitment:
+                    raise ProtocolAbortError(f"the contribution of client {entry.client_id} does not match its commitment")
+                commitments[entry.client_id] = entry.commitment
+            context = execution_context(
+                round_id=self.config.round_id, cohort=self._cohort, entries=entries, reveals=m.reveals
+            )
+            if self.hardening.derive_graph:
+                ring = seeded_ring(self._cohort, self.config.parameters.degree, context)
+                neighbours = ring.neighbours(self.client_id)
+            else:
+                # trusts the server's graph: whoever it lists is a neighbour
+                neighbours = frozenset(ids)
+            if any(v not in commitments for v in ids):
+                raise MessageError("key broadcast lists a client without a committed contribution")
+        if any(v not in neighbours for v in ids):
             raise MessageError("key broadcast lists a client that is not a neighbour")
         t = self.config.threshold
         if len(ids) < t:
@@ -377,7 +583,16 @@ class SecAggClient:
         keys = [p.mask_public for p in m.peers] + [p.share_public for p in m.peers]
         if len(set(keys)) != len(keys) or own & set(keys):
             raise MessageError("public keys must all be distinct")
+        peer_signing: dict[int, bytes] = {}
+        for p in m.peers:
+            if consistent and p.seed_commitment != commitments[p.client_id]:
+                raise ProtocolAbortError(f"client {p.client_id}'s keys carry another seed commitment")
+            if consistent and not self.config.signed:
+                if len(p.round_public) != 32:
+                    raise MessageError("a peer's round signing key is missing")
+                peer_signing[p.client_id] = p.round_public
         if self.config.signed and self.hardening.authenticate_keys:
+            digest = cohort_digest(self._cohort) if consistent else None
             for p in m.peers:
                 verify_signature(
                     self._pki[p.client_id],
@@ -388,6 +603,8 @@ class SecAggClient:
                         share_public=p.share_public,
                         round_id=self._signing_round(),
                         model_hash=self._signing_model(),
+                        cohort=digest,
+                        commitment=p.seed_commitment if consistent else None,
                     ),
                 )
         seed = os.urandom(32)
@@ -419,6 +636,8 @@ class SecAggClient:
             shares=tuple(out),
             commitment=hashlib.sha256(seed).digest(),
         )
+        self._context, self._ring, self._neighbours = context, ring, neighbours
+        self._peer_signing = peer_signing
         self._peers = peers
         self._share_ciphers = ciphers
         self._self_mask_seed = seed
@@ -458,6 +677,16 @@ class SecAggClient:
                 if share.index != self.client_id or share.threshold != t:
                     raise MessageError("share carries the wrong index or threshold")
             held[v] = _Held(b_share, s_share)
+        attestation = b""
+        if self.config.consistent and self._signer is not None:
+            attestation = self._signer.sign(
+                masking_set_transcript(
+                    client_id=self.client_id,
+                    masking_set=authors,
+                    round_id=self._signing_round(),
+                    context=self._signing_context(),
+                )
+            )
         plus = [self._self_mask_seed]
         minus: list[bytes] = []
         for v in authors:
@@ -475,7 +704,7 @@ class SecAggClient:
         bits = self.config.bits
         reduce_words(acc, bits)
         words = acc.astype(word_dtype(bits)) if bits <= 32 else acc
-        reply = MaskedInput(round_id=round_id, sender=self.client_id, bits=bits, words=words)
+        reply = MaskedInput(round_id=round_id, sender=self.client_id, bits=bits, words=words, attestation=attestation)
         self._held = held
         self._input = None
         self._self_mask_seed = None
@@ -487,14 +716,18 @@ class SecAggClient:
 
     def _check_survivor_set(self, survivors: Sequence[int]) -> None:
         _strictly_increasing("survivors", survivors)
+        params = self.config.parameters
         if self.hardening.check_survivor_lists:
             if self.client_id not in set(survivors):
                 raise ProtocolAbortError("server lists this client as dropped but asks it to continue")
             surviving_neighbours = self._neighbours.intersection(survivors)
             if not surviving_neighbours <= self._held.keys():
                 raise ProtocolAbortError("survivor list names a neighbour that never shared keys")
+            if self.config.consistent:
+                committed = {e.client_id for e in self._entries}
+                if any(v not in committed for v in survivors):
+                    raise ProtocolAbortError("survivor list names a client that never committed to the graph seed")
         if self.hardening.check_survivor_count:
-            params = self.config.parameters
             if len(survivors) < params.min_aggregate_size:
                 raise ThresholdNotMetError(
                     f"{len(survivors)} survivors, below the minimum aggregate size {params.min_aggregate_size}"
@@ -502,13 +735,22 @@ class SecAggClient:
             alive = len(self._held.keys() & set(survivors))
             if alive < params.threshold:
                 raise ThresholdNotMetError(f"{alive} surviving peers, {params.threshold} needed")
+            if self.config.consistent and not params.complete and self.hardening.derive_graph:
+                dropped = params.num_clients - len(survivors)
+                if dropped > params.max_dropouts:
+                    raise ThresholdNotMetError(
+                        f"{dropped} clients declared dropped; the graph's connectivity bound allows "
+                        f"{params.max_dropouts}"
+                    )
 
     def _on_consistency_request(self, m: ConsistencyRequest) -> ConsistencySignature:
         self._check_survivor_set(m.survivors)
-        if self._identity is None:  # pragma: no cover - checked in __init__
-            raise InvalidParameterError("missing identity key")
-        signature = self._identity.sign(
-            consistency_transcript(survivors=m.survivors, round_id=self._signing_round())
+        if self._signer is None:  # pragma: no cover - every consistent round has a signing key
+            raise InvalidParameterError("missing signing key")
+        signature = self._signer.sign(
+            consistency_transcript(
+                survivors=m.survivors, round_id=self._signing_round(), context=self._signing_context()
+            )
         )
         reply = ConsistencySignature(round_id=self.config.round_id, sender=self.client_id, signature=signature)
         self._signed_survivors = m.survivors
@@ -516,6 +758,59 @@ class SecAggClient:
         return reply
 
     # ------------------------------------------------------------------ stage 5
+
+    def _check_quorum(self, m: UnmaskRequest, survivor_set: set[int]) -> None:
+        """``Q`` valid signatures on the survivor set, from distinct survivors."""
+        params = self.config.parameters
+        if self._signed_survivors is None or tuple(m.survivors) != self._signed_survivors:
+            raise ProtocolAbortError("survivor set differs from the one this client signed")
+        signers = [s.signer for s in m.signatures]
+        if len(set(signers)) != len(signers):
+            raise MessageError("two signatures from the same signer")
+        if any(v not in survivor_set for v in signers):
+            raise MessageError("signature from a client that is not a survivor")
+        if self.hardening.verified_survivors:
+            quorum = params.consistency_quorum
+        else:
+            quorum = min(params.consistency_quorum, (params.num_clients + params.max_colluders) // 2 + 1)
+        if len(signers) < quorum:
+            raise ThresholdNotMetError(f"{len(signers)} survivors signed the survivor set, {quorum} needed")
+        transcript = consistency_transcript(
+            survivors=m.survivors, round_id=self._signing_round(), context=self._signing_context()
+        )
+        # the server verified every signature it relays: any invalid one shows a lying server
+        for s in sorted(m.signatures, key=lambda sig: sig.signer)[:quorum]:
+            if s.signer == self.client_id:
+                continue
+            verify_signature(self._verify_key(s.signer, s.signer_key), s.signature, transcript)
+
+    def _check_attestations(self, m: UnmaskRequest, survivor_set: set[int]) -> None:
+        """Every surviving peer masked with all its surviving neighbours (its signed masking set)."""
+        held = self._held.keys()
+        sharers = m.key_sharers
+        _strictly_increasing("key_sharers", sharers)
+        sharer_set = set(sharers)
+        committed = {e.client_id for e in self._entries}
+        if not survivor_set <= sharer_set or not sharer_set <= committed or not held <= sharer_set:
+            raise ProtocolAbortError("the key-sharer list contradicts the survivors or this client's peers")
+        by_peer = {a.peer: a.signature for a in m.attestations}
+        if len(by_peer) != len(m.attestations):
+            raise MessageError("two attestations from the same peer")
+        for v in sorted(held & survivor_set):
+            nbrs = self._neighbours_of(v)
+            if nbrs is None:
+                continue
+            signature = by_peer.get(v)
+            if signature is None:
+                raise ProtocolAbortError(f"no masking-set attestation from surviving peer {v}")
+            masking_set = sorted(nbrs & sharer_set)
+            verify_signature(
+                self._verify_key(v),
+                signature,
+                masking_set_transcript(
+                    client_id=v, masking_set=masking_set, round_id=self._signing_round(), context=self._signing_context()
+                ),
+            )
 
     def _on_unmask_request(self, m: UnmaskRequest) -> UnmaskResponse:
         survivors, dropped = m.survivors, m.dropped
@@ -530,23 +825,10 @@ class SecAggClient:
                 raise ProtocolAbortError("dropped list names a client that never shared keys with this one")
             if not held <= survivor_set | dropped_set:
                 raise ProtocolAbortError("server omits a peer from both the surviving and the dropped list")
-        if self.config.signed and self.hardening.consistency_check:
-            if self._signed_survivors is None or tuple(survivors) != self._signed_survivors:
-                raise ProtocolAbortError("survivor set differs from the one this client signed")
-            signers = [s.signer for s in m.signatures]
-            if len(set(signers)) != len(signers):
-                raise MessageError("two signatures from the same signer")
-            eligible = held & survivor_set
-            if any(v not in eligible for v in signers):
-                raise MessageError("signature from a client that is not a surviving peer")
-            if len(signers) < self.config.threshold:
-                raise ThresholdNotMetError(
-                    f"{len(signers)} peers signed the survivor set, {self.config.threshold} needed"
-                )
-            # t valid signatures are what the guarantee needs; any invalid one met is an attack
-            transcript = consistency_transcript(survivors=survivors, round_id=self._signing_round())
-            for s in sorted(m.signatures, key=lambda sig: sig.signer)[: self.config.threshold]:
-                verify_signature(self._pki[s.signer], s.signature, transcript)
+        if self.config.consistent and self.hardening.consistency_check:
+            self._check_quorum(m, survivor_set)
+        if self.config.consistent and self.hardening.attest_masking_sets:
+            self._check_attestations(m, survivor_set)
         revealed: dict[int, frozenset[ShareKind]] = {}
         self_mask: list[RevealedShare] = []
         mask_key: list[RevealedShare] = []

@@ -40,9 +40,26 @@ class Hardening:
             trained on into its signed keys; off, a server sending different models to
             different clients goes unnoticed. Unsigned rounds (curious and semi-malicious
             servers) cannot detect model inconsistency at all.
-        consistency_check: (signed rounds) unmask only the survivor set the client signed
-            and only with ``t`` valid neighbour signatures on it; off, a server can show
-            different survivor sets to different clients.
+        consistency_check: (every class but curious) unmask only the survivor set the client
+            signed, and only with valid signatures on it from the consistency quorum
+            (``ProtocolParameters.consistency_quorum``, more than half of the cohort plus the
+            colluders); off, a server can show different survivor sets to different clients.
+        verified_survivors: count toward the minimum aggregate size only survivors whose
+            signature on the survivor set verified; off, the length of the server's list is
+            trusted (ids that exist nowhere pad it).
+        attest_masking_sets: reveal the self-mask share of a surviving peer only with that
+            peer's signature on its masking set, and only if that set contains every
+            surviving neighbour; off, a server that forwarded a victim the shares of only a few
+            peers can declare exactly those dropped and unmask the victim alone.
+        derive_graph: (SecAgg+) compute the neighbourhoods from the graph seed that all
+            clients' committed contributions fix; off, the neighbours the server names are
+            accepted (it can then choose the graph).
+        fresh_signatures: bind every signature made after the keys to the execution context
+            (a hash of the round id, the cohort and every client's revealed contribution);
+            off, only to the round id, which the server picks.
+        refuse_round_reuse: record every round in the client's :class:`RoundLog` and refuse
+            a second execution of a round id; off, one identity can be driven through many
+            executions of one round.
     """
 
     check_survivor_lists: bool = True
@@ -51,6 +68,11 @@ class Hardening:
     round_bound_signatures: bool = True
     model_bound_signatures: bool = True
     consistency_check: bool = True
+    verified_survivors: bool = True
+    attest_masking_sets: bool = True
+    derive_graph: bool = True
+    fresh_signatures: bool = True
+    refuse_round_reuse: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -60,7 +82,7 @@ class Hardening:
     @classmethod
     def unhardened(cls) -> Hardening:
         """UNSAFE: every check off. Only for baselines that show what the checks prevent."""
-        return cls(False, False, False, False, False, False)
+        return cls(**{f.name: False for f in fields(cls)})
 
     @property
     def full(self) -> bool:
@@ -69,10 +91,15 @@ class Hardening:
 
 
 def round_stages(server: ServerClass) -> tuple[Stage, ...]:
-    """The stages a round runs against ``server`` (the consistency check only when malicious)."""
-    if ServerClass(server).needs_authentication:
+    """The stages a round runs against ``server``.
+
+    Every class but curious adds ``graph_seed`` (the clients fix the graph and a fresh
+    execution context) and ``consistency_check`` (all revealing clients agree on the
+    survivors).
+    """
+    if ServerClass(server).lies_about_dropouts:
         return tuple(Stage)
-    return tuple(s for s in Stage if s is not Stage.CONSISTENCY_CHECK)
+    return tuple(s for s in Stage if s not in (Stage.GRAPH_SEED, Stage.CONSISTENCY_CHECK))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +147,11 @@ class RoundConfig:
     def signed(self) -> bool:
         """Whether keys and survivor sets are signed (malicious-server variant)."""
         return self.parameters.server.needs_authentication
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the round runs the graph-seed and consistency stages (server may lie)."""
+        return self.parameters.server.lies_about_dropouts
 
     @property
     def stages(self) -> tuple[Stage, ...]:

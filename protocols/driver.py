@@ -230,7 +230,8 @@ def setup_round(
         hardening: for all clients, or per client id (default: full hardening).
         model_hash: the global-model hash, for all clients or per client.
         dropouts: stage name -> client ids that vanish at that stage.
-        graph: the communication graph (default: drawn by the server).
+        graph: the communication graph against a curious server (default: drawn by the
+            server); against a server that may lie the clients derive it from the graph seed.
         prg: mask expansion cipher.
         wire: route messages through the binary encoding.
         record_view: keep the server's view.
@@ -275,7 +276,22 @@ def setup_round(
             model_hash=_model_hash_for(model_hash, cid),
             hardening=hard,
         )
-    server = SecAggServer(config, ids, graph=graph)
+    hardenings = list(hardening.values()) if isinstance(hardening, Mapping) else [hardening or Hardening()]
+    hashes = set(model_hash.values()) if isinstance(model_hash, Mapping) else {model_hash}
+    # a baseline whose clients sign weaker transcripts, or a server that sent several models,
+    # cannot be checked by an honest server's verification: it relays unverified
+    verifiable = len(hashes) == 1 and all(
+        h.round_bound_signatures and h.model_bound_signatures and h.fresh_signatures for h in hardenings
+    )
+    server_hash = next(iter(hashes)) if len(hashes) == 1 else bytes(MODEL_HASH_BYTES)
+    server = SecAggServer(
+        config,
+        ids,
+        graph=graph,
+        pki=pki if config.signed else None,
+        model_hash=_model_hash_for(server_hash, ids[0]),
+        verify_relayed=verifiable,
+    )
     runner = RoundRunner(
         server,
         clients,

@@ -7,19 +7,25 @@ clients before it and the ``k/2`` after it. The graph is ``k``-regular and undir
 and the neighbourhood of a fixed client is a uniform ``k``-subset of the others — the
 property the parameter bounds of :mod:`threat_models.parameters` rely on.
 
-The order is a secret of the server until the round starts (a client learns only its own
-neighbours), so it never comes from numpy's or Python's ``random``.
+Who draws the order decides who can bias it. Against a curious server the server draws it
+(:func:`harary_graph`, OS CSPRNG). Against a server that may lie, the order comes from the
+round's *graph seed* (:func:`seeded_ring`): every client commits to 32 random bytes before
+any is revealed, and the seed hashes all reveals, so no party -- the server, a colluding
+client that moves last, or both -- can steer it; every client computes the ring itself and
+accepts no other neighbourhood. The expansion is SHAKE-256 of the seed, read as 64-bit
+words, with rejection sampling for each Fisher-Yates index (exactly uniform).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from secagg.errors import InvalidParameterError
 
-__all__ = ["CommunicationGraph", "complete_graph", "harary_graph", "MAX_CLIENT_ID"]
+__all__ = ["CommunicationGraph", "Ring", "complete_graph", "harary_graph", "seeded_ring", "MAX_CLIENT_ID"]
 
 MAX_CLIENT_ID = (1 << 63) - 1
 
@@ -118,3 +124,83 @@ def harary_graph(ids: Sequence[int], degree: int, *, order: Sequence[int] | None
         peers = [ring[(pos + off) % n] for off in range(-half, half + 1) if off]
         neighbours[node] = tuple(sorted(peers))
     return CommunicationGraph(neighbours=neighbours, degree=degree)
+
+
+_ORDER_DOMAIN = b"secagg-fl/v1/graph-order"
+
+
+def _words(seed: bytes) -> Iterator[int]:
+    block = 0
+    while True:
+        raw = hashlib.shake_256(_ORDER_DOMAIN + block.to_bytes(8, "big") + seed).digest(8 * 1024)
+        for i in range(0, len(raw), 8):
+            yield int.from_bytes(raw[i : i + 8], "big")
+        block += 1
+
+
+def _uniform_below(words: Iterator[int], bound: int) -> int:
+    limit = (1 << 64) - (1 << 64) % bound
+    while True:
+        w = next(words)
+        if w < limit:
+            return w % bound
+
+
+@dataclass(frozen=True, eq=False)
+class Ring:
+    """A Harary graph given by its ring order: neighbourhoods on demand, ``O(k)`` each.
+
+    Attributes:
+        order: the clients in ring order.
+        degree: ``k`` (``n - 1``: the complete graph).
+    """
+
+    order: tuple[int, ...]
+    degree: int
+
+    def __post_init__(self) -> None:
+        n = len(self.order)
+        if len(set(self.order)) != n or not 2 <= self.degree <= n - 1:
+            raise InvalidParameterError("a ring needs distinct ids and a degree in [2, n - 1]")
+        if self.degree < n - 1 and self.degree % 2:
+            raise InvalidParameterError("a Harary graph below the complete graph needs an even degree")
+        object.__setattr__(self, "_position", {v: i for i, v in enumerate(self.order)})
+
+    @property
+    def nodes(self) -> frozenset[int]:
+        """Every client of the ring."""
+        return frozenset(self.order)
+
+    def neighbours(self, node: int) -> frozenset[int]:
+        """``node``'s ``k`` neighbours."""
+        position: dict[int, int] = self._position  # type: ignore[attr-defined]
+        if node not in position:
+            raise InvalidParameterError(f"client {node} is not on the ring")
+        n = len(self.order)
+        if self.degree == n - 1:
+            return frozenset(v for v in self.order if v != node)
+        pos, half = position[node], self.degree // 2
+        return frozenset(self.order[(pos + off) % n] for off in range(-half, half + 1) if off)
+
+    def graph(self) -> CommunicationGraph:
+        """The whole graph (``O(n k)``)."""
+        return harary_graph(self.order, self.degree, order=self.order)
+
+
+def seeded_ring(ids: Sequence[int], degree: int, seed: bytes) -> Ring:
+    """The Harary ring over ``ids`` whose order is fixed by ``seed`` (uniform, reproducible).
+
+    Every party that knows ``ids`` (any order) and ``seed`` computes the same ring.
+
+    Raises:
+        InvalidParameterError: bad ids, degree or seed.
+    """
+    nodes = sorted(_check_ids(ids))
+    if not isinstance(seed, bytes) or len(seed) < 16:
+        raise InvalidParameterError("the graph seed must be at least 16 bytes")
+    words = _words(seed)
+    ring = list(nodes)
+    for i in range(len(ring) - 1, 0, -1):
+        j = _uniform_below(words, i + 1)
+        ring[i], ring[j] = ring[j], ring[i]
+    return Ring(tuple(ring), degree)

@@ -8,7 +8,7 @@ Binary layout (all integers big-endian unless stated)::
 
     header  = "SA" | version u8 | type u8 | round_id u64 | sender u64 | recipient u64
     ids     = count u32 | count * u64
-    bytes   = length u32 | payload
+    bytes   = length u32 | payload      (optional keys and signatures: length 0 when absent)
     words   = bits u8 | count u32 | count * (u32 or u64, little-endian)   # masked vectors
 
 The server has id :data:`SERVER_ID` (0); clients have ids in ``[1, 2^63 - 1]``.
@@ -40,6 +40,10 @@ __all__ = [
     "Message",
     "RoundStart",
     "AdvertiseKeys",
+    "SeedEntry",
+    "SeedRequest",
+    "SeedReveal",
+    "Attestation",
     "PeerKeys",
     "KeyBroadcast",
     "EncryptedShare",
@@ -58,7 +62,7 @@ __all__ = [
 ]
 
 SERVER_ID = 0
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 MAGIC = b"SA"
 MAX_MESSAGE_BYTES = 1 << 32
 """Default ceiling for :func:`decode_message` (4 GiB); receivers may pass a tighter one."""
@@ -71,14 +75,22 @@ MAX_WORDS = (1 << 32) - 1
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 COMMITMENT_BYTES = 32
+SEED_BYTES = 32
 
 _HEADER = struct.Struct(">2sBBQQQ")
 
 
 class Stage(str, Enum):
-    """Protocol stages, in order. ``CONSISTENCY_CHECK`` exists only against a malicious server."""
+    """Protocol stages, in order.
+
+    ``GRAPH_SEED`` and ``CONSISTENCY_CHECK`` run only against a server that may lie (every
+    class but curious): the first fixes the round's graph and execution context from the
+    clients' committed random contributions, the second makes every client that reveals
+    anything agree on the survivor set.
+    """
 
     ADVERTISE_KEYS = "advertise_keys"
+    GRAPH_SEED = "graph_seed"
     SHARE_KEYS = "share_keys"
     MASKED_INPUT = "masked_input"
     CONSISTENCY_CHECK = "consistency_check"
@@ -106,6 +118,8 @@ class MessageType(IntEnum):
     CONSISTENCY_SIGNATURE = 8
     UNMASK_REQUEST = 9
     UNMASK_RESPONSE = 10
+    SEED_REQUEST = 11
+    SEED_REVEAL = 12
 
 
 def word_dtype(bits: int) -> type[np.unsignedinteger[Any]]:
@@ -143,6 +157,13 @@ def _check_signature(name: str, value: object) -> bytes:
     return sig
 
 
+def _check_optional(name: str, value: object, size: int) -> bytes:
+    raw = _check_bytes(name, value)
+    if len(raw) not in (0, size):
+        raise MessageError(f"{name} must be empty or {size} bytes, got {len(raw)}")
+    return raw
+
+
 def _check_ids(name: str, value: object) -> tuple[int, ...]:
     if not isinstance(value, tuple):
         raise MessageError(f"{name} must be a tuple of client ids")
@@ -178,12 +199,40 @@ class PeerKeys:
     mask_public: bytes
     share_public: bytes
     signature: bytes = b""
+    round_public: bytes = b""
+    seed_commitment: bytes = b""
 
     def __post_init__(self) -> None:
         _check_client("client_id", self.client_id)
         _check_bytes("mask_public", self.mask_public, size=PUBLIC_KEY_BYTES)
         _check_bytes("share_public", self.share_public, size=PUBLIC_KEY_BYTES)
         _check_signature("signature", self.signature)
+        _check_optional("round_public", self.round_public, PUBLIC_KEY_BYTES)
+        _check_optional("seed_commitment", self.seed_commitment, COMMITMENT_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class SeedEntry:
+    """One client's commitment to its random contribution to the round's graph seed."""
+
+    client_id: int
+    commitment: bytes
+
+    def __post_init__(self) -> None:
+        _check_client("client_id", self.client_id)
+        _check_bytes("commitment", self.commitment, size=COMMITMENT_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """``peer``'s signature on the masking set it used (relayed to the holders of its shares)."""
+
+    peer: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _check_client("peer", self.peer)
+        _check_bytes("signature", self.signature, size=SIGNATURE_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +253,12 @@ class SurvivorSignature:
 
     signer: int
     signature: bytes
+    signer_key: bytes = b""
 
     def __post_init__(self) -> None:
         _check_client("signer", self.signer)
         _check_bytes("signature", self.signature, size=SIGNATURE_BYTES)
+        _check_optional("signer_key", self.signer_key, PUBLIC_KEY_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,17 +315,24 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundStart(Message):
-    """Server -> client, ADVERTISE_KEYS: the round begins; ``neighbours`` are the client's peers."""
+    """Server -> client, ADVERTISE_KEYS: the round begins.
+
+    ``cohort`` (every class but curious) lists the round's clients, from which each client
+    derives its own neighbours once the graph seed is fixed; ``neighbours`` (curious server,
+    or clients that trust the server's graph) are the peers the server chose.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.ROUND_START
     STAGE: ClassVar[Stage] = Stage.ADVERTISE_KEYS
     FROM_SERVER: ClassVar[bool] = True
 
     neighbours: tuple[int, ...]
+    cohort: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         Message.__post_init__(self)
         _check_ids("neighbours", self.neighbours)
+        _check_ids("cohort", self.cohort)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,27 +351,70 @@ class AdvertiseKeys(Message):
     mask_public: bytes
     share_public: bytes
     signature: bytes = b""
+    round_public: bytes = b""
+    seed_commitment: bytes = b""
 
     def __post_init__(self) -> None:
         Message.__post_init__(self)
         _check_bytes("mask_public", self.mask_public, size=PUBLIC_KEY_BYTES)
         _check_bytes("share_public", self.share_public, size=PUBLIC_KEY_BYTES)
         _check_signature("signature", self.signature)
+        _check_optional("round_public", self.round_public, PUBLIC_KEY_BYTES)
+        _check_optional("seed_commitment", self.seed_commitment, COMMITMENT_BYTES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedRequest(Message):
+    """Server -> client, GRAPH_SEED: the committed contributions (sorted by id) to reveal against."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SEED_REQUEST
+    STAGE: ClassVar[Stage] = Stage.GRAPH_SEED
+    FROM_SERVER: ClassVar[bool] = True
+
+    entries: tuple[SeedEntry, ...]
+
+    def __post_init__(self) -> None:
+        Message.__post_init__(self)
+        _check_records("entries", self.entries, SeedEntry)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedReveal(Message):
+    """Client -> server, GRAPH_SEED: the 32 random bytes behind the client's commitment."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SEED_REVEAL
+    STAGE: ClassVar[Stage] = Stage.GRAPH_SEED
+    FROM_SERVER: ClassVar[bool] = False
+
+    reveal: bytes
+
+    def __post_init__(self) -> None:
+        Message.__post_init__(self)
+        _check_bytes("reveal", self.reveal, size=SEED_BYTES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyBroadcast(Message):
-    """Server -> client, SHARE_KEYS: the keys of the neighbours that advertised."""
+    """Server -> client, SHARE_KEYS: the keys of the neighbours that advertised.
+
+    ``reveals`` (with a graph seed) are every committed client's revealed contribution, in
+    the order of the :class:`SeedRequest` entries.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.KEY_BROADCAST
     STAGE: ClassVar[Stage] = Stage.SHARE_KEYS
     FROM_SERVER: ClassVar[bool] = True
 
     peers: tuple[PeerKeys, ...]
+    reveals: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         Message.__post_init__(self)
         _check_records("peers", self.peers, PeerKeys)
+        if not isinstance(self.reveals, tuple) or len(self.reveals) > MAX_LIST:
+            raise MessageError("reveals must be a tuple of 32-byte values")
+        for r in self.reveals:
+            _check_bytes("reveal", r, size=SEED_BYTES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -367,9 +468,11 @@ class MaskedInput(Message):
 
     bits: int
     words: npt.NDArray[Any] = field(repr=False)
+    attestation: bytes = b""
 
     def __post_init__(self) -> None:
         Message.__post_init__(self)
+        _check_signature("attestation", self.attestation)
         _check_int("bits", self.bits, 1, 64)
         w = self.words
         if not isinstance(w, np.ndarray) or w.ndim != 1 or w.dtype != word_dtype(self.bits):
@@ -420,7 +523,10 @@ class ConsistencySignature(Message):
 class UnmaskRequest(Message):
     """Server -> client, UNMASKING: who survived (global, sorted) and which peers dropped.
 
-    ``signatures`` (malicious variant) are the neighbours' signatures on ``survivors``.
+    With a consistency check: ``signatures`` are survivors' signatures on ``survivors``
+    (at least the consistency quorum), ``key_sharers`` the clients whose shares the server
+    forwarded (``U2``, sorted) and ``attestations`` the masking-set signatures of the
+    recipient's surviving peers.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.UNMASK_REQUEST
@@ -430,12 +536,16 @@ class UnmaskRequest(Message):
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
     signatures: tuple[SurvivorSignature, ...] = ()
+    key_sharers: tuple[int, ...] = ()
+    attestations: tuple[Attestation, ...] = ()
 
     def __post_init__(self) -> None:
         Message.__post_init__(self)
         _check_ids("survivors", self.survivors)
         _check_ids("dropped", self.dropped)
         _check_records("signatures", self.signatures, SurvivorSignature)
+        _check_ids("key_sharers", self.key_sharers)
+        _check_records("attestations", self.attestations, Attestation)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -531,16 +641,19 @@ class _Reader:
 
 def _enc_round_start(m: Any, w: _Writer) -> None:
     w.ids(m.neighbours)
+    w.ids(m.cohort)
 
 
 def _dec_round_start(r: _Reader) -> dict[str, Any]:
-    return {"neighbours": r.ids()}
+    return {"neighbours": r.ids(), "cohort": r.ids()}
 
 
 def _enc_advertise(m: Any, w: _Writer) -> None:
     w.fixed(m.mask_public)
     w.fixed(m.share_public)
     w.blob(m.signature)
+    w.blob(m.round_public)
+    w.blob(m.seed_commitment)
 
 
 def _dec_advertise(r: _Reader) -> dict[str, Any]:
@@ -548,7 +661,33 @@ def _dec_advertise(r: _Reader) -> dict[str, Any]:
         "mask_public": r.fixed(PUBLIC_KEY_BYTES),
         "share_public": r.fixed(PUBLIC_KEY_BYTES),
         "signature": r.blob(),
+        "round_public": r.blob(),
+        "seed_commitment": r.blob(),
     }
+
+
+def _enc_seed_request(m: Any, w: _Writer) -> None:
+    w.u32(len(m.entries))
+    for e in m.entries:
+        w.fixed(struct.pack(">Q", e.client_id))
+        w.fixed(e.commitment)
+
+
+def _dec_seed_request(r: _Reader) -> dict[str, Any]:
+    n = r.count(8 + COMMITMENT_BYTES, MAX_LIST)
+    out = []
+    for _ in range(n):
+        (cid,) = struct.unpack(">Q", r.take(8))
+        out.append(SeedEntry(int(cid), r.fixed(COMMITMENT_BYTES)))
+    return {"entries": tuple(out)}
+
+
+def _enc_seed_reveal(m: Any, w: _Writer) -> None:
+    w.fixed(m.reveal)
+
+
+def _dec_seed_reveal(r: _Reader) -> dict[str, Any]:
+    return {"reveal": r.fixed(SEED_BYTES)}
 
 
 def _enc_broadcast(m: Any, w: _Writer) -> None:
@@ -558,15 +697,26 @@ def _enc_broadcast(m: Any, w: _Writer) -> None:
         w.fixed(p.mask_public)
         w.fixed(p.share_public)
         w.blob(p.signature)
+        w.blob(p.round_public)
+        w.blob(p.seed_commitment)
+    w.u32(len(m.reveals))
+    for reveal in m.reveals:
+        w.fixed(reveal)
 
 
 def _dec_broadcast(r: _Reader) -> dict[str, Any]:
-    n = r.count(8 + 2 * PUBLIC_KEY_BYTES + 4, MAX_LIST)
+    n = r.count(8 + 2 * PUBLIC_KEY_BYTES + 12, MAX_LIST)
     peers = []
     for _ in range(n):
         (cid,) = struct.unpack(">Q", r.take(8))
-        peers.append(PeerKeys(int(cid), r.fixed(PUBLIC_KEY_BYTES), r.fixed(PUBLIC_KEY_BYTES), r.blob()))
-    return {"peers": tuple(peers)}
+        peers.append(
+            PeerKeys(
+                int(cid), r.fixed(PUBLIC_KEY_BYTES), r.fixed(PUBLIC_KEY_BYTES), r.blob(), r.blob(), r.blob()
+            )
+        )
+    count = r.count(SEED_BYTES, MAX_LIST)
+    reveals = tuple(r.fixed(SEED_BYTES) for _ in range(count))
+    return {"peers": tuple(peers), "reveals": reveals}
 
 
 def _enc_shares(shares: Sequence[EncryptedShare], w: _Writer) -> None:
@@ -603,6 +753,7 @@ def _dec_forward(r: _Reader) -> dict[str, Any]:
 
 
 def _enc_masked(m: Any, w: _Writer) -> None:
+    w.blob(m.attestation)
     w.u8(m.bits)
     words = m.words
     w.u32(words.shape[0])
@@ -611,6 +762,7 @@ def _enc_masked(m: Any, w: _Writer) -> None:
 
 
 def _dec_masked(r: _Reader) -> dict[str, Any]:
+    attestation = r.blob()
     bits = r.u8()
     if not 1 <= bits <= 64:
         raise MessageError(f"bits must lie in [1, 64], got {bits}")
@@ -618,7 +770,7 @@ def _dec_masked(r: _Reader) -> dict[str, Any]:
     n = r.count(dtype.itemsize, MAX_WORDS)
     raw = np.frombuffer(r.take(n * dtype.itemsize), dtype=dtype)
     words = raw if raw.dtype.isnative else raw.astype(raw.dtype.newbyteorder("="))
-    return {"bits": bits, "words": words}
+    return {"bits": bits, "words": words, "attestation": attestation}
 
 
 def _enc_ids_msg(name: str) -> Callable[[Any, _Writer], None]:
@@ -647,17 +799,35 @@ def _enc_unmask_request(m: Any, w: _Writer) -> None:
     for s in m.signatures:
         w.fixed(struct.pack(">Q", s.signer))
         w.fixed(s.signature)
+        w.blob(s.signer_key)
+    w.ids(m.key_sharers)
+    w.u32(len(m.attestations))
+    for a in m.attestations:
+        w.fixed(struct.pack(">Q", a.peer))
+        w.fixed(a.signature)
 
 
 def _dec_unmask_request(r: _Reader) -> dict[str, Any]:
     survivors = r.ids()
     dropped = r.ids()
-    n = r.count(8 + SIGNATURE_BYTES, MAX_LIST)
+    n = r.count(8 + SIGNATURE_BYTES + 4, MAX_LIST)
     sigs = []
     for _ in range(n):
         (signer,) = struct.unpack(">Q", r.take(8))
-        sigs.append(SurvivorSignature(int(signer), r.fixed(SIGNATURE_BYTES)))
-    return {"survivors": survivors, "dropped": dropped, "signatures": tuple(sigs)}
+        sigs.append(SurvivorSignature(int(signer), r.fixed(SIGNATURE_BYTES), r.blob()))
+    key_sharers = r.ids()
+    count = r.count(8 + SIGNATURE_BYTES, MAX_LIST)
+    attestations = []
+    for _ in range(count):
+        (peer,) = struct.unpack(">Q", r.take(8))
+        attestations.append(Attestation(int(peer), r.fixed(SIGNATURE_BYTES)))
+    return {
+        "survivors": survivors,
+        "dropped": dropped,
+        "signatures": tuple(sigs),
+        "key_sharers": key_sharers,
+        "attestations": tuple(attestations),
+    }
 
 
 def _enc_revealed(shares: Sequence[RevealedShare], w: _Writer) -> None:
@@ -696,6 +866,8 @@ _CODECS: dict[MessageType, tuple[type[Message], Callable[[Any, _Writer], None], 
     MessageType.CONSISTENCY_SIGNATURE: (ConsistencySignature, _enc_signature, _dec_signature),
     MessageType.UNMASK_REQUEST: (UnmaskRequest, _enc_unmask_request, _dec_unmask_request),
     MessageType.UNMASK_RESPONSE: (UnmaskResponse, _enc_unmask_response, _dec_unmask_response),
+    MessageType.SEED_REQUEST: (SeedRequest, _enc_seed_request, _dec_seed_request),
+    MessageType.SEED_REVEAL: (SeedReveal, _enc_seed_reveal, _dec_seed_reveal),
 }
 
 

@@ -39,11 +39,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from protocols.client import (
+    MODEL_HASH_BYTES,
+    advertise_transcript,
+    cohort_digest,
+    consistency_transcript,
+    execution_context,
+    masking_set_transcript,
+    seed_commitment,
+)
 from protocols.config import RoundConfig
-from protocols.graph import CommunicationGraph, complete_graph, harary_graph
+from protocols.graph import CommunicationGraph, complete_graph, harary_graph, seeded_ring
 from protocols.masking import apply_masks, reduce_words
 from protocols.messages import (
     AdvertiseKeys,
+    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShare,
@@ -53,6 +63,9 @@ from protocols.messages import (
     PeerKeys,
     RevealedShare,
     RoundStart,
+    SeedEntry,
+    SeedRequest,
+    SeedReveal,
     ShareForward,
     ShareKeys,
     Stage,
@@ -62,16 +75,19 @@ from protocols.messages import (
 )
 from secagg.errors import (
     AlreadyFinalizedError,
+    AuthenticationError,
     InvalidParameterError,
     MessageError,
     ProtocolAbortError,
     ReplayError,
+    RoundRestartError,
     ShareError,
     StageError,
     ThresholdNotMetError,
 )
 from secagg.keys import KeyPair, Purpose, derive_pair_key
 from secagg.shamir import Share, reconstruct_many
+from secagg.signing import verify_signature
 
 __all__ = ["SecAggServer", "AggregateResult"]
 
@@ -97,9 +113,15 @@ class SecAggServer:
     Args:
         config: the round's public parameters.
         clients: the cohort's ids (exactly ``config.parameters.num_clients`` of them).
-        graph: the communication graph; default a fresh Harary graph of degree
-            ``config.parameters.degree`` on a CSPRNG-shuffled ring (complete graph when
-            ``k = n - 1``).
+        graph: the communication graph against a curious server; default a fresh Harary
+            graph of degree ``config.parameters.degree`` on a CSPRNG-shuffled ring (complete
+            graph when ``k = n - 1``). Against a server that may lie the graph follows from
+            the clients' graph seed and cannot be given.
+        pki: client id -> identity public key (signed rounds): the server verifies every
+            signature it relays and treats a client whose message fails as dropped.
+        model_hash: the hash of the global model the server sent (bound into signed keys).
+        verify_relayed: UNSAFE when off: relay signatures without verifying them (only to
+            show what one malicious client can then do to a round).
 
     Raises:
         InvalidParameterError: inconsistent cohort, graph or configuration.
@@ -111,6 +133,9 @@ class SecAggServer:
         clients: Iterable[int],
         *,
         graph: CommunicationGraph | None = None,
+        pki: Mapping[int, bytes] | None = None,
+        model_hash: bytes = bytes(MODEL_HASH_BYTES),
+        verify_relayed: bool = True,
     ) -> None:
         if not isinstance(config, RoundConfig):
             raise InvalidParameterError("config must be a RoundConfig")
@@ -120,22 +145,43 @@ class SecAggServer:
             raise InvalidParameterError(
                 f"the parameters were derived for {params.num_clients} clients, got {len(ids)}"
             )
-        if graph is None:
+        if config.consistent and graph is not None:
+            raise InvalidParameterError(
+                "against a server that may lie, the graph follows from the clients' graph seed"
+            )
+        if graph is None and not config.consistent:
             graph = complete_graph(ids) if params.complete else harary_graph(ids, params.degree)
-        if not isinstance(graph, CommunicationGraph) or graph.nodes != ids or graph.degree != params.degree:
+        if graph is not None and (
+            not isinstance(graph, CommunicationGraph) or graph.nodes != ids or graph.degree != params.degree
+        ):
             raise InvalidParameterError("graph must cover exactly the cohort with the configured degree")
+        if not isinstance(model_hash, bytes) or len(model_hash) != MODEL_HASH_BYTES:
+            raise InvalidParameterError("model_hash must be 32 bytes")
+        if not isinstance(verify_relayed, bool):
+            raise InvalidParameterError("verify_relayed must be a bool")
+        if config.signed and verify_relayed and pki is None:
+            raise InvalidParameterError("a signed round's server needs the PKI to verify what it relays")
+        if pki is not None and any(cid not in pki for cid in ids):
+            raise InvalidParameterError("the PKI has no key for some client of the cohort")
         self.config = config
         self.graph = graph
+        self._pki: Mapping[int, bytes] = pki if pki is not None else {}
+        self._model_hash = model_hash
+        self._verify = verify_relayed
+        self._ids = ids
         self._cohort = frozenset(ids)
-        self._nbrs = {u: frozenset(graph[u]) for u in ids}
+        self._nbrs: dict[int, frozenset[int]] = {u: frozenset(graph[u]) for u in ids} if graph is not None else {}
         self._stage: Stage | None = None
         self._started = False
         self._expected: frozenset[int] = frozenset()
         self._keys: dict[int, AdvertiseKeys] = {}
         self._seen_keys: set[bytes] = set()
+        self._entries: tuple[SeedEntry, ...] = ()
+        self._reveals: dict[int, bytes] = {}
+        self._context: bytes | None = None
         self._shared: dict[int, ShareKeys] = {}
         self._forwarded: dict[int, frozenset[int]] = {}
-        self._survivors: set[int] = set()
+        self._attestations: dict[int, bytes] = {}
         self._signatures: dict[int, bytes] = {}
         self._self_mask_shares: dict[int, list[Share]] = {}
         self._mask_key_shares: dict[int, list[Share]] = {}
@@ -171,6 +217,17 @@ class SecAggServer:
         """Clients whose reply for the current stage was accepted."""
         return frozenset(self._responders)
 
+    @property
+    def context(self) -> bytes | None:
+        """The execution context (graph seed) once every committed client revealed."""
+        return self._context
+
+    def neighbours(self, client_id: int) -> frozenset[int]:
+        """``client_id``'s neighbours (known once the graph is fixed)."""
+        if client_id not in self._nbrs:
+            raise StageError("the graph is not fixed yet")
+        return self._nbrs[client_id]
+
     def start(self) -> list[Message]:
         """Open the round: one :class:`RoundStart` per client.
 
@@ -183,24 +240,30 @@ class SecAggServer:
         self._stage = Stage.ADVERTISE_KEYS
         self._expected = self._cohort
         rid = self.config.round_id
-        return [RoundStart(round_id=rid, recipient=u, neighbours=tuple(sorted(self._nbrs[u]))) for u in sorted(self._cohort)]
+        if self.config.consistent:
+            return [RoundStart(round_id=rid, recipient=u, neighbours=(), cohort=self._ids) for u in self._ids]
+        return [RoundStart(round_id=rid, recipient=u, neighbours=tuple(sorted(self._nbrs[u]))) for u in self._ids]
 
     def handle(self, message: Message) -> list[Message]:
         """Accept one client reply for the current stage (always returns ``[]``).
 
         Raises:
             MessageError, ReplayError, StageError, AlreadyFinalizedError: the message is
-                refused and the server's state is unchanged.
+                refused and the server's state is unchanged. A message whose signature,
+                commitment or attestation fails verification is refused the same way: its
+                sender then counts as dropped from this stage on.
         """
         self._check_envelope(message)
         if isinstance(message, AdvertiseKeys):
             self._on_advertise(message)
+        elif isinstance(message, SeedReveal):
+            self._on_reveal(message)
         elif isinstance(message, ShareKeys):
             self._on_share_keys(message)
         elif isinstance(message, MaskedInput):
             self._on_masked_input(message)
         elif isinstance(message, ConsistencySignature):
-            self._signatures[message.sender] = message.signature
+            self._on_consistency_signature(message)
         elif isinstance(message, UnmaskResponse):
             self._on_unmask_response(message)
         else:  # pragma: no cover - every client message type is handled above
@@ -214,6 +277,8 @@ class SecAggServer:
         Raises:
             ThresholdNotMetError: too few clients remain for the round to succeed; the
                 round is aborted (nothing was revealed).
+            RoundRestartError: committed clients withheld their graph-seed contribution;
+                start a new round without them (nothing was revealed).
             ProtocolAbortError: a reconstructed secret contradicts its commitment.
             StageError: the round has not started or is over.
         """
@@ -223,6 +288,8 @@ class SecAggServer:
         responders = frozenset(self._responders)
         if stage is Stage.ADVERTISE_KEYS:
             out = self._after_advertise(responders)
+        elif stage is Stage.GRAPH_SEED:
+            out = self._after_seed(responders)
         elif stage is Stage.SHARE_KEYS:
             out = self._after_share_keys(responders)
         elif stage is Stage.MASKED_INPUT:
@@ -267,6 +334,19 @@ class SecAggServer:
         if message.sender not in self._expected:
             raise MessageError("sender was not asked to take part in this stage")
 
+    def _verify_key(self, client_id: int) -> bytes:
+        if self.config.signed:
+            return self._pki[client_id]
+        return self._keys[client_id].round_public
+
+    def _check_signature(self, client_id: int, signature: bytes, transcript: bytes, what: str) -> None:
+        if not self._verify:
+            return
+        try:
+            verify_signature(self._verify_key(client_id), signature, transcript)
+        except AuthenticationError:
+            raise MessageError(f"client {client_id}'s {what} does not verify; the client counts as dropped") from None
+
     def _check_live_peers(self, alive: frozenset[int], members: Iterable[int], what: str) -> None:
         t = self.config.threshold
         for u in members:
@@ -276,6 +356,8 @@ class SecAggServer:
     def _check_size(self, alive: frozenset[int], what: str) -> None:
         params = self.config.parameters
         need = max(params.min_aggregate_size, params.threshold + 1)
+        if self.config.consistent:
+            need = max(need, params.consistency_quorum)
         self._abort_if(len(alive) < need, f"{len(alive)} clients {what}, at least {need} needed")
 
     # ------------------------------------------------------------------ stage 1
@@ -287,24 +369,88 @@ class SecAggServer:
             raise MessageError("signature required" if self.config.signed else "unexpected signature")
         if m.mask_public in self._seen_keys or m.share_public in self._seen_keys:
             raise MessageError("public key already advertised by another client")
+        if self.config.consistent:
+            if len(m.seed_commitment) != 32:
+                raise MessageError("a graph-seed commitment is required")
+            if not self.config.signed and len(m.round_public) != 32:
+                raise MessageError("a round signing key is required")
+        if self.config.signed:
+            transcript = advertise_transcript(
+                client_id=m.sender,
+                mask_public=m.mask_public,
+                share_public=m.share_public,
+                round_id=self.config.round_id,
+                model_hash=self._model_hash,
+                cohort=cohort_digest(self._ids) if self.config.consistent else None,
+                commitment=m.seed_commitment if self.config.consistent else None,
+            )
+            self._check_signature(m.sender, m.signature, transcript, "key signature")
         self._keys[m.sender] = m
         self._seen_keys.update((m.mask_public, m.share_public))
 
     def _after_advertise(self, u1: frozenset[int]) -> list[Message]:
         self._check_size(u1, "advertised keys")
+        rid = self.config.round_id
+        if self.config.consistent:
+            self._u1 = u1
+            self._expected = u1
+            self._stage = Stage.GRAPH_SEED
+            self._entries = tuple(SeedEntry(u, self._keys[u].seed_commitment) for u in sorted(u1))
+            return [SeedRequest(round_id=rid, recipient=u, entries=self._entries) for u in sorted(u1)]
         self._check_live_peers(u1, u1, "neighbours with keys")
         self._u1 = u1
+        return self._key_broadcast(u1)
+
+    def _key_broadcast(self, u1: frozenset[int]) -> list[Message]:
         self._expected = u1
         self._stage = Stage.SHARE_KEYS
         rid = self.config.round_id
+        reveals = tuple(self._reveals[e.client_id] for e in self._entries)
         out: list[Message] = []
         for u in sorted(u1):
             peers = tuple(
-                PeerKeys(v, self._keys[v].mask_public, self._keys[v].share_public, self._keys[v].signature)
+                PeerKeys(
+                    v,
+                    self._keys[v].mask_public,
+                    self._keys[v].share_public,
+                    self._keys[v].signature,
+                    self._keys[v].round_public,
+                    self._keys[v].seed_commitment,
+                )
                 for v in sorted(self._nbrs[u] & u1)
             )
-            out.append(KeyBroadcast(round_id=rid, recipient=u, peers=peers))
+            out.append(KeyBroadcast(round_id=rid, recipient=u, peers=peers, reveals=reveals))
         return out
+
+    # ------------------------------------------------------------------ graph seed
+
+    def _on_reveal(self, m: SeedReveal) -> None:
+        expected = seed_commitment(round_id=self.config.round_id, client_id=m.sender, reveal=m.reveal)
+        if self._verify and expected != self._keys[m.sender].seed_commitment:
+            raise MessageError(f"client {m.sender}'s reveal does not match its commitment; it counts as dropped")
+        self._reveals[m.sender] = m.reveal
+
+    def _after_seed(self, revealed: frozenset[int]) -> list[Message]:
+        missing = self._u1 - revealed
+        if missing:
+            self._stage = None
+            raise RoundRestartError(
+                f"{len(missing)} committed clients did not reveal their graph-seed contribution; "
+                "start a new round without them",
+                excluded=missing,
+            )
+        reveals = [self._reveals[e.client_id] for e in self._entries]
+        context = execution_context(round_id=self.config.round_id, cohort=self._ids, entries=self._entries, reveals=reveals)
+        params = self.config.parameters
+        if params.complete:
+            self.graph = complete_graph(self._ids)
+        else:
+            self.graph = seeded_ring(self._ids, params.degree, context).graph()
+        self._nbrs = {u: frozenset(self.graph[u]) for u in self._ids}
+        self._context = context
+        u1 = self._u1
+        self._check_live_peers(u1, u1, "neighbours with keys")
+        return self._key_broadcast(u1)
 
     # ------------------------------------------------------------------ stage 2
 
@@ -345,6 +491,17 @@ class SecAggServer:
             )
         if self._sum is None:  # pragma: no cover - allocated when the stage opens
             raise StageError("no accumulator")
+        if self.config.consistent:
+            if len(m.attestation) != 64:
+                raise MessageError("a masking-set attestation is required")
+            transcript = masking_set_transcript(
+                client_id=m.sender,
+                masking_set=sorted(self._forwarded[m.sender]),
+                round_id=self.config.round_id,
+                context=self._context,
+            )
+            self._check_signature(m.sender, m.attestation, transcript, "masking-set attestation")
+            self._attestations[m.sender] = m.attestation
         np.add(self._sum, m.words, out=self._sum, casting="unsafe")
 
     def _holders(self, v: int) -> frozenset[int]:
@@ -369,6 +526,10 @@ class SecAggServer:
         for u in u3:
             alive = len(self._forwarded[u] & u3)
             self._abort_if(alive < t, f"client {u} has {alive} surviving peers, threshold is {t}")
+        params = self.config.parameters
+        if self.config.consistent and not params.complete:
+            gone = params.num_clients - len(u3)
+            self._abort_if(gone > params.max_dropouts, f"{gone} dropouts exceed the {params.max_dropouts} tolerated")
         self._check_recoverable(u3, u3)
         self._u3 = u3
         self._expected = u3
@@ -383,12 +544,16 @@ class SecAggServer:
 
     # ------------------------------------------------------------------ stage 4
 
+    def _on_consistency_signature(self, m: ConsistencySignature) -> None:
+        transcript = consistency_transcript(
+            survivors=tuple(sorted(self._u3)), round_id=self.config.round_id, context=self._context
+        )
+        self._check_signature(m.sender, m.signature, transcript, "survivor-set signature")
+        self._signatures[m.sender] = m.signature
+
     def _after_consistency(self, u4: frozenset[int]) -> list[Message]:
-        t = self.config.threshold
-        for u in u4:
-            signers = len(self._forwarded[u] & u4)
-            self._abort_if(signers < t, f"client {u} would see {signers} signatures, threshold is {t}")
-        self._abort_if(len(u4) < t, f"{len(u4)} clients signed the survivor set")
+        quorum = self.config.parameters.consistency_quorum
+        self._abort_if(len(u4) < quorum, f"{len(u4)} clients signed the survivor set, the quorum is {quorum}")
         self._check_recoverable(self._u3, u4)
         self._u4 = u4
         self._expected = u4
@@ -403,14 +568,32 @@ class SecAggServer:
         gone = self._u2 - self._u3
         out: list[Message] = []
         self._requested = {}
+        sigs: tuple[SurvivorSignature, ...] = ()
+        sharers: tuple[int, ...] = ()
+        if self.config.consistent:
+            sigs = tuple(
+                SurvivorSignature(v, self._signatures[v], b"" if self.config.signed else self._keys[v].round_public)
+                for v in sorted(self._u4)
+            )
+            sharers = tuple(sorted(self._u2))
         for u in sorted(self._u4):
             held = self._forwarded[u]
             dropped = tuple(sorted(held & gone))
-            sigs: tuple[SurvivorSignature, ...] = ()
-            if self.config.signed:
-                sigs = tuple(SurvivorSignature(v, self._signatures[v]) for v in sorted(held & self._u4))
+            attestations: tuple[Attestation, ...] = ()
+            if self.config.consistent:
+                attestations = tuple(Attestation(v, self._attestations[v]) for v in sorted(held & self._u3))
             self._requested[u] = (held & self._u3, frozenset(dropped))
-            out.append(UnmaskRequest(round_id=rid, recipient=u, survivors=survivors, dropped=dropped, signatures=sigs))
+            out.append(
+                UnmaskRequest(
+                    round_id=rid,
+                    recipient=u,
+                    survivors=survivors,
+                    dropped=dropped,
+                    signatures=sigs,
+                    key_sharers=sharers,
+                    attestations=attestations,
+                )
+            )
         return out
 
     @staticmethod
@@ -491,7 +674,3 @@ class SecAggServer:
             dropped=tuple(sorted(self._cohort - self._u3)),
         )
         self._stage = None
-
-    def cohort_view(self) -> Mapping[str, frozenset[int]]:
-        """The sets ``U1`` .. ``U4`` as far as the round got (for reports and tests)."""
-        return {"U1": self._u1, "U2": self._u2, "U3": self._u3, "U4": self._u4}

@@ -25,6 +25,7 @@ __all__ = [
     "ReplayError",
     "StageError",
     "ProtocolAbortError",
+    "RoundRestartError",
     "InfeasibleThreatModelError",
     "BudgetExceededError",
     "UnsupportedEventError",
@@ -89,6 +90,21 @@ class ProtocolAbortError(SecAggError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RoundRestartError(SecAggError):
+    """The round cannot continue with these clients; start a new round (new id) without ``excluded``.
+
+    Raised by a server when committed clients withheld their contribution to the graph
+    seed: the seed must contain every committed contribution (otherwise the server could
+    choose the graph by choosing whose contributions to drop), so the honest way on is a
+    fresh round without them. Nothing was revealed.
+    """
+
+    def __init__(self, reason: str, excluded: frozenset[int]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.excluded = frozenset(excluded)
 
 
 class InfeasibleThreatModelError(SecAggError, ValueError):

@@ -75,6 +75,7 @@ __all__ = [
     "surviving_neighbour_bound",
     "disconnection_bound",
     "minimum_threshold",
+    "consistency_quorum",
     "MIN_CLIENTS",
 ]
 
@@ -106,6 +107,16 @@ class ProtocolParameters:
         surviving_neighbour_bound: ``t2``.
         log2_disconnection_bound: ``log2`` of the connectivity union bound (``-inf`` when
             removing ``C + D`` clients can never disconnect the graph).
+        max_colluders: ``C``, the colluding clients the parameters defend against.
+        max_dropouts: ``D``, the dropouts they survive; against a server that may lie, a
+            SecAgg+ client also refuses to unmask when more than ``D`` of the cohort are
+            declared dropped (the connectivity bound assumes at most ``C + D`` removed).
+        consistency_quorum: ``Q``, the valid survivor-set signatures a client needs before
+            it reveals anything when the server may lie: ``max(min_aggregate_size,
+            floor((n + C) / 2) + 1)``. Two different survivor sets would each need ``Q``
+            signers, ``Q - C`` of them honest and signing once, and ``2 (Q - C) > n - C``:
+            every client that reveals anything saw the same set (see
+            :mod:`threat_models.model`).
     """
 
     num_clients: int
@@ -117,6 +128,9 @@ class ProtocolParameters:
     colluding_neighbour_bound: int
     surviving_neighbour_bound: int
     log2_disconnection_bound: float
+    max_colluders: int = 0
+    max_dropouts: int = 0
+    consistency_quorum: int = 2
 
     def __post_init__(self) -> None:
         n, k, t = self.num_clients, self.degree, self.threshold
@@ -133,6 +147,13 @@ class ProtocolParameters:
             raise InvalidParameterError(f"degree {k} with {n} clients is a {expected.value} graph")
         if not (isinstance(self.min_aggregate_size, int) and 2 <= self.min_aggregate_size <= n):
             raise InvalidParameterError("min_aggregate_size must be an int in [2, n]")
+        for name in ("max_colluders", "max_dropouts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+                raise InvalidParameterError(f"{name} must be an int in [0, n), got {value!r}")
+        q = self.consistency_quorum
+        if isinstance(q, bool) or not isinstance(q, int) or not 2 <= q <= n:
+            raise InvalidParameterError(f"consistency_quorum must be an int in [2, n], got {q!r}")
 
     @property
     def complete(self) -> bool:
@@ -240,6 +261,11 @@ def disconnection_bound(n: int, degree: int, bad: int) -> tuple[int, int]:
     return pairs_twice * _falling(bad, degree), 2 * _falling(n, degree)
 
 
+def consistency_quorum(n: int, colluders: int, min_aggregate_size: int) -> int:
+    """``Q = max(min_aggregate_size, floor((n + C) / 2) + 1)`` (see :class:`ProtocolParameters`)."""
+    return max(min_aggregate_size, (n + colluders) // 2 + 1, 2)
+
+
 def minimum_threshold(server: ServerClass, degree: int, colluding_bound: int) -> int:
     """``t_min`` for a server class (see module docstring)."""
     if ServerClass(server).lies_about_dropouts:
@@ -304,6 +330,12 @@ def _evaluate(
             f"{threat_model.server.value} server) but correctness allows at most t = {t2} "
             f"surviving neighbours of {degree} (with {dropouts} dropouts)"
         )
+    quorum = consistency_quorum(n, colluders, min_size)
+    if threat_model.server.lies_about_dropouts and n - dropouts < quorum:
+        return None, (
+            f"consistency quorum: {quorum} survivor-set signatures are needed (more than half of "
+            f"n + {colluders} colluders), but only {n - dropouts} of {n} clients are expected to survive"
+        )
     params = ProtocolParameters(
         num_clients=n,
         degree=degree,
@@ -314,6 +346,9 @@ def _evaluate(
         colluding_neighbour_bound=t1,
         surviving_neighbour_bound=t2,
         log2_disconnection_bound=log2_disc,
+        max_colluders=colluders,
+        max_dropouts=dropouts,
+        consistency_quorum=quorum,
     )
     return params, ""
 
@@ -446,4 +481,7 @@ def check_parameters(
         colluding_neighbour_bound=params.colluding_neighbour_bound,
         surviving_neighbour_bound=params.surviving_neighbour_bound,
         log2_disconnection_bound=params.log2_disconnection_bound,
+        max_colluders=params.max_colluders,
+        max_dropouts=params.max_dropouts,
+        consistency_quorum=params.consistency_quorum,
     )
