@@ -36,12 +36,13 @@ Wire messages have a compact, strict binary encoding (:func:`encode_message`,
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -51,6 +52,7 @@ from tqdm import tqdm
 
 from protocols.driver import SimulationResult, parse_dropouts
 from protocols.messages import Stage
+from protocols.round_log import RoundLog, identity_log
 from protocols.runner import SteppedRound
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import (
@@ -61,6 +63,7 @@ from secagg.errors import (
     MessageError,
     ProtocolAbortError,
     ReplayError,
+    SecAggError,
     StageError,
     ThresholdNotMetError,
 )
@@ -113,6 +116,12 @@ __all__ = [
     "PaillierResult",
     "PaillierSetup",
     "UploadRequest",
+    "NonceRequest",
+    "DecryptorNonce",
+    "NONCE_BYTES",
+    "CONTEXT_BYTES",
+    "execution_context",
+    "nonce_transcript",
     "setup_paillier_round",
     "WeightedEncoder",
     "run_round",
@@ -120,11 +129,15 @@ __all__ = [
 ]
 
 _MAGIC = b"SAPM"
-_VERSION = 1
+_VERSION = 2
 _HEADER = struct.Struct(">4sBBQ")
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
-_PROTOCOL = "secagg/paillier-round/v1"
+_PROTOCOL = "secagg/paillier-round/v2"
+_UPLOAD_SCOPE = "paillier-upload"
+_DECRYPT_SCOPE = "paillier-decrypt"
+NONCE_BYTES = 32
+CONTEXT_BYTES = 32
 
 F64 = npt.NDArray[np.float64]
 U64 = npt.NDArray[np.uint64]
@@ -137,6 +150,8 @@ class MessageType(Enum):
     DECRYPTION_REQUEST = 2
     PARTIAL_DECRYPTION = 3
     UPLOAD_REQUEST = 4
+    NONCE_REQUEST = 5
+    DECRYPTOR_NONCE = 6
 
 
 @dataclass(frozen=True)
@@ -144,7 +159,9 @@ class PaillierRoundConfig:
     """Everything the parties of one round agree on before it starts.
 
     Attributes:
-        round_id: unique per round (binds signatures and proofs; replays across rounds fail).
+        round_id: the round (binds signatures and proofs; replays across rounds fail). The
+            server picks it, so it is not fresh by itself: every execution also gets a fresh
+            context from the decryptors' nonces (see the module docstring).
         public_key: the dealt threshold key (authenticated out of band).
         encoder: quantiser of the updates (ring Z_(2^bits), ``max_clients`` summands).
         packing: slot layout derived from key and encoder.
@@ -154,9 +171,13 @@ class PaillierRoundConfig:
             to contribute. With ``signed_contributions=False`` the keys may be empty bytes.
         decryptors: party id -> key-share index of every decryptor (default ``i -> i``). When
             the clients are the decryptors, the party ids are client ids.
-        signed_contributions: contributions must carry valid signatures.
-        plaintext_proofs: contributions carry proofs of plaintext knowledge (bound to round and
-            sender), verified by the server and the decryptors.
+        decryptor_keys: party id -> Ed25519 identity public key of every decryptor (from the
+            same PKI), which signs its fresh nonces. Default: the roster's key of each
+            decryptor that is also a client. Required for the others with
+            ``signed_contributions``.
+        signed_contributions: contributions and decryptor nonces must carry valid signatures.
+        plaintext_proofs: contributions carry proofs of plaintext knowledge (bound to the
+            execution and the sender), verified by the server and the decryptors.
         decryption_proofs: partial decryptions carry proofs that the server verifies.
         randomness: encryption randomness (``FIXED_BASE`` by default).
     """
@@ -169,13 +190,14 @@ class PaillierRoundConfig:
     min_aggregate_size: int
     roster: Mapping[int, bytes]
     decryptors: Mapping[int, int] | None = None
+    decryptor_keys: Mapping[int, bytes] | None = None
     signed_contributions: bool = True
     plaintext_proofs: bool = True
     decryption_proofs: bool = True
     randomness: Randomness = Randomness.FIXED_BASE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.round_id, int) or not 0 <= self.round_id < 1 << 64:
+        if not _is_u64(self.round_id):
             raise InvalidParameterError("round_id must be an int in [0, 2^64)")
         if not isinstance(self.public_key, ThresholdPublicKey):
             raise InvalidParameterError("public_key must be a ThresholdPublicKey")
@@ -185,20 +207,21 @@ class PaillierRoundConfig:
             raise InvalidParameterError("packing and encoder use different rings")
         if self.packing.max_clients < self.encoder.max_clients:
             raise InvalidParameterError("packing capacity is below the encoder's max_clients")
-        if not isinstance(self.length, int) or self.length < 1:
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
             raise InvalidParameterError("length must be a positive int")
-        if not isinstance(self.min_aggregate_size, int) or self.min_aggregate_size < 1:
+        size = self.min_aggregate_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidParameterError("min_aggregate_size must be a positive int")
         if self.min_aggregate_size > self.packing.max_clients:
             raise InvalidParameterError("min_aggregate_size exceeds the packing capacity")
-        if not self.roster or not all(
-            isinstance(k, int) and 0 <= k < 1 << 64 and isinstance(v, bytes)
-            for k, v in self.roster.items()
+        if not isinstance(self.roster, Mapping) or not self.roster or not all(
+            _is_u64(k) and isinstance(v, bytes) for k, v in self.roster.items()
         ):
             raise InvalidParameterError(
                 "roster must map client ids in [0, 2^64) to identity key bytes"
             )
-        object.__setattr__(self, "roster", dict(self.roster))
+        roster = dict(self.roster)
+        object.__setattr__(self, "roster", roster)
         count = self.public_key.n_decryptors
         decryptors = (
             {i: i for i in range(1, count + 1)}
@@ -206,17 +229,31 @@ class PaillierRoundConfig:
             else dict(self.decryptors)
         )
         if sorted(decryptors.values()) != list(range(1, count + 1)) or not all(
-            isinstance(k, int) and 0 <= k < 1 << 64 for k in decryptors
+            _is_u64(k) for k in decryptors
         ):
             raise InvalidParameterError(
                 f"decryptors must map {count} party ids in [0, 2^64) to the share indices 1..{count}"
             )
         object.__setattr__(self, "decryptors", decryptors)
+        given = {} if self.decryptor_keys is None else dict(self.decryptor_keys)
+        if not set(given) <= set(decryptors) or not all(isinstance(v, bytes) for v in given.values()):
+            raise InvalidParameterError("decryptor_keys must map decryptor party ids to key bytes")
+        keys = {pid: given.get(pid, roster.get(pid, b"")) for pid in decryptors}
+        if self.signed_contributions and not all(keys.values()):
+            raise InvalidParameterError(
+                "signed contributions need every decryptor's identity key (decryptor_keys)"
+            )
+        object.__setattr__(self, "decryptor_keys", keys)
 
     @property
     def decryptor_parties(self) -> dict[int, int]:
         """Party id -> share index of every decryptor."""
         return dict(self.decryptors or {})
+
+    @property
+    def decryptor_identities(self) -> dict[int, bytes]:
+        """Party id -> identity public key of every decryptor (empty bytes when unsigned)."""
+        return dict(self.decryptor_keys or {})
 
     @property
     def encoded_length(self) -> int:
@@ -225,7 +262,7 @@ class PaillierRoundConfig:
 
     @property
     def context(self) -> bytes:
-        """Bytes that bind proofs to this key and round."""
+        """Bytes that bind partial-decryption proofs to this key and round."""
         return canonical(_PROTOCOL, self.public_key.key_id, self.round_id)
 
     @property
@@ -233,19 +270,121 @@ class PaillierRoundConfig:
         return (self.public_key.n_squared.bit_length() + 7) // 8
 
 
-def plaintext_proof_context(config: PaillierRoundConfig, client_id: int) -> bytes:
-    """What a client's proof of plaintext knowledge is bound to: key, round and sender."""
-    return canonical(_PROTOCOL, "plaintext", config.public_key.key_id, config.round_id, client_id)
-
-
-def contribution_transcript(config: PaillierRoundConfig, client_id: int, digest: bytes) -> bytes:
-    """What a client signs: ``(protocol, key id, round, client id, ciphertext digest)``."""
+def nonce_transcript(config: PaillierRoundConfig, party_id: int, nonce: bytes) -> bytes:
+    """What a decryptor signs with its fresh nonce: ``(protocol, key id, round, party, nonce)``."""
     return canonical(
-        _PROTOCOL, "contribution", config.public_key.key_id, config.round_id, client_id, digest
+        _PROTOCOL, "decryptor-nonce", config.public_key.key_id, config.round_id, party_id, nonce
+    )
+
+
+def execution_context(config: PaillierRoundConfig, nonces: Sequence[DecryptorNonce]) -> bytes:
+    """The fresh context of one execution of the round (32 bytes).
+
+    ``SHA-256(protocol, key id, round, (party, nonce) for every committed decryptor)``, the
+    nonces sorted by party id. Every upload is signed and proven over it, and an honest
+    decryptor accepts only uploads over the context that holds the nonce it drew for this
+    execution.
+    """
+    fields: list[bytes | str | int] = [
+        _PROTOCOL,
+        "execution",
+        config.public_key.key_id,
+        config.round_id,
+    ]
+    for m in sorted(nonces, key=lambda m: m.party_id):
+        fields += [m.party_id, m.nonce]
+    return hashlib.sha256(canonical(*fields)).digest()
+
+
+def plaintext_proof_context(config: PaillierRoundConfig, execution: bytes, client_id: int) -> bytes:
+    """What a client's proof of plaintext knowledge is bound to: key, round, execution, sender."""
+    return canonical(
+        _PROTOCOL, "plaintext", config.public_key.key_id, config.round_id, execution, client_id
+    )
+
+
+def contribution_transcript(
+    config: PaillierRoundConfig, execution: bytes, client_id: int, digest: bytes
+) -> bytes:
+    """What a client signs: ``(protocol, key id, round, execution context, client id, digest)``."""
+    return canonical(
+        _PROTOCOL,
+        "contribution",
+        config.public_key.key_id,
+        config.round_id,
+        execution,
+        client_id,
+        digest,
     )
 
 
 # --------------------------------------------------------------------------- messages
+
+_U64_LIMIT = 1 << 64
+
+
+def _is_u64(value: object) -> bool:
+    return type(value) is int and 0 <= value < _U64_LIMIT
+
+
+def _check_u64(name: str, value: object) -> None:
+    if not _is_u64(value):
+        raise MessageError(f"{name} must be an int in [0, 2^64), got {value!r}")
+
+
+def _check_blob(name: str, value: object, sizes: tuple[int, ...]) -> None:
+    if not isinstance(value, bytes) or len(value) not in sizes:
+        raise MessageError(f"{name} must be bytes of length {' or '.join(map(str, sizes))}")
+
+
+@dataclass(frozen=True)
+class NonceRequest:
+    """Server -> decryptor: a new execution of the round starts; commit a fresh nonce."""
+
+    round_id: int
+    recipient: int
+
+    def __post_init__(self) -> None:
+        _check_u64("round_id", self.round_id)
+        _check_u64("recipient", self.recipient)
+
+
+@dataclass(frozen=True)
+class DecryptorNonce:
+    """Decryptor -> server (relayed to every party): a fresh nonce, signed by the decryptor."""
+
+    round_id: int
+    party_id: int
+    nonce: bytes
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check_u64("round_id", self.round_id)
+        _check_u64("party_id", self.party_id)
+        _check_blob("nonce", self.nonce, (NONCE_BYTES,))
+        _check_blob("signature", self.signature, (0, SIGNATURE_BYTES))
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """Server -> client (and decryptor): the execution's nonces; upload over their context."""
+
+    round_id: int
+    recipient: int
+    nonces: tuple[DecryptorNonce, ...]
+
+    def __post_init__(self) -> None:
+        _check_u64("round_id", self.round_id)
+        _check_u64("recipient", self.recipient)
+        if not isinstance(self.nonces, tuple) or not all(
+            isinstance(m, DecryptorNonce) for m in self.nonces
+        ):
+            raise MessageError("nonces must be a tuple of DecryptorNonce")
+        parties = [m.party_id for m in self.nonces]
+        if parties != sorted(set(parties)):
+            raise MessageError("nonces must be sorted by party id, one per party")
+        if any(m.round_id != self.round_id for m in self.nonces):
+            raise ReplayError("a nonce of another round")
 
 
 @dataclass(frozen=True)
@@ -255,16 +394,19 @@ class Upload:
     round_id: int
     client_id: int
     vector: EncryptedVector
+    context: bytes
     signature: bytes = b""
     proof: PlaintextProof | None = None
 
-
-@dataclass(frozen=True)
-class UploadRequest:
-    """Server -> client: the round is open, upload your contribution."""
-
-    round_id: int
-    recipient: int
+    def __post_init__(self) -> None:
+        _check_u64("round_id", self.round_id)
+        _check_u64("client_id", self.client_id)
+        if not isinstance(self.vector, EncryptedVector):
+            raise MessageError("vector must be an EncryptedVector")
+        _check_blob("context", self.context, (CONTEXT_BYTES,))
+        _check_blob("signature", self.signature, (0, SIGNATURE_BYTES))
+        if self.proof is not None and not isinstance(self.proof, PlaintextProof):
+            raise MessageError("proof must be a PlaintextProof or None")
 
 
 @dataclass(frozen=True)
@@ -275,6 +417,14 @@ class DecryptionRequest:
     recipient: int
     contributors: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        _check_u64("round_id", self.round_id)
+        _check_u64("recipient", self.recipient)
+        if not isinstance(self.contributors, tuple) or not all(
+            _is_u64(c) for c in self.contributors
+        ):
+            raise MessageError("contributors must be a tuple of client ids in [0, 2^64)")
+
 
 @dataclass(frozen=True)
 class PartialDecryptionMessage:
@@ -283,8 +433,20 @@ class PartialDecryptionMessage:
     round_id: int
     partial: PartialDecryption
 
+    def __post_init__(self) -> None:
+        _check_u64("round_id", self.round_id)
+        if not isinstance(self.partial, PartialDecryption):
+            raise MessageError("partial must be a PartialDecryption")
 
-PaillierMessage = UploadRequest | Upload | DecryptionRequest | PartialDecryptionMessage
+
+PaillierMessage = (
+    NonceRequest
+    | DecryptorNonce
+    | UploadRequest
+    | Upload
+    | DecryptionRequest
+    | PartialDecryptionMessage
+)
 
 
 def _unit_width(config: PaillierRoundConfig) -> int:
@@ -299,19 +461,22 @@ def encode_message(message: PaillierMessage, config: PaillierRoundConfig) -> byt
     """Compact binary encoding of a message of this round's protocol.
 
     Raises:
-        InvalidParameterError: not a message of this protocol, or a field out of its range.
+        MessageError: not a message of this protocol, or a field out of its wire range.
     """
     try:
         return _encode(message, config)
-    except (OverflowError, struct.error, TypeError, AttributeError) as exc:
-        raise InvalidParameterError(f"message does not fit the wire format: {exc}") from None
+    except (OverflowError, struct.error, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, MessageError):
+            raise
+        raise MessageError(f"message does not fit the wire format: {exc}") from None
+
+
+def _encode_nonce(m: DecryptorNonce) -> bytes:
+    return _U64.pack(m.party_id) + m.nonce + bytes([len(m.signature)]) + m.signature
 
 
 def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
     if isinstance(message, Upload):
-        sig = message.signature
-        if len(sig) not in (0, SIGNATURE_BYTES):
-            raise InvalidParameterError("signature must be empty or 64 bytes")
         proof = message.proof
         if proof is None:
             proof_bytes = b"\x00"
@@ -325,15 +490,26 @@ def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
             )
         body = (
             _U64.pack(message.client_id)
-            + bytes([len(sig)])
-            + sig
+            + message.context
+            + bytes([len(message.signature)])
+            + message.signature
             + proof_bytes
             + message.vector.to_bytes(config.public_key.paillier)
         )
         kind = MessageType.UPLOAD
     elif isinstance(message, UploadRequest):
-        body = _U64.pack(message.recipient)
+        body = (
+            _U64.pack(message.recipient)
+            + _U32.pack(len(message.nonces))
+            + b"".join(_encode_nonce(m) for m in message.nonces)
+        )
         kind = MessageType.UPLOAD_REQUEST
+    elif isinstance(message, NonceRequest):
+        body = _U64.pack(message.recipient)
+        kind = MessageType.NONCE_REQUEST
+    elif isinstance(message, DecryptorNonce):
+        body = _encode_nonce(message)
+        kind = MessageType.DECRYPTOR_NONCE
     elif isinstance(message, DecryptionRequest):
         body = (_U64.pack(message.recipient) + _U32.pack(len(message.contributors))) + b"".join(
             _U64.pack(c) for c in message.contributors
@@ -357,8 +533,22 @@ def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
             )
         kind = MessageType.PARTIAL_DECRYPTION
     else:
-        raise InvalidParameterError(f"not a Paillier message: {type(message).__name__}")
+        raise MessageError(f"not a Paillier message: {type(message).__name__}")
     return _HEADER.pack(_MAGIC, _VERSION, kind.value, message.round_id) + body
+
+
+def _decode_nonce(body: bytes, offset: int, round_id: int) -> tuple[DecryptorNonce, int]:
+    head = _U64.size + NONCE_BYTES
+    if len(body) < offset + head + 1:
+        raise MessageError("nonce is truncated")
+    (party_id,) = _U64.unpack_from(body, offset)
+    nonce = body[offset + _U64.size : offset + head]
+    sig_len = body[offset + head]
+    end = offset + head + 1 + sig_len
+    if sig_len not in (0, SIGNATURE_BYTES) or len(body) < end:
+        raise MessageError("nonce has a malformed signature field")
+    sig = body[offset + head + 1 : end]
+    return DecryptorNonce(round_id=round_id, party_id=party_id, nonce=nonce, signature=sig), end
 
 
 def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
@@ -381,14 +571,16 @@ def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
         raise MessageError("unknown message type") from None
     body = data[_HEADER.size :]
     if kind is MessageType.UPLOAD:
-        if len(body) < _U64.size + 1:
+        head = _U64.size + CONTEXT_BYTES
+        if len(body) < head + 1:
             raise MessageError("upload is truncated")
         (client_id,) = _U64.unpack_from(body)
-        sig_len = body[_U64.size]
-        if sig_len not in (0, SIGNATURE_BYTES) or len(body) < _U64.size + 1 + sig_len:
+        context = body[_U64.size : head]
+        sig_len = body[head]
+        if sig_len not in (0, SIGNATURE_BYTES) or len(body) < head + 1 + sig_len:
             raise MessageError("upload has a malformed signature field")
-        offset = _U64.size + 1 + sig_len
-        sig = body[_U64.size + 1 : offset]
+        offset = head + 1 + sig_len
+        sig = body[head + 1 : offset]
         if len(body) < offset + 1 or body[offset] not in (0, 1):
             raise MessageError("upload has a malformed proof field")
         proof = None
@@ -414,12 +606,38 @@ def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
         if vector.length != config.encoded_length:
             raise MessageError("upload has the wrong vector length")
         return Upload(
-            round_id=round_id, client_id=client_id, vector=vector, signature=sig, proof=proof
+            round_id=round_id,
+            client_id=client_id,
+            vector=vector,
+            context=context,
+            signature=sig,
+            proof=proof,
         )
     if kind is MessageType.UPLOAD_REQUEST:
-        if len(body) != _U64.size:
+        head = _U64.size + _U32.size
+        if len(body) < head:
+            raise MessageError("upload request is truncated")
+        (recipient,) = _U64.unpack_from(body)
+        (count,) = _U32.unpack_from(body, _U64.size)
+        if count > config.public_key.n_decryptors:
+            raise MessageError("upload request lists more nonces than decryptors")
+        nonces = []
+        offset = head
+        for _ in range(count):
+            nonce, offset = _decode_nonce(body, offset, round_id)
+            nonces.append(nonce)
+        if offset != len(body):
             raise MessageError("upload request has the wrong size")
-        return UploadRequest(round_id=round_id, recipient=_U64.unpack(body)[0])
+        return UploadRequest(round_id=round_id, recipient=recipient, nonces=tuple(nonces))
+    if kind is MessageType.NONCE_REQUEST:
+        if len(body) != _U64.size:
+            raise MessageError("nonce request has the wrong size")
+        return NonceRequest(round_id=round_id, recipient=_U64.unpack(body)[0])
+    if kind is MessageType.DECRYPTOR_NONCE:
+        nonce, offset = _decode_nonce(body, 0, round_id)
+        if offset != len(body):
+            raise MessageError("nonce has the wrong size")
+        return nonce
     if kind is MessageType.DECRYPTION_REQUEST:
         head = _U64.size + _U32.size
         if len(body) < head:
@@ -469,21 +687,55 @@ def _check_round(config: PaillierRoundConfig, round_id: int) -> None:
         raise ReplayError(f"message of round {round_id} in round {config.round_id}")
 
 
+def _check_nonce(config: PaillierRoundConfig, message: DecryptorNonce) -> None:
+    """One decryptor's signed nonce (raises; never mutates)."""
+    _check_round(config, message.round_id)
+    keys = config.decryptor_identities
+    if message.party_id not in keys:
+        raise MessageError("nonce from a party that is not a decryptor of the round")
+    if config.signed_contributions:
+        verify_signature(
+            keys[message.party_id],
+            message.signature,
+            nonce_transcript(config, message.party_id, message.nonce),
+        )
+
+
+def _check_upload_request(config: PaillierRoundConfig, message: UploadRequest) -> bytes:
+    """The checks every receiver of an upload request makes; returns the execution context.
+
+    At least ``t`` distinct decryptors of the round, each nonce signed by its decryptor.
+    """
+    _check_round(config, message.round_id)
+    for nonce in message.nonces:
+        _check_nonce(config, nonce)
+    if len(message.nonces) < config.public_key.threshold:
+        raise ThresholdNotMetError(
+            f"{len(message.nonces)} decryptors committed to this execution, "
+            f"the threshold is {config.public_key.threshold}"
+        )
+    return execution_context(config, message.nonces)
+
+
 def _check_contribution(
     config: PaillierRoundConfig, message: Upload, *, check_proof: bool = True
 ) -> None:
-    """Validation shared by the server and the decryptors (raises; never mutates)."""
+    """Validation shared by the server and the decryptors (raises; never mutates).
+
+    The signature and the proof are checked over the context the upload names; the caller
+    checks that this context is the execution's.
+    """
     _check_round(config, message.round_id)
     if message.client_id not in config.roster:
         raise MessageError("contribution from a client outside the round's roster")
     vector = message.vector
-    if not isinstance(vector, EncryptedVector) or vector.length != config.encoded_length:
+    if vector.length != config.encoded_length:
         raise MessageError("contribution has the wrong vector length")
     if config.signed_contributions:
         verify_signature(
             config.roster[message.client_id],
             message.signature,
-            contribution_transcript(config, message.client_id, vector.digest()),
+            contribution_transcript(config, message.context, message.client_id, vector.digest()),
         )
     if config.plaintext_proofs and check_proof:
         if message.proof is None:
@@ -492,8 +744,12 @@ def _check_contribution(
             config.public_key.paillier,
             vector,
             message.proof,
-            context=plaintext_proof_context(config, message.client_id),
+            context=plaintext_proof_context(config, message.context, message.client_id),
         )
+
+
+def _default_log(identity: IdentityKey | None) -> RoundLog:
+    return identity_log(identity.public_bytes) if identity is not None else RoundLog.in_memory()
 
 
 # --------------------------------------------------------------------------- parties
@@ -509,6 +765,11 @@ class PaillierClient:
         update: the float update to send when the server's :class:`UploadRequest` arrives
             (:meth:`handle`); :meth:`upload` takes it directly instead.
         rng: generator for the encoder's stochastic rounding (simulation data only).
+        round_log: where this client records the rounds it uploaded in (claimed before
+            anything is encrypted; a second execution of a round is refused). Keep it with
+            the identity key (:meth:`protocols.round_log.RoundLog.at`). Default: the
+            process-wide log of the identity key (:func:`protocols.round_log.identity_log`),
+            or a fresh in-memory log without one.
     """
 
     def __init__(
@@ -519,6 +780,7 @@ class PaillierClient:
         *,
         update: npt.ArrayLike | None = None,
         rng: np.random.Generator | None = None,
+        round_log: RoundLog | None = None,
     ) -> None:
         if client_id not in config.roster:
             raise InvalidParameterError(f"client {client_id} is not in the round's roster")
@@ -530,13 +792,21 @@ class PaillierClient:
                 raise InvalidParameterError(
                     "signed contributions need this client's rostered identity key"
                 )
+        if round_log is not None and not isinstance(round_log, RoundLog):
+            raise InvalidParameterError("round_log must be a RoundLog")
         self.config = config
         self.client_id = client_id
         self._identity = identity_key
+        self._log = round_log if round_log is not None else _default_log(identity_key)
         self._encryptor = config.public_key.encryptor(config.packing, randomness=config.randomness)
         self._update = None if update is None else self._check_update(update)
         self._rng = rng
         self._done = False
+
+    @property
+    def round_log(self) -> RoundLog:
+        """The log this client claims its rounds in."""
+        return self._log
 
     def _check_update(self, update: npt.ArrayLike) -> F64:
         x = np.asarray(update, dtype=np.float64)
@@ -550,56 +820,73 @@ class PaillierClient:
         """Answer the server's :class:`UploadRequest` with this client's :class:`Upload`.
 
         Raises:
-            ReplayError: a request of another round.
-            MessageError: a request addressed to someone else, or not an upload request.
-            AlreadyFinalizedError: already uploaded in this round.
+            StageError: not an upload request.
+            ReplayError: a request of another round, or this client (its round log) already
+                took part in an execution of this round.
+            MessageError: a request addressed to someone else, or a nonce from a party that
+                is not a decryptor of the round.
+            AuthenticationError: a decryptor's nonce signature does not verify.
+            ThresholdNotMetError: fewer than ``t`` decryptors committed to the execution.
+            AlreadyFinalizedError: this client object already uploaded.
+            InvalidParameterError: the client was built without an update, or its round log
+                cannot be written.
+            EncodingError: the update does not fit the encoder.
         """
         if not isinstance(message, UploadRequest):
             raise StageError(f"a client does not accept {type(message).__name__}")
-        _check_round(self.config, message.round_id)
-        if message.recipient != self.client_id:
-            raise MessageError("upload request addressed to another client")
         if self._update is None:
             raise InvalidParameterError("this client was built without an update")
-        return [self.upload(self._update)]
+        return [self.upload(message, self._update)]
 
-    def upload(self, update: npt.ArrayLike, **encode_kwargs: Any) -> Upload:
-        """Encode, encrypt, prove and sign ``update``; refuses a second upload in the round.
+    def upload(self, request: UploadRequest, update: npt.ArrayLike, **encode_kwargs: Any) -> Upload:
+        """Encode, encrypt, prove and sign ``update`` over the execution ``request`` opens.
+
+        The round is claimed in the round log after every check and before any ciphertext
+        exists; a second execution of the round is refused.
 
         Raises:
-            AlreadyFinalizedError: already uploaded in this round.
-            EncodingError: the update does not fit the encoder.
+            the errors of :meth:`handle` (except ``StageError``).
         """
         if self._done:
             raise AlreadyFinalizedError("this client already uploaded in this round")
+        if not isinstance(request, UploadRequest):
+            raise MessageError("an upload answers an UploadRequest")
+        if request.recipient != self.client_id:
+            raise MessageError("upload request addressed to another client")
+        execution = _check_upload_request(self.config, request)
         x = self._check_update(update)
         if self._rng is not None and "rng" not in encode_kwargs:
             if isinstance(self.config.encoder, (FixedPointEncoder, WeightedEncoder)):
                 encode_kwargs["rng"] = self._rng
         encoded = self.config.encoder.encode(x, **encode_kwargs)
+        self._log.claim(_UPLOAD_SCOPE, self.config.round_id)
+        self._done = True
         vector, witness = self._encryptor.encrypt_with_witness(encoded)
         proof = None
         if self.config.plaintext_proofs:
             proof = self._encryptor.prove_knowledge(
-                vector, witness, context=plaintext_proof_context(self.config, self.client_id)
+                vector,
+                witness,
+                context=plaintext_proof_context(self.config, execution, self.client_id),
             )
         del witness
         signature = b""
         if self.config.signed_contributions and self._identity is not None:
             signature = self._identity.sign(
-                contribution_transcript(self.config, self.client_id, vector.digest())
+                contribution_transcript(self.config, execution, self.client_id, vector.digest())
             )
-        self._done = True
         return Upload(
             round_id=self.config.round_id,
             client_id=self.client_id,
             vector=vector,
+            context=execution,
             signature=signature,
             proof=proof,
         )
 
 
 class _Phase(Enum):
+    COMMITTING = "advertise_keys"
     COLLECTING = "masked_input"
     DECRYPTING = "unmasking"
     DONE = "done"
@@ -615,13 +902,19 @@ class PaillierResult:
 
 
 class PaillierServer:
-    """The aggregator: validates and multiplies uploads, forwards them, combines partials.
+    """The aggregator: relays nonces, verifies and multiplies uploads, combines partials.
 
     It never holds key material. The transport drives it like the masking server:
-    :meth:`start` returns the upload requests, :meth:`handle` processes one incoming message
-    and returns what to forward (an accepted upload, to every decryptor), :meth:`advance`
-    closes the current stage and returns the next stage's requests; :attr:`stage` is
-    ``masked_input``, then ``unmasking``, then ``None`` with :attr:`result` set.
+    :meth:`start` returns the nonce requests, :meth:`handle` processes one incoming message
+    and returns what to forward (an accepted upload, to every committed decryptor),
+    :meth:`advance` closes the current stage and returns the next stage's requests;
+    :attr:`stage` is ``advertise_keys``, ``masked_input``, ``unmasking``, then ``None`` with
+    :attr:`result` set.
+
+    Everything is verified on receipt -- nonce signatures, upload context, signature and
+    proof, partial-decryption proofs -- so that what it relays is valid: a message that fails
+    raises a typed error and changes nothing, and its sender is simply left out (a client
+    whose upload fails is dropped, not a reason to abort the round).
     """
 
     def __init__(self, config: PaillierRoundConfig) -> None:
@@ -629,9 +922,12 @@ class PaillierServer:
         self._aggregator = PaillierAggregator(
             config.public_key.paillier, config.packing, config.encoded_length
         )
+        self._nonces: dict[int, DecryptorNonce] = {}
+        self._execution: bytes | None = None
         self._contributors: list[int] = []
         self._partials: dict[int, PartialDecryption] = {}
-        self._phase = _Phase.COLLECTING
+        self._phase = _Phase.COMMITTING
+        self._started = False
         self._aggregate: EncryptedVector | None = None
         self._result: PaillierResult | None = None
 
@@ -639,6 +935,7 @@ class PaillierServer:
     def stage(self) -> Stage | None:
         """The stage being run, ``None`` when the round is over."""
         return {
+            _Phase.COMMITTING: Stage.ADVERTISE_KEYS,
             _Phase.COLLECTING: Stage.MASKED_INPUT,
             _Phase.DECRYPTING: Stage.UNMASKING,
             _Phase.DONE: None,
@@ -652,6 +949,16 @@ class PaillierServer:
         return self._result
 
     @property
+    def execution_context(self) -> bytes | None:
+        """This execution's context (once the nonces are in), see :func:`execution_context`."""
+        return self._execution
+
+    @property
+    def committee(self) -> tuple[int, ...]:
+        """Party ids of the decryptors whose nonces are in this execution's context."""
+        return tuple(sorted(self._nonces)) if self._execution is not None else ()
+
+    @property
     def contributors(self) -> tuple[int, ...]:
         """Clients whose uploads are in the aggregate, sorted."""
         return tuple(sorted(self._contributors))
@@ -661,20 +968,42 @@ class PaillierServer:
         return len(self._partials)
 
     def start(self) -> list[PaillierMessage]:
-        """Open the round: one :class:`UploadRequest` per rostered client."""
-        if self._phase is not _Phase.COLLECTING or self._contributors:
+        """Open the round: one :class:`NonceRequest` per decryptor."""
+        if self._started:
             raise StageError("the round has already started")
+        self._started = True
         return [
-            UploadRequest(round_id=self.config.round_id, recipient=cid)
-            for cid in sorted(self.config.roster)
+            NonceRequest(round_id=self.config.round_id, recipient=party)
+            for party in sorted(self.config.decryptor_parties)
         ]
 
     def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
-        """Process one incoming message (all-or-nothing; typed error on anything wrong)."""
+        """Process one incoming message (all-or-nothing; typed error on anything wrong).
+
+        Raises:
+            ReplayError: another round, a duplicate, a message after its stage closed, or an
+                upload over another execution's context.
+            StageError: a message the server does not accept, or one before its stage.
+            AuthenticationError: a signature or a proof does not verify.
+            MessageError: malformed, or from a party outside the round.
+        """
+        if isinstance(message, DecryptorNonce):
+            _check_round(self.config, message.round_id)
+            if self._phase is not _Phase.COMMITTING:
+                raise ReplayError("nonce after the commitment stage closed")
+            if message.party_id in self._nonces:
+                raise ReplayError("this decryptor already committed a nonce")
+            _check_nonce(self.config, message)
+            self._nonces[message.party_id] = message
+            return []
         if isinstance(message, Upload):
             _check_round(self.config, message.round_id)
+            if self._phase is _Phase.COMMITTING:
+                raise StageError("upload before the round opened for uploads")
             if self._phase is not _Phase.COLLECTING:
                 raise ReplayError("upload after the input stage closed")
+            if message.context != self._execution:
+                raise ReplayError("upload bound to another execution of the round")
             _check_contribution(self.config, message)
             if message.client_id in self._contributors:
                 raise ReplayError("this client already contributed in this round")
@@ -702,7 +1031,7 @@ class PaillierServer:
                     validate_ciphertext(value, pk.n, pk.n_squared)
             self._partials[partial.index] = partial
             return []
-        if isinstance(message, (UploadRequest, DecryptionRequest)):
+        if isinstance(message, (NonceRequest, UploadRequest, DecryptionRequest)):
             raise StageError(f"the server does not accept {type(message).__name__}")
         raise MessageError(f"not a Paillier message: {type(message).__name__}")
 
@@ -710,8 +1039,10 @@ class PaillierServer:
         """Close the current stage; return the next stage's requests (none after the last).
 
         Raises:
-            ThresholdNotMetError: too few contributions or partial decryptions.
+            ThresholdNotMetError: too few nonces, contributions or partial decryptions.
         """
+        if self._phase is _Phase.COMMITTING:
+            return list(self.open_uploads())
         if self._phase is _Phase.COLLECTING:
             return list(self.request_decryption())
         if self._phase is _Phase.DECRYPTING:
@@ -719,16 +1050,40 @@ class PaillierServer:
             return []
         raise StageError("the round is over")
 
+    def open_uploads(self) -> list[UploadRequest]:
+        """Close the commitments; send every client and committed decryptor the nonces.
+
+        Raises:
+            ThresholdNotMetError: fewer than ``t`` decryptors committed (no quorum could
+                decrypt; nothing is sent).
+            StageError: called twice.
+        """
+        if self._phase is not _Phase.COMMITTING:
+            raise StageError("uploads were already opened")
+        threshold = self.config.public_key.threshold
+        if len(self._nonces) < threshold:
+            raise ThresholdNotMetError(
+                f"{len(self._nonces)} decryptors committed, the threshold is {threshold}"
+            )
+        nonces = tuple(self._nonces[p] for p in sorted(self._nonces))
+        self._execution = execution_context(self.config, nonces)
+        self._phase = _Phase.COLLECTING
+        recipients = sorted(set(self.config.roster) | set(self._nonces))
+        return [
+            UploadRequest(round_id=self.config.round_id, recipient=party, nonces=nonces)
+            for party in recipients
+        ]
+
     def request_decryption(self) -> list[DecryptionRequest]:
-        """Close the uploads; ask every decryptor to decrypt the contributors' aggregate.
+        """Close the uploads; ask every committed decryptor to decrypt the contributors' product.
 
         Raises:
             ThresholdNotMetError: fewer contributions than the minimum aggregate size (the
                 decryptors would refuse anyway; nothing is sent).
-            StageError: called twice.
+            StageError: called out of order.
         """
         if self._phase is not _Phase.COLLECTING:
-            raise StageError("decryption was already requested")
+            raise StageError("decryption was already requested or uploads are not open")
         if len(self._contributors) < self.config.min_aggregate_size:
             raise ThresholdNotMetError(
                 f"{len(self._contributors)} contributions, the minimum aggregate size is "
@@ -740,7 +1095,7 @@ class PaillierServer:
             DecryptionRequest(
                 round_id=self.config.round_id, recipient=party, contributors=self.contributors
             )
-            for party in sorted(self.config.decryptor_parties)
+            for party in self.committee
         ]
 
     def finalize(self) -> F64:
@@ -787,40 +1142,68 @@ class PaillierHardening:
     """The decryptors' checks against a server that wants one client's update decrypted.
 
     All are on by default; :meth:`unhardened` (explicit opt-in) builds the deliberately weak
-    baseline that attack evaluations compare against.
+    baseline that attack evaluations compare against, and switching one flag off shows what
+    that one check stops.
 
     Attributes:
         check_aggregate_size: refuse to decrypt fewer than ``min_aggregate_size``
             contributions (stops "decrypt this one client's ciphertext").
         single_decryption: decrypt at most once per round (stops differencing ``A`` against
-            ``A`` minus one client).
+            ``A`` minus one client within one execution).
         verify_plaintext_proofs: require each contribution's proof of plaintext knowledge
             (stops a colluding client from cancelling the others' ciphertexts).
+        single_execution: claim the round in the decryptor's round log before committing a
+            nonce or decrypting, and refuse a round already claimed (stops a second execution
+            of one round id, also after a restart when the log is persisted).
+        fresh_context: accept only uploads signed over the context that holds this
+            decryptor's own fresh nonce of this execution (stops replaying uploads from an
+            earlier execution even when the round log was lost).
     """
 
     check_aggregate_size: bool = True
     single_decryption: bool = True
     verify_plaintext_proofs: bool = True
+    single_execution: bool = True
+    fresh_context: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise InvalidParameterError(f"{f.name} must be a bool")
 
     @classmethod
     def unhardened(cls) -> PaillierHardening:
         """Every check off. INSECURE: only for demonstrating the attacks."""
         return cls(
-            check_aggregate_size=False, single_decryption=False, verify_plaintext_proofs=False
+            check_aggregate_size=False,
+            single_decryption=False,
+            verify_plaintext_proofs=False,
+            single_execution=False,
+            fresh_context=False,
         )
 
 
 class PaillierDecryptor:
     """A key-share holder that decrypts only a legitimate aggregate, once per round.
 
-    It keeps its own running product of the signed contributions forwarded to it, and on a
-    :class:`DecryptionRequest` checks that the named contributors are exactly those, at
-    least ``min_aggregate_size`` of them, before partially decrypting that product.
+    Per execution it draws a fresh nonce (signed with its identity key), accepts only the
+    upload request whose nonce list holds that nonce, keeps its own running product of the
+    uploads forwarded to it that are signed over that execution's context, and on a
+    :class:`DecryptionRequest` checks that the named contributors are exactly those, at least
+    ``min_aggregate_size`` of them, before partially decrypting that product. The round is
+    claimed in its round log before the nonce leaves: a second execution of the round (a
+    new object, a restart with the same log) is refused.
 
     Args:
         config: the round.
         share: this decryptor's key share.
+        identity_key: its long-term signing key (the one in ``config.decryptor_keys``;
+            required with ``signed_contributions``).
         hardening: the checks (all on by default; see :class:`PaillierHardening`).
+        round_log: where it records the rounds it took part in; persist it where the key
+            share is kept (:meth:`protocols.round_log.RoundLog.at`). Default: the process-wide
+            log of the identity key (:func:`protocols.round_log.identity_log`), or a fresh
+            in-memory log without one.
     """
 
     def __init__(
@@ -828,22 +1211,39 @@ class PaillierDecryptor:
         config: PaillierRoundConfig,
         share: KeyShare,
         *,
+        identity_key: IdentityKey | None = None,
         hardening: PaillierHardening = PaillierHardening(),  # noqa: B008 - frozen value
+        round_log: RoundLog | None = None,
     ) -> None:
         if not isinstance(share, KeyShare) or share.public_key.key_id != config.public_key.key_id:
             raise InvalidParameterError("the key share does not belong to the round's key")
         if not isinstance(hardening, PaillierHardening):
             raise InvalidParameterError("hardening must be a PaillierHardening")
+        if round_log is not None and not isinstance(round_log, RoundLog):
+            raise InvalidParameterError("round_log must be a RoundLog")
         parties = [pid for pid, index in config.decryptor_parties.items() if index == share.index]
+        party_id = parties[0]
+        if identity_key is not None and not isinstance(identity_key, IdentityKey):
+            raise InvalidParameterError("identity_key must be an IdentityKey")
+        if config.signed_contributions and (
+            identity_key is None
+            or identity_key.public_bytes != config.decryptor_identities[party_id]
+        ):
+            raise InvalidParameterError("signed rounds need this decryptor's identity key")
         self.config = config
         self.index = share.index
-        self.party_id = parties[0]
+        self.party_id = party_id
         self.hardening = hardening
         self._share = share
+        self._identity = identity_key
+        self._log = round_log if round_log is not None else _default_log(identity_key)
         self._aggregator = PaillierAggregator(
             config.public_key.paillier, config.packing, config.encoded_length
         )
         self._contributors: set[int] = set()
+        self._nonce: bytes | None = None
+        self._execution: bytes | None = None
+        self._claimed = False
         self._decrypted = False
 
     @property
@@ -851,13 +1251,102 @@ class PaillierDecryptor:
         """Whether this decryptor has released a partial decryption in this round."""
         return self._decrypted
 
+    @property
+    def round_log(self) -> RoundLog:
+        """The log this decryptor claims its rounds in."""
+        return self._log
+
+    @property
+    def execution(self) -> bytes | None:
+        """The execution context it accepted (``None`` before the upload request)."""
+        return self._execution
+
+    def _claim(self) -> None:
+        if self.hardening.single_execution and not self._claimed:
+            self._log.claim(_DECRYPT_SCOPE, self.config.round_id)
+        self._claimed = True
+
+    def takes_part(self, request: UploadRequest) -> bool:
+        """Whether ``request`` names this decryptor (without the freshness check: always)."""
+        if not self.hardening.fresh_context:
+            return True
+        return any(m.party_id == self.party_id for m in request.nonces)
+
+    def check_upload_request(self, request: UploadRequest) -> bytes:
+        """Validate the execution an upload request opens; return its context (no state change).
+
+        Raises:
+            ReplayError: another round, or (``fresh_context``) a nonce list without this
+                decryptor's nonce of this execution.
+            AlreadyFinalizedError: it already accepted an execution context.
+            StageError: (``fresh_context``) it has not committed a nonce yet.
+            MessageError, AuthenticationError, ThresholdNotMetError: as for the client.
+        """
+        _check_round(self.config, request.round_id)
+        if request.recipient != self.party_id:
+            raise MessageError("upload request addressed to another party")
+        if self._execution is not None:
+            raise AlreadyFinalizedError("this decryptor already accepted an execution context")
+        if self.hardening.fresh_context:
+            if self._nonce is None:
+                raise StageError("no nonce committed for this execution")
+            own = [m for m in request.nonces if m.party_id == self.party_id]
+            if len(own) != 1 or own[0].nonce != self._nonce:
+                raise ReplayError("the execution context lacks this decryptor's fresh nonce")
+        return _check_upload_request(self.config, request)
+
+    def accept_upload_request(self, execution: bytes) -> None:
+        """Adopt an execution context that :meth:`check_upload_request` returned."""
+        self._execution = execution
+
     def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
-        """Process one forwarded upload or the decryption request (all-or-nothing)."""
-        if isinstance(message, (Upload, DecryptionRequest)):
+        """Process a nonce request, the upload request, a forwarded upload or the decryption request.
+
+        All-or-nothing: a refused message raises and changes no state (except that a round
+        claimed in the round log stays claimed).
+
+        Raises:
+            ReplayError: another round, a round this decryptor's log already holds, an upload
+                over another execution's context, a duplicate upload.
+            AlreadyFinalizedError: a second nonce or context, or anything after decrypting.
+            ProtocolAbortError: a decryption request for anything but the product of at least
+                ``min_aggregate_size`` contributions it received itself.
+            StageError, MessageError, AuthenticationError, ThresholdNotMetError: a message
+                out of order, malformed, unauthenticated or with too few committed decryptors.
+            InvalidParameterError: the round log cannot be written.
+        """
+        if isinstance(message, (NonceRequest, UploadRequest, Upload, DecryptionRequest)):
             _check_round(self.config, message.round_id)
         if self._decrypted and self.hardening.single_decryption:
             raise AlreadyFinalizedError("this decryptor already decrypted in this round")
+        if isinstance(message, NonceRequest):
+            if message.recipient != self.party_id:
+                raise MessageError("nonce request addressed to another decryptor")
+            if self._nonce is not None:
+                raise AlreadyFinalizedError("this decryptor already committed a nonce")
+            self._claim()
+            nonce = secrets.token_bytes(NONCE_BYTES)
+            signature = b""
+            if self.config.signed_contributions and self._identity is not None:
+                signature = self._identity.sign(nonce_transcript(self.config, self.party_id, nonce))
+            self._nonce = nonce
+            return [
+                DecryptorNonce(
+                    round_id=self.config.round_id,
+                    party_id=self.party_id,
+                    nonce=nonce,
+                    signature=signature,
+                )
+            ]
+        if isinstance(message, UploadRequest):
+            self.accept_upload_request(self.check_upload_request(message))
+            return []
         if isinstance(message, Upload):
+            if self.hardening.fresh_context:
+                if self._execution is None:
+                    raise StageError("no execution context accepted yet")
+                if message.context != self._execution:
+                    raise ReplayError("upload bound to another execution of the round")
             _check_contribution(
                 self.config, message, check_proof=self.hardening.verify_plaintext_proofs
             )
@@ -869,6 +1358,8 @@ class PaillierDecryptor:
         if isinstance(message, DecryptionRequest):
             if message.recipient != self.party_id:
                 raise MessageError("decryption request addressed to another decryptor")
+            if self.hardening.fresh_context and self._execution is None:
+                raise StageError("no execution context accepted yet")
             named = message.contributors
             if list(named) != sorted(set(named)):
                 raise MessageError("contributors must be sorted and distinct")
@@ -883,6 +1374,7 @@ class PaillierDecryptor:
                 )
             if not named:
                 raise ProtocolAbortError("nothing to decrypt")
+            self._claim()
             partial = partial_decrypt(
                 self._share,
                 self._aggregator.result(),
@@ -904,12 +1396,23 @@ class PaillierParty:
         self.decryptor = decryptor
 
     def handle(self, message: PaillierMessage) -> list[PaillierMessage]:
-        """Route a message to the client (upload requests) or the decryptor (the rest)."""
+        """Route a message to the client, the decryptor or (upload requests) both.
+
+        An upload request is checked by both roles before either acts on it, so that a
+        refused request changes neither.
+        """
         if isinstance(message, UploadRequest):
-            if self.client is None:
-                raise StageError("this party does not contribute")
-            return self.client.handle(message)
-        if isinstance(message, (Upload, DecryptionRequest)):
+            decryptor = self.decryptor
+            execution = None
+            if decryptor is not None and decryptor.takes_part(message):
+                execution = decryptor.check_upload_request(message)
+            elif self.client is None:
+                raise StageError("this decryptor has no part in this execution")
+            replies = self.client.handle(message) if self.client is not None else []
+            if decryptor is not None and execution is not None:
+                decryptor.accept_upload_request(execution)
+            return replies
+        if isinstance(message, (NonceRequest, Upload, DecryptionRequest)):
             if self.decryptor is None:
                 raise StageError("this party does not decrypt")
             return self.decryptor.handle(message)
@@ -918,9 +1421,9 @@ class PaillierParty:
 
 # --------------------------------------------------------------------------- in-process driver
 
-_EARLY_STAGES = ("advertise_keys", "share_keys", "masked_input")
+_EARLY_STAGES = ("advertise_keys", "graph_seed", "share_keys", "masked_input")
 _DEFAULT_BITS = 32
-_STAGES = ("masked_input", "unmasking")
+_STAGES = ("advertise_keys", "masked_input", "unmasking")
 _CONFIG_KEYS = frozenset(
     {
         "threat_model",
@@ -1017,9 +1520,12 @@ def _pow2_ceiling(x: float) -> float:
 class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
     """Runs one Paillier round in process, stage by stage (the interface of ``RoundRunner``).
 
-    Stages are ``masked_input`` (upload requests -> uploads, each accepted upload forwarded
-    to every live decryptor at once) and ``unmasking`` (decryption requests -> partial
-    decryptions). A stage is *collected* (:meth:`deliver_requests`, :meth:`deliver_replies`)
+    Stages are ``advertise_keys`` (nonce requests -> the decryptors' signed fresh nonces),
+    ``masked_input`` (upload requests carrying the nonces -> uploads, each accepted upload
+    forwarded at once to every live decryptor of the execution) and ``unmasking``
+    (decryption requests -> partial decryptions). A reply the server refuses (an upload or
+    nonce whose signature or proof fails, a bad partial decryption) is dropped and noted in
+    :attr:`rejected`: its sender counts as dropped out, the round goes on. A stage is *collected* (:meth:`deliver_requests`, :meth:`deliver_replies`)
     then *closed* (:meth:`close`: ``server.advance()``). Between the two a test or a scripted
     attack may inject messages (:meth:`send_to_server`, :meth:`send_to_client`) and inspect
     :attr:`pending`, :attr:`requests`, :attr:`outbox` and :attr:`replies`. The stepping
@@ -1036,7 +1542,7 @@ class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
             simulation wants: partial decryption is the expensive step).
     """
 
-    stages: tuple[Stage, ...] = (Stage.MASKED_INPUT, Stage.UNMASKING)
+    stages: tuple[Stage, ...] = (Stage.ADVERTISE_KEYS, Stage.MASKED_INPUT, Stage.UNMASKING)
     server: PaillierServer
     clients: dict[int, PaillierParty]
 
@@ -1052,13 +1558,14 @@ class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
     ) -> None:
         self.config = server.config
         self.lazy_decryption = lazy_decryption
+        self.rejected: dict[int, list[str]] = {}
         super().__init__(server, parties, dropouts=dropouts, wire=wire, record_view=record_view)
         self.parties = self.clients  # ``clients`` is the name the conformance suite uses
 
     def _by_recipient(self, messages: Iterable[PaillierMessage]) -> dict[int, PaillierMessage]:
         out: dict[int, PaillierMessage] = {}
         for m in messages:
-            if isinstance(m, (UploadRequest, DecryptionRequest)):
+            if isinstance(m, (NonceRequest, UploadRequest, DecryptionRequest)):
                 out[m.recipient] = m
         return out
 
@@ -1071,11 +1578,19 @@ class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
     def _to_server(self, message: PaillierMessage) -> list[PaillierMessage]:
         """Hand ``message`` to the server, record it, forward what it forwards to the decryptors."""
         forwards = list(super()._to_server(message))
+        committee = set(self.server.committee)
         for forward in forwards:
             for pid, party in sorted(self.parties.items()):
-                if party.decryptor is not None and pid not in self.dead:
+                if party.decryptor is not None and pid in committee and pid not in self.dead:
                     party.handle(self.transmit(forward))
         return forwards
+
+    def _reply_to_server(self, sender: int, reply: PaillierMessage) -> None:
+        """A party's reply; one the server refuses is dropped (its sender counts as dropped)."""
+        try:
+            super()._reply_to_server(sender, reply)
+        except SecAggError as exc:
+            self.rejected.setdefault(sender, []).append(type(exc).__name__)
 
     def _replies_at_once(self, stage: Stage) -> bool:
         return self.lazy_decryption and stage is Stage.UNMASKING
@@ -1099,6 +1614,7 @@ class PaillierSetup:
     identities: Mapping[int, IdentityKey]
     shares: tuple[KeyShare, ...] = field(repr=False)
     ids: tuple[int, ...]
+    decryptor_identities: Mapping[int, IdentityKey] = field(default_factory=dict)
 
 
 def setup_paillier_round(
@@ -1120,12 +1636,15 @@ def setup_paillier_round(
     randomness: Randomness = Randomness.FIXED_BASE,
     hardening: PaillierHardening | None = None,
     lazy_decryption: bool = False,
+    round_logs: Mapping[int, RoundLog] | None = None,
 ) -> PaillierSetup:
     """Build the config, the parties and a :class:`PaillierRoundRunner` for one round.
 
     ``updates`` are the (already weighted) float inputs; see :func:`run_round` for the other
     arguments. Committee members (``committee_size``) get the party ids following the
-    largest client id.
+    largest client id and, in signed rounds, identity keys of their own. ``round_logs``
+    (party id -> :class:`~protocols.round_log.RoundLog`) replaces a party's default log
+    (the process-wide log of its identity key).
     """
     if not isinstance(updates, Mapping) or len(updates) < 2:
         raise InvalidParameterError("updates must map at least two client ids to vectors")
@@ -1180,7 +1699,17 @@ def setup_paillier_round(
         decryptor_parties = {cid: index for index, cid in enumerate(ids, start=1)}
     else:
         decryptor_parties = {ids[-1] + index: index for index in range(1, committee_size + 1)}
-    identities = {i: IdentityKey.generate() for i in ids} if params.signed_contributions else {}
+    signed = params.signed_contributions
+    identities = {i: IdentityKey.generate() for i in ids} if signed else {}
+    if not signed:
+        decryptor_identities: dict[int, IdentityKey] = {}
+    elif committee_size is None:
+        decryptor_identities = dict(identities)
+    else:
+        decryptor_identities = {pid: IdentityKey.generate() for pid in decryptor_parties}
+    logs = dict(round_logs or {})
+    if not all(isinstance(v, RoundLog) for v in logs.values()):
+        raise InvalidParameterError("round_logs must map party ids to RoundLog objects")
     config = PaillierRoundConfig(
         round_id=secrets.randbits(63) if round_id is None else round_id,
         public_key=public_key,
@@ -1190,14 +1719,19 @@ def setup_paillier_round(
         min_aggregate_size=params.min_aggregate_size,
         roster={i: identities[i].public_bytes if identities else b"" for i in ids},
         decryptors=decryptor_parties,
+        decryptor_keys={pid: key.public_bytes for pid, key in decryptor_identities.items()},
         signed_contributions=params.signed_contributions,
         plaintext_proofs=params.plaintext_proofs,
         decryption_proofs=params.decryption_proofs,
         randomness=randomness,
     )
     staged: dict[Stage, set[int]] = {Stage.MASKED_INPUT: set(), Stage.UNMASKING: set()}
+    staged[Stage.ADVERTISE_KEYS] = set()
     for stage, dropped in parse_dropouts(dropouts, stages=tuple(Stage), cohort=ids).items():
         staged[Stage.MASKED_INPUT if stage.value in _EARLY_STAGES else Stage.UNMASKING] |= dropped
+        if stage is Stage.ADVERTISE_KEYS:
+            # a client that is also a decryptor vanishes before it commits a nonce
+            staged[Stage.ADVERTISE_KEYS] |= dropped
     gone = tuple(decryptor_dropouts)
     if gone:
         if committee_size is None:
@@ -1213,12 +1747,25 @@ def setup_paillier_round(
     parties: dict[int, PaillierParty] = {}
     for pid in sorted(set(ids) | set(decryptor_parties)):
         client = (
-            PaillierClient(config, pid, identities.get(pid), update=vectors[pid], rng=rng)
+            PaillierClient(
+                config,
+                pid,
+                identities.get(pid),
+                update=vectors[pid],
+                rng=rng,
+                round_log=logs.get(pid),
+            )
             if pid in vectors
             else None
         )
         decryptor = (
-            PaillierDecryptor(config, by_index[decryptor_parties[pid]], hardening=checks)
+            PaillierDecryptor(
+                config,
+                by_index[decryptor_parties[pid]],
+                identity_key=decryptor_identities.get(pid),
+                hardening=checks,
+                round_log=logs.get(pid),
+            )
             if pid in decryptor_parties
             else None
         )
@@ -1232,7 +1779,12 @@ def setup_paillier_round(
         lazy_decryption=lazy_decryption,
     )
     return PaillierSetup(
-        runner=runner, parameters=params, identities=identities, shares=tuple(shares), ids=ids
+        runner=runner,
+        parameters=params,
+        identities=identities,
+        shares=tuple(shares),
+        ids=ids,
+        decryptor_identities=decryptor_identities,
     )
 
 

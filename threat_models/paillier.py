@@ -69,14 +69,12 @@ Server classes (:class:`~threat_models.model.ServerClass`) map to the variant:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from secagg.errors import InfeasibleThreatModelError, InvalidParameterError
 from threat_models.model import ServerClass, ThreatModel
 
 __all__ = ["PaillierParameters", "paillier_parameters", "minimum_decryption_threshold"]
-
-_EPSILON = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +123,8 @@ def minimum_decryption_threshold(server: ServerClass, n_decryptors: int, colludi
         n_decryptors: ``l``.
         colluding: ``c``, colluding decryptors.
     """
+    if isinstance(colluding, bool) or not isinstance(colluding, int) or colluding < 0:
+        raise InvalidParameterError(f"colluding must be a non-negative int, got {colluding!r}")
     t = max(2, colluding + 1)
     if server is not ServerClass.CURIOUS:
         t = max(t, (n_decryptors + colluding) // 2 + 1)
@@ -184,8 +184,10 @@ def paillier_parameters(
         if decryptor_dropout_fraction is None
         else decryptor_dropout_fraction,
     )
-    colluding = math.floor(gamma * committee + _EPSILON)
-    dropped = math.floor(delta * committee + _EPSILON)
+    # one definition of how many parties may collude or drop out: ThreatModel's (rounded up)
+    decryptor_model = replace(threat_model, colluding_fraction=gamma, dropout_fraction=delta)
+    colluding = decryptor_model.max_colluders(committee)
+    dropped = decryptor_model.max_dropouts(committee)
     threshold = minimum_decryption_threshold(threat_model.server, committee, colluding)
     if threshold > committee - dropped:
         rule = "t > c" if threat_model.server is ServerClass.CURIOUS else "t > c and 2t > l + c"
@@ -217,5 +219,5 @@ def paillier_parameters(
         max_clients=capacity,
         signed_contributions=server is not ServerClass.CURIOUS,
         plaintext_proofs=server is not ServerClass.CURIOUS,
-        decryption_proofs=server is ServerClass.MALICIOUS,
+        decryption_proofs=server is not ServerClass.CURIOUS,
     )

@@ -23,6 +23,8 @@ from conformance import ProtocolConformance
 from protocols import Stage
 from protocols.paillier import (
     DecryptionRequest,
+    DecryptorNonce,
+    NonceRequest,
     PaillierHardening,
     PaillierMessage,
     PaillierRoundRunner,
@@ -147,10 +149,26 @@ class TestPaillierConformance(ProtocolConformance):
         """Raw-byte corruptions (also of version and type) plus semantic ones per message."""
         out = super().malformed_variants(message)
         data = self.encode(message)
-        out += [data[:4] + b"\x02" + data[5:], data[:5] + b"\x09" + data[6:], data[:12]]
+        out += [data[:4] + b"\x09" + data[5:], data[:5] + b"\x09" + data[6:], data[:12]]
         replace = dataclasses.replace
-        if isinstance(message, UploadRequest):
+        if isinstance(message, NonceRequest):
             out.append(replace(message, recipient=UNKNOWN_ID))
+        elif isinstance(message, DecryptorNonce):
+            out += [
+                replace(message, party_id=UNKNOWN_ID),
+                replace(message, nonce=_flip(message.nonce)),
+                replace(message, signature=_flip(message.signature)),
+                replace(message, signature=b""),
+            ]
+        elif isinstance(message, UploadRequest):
+            first = message.nonces[0]
+            out += [
+                replace(message, recipient=UNKNOWN_ID),
+                # too few committed decryptors for any quorum
+                replace(message, nonces=message.nonces[: self._round.config.public_key.threshold - 1]),
+                # a nonce the decryptor did not sign
+                replace(message, nonces=(replace(first, nonce=_flip(first.nonce)), *message.nonces[1:])),
+            ]
         elif isinstance(message, Upload):
             vector = message.vector
             assert message.proof is not None
@@ -194,9 +212,12 @@ class TestPaillierConformance(ProtocolConformance):
 
     def _uploads(self, round_: PaillierRoundRunner) -> dict[int, Upload]:
         """Run the request half of ``masked_input``: every client's upload, not yet delivered."""
+        round_.run_until(Stage.MASKED_INPUT)
         round_.deliver_requests()
         uploads = {}
         for cid, replies in round_.outbox.items():
+            if not replies:  # a committee member: it only adopted the execution's context
+                continue
             (upload,) = replies
             assert isinstance(upload, Upload)
             uploads[cid] = upload
@@ -227,7 +248,10 @@ class TestPaillierConformance(ProtocolConformance):
                 round_id=41,
                 client_id=cid,
                 vector=zeros,
-                signature=forger.sign(contribution_transcript(config, cid, zeros.digest())),
+                context=uploads[cid].context,
+                signature=forger.sign(
+                    contribution_transcript(config, uploads[cid].context, cid, zeros.digest())
+                ),
                 proof=uploads[cid].proof,
             )
             for pid in decryptors:
@@ -256,7 +280,10 @@ class TestPaillierConformance(ProtocolConformance):
             round_id=43,
             client_id=colluder,
             vector=cancel,
-            signature=identity.sign(contribution_transcript(config, colluder, cancel.digest())),
+            context=uploads[colluder].context,
+            signature=identity.sign(
+                contribution_transcript(config, uploads[colluder].context, colluder, cancel.digest())
+            ),
             proof=uploads[colluder].proof,
         )
         with pytest.raises(AuthenticationError):
