@@ -306,6 +306,7 @@ class SecAggClient:
         self._self_mask_seed: bytes | None = None
         self._held: dict[int, _Held] = {}
         self._signed_survivors: tuple[int, ...] | None = None
+        self._own_signature = b""
         self._revealed: dict[int, frozenset[ShareKind]] = {}
 
     # ------------------------------------------------------------------ public API
@@ -754,6 +755,7 @@ class SecAggClient:
         )
         reply = ConsistencySignature(round_id=self.config.round_id, sender=self.client_id, signature=signature)
         self._signed_survivors = m.survivors
+        self._own_signature = signature
         self._stage = self._next_stage(Stage.CONSISTENCY_CHECK)
         return reply
 
@@ -781,6 +783,8 @@ class SecAggClient:
         # the server verified every signature it relays: any invalid one shows a lying server
         for s in sorted(m.signatures, key=lambda sig: sig.signer)[:quorum]:
             if s.signer == self.client_id:
+                if s.signature != self._own_signature:
+                    raise ProtocolAbortError("the server relayed another signature in this client's name")
                 continue
             verify_signature(self._verify_key(s.signer, s.signer_key), s.signature, transcript)
 

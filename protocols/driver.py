@@ -31,12 +31,12 @@ import numpy.typing as npt
 
 from protocols.client import MODEL_HASH_BYTES, SecAggClient
 from protocols.config import Hardening, RoundConfig
-from protocols.graph import CommunicationGraph
+from protocols.graph import MAX_CLIENT_ID, CommunicationGraph
 from protocols.messages import Message, Stage, decode_message, encode_message
 from protocols.runner import SteppedRound
 from protocols.server import AggregateResult, SecAggServer
 from secagg.encoding import FixedPointEncoder, VectorEncoder
-from secagg.errors import CapacityError, InvalidParameterError
+from secagg.errors import CapacityError, InvalidParameterError, RoundRestartError
 from secagg.prg import PrgAlgorithm
 from secagg.signing import IdentityKey
 from threat_models.model import ThreatModel
@@ -53,6 +53,7 @@ __all__ = [
     "setup_round",
     "simulate",
     "parse_dropouts",
+    "wire_ids",
     "DEFAULT_BITS",
 ]
 
@@ -321,6 +322,42 @@ _CONFIG_KEYS = {
 }
 
 
+def wire_ids(updates: Mapping[Any, object]) -> dict[Any, int]:
+    """User client id -> the protocol's id (also its Shamir evaluation point).
+
+    Positive ints are kept; non-negative ints that include 0 (as Flower's ``partition-id``)
+    are shifted by one; strings are numbered 1, 2, ... in sorted order.
+
+    Raises:
+        InvalidParameterError: ids of mixed or unsupported types, or out of range.
+    """
+    keys = list(updates)
+    if keys and all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
+        if any(k < 0 or k >= MAX_CLIENT_ID for k in keys):
+            raise InvalidParameterError(f"integer client ids must lie in [0, 2^63 - 2], got {min(keys)}..{max(keys)}")
+        shift = 1 if min(keys) == 0 else 0
+        return {k: k + shift for k in keys}
+    if keys and all(isinstance(k, str) for k in keys):
+        return {k: i + 1 for i, k in enumerate(sorted(keys))}
+    raise InvalidParameterError("client ids must be all non-negative ints or all strings")
+
+
+def _member(to_wire: Mapping[Any, int], cid: object) -> object:
+    if cid not in to_wire:
+        raise InvalidParameterError(f"dropout id {cid!r} is not in the cohort")
+    return cid
+
+
+def _translate_config(config: Mapping[str, Any], to_wire: Mapping[Any, int]) -> dict[str, Any]:
+    """The per-client options keyed by protocol ids."""
+    out = dict(config)
+    for key in ("weights", "hardening", "model_hash"):
+        value = out.get(key)
+        if isinstance(value, Mapping):
+            out[key] = {to_wire[_member(to_wire, c)]: v for c, v in value.items()}
+    return out
+
+
 def _pow2_ceiling(x: float) -> float:
     return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
@@ -336,7 +373,9 @@ def simulate(
     """Run one secure aggregation round in process and decode the survivors' sum.
 
     Args:
-        updates: client id (positive int) -> 1-D float vector; all the same length.
+        updates: client id -> 1-D float vector, all the same length. Ids are non-negative
+            ints (0 included) or strings (:func:`wire_ids` maps them to the protocol's ids;
+            ``server_view`` and ``details`` use those, the result's survivors use yours).
         protocol: ``"secagg+"`` (default: graph and threshold derived from the threat
             model), ``"secagg"`` (complete graph) or ``"paillier"`` (dispatched to
             ``protocols.paillier.simulate_paillier`` with the same arguments).
@@ -361,6 +400,10 @@ def simulate(
               (32 bytes or per-client mapping), ``graph``, ``prg``;
             * ``wire`` (default True: every message goes through the binary encoding)
               and ``record_view`` (default True).
+
+    A client that withholds its graph-seed contribution makes the server start a new round
+    without it (fresh round id; ``details["restarts"]`` counts them), as a deployment's
+    server would.
 
     Returns:
         :class:`SimulationResult`.
@@ -389,10 +432,12 @@ def simulate(
         raise InvalidParameterError(f"unknown simulate() options: {sorted(unknown)}")
     if not isinstance(updates, Mapping) or not updates:
         raise InvalidParameterError("updates must be a non-empty mapping of client id -> vector")
+    to_wire = wire_ids(updates)
+    from_wire = {w: u for u, w in to_wire.items()}
+    updates = {to_wire[u]: v for u, v in updates.items()}
+    config = _translate_config(config, to_wire)
+    dropouts = {stage: [to_wire[_member(to_wire, c)] for c in members] for stage, members in (dropouts or {}).items()}
     ids = sorted(updates)
-    for cid in ids:
-        if isinstance(cid, bool) or not isinstance(cid, int) or cid < 1:
-            raise InvalidParameterError(f"client ids must be positive ints, got {cid!r}")
     vectors = {cid: np.asarray(updates[cid], dtype=np.float64) for cid in ids}
     shapes = {v.shape for v in vectors.values()}
     if len(shapes) != 1 or next(iter(shapes)).__len__() != 1:
@@ -446,23 +491,40 @@ def simulate(
             encoded = np.concatenate([encoded, weight_encoder.encode([weights[cid]], rng=rng)])
         inputs[cid] = encoded
 
-    runner = setup_round(
-        inputs,
-        bits=bits,
-        protocol=name,
-        threat_model=config.get("threat_model"),
-        parameters=config.get("parameters"),
-        round_id=config.get("round_id"),
-        hardening=config.get("hardening"),
-        model_hash=config.get("model_hash", bytes(MODEL_HASH_BYTES)),
-        dropouts=dropouts,
-        graph=config.get("graph"),
-        prg=config.get("prg", PrgAlgorithm.AES_256_CTR),
-        wire=bool(config.get("wire", True)),
-        record_view=bool(config.get("record_view", True)),
-    )
-    outcome = runner.run()
-    survivors = outcome.survivors
+    excluded: set[int] = set()
+    restarts = 0
+    while True:
+        live = [cid for cid in ids if cid not in excluded]
+        runner = setup_round(
+            {cid: inputs[cid] for cid in live},
+            bits=bits,
+            protocol=name,
+            threat_model=config.get("threat_model"),
+            parameters=config.get("parameters"),
+            # a restarted round is a new execution: it needs a fresh round id
+            round_id=config.get("round_id") if not restarts else None,
+            hardening=config.get("hardening"),
+            model_hash=config.get("model_hash", bytes(MODEL_HASH_BYTES)),
+            dropouts={
+                stage: [c for c in members if c not in excluded]
+                for stage, members in dropouts.items()
+                if not restarts or stage not in (Stage.GRAPH_SEED, Stage.GRAPH_SEED.value)
+            },
+            graph=config.get("graph"),
+            prg=config.get("prg", PrgAlgorithm.AES_256_CTR),
+            wire=bool(config.get("wire", True)),
+            record_view=bool(config.get("record_view", True)),
+        )
+        try:
+            outcome = runner.run()
+            break
+        except RoundRestartError as exc:
+            if config.get("parameters") is not None:
+                raise
+            excluded |= exc.excluded
+            restarts += 1
+    survivors = tuple(from_wire[c] for c in outcome.survivors)
+    dropped = tuple(sorted(from_wire[c] for c in ids if c not in set(outcome.survivors)))
     ring_sum = outcome.ring_sum
     aggregate = np.asarray(encoder.decode_sum(ring_sum[:length], len(survivors)), dtype=np.float64)
     weight_sum = None
@@ -474,7 +536,7 @@ def simulate(
         survivors=survivors,
         server_view=tuple(runner.server_view),
         protocol=name.value,
-        dropped=outcome.dropped,
+        dropped=dropped,
         weight_sum=weight_sum,
         parameters=params,
         details={
@@ -485,6 +547,8 @@ def simulate(
             "server": params.server.value,
             "bits": bits,
             "stages": tuple(s.value for s in runner.stages),
+            "restarts": restarts,
+            "wire_ids": dict(to_wire),
         },
     )
 

@@ -92,7 +92,7 @@ class ProtocolAbortError(SecAggError):
         self.reason = reason
 
 
-class RoundRestartError(SecAggError):
+class RoundRestartError(ThresholdNotMetError):
     """The round cannot continue with these clients; start a new round (new id) without ``excluded``.
 
     Raised by a server when committed clients withheld their contribution to the graph

@@ -12,6 +12,7 @@ from conformance import ProtocolConformance
 
 from protocols import (
     AdvertiseKeys,
+    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShare,
@@ -19,6 +20,9 @@ from protocols import (
     MaskedInput,
     RevealedShare,
     RoundStart,
+    SeedEntry,
+    SeedRequest,
+    SeedReveal,
     ShareForward,
     ShareKeys,
     Stage,
@@ -99,7 +103,15 @@ class MaskingConformance(ProtocolConformance):
             out.append(replace(message, recipient=UNKNOWN_ID))
         else:
             out.append(replace(message, sender=UNKNOWN_ID))
-        if isinstance(message, RoundStart):
+        if isinstance(message, RoundStart) and message.cohort:
+            cohort = message.cohort
+            out += [
+                replace(message, cohort=cohort[:-1]),
+                replace(message, cohort=tuple(v for v in cohort if v != message.recipient) + (UNKNOWN_ID,)),
+                replace(message, cohort=(cohort[0], cohort[0], *cohort[2:])),
+                replace(message, cohort=tuple(reversed(cohort))),
+            ]
+        elif isinstance(message, RoundStart):
             nbrs = message.neighbours
             out += [
                 replace(message, neighbours=nbrs[:-1]),
@@ -107,6 +119,19 @@ class MaskingConformance(ProtocolConformance):
                 replace(message, neighbours=(nbrs[0], nbrs[0], *nbrs[2:])),
                 replace(message, neighbours=tuple(reversed(nbrs))),
             ]
+        elif isinstance(message, SeedRequest):
+            entries = message.entries
+            own = [i for i, e in enumerate(entries) if e.client_id == message.recipient][0]
+            swapped = dataclasses.replace(entries[own], commitment=_flip(entries[own].commitment))
+            out += [
+                replace(message, entries=entries[:own] + entries[own + 1 :]),
+                replace(message, entries=(*entries[:own], swapped, *entries[own + 1 :])),
+                replace(message, entries=(entries[0], *entries)),
+                replace(message, entries=(*entries, SeedEntry(UNKNOWN_ID, entries[0].commitment))),
+                replace(message, entries=tuple(reversed(entries))),
+            ]
+        elif isinstance(message, SeedReveal):
+            out.append(replace(message, reveal=_flip(message.reveal)))
         elif isinstance(message, AdvertiseKeys):
             out.append(replace(message, share_public=message.mask_public))
             if message.signature:
@@ -123,6 +148,13 @@ class MaskingConformance(ProtocolConformance):
             ]
             if first.signature:
                 out.append(replace(message, peers=(dataclasses.replace(first, signature=_flip(first.signature)), *peers[1:])))
+            if message.reveals:
+                reveals = message.reveals
+                out += [
+                    replace(message, reveals=(_flip(reveals[0]), *reveals[1:])),
+                    replace(message, reveals=reveals[1:]),
+                    replace(message, peers=(dataclasses.replace(first, seed_commitment=_flip(first.seed_commitment)), *peers[1:])),
+                ]
         elif isinstance(message, ShareKeys):
             shares = message.shares
             out += [
@@ -144,6 +176,8 @@ class MaskingConformance(ProtocolConformance):
                 replace(message, words=words[:-1].copy()),
                 replace(message, bits=64, words=words.astype(np.uint64)),
             ]
+            if message.attestation:
+                out.append(replace(message, attestation=_flip(message.attestation)))
         elif isinstance(message, ConsistencyRequest):
             surv = message.survivors
             out += [
@@ -151,7 +185,7 @@ class MaskingConformance(ProtocolConformance):
                 replace(message, survivors=tuple(v for v in surv if v != message.recipient)),
             ]
         elif isinstance(message, ConsistencySignature):
-            pass
+            out.append(replace(message, signature=_flip(message.signature)))
         elif isinstance(message, UnmaskRequest):
             surv = message.survivors
             out += [
@@ -164,6 +198,13 @@ class MaskingConformance(ProtocolConformance):
                 out.append(
                     replace(message, signatures=(dataclasses.replace(sig, signature=_flip(sig.signature)), *message.signatures[1:]))
                 )
+            if message.attestations:
+                att = message.attestations[0]
+                out += [
+                    replace(message, attestations=(Attestation(att.peer, _flip(att.signature)), *message.attestations[1:])),
+                    replace(message, attestations=message.attestations[1:]),
+                    replace(message, key_sharers=message.key_sharers[1:]),
+                ]
         elif isinstance(message, UnmaskResponse):
             shares = message.self_mask_shares
             out += [

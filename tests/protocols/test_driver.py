@@ -171,7 +171,9 @@ def test_invalid_updates() -> None:
     with pytest.raises(InvalidParameterError):
         simulate({})
     with pytest.raises(InvalidParameterError):
-        simulate({0: np.zeros(3), 1: np.zeros(3), 2: np.zeros(3)})
+        simulate({0: np.zeros(3), "a": np.zeros(3), 2: np.zeros(3)})
+    with pytest.raises(InvalidParameterError):
+        simulate({-1: np.zeros(3), 1: np.zeros(3), 2: np.zeros(3)})
     with pytest.raises(InvalidParameterError):
         simulate({1: np.zeros(3), 2: np.zeros(4), 3: np.zeros(3)})
     with pytest.raises(InfeasibleThreatModelError):
@@ -250,3 +252,13 @@ def test_server_memory_is_one_vector() -> None:
     runner.collect()
     arrays = [v for v in vars(runner.server).values() if isinstance(v, np.ndarray)]
     assert len(arrays) == 1 and arrays[0].shape == (64,)
+
+
+@pytest.mark.parametrize("ids", [[0, 1, 2, 3, 4, 5], ["alice", "bob", "carol", "dave", "erin", "frank"]])
+def test_ids_from_zero_and_strings(ids: list[object]) -> None:
+    updates = {cid: np.full(3, float(i + 1)) for i, cid in enumerate(ids)}
+    result = simulate(updates, protocol="secagg", dropouts={"masked_input": [ids[2]]})
+    assert result.survivors == tuple(sorted(c for c in ids if c != ids[2]))  # type: ignore[type-var]
+    assert result.dropped == (ids[2],)
+    expected = sum(updates[c] for c in result.survivors)
+    assert np.allclose(result.aggregate, expected, atol=1e-5)

@@ -26,6 +26,7 @@ from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
     InvalidParameterError,
+    MessageError,
     ProtocolAbortError,
     StageError,
     ThresholdNotMetError,
@@ -33,6 +34,7 @@ from secagg.errors import (
 from secagg.keys import KeyPair, Purpose, derive_pair_key
 from secagg.prg import MaskPRG
 from secagg.shamir import Share, reconstruct
+from secagg.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
 
 BITS = 24
@@ -190,28 +192,49 @@ def test_substituted_public_key_accepted_without_authentication() -> None:
 @pytest.mark.parametrize("round_bound", [True, False])
 def test_signed_keys_replayed_from_an_older_round(round_bound: bool) -> None:
     inputs = _inputs(seed=5)
-    hardening = Hardening(round_bound_signatures=round_bound)
+    hardening = Hardening(round_bound_signatures=round_bound, fresh_signatures=round_bound)
     old = _round(MALICIOUS, inputs, round_id=100, hardening=hardening)
     old.step()
+    old.step()
     old_keys = old.history[Stage.ADVERTISE_KEYS][1]
-    new = _round(MALICIOUS, inputs, round_id=101, hardening=hardening, identities=old.identities)
-    new.run_until(Stage.SHARE_KEYS)
-    cid, request = sorted(new.pending.items())[0]
-    assert isinstance(request, KeyBroadcast)
-    peer = request.peers[0]
-    stale = old_keys[peer.client_id]
+    old_reveals = old.history[Stage.GRAPH_SEED][1]
+    victim = 2
+    stale = old_keys[victim]
     assert isinstance(stale, AdvertiseKeys)
-    replayed = dataclasses.replace(
-        peer, mask_public=stale.mask_public, share_public=stale.share_public, signature=stale.signature
-    )
-    forged = dataclasses.replace(request, peers=(replayed, *request.peers[1:]))
+    fresh_ids = {cid: IdentityKey.generate() for cid in IDS} if round_bound else old.identities
+    new = _round(MALICIOUS, inputs, round_id=101, hardening=hardening, identities=fresh_ids)
     if round_bound:
+        # the server verifies what it relays, and the clients verify again
+        new.deliver_requests()
+        with pytest.raises(MessageError):
+            new.send_to_server(dataclasses.replace(stale, round_id=101))
+        new.run_until(Stage.SHARE_KEYS)
+        cid, request = sorted(new.pending.items())[0]
+        assert isinstance(request, KeyBroadcast)
+        peer = next(p for p in request.peers if p.client_id != cid)
+        replayed = dataclasses.replace(
+            peer,
+            mask_public=old_keys[peer.client_id].mask_public,
+            share_public=old_keys[peer.client_id].share_public,
+            signature=old_keys[peer.client_id].signature,
+        )
+        forged = dataclasses.replace(request, peers=(replayed, *[p for p in request.peers if p is not peer]))
         with pytest.raises(AuthenticationError):
             new.send_to_client(cid, forged)
         _finish_and_check(new, inputs)
     else:
-        (reply,) = new.send_to_client(cid, forged)
-        assert reply.STAGE is Stage.SHARE_KEYS
+        # unbound signatures pass the old advertisement, but its graph-seed commitment is bound
+        # to the old round id: the victim's old reveal cannot complete it in the new round
+        new.deliver_requests()
+        new.outbox[victim] = [dataclasses.replace(stale, round_id=101)]
+        new.close()
+        new.dead.add(victim)  # the real victim would refuse the stale commitment: keep it out
+        new.deliver_requests()
+        new.outbox[victim] = [dataclasses.replace(old_reveals[victim], round_id=101)]
+        new.close()
+        cid = next(c for c in sorted(new.pending) if victim in new.server.neighbours(c))
+        with pytest.raises(ProtocolAbortError, match="does not match its commitment"):
+            new.send_to_client(cid, new.pending[cid])
 
 
 # --------------------------------------------------------------------- model inconsistency

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from protocols import (
     AdvertiseKeys,
+    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShare,
@@ -22,6 +23,9 @@ from protocols import (
     PeerKeys,
     RevealedShare,
     RoundStart,
+    SeedEntry,
+    SeedRequest,
+    SeedReveal,
     ShareForward,
     ShareKeys,
     Stage,
@@ -44,7 +48,12 @@ def _samples() -> list[Message]:
     sig = bytes(range(64))
     return [
         RoundStart(round_id=RID, recipient=3, neighbours=(1, 2, 4, 5)),
+        RoundStart(round_id=RID, recipient=3, neighbours=(), cohort=(1, 2, 3, 4, 5)),
         AdvertiseKeys(round_id=RID, sender=3, mask_public=key, share_public=key2, signature=sig),
+        AdvertiseKeys(round_id=RID, sender=3, mask_public=key, share_public=key2, round_public=key, seed_commitment=key2),
+        SeedRequest(round_id=RID, recipient=3, entries=(SeedEntry(1, key), SeedEntry(3, key2))),
+        SeedReveal(round_id=RID, sender=3, reveal=key),
+        KeyBroadcast(round_id=RID, recipient=3, peers=(PeerKeys(1, key, key2, sig, key, key2),), reveals=(key, key2)),
         AdvertiseKeys(round_id=RID, sender=3, mask_public=key, share_public=key2),
         KeyBroadcast(round_id=RID, recipient=3, peers=(PeerKeys(1, key, key2, sig), PeerKeys(2, key2, key))),
         ShareKeys(round_id=RID, sender=3, shares=(EncryptedShare(1, b"abc"), EncryptedShare(2, b"")), commitment=key),
@@ -57,6 +66,16 @@ def _samples() -> list[Message]:
         ConsistencySignature(round_id=RID, sender=3, signature=sig),
         UnmaskRequest(round_id=RID, recipient=3, survivors=(1, 3), dropped=(2,), signatures=(SurvivorSignature(1, sig),)),
         UnmaskRequest(round_id=0, recipient=3, survivors=(), dropped=()),
+        UnmaskRequest(
+            round_id=RID,
+            recipient=3,
+            survivors=(1, 3),
+            dropped=(),
+            signatures=(SurvivorSignature(1, sig, key),),
+            key_sharers=(1, 2, 3),
+            attestations=(Attestation(1, sig),),
+        ),
+        MaskedInput(round_id=RID, sender=3, bits=32, words=np.arange(3, dtype=np.uint32), attestation=sig),
         UnmaskResponse(
             round_id=RID,
             sender=3,
@@ -95,12 +114,12 @@ def test_every_type_has_a_sample_and_a_stage() -> None:
 
 
 def test_masked_input_is_decoded_without_copy_and_read_only() -> None:
-    msg = _samples()[6]
+    msg = next(m for m in _samples() if isinstance(m, MaskedInput))
     data = encode_message(msg)
     back = decode_message(data)
     assert isinstance(back, MaskedInput)
     assert not back.words.flags.writeable
-    assert len(data) == 28 + 1 + 4 + 4 * msg.words.size  # header, bits, count, 4-byte words
+    assert len(data) == 28 + 4 + 1 + 4 + 4 * msg.words.size  # header, attestation, bits, count, 4-byte words
     with pytest.raises(ValueError):
         back.words[0] = 1
 
