@@ -16,6 +16,7 @@ import protocols
 from protocols import Stage
 from protocols.paillier import (
     DecryptionRequest,
+    NonceRequest,
     PaillierClient,
     PaillierDecryptor,
     PaillierHardening,
@@ -31,6 +32,7 @@ from protocols.paillier import (
     encode_message,
     run_round,
 )
+from protocols.round_log import RoundLog
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import (
     AlreadyFinalizedError,
@@ -78,12 +80,25 @@ def _quantum(config: PaillierRoundConfig) -> float:
 
 
 class Round:
-    """A hand-driven round: config, identities, clients, server, decryptors."""
+    """A hand-driven round: config, identities, clients, server, decryptors.
 
-    def __init__(self, key: Key, updates: dict[int, np.ndarray], *, round_id: int = 5) -> None:
+    The constructor runs the commitment stage (the decryptors' nonces), hands every
+    decryptor its upload request and has every client upload; the uploads are not yet
+    delivered to the server.
+    """
+
+    def __init__(
+        self,
+        key: Key,
+        updates: dict[int, np.ndarray],
+        *,
+        round_id: int = 5,
+        hardening: PaillierHardening | None = None,
+    ) -> None:
         pk, shares = key
         self.ids = sorted(updates)
         self.identities = {i: IdentityKey.generate() for i in self.ids}
+        self.decryptor_identities = {s.index: IdentityKey.generate() for s in shares}
         encoder = FixedPointEncoder.symmetric(1.0, bits=19, max_clients=N, levels=(1 << 16) - 1)
         self.config = PaillierRoundConfig(
             round_id=round_id,
@@ -93,12 +108,36 @@ class Round:
             length=D,
             min_aggregate_size=3,
             roster={i: self.identities[i].public_bytes for i in self.ids},
+            decryptor_keys={p: k.public_bytes for p, k in self.decryptor_identities.items()},
         )
         self.server = PaillierServer(self.config)
-        self.decryptors = [PaillierDecryptor(self.config, s) for s in shares]
+        self.decryptors = [
+            PaillierDecryptor(
+                self.config,
+                s,
+                identity_key=self.decryptor_identities[s.index],
+                hardening=PaillierHardening() if hardening is None else hardening,
+            )
+            for s in shares
+        ]
+        by_party = {d.party_id: d for d in self.decryptors}
+        for request in self.server.start():
+            assert isinstance(request, NonceRequest)
+            for reply in by_party[request.recipient].handle(self.wire(request)):
+                self.server.handle(self.wire(reply))
+        self.requests = {
+            r.recipient: r for r in self.server.advance() if isinstance(r, UploadRequest)
+        }
+        for dec in self.decryptors:
+            dec.handle(self.wire(self.requests[dec.party_id]))
+        execution = self.server.execution_context
+        assert execution is not None
+        self.execution = execution
         self.rng = np.random.default_rng(0)
         self.uploads = {
-            i: PaillierClient(self.config, i, self.identities[i]).upload(updates[i], rng=self.rng)
+            i: PaillierClient(self.config, i, self.identities[i]).upload(
+                self.requests[i], updates[i], rng=self.rng
+            )
             for i in self.ids
         }
 
@@ -270,8 +309,10 @@ def test_replayed_cross_round_and_foreign_uploads(
     with pytest.raises(ReplayError):  # a message of round 6 in round 5
         rnd.server.handle(other_round.uploads[rnd.ids[1]])
     relabelled = replace(other_round.uploads[rnd.ids[1]], round_id=5)
-    with pytest.raises(AuthenticationError):  # the signature binds the round
+    with pytest.raises(ReplayError):  # bound to round 6's execution context
         rnd.server.handle(relabelled)
+    with pytest.raises(AuthenticationError):  # the signature binds round and execution
+        rnd.server.handle(replace(relabelled, context=rnd.execution))
     with pytest.raises(MessageError):
         rnd.server.handle(replace(up, client_id=999))
     assert rnd.server.contributors == (rnd.ids[0],)
@@ -279,10 +320,14 @@ def test_replayed_cross_round_and_foreign_uploads(
 
 def test_client_uploads_once(rnd: Round, updates: dict[int, np.ndarray]) -> None:
     i = rnd.ids[0]
-    client = PaillierClient(rnd.config, i, rnd.identities[i])
-    client.upload(updates[i], rng=rnd.rng)
+    request = rnd.requests[i]
+    # the identity already uploaded in this round (its process-wide round log says so)
+    with pytest.raises(ReplayError):
+        PaillierClient(rnd.config, i, rnd.identities[i]).upload(request, updates[i])
+    client = PaillierClient(rnd.config, i, rnd.identities[i], round_log=RoundLog.in_memory())
+    client.upload(request, updates[i], rng=rnd.rng)
     with pytest.raises(AlreadyFinalizedError):
-        client.upload(updates[i], rng=rnd.rng)
+        client.upload(request, updates[i], rng=rnd.rng)
     with pytest.raises(InvalidParameterError):
         PaillierClient(rnd.config, 999, IdentityKey.generate())
     with pytest.raises(InvalidParameterError):  # the wrong identity key
@@ -336,10 +381,11 @@ def test_malformed_messages_are_typed_errors(rnd: Round) -> None:
         up[:5] + b"\x07" + up[6:],  # type
         up[:-1],
         up + b"\x00",
-        up[:22] + b"\x05" + up[23:],  # signature length
+        up[:54] + b"\x05" + up[55:],  # signature length (after client id and context)
         req + b"\x00" * 8,
         req[:22] + (10_000).to_bytes(4, "big") + req[26:],
-        encode_message(UploadRequest(round_id=5, recipient=10), cfg) + b"\x00",
+        encode_message(UploadRequest(round_id=5, recipient=10, nonces=()), cfg) + b"\x00",
+        encode_message(rnd.requests[10], cfg)[:-1],
         part[:-1],
         part + b"\x00",
     ]
@@ -385,7 +431,11 @@ def test_attack_server_asks_to_decrypt_one_clients_ciphertext(rnd: Round) -> Non
         if other == victim:
             continue
         fake = Upload(
-            round_id=5, client_id=other, vector=zeros, signature=server_key.sign(b"anything")
+            round_id=5,
+            client_id=other,
+            vector=zeros,
+            context=rnd.execution,
+            signature=server_key.sign(b"anything"),
         )
         for dec in rnd.decryptors:
             with pytest.raises(AuthenticationError):
@@ -514,12 +564,9 @@ def test_weighted_encoder_roundtrip() -> None:
 
 def test_unhardened_baseline_leaks_one_update(key: Key, updates: dict[int, np.ndarray]) -> None:
     # the same scripted attack against deliberately unchecked decryptors succeeds
-    r = Round(key, updates)
+    r = Round(key, updates, hardening=PaillierHardening.unhardened())
     victim = r.ids[3]
-    weak = [
-        PaillierDecryptor(r.config, d._share, hardening=PaillierHardening.unhardened())
-        for d in r.decryptors
-    ]
+    weak = r.decryptors
     partials = []
     for dec in weak[: r.config.public_key.threshold]:
         dec.handle(r.uploads[victim])
@@ -534,59 +581,64 @@ def test_unhardened_baseline_leaks_one_update(key: Key, updates: dict[int, np.nd
     leaked = r.config.encoder.decode_sum(ring, 1)
     assert np.max(np.abs(leaked - updates[victim])) <= _quantum(r.config)
     # while a hardened decryptor refuses the very same request
-    r.decryptors[0].handle(r.uploads[victim])
+    hardened = Round(key, updates)
+    hardened.decryptors[0].handle(hardened.uploads[victim])
     with pytest.raises(ProtocolAbortError):
-        r.decryptors[0].handle(ask(r.decryptors[0], (victim,)))
+        hardened.decryptors[0].handle(ask(hardened.decryptors[0], (victim,)))
+
+
+def _cancelling_upload(r: Round) -> Upload:
+    # a client colluding with the server submits the inverse of all honest ciphertexts but
+    # the victim's (ids[0]): the aggregate (of full size!) would decrypt to the victim alone
+    colluder, honest = r.ids[-1], r.ids[1:-1]
+    pk, packing = r.config.public_key, r.config.packing
+    product = aggregate(pk.paillier, packing, [r.uploads[i].vector for i in honest])
+    cancel = EncryptedVector(
+        product.key_id,
+        product.length,
+        tuple(pow(c, -1, pk.n_squared) for c in product.ciphertexts),
+    )
+    # it signs with its own (valid) identity key and attaches the proof of its honest upload
+    return Upload(
+        round_id=r.config.round_id,
+        client_id=colluder,
+        vector=cancel,
+        context=r.execution,
+        signature=r.identities[colluder].sign(
+            contribution_transcript(r.config, r.execution, colluder, cancel.digest())
+        ),
+        proof=r.uploads[colluder].proof,
+    )
 
 
 def test_attack_colluding_client_cancels_the_others(
-    rnd: Round, updates: dict[int, np.ndarray]
+    rnd: Round, key: Key, updates: dict[int, np.ndarray]
 ) -> None:
-    # a client colluding with the server submits the inverse of all honest ciphertexts but
-    # the victim's: the aggregate (of full size!) would decrypt to the victim's update alone
-    victim, colluder = rnd.ids[0], rnd.ids[-1]
-    honest = rnd.ids[1:-1]
-    pk, packing = rnd.config.public_key, rnd.config.packing
-    n2 = pk.n_squared
-    product = aggregate(pk.paillier, packing, [rnd.uploads[i].vector for i in honest])
-    cancel = EncryptedVector(
-        product.key_id, product.length, tuple(pow(c, -1, n2) for c in product.ciphertexts)
-    )
-    # it signs with its own (valid) identity key and attaches the proof of its honest upload
-    forged = Upload(
-        round_id=5,
-        client_id=colluder,
-        vector=cancel,
-        signature=rnd.identities[colluder].sign(
-            contribution_transcript(rnd.config, colluder, cancel.digest())
-        ),
-        proof=rnd.uploads[colluder].proof,
-    )
+    forged = _cancelling_upload(rnd)
     with pytest.raises(AuthenticationError):
         rnd.server.handle(rnd.wire(forged))
     for dec in rnd.decryptors:
         with pytest.raises(AuthenticationError):
             dec.handle(forged)
-    # unhardened baseline (plaintext proofs not checked): the same round leaks the victim
-    weak = [
-        PaillierDecryptor(
-            rnd.config, d._share, hardening=PaillierHardening(verify_plaintext_proofs=False)
-        )
-        for d in rnd.decryptors[: pk.threshold]
-    ]
-    contributions = [rnd.uploads[i] for i in (victim, *honest)] + [forged]
+    # baseline (plaintext proofs not checked): the same attack leaks the victim
+    weak_round = Round(key, updates, hardening=PaillierHardening(verify_plaintext_proofs=False))
+    forged = _cancelling_upload(weak_round)
+    victim, honest = weak_round.ids[0], weak_round.ids[1:-1]
+    pk, packing = weak_round.config.public_key, weak_round.config.packing
+    weak = weak_round.decryptors[: pk.threshold]
+    contributions = [weak_round.uploads[i] for i in (victim, *honest)] + [forged]
     partials = []
     for dec in weak:
         for up in contributions:
             dec.handle(up)
-        (reply,) = dec.handle(ask(dec, sorted(rnd.ids)))
+        (reply,) = dec.handle(ask(dec, sorted(weak_round.ids)))
         assert isinstance(reply, PartialDecryptionMessage)
         partials.append(reply.partial)
     total = aggregate(pk.paillier, packing, [u.vector for u in contributions])
-    plain = combine_partial_decryptions(pk, total, partials, context=rnd.config.context)
+    plain = combine_partial_decryptions(pk, total, partials, context=weak_round.config.context)
     ring = packing.unpack(plain, D, summands=len(contributions))
-    leaked = rnd.config.encoder.decode_sum(ring, 1)
-    assert np.max(np.abs(leaked - updates[victim])) <= _quantum(rnd.config)
+    leaked = weak_round.config.encoder.decode_sum(ring, 1)
+    assert np.max(np.abs(leaked - updates[victim])) <= _quantum(weak_round.config)
 
 
 def test_upload_without_plaintext_proof_is_refused(rnd: Round) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -490,20 +490,22 @@ def run_paillier_attack(
 ) -> AttackOutcome:
     """Ask the decryptors to decrypt the victim's ciphertext alone.
 
-    The server runs an honest upload phase, then forwards only the victim's signed upload
-    to fresh :class:`protocols.paillier.PaillierDecryptor` objects and asks them to
-    decrypt "the aggregate" of that single contribution. Hardened decryptors refuse
-    (fewer than ``min_aggregate_size`` contributions); the baseline decryptors
+    The server runs an honest commitment and upload phase, then forwards only the victim's
+    signed upload to the decryptors and asks them to decrypt "the aggregate" of that single
+    contribution. Hardened decryptors refuse (fewer than ``min_aggregate_size``
+    contributions); the baseline decryptors
     (:meth:`protocols.paillier.PaillierHardening.unhardened`) answer, and ``t`` partial
     decryptions of one ciphertext are that client's update.
 
     ``key_bits`` defaults to 512 (INSECURE, for speed: the check does not depend on it).
     """
+    from protocols.messages import Stage
     from protocols.paillier import (
         DecryptionRequest,
-        PaillierDecryptor,
         PaillierHardening,
-        run_round,
+        PartialDecryptionMessage,
+        Upload,
+        setup_paillier_round,
     )
     from secagg.threshold_paillier import combine_partial_decryptions, deal_threshold_key
     from threat_models.model import ThreatModel
@@ -519,24 +521,25 @@ def run_paillier_attack(
         key_bits=key_bits,
         hazmat_allow_weak_key=key_bits < 2048,
     )
-    outcome = run_round({c: updates[c] for c in ids}, key=key, seed=seed)
-    config = outcome.config
-    victim_upload = next(m for m in outcome.server_view if getattr(m, "client_id", None) == victim and hasattr(m, "vector"))
-    pk, shares = key
-    tolerance = 2.0 * float(getattr(config.encoder, "quantum", 0.0))
-    truth = np.asarray(updates[victim], dtype=np.float64)
     hardened = configuration is Configuration.HARDENED
     hardening = PaillierHardening() if hardened else PaillierHardening.unhardened()
-    addressed = "recipient" in {f.name for f in fields(DecryptionRequest)}
+    setup = setup_paillier_round({c: updates[c] for c in ids}, key=key, seed=seed, hardening=hardening)
+    runner = setup.runner
+    config = runner.config
+    runner.run_until(Stage.MASKED_INPUT)
+    runner.deliver_requests()  # every client uploads; nothing is delivered to the server yet
+    victim_upload = next(m for m in runner.outbox.get(victim, []) if isinstance(m, Upload))
+    pk, _shares = key
+    tolerance = 2.0 * float(getattr(config.encoder, "quantum", 0.0))
+    truth = np.asarray(updates[victim], dtype=np.float64)
     partials = []
     errors: list[str] = []
-    for share in shares:
-        decryptor = PaillierDecryptor(config, share, hardening=hardening)
-        decryptor.handle(victim_upload)
-        extra: dict[str, Any] = {"recipient": getattr(decryptor, "party_id", share.index)} if addressed else {}
-        request = DecryptionRequest(round_id=config.round_id, contributors=(victim,), **extra)
+    for party in sorted(config.decryptor_parties):
+        request = DecryptionRequest(round_id=config.round_id, recipient=party, contributors=(victim,))
         try:
-            partials += [m.partial for m in decryptor.handle(request)]  # type: ignore[union-attr]
+            runner.send_to_client(party, victim_upload)
+            replies = runner.send_to_client(party, request)
+            partials += [m.partial for m in replies if isinstance(m, PartialDecryptionMessage)]
         except SecAggError as exc:
             errors.append(type(exc).__name__)
     refusal = ",".join(sorted(set(errors)))
