@@ -1,37 +1,75 @@
 """Paillier aggregation with threshold decryption: clients, server and decryptors as state machines.
 
-One round (the threat model and the decryptors' checks are in :mod:`threat_models.paillier`):
+One execution of a round (the threat model and the parameters are in
+:mod:`threat_models.paillier`):
 
-1. ``masked_input``: the server sends each rostered client an :class:`UploadRequest`. The
-   client quantises its update (a :class:`~secagg.encoding.VectorEncoder`), packs and
-   encrypts it under the dealt threshold key (:mod:`secagg.paillier`), proves that it knows
-   the plaintexts (a batched proof bound to the round and its id), signs
-   ``(key id, round, client id, ciphertext digest)`` with its identity key and answers with
-   an :class:`Upload`. The server validates the upload (round, stage, roster, signature,
-   proof, ciphertexts), multiplies it into its running aggregate and forwards it to every
-   decryptor, which validates it again and keeps *its own* running product. Memory is O(d)
-   for everyone.
-2. ``unmasking``: the server sends each decryptor a :class:`DecryptionRequest` naming the
-   contributors. A decryptor answers (:class:`PartialDecryptionMessage`) only if this is its
-   first decryption in the round, the named set equals the set of valid contributions it
-   received itself, and it holds at least ``min_aggregate_size`` of them (and no more than
-   the packing capacity). It partially decrypts *its own* product, with a proof of
-   correctness in the malicious variant. The server verifies the proofs, combines ``t``
-   partials, unpacks and decodes the sum.
+1. ``advertise_keys``: the server sends each decryptor a :class:`NonceRequest`. The decryptor
+   claims ``("paillier-decrypt", round)`` in its round log (refusing a round it already took
+   part in), draws a fresh 32-byte nonce and answers with a :class:`DecryptorNonce` signed
+   with its identity key. The server verifies each signature on receipt; with fewer than
+   ``t`` valid nonces the round aborts (:class:`~secagg.errors.ThresholdNotMetError`).
+2. ``masked_input``: the server sends every client and every committed decryptor an
+   :class:`UploadRequest` carrying the nonces. Its *execution context*
+   (:func:`execution_context`) is the hash of key, round and those nonces. A client checks
+   the nonce signatures and that at least ``t`` decryptors committed, claims
+   ``("paillier-upload", round)`` in its round log, quantises its update (a
+   :class:`~secagg.encoding.VectorEncoder`), packs and encrypts it under the dealt key
+   (:mod:`secagg.paillier`), proves that it knows the plaintexts and signs
+   ``(key id, round, context, client id, ciphertext digest)``; the proof is bound to the same
+   context and sender. A decryptor adopts the context only if it holds its own nonce of
+   this execution. The server verifies each :class:`Upload` on receipt (round, stage,
+   context, roster, signature, proof, ciphertexts), multiplies it into its running
+   aggregate and forwards it to every committed decryptor, which verifies it again
+   (including that it names *its* context) and keeps its own running product. Memory is
+   O(d) for everyone.
+3. ``unmasking``: the server sends each committed decryptor a :class:`DecryptionRequest`
+   naming the contributors. A decryptor answers (:class:`PartialDecryptionMessage`) only if
+   this is its first decryption in the round, the named set equals the set of valid
+   contributions it received itself, and it holds at least ``min_aggregate_size`` of them
+   (and no more than the packing capacity). It partially decrypts *its own* product, with a
+   proof of correctness unless the server is curious. The server verifies the proofs,
+   combines ``t`` partials, unpacks and decodes the sum.
+
+What each server class gets, and what it needs:
+
+* Against every class: the server learns the sum of at least ``min_aggregate_size``
+  contributions of one execution, nothing about a single one, provided that the dealer is
+  honest and erased the factorisation, that fewer than ``t`` decryptors collude
+  (``t > c``, with ``c`` counted by :meth:`threat_models.model.ThreatModel.max_colluders`)
+  and that the public key reached the clients authenticated.
+* ``SEMI_MALICIOUS`` and ``MALICIOUS`` (a server that lies about contributions, re-runs a
+  round id, forwards different uploads to different decryptors, replays old messages,
+  colludes with ``C`` clients and ``c`` decryptors) additionally need: a PKI for the
+  clients' and the decryptors' identity keys (nonces and uploads are signed); quorums that
+  intersect in an honest decryptor (``2t - l > c``), so that two decryptions in one round
+  would need an honest decryptor to decrypt twice, which it refuses; and round logs that
+  persist across restarts, kept where the party's keys are
+  (:meth:`protocols.round_log.RoundLog.at`), so that no party takes part in two executions
+  of one round. Freshness does not rest on the logs alone: an upload is bound to the
+  context of the execution in which it was made, and an honest decryptor accepts only the
+  context holding the nonce it drew for the current execution, so uploads of an earlier
+  execution are refused even by a decryptor whose log was lost.
+* ``CURIOUS`` follows the protocol: no signatures or proofs (the nonces, contexts and round
+  logs are still used).
+
+Robustness: every message is verified by its receiver before anything is relayed, so one
+client (or the colluding fraction) cannot abort a round the honest parties could finish: an
+upload or nonce that fails verification leaves its sender out (it counts as dropped), and a
+partial decryption that fails its proof is discarded. A client that vanishes before or at
+``masked_input`` is simply absent; a decryptor that vanishes sends no partial decryption,
+which is tolerated down to the threshold ``t``; below it the round aborts with
+:class:`~secagg.errors.ThresholdNotMetError`. A bad message raises a typed error
+(:class:`~secagg.errors.MessageError` for malformed ones, also at construction of a message
+object) and changes no state.
 
 Parties are driven like the masking protocols' (``start`` / ``handle`` / ``advance`` on the
 server, ``handle`` on the others); :class:`PaillierRoundRunner` is the in-process
 transport with the stepping interface of :class:`protocols.driver.RoundRunner`, and
 :func:`simulate_paillier` is what ``protocols.simulate(..., protocol="paillier")`` runs.
-
-A client that vanishes before or at ``masked_input`` is simply absent; a decryptor that
-vanishes at ``consistency_check`` or ``unmasking`` sends no partial decryption, which is
-tolerated down to the threshold ``t``; below it the round aborts with
-:class:`~secagg.errors.ThresholdNotMetError`. Every incoming message is validated and a bad
-one raises a typed error and changes no state.
+:class:`PaillierHardening` switches single decryptor checks off for attack demonstrations.
 
 Wire messages have a compact, strict binary encoding (:func:`encode_message`,
-:func:`decode_message`): ``magic "SAPM" | version | type | round | payload``.
+:func:`decode_message`): ``magic "SAPM" | version 2 | type | round | payload``.
 """
 
 from __future__ import annotations
@@ -1815,9 +1853,10 @@ def run_round(
     Args:
         updates: client id -> 1-D float update (all of one length).
         dropouts: stage name (or ``Stage``) -> client ids that vanish at that stage. At
-            ``advertise_keys``, ``share_keys`` or ``masked_input`` a client never uploads (and,
-            if it is a decryptor, never decrypts); at ``consistency_check`` or ``unmasking`` it
-            has uploaded but sends no partial decryption.
+            ``advertise_keys`` a client never uploads and, if it is a decryptor, commits no
+            nonce; at ``graph_seed``, ``share_keys`` or ``masked_input`` it never uploads (and
+            never decrypts); at ``consistency_check`` or ``unmasking`` it has uploaded but
+            sends no partial decryption.
         seed: seeds the *stochastic rounding* only (simulation data); keys, encryption
             randomness and proofs always use the OS CSPRNG.
         threat_model: adversary (default ``ThreatModel()``: malicious server); decides the
@@ -1830,7 +1869,8 @@ def run_round(
             the server learns ``sum w x`` and ``sum w`` only; ``max_weight`` bounds a weight
             (default the largest rounded up to a power of two).
         max_weight: see ``weights``.
-        round_id: binds signatures and proofs (default a fresh random 63-bit id).
+        round_id: binds signatures and proofs (default a random 63-bit id); each party
+            takes part in one execution of a round id only (its round log).
         wire: pass every message through its binary encoding (default True).
         record_view: keep the server's view (default True).
         key: a dealt ``(public key, shares)`` to reuse (one key per training run); its

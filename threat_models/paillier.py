@@ -11,59 +11,99 @@ Parties:
   trust (or inside an enclave); distributed key generation (no dealer) is not implemented.
   The public key must reach the clients authenticated (pinned, or signed by the dealer):
   a server that substitutes its own key, or a fixed base of small order, reads every update.
+* **PKI.** Every client and every decryptor has a long-term Ed25519 identity key whose
+  public half the others get from a PKI the server does not control.
+* **Decryptors** (a committee of ``l``, or the clients themselves). Each holds one key share
+  and a *round log* (:class:`protocols.round_log.RoundLog`), persisted where the share and
+  the identity key are kept, that records every round it has taken part in.
 * **Clients** encrypt their packed, quantised update under the public key, prove that they
-  know what they encrypted (a batched proof of plaintext knowledge bound to the round and to
-  their id) and sign ``(round, client id, key, digest of the ciphertexts)`` with their
-  long-term identity key (Ed25519, from a PKI the server does not control).
-* **Server** (aggregator). Multiplies the ciphertexts; never holds any key share.
-* **Decryptors** (a committee of ``l``, or the clients themselves). Each holds one key share.
+  know what they encrypted (a batched proof of plaintext knowledge) and sign the
+  ciphertexts' digest; proof and signature are bound to the key, the round and the
+  execution context (below). Each client also keeps a round log.
+* **Server** (aggregator). Relays, verifies and multiplies; never holds any key share. It
+  picks the round ids, decides which message reaches whom, may replay anything it has seen,
+  and colludes with ``C`` clients and ``c`` decryptors.
 
-What a decryptor checks before it releases a partial decryption (the defence against
-"server asks decryptors to decrypt one client's ciphertext"):
+Counting the adversary: one definition throughout, :meth:`ThreatModel.max_colluders`
+(``ceil(gamma * n)``, any positive fraction means at least one) and
+:meth:`ThreatModel.max_dropouts`. Where the clients are the decryptors, ``c = C``: they are
+the same parties. With a separate committee, ``c = ceil(gamma_d * l)`` (``gamma_d`` defaults
+to the clients' fraction).
 
-1. the request is for the current round and the decryptor has not yet decrypted anything in
-   this round (one decryption per decryptor per round);
-2. it lists at least ``min_aggregate_size`` (and at most the packing capacity) contributions
-   from *distinct* clients of the round's roster, each with a valid signature over
-   ``(round, client id, key id, ciphertext digest)`` and a valid proof of plaintext knowledge
-   bound to ``(round, client id)``;
-3. the decryptor recomputes the product of those ciphertexts itself and decrypts that
-   product (never a ciphertext chosen by the server).
+Freshness. A round id is chosen by the server, so it is not fresh: a server that ran round
+``r`` once could run ``r`` again with fresh decryptor processes and feed them the first
+execution's signed, proven uploads minus a victim's; the two decryptions differ by the
+victim's update, and with distributed DP the noise shares cancel in the difference. Two
+mechanisms stop this, each on its own:
+
+1. *Round logs.* A decryptor claims ``("paillier-decrypt", round)`` in its log before its
+   fresh nonce (below) leaves it, a client claims ``("paillier-upload", round)`` before it
+   encrypts, and both refuse a round already claimed (:class:`~secagg.errors.ReplayError`),
+   also after a restart when the log is persisted (:meth:`RoundLog.at`).
+2. *Execution context.* Each execution starts with every decryptor drawing a fresh 32-byte
+   nonce, signed with its identity key over ``(key, round, party, nonce)``. The context is
+   ``SHA-256(key, round, the committed (party, nonce) pairs)``; clients check the nonce
+   signatures and that at least ``t`` decryptors committed, then sign and prove over the
+   context. An honest decryptor accepts only the nonce list that holds *its own* nonce of
+   this execution, and only uploads over that context; a replayed upload names an old
+   context (or fails its signature if relabelled), and a decryptor whose log was lost
+   draws a nonce the old uploads cannot contain. Every quorum holds an honest decryptor
+   (``t > c``), so no quorum decrypts anything but this execution's uploads.
+
+What a decryptor checks before it releases a partial decryption:
+
+1. the round is not in its log and it has not decrypted in this execution (at most one
+   decryption per decryptor per round);
+2. the request lists at least ``min_aggregate_size`` (and at most the packing capacity)
+   contributions from *distinct* clients of the roster, each signed and proven over this
+   execution's context, exactly the set forwarded to it;
+3. it recomputes the product of those ciphertexts itself and decrypts that product (never a
+   ciphertext chosen by the server).
 
 Check 2 stops a lone ciphertext and fabricated padding (the server cannot sign for clients),
 and *cancellation*: Paillier ciphertexts are malleable, so without the proofs a single
 client colluding with the server could upload ``prod_(h != v) c_h^(-1)`` (computed from the
 honest uploads the server shows it) and the aggregate, of any size, would decrypt to the
 victim ``v``'s update alone; the colluder cannot open that combination, so it has no proof,
-and a copied proof is bound to another sender. Check 1 stops differencing: decrypting ``A`` and ``A`` minus one client in the same round
-would reveal that client. Different quorums could still be asked for different aggregates:
-two quorums of size ``t`` among ``l`` decryptors share at least ``2t - l`` members, so if
-``2t - l > c`` (``c`` colluding decryptors), some honest decryptor would have to decrypt
-twice, which it refuses.
+and a copied proof is bound to another sender. Check 1 stops differencing within a round.
+Different quorums could still be asked for different products (``A`` and ``A`` minus ``v``,
+the victim's upload forwarded to one quorum only): two quorums of size ``t`` among ``l``
+decryptors share at least ``2t - l`` members, so when ``2t - l > c`` they share an honest
+decryptor, which decrypts only once. Honest majority of every quorum intersection is
+therefore a requirement of every server class that may deviate.
 
 What collusion breaks it:
 
 * the dealer with the server: everything;
-* ``t`` decryptors with the server: any ciphertext (the threshold is the key);
-* ``2t - l <= c``: two disjoint-enough quorums, hence one client's update by differencing
-  (excluded by the parameters below for servers that may deviate);
+* ``t`` decryptors with the server: any ciphertext (the threshold is the key), hence
+  ``t > c`` in every class, the curious one included;
+* ``2t - l <= c``: two quorums that overlap only in colluders, hence one client's update by
+  differencing (excluded by the parameters below for servers that may deviate);
+* lost round logs *and* a decryptor that skips the freshness check; or a client that lost
+  its log and uploads twice in one round (a fresh encryption, but of the same update);
 * ``min_aggregate_size - 1`` colluding (Sybil) clients with the server: the one honest
   contribution in an aggregate of minimum size (colluders who *follow* the protocol; the
   proofs stop colluders who cancel honest contributions). Hence ``min_aggregate_size >= C + 2``
   (the same rule as the masking protocols);
-* across rounds the server may aggregate different cohorts (all clients, then all but one):
-  a per-round protocol cannot prevent this; differential privacy must bound what it learns.
+* across rounds (distinct round ids) the server may aggregate different cohorts (all
+  clients, then all but one): a per-round protocol cannot prevent this; the clients' fresh
+  DP noise of each round, accounted by the ledger, must bound what it learns.
+
+Robustness: the server verifies every nonce, upload and partial decryption on receipt and
+leaves out a party whose message fails (a client with a bad signature is dropped, the round
+goes on); ``t <= l - D`` decryptors must remain after ``D`` dropouts or refusals.
 
 Server classes (:class:`~threat_models.model.ServerClass`) map to the variant:
 
 * ``CURIOUS``: follows the protocol (so do its colluding clients); ``t > c`` suffices;
-  signatures and proofs are not needed.
-* ``SEMI_MALICIOUS``: may lie about who contributed or dropped out, and its colluding
-  clients may upload anything: contributions must be signed and carry proofs of plaintext
-  knowledge, and ``2t > l + c``.
-* ``MALICIOUS``: additionally arbitrary messages and colluding decryptors that may return
-  wrong partial decryptions: as semi-malicious, plus zero-knowledge proofs of correct
-  partial decryption, verified before combining (robustness: bad partials are discarded).
+  signatures and proofs are not needed (nonces and round logs are still used).
+* ``SEMI_MALICIOUS``: may lie about who contributed or dropped out, run a round id twice,
+  and its colluding clients and decryptors may send anything: contributions and nonces
+  must be signed (PKI), contributions carry proofs of plaintext knowledge, partial
+  decryptions carry proofs of correctness (so that a colluding decryptor cannot abort the
+  round with a wrong partial), and ``2t > l + c``.
+* ``MALICIOUS``: additionally arbitrary messages: the same checks (every message is
+  validated by its receiver).
 """
 
 from __future__ import annotations
@@ -116,12 +156,13 @@ def _fraction(name: str, value: float) -> float:
 
 
 def minimum_decryption_threshold(server: ServerClass, n_decryptors: int, colluding: int) -> int:
-    """Smallest safe ``t``: ``t > c``, and ``2t - l > c`` when the server may deviate.
+    """Smallest safe ``t``: ``t >= 2`` and ``t > c``, and ``2t - l > c`` when the server may deviate.
 
     Args:
         server: the server class.
         n_decryptors: ``l``.
-        colluding: ``c``, colluding decryptors.
+        colluding: ``c``, colluding decryptors (count them with
+            :meth:`ThreatModel.max_colluders`).
     """
     if isinstance(colluding, bool) or not isinstance(colluding, int) or colluding < 0:
         raise InvalidParameterError(f"colluding must be a non-negative int, got {colluding!r}")
@@ -147,8 +188,10 @@ def paillier_parameters(
         threat_model: adversary description; its colluding and dropout fractions apply to the
             clients and, unless overridden, to the decryptors.
         n_decryptors: committee size ``l``; ``None`` means the clients are the decryptors.
-        decryptor_colluding_fraction: fraction of decryptors that may collude with the server.
-        decryptor_dropout_fraction: fraction of decryptors that may be missing.
+        decryptor_colluding_fraction: fraction of decryptors that may collude with the server;
+            ``c = ceil(fraction * l)`` as :meth:`ThreatModel.max_colluders` counts.
+        decryptor_dropout_fraction: fraction of decryptors that may be missing;
+            ``ceil(fraction * l)`` as :meth:`ThreatModel.max_dropouts` counts.
         max_clients: packing capacity; default ``n_clients``.
 
     Returns:
