@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from protocols.messages import Stage
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, MessageError
 
 __all__ = ["StagedServer", "StagedParty", "SteppedRound"]
 
@@ -120,6 +120,7 @@ class SteppedRound(ABC, Generic[MessageT, ResultT]):
         self.replies: dict[int, MessageT] = {}
         self.history: dict[Stage, tuple[dict[int, MessageT], dict[int, MessageT]]] = {}
         self.dead: set[int] = set()
+        self.refused: dict[int, MessageError] = {}
         self.pending: dict[int, MessageT] = self._by_recipient(server.start())
         self._requests_delivered = False
         self._replies_delivered = False
@@ -182,7 +183,14 @@ class SteppedRound(ABC, Generic[MessageT, ResultT]):
 
     def _reply_to_server(self, sender: int, reply: MessageT) -> None:
         received = self.transmit(reply)
-        self._to_server(received)
+        try:
+            self._to_server(received)
+        except MessageError as exc:
+            # as a deployed server does: a reply that fails validation or verification is
+            # refused and its sender counts as dropped from this stage on
+            self.refused[sender] = exc
+            self.dead.add(sender)
+            return
         self.replies[sender] = received
 
     def deliver_requests(self) -> None:

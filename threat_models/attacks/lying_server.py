@@ -1,0 +1,418 @@
+"""A scripted lying server for SecAgg / SecAgg+: it drives the real clients, stage by stage.
+
+:class:`LyingServer` takes a :class:`~protocols.driver.RoundRunner` (real clients, real
+cryptography, real wire format) and replaces the honest server from the key broadcast on:
+it decides what each client is shown -- whose keys, whose shares, which survivor set, which
+dropped list, which signatures and attestations -- and collects whatever the clients
+reveal. Every refusal is recorded (the exception's type), so an attack's outcome is either
+the victim's exact input or the list of clients that refused and why.
+
+The attacks built on it (:func:`partner_keys_attack`, :func:`padded_survivors_attack`,
+:func:`component_graph_attack`, :func:`colluders_around_victim_attack`) each try to learn
+*one* client's input, or a sum of fewer clients than the minimum aggregate size; the tests
+run each against a deliberately weakened configuration (where it must succeed) and against
+every server class that claims to stop it (where it must not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.client import SecAggClient
+from protocols.driver import RoundRunner
+from protocols.graph import harary_graph, seeded_ring
+from protocols.masking import apply_masks, reduce_words
+from protocols.messages import (
+    AdvertiseKeys,
+    Attestation,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShare,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    PeerKeys,
+    ShareForward,
+    ShareKeys,
+    Stage,
+    SurvivorSignature,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.errors import InvalidParameterError, SecAggError, ShareError
+from secagg.keys import KeyPair, Purpose, derive_pair_key
+from secagg.shamir import Share, reconstruct
+
+__all__ = [
+    "LyingServer",
+    "Harvest",
+    "partner_keys_views",
+    "partner_keys_attack",
+    "padded_survivors_attack",
+    "ring_order",
+    "component_graph_attack",
+    "colluders_around_victim_attack",
+]
+
+U64 = npt.NDArray[np.uint64]
+
+
+@dataclass
+class Harvest:
+    """What the clients revealed in the unmasking stage, and who refused.
+
+    Attributes:
+        self_mask: owner -> self-mask shares received.
+        mask_key: owner -> masking-key shares received.
+        refusals: client -> name of the error it raised (at any stage the server drove).
+    """
+
+    self_mask: dict[int, list[Share]] = field(default_factory=dict)
+    mask_key: dict[int, list[Share]] = field(default_factory=dict)
+    refusals: dict[int, str] = field(default_factory=dict)
+
+
+class LyingServer:
+    """Replaces the honest server of ``runner`` from the key broadcast on.
+
+    Use: :meth:`honest_setup` (advertise keys and graph seed, honestly), then
+    :meth:`broadcast_keys`, :meth:`forward_shares`, :meth:`consistency`, :meth:`unmask`.
+    """
+
+    def __init__(self, runner: RoundRunner) -> None:
+        self.runner = runner
+        self.config = runner.server.config
+        self.clients: dict[int, SecAggClient] = runner.clients
+        self.advertised: dict[int, AdvertiseKeys] = {}
+        self.reveals: tuple[bytes, ...] = ()
+        self.share_keys: dict[int, ShareKeys] = {}
+        self.forwarded: dict[int, tuple[int, ...]] = {}
+        self.masked: dict[int, MaskedInput] = {}
+        self.signatures: dict[tuple[int, ...], dict[int, bytes]] = {}
+        self.harvest = Harvest()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def send(self, client: int, message: Message) -> Message | None:
+        """Deliver ``message`` to a client through the wire format; ``None`` if it refused."""
+        try:
+            replies = self.clients[client].handle(self.runner.transmit(message))
+        except SecAggError as exc:
+            self.harvest.refusals[client] = type(exc).__name__
+            return None
+        return self.runner.transmit(replies[0]) if replies else None
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The cohort."""
+        return tuple(sorted(self.clients))
+
+    def honest_setup(self) -> None:
+        """Run the stages before the key broadcast with the honest server."""
+        runner = self.runner
+        for stage in (Stage.ADVERTISE_KEYS, Stage.GRAPH_SEED):
+            if stage in runner.stages:
+                runner.step()
+        self.advertised = {
+            cid: m for cid, m in runner.history[Stage.ADVERTISE_KEYS][1].items() if isinstance(m, AdvertiseKeys)
+        }
+        pending = next(iter(runner.pending.values()))
+        if isinstance(pending, KeyBroadcast):
+            self.reveals = pending.reveals
+
+    def peer_keys(self, v: int) -> PeerKeys:
+        """``v``'s advertisement as the server relays it."""
+        a = self.advertised[v]
+        return PeerKeys(v, a.mask_public, a.share_public, a.signature, a.round_public, a.seed_commitment)
+
+    def true_neighbours(self, v: int) -> frozenset[int]:
+        """``v``'s neighbours in the graph the clients derive (or the honest server chose)."""
+        return self.runner.server.neighbours(v)
+
+    # ------------------------------------------------------------------ stages
+
+    def broadcast_keys(
+        self, neighbours: Mapping[int, Iterable[int]] | None = None, *, skip: Iterable[int] = ()
+    ) -> None:
+        """Send each client the keys of ``neighbours[client]`` (default: its true neighbours)."""
+        gone = set(skip)
+        for u in self.ids:
+            if u in gone:
+                continue
+            peers = sorted(set(neighbours[u]) if neighbours is not None else self.true_neighbours(u))
+            peers = [p for p in peers if p in self.advertised and p not in gone]
+            message = KeyBroadcast(
+                round_id=self.config.round_id,
+                recipient=u,
+                peers=tuple(self.peer_keys(p) for p in peers),
+                reveals=self.reveals,
+            )
+            reply = self.send(u, message)
+            if isinstance(reply, ShareKeys):
+                self.share_keys[u] = reply
+
+    def forward_shares(
+        self, only: Mapping[int, Iterable[int]] | None = None, *, skip: Iterable[int] = ()
+    ) -> None:
+        """Forward to each client the shares addressed to it (``only[client]``: just those authors)."""
+        gone = set(skip)
+        inbox: dict[int, list[EncryptedShare]] = {u: [] for u in self.share_keys}
+        for author, message in sorted(self.share_keys.items()):
+            for enc in message.shares:
+                if enc.peer in inbox:
+                    inbox[enc.peer].append(EncryptedShare(author, enc.ciphertext))
+        for u, items in sorted(inbox.items()):
+            if u in gone:
+                continue
+            if only is not None and u in only:
+                allowed = set(only[u])
+                items = [e for e in items if e.peer in allowed]
+            self.forwarded[u] = tuple(e.peer for e in items)
+            reply = self.send(u, ShareForward(round_id=self.config.round_id, recipient=u, shares=tuple(items)))
+            if isinstance(reply, MaskedInput):
+                self.masked[u] = reply
+
+    def consistency(self, views: Mapping[int, Sequence[int]]) -> None:
+        """Ask each client to sign the survivor set of its view; pool the signatures by set."""
+        if Stage.CONSISTENCY_CHECK not in self.config.stages:
+            return
+        for u, survivors in sorted(views.items()):
+            s = tuple(sorted(survivors))
+            reply = self.send(u, ConsistencyRequest(round_id=self.config.round_id, recipient=u, survivors=s))
+            if isinstance(reply, ConsistencySignature):
+                self.signatures.setdefault(s, {})[u] = reply.signature
+
+    def add_signatures(self, pool: Mapping[tuple[int, ...], Mapping[int, bytes]]) -> None:
+        """Add signatures gathered elsewhere (for instance in another execution of the round)."""
+        for s, sigs in pool.items():
+            self.signatures.setdefault(s, {}).update(sigs)
+
+    def _signature_records(self, survivors: tuple[int, ...]) -> tuple[SurvivorSignature, ...]:
+        signed = self.config.signed
+        return tuple(
+            SurvivorSignature(v, sig, b"" if signed or v not in self.advertised else self.advertised[v].round_public)
+            for v, sig in sorted(self.signatures.get(survivors, {}).items())
+        )
+
+    def unmask(self, views: Mapping[int, tuple[Sequence[int], Sequence[int]]]) -> Harvest:
+        """Send each client its ``(survivors, dropped)`` view; collect the shares it reveals."""
+        sharers = tuple(sorted(self.share_keys))
+        for u, (survivors, dropped) in sorted(views.items()):
+            s = tuple(sorted(survivors))
+            held = set(self.forwarded.get(u, ()))
+            attestations = tuple(
+                Attestation(v, self.masked[v].attestation)
+                for v in sorted(held & set(s))
+                if v in self.masked and self.masked[v].attestation
+            )
+            request = UnmaskRequest(
+                round_id=self.config.round_id,
+                recipient=u,
+                survivors=s,
+                dropped=tuple(sorted(dropped)),
+                signatures=self._signature_records(s),
+                key_sharers=sharers,
+                attestations=attestations,
+            )
+            reply = self.send(u, request)
+            if isinstance(reply, UnmaskResponse):
+                for r in reply.self_mask_shares:
+                    self.harvest.self_mask.setdefault(r.owner, []).append(Share.from_bytes(r.share))
+                for r in reply.mask_key_shares:
+                    self.harvest.mask_key.setdefault(r.owner, []).append(Share.from_bytes(r.share))
+        return self.harvest
+
+    # ------------------------------------------------------------------ what the server learns
+
+    def _secret(self, shares: Mapping[int, list[Share]], owner: int) -> bytes | None:
+        got = shares.get(owner, [])
+        if len(got) < self.config.threshold:
+            return None
+        try:
+            return reconstruct(got[: self.config.threshold], verify_extra=False)
+        except ShareError:
+            return None
+
+    def unmask_one(self, v: int) -> U64 | None:
+        """``x_v`` from ``y_v`` alone, if the harvest holds ``b_v`` and every pairwise mask of ``v``."""
+        if v not in self.masked:
+            return None
+        b_seed = self._secret(self.harvest.self_mask, v)
+        if b_seed is None:
+            return None
+        rid = self.config.round_id
+        plus: list[bytes] = []
+        minus: list[bytes] = [b_seed]
+        own = self._secret(self.harvest.mask_key, v)
+        for u in self.forwarded.get(v, ()):
+            if own is not None:  # the victim's own masking key: every pairwise seed of v
+                keys, other, pair = KeyPair.from_private_bytes(own), self.advertised[u].mask_public, (v, u)
+            else:
+                private = self._secret(self.harvest.mask_key, u)
+                if private is None:
+                    return None
+                keys, other, pair = KeyPair.from_private_bytes(private), self.advertised[v].mask_public, (u, v)
+            seed = derive_pair_key(
+                keys, other, purpose=Purpose.MASK_SEED, round_id=rid, self_id=pair[0], peer_id=pair[1]
+            )
+            # v added +PRG(s_vu) when v < u
+            (minus if v < u else plus).append(seed)
+        acc = np.asarray(self.masked[v].words, dtype=np.uint64).copy()
+        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
+        reduce_words(acc, self.config.bits)
+        return acc
+
+    def partial_sum(self, group: Iterable[int]) -> U64 | None:
+        """``sum_{u in group} (y_u - PRG(b_u))``: the group's sum if its pairwise masks cancel."""
+        acc = np.zeros(self.config.vector_length, dtype=np.uint64)
+        minus: list[bytes] = []
+        for u in group:
+            seed = self._secret(self.harvest.self_mask, u)
+            if u not in self.masked or seed is None:
+                return None
+            np.add(acc, np.asarray(self.masked[u].words, dtype=np.uint64), out=acc)
+            minus.append(seed)
+        apply_masks(acc, subtract=minus, algorithm=self.config.prg)
+        reduce_words(acc, self.config.bits)
+        return acc
+
+
+# ---------------------------------------------------------------------------------- attacks
+
+
+def partner_keys_views(
+    server: LyingServer, victim: int, partners: Sequence[int], *, respect_counts: bool = True
+) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Per-client ``(survivors, dropped)`` views for the partner-keys attack.
+
+    Every holder of the victim's shares hears that it survived; for each partner ``h``,
+    ``t`` holders of ``h``'s shares hear that ``h`` dropped. No client sees a peer both ways,
+    and each keeps at least ``t`` surviving peers, so every check a client makes on its own
+    view passes. ``respect_counts=False`` lets a client hear of more dropped peers than it
+    can lose (against clients that do not count, or to try anyway).
+
+    Raises:
+        InvalidParameterError: the cohort is too small to spread the views.
+    """
+    t = server.config.threshold
+    everyone = set(server.ids)
+    held = {u: set(server.forwarded.get(u, ())) for u in server.ids}
+    spare = {u: len(held[u]) - t if respect_counts else len(held[u]) for u in server.ids}
+    dropped: dict[int, set[int]] = {u: set() for u in server.ids}
+    partner_set = set(partners)
+    for h in partners:
+        holders = [u for u in server.ids if u != h and h in held[u] and u != victim]
+        holders.sort(key=lambda u: (-spare[u], u in partner_set, u))
+        chosen = [u for u in holders if spare[u] > 0][:t]
+        if len(chosen) < t:
+            raise InvalidParameterError(f"only {len(chosen)} clients can be told that {h} dropped")
+        for u in chosen:
+            dropped[u].add(h)
+            spare[u] -= 1
+    views = {}
+    for u in server.ids:
+        if u == victim:
+            continue
+        survivors = tuple(sorted(everyone - dropped[u]))
+        views[u] = (survivors, tuple(sorted(dropped[u] & held[u])))
+    return views
+
+
+def partner_keys_attack(
+    runner: RoundRunner, victim: int, *, respect_counts: bool = True
+) -> tuple[U64 | None, Harvest]:
+    """Forward the victim only ``t`` peers' shares, then lie differently to different clients.
+
+    Returns the victim's input if the server recovered it (else ``None``) and the harvest.
+    """
+    server = LyingServer(runner)
+    server.honest_setup()
+    server.broadcast_keys()
+    t = server.config.threshold
+    partners = sorted(server.true_neighbours(victim))[:t]
+    server.forward_shares({victim: partners})
+    views = partner_keys_views(server, victim, partners, respect_counts=respect_counts)
+    server.consistency({u: s for u, (s, _) in views.items()})
+    server.unmask(views)
+    return server.unmask_one(victim), server.harvest
+
+
+def padded_survivors_attack(
+    runner: RoundRunner, plan: Callable[[LyingServer], tuple[Sequence[int], Sequence[int]]]
+) -> tuple[U64 | None, tuple[int, ...], Harvest]:
+    """Let some clients vanish before sharing keys, then list some of them among the survivors.
+
+    ``plan(server)`` (called once the graph is fixed) returns ``(dropped, padding)``;
+    ``padding`` never contributed an input: the survivor list looks long enough, the sum the
+    server unmasks holds only the real survivors. Returns that sum (or ``None``), the real
+    survivors and the harvest.
+    """
+    server = LyingServer(runner)
+    server.honest_setup()
+    dropped, padding = plan(server)
+    server.broadcast_keys(skip=dropped)
+    server.forward_shares()
+    real = tuple(sorted(set(server.masked)))
+    listed = tuple(sorted(set(real) | set(padding)))
+    views = {u: (listed, ()) for u in real}
+    server.consistency({u: listed for u in real})
+    server.unmask(views)
+    return server.partial_sum(real), real, server.harvest
+
+
+def ring_order(server: LyingServer) -> tuple[int, ...]:
+    """The ring order of the round's seeded graph (what every client computes)."""
+    context = server.runner.server.context
+    if context is None:
+        raise InvalidParameterError("the round has no graph seed")
+    return seeded_ring(server.ids, server.config.parameters.degree, context).order
+
+
+def component_graph_attack(
+    runner: RoundRunner, components: Sequence[Sequence[int]]
+) -> tuple[list[U64 | None], Harvest]:
+    """Run the round on a graph of separate components the server chose; unmask each part.
+
+    Each component is a Harary graph of the round's degree. Returns each component's sum as
+    the server computes it (``None`` where it could not) and the harvest.
+    """
+    server = LyingServer(runner)
+    server.honest_setup()
+    degree = server.config.parameters.degree
+    chosen: dict[int, frozenset[int]] = {}
+    for part in components:
+        graph = harary_graph(list(part), degree)
+        chosen.update({u: frozenset(graph[u]) for u in part})
+    server.broadcast_keys(chosen)
+    server.forward_shares()
+    everyone = tuple(sorted(server.masked))
+    server.consistency({u: everyone for u in everyone})
+    server.unmask({u: (everyone, ()) for u in everyone})
+    return [server.partial_sum(part) for part in components], server.harvest
+
+
+def colluders_around_victim_attack(
+    runner: RoundRunner, victim: int, colluders: Sequence[int]
+) -> tuple[U64 | None, Harvest]:
+    """Make the colluders the victim's only neighbours; they reveal both of its shares.
+
+    The colluding clients sign like honest ones but run without the survivor-list checks,
+    and are asked to list the victim as surviving and dropped at once.
+    """
+    server = LyingServer(runner)
+    server.honest_setup()
+    plan = {u: set(server.true_neighbours(u)) - {victim} for u in server.ids}
+    plan[victim] = set(colluders)
+    for c in colluders:
+        plan[c].add(victim)
+    server.broadcast_keys(plan)
+    server.forward_shares()
+    everyone = tuple(sorted(server.masked))
+    views = {c: (everyone, (victim,)) for c in colluders}
+    server.consistency({u: everyone for u in everyone})
+    server.unmask(views)
+    return server.unmask_one(victim), server.harvest
