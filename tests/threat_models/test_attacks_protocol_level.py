@@ -66,3 +66,26 @@ def test_arguments_are_checked(updates: dict[int, np.ndarray]) -> None:
         run_protocol_attack(ProtocolAttack.BOTH_LISTS, Configuration.HARDENED, updates, victim=99)
     with pytest.raises(InvalidParameterError):
         run_protocol_attack(ProtocolAttack.BOTH_LISTS, Configuration.HARDENED, {1: updates[1], 2: updates[2]}, victim=1)
+
+
+def test_the_consistency_quorum_stops_the_split_view_even_at_a_low_threshold(updates: dict[int, np.ndarray]) -> None:
+    """At the baseline's curious-server threshold, the consistency check alone decides."""
+    from dataclasses import replace
+
+    from protocols import Hardening
+    from threat_models.attacks.protocol_level import _attack_split_view, _configuration, _setup
+
+    _, weak, _ = _configuration(ProtocolAttack.SPLIT_VIEW, Configuration.UNHARDENED, len(updates))
+    assert weak.threshold < weak.consistency_quorum
+    recovered, refusal, _ = _attack_split_view(_setup(updates, 4, hardening=Hardening(), parameters=weak))
+    assert recovered is None and refusal == "ThresholdNotMetError"
+    recovered, refusal, _ = _attack_split_view(_setup(updates, 4, hardening=replace(Hardening(), consistency_check=False), parameters=weak))
+    assert recovered is not None and refusal == ""
+    assert np.max(np.abs(recovered - updates[4])) <= 1e-6
+
+
+def test_substituted_keys_are_refused_at_the_key_broadcast(updates: dict[int, np.ndarray]) -> None:
+    for attack in (ProtocolAttack.KEY_SUBSTITUTION, ProtocolAttack.REPLAYED_KEYS):
+        outcome = run_protocol_attack(attack, Configuration.HARDENED, updates, victim=4)
+        assert outcome.refusal == "AuthenticationError"
+        assert "rejected the substituted keys" in outcome.note

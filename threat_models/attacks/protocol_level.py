@@ -4,34 +4,55 @@ Every attack here talks to genuine :class:`protocols.SecAggClient` objects (or, 
 Paillier, genuine :class:`protocols.paillier.PaillierDecryptor` objects) through the wire
 format, exactly as a deployed server would, and tries to learn one victim's *individual*
 update. It runs twice: against the hardened configuration (it must fail, with a typed
-error and nothing revealed) and against a deliberately unhardened baseline (it must
-succeed: the server's estimate of the victim's update is within one quantisation step).
+error and nothing revealed) and against a deliberately weakened baseline (it must
+succeed: the server's estimate of the victim's update is within two quantisation steps).
 
-=========================================  ====================================================
-attack (:class:`ProtocolAttack`)           how the server gets the victim ``v``'s update
-=========================================  ====================================================
-``BOTH_LISTS``                             lists ``v`` as surviving *and* dropped: every peer
-                                           reveals the share of ``b_v`` and of ``s_v``.
-``FAKE_DROPOUTS``                          claims everyone but ``v`` dropped: the "aggregate"
-                                           is ``x_v`` alone, below the minimum size.
-``KEY_SUBSTITUTION``                       replaces ``v``'s peers' public keys with its own:
-                                           decrypts the shares ``v`` sends, knows every mask.
-``REPLAYED_KEYS``                          same, with peers' *signed* keys from an older round
-                                           whose private halves colluders handed over.
-``SPLIT_VIEW``                             shows ``t`` peers a survivor set with ``v`` and ``t``
-                                           others one without: both share kinds arrive.
-``PAILLIER_SINGLE_DECRYPTION``             asks the decryptors to decrypt ``v``'s ciphertext.
-=========================================  ====================================================
+The masking attacks run a SecAgg round (complete graph) against a malicious server, so
+the round has every stage: ``advertise_keys``, ``graph_seed`` (the clients commit to and
+then reveal their contributions to the execution context, from which each derives its
+neighbours), ``share_keys``, ``masked_input``, ``consistency_check`` and ``unmasking``. The
+scripted server runs the stages before its lie honestly and then hands every client all
+it can to make the lie pass: the real seed commitments and reveals, the signatures of
+every client that signed the survivor set it is shown, the real key-sharer list and the
+masking-set attestations the clients sent with their masked inputs.
 
-Which check stops which attack (:class:`protocols.Hardening`): ``check_survivor_lists``
-(both lists, fake dropouts), ``check_survivor_count`` (fake dropouts),
-``authenticate_keys`` (substitution), ``round_bound_signatures`` (replay),
-``consistency_check`` together with a threshold above half the neighbourhood (split view),
-the decryptors' aggregate check (Paillier). The unhardened baselines: every check off
-(:meth:`protocols.Hardening.unhardened`, as Flower 1.41's client), except for the replay,
-whose baseline keeps key authentication and drops only the round binding (otherwise any
-substitution would do), and the split view, whose baseline also uses the threshold a
-*curious* server would need (``t`` just above the colluders).
+=================================  ==============================================  ==========================================
+attack (:class:`ProtocolAttack`)   how the server gets the victim ``v``'s update   what stops it (:class:`protocols.Hardening`)
+=================================  ==============================================  ==========================================
+``BOTH_LISTS``                     lists ``v`` as surviving *and* dropped: every   ``check_survivor_lists``
+                                   peer reveals the share of ``b_v`` and of        (``ProtocolAbortError``)
+                                   ``s_v``.
+``FAKE_DROPOUTS``                  claims everyone but ``v`` dropped: the          ``check_survivor_lists`` (the asked client
+                                   "aggregate" is ``x_v`` alone, below the         is not in the set), then
+                                   minimum size.                                   ``check_survivor_count``
+                                                                                   (``ProtocolAbortError``)
+``KEY_SUBSTITUTION``               after the graph-seed stage, replaces ``v``'s    ``authenticate_keys``: the peers'
+                                   peers' public keys with its own (keeping their  signatures do not cover the substituted
+                                   seed commitments and every reveal): decrypts    keys (``AuthenticationError``)
+                                   the shares ``v`` sends, knows every mask.
+``REPLAYED_KEYS``                  same, with keys the peers *signed* in an older  ``round_bound_signatures``
+                                   round, whose private halves colluders handed    (``AuthenticationError``)
+                                   over.
+``SPLIT_VIEW``                     shows ``t`` peers (and ``v``) a survivor set    ``consistency_check``: only one survivor
+                                   with ``v`` and the other peers one without:     set can gather the consistency quorum
+                                   shares of ``b_v`` and of ``s_v`` arrive.        ``Q`` of signatures
+                                                                                   (``ThresholdNotMetError``)
+``PAILLIER_SINGLE_DECRYPTION``     asks the decryptors to decrypt ``v``'s          the decryptors' aggregate check
+                                   ciphertext alone.                               (``ProtocolAbortError``)
+=================================  ==============================================  ==========================================
+
+The baselines: every client-side check off (:meth:`protocols.Hardening.unhardened`, as
+Flower 1.41's client) for both lists, fake dropouts and key substitution. The replay's
+baseline keeps every check but the round binding (otherwise any substitution would do).
+Its scripted signatures cover this round's cohort digest and each peer's current seed
+commitment, as the peers' software would sign them in this round; that grants the server
+more than a real replay gives it, since an advertisement from another round carries a
+commitment bound to that round, which the victim refuses (``ProtocolAbortError``) whatever
+its hardening. The split view's baseline keeps every check but the consistency check and
+uses the threshold a *curious* server would need (``t`` just above the colluders), so that
+both halves of the split reach ``t``. With every check on, the quorum stops the split view
+even at that low threshold. Paillier's baseline is
+:meth:`protocols.paillier.PaillierHardening.unhardened`.
 """
 
 from __future__ import annotations
@@ -235,12 +256,18 @@ def _honest_until_consistency(rnd: _Round) -> None:
 def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[int, ...]]]) -> tuple[dict[int, object], list[str]]:
     """Consistency check and unmask requests with per-client ``(survivors, dropped)`` lies.
 
+    The scripted server hands every client all it can to make its lie pass: the signatures
+    of every client that signed the same survivor set, the real key-sharer list and the
+    masking-set attestations the clients sent with their masked inputs.
+
     Returns the clients' unmask responses and the names of the errors they raised.
     """
-    from protocols import ConsistencyRequest, SurvivorSignature, UnmaskRequest
+    from protocols import Attestation, ConsistencyRequest, Stage, SurvivorSignature, UnmaskRequest
 
     runner = rnd.runner
     config = runner.server.config  # type: ignore[attr-defined]
+    sharers = tuple(sorted(runner.history[Stage.SHARE_KEYS][1]))  # type: ignore[attr-defined]
+    masked = runner.history[Stage.MASKED_INPUT][1]  # type: ignore[attr-defined]
     signatures: dict[int, tuple[tuple[int, ...], bytes]] = {}
     errors: list[str] = []
     for cid, (survivors, _) in sorted(views.items()):
@@ -253,14 +280,24 @@ def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[
     for cid, (survivors, dropped) in sorted(views.items()):
         if cid not in signatures:
             continue
-        peers = runner.clients[cid].neighbours  # type: ignore[attr-defined]
         sigs = tuple(
             SurvivorSignature(signer, sig)
             for signer, (their_set, sig) in sorted(signatures.items())
-            if signer in peers and their_set == survivors and signer in survivors
+            if their_set == survivors and signer in survivors
+        )
+        held = runner.clients[cid].masking_set  # type: ignore[attr-defined]
+        attestations = tuple(Attestation(u, masked[u].attestation) for u in sorted(held & set(survivors)) if u in masked)
+        request = UnmaskRequest(
+            round_id=config.round_id,
+            recipient=cid,
+            survivors=survivors,
+            dropped=dropped,
+            signatures=sigs,
+            key_sharers=sharers,
+            attestations=attestations,
         )
         try:
-            reply = runner.send_to_client(cid, UnmaskRequest(round_id=config.round_id, recipient=cid, survivors=survivors, dropped=dropped, signatures=sigs))  # type: ignore[attr-defined]
+            reply = runner.send_to_client(cid, request)  # type: ignore[attr-defined]
             responses[cid] = reply[0]
         except SecAggError as exc:
             errors.append(type(exc).__name__)
@@ -344,8 +381,19 @@ def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
 def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tuple[F64 | None, str, str]:
     """Man in the middle between the victim and its peers with server-known key pairs.
 
-    ``replay``: the substituted keys are the peers' keys from an older round, with the
-    signatures the peers made then (their private halves handed over by colluders).
+    The server runs the advertisement and graph-seed stages honestly (the victim's
+    neighbourhood then follows from everyone's committed contributions), and then sends
+    the victim a key broadcast in which every peer's keys are replaced by key pairs the
+    server generated. The peers' real seed commitments and every reveal stay in the
+    broadcast: the victim checks them against the entries it was shown.
+
+    ``replay``: the substituted keys come with signatures the peers made themselves in an
+    older round (their private halves handed over by colluders). The transcript is the one
+    the peers' software signs: with this round's cohort digest and each peer's seed
+    commitment in it, and the round id only if the clients bind it. This grants the server
+    more than a real replay would give it: a genuinely older advertisement carries an older
+    commitment, which binds the older round id and fails the victim's commitment check
+    (``ProtocolAbortError``) whatever the hardening; the script isolates the round binding.
     """
     from protocols import (
         EncryptedShare,
@@ -355,19 +403,25 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
         Stage,
         advertise_transcript,
     )
+    from protocols.client import cohort_digest
     from secagg.aead import ShareCipher
     from secagg.keys import KeyPair, Purpose, derive_pair_key
     from secagg.shamir import SHARE_BYTES, Share, reconstruct, split
 
     runner = rnd.runner
-    config = runner.server.config  # type: ignore[attr-defined]
+    server = runner.server  # type: ignore[attr-defined]
+    config = server.config
     rid = config.round_id
     t = config.threshold
     v = rnd.victim
-    runner.step()  # type: ignore[attr-defined]  # advertise keys, honestly
-    requests, replies = runner.history[Stage.ADVERTISE_KEYS]  # type: ignore[attr-defined]
-    neighbours = requests[v].neighbours
+    # advertise keys and graph seed, honestly: the key broadcasts are then pending
+    while runner.stage is not Stage.SHARE_KEYS:  # type: ignore[attr-defined]
+        runner.step()  # type: ignore[attr-defined]
+    honest = runner.pending[v]  # type: ignore[attr-defined]
+    replies = runner.history[Stage.ADVERTISE_KEYS][1]  # type: ignore[attr-defined]
     victim_keys = replies[v]
+    neighbours = sorted(server.neighbours(v) & set(replies))
+    digest = cohort_digest(rnd.ids) if config.consistent else None
     fake: dict[int, tuple[KeyPair, KeyPair, bytes]] = {}
     for u in neighbours:
         mask_kp, share_kp = KeyPair.generate(), KeyPair.generate()
@@ -381,6 +435,8 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
                     share_public=share_kp.public_bytes,
                     round_id=old_round if hardening.round_bound_signatures else None,  # type: ignore[attr-defined]
                     model_hash=bytes(32) if hardening.model_bound_signatures else None,  # type: ignore[attr-defined]
+                    cohort=digest,
+                    commitment=replies[u].seed_commitment if config.consistent else None,
                 )
             )
         else:
@@ -389,7 +445,18 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
     broadcast = KeyBroadcast(
         round_id=rid,
         recipient=v,
-        peers=tuple(PeerKeys(u, fake[u][0].public_bytes, fake[u][1].public_bytes, fake[u][2]) for u in neighbours),
+        peers=tuple(
+            PeerKeys(
+                u,
+                fake[u][0].public_bytes,
+                fake[u][1].public_bytes,
+                fake[u][2],
+                replies[u].round_public,
+                replies[u].seed_commitment,
+            )
+            for u in neighbours
+        ),
+        reveals=honest.reveals,
     )
     try:
         share_reply = runner.send_to_client(v, broadcast)[0]  # type: ignore[attr-defined]
@@ -441,7 +508,11 @@ def _configuration(attack: ProtocolAttack, configuration: Configuration, n: int)
     if attack is ProtocolAttack.SPLIT_VIEW:
         curious = select_parameters(n, ThreatModel(server=ServerClass.CURIOUS), graph=GraphKind.COMPLETE)
         weak = replace(params, threshold=curious.threshold)
-        return Hardening.unhardened(), weak, f"SecAgg, every check off, curious-server threshold t={weak.threshold} (baseline)"
+        return (
+            replace(Hardening(), consistency_check=False),
+            weak,
+            f"SecAgg, no consistency check, curious-server threshold t={weak.threshold} (baseline)",
+        )
     return Hardening.unhardened(), params, "SecAgg, every client-side check off (baseline, as Flower 1.41's client)"
 
 
