@@ -58,13 +58,19 @@ dropouts faked below the minimum aggregate size    ``check_survivor_count``
 public keys substituted by the server              ``authenticate_keys`` (malicious variant)
 signed keys replayed from an older round           ``round_bound_signatures``
 different global models to different clients       ``model_bound_signatures`` (``model_hash``)
-different survivor sets to different clients      ``consistency_check`` (malicious variant)
+different survivor sets to different clients      ``consistency_check`` (lying server)
+survivor list padded with ids that gave nothing    ``verified_survivors`` (lying server)
+victim given only ``t`` peers' shares              ``attest_masking_sets`` (lying server)
+graph chosen by the server (SecAgg+)               ``derive_graph`` (lying server)
+signatures replayed from another execution        ``fresh_signatures`` (lying server)
+one round id executed twice                        ``refuse_round_reuse`` (identity's round log)
 ================================================  ==========================================
 
 Message-level replays (an old round's message, a stage already passed) are always
-refused (:class:`~secagg.errors.ReplayError`); they are not a hardening option. Use the
-curious or semi-malicious :class:`~threat_models.model.ThreatModel` for rounds without
-signatures (no PKI). :func:`advertise_transcript` and :func:`consistency_transcript` give
+refused (:class:`~secagg.errors.ReplayError`); they are not a hardening option. The
+semi-malicious :class:`~threat_models.model.ThreatModel` needs no PKI (clients sign with
+per-round keys the server relays faithfully by assumption); the malicious one needs the
+identity keys of a PKI. :func:`advertise_transcript` and :func:`consistency_transcript` give
 the exact bytes clients sign, so a scripted server with a stolen identity key can forge
 valid signatures.
 """
@@ -87,7 +93,6 @@ from protocols.driver import (
     simulate,
     wire_ids,
 )
-from protocols.round_log import RoundLog, identity_log
 from protocols.graph import CommunicationGraph, complete_graph, harary_graph
 from protocols.messages import (
     SERVER_ID,
@@ -115,6 +120,7 @@ from protocols.messages import (
     decode_message,
     encode_message,
 )
+from protocols.round_log import RoundLog, identity_log
 from protocols.server import AggregateResult, SecAggServer
 
 __all__ = [

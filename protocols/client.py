@@ -3,31 +3,50 @@
 One :class:`SecAggClient` takes part in one round. It has no I/O, clock or thread: the
 transport calls :meth:`SecAggClient.handle` with each message from the server and sends
 back whatever it returns. Stages and what the client does (Bonawitz et al. 2017 with the
-sparse graph of Bell et al. 2020; ``N(u)`` the neighbours the server announced):
+sparse graph of Bell et al. 2020; ``N(u)`` the client's neighbours). Against a curious
+server there are four stages and the server names the neighbours; against a server that
+may lie (semi-malicious, malicious) there are six, and the client trusts only what it can
+verify itself (:mod:`threat_models.model` gives the argument):
 
-1. ``ADVERTISE_KEYS`` (:class:`~protocols.messages.RoundStart`): check the neighbour list
-   (``k`` distinct ids, not itself); draw two X25519 key pairs (masking key ``s_u``,
-   share-encryption key ``c_u``); sign them with the identity key in the malicious
-   variant, over ``canonical(protocol, version, "advertise-keys", u, s_pk, c_pk,
-   "round", round_id, "model", model_hash)``.
-2. ``SHARE_KEYS`` (:class:`~protocols.messages.KeyBroadcast`): accept the peers' keys
-   (only neighbours, distinct keys, at least ``t`` peers, valid signatures); draw the
-   self-mask seed ``b_u`` (32 bytes, ``os.urandom``); Shamir-share ``b_u`` and ``s_u``'s
-   private half ``t``-of-``|peers|`` with the peers' ids as x-coordinates; encrypt each
-   peer's pair of shares with AES-GCM under ``HKDF(c_u x c_v)``, bound to
-   ``(round, u, v)``.
-3. ``MASKED_INPUT`` (:class:`~protocols.messages.ShareForward`): decrypt the shares the
+1. ``ADVERTISE_KEYS`` (:class:`~protocols.messages.RoundStart`): check the cohort (lying
+   server: sorted, contains this client, ``n`` ids, all in the PKI when signed) or the
+   neighbour list (curious: ``k`` distinct ids); record the round in the client's
+   :class:`~protocols.round_log.RoundLog` (a second execution of a round id is refused);
+   draw two X25519 key pairs (masking key ``s_u``, share-encryption key ``c_u``) and, against
+   a lying server, 32 random bytes ``r_u`` for the graph seed, advertised as the commitment
+   ``SHA-256(..., round, u, r_u)``, and (semi-malicious) a per-round Ed25519 signing key.
+   Malicious: sign ``canonical(protocol, version, "advertise-keys", u, s_pk, c_pk, "round",
+   round_id, "model", model_hash, "cohort", H(cohort), "commitment", c_u)`` with the
+   identity key.
+2. ``GRAPH_SEED`` (lying server, :class:`~protocols.messages.SeedRequest`): check that the
+   committed list holds this client's own commitment, only cohort members, and at least the
+   consistency quorum; reveal ``r_u``.
+3. ``SHARE_KEYS`` (:class:`~protocols.messages.KeyBroadcast`): lying server: check every
+   reveal against its commitment and compute the *execution context* (hash of round, cohort,
+   commitments, reveals), which seeds the ring (:func:`~protocols.graph.seeded_ring`):
+   ``N(u)`` follows, and a peer outside it is refused. Accept the peers' keys (only
+   neighbours, distinct keys, at least ``t`` peers, their commitments as listed, valid
+   signatures); draw the self-mask seed ``b_u`` (32 bytes, ``os.urandom``); Shamir-share
+   ``b_u`` and ``s_u``'s private half ``t``-of-``|peers|`` with the peers' ids as
+   x-coordinates; encrypt each peer's pair of shares with AES-GCM under ``HKDF(c_u x c_v)``,
+   bound to ``(round, u, v)``.
+4. ``MASKED_INPUT`` (:class:`~protocols.messages.ShareForward`): decrypt the shares the
    peers sent (at least ``t``); the peers that sent them are the *masking set* ``M(u)``;
    send ``y_u = x_u + PRG(b_u) + sum_{v in M(u)} sign(u, v) PRG(s_uv) mod 2^bits`` with
-   ``s_uv = HKDF(s_u x s_v)`` and ``sign = +1`` if ``u < v`` else ``-1``.
-4. ``CONSISTENCY_CHECK`` (malicious variant, :class:`~protocols.messages.ConsistencyRequest`):
-   check the survivor set and sign ``canonical(protocol, version, "consistency-check",
-   "round", round_id, survivors)``.
-5. ``UNMASKING`` (:class:`~protocols.messages.UnmaskRequest`): after every check of
-   :class:`~protocols.config.Hardening`, reveal the share of ``b_v`` for each surviving
-   peer and the share of ``s_v`` for each dropped peer — never both for one peer — and
-   finish. The client then refuses every further message
-   (:class:`~secagg.errors.AlreadyFinalizedError`).
+   ``s_uv = HKDF(s_u x s_v)`` and ``sign = +1`` if ``u < v`` else ``-1``; against a lying
+   server, with a signature on ``M(u)`` bound to the execution context (the *attestation*).
+5. ``CONSISTENCY_CHECK`` (lying server, :class:`~protocols.messages.ConsistencyRequest`):
+   check the survivor set ``S`` (this client in it, only committed clients, every surviving
+   neighbour in ``M(u)``, at least ``t`` surviving peers and ``min_aggregate_size`` ids, in
+   SecAgg+ at most ``D`` declared dropped) and sign ``canonical(..., "consistency-check",
+   "round", round_id, "context", context, S)``.
+6. ``UNMASKING`` (:class:`~protocols.messages.UnmaskRequest`): after every check of
+   :class:`~protocols.config.Hardening` -- against a lying server, ``S`` is the set this
+   client signed and carries valid signatures from the consistency quorum of distinct
+   survivors, and every surviving peer's attestation names all of that peer's surviving
+   neighbours -- reveal the share of ``b_v`` for each surviving peer and the share of
+   ``s_v`` for each dropped peer, never both for one peer, and finish. The client then
+   refuses every further message (:class:`~secagg.errors.AlreadyFinalizedError`).
 
 Rejections: a message that is malformed, addressed to another client, from another round
 (:class:`~secagg.errors.ReplayError`), for a stage already passed (``ReplayError``) or not
@@ -66,8 +85,8 @@ from protocols.messages import (
     RevealedShare,
     RoundStart,
     SeedEntry,
-    SeedReveal,
     SeedRequest,
+    SeedReveal,
     ShareForward,
     ShareKeys,
     Stage,

@@ -23,6 +23,15 @@ masking-key shares (:func:`secagg.shamir.reconstruct_many`, one batched call), a
 rebuilt secret is checked against the client's commitment (``SHA-256(b_u)``) or
 advertised public key before use.
 
+Against a server class that may lie the round has two more stages (``graph_seed``,
+``consistency_check``, see :mod:`protocols.client`); the honest server then also verifies
+everything it relays -- signed keys (with the PKI), reveals against commitments, masking-set
+attestations, survivor-set signatures -- and refuses a message that fails, so that its
+sender counts as dropped instead of making honest clients abort. If a committed client does
+not reveal its graph-seed contribution, :meth:`SecAggServer.advance` raises
+:class:`~secagg.errors.RoundRestartError`: the seed needs every committed contribution, and
+the transport starts a new round without that client.
+
 Before each stage the server checks that the round can still succeed (every remaining
 client keeps at least ``t`` live peers, at least ``min_aggregate_size`` survive) and
 raises :class:`~secagg.errors.ThresholdNotMetError` otherwise: the round aborts before any

@@ -9,36 +9,78 @@ The fields mirror the production requirements of federated-compute
 (``SecureAggregationRequirements``): adversary class, adversarial client rate, estimated
 dropout rate and the minimum number of clients in any aggregate the server may see.
 
-Server classes (:class:`ServerClass`), from weakest to strongest:
+Server classes (:class:`ServerClass`), from weakest to strongest adversary. In every class
+the server controls the transport: which message reaches which client and when, the round
+id, the cohort, the model each client trains on, and it may replay anything it saw in an
+earlier execution; it may collude with up to ``C = ceil(gamma n)`` clients.
 
 ``CURIOUS`` (honest-but-curious)
-    Follows the protocol exactly, relays every message faithfully and reports dropouts
-    truthfully, but records everything it sees and may pool it with the colluding
-    clients. *Guarantee*: the joint view of the server and the colluders reveals nothing
-    about the honest clients' inputs beyond the sum of the survivors' inputs (Bonawitz et
-    al. 2017, Thm. 6.2; Bell et al. 2020 for the sparse graph, with statistical error
-    ``2^-security_bits``). Needed: ``t`` larger than the number of colluding
-    neighbours of any client.
+    Follows the protocol exactly, relays every message faithfully, draws the SecAgg+ graph
+    honestly and reports dropouts truthfully, but records everything it sees and may pool it
+    with the colluding clients. *Guarantee*: the joint view of the server and the colluders
+    reveals nothing about the honest clients' inputs beyond the sum of the survivors' inputs
+    (Bonawitz et al. 2017, Thm. 6.2; Bell et al. 2020 for the sparse graph, with statistical
+    error ``2^-security_bits``). *Needs*: ``t`` larger than the number of colluding
+    neighbours of any client. No PKI. A server that lies is outside this class: against it
+    the curious protocol gives no guarantee (a lying server can read one client's input).
 
 ``SEMI_MALICIOUS``
-    Additionally lies about dropouts: it may declare a live client dropped, tell
-    different clients different stories about who survived, and drop honest clients
-    adaptively, to collect both the self-mask share and the masking-key share of one
-    victim. It does not forge or replace public keys (keys reach the clients authentically,
-    e.g. over a pinned channel). *Guarantee*: as for ``CURIOUS``, because each honest
-    client reveals for any peer at most one of the two shares, and
-    ``2 t > k + colluding neighbours`` (Bell et al. 2020, Sec. 4) makes it impossible to
-    gather ``t`` shares of both kinds for the same victim.
+    Additionally lies: declares live clients dropped, tells different clients different
+    stories about who survived, forwards to a client only some peers' shares, chooses the
+    graph if it can, reuses round ids. It does not forge or replace the keys clients
+    advertise, nor the per-round signing keys it relays (they reach the peers
+    authentically, e.g. over pinned channels). *Guarantee*:
+    as for ``CURIOUS``, for every such strategy: the server learns only sums of at least
+    ``min_aggregate_size`` inputs, never one client's. *Needs*: no PKI. Each client advertises
+    a fresh per-round Ed25519 key with its keys and signs with it.
 
 ``MALICIOUS``
-    Deviates arbitrarily: substitutes public keys, replays or reorders messages across
-    stages and rounds, shows different survivor sets or different global models to
-    different clients. *Guarantee*: as above, provided the clients' long-term identity
-    keys come from a PKI the server does not control. The protocol then signs the
-    round-bound keys and the survivor set (consistency check) and a client unmasks only
-    after ``t`` valid signatures on the set it was shown (Bonawitz et al. 2017,
-    Sec. 6.3). The server still chooses the communication graph in SecAgg+; the
-    guarantee assumes it is chosen as specified (uniformly random ring order).
+    Deviates arbitrarily: everything above, plus substituting public keys, forging messages
+    and showing different global models to different clients. *Guarantee*: as above,
+    provided the clients' long-term identity keys come from a PKI the server does not
+    control. Clients sign their advertised keys (bound to the round, the cohort, the model
+    and their graph-seed commitment) and every later statement with their identity keys, and
+    remember the rounds they took part in (:class:`~protocols.round_log.RoundLog`, kept where
+    the identity key is kept).
+
+Why the two lying classes are safe (the argument the parameters rest on):
+
+1. *Unbiasable graph.* Every client commits to 32 random bytes with its keys; only after
+   the server has fixed the list of commitments (and shown it to every client) do the
+   clients reveal them. The execution context -- a hash of the round id, the cohort and all
+   commitments and reveals -- seeds the SecAgg+ ring, and every client derives its own
+   neighbourhood and refuses any other. A colluding client that reveals last cannot steer
+   it (it committed first); a server that drops a committed client before the reveal gets
+   no seed at all: the round restarts without that client, with a fresh round id. So each
+   execution's graph is a uniform draw; a server that aborts and restarts gets one fresh
+   draw per execution, each failing with probability at most ``2^-security_bits`` (the
+   bounds of :mod:`threat_models.parameters` are per execution).
+2. *One survivor set.* Before revealing anything a client needs valid signatures, bound to
+   the execution context, on the exact survivor set it was shown, from
+   ``Q = max(min_aggregate_size, floor((n + C) / 2) + 1)`` distinct survivors. Honest
+   clients sign one set per execution; two different sets would need ``2 (Q - C) > n - C``
+   honest signers. So every client that reveals anything saw the same set ``S`` -- telling
+   different clients different stories about who dropped gains nothing -- and ``S`` holds at
+   least ``min_aggregate_size`` clients that signed it, so padding it with ids that never
+   contributed gains nothing either.
+3. *Masks with every survivor.* With its masked input a client signs its masking set (the
+   peers whose shares it received). A holder reveals the self-mask share of a surviving peer
+   only if that signed set contains every surviving neighbour of the peer. A server that
+   forwarded a victim only a few peers' shares must therefore declare exactly those dropped
+   -- for every holder, by point 2 -- and then the victim's own input never appears alone.
+4. *One share per peer.* For each peer an honest client reveals the share of its self-mask
+   seed (peer in ``S``) or of its masking key (peer not in ``S``), never both; the colluders
+   hold fewer than ``t`` shares of any honest client's secrets. With one ``S`` for everyone
+   the server obtains, for each client, only the secret the protocol means it to have, and
+   learns the sum over ``S`` (SecAgg: the honest part of ``S`` is one block; SecAgg+: the
+   honest survivors stay connected, point 1 and the connectivity bound with at most ``D``
+   declared dropouts, which clients check). The threshold ``2 t > k + t1`` is kept as a
+   second, independent line: even a server that could show two survivor sets could not
+   gather ``t`` shares of both kinds of one victim from its honest neighbours.
+5. *Freshness.* Every signature after the keys is bound to the execution context, fresh in
+   each execution (each client checks that its own reveal is in it); signed keys are bound
+   to the round id, the cohort and the commitment, and an identity refuses a second
+   execution of a round id. Nothing signed in one execution verifies in another.
 
 What no class of secure aggregation prevents: a server that controls all clients but one
 (Sybils) learns the remaining client's input from the sum; a server that sends a
@@ -71,7 +113,7 @@ class ServerClass(str, Enum):
 
     @property
     def lies_about_dropouts(self) -> bool:
-        """Whether the server may report inconsistent dropouts (needs the higher threshold)."""
+        """Whether the server may lie (graph seed, consistency check, higher threshold)."""
         return self is not ServerClass.CURIOUS
 
     @property

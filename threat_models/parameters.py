@@ -36,9 +36,20 @@ The threshold must satisfy ``t_min <= t <= t2`` with
 
 * curious server: ``t_min = max(2, t1 + 1)`` (more shares than colluding neighbours);
 * semi-malicious and malicious servers: ``t_min = max(2, floor((k + t1) / 2) + 1)``, i.e.
-  ``2t > k + t1``: a server that shows different survivor sets to different neighbours
-  obtains ``t`` self-mask shares and ``t`` masking-key shares of one victim only from
+  ``2t > k + t1``. What stops a lying server is the consistency quorum (below) with the
+  masking-set attestations and the seeded graph (:mod:`threat_models.model` gives the whole
+  argument); this threshold is a second line: a server that could show two survivor sets
+  would still need ``t`` self-mask and ``t`` masking-key shares of one victim from
   ``2(t - c) <= k - c`` honest neighbours, impossible when ``2t > k + c``.
+
+Against a lying server a client also needs ``Q = max(min_aggregate_size, floor((n + C) / 2)
++ 1)`` valid survivor-set signatures before revealing anything (the *consistency quorum*:
+two different sets would need ``2 (Q - C) > n - C`` honest signers), so the expected
+survivors must reach it: ``n - D >= Q``, else the threat model is infeasible. The bounds
+below hold *per execution*: the graph of each execution is a fresh uniform draw from the
+clients' committed seeds that no party can bias; a server that aborts and restarts a round
+gets one independent draw per execution (and each restart costs it a full exchange with every
+client).
 
 ``k`` is the smallest even degree below ``n - 1`` for which all three hold; when none
 exists the complete graph ``k = n - 1`` is used (there ``X = C`` and ``Y = n - 1 - D``

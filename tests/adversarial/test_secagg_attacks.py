@@ -33,8 +33,8 @@ from threat_models.attacks.lying_server import (
     component_graph_attack,
     padded_survivors_attack,
     partner_keys_attack,
-    ring_order,
     partner_keys_views,
+    ring_order,
 )
 from threat_models.parameters import GraphKind, select_parameters
 

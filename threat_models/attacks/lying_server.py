@@ -261,7 +261,7 @@ class LyingServer:
             )
             # v added +PRG(s_vu) when v < u
             (minus if v < u else plus).append(seed)
-        acc = np.asarray(self.masked[v].words, dtype=np.uint64).copy()
+        acc: U64 = np.array(self.masked[v].words, dtype=np.uint64)
         apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
         reduce_words(acc, self.config.bits)
         return acc
