@@ -580,9 +580,11 @@ class SecAggServer:
         sigs: tuple[SurvivorSignature, ...] = ()
         sharers: tuple[int, ...] = ()
         if self.config.consistent:
+            # the quorum is all a client needs (and all it checks): O(Q) per request, not O(n)
+            quorum = self.config.parameters.consistency_quorum
             sigs = tuple(
                 SurvivorSignature(v, self._signatures[v], b"" if self.config.signed else self._keys[v].round_public)
-                for v in sorted(self._u4)
+                for v in sorted(self._u4)[:quorum]
             )
             sharers = tuple(sorted(self._u2))
         for u in sorted(self._u4):
