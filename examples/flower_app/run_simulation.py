@@ -2,8 +2,9 @@
 
     python examples/flower_app/run_simulation.py [--clients 20] [--rounds 10]
 
-Identity keys for the virtual clients go to a temporary directory; the summary (test
-accuracy per round, user-level epsilon) is printed at the end.
+Identity keys for the virtual clients, their round logs and the PKI the server verifies
+against go to a temporary directory; the summary (test accuracy per round, user-level
+epsilon) is printed at the end.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        write_identities(tmp, range(1, args.clients + 1))
+        pki = write_identities(tmp, range(1, args.clients + 1))
         result = Path(tmp) / "result.json"
         run_simulation(
-            server_app=server_app.build(num_rounds=args.rounds, result_path=str(result)),
+            server_app=server_app.build(num_rounds=args.rounds, result_path=str(result), pki_path=str(pki)),
             client_app=client_app.build(key_dir=tmp),
             num_supernodes=args.clients,
             backend_config={

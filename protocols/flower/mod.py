@@ -28,21 +28,29 @@ from its policy; the global model it is asked to train is the one whose digest i
 (model-bound signatures, so peers detect a server that sends different models); a round
 id is never accepted twice. Any failure raises, Flower returns an error reply, and the
 server counts the client as dropped; the client's saved state is unchanged.
+
+Every round the node takes part in is recorded before it replies to ``RoundStart``: in
+the node's context state (for as long as that lives, without limit) and, when the mod
+has a persistent :class:`~protocols.round_log.RoundLog` -- by default the file beside the
+node's identity key, see :func:`protocols.flower.pki.node_round_log` -- in that file too,
+so that a restarted node still refuses every round id it has used.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
-from protocols.client import SecAggClient
+from protocols.client import ROUND_LOG_SCOPE, SecAggClient
 from protocols.config import Hardening, RoundConfig
-from protocols.flower.pki import node_client_id, node_identity, node_pki
+from protocols.flower.pki import node_client_id, node_identity, node_pki, node_round_log
 from protocols.flower.policy import SecAggPolicy, UpdateKind
 from protocols.flower.records import (
     ARRAYS_KEY,
@@ -58,8 +66,17 @@ from protocols.flower.records import (
     unpack_message,
 )
 from protocols.flower.state import dump_client, load_client
+from protocols.messages import (
+    ConsistencyRequest,
+    KeyBroadcast,
+    RoundStart,
+    SeedRequest,
+    ShareForward,
+    Stage,
+    UnmaskRequest,
+)
 from protocols.messages import Message as ProtocolMessage
-from protocols.messages import RoundStart, ShareForward, Stage
+from protocols.round_log import RoundLog
 from secagg.errors import (
     EncodingError,
     InvalidParameterError,
@@ -75,7 +92,17 @@ __all__ = ["SecureAggregationMod", "STATE_KEY"]
 #: Key of the round state in ``context.state.config_records``.
 STATE_KEY = "secagg.client"
 _ROUNDS_KEY = "secagg.rounds"
-_REMEMBERED_ROUNDS = 256
+#: The server message each stage opens with.
+_REQUESTS: dict[Stage, type[ProtocolMessage]] = {
+    Stage.ADVERTISE_KEYS: RoundStart,
+    Stage.GRAPH_SEED: SeedRequest,
+    Stage.SHARE_KEYS: KeyBroadcast,
+    Stage.MASKED_INPUT: ShareForward,
+    Stage.CONSISTENCY_CHECK: ConsistencyRequest,
+    Stage.UNMASKING: UnmaskRequest,
+}
+
+RoundLogSource = RoundLog | str | os.PathLike[str] | Callable[[Context], "RoundLog | str | os.PathLike[str] | None"]
 
 
 def _resolve(source: Any, context: Context) -> Any:
@@ -94,6 +121,12 @@ class SecureAggregationMod:
             default from the node config's ``secagg-identity`` file.
         pki: client id -> identity public key (signed rounds), or ``context -> dict``;
             default from the node config's ``secagg-pki`` file.
+        round_log: where the node records the rounds it took part in, persistently: a
+            :class:`~protocols.round_log.RoundLog`, a file path, or ``context -> either``
+            (``None``: context state only). Default
+            :func:`~protocols.flower.pki.node_round_log` (``secagg-round-log`` in the node
+            config, else ``<secagg-identity>.rounds``). The node's context state records
+            them in any case.
         hardening: the client's checks against a lying server (default: all).
         forward_metrics: also send the train function's ``MetricRecord`` (individual,
             not aggregated -- off by default).
@@ -106,6 +139,7 @@ class SecureAggregationMod:
         client_id: int | Callable[[Context], int] | None = None,
         identity: IdentityKey | Callable[[Context], IdentityKey] | None = None,
         pki: dict[int, bytes] | Callable[[Context], dict[int, bytes]] | None = None,
+        round_log: RoundLogSource | None = None,
         hardening: Hardening | None = None,
         forward_metrics: bool = False,
     ) -> None:
@@ -119,6 +153,9 @@ class SecureAggregationMod:
         self._client_id = client_id
         self._identity = identity
         self._pki = pki
+        self._round_log: RoundLogSource = (
+            round_log if round_log is not None else (lambda c: node_round_log(c.node_config))
+        )
         self.hardening = hardening if hardening is not None else Hardening()
         self.forward_metrics = forward_metrics
         self._digest = self.policy.digest()
@@ -139,17 +176,13 @@ class SecureAggregationMod:
         except ValueError:
             raise MessageError(f"unknown stage {stage_name!r}") from None
         request = unpack_message(msg.content)
-        if request.STAGE is not stage:
+        if request.STAGE is not stage or not isinstance(request, _REQUESTS[stage]):
             raise MessageError(f"{type(request).__name__} sent as stage {stage.value}")
-        if stage is Stage.ADVERTISE_KEYS:
-            if not isinstance(request, RoundStart):
-                raise MessageError("the advertise-keys stage starts with RoundStart")
+        if isinstance(request, RoundStart):
             return self._advertise(msg, context, header, request)
         client, meta = self._load(context)
         metrics: MetricRecord | None = None
-        if stage is Stage.MASKED_INPUT:
-            if not isinstance(request, ShareForward):
-                raise MessageError("the masked-input stage carries ShareForward")
+        if isinstance(request, ShareForward):
             replies, metrics = self._masked_input(msg, context, client, meta, request, call_next)
         else:
             replies = client.handle(request)
@@ -168,7 +201,7 @@ class SecureAggregationMod:
         if announcement.round_id != request.round_id:
             raise MessageError("the announcement and RoundStart name different rounds")
         seen = self._seen_rounds(context)
-        if announcement.round_id.to_bytes(8, "big") in seen:
+        if announcement.round_id in seen:
             raise ReplayError("this round id was already used")
         own = self._own_id(context)
         client_id = own if own is not None else announcement.client_id
@@ -194,8 +227,9 @@ class SecureAggregationMod:
             pki=pki,
             model_hash=announcement.model_digest,
             hardening=self.hardening,
+            round_log=self._node_round_log(context, seen),
         )
-        replies = client.handle(request)
+        replies = client.handle(request)  # records the round in the log before it replies
         meta = {
             "cohort": announcement.cohort,
             "dimension": announcement.dimension,
@@ -203,7 +237,7 @@ class SecureAggregationMod:
             "model_digest": announcement.model_digest.hex(),
         }
         self._save(context, client, meta)
-        self._remember_round(context, seen, announcement.round_id)
+        self._remember_round(context, seen + [announcement.round_id])
         return self._reply(msg, Stage.ADVERTISE_KEYS.value, client_id, replies[0], None)
 
     def _masked_input(
@@ -307,18 +341,38 @@ class SecureAggregationMod:
         if STATE_KEY in context.state.config_records:
             del context.state.config_records[STATE_KEY]
 
+    def _node_round_log(self, context: Context, seen: list[int]) -> RoundLog:
+        """The round log the client claims its round in: the persistent one, else in memory.
+
+        The in-memory log holds the rounds of the node's context state, so that the
+        client's own check refuses them too.
+        """
+        source = _resolve(self._round_log, context)
+        if isinstance(source, RoundLog):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return RoundLog.at(Path(source))
+        if source is not None:
+            raise InvalidParameterError("round_log must give a RoundLog, a path or None")
+        log = RoundLog.in_memory()
+        for round_id in seen:
+            log.claim(ROUND_LOG_SCOPE, round_id)
+        return log
+
     @staticmethod
-    def _seen_rounds(context: Context) -> list[bytes]:
+    def _seen_rounds(context: Context) -> list[int]:
+        """Every round id recorded in the node's context state (oldest first)."""
         record = context.state.config_records.get(_ROUNDS_KEY)
         if record is None:
             return []
         ids = record.get("ids", [])
-        return [bytes(r) for r in ids if isinstance(r, bytes)] if isinstance(ids, list) else []
+        if not isinstance(ids, list):
+            return []
+        return [int.from_bytes(r, "big") for r in ids if isinstance(r, bytes) and len(r) == 8]
 
     @staticmethod
-    def _remember_round(context: Context, seen: list[bytes], round_id: int) -> None:
-        ids = (seen + [round_id.to_bytes(8, "big")])[-_REMEMBERED_ROUNDS:]
-        context.state.config_records[_ROUNDS_KEY] = ConfigRecord({"ids": ids})
+    def _remember_round(context: Context, round_ids: list[int]) -> None:
+        context.state.config_records[_ROUNDS_KEY] = ConfigRecord({"ids": [r.to_bytes(8, "big") for r in round_ids]})
 
     # -- replies -----------------------------------------------------------------------
 

@@ -13,6 +13,13 @@ file holds the 32-byte private key (hex), and the PKI file maps every client id 
 public key (JSON ``{"3": "<hex>", ...}``). :func:`write_identities` creates such files
 for a set of clients (distribute them over an authenticated channel: each node needs its
 own key and everybody's public keys).
+
+Each node also keeps a :class:`~protocols.round_log.RoundLog` of the rounds it took part
+in, so that it refuses a second execution of a round id even after a restart: by default
+in the file ``<identity file>.rounds`` beside its identity key (:func:`round_log_path`),
+or wherever ``secagg-round-log`` in the node config names (also without an identity key,
+against a semi-malicious server). The file holds no secret; losing it loses the
+protection.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from protocols.round_log import RoundLog
 from secagg.errors import InvalidParameterError
 from secagg.signing import IdentityKey
 
@@ -33,17 +41,21 @@ __all__ = [
     "CLIENT_ID_KEY",
     "IDENTITY_KEY",
     "PKI_KEY",
+    "ROUND_LOG_KEY",
     "write_identities",
     "load_identity",
     "load_pki",
     "node_client_id",
     "node_identity",
     "node_pki",
+    "round_log_path",
+    "node_round_log",
 ]
 
 CLIENT_ID_KEY = "secagg-client-id"
 IDENTITY_KEY = "secagg-identity"
 PKI_KEY = "secagg-pki"
+ROUND_LOG_KEY = "secagg-round-log"
 _MAX_CLIENT_ID = (1 << 63) - 1
 
 
@@ -125,3 +137,24 @@ def node_identity(node_config: Mapping[str, Any]) -> IdentityKey:
 def node_pki(node_config: Mapping[str, Any]) -> dict[int, bytes]:
     """The PKI from the file named by ``secagg-pki``."""
     return load_pki(str(_node_value(node_config, PKI_KEY)))
+
+
+def round_log_path(identity_path: str | os.PathLike[str]) -> Path:
+    """Where the round log of the identity key in ``identity_path`` lives (``<path>.rounds``)."""
+    path = Path(identity_path)
+    return path.with_name(path.name + ".rounds")
+
+
+def node_round_log(node_config: Mapping[str, Any]) -> RoundLog | None:
+    """The node's persistent round log, or ``None`` if its config names no place for one.
+
+    ``secagg-round-log`` if given, else the file beside ``secagg-identity``
+    (:func:`round_log_path`).
+    """
+    explicit = str(node_config.get(ROUND_LOG_KEY, ""))
+    if explicit:
+        return RoundLog.at(explicit)
+    identity = str(node_config.get(IDENTITY_KEY, ""))
+    if identity:
+        return RoundLog.at(round_log_path(identity))
+    return None

@@ -48,8 +48,9 @@ MESSAGE_KEY = "secagg.message"
 ARRAYS_KEY = "arrays"
 TRAIN_CONFIG_KEY = "config"
 METRICS_KEY = "metrics"
-#: Version of this Flower envelope (the protocol messages carry their own).
-WIRE_VERSION = 1
+#: Version of this Flower envelope (the protocol messages carry their own). Version 2: the
+#: protocol's graph-seed stage, and the consistency check against a semi-malicious server.
+WIRE_VERSION = 2
 #: The stage in which the server learns each node's client id (signed rounds).
 HELLO_STAGE = "hello"
 

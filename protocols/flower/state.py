@@ -4,8 +4,13 @@ A deployed SuperNode starts a fresh ClientApp process for every message, so the
 :class:`~protocols.client.SecAggClient` of a round must be saved into the node's
 ``Context`` after each stage and restored at the next. The context lives on the
 SuperNode (it is never sent to the SuperLink); it holds the round's secrets -- the
-ephemeral private keys and the shares entrusted by peers -- exactly as long as the round
-runs, and is cleared when the client finishes.
+ephemeral private keys, the per-round signing key, the graph-seed contribution and the
+shares entrusted by peers -- exactly as long as the round runs, and is cleared when the
+client finishes.
+
+The client's :class:`~protocols.round_log.RoundLog` is not part of the saved state: the
+client consults it only when the round starts (the mod hands it the node's log then), and
+a restored client holds none.
 
 Serialisation is pickle with two restrictions: private keys are reduced to their raw
 bytes through this module's own constructors, and loading resolves only an explicit
@@ -24,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from protocols.client import SecAggClient
+from protocols.round_log import RoundLog
 from secagg.errors import MessageError
 
 __all__ = ["dump_client", "load_client"]
@@ -35,7 +41,9 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("protocols.client", "ShareKind"),
         ("protocols.config", "Hardening"),
         ("protocols.config", "RoundConfig"),
+        ("protocols.graph", "Ring"),
         ("protocols.messages", "PeerKeys"),
+        ("protocols.messages", "SeedEntry"),
         ("protocols.messages", "Stage"),
         ("secagg.aead", "ShareCipher"),
         ("secagg.keys", "KeyPair"),
@@ -47,6 +55,7 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("threat_models.parameters", "ProtocolParameters"),
         ("protocols.flower.state", "_x25519_private"),
         ("protocols.flower.state", "_ed25519_private"),
+        ("protocols.flower.state", "_no_round_log"),
         ("numpy", "dtype"),
         ("numpy", "ndarray"),
         ("numpy._core.numeric", "_frombuffer"),
@@ -73,8 +82,14 @@ def _ed25519_private(raw: bytes) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
+def _no_round_log() -> None:
+    return None
+
+
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, RoundLog):
+            return _no_round_log, ()
         if isinstance(obj, X25519PrivateKey):
             return _x25519_private, (_raw(obj),)
         if isinstance(obj, Ed25519PrivateKey):

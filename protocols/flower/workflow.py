@@ -6,7 +6,8 @@ Use it from a ``ServerApp`` built on Flower's Message API::
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        workflow = SecureAggregationWorkflow(SecAggPolicy())
+        pki = load_pki("keys/pki.json")  # signed policies: the clients' identity keys
+        workflow = SecureAggregationWorkflow(SecAggPolicy(), pki=pki)
         result = workflow.start(grid, ArrayRecord(model.state_dict()), num_rounds=10)
 
 Each round is one run of :class:`~protocols.server.SecAggServer`: every protocol stage is
@@ -17,6 +18,15 @@ survivors' (noised) updates. Nodes that do not answer a stage within ``stage_tim
 seconds, or answer with an error or an invalid message, are dropouts from that stage on;
 the protocol recovers their masks as long as the threat model's threshold holds, and
 aborts the round (:class:`~secagg.errors.ThresholdNotMetError`) otherwise.
+
+Against a server that may lie (semi-malicious or malicious threat models) the round adds
+two stages: ``graph_seed``, in which the clients fix the graph from committed random
+contributions, and ``consistency_check``, in which they sign the survivor set. A node that
+commits and then withholds its contribution cannot be dropped from the seed, so the round
+starts again under a fresh round id without it (at most ``max_restarts`` times). In signed
+rounds (malicious server) the workflow verifies every signature it relays against the
+``pki`` it is given and the digest of the global model it sends; a node whose message fails
+verification counts as dropped.
 
 Flower's own ``SecAggPlusWorkflow`` works only with the legacy strategy API; this
 workflow uses the Message API directly and reimplements FedAvg's loop in :meth:`start`
@@ -30,7 +40,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from logging import INFO, WARNING
 from typing import Any
 
@@ -61,6 +71,7 @@ from protocols.server import SecAggServer
 from secagg.errors import (
     InvalidParameterError,
     ProtocolAbortError,
+    RoundRestartError,
     SecAggError,
     ThresholdNotMetError,
 )
@@ -84,7 +95,8 @@ class FlowerRoundResult:
         dropped: node ids of the cohort whose updates are not.
         client_ids: node id -> protocol client id, for the cohort.
         epsilon: user-level epsilon spent so far (``None`` without DP).
-        seconds: wall time of the round.
+        seconds: wall time of the round (every execution of it).
+        excluded: node ids left out when the round restarted (also in ``dropped``).
     """
 
     round: int
@@ -95,6 +107,7 @@ class FlowerRoundResult:
     client_ids: Mapping[int, int]
     epsilon: float | None
     seconds: float
+    excluded: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,12 @@ class SecureAggregationWorkflow:
         delta: target delta (default ``1 / (10 population)``).
         epsilon_budget: refuse rounds that would push the user-level epsilon above it.
         server_lr: server learning rate applied to the aggregated update.
+        pki: client id -> identity public key (required by signed policies, i.e. a
+            malicious-server threat model; :func:`protocols.flower.pki.load_pki`). The
+            server verifies every signature it relays against it; nodes claiming an id
+            outside it are left out.
+        max_restarts: how many times :meth:`aggregate` starts a round again (fresh round
+            id) without nodes that withheld their graph-seed contribution.
 
     Raises:
         InvalidParameterError: invalid settings.
@@ -145,6 +164,8 @@ class SecureAggregationWorkflow:
         delta: float | None = None,
         epsilon_budget: float | None = None,
         server_lr: float = 1.0,
+        pki: Mapping[int, bytes] | None = None,
+        max_restarts: int = 2,
     ) -> None:
         self.policy = policy if policy is not None else SecAggPolicy()
         if not isinstance(self.policy, SecAggPolicy):
@@ -160,6 +181,14 @@ class SecureAggregationWorkflow:
         self.delta = delta
         self.epsilon_budget = epsilon_budget
         self.server_lr = float(server_lr)
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise InvalidParameterError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
+        self.max_restarts = max_restarts
+        if self.policy.signed and pki is None:
+            raise InvalidParameterError(
+                "a signed policy (malicious server) needs the PKI: pki=load_pki(path), the clients' identity keys"
+            )
+        self.pki: dict[int, bytes] | None = _check_pki(pki) if pki is not None else None
         self._client_ids: dict[int, int] = {}
         self._ledger: Any = None
 
@@ -252,14 +281,61 @@ class SecureAggregationWorkflow:
     ) -> FlowerRoundResult:
         """Run one secure aggregation round with the given nodes (default: all connected).
 
+        Against a server that may lie, the clients fix the round's graph from committed
+        random contributions; a node that committed and then withheld its contribution
+        makes the protocol refuse to go on (:class:`~secagg.errors.RoundRestartError`).
+        The round then starts again, under a fresh round id, without those nodes -- at most
+        ``max_restarts`` times; nothing was revealed in an execution that restarted.
+
         Raises:
-            ThresholdNotMetError: fewer than 3 nodes, or too many dropped for the protocol.
+            ThresholdNotMetError: fewer than 3 nodes, or too many dropped for the protocol
+                (:class:`~secagg.errors.RoundRestartError` once the restarts are used up).
             ProtocolAbortError: the protocol detected an inconsistency.
             BudgetExceededError: the round would exceed the privacy budget (nothing sent).
         """
         started = time.perf_counter()
-        policy = self.policy
         nodes = sorted(set(node_ids if node_ids is not None else grid.get_node_ids()))
+        excluded: set[int] = set()
+        attempt = 0
+        while True:
+            try:
+                result = self._execute(grid, arrays, train_config, nodes, server_round)
+            except _Restart as restart:
+                if attempt >= self.max_restarts:
+                    raise restart.error from None
+                attempt += 1
+                left_out = restart.nodes
+                excluded |= left_out
+                nodes = [node for node in nodes if node not in left_out]
+                log(
+                    WARNING,
+                    "[secagg round %d] restart %d of %d under a fresh round id without nodes %s: %s",
+                    server_round,
+                    attempt,
+                    self.max_restarts,
+                    sorted(left_out),
+                    restart.error.reason,
+                )
+                continue
+            break
+        if excluded:
+            result = replace(
+                result,
+                dropped=tuple(sorted(set(result.dropped) | excluded)),
+                excluded=tuple(sorted(excluded)),
+            )
+        return replace(result, seconds=time.perf_counter() - started)
+
+    def _execute(
+        self,
+        grid: Grid,
+        arrays: ArrayRecord,
+        train_config: ConfigRecord | None,
+        nodes: list[int],
+        server_round: int,
+    ) -> FlowerRoundResult:
+        """One execution of the protocol (one round id) with ``nodes``."""
+        policy = self.policy
         if len(nodes) < 3:
             raise ThresholdNotMetError(f"secure aggregation needs at least 3 nodes, got {len(nodes)}")
         if self.population is None:
@@ -279,14 +355,21 @@ class SecureAggregationWorkflow:
         config = RoundConfig(
             round_id=secrets.randbits(63), parameters=params, bits=encoder.bits, vector_length=length
         )
-        self._spend(encoder, params.min_aggregate_size, list(cohort_ids.values()))
+        privacy = self._privacy_record(encoder, params.min_aggregate_size, list(cohort_ids.values()))
+        if privacy is not None:
+            self._privacy_ledger().preview(privacy)  # refuse before anything is sent
 
-        server = SecAggServer(config, node_of.keys())
         model_digest = arrays_digest(arrays)
+        pki = {cid: self.pki[cid] for cid in node_of} if policy.signed and self.pki is not None else None
+        server = SecAggServer(config, node_of.keys(), pki=pki, model_hash=model_digest)
         digest = policy.digest()
         requests = server.start()
         while server.stage is not None:
             stage = server.stage
+            if stage is Stage.MASKED_INPUT and privacy is not None:
+                # the first stage at which an update (noised, masked) leaves a client
+                self._privacy_ledger().spend(privacy)
+                privacy = None
             outgoing: list[tuple[int, Message]] = []
             for request in requests:
                 node = node_of[request.recipient]
@@ -324,7 +407,10 @@ class SecureAggregationWorkflow:
                 len(outgoing),
                 time.perf_counter() - stage_started,
             )
-            requests = server.advance()
+            try:
+                requests = server.advance()
+            except RoundRestartError as exc:
+                raise _Restart(exc, frozenset(node_of[c] for c in exc.excluded if c in node_of)) from exc
 
         result = server.result
         survivors = tuple(sorted(node_of[c] for c in result.survivors))
@@ -345,7 +431,7 @@ class SecureAggregationWorkflow:
             dropped=dropped,
             client_ids=dict(cohort_ids),
             epsilon=epsilon,
-            seconds=time.perf_counter() - started,
+            seconds=0.0,
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -367,7 +453,12 @@ class SecureAggregationWorkflow:
                 cid = reply.content.config_records[CONFIG_KEY].get("client-id")
                 if isinstance(cid, int) and not isinstance(cid, bool) and 0 < cid < 1 << 63:
                     self._client_ids[node] = cid
+        known = self.pki if self.pki is not None else {}
         mapping = {node: self._client_ids[node] for node in nodes if node in self._client_ids}
+        unknown_ids = sorted(cid for cid in mapping.values() if cid not in known)
+        if unknown_ids:
+            log(WARNING, "nodes claim client ids %s that the PKI does not know; they are left out", unknown_ids)
+            mapping = {node: cid for node, cid in mapping.items() if cid in known}
         counts: dict[int, int] = {}
         for cid in mapping.values():
             counts[cid] = counts.get(cid, 0) + 1
@@ -439,39 +530,71 @@ class SecureAggregationWorkflow:
         """The delta of the reported epsilon (``1 / (10 population)`` unless given)."""
         return self.delta if self.delta is not None else 1.0 / (10 * max(2, self.population or 2))
 
-    def _spend(self, encoder: Any, min_survivors: int, client_ids: list[int]) -> None:
-        """Record the round's user-level mechanism, refusing it first if over budget."""
-        policy = self.policy
-        if not policy.dp.user_level:
-            return
-        import dp_accounting
-
-        from dp.ledger import BudgetScope, ClientSampling, PrivacyBudget, PrivacyLedger, RoundRecord
+    def _privacy_ledger(self) -> Any:
+        """The ledger of user-level mechanisms (created on first use)."""
+        from dp.ledger import BudgetScope, PrivacyBudget, PrivacyLedger
 
         if self._ledger is None:
             budgets = []
             if self.epsilon_budget is not None:
                 budgets.append(PrivacyBudget(self.epsilon_budget, self.effective_delta, BudgetScope.POPULATION))
-            accountant = "rdp" if policy.dp is DPMode.DISTRIBUTED else "pld"
+            accountant = "rdp" if self.policy.dp is DPMode.DISTRIBUTED else "pld"
             self._ledger = PrivacyLedger(budgets=budgets, accountant=accountant)
+        return self._ledger
+
+    def _privacy_record(self, encoder: Any, min_survivors: int, client_ids: list[int]) -> Any:
+        """The round's user-level mechanism as a ledger record (``None`` without user-level DP).
+
+        The workflow previews it before the round starts (refusing a round over budget
+        before anything is sent) and spends it when the masked-input stage opens, the
+        first at which an update leaves a client: an execution that aborts or restarts
+        earlier released nothing.
+        """
+        policy = self.policy
+        if not policy.dp.user_level:
+            return None
+        import dp_accounting
+
+        from dp.ledger import ClientSampling, RoundRecord
+
         population = max(self.population or len(client_ids), len(client_ids))
         per_round = min(self.clients_per_round or population, population)
         if policy.dp is DPMode.DISTRIBUTED:
             event = encoder.dp_event(min_survivors)
         else:
             event = dp_accounting.GaussianDpEvent(policy.noise_multiplier)
-        self._ledger.spend(
-            RoundRecord(
-                mechanism=event,
-                sampling=ClientSampling.from_counts(per_round, population),
-                participants=tuple(str(c) for c in client_ids),
-            )
+        return RoundRecord(
+            mechanism=event,
+            sampling=ClientSampling.from_counts(per_round, population),
+            participants=tuple(str(c) for c in client_ids),
         )
 
     @property
     def ledger(self) -> Any:
         """The :class:`dp.ledger.PrivacyLedger` (``None`` without user-level DP or before a round)."""
         return self._ledger
+
+
+def _check_pki(pki: Mapping[int, bytes]) -> dict[int, bytes]:
+    if not isinstance(pki, Mapping):
+        raise InvalidParameterError("pki must map client ids to 32-byte public keys")
+    out: dict[int, bytes] = {}
+    for cid, key in pki.items():
+        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 < cid < 1 << 63:
+            raise InvalidParameterError(f"PKI client ids are ints in [1, 2^63 - 1], got {cid!r}")
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise InvalidParameterError(f"the PKI key of client {cid} is not 32 bytes")
+        out[cid] = key
+    return out
+
+
+class _Restart(Exception):
+    """An execution ended with :class:`RoundRestartError`; ``nodes`` are the node ids to leave out."""
+
+    def __init__(self, error: RoundRestartError, nodes: frozenset[int]) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.nodes = nodes
 
 
 def _request(content: RecordDict, node: int, server_round: int) -> Message:

@@ -30,12 +30,15 @@ from protocols.flower.pki import (  # noqa: E402
     node_client_id,
     node_identity,
     node_pki,
+    node_round_log,
+    round_log_path,
     write_identities,
 )
 from protocols.flower.records import (  # noqa: E402
     ARRAYS_KEY,
     CONFIG_KEY,
     MESSAGE_KEY,
+    WIRE_VERSION,
     RoundAnnouncement,
     arrays_digest,
     pack_message,
@@ -101,7 +104,7 @@ class Round:
     def envelope(self, request: Any, *, policy_digest: bytes | None = None, arrays: ArrayRecord | None = None) -> Message:
         stage = self.server.stage
         assert stage is not None
-        header: dict[str, Any] = {"version": 1, "stage": stage.value}
+        header: dict[str, Any] = {"version": WIRE_VERSION, "stage": stage.value}
         if stage is Stage.ADVERTISE_KEYS:
             header.update(
                 RoundAnnouncement(
@@ -203,11 +206,51 @@ def test_a_round_id_is_never_accepted_twice() -> None:
         mod(again.envelope(again.requests[0]), again.contexts[request.recipient], train)
 
 
+def test_each_stage_accepts_only_its_own_request() -> None:
+    mod = SecureAggregationMod(POLICY)
+    rnd = Round()
+    rnd.step(mod)  # advertise keys
+    assert rnd.server.stage is Stage.GRAPH_SEED
+    request = rnd.requests[0]
+    context = rnd.contexts[request.recipient]
+    before = bytes(cast(bytes, context.state.config_records[STATE_KEY]["client"]))
+    msg = rnd.envelope(request)
+    msg.content.config_records[CONFIG_KEY]["stage"] = Stage.SHARE_KEYS.value
+    with pytest.raises(MessageError):
+        mod(msg, context, train)
+    assert bytes(cast(bytes, context.state.config_records[STATE_KEY]["client"])) == before
+    rnd.step(mod)  # the graph seed, as announced
+    assert rnd.server.stage is Stage.SHARE_KEYS and rnd.server.context is not None
+
+
+def test_a_round_log_file_outlives_the_context(tmp_path: Path) -> None:
+    log_file = tmp_path / "node.rounds"
+    mod = SecureAggregationMod(POLICY, round_log=log_file)
+    first = Round(round_id=5)
+    request = first.requests[0]
+    mod(first.envelope(request), first.contexts[request.recipient], train)
+    assert log_file.read_text() == "secagg 5\n"
+    again = Round(round_id=5)  # fresh contexts: the node restarted and lost its state
+    with pytest.raises(ReplayError):
+        mod(again.envelope(again.requests[0]), again.contexts[request.recipient], train)
+
+
+def test_the_context_state_remembers_every_round() -> None:
+    mod = SecureAggregationMod(POLICY)
+    context = Round().contexts[1]
+    for round_id in range(1, 301):
+        rnd = Round(round_id=round_id)
+        mod(rnd.envelope(rnd.requests[0]), context, train)
+    again = Round(round_id=1)
+    with pytest.raises(ReplayError):
+        mod(again.envelope(again.requests[0]), context, train)
+
+
 def test_a_substituted_global_model_is_detected() -> None:
     mod = SecureAggregationMod(POLICY)
     rnd = Round()
-    rnd.step(mod)  # advertise keys (model digest of the zeros model)
-    rnd.step(mod)  # share keys
+    while rnd.server.stage is not Stage.MASKED_INPUT:
+        rnd.step(mod)  # advertise keys (model digest of the zeros model), graph seed, share keys
     request = rnd.requests[0]
     other = ArrayRecord({"w": Array(np.ones(D))})
     with pytest.raises(ProtocolAbortError):
@@ -243,6 +286,10 @@ def test_identity_files_and_node_config(tmp_path: Path) -> None:
     assert node_client_id(config) == 7
     assert node_identity(config).public_bytes == pki[7]
     assert node_pki(config) == pki
+    log = node_round_log(config)
+    assert log is not None and log.path == round_log_path(tmp_path / "identity-7.key") == tmp_path / "identity-7.key.rounds"
+    assert node_round_log({"secagg-round-log": str(tmp_path / "r")}).path == tmp_path / "r"  # type: ignore[union-attr]
+    assert node_round_log({}) is None
     (tmp_path / "bad.json").write_text('{"1": "abcd"}')
     with pytest.raises(InvalidParameterError):
         load_pki(tmp_path / "bad.json")

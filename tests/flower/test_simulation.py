@@ -5,7 +5,8 @@ ServerApp runs :class:`SecureAggregationWorkflow` over the engine's real ``Grid`
 client crashes in its train function (a dropout at the masked-input stage, after it
 shared its keys): the server must recover its masks and return exactly the mean of the
 others' updates. The malicious-server variant runs, so clients sign their keys and the
-survivor set, with identity keys read from files named in their configuration.
+survivor set, with identity keys read from files named in their configuration; the
+server verifies every signature it relays against the same PKI.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def build_apps(key_dir: Path, results: dict[str, Any]) -> tuple[ServerApp, Clien
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        workflow = SecureAggregationWorkflow(policy, stage_timeout=120.0, poll_interval=0.05)
+        workflow = SecureAggregationWorkflow(policy, stage_timeout=120.0, poll_interval=0.05, pki=load_pki(pki_path))
         workflow.wait_for_nodes(grid, NUM_CLIENTS, timeout=120.0)
         initial = ArrayRecord({"w": Array(np.zeros(DIMENSION))})
         results["round"] = workflow.aggregate(grid, initial, server_round=1)

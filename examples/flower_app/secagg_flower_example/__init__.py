@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from flwr.app import Context
 
 from protocols.flower import SecAggPolicy, SecureAggregationMod
-from protocols.flower.pki import load_identity, load_pki
+from protocols.flower.pki import load_identity, load_pki, round_log_path
 from secagg.recipe import DPMode
 from secagg.signing import IdentityKey
 from threat_models.model import ThreatModel
@@ -52,9 +52,10 @@ def secure_aggregation_mod(key_dir: str | None = None) -> SecureAggregationMod:
 
     Deployed SuperNodes name their client id, identity key and PKI in ``--node-config``
     (``secagg-client-id``, ``secagg-identity``, ``secagg-pki``), which the mod reads by
-    default. ``key_dir`` instead serves every virtual client of a simulation from one
-    directory written by :func:`protocols.flower.pki.write_identities` (client id =
-    partition id + 1).
+    default, and keep their round log beside the identity key. ``key_dir`` instead
+    serves every virtual client of a simulation from one directory written by
+    :func:`protocols.flower.pki.write_identities` (client id = partition id + 1), round
+    logs included.
     """
     if key_dir is None:
         return SecureAggregationMod(POLICY)
@@ -63,10 +64,16 @@ def secure_aggregation_mod(key_dir: str | None = None) -> SecureAggregationMod:
     def client_id(context: Context) -> int:
         return int(context.node_config["partition-id"]) + 1
 
+    def key_file(context: Context) -> Path:
+        return folder / f"identity-{client_id(context)}.key"
+
     def identity(context: Context) -> IdentityKey:
-        return load_identity(folder / f"identity-{client_id(context)}.key")
+        return load_identity(key_file(context))
 
     def pki(context: Context) -> dict[int, bytes]:
         return load_pki(folder / "pki.json")
 
-    return SecureAggregationMod(POLICY, client_id=client_id, identity=identity, pki=pki)
+    def round_log(context: Context) -> Path:
+        return round_log_path(key_file(context))
+
+    return SecureAggregationMod(POLICY, client_id=client_id, identity=identity, pki=pki, round_log=round_log)

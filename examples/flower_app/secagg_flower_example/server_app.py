@@ -10,13 +10,30 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from protocols.flower import SecureAggregationWorkflow
+from protocols.flower.pki import load_pki
 from secagg.demo import evaluate, load_federated
+from secagg.errors import InvalidParameterError
 from secagg_flower_example import POLICY, make_model
 
 INFO = 20
 
 
-def build(num_rounds: int | None = None, result_path: str | None = None) -> ServerApp:
+def pki_file(context: Context) -> Path:
+    """The PKI the server verifies the clients' signatures against (run config).
+
+    ``pki-path`` if set, else ``pki.json`` in ``key-dir``.
+    """
+    config = context.run_config
+    explicit = str(config.get("pki-path", ""))
+    if explicit:
+        return Path(explicit)
+    key_dir = str(config.get("key-dir", ""))
+    if not key_dir:
+        raise InvalidParameterError("set pki-path (or key-dir) in the run config: the server needs the clients' PKI")
+    return Path(key_dir) / "pki.json"
+
+
+def build(num_rounds: int | None = None, result_path: str | None = None, pki_path: str | None = None) -> ServerApp:
     """The ServerApp; arguments left ``None`` come from the run config (``flwr run``)."""
     server_app = ServerApp()
 
@@ -33,7 +50,8 @@ def build(num_rounds: int | None = None, result_path: str | None = None) -> Serv
             log(INFO, "[round %d] test accuracy %.4f", server_round, value)
             return MetricRecord({"accuracy": value})
 
-        workflow = SecureAggregationWorkflow(POLICY, stage_timeout=120.0)
+        pki = load_pki(pki_path if pki_path is not None else pki_file(context))
+        workflow = SecureAggregationWorkflow(POLICY, stage_timeout=120.0, pki=pki)
         result = workflow.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds, evaluate_fn=accuracy)
         last = result.rounds[-1] if result.rounds else None
         epsilon = last.epsilon if last is not None else None

@@ -1,0 +1,237 @@
+"""The server workflow over an in-process grid: restarts, the PKI, the privacy ledger.
+
+:class:`LoopbackGrid` hands every pushed message straight to the client mod of its node
+(one Flower ``Context`` per node, kept between messages as a SuperNode keeps it) and
+returns the replies on the next pull; a test can withhold chosen replies, the way a node
+that stops answering would. The workflow and the mods are the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, cast
+from uuid import uuid4
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict  # noqa: E402
+from flwr.serverapp import Grid  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+
+from protocols.flower import SecAggPolicy, SecureAggregationMod, SecureAggregationWorkflow  # noqa: E402
+from protocols.flower.pki import load_identity, load_pki, round_log_path, write_identities  # noqa: E402
+from protocols.flower.records import ARRAYS_KEY, CONFIG_KEY  # noqa: E402
+from protocols.messages import Stage  # noqa: E402
+from secagg.errors import InvalidParameterError, RoundRestartError  # noqa: E402
+from secagg.recipe import DPMode  # noqa: E402
+from threat_models.model import ServerClass, ThreatModel  # noqa: E402
+
+N, D = 6, 5
+SEMI = SecAggPolicy(threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.NONE, clip_norm=None)
+SIGNED = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.NONE, clip_norm=None)
+
+#: (stage, node id) -> whether to withhold that node's reply
+Withhold = Callable[[str, int], bool]
+
+
+@pytest.fixture(autouse=True)
+def flower_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower's runtime names the running task before any message is built; so do we."""
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+
+
+def update_of(node: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    return np.random.default_rng(900 + node).normal(0.0, 0.1, D)
+
+
+def train(msg: Message, context: Context) -> Message:
+    weights = msg.content.array_records[ARRAYS_KEY]["w"].numpy()
+    update = update_of(context.node_id)
+    return Message(RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(weights + update)})}), reply_to=msg)
+
+
+class LoopbackGrid:
+    """A ``Grid`` whose nodes run a client mod in this process (see the module docstring)."""
+
+    def __init__(self, mod: SecureAggregationMod, nodes: Iterable[int], node_config: Callable[[int], dict[str, Any]]) -> None:
+        self.mod = mod
+        self.contexts = {
+            node: Context(run_id=1, node_id=node, node_config=node_config(node), state=RecordDict(), run_config={})
+            for node in nodes
+        }
+        self.withhold: Withhold = lambda stage, node: False
+        self.replies: dict[str, Message] = {}
+        self.stages: list[str] = []
+
+    def get_node_ids(self) -> list[int]:
+        return sorted(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = str(uuid4())
+            node = msg.metadata.dst_node_id
+            stage = str(msg.content.config_records[CONFIG_KEY]["stage"])
+            if not self.stages or self.stages[-1] != stage:
+                self.stages.append(stage)
+            try:
+                reply = self.mod(msg, self.contexts[node], train)
+            except Exception as exc:  # Flower turns a failing ClientApp into an error reply
+                reply = Message(Error(code=0, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
+            if not self.withhold(stage, node):
+                self.replies[msg.metadata.message_id] = reply
+            ids.append(msg.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [self.replies.pop(mid) for mid in list(message_ids) if mid in self.replies]
+
+
+def grid_of(policy: SecAggPolicy, key_dir: Path | None = None, nodes: Iterable[int] = range(11, 11 + N)) -> LoopbackGrid:
+    """Nodes 11.. with client ids 1.. (signed policies: identity files and PKI in ``key_dir``)."""
+    if key_dir is None:
+        return LoopbackGrid(SecureAggregationMod(policy), nodes, lambda node: {})
+
+    def config(node: int) -> dict[str, Any]:
+        cid = node - 10
+        return {
+            "secagg-client-id": cid,
+            "secagg-identity": str(key_dir / f"identity-{cid}.key"),
+            "secagg-pki": str(key_dir / "pki.json"),
+        }
+
+    return LoopbackGrid(SecureAggregationMod(policy), nodes, config)
+
+
+def workflow_of(policy: SecAggPolicy, **kwargs: Any) -> SecureAggregationWorkflow:
+    return SecureAggregationWorkflow(policy, stage_timeout=0.05, poll_interval=0.001, **kwargs)
+
+
+def initial() -> ArrayRecord:
+    return ArrayRecord({"w": Array(np.zeros(D))})
+
+
+def check_mean(outcome: Any, quantum: float) -> None:
+    expected = np.mean([update_of(node) for node in outcome.survivors], axis=0)
+    assert np.max(np.abs(outcome.update["w"].numpy() - expected)) < quantum
+
+
+def quantum_of(policy: SecAggPolicy, cohort: int) -> float:
+    return float(cast(Any, policy.encoder(cohort, D)).quantum)
+
+
+def test_a_semi_malicious_round_runs_the_graph_seed_and_consistency_stages() -> None:
+    grid = grid_of(SEMI)
+    outcome = workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
+    assert grid.stages == [s.value for s in Stage]
+    assert outcome.survivors == tuple(range(11, 11 + N)) and outcome.dropped == () and outcome.excluded == ()
+    check_mean(outcome, quantum_of(SEMI, N))
+
+
+def test_a_withheld_seed_reveal_restarts_the_round_without_that_node() -> None:
+    grid = grid_of(SEMI)
+    grid.withhold = lambda stage, node: stage == Stage.GRAPH_SEED.value and node == 13
+    outcome = workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
+    # two executions: the second under a fresh round id, without node 13
+    assert grid.stages.count(Stage.ADVERTISE_KEYS.value) == 2
+    assert outcome.excluded == (13,)
+    assert 13 in outcome.dropped and 13 not in outcome.survivors
+    assert outcome.survivors == tuple(n for n in range(11, 11 + N) if n != 13)
+    check_mean(outcome, quantum_of(SEMI, N - 1))
+
+
+def test_restarts_are_bounded() -> None:
+    grid = grid_of(SEMI, nodes=range(11, 11 + N + 2))
+    withheld: list[int] = []
+
+    def lowest_withholds(stage: str, node: int) -> bool:
+        # in execution i (1, 2, ...) node 10 + i, the lowest one left, withholds its reveal
+        if stage != Stage.GRAPH_SEED.value or node != 10 + grid.stages.count(Stage.ADVERTISE_KEYS.value):
+            return False
+        withheld.append(node)
+        return True
+
+    grid.withhold = lowest_withholds
+    with pytest.raises(RoundRestartError):
+        workflow_of(SEMI, max_restarts=2).aggregate(cast(Grid, grid), initial())
+    assert withheld == [11, 12, 13]  # the first execution and two restarts
+    assert grid.stages.count(Stage.ADVERTISE_KEYS.value) == 3
+
+
+def test_a_signed_policy_needs_the_pki(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError):
+        SecureAggregationWorkflow(SIGNED)
+    with pytest.raises(InvalidParameterError):
+        SecureAggregationWorkflow(SIGNED, pki={1: b"short"})
+    with pytest.raises(InvalidParameterError):
+        SecureAggregationWorkflow(SEMI, max_restarts=-1)
+
+
+def test_a_signed_round_verifies_against_the_pki(tmp_path: Path) -> None:
+    write_identities(tmp_path, range(1, N + 2))  # node 17 claims id 7, which the server's PKI lacks
+    full = load_pki(tmp_path / "pki.json")
+    server_pki = {cid: key for cid, key in full.items() if cid <= N}
+    grid = grid_of(SIGNED, tmp_path, nodes=range(11, 11 + N + 1))
+    outcome = workflow_of(SIGNED, pki=server_pki).aggregate(cast(Grid, grid), initial())
+    assert outcome.survivors == tuple(range(11, 11 + N))
+    assert set(outcome.client_ids) == set(range(11, 11 + N))
+    check_mean(outcome, quantum_of(SIGNED, N))
+    # each client recorded the round beside its identity key
+    for cid in range(1, N + 1):
+        assert len(round_log_path(tmp_path / f"identity-{cid}.key").read_text().splitlines()) == 1
+    assert load_identity(tmp_path / "identity-1.key").public_bytes == full[1]
+
+
+def test_a_wrong_pki_entry_makes_that_client_a_dropout(tmp_path: Path) -> None:
+    write_identities(tmp_path, range(1, N + 1))
+    pki = load_pki(tmp_path / "pki.json")
+    other = tmp_path / "other"
+    write_identities(other, [2])
+    pki[2] = load_pki(other / "pki.json")[2]  # the server holds another key for client 2
+    grid = grid_of(SIGNED, tmp_path)
+    # client 2's signed keys fail the server's check; the others reject nothing of it
+    # (they never see its keys), so the round goes on without it
+    outcome = workflow_of(SIGNED, pki=pki).aggregate(cast(Grid, grid), initial())
+    assert 12 in outcome.dropped and 12 not in outcome.survivors
+    check_mean(outcome, quantum_of(SIGNED, N))
+
+
+def test_a_restarted_round_spends_the_privacy_budget_once() -> None:
+    policy = SecAggPolicy(threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.DISTRIBUTED, clip_norm=1.0)
+    grid = grid_of(policy, nodes=range(11, 11 + 12))
+    grid.withhold = lambda stage, node: stage == Stage.GRAPH_SEED.value and node == 13
+    workflow = workflow_of(policy)
+    outcome = workflow.aggregate(cast(Grid, grid), initial())
+    assert outcome.excluded == (13,)
+    assert len(workflow.ledger) == 1
+
+
+def test_the_node_never_forgets_a_round_while_its_state_lives() -> None:
+    grid = grid_of(SEMI)
+    workflow = workflow_of(SEMI)
+    for _ in range(3):
+        workflow.aggregate(cast(Grid, grid), initial())
+    state = grid.contexts[11].state.config_records["secagg.rounds"]
+    assert len(cast(list[bytes], state["ids"])) == 3
+
+
+def test_a_persistent_round_log_survives_a_lost_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log_file = tmp_path / "node-11.rounds"
+    mod = SecureAggregationMod(SEMI, round_log=lambda c: log_file if c.node_id == 11 else None)
+    grid = LoopbackGrid(mod, range(11, 11 + N), lambda node: {})
+    # a server that runs one round id twice
+    monkeypatch.setattr("protocols.flower.workflow.secrets.randbits", lambda bits: 41)
+    workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
+    assert log_file.read_text().split() == ["secagg", "41"]
+    # every node restarts: the context states are gone, node 11's round log file is not
+    for node in grid.contexts:
+        grid.contexts[node] = Context(run_id=1, node_id=node, node_config={}, state=RecordDict(), run_config={})
+    outcome = workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
+    assert 11 in outcome.dropped and 11 not in outcome.survivors  # it refused the second execution
+    check_mean(outcome, quantum_of(SEMI, N))
