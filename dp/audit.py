@@ -15,7 +15,26 @@ are correct. With ``q = e^eps / (1 + e^eps)``::
 and the lower bound is the largest ``eps`` with ``p(eps) < significance`` (``0`` when
 even ``eps = 0`` is not rejected). With ``delta = 0`` and ``v = r`` it equals
 ``logit(significance^(1/r))``. The guesses must be fixed before the membership is
-revealed (here: the highest scores are guessed "included", the lowest "excluded").
+revealed (here: the ``k+`` highest scores are guessed "included", the ``k-`` lowest
+"excluded", and the auditor abstains on the middle).
+
+*Abstention and the choice of k.* Guessing every canary counts the least confident
+guesses too, and a few errors among them cost more than the extra guesses gain: with
+perfectly separated scores for ``m = 1000`` canaries of which 484 are included, guessing
+all of them (500 "in", 500 "out", 16 wrong) gives 3.70 at significance 0.05 and
+``delta = 0``, while guessing only the 250 highest and 250 lowest gives 5.11 and the
+Bonferroni-corrected search below gives 5.15 (950 guesses, all correct; 5.03 at
+``delta = 1e-5``). The number of guesses may not be picked by looking at how many of them
+turned out correct, though, unless that look is paid for.
+:func:`one_run_audit` therefore either takes ``(k+, k-)`` fixed in advance
+(``num_positive_guesses`` / ``num_negative_guesses``), or -- by default -- audits every
+candidate of a grid fixed before the data are seen (:func:`abstention_grid`: ``r``
+guesses for ``r / m`` in :data:`DEFAULT_GUESS_FRACTIONS`, half the highest scores and
+half the lowest), each at ``significance / G`` for a grid of ``G`` candidates, and reports
+the largest bound. By the union bound, the probability that *any* of the ``G`` bounds
+exceeds the true epsilon is at most ``G * significance / G = significance``, so the
+maximum is a valid lower bound at ``significance`` (Bonferroni). The price is that each
+candidate is tested at the smaller level ``significance / G``.
 
 **Clopper-Pearson** (Jagielski, Ullman, Oprea 2020, arXiv 2006.07709; Nasr et al. 2021,
 arXiv 2101.04535). From the false positives and false negatives of a membership test
@@ -40,8 +59,10 @@ from secagg.errors import InvalidParameterError
 
 __all__ = [
     "AuditMethod",
+    "DEFAULT_GUESS_FRACTIONS",
     "OneRunAuditResult",
     "ClopperPearsonAuditResult",
+    "abstention_grid",
     "one_run_p_value",
     "one_run_epsilon_lower_bound",
     "one_run_audit",
@@ -83,10 +104,15 @@ class OneRunAuditResult:
         epsilon_lower_bound: eps such that the mechanism is not (eps', delta)-DP for any
             eps' below it, with confidence ``1 - significance``.
         num_canaries: m.
-        num_guesses: r.
-        num_correct: v.
+        num_guesses: r, of the reported candidate.
+        num_correct: v, of the reported candidate.
         delta: delta assumed for the mechanism.
-        significance: the test's significance level.
+        significance: overall significance level of the bound.
+        method: :attr:`AuditMethod.ONE_RUN`.
+        num_positive_guesses: k+ of the reported candidate (``None``: not recorded).
+        num_negative_guesses: k- of the reported candidate (``None``: not recorded).
+        candidates: number ``G`` of ``(k+, k-)`` choices audited; each was tested at
+            ``significance / G`` (Bonferroni), ``1`` when the choice was fixed in advance.
     """
 
     epsilon_lower_bound: float
@@ -96,6 +122,14 @@ class OneRunAuditResult:
     delta: float
     significance: float
     method: AuditMethod = AuditMethod.ONE_RUN
+    num_positive_guesses: int | None = None
+    num_negative_guesses: int | None = None
+    candidates: int = 1
+
+    @property
+    def candidate_significance(self) -> float:
+        """Level at which the reported candidate was tested: ``significance / candidates``."""
+        return self.significance / self.candidates
 
 
 @dataclass(frozen=True)
@@ -206,56 +240,120 @@ def _scores_and_membership(
     return s, inc
 
 
+DEFAULT_GUESS_FRACTIONS: tuple[float, ...] = (
+    1.0,
+    0.95,
+    0.9,
+    0.8,
+    0.65,
+    0.5,
+    0.35,
+    0.25,
+    0.15,
+    0.1,
+    0.05,
+    0.02,
+)
+"""Fractions ``r / m`` of the canaries guessed by the default abstention grid.
+
+Dense near ``1`` (perfectly separated scores lose only the membership's deviation from an
+even split, a few percent of ``m``), coarser below (weak scores want few guesses)."""
+
+
+def abstention_grid(
+    num_canaries: int, fractions: Sequence[float] = DEFAULT_GUESS_FRACTIONS
+) -> tuple[tuple[int, int], ...]:
+    """``(k+, k-)`` candidates: ``r = round(f * m)`` guesses per fraction ``f``, split evenly.
+
+    ``k+ = ceil(r / 2)`` highest scores are guessed "included", ``k- = floor(r / 2)`` lowest
+    "excluded". ``f = 1`` gives ``((m + 1) // 2, m // 2)``, i.e. guessing every canary as
+    :func:`one_run_audit` does with ``num_positive_guesses=(m + 1) // 2``. Duplicates
+    (small ``m``) and empty candidates are dropped; the grid depends on ``m`` only, never on
+    the scores or the membership.
+    """
+    m = _int("num_canaries", num_canaries, 1)
+    if not fractions:
+        raise InvalidParameterError("fractions must not be empty")
+    grid: list[tuple[int, int]] = []
+    for f in fractions:
+        frac = _probability("fraction", f, open_low=True, open_high=False)
+        r = min(m, max(1, int(round(frac * m))))
+        pair = ((r + 1) // 2, r // 2)
+        if pair not in grid:
+            grid.append(pair)
+    return tuple(grid)
+
+
+def _guesses(s: npt.NDArray[np.float64], inc: npt.NDArray[np.bool_], k_pos: int, k_neg: int) -> int:
+    """Correct guesses among the ``k_pos`` highest ("in") and ``k_neg`` lowest ("out")."""
+    m = s.size
+    if k_pos + k_neg > m:
+        raise InvalidParameterError(f"more guesses than canaries: {k_pos} + {k_neg} > {m}")
+    order = np.argsort(-s, kind="stable")  # descending score, ties by index
+    pos = order[:k_pos]
+    neg = order[m - k_neg :] if k_neg > 0 else order[:0]
+    return int(np.sum(inc[pos]) + np.sum(~inc[neg]))
+
+
 def one_run_audit(
     scores: npt.ArrayLike,
     included: npt.ArrayLike,
     *,
     num_positive_guesses: int | None = None,
     num_negative_guesses: int | None = None,
+    guess_counts: Sequence[tuple[int, int]] | None = None,
     delta: float = 0.0,
     significance: float = 0.05,
 ) -> OneRunAuditResult:
     """One-run audit from canary scores (higher score = more likely included).
 
-    The ``num_positive_guesses`` highest-scoring canaries are guessed "included", the
-    ``num_negative_guesses`` lowest-scoring ones "excluded"; the rest abstain. By default
-    every canary is guessed: the top half (rounded up) included, the rest excluded. Ties
-    are broken by canary index, which is independent of the membership.
+    The ``k+`` highest-scoring canaries are guessed "included", the ``k-`` lowest-scoring
+    ones "excluded"; the auditor abstains on the rest. Ties are broken by canary index,
+    which is independent of the membership. How ``(k+, k-)`` is chosen:
+
+    * fixed in advance: give ``num_positive_guesses`` and/or ``num_negative_guesses``
+      (a missing one defaults to the rest of the canaries, ``m - k+``, or to ``m - k-``);
+      the bound is tested at ``significance``;
+    * otherwise the best candidate of ``guess_counts`` (default
+      :func:`abstention_grid`), each tested at ``significance / len(grid)`` so that the
+      maximum is valid at ``significance`` (Bonferroni; module docstring).
 
     Args:
         scores: one score per canary.
         included: the secret membership (True = the canary was included).
-        num_positive_guesses: k+.
-        num_negative_guesses: k-.
+        num_positive_guesses: k+, fixed in advance.
+        num_negative_guesses: k-, fixed in advance.
+        guess_counts: the grid of ``(k+, k-)`` candidates, fixed before seeing the data.
         delta: delta of the (epsilon, delta)-DP hypothesis.
         significance: significance level of the lower bound.
 
     Returns:
-        :class:`OneRunAuditResult`.
+        :class:`OneRunAuditResult`; ``candidates`` says how many choices were audited.
     """
     s, inc = _scores_and_membership(scores, included)
     m = s.size
-    k_pos = (
-        (m + 1) // 2
-        if num_positive_guesses is None
-        else _int("num_positive_guesses", num_positive_guesses)
-    )
-    k_neg = (
-        m - k_pos
-        if num_negative_guesses is None
-        else _int("num_negative_guesses", num_negative_guesses)
-    )
-    if k_pos + k_neg > m:
-        raise InvalidParameterError("more guesses than canaries")
-    order = np.argsort(-s, kind="stable")  # descending score, ties by index
-    pos = order[:k_pos]
-    neg = order[m - k_neg :] if k_neg > 0 else order[:0]
-    correct = int(np.sum(inc[pos]) + np.sum(~inc[neg]))
+    fixed = num_positive_guesses is not None or num_negative_guesses is not None
+    if fixed and guess_counts is not None:
+        raise InvalidParameterError("give either fixed guess counts or a grid, not both")
+    if not fixed:
+        grid = abstention_grid(m) if guess_counts is None else guess_counts
+        return one_run_audit_sweep(s, inc, grid, delta=delta, significance=significance)
+    if num_positive_guesses is not None:
+        k_pos = _int("num_positive_guesses", num_positive_guesses)
+    if num_negative_guesses is not None:
+        k_neg = _int("num_negative_guesses", num_negative_guesses)
+    if num_positive_guesses is None:
+        k_pos = max(0, m - k_neg)
+    if num_negative_guesses is None:
+        k_neg = max(0, m - k_pos)
+    correct = _guesses(s, inc, k_pos, k_neg)
     r = k_pos + k_neg
     eps = one_run_epsilon_lower_bound(
         num_canaries=m, num_guesses=r, num_correct=correct, delta=delta, significance=significance
     )
-    return OneRunAuditResult(eps, m, r, correct, float(delta), float(significance))
+    return OneRunAuditResult(
+        eps, m, r, correct, float(delta), float(significance), AuditMethod.ONE_RUN, k_pos, k_neg, 1
+    )
 
 
 def one_run_audit_sweep(
@@ -268,35 +366,37 @@ def one_run_audit_sweep(
 ) -> OneRunAuditResult:
     """Best one-run audit over several ``(k+, k-)`` choices, Bonferroni-corrected.
 
-    Each candidate is audited at ``significance / len(guess_counts)``, so the maximum is a
-    valid lower bound at ``significance`` overall.
+    Each of the ``G = len(guess_counts)`` candidates is audited at ``significance / G``, so
+    the maximum is a valid lower bound at ``significance`` overall: the event "some
+    candidate's bound exceeds the true epsilon" has probability at most ``G`` times
+    ``significance / G``. The grid must be fixed without looking at the membership (it
+    may depend on ``m``); repeated candidates still count towards ``G``.
     """
-    if not guess_counts:
-        raise InvalidParameterError("guess_counts must not be empty")
+    s, inc = _scores_and_membership(scores, included)
+    if isinstance(guess_counts, (str, bytes)) or not guess_counts:
+        raise InvalidParameterError("guess_counts must be a non-empty sequence of (k+, k-)")
     sig = _probability("significance", significance, open_low=True, open_high=True)
-    per = sig / len(guess_counts)
+    pairs: list[tuple[int, int]] = []
+    for pair in guess_counts:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise InvalidParameterError(f"guess counts must be pairs (k+, k-), got {pair!r}")
+        pairs.append((_int("num_positive_guesses", pair[0]), _int("num_negative_guesses", pair[1])))
+    per = sig / len(pairs)
+    m = s.size
     best: OneRunAuditResult | None = None
-    for k_pos, k_neg in guess_counts:
-        res = one_run_audit(
-            scores,
-            included,
-            num_positive_guesses=k_pos,
-            num_negative_guesses=k_neg,
-            delta=delta,
-            significance=per,
+    for k_pos, k_neg in pairs:
+        correct = _guesses(s, inc, k_pos, k_neg)
+        r = k_pos + k_neg
+        eps = one_run_epsilon_lower_bound(
+            num_canaries=m, num_guesses=r, num_correct=correct, delta=delta, significance=per
         )
-        if best is None or res.epsilon_lower_bound > best.epsilon_lower_bound:
-            best = res
-    if best is None:  # pragma: no cover - guess_counts is non-empty
+        if best is None or eps > best.epsilon_lower_bound:
+            best = OneRunAuditResult(
+                eps, m, r, correct, float(delta), sig, AuditMethod.ONE_RUN, k_pos, k_neg, len(pairs)
+            )
+    if best is None:  # pragma: no cover - pairs is non-empty
         raise InvalidParameterError("guess_counts must not be empty")
-    return OneRunAuditResult(
-        best.epsilon_lower_bound,
-        best.num_canaries,
-        best.num_guesses,
-        best.num_correct,
-        best.delta,
-        sig,
-    )
+    return best
 
 
 def clopper_pearson_upper(successes: int, trials: int, significance: float) -> float:

@@ -15,7 +15,11 @@ the initial model -- and the canary's direction. Random directions in high dimen
 nearly orthogonal, so included canaries score higher. The scores and the secret
 membership feed :func:`dp.audit.one_run_audit`, giving an epsilon lower bound for the
 user-level guarantee of the run: if the run is (epsilon, delta)-DP with respect to each
-client, the bound exceeds epsilon with probability at most the significance level.
+client, the bound exceeds epsilon with probability at most the significance level. By
+default the auditor abstains on the least confident canaries: it tries every number of
+guesses of :func:`dp.audit.abstention_grid` with the significance level split evenly
+across them (Bonferroni) and reports the best; fixing ``num_positive_guesses`` /
+``num_negative_guesses`` in advance tests that one choice at the full level.
 
 Typical use in a FedAvg loop::
 
@@ -37,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -238,14 +242,21 @@ class CanaryClients:
         significance: float = 0.05,
         num_positive_guesses: int | None = None,
         num_negative_guesses: int | None = None,
+        guess_counts: Sequence[tuple[int, int]] | None = None,
         released: npt.ArrayLike | None = None,
     ) -> OneRunAuditResult:
-        """One-run epsilon lower bound from the canary scores (:func:`dp.audit.one_run_audit`)."""
+        """One-run epsilon lower bound from the canary scores (:func:`dp.audit.one_run_audit`).
+
+        With no guess counts, the best of :func:`dp.audit.abstention_grid` (or of
+        ``guess_counts``), Bonferroni-corrected; with ``num_positive_guesses`` /
+        ``num_negative_guesses``, that choice, fixed in advance.
+        """
         return one_run_audit(
             self.scores(released),
             self._included,
             num_positive_guesses=num_positive_guesses,
             num_negative_guesses=num_negative_guesses,
+            guess_counts=guess_counts,
             delta=delta,
             significance=significance,
         )

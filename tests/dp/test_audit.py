@@ -10,7 +10,9 @@ from scipy import stats
 
 from dp.accounting import gaussian_dp_epsilon
 from dp.audit import (
+    DEFAULT_GUESS_FRACTIONS,
     AuditMethod,
+    abstention_grid,
     clopper_pearson_epsilon_lower_bound,
     clopper_pearson_lower,
     clopper_pearson_upper,
@@ -126,8 +128,108 @@ def test_guesses_use_scores_only() -> None:
     assert (res.num_guesses, res.num_correct) == (4, 4)
     flipped = one_run_audit(-scores, included, num_positive_guesses=2, num_negative_guesses=2)
     assert flipped.num_correct == 0 and flipped.epsilon_lower_bound == 0.0
-    default = one_run_audit(scores, included)
-    assert default.num_guesses == 6 and default.num_correct == 6
+    guess_all = one_run_audit(scores, included, num_positive_guesses=3)
+    assert guess_all.num_guesses == 6 and guess_all.num_correct == 6
+    assert (guess_all.num_negative_guesses, guess_all.candidates) == (3, 1)
+    abstaining = one_run_audit(scores, included)
+    assert abstaining.candidates == len(abstention_grid(6)) > 1
+    assert abstaining.num_correct == abstaining.num_guesses
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _separated(seed: int, m: int = 1000) -> np.ndarray:
+    return np.random.default_rng(seed).random(m) < 0.5
+
+
+def test_abstention_grid() -> None:
+    grid = abstention_grid(1000)
+    assert len(grid) == len(DEFAULT_GUESS_FRACTIONS) == 12
+    assert grid[0] == (500, 500)  # guessing every canary is a candidate
+    assert (475, 475) in grid and (10, 10) in grid
+    assert abstention_grid(7)[0] == (4, 3)
+    small = abstention_grid(4)  # r = round(f * 4) collapses: duplicates dropped, r >= 1
+    assert len(set(small)) == len(small) and all(1 <= a + b <= 4 for a, b in small)
+    assert abstention_grid(10, (0.5,)) == ((3, 2),)
+
+
+def test_abstaining_on_perfectly_separated_scores() -> None:
+    included = _separated(34)  # 484 of 1000 included
+    assert int(included.sum()) == 484
+    scores = included.astype(float)
+    g = len(abstention_grid(1000))
+    guess_all = one_run_audit(scores, included, num_positive_guesses=500)
+    assert (guess_all.num_guesses, guess_all.num_correct) == (1000, 984)
+    assert guess_all.epsilon_lower_bound == pytest.approx(3.70, abs=0.01)
+    # fixed in advance: 250 highest and 250 lowest, all correct, level 0.05
+    fixed = one_run_audit(scores, included, num_positive_guesses=250, num_negative_guesses=250)
+    assert fixed.num_correct == 500
+    assert fixed.epsilon_lower_bound == pytest.approx(_logit(SIGNIFICANCE ** (1 / 500)), abs=1e-5)
+    assert fixed.epsilon_lower_bound >= 5.10
+    # searched over the grid at level 0.05 / G: 475 + 475 guesses, all correct
+    best = one_run_audit(scores, included, significance=SIGNIFICANCE)
+    assert (best.num_positive_guesses, best.num_negative_guesses) == (475, 475)
+    assert best.num_correct == best.num_guesses == 950 and best.candidates == g
+    assert best.candidate_significance == pytest.approx(SIGNIFICANCE / g)
+    expected = _logit((SIGNIFICANCE / g) ** (1 / 950))
+    assert best.epsilon_lower_bound == pytest.approx(expected, abs=1e-5)
+    assert best.epsilon_lower_bound >= 5.10 > guess_all.epsilon_lower_bound
+    # with delta: the paper's p-value, written out, brackets the reported bound
+    with_delta = one_run_audit(scores, included, delta=1e-5, significance=SIGNIFICANCE)
+    assert with_delta.num_guesses == with_delta.num_correct == 950
+    eps = with_delta.epsilon_lower_bound
+    assert _p_value_by_loop(eps, 1000, 950, 950, 1e-5) < SIGNIFICANCE / g
+    assert _p_value_by_loop(eps + 1e-4, 1000, 950, 950, 1e-5) >= SIGNIFICANCE / g
+    assert 5.0 < eps < best.epsilon_lower_bound
+
+
+@pytest.mark.parametrize(("sigma", "seed"), [(0.0, 34), (0.25, 1), (0.5, 2), (1.0, 3), (2.0, 4)])
+def test_abstaining_is_never_worse_than_guessing_everything(sigma: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    included = rng.random(1000) < 0.5
+    scores = included + sigma * rng.standard_normal(1000)
+    g = len(abstention_grid(1000))
+    best = one_run_audit(scores, included, delta=1e-5)
+    everything = {"num_positive_guesses": 500, "num_negative_guesses": 500, "delta": 1e-5}
+    # guessing everything is one of the G candidates: the search loses at most its Bonferroni cost
+    at_split_level = one_run_audit(scores, included, **everything, significance=SIGNIFICANCE / g)  # type: ignore[arg-type]
+    assert best.epsilon_lower_bound >= at_split_level.epsilon_lower_bound
+    # and in these runs it is better than guessing everything even at the full level
+    at_full_level = one_run_audit(scores, included, **everything)  # type: ignore[arg-type]
+    assert best.epsilon_lower_bound > at_full_level.epsilon_lower_bound
+
+
+def test_abstaining_audit_is_valid_on_the_gaussian_mechanism() -> None:
+    """The searched bound never exceeds the true epsilon over many seeded runs."""
+    sigma, delta, m = 1.0, 1e-5, 1000
+    eps_true = gaussian_dp_epsilon(1 / sigma, delta)  # one canary = one coordinate, sensitivity 1
+    bounds = []
+    for trial in range(100):
+        rng = np.random.default_rng(7000 + trial)
+        included = rng.random(m) < 0.5
+        scores = included + sigma * rng.standard_normal(m)
+        bounds.append(
+            one_run_audit(
+                scores, included, delta=delta, significance=SIGNIFICANCE
+            ).epsilon_lower_bound
+        )
+    assert max(bounds) < eps_true
+    assert np.mean(bounds) > 1.0  # power: guessing everything averages about 0.7 here
+
+
+def test_abstaining_audit_is_valid_on_randomized_response() -> None:
+    """Pure eps-DP, where the one-run bound can come close to the truth: exceedances stay rare."""
+    eps_true, m = 2.0, 300
+    exceed, bounds = 0, []
+    for trial in range(200):
+        included, output = _randomized_response(np.random.default_rng(3000 + trial), eps_true, m)
+        res = one_run_audit(output.astype(float), included, significance=SIGNIFICANCE)
+        exceed += res.epsilon_lower_bound > eps_true
+        bounds.append(res.epsilon_lower_bound)
+    assert exceed <= int(stats.binom.ppf(1 - 1e-4, 200, SIGNIFICANCE))
+    assert np.mean(bounds) > 0.5 * eps_true
 
 
 def test_sweep_is_bonferroni_corrected() -> None:
@@ -147,7 +249,8 @@ def test_sweep_is_bonferroni_corrected() -> None:
         for a, b in counts
     ]
     assert swept.epsilon_lower_bound == max(r.epsilon_lower_bound for r in individual)
-    assert swept.significance == SIGNIFICANCE
+    assert swept.significance == SIGNIFICANCE and swept.candidates == 3
+    assert one_run_audit(scores, included, guess_counts=counts) == swept
     uncorrected = max(
         one_run_audit(
             scores, included, num_positive_guesses=a, num_negative_guesses=b
@@ -233,6 +336,13 @@ def test_threshold_audit_counts_errors() -> None:
             [1.0, 2.0], [True, False], num_positive_guesses=2, num_negative_guesses=1
         ),
         lambda: one_run_audit_sweep([1.0, 2.0], [True, False], []),
+        lambda: one_run_audit_sweep([1.0, 2.0], [True, False], [(1,)]),  # type: ignore[list-item]
+        lambda: one_run_audit_sweep([1.0, 2.0], [True, False], [(2, 1)]),
+        lambda: one_run_audit(
+            [1.0, 2.0], [True, False], num_positive_guesses=1, guess_counts=[(1, 1)]
+        ),
+        lambda: abstention_grid(10, ()),
+        lambda: abstention_grid(10, (1.5,)),
         lambda: clopper_pearson_upper(5, 4, 0.05),
         lambda: clopper_pearson_epsilon_lower_bound(
             false_positives=1, negatives=0, false_negatives=0, positives=1
