@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -144,11 +145,18 @@ def cohort_digest(cohort: Sequence[int]) -> bytes:
     return hashlib.sha256(canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "cohort", tuple(cohort))).digest()
 
 
+_COMMITMENT_PREFIX = canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "graph-seed-commitment")
+
+
 def seed_commitment(*, round_id: int, client_id: int, reveal: bytes) -> bytes:
-    """The commitment a client advertises to its 32-byte contribution to the graph seed."""
-    return hashlib.sha256(
-        canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "graph-seed-commitment", round_id, client_id, reveal)
-    ).digest()
+    """The commitment a client advertises to its 32-byte contribution to the graph seed.
+
+    ``SHA-256(prefix || round_id u64 || client_id u64 || reveal)``: a fixed layout (the
+    prefix is a canonical, domain-separated encoding), checked ``n`` times by every client.
+    """
+    if not isinstance(reveal, bytes) or len(reveal) != 32:
+        raise InvalidParameterError("a graph-seed contribution is 32 bytes")
+    return hashlib.sha256(_COMMITMENT_PREFIX + struct.pack(">QQ", round_id, client_id) + reveal).digest()
 
 
 def execution_context(
@@ -681,22 +689,19 @@ class SecAggClient:
             raise ThresholdNotMetError(f"{len(authors)} peers shared keys, {t} needed")
         round_id = self.config.round_id
         held: dict[int, _Held] = {}
+        rejected: list[int] = []
         for enc in m.shares:
             v = enc.peer
-            plain = self._share_ciphers[v].decrypt(
-                enc.ciphertext, round_id=round_id, sender=v, recipient=self.client_id
-            )
-            if len(plain) != 2 * SHARE_BYTES:
-                raise MessageError("decrypted share payload has the wrong size")
             try:
-                b_share = Share.from_bytes(plain[:SHARE_BYTES])
-                s_share = Share.from_bytes(plain[SHARE_BYTES:])
-            except ShareError as exc:
-                raise MessageError(f"malformed share from peer: {exc}") from None
-            for share in (b_share, s_share):
-                if share.index != self.client_id or share.threshold != t:
-                    raise MessageError("share carries the wrong index or threshold")
-            held[v] = _Held(b_share, s_share)
+                held[v] = self._open_shares(enc)
+            except (AuthenticationError, MessageError):
+                if not self.config.consistent:
+                    raise
+                # a peer (or the relay) sent shares that do not open: report it rather than
+                # abort, so that one bad client cannot stop the round for its neighbours
+                rejected.append(v)
+        if len(held) < t:
+            raise ThresholdNotMetError(f"{len(held)} peers' shares opened, {t} needed")
         attestation = b""
         if self.config.consistent and self._signer is not None:
             attestation = self._signer.sign(
@@ -724,13 +729,37 @@ class SecAggClient:
         bits = self.config.bits
         reduce_words(acc, bits)
         words = acc.astype(word_dtype(bits)) if bits <= 32 else acc
-        reply = MaskedInput(round_id=round_id, sender=self.client_id, bits=bits, words=words, attestation=attestation)
+        reply = MaskedInput(
+            round_id=round_id,
+            sender=self.client_id,
+            bits=bits,
+            words=words,
+            attestation=attestation,
+            rejected=tuple(sorted(rejected)),
+        )
         self._held = held
         self._input = None
         self._self_mask_seed = None
         self._share_ciphers = {}
         self._stage = self._next_stage(Stage.MASKED_INPUT)
         return reply
+
+    def _open_shares(self, enc: EncryptedShare) -> _Held:
+        v = enc.peer
+        plain = self._share_ciphers[v].decrypt(
+            enc.ciphertext, round_id=self.config.round_id, sender=v, recipient=self.client_id
+        )
+        if len(plain) != 2 * SHARE_BYTES:
+            raise MessageError("decrypted share payload has the wrong size")
+        try:
+            b_share = Share.from_bytes(plain[:SHARE_BYTES])
+            s_share = Share.from_bytes(plain[SHARE_BYTES:])
+        except ShareError as exc:
+            raise MessageError(f"malformed share from peer: {exc}") from None
+        for share in (b_share, s_share):
+            if share.index != self.client_id or share.threshold != self.config.threshold:
+                raise MessageError("share carries the wrong index or threshold")
+        return _Held(b_share, s_share)
 
     # ------------------------------------------------------------------ stage 4
 

@@ -459,7 +459,9 @@ class MaskedInput(Message):
     """Client -> server, MASKED_INPUT: ``y_u`` in Z_(2^bits), one machine word per element.
 
     ``words`` is a read-only 1-D array of :func:`word_dtype` (``uint32`` for ``bits <= 32``,
-    else ``uint64``) with every entry below ``2^bits``.
+    else ``uint64``) with every entry below ``2^bits``. ``attestation`` (lying server) signs
+    the masking set; ``rejected`` names peers whose encrypted shares did not decrypt (the
+    server restarts the round without them and their accuser).
     """
 
     TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT
@@ -469,10 +471,12 @@ class MaskedInput(Message):
     bits: int
     words: npt.NDArray[Any] = field(repr=False)
     attestation: bytes = b""
+    rejected: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         Message.__post_init__(self)
         _check_signature("attestation", self.attestation)
+        _check_ids("rejected", self.rejected)
         _check_int("bits", self.bits, 1, 64)
         w = self.words
         if not isinstance(w, np.ndarray) or w.ndim != 1 or w.dtype != word_dtype(self.bits):
@@ -754,6 +758,7 @@ def _dec_forward(r: _Reader) -> dict[str, Any]:
 
 def _enc_masked(m: Any, w: _Writer) -> None:
     w.blob(m.attestation)
+    w.ids(m.rejected)
     w.u8(m.bits)
     words = m.words
     w.u32(words.shape[0])
@@ -763,6 +768,7 @@ def _enc_masked(m: Any, w: _Writer) -> None:
 
 def _dec_masked(r: _Reader) -> dict[str, Any]:
     attestation = r.blob()
+    rejected = r.ids()
     bits = r.u8()
     if not 1 <= bits <= 64:
         raise MessageError(f"bits must lie in [1, 64], got {bits}")
@@ -770,7 +776,7 @@ def _dec_masked(r: _Reader) -> dict[str, Any]:
     n = r.count(dtype.itemsize, MAX_WORDS)
     raw = np.frombuffer(r.take(n * dtype.itemsize), dtype=dtype)
     words = raw if raw.dtype.isnative else raw.astype(raw.dtype.newbyteorder("="))
-    return {"bits": bits, "words": words, "attestation": attestation}
+    return {"bits": bits, "words": words, "attestation": attestation, "rejected": rejected}
 
 
 def _enc_ids_msg(name: str) -> Callable[[Any, _Writer], None]:

@@ -42,7 +42,8 @@ validate the server's: a bad one raises a typed error and changes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,7 +96,7 @@ from secagg.errors import (
     ThresholdNotMetError,
 )
 from secagg.keys import KeyPair, Purpose, derive_pair_key
-from secagg.shamir import Share, reconstruct_many
+from secagg.shamir import Share, reconstruct, reconstruct_many
 from secagg.signing import verify_signature
 
 __all__ = ["SecAggServer", "AggregateResult"]
@@ -191,6 +192,8 @@ class SecAggServer:
         self._shared: dict[int, ShareKeys] = {}
         self._forwarded: dict[int, frozenset[int]] = {}
         self._attestations: dict[int, bytes] = {}
+        self._accusations: dict[int, frozenset[int]] = {}
+        self._probe = KeyPair.generate()
         self._signatures: dict[int, bytes] = {}
         self._self_mask_shares: dict[int, list[Share]] = {}
         self._mask_key_shares: dict[int, list[Share]] = {}
@@ -378,6 +381,11 @@ class SecAggServer:
             raise MessageError("signature required" if self.config.signed else "unexpected signature")
         if m.mask_public in self._seen_keys or m.share_public in self._seen_keys:
             raise MessageError("public key already advertised by another client")
+        for key in (m.mask_public, m.share_public):
+            try:
+                self._probe.exchange(key)
+            except AuthenticationError:
+                raise MessageError("an advertised key is not a valid X25519 public key") from None
         if self.config.consistent:
             if len(m.seed_commitment) != 32:
                 raise MessageError("a graph-seed commitment is required")
@@ -510,7 +518,11 @@ class SecAggServer:
                 context=self._context,
             )
             self._check_signature(m.sender, m.attestation, transcript, "masking-set attestation")
+            if not set(m.rejected) <= self._forwarded[m.sender]:
+                raise MessageError("a client can only reject shares the server forwarded to it")
             self._attestations[m.sender] = m.attestation
+            if m.rejected:
+                self._accusations[m.sender] = frozenset(m.rejected)
         np.add(self._sum, m.words, out=self._sum, casting="unsafe")
 
     def _holders(self, v: int) -> frozenset[int]:
@@ -530,6 +542,18 @@ class SecAggServer:
             self._abort_if(n < t, f"only {n} clients can reveal shares of client {v}, threshold is {t}")
 
     def _after_masked_input(self, u3: frozenset[int]) -> list[Message]:
+        accused = {v for u, peers in self._accusations.items() if u in u3 for v in peers}
+        if accused:
+            # the server cannot tell who lies; both ends of every accusation leave, so a
+            # colluding client takes at most its accusers (or the accused) out with it, once
+            excluded = frozenset(accused | {u for u in self._accusations if u in u3})
+            self._stage = None
+            self._sum = None
+            raise RoundRestartError(
+                f"{len(accused)} clients sent shares that did not open; start a new round without "
+                "them and their accusers",
+                excluded=excluded,
+            )
         self._check_size(u3, "sent masked inputs")
         t = self.config.threshold
         for u in u3:
@@ -635,6 +659,46 @@ class SecAggServer:
         for owner, share in key_shares:
             self._mask_key_shares.setdefault(owner, []).append(share)
 
+    def _self_mask_check(self, v: int) -> Callable[[bytes], bool]:
+        commitment = self._shared[v].commitment
+        return lambda seed: hashlib.sha256(seed).digest() == commitment
+
+    def _mask_key_check(self, v: int) -> Callable[[bytes], bool]:
+        public = self._keys[v].mask_public
+
+        def check(private: bytes) -> bool:
+            try:
+                return KeyPair.from_private_bytes(private).public_bytes == public
+            except InvalidParameterError:
+                return False
+
+        return check
+
+    def _reconstruct_all(
+        self, owners: list[int], groups: list[list[Share]], checks: list[Callable[[bytes], bool]]
+    ) -> list[bytes]:
+        """Every secret, each checked against its commitment or public key.
+
+        Fast path: one batched reconstruction from the lowest-index shares. A secret that
+        fails its check (a client revealed a wrong share) is rebuilt from other subsets of
+        ``t`` shares; the responders whose shares then prove inconsistent are left out of every
+        later reconstruction. Only if no subset works does the round abort.
+        """
+        try:
+            out: list[bytes | None] = list(reconstruct_many(groups))
+        except ShareError:
+            out = [None] * len(groups)
+        failed = [i for i, (secret, check) in enumerate(zip(out, checks, strict=True)) if secret is None or not check(secret)]
+        bad: set[int] = set()
+        for i in failed:
+            secret, liars = _robust_reconstruct(groups[i], checks[i], self.config.threshold, bad)
+            if secret is None:
+                self._stage = None
+                raise ProtocolAbortError(f"the revealed shares of client {owners[i]}'s secret are inconsistent")
+            bad |= liars
+            out[i] = secret
+        return [s for s in out if s is not None]
+
     def _finish(self, u5: frozenset[int]) -> None:
         t = self.config.threshold
         live, dropped = self._secrets_needed(self._u3)
@@ -647,24 +711,15 @@ class SecAggServer:
             shares = self._mask_key_shares.get(v, [])
             self._abort_if(len(shares) < t, f"{len(shares)} masking-key shares of client {v}, threshold is {t}")
             groups.append(shares)
-        try:
-            secrets_ = reconstruct_many(groups)
-        except ShareError as exc:
-            self._stage = None
-            raise ProtocolAbortError(f"inconsistent shares: {exc}") from None
+        owners = live + dropped
+        checks = [self._self_mask_check(v) for v in live] + [self._mask_key_check(v) for v in dropped]
+        secrets_ = self._reconstruct_all(owners, groups, checks)
         rid = self.config.round_id
         minus: list[bytes] = []
         plus: list[bytes] = []
-        for v, seed in zip(live, secrets_[: len(live)], strict=True):
-            if hashlib.sha256(seed).digest() != self._shared[v].commitment:
-                self._stage = None
-                raise ProtocolAbortError(f"reconstructed self-mask seed of client {v} does not match its commitment")
-            minus.append(seed)
+        minus.extend(secrets_[: len(live)])
         for v, private in zip(dropped, secrets_[len(live) :], strict=True):
             keys = KeyPair.from_private_bytes(private)
-            if keys.public_bytes != self._keys[v].mask_public:
-                self._stage = None
-                raise ProtocolAbortError(f"reconstructed masking key of client {v} does not match its public key")
             for u in sorted(self._nbrs[v] & self._u3):
                 if v not in self._forwarded[u]:
                     continue
@@ -685,3 +740,44 @@ class SecAggServer:
             dropped=tuple(sorted(self._cohort - self._u3)),
         )
         self._stage = None
+
+
+_ROBUST_ATTEMPTS = 512
+
+
+def _robust_reconstruct(
+    shares: list[Share], check: Callable[[bytes], bool], t: int, known_bad: set[int]
+) -> tuple[bytes | None, set[int]]:
+    """A secret from some ``t`` of ``shares`` that passes ``check``, and the inconsistent responders.
+
+    Shares of the responders in ``known_bad`` are tried last. Subsets are drawn by a seeded
+    (non-secret) generator: choosing which public shares to combine needs no secrecy.
+    """
+    by_sharing: dict[bytes, list[Share]] = {}
+    for share in shares:
+        by_sharing.setdefault(share.sharing_id, []).append(share)
+    rng = random.Random(len(shares))
+    for group in sorted(by_sharing.values(), key=len, reverse=True):
+        if len(group) < t:
+            continue
+        trusted = sorted((s for s in group if s.index not in known_bad), key=lambda s: s.index)
+        pool = trusted if len(trusted) >= t else sorted(group, key=lambda s: s.index)
+        for attempt in range(_ROBUST_ATTEMPTS):
+            subset = pool[:t] if attempt == 0 else rng.sample(pool, t)
+            try:
+                secret = reconstruct(subset, verify_extra=False)
+            except ShareError:
+                continue
+            if not check(secret):
+                continue
+            liars = set()
+            for other in group:
+                if other in subset:
+                    continue
+                try:
+                    reconstruct([*subset, other], verify_extra=True)
+                except ShareError:
+                    liars.add(other.index)
+            liars |= {s.index for s in shares if s.sharing_id != group[0].sharing_id}
+            return secret, liars
+    return None, set()

@@ -14,17 +14,22 @@ import pytest
 from protocols import (
     AdvertiseKeys,
     ConsistencySignature,
+    EncryptedShare,
     Hardening,
     MaskedInput,
+    RevealedShare,
     RoundLog,
     RoundRunner,
     SecAggClient,
     SeedReveal,
+    ShareKeys,
     Stage,
+    UnmaskResponse,
     setup_round,
 )
 from protocols.messages import Message
-from secagg.errors import ReplayError, SecAggError
+from secagg.errors import ReplayError, RoundRestartError, SecAggError
+from secagg.shamir import Share
 from secagg.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
 from threat_models.attacks.lying_server import (
@@ -362,10 +367,15 @@ def test_a_restarted_client_refuses_a_round_it_took_part_in(tmp_path: Any) -> No
 
 
 class _Corrupting:
-    """A malicious client: the real one, with 64 random bytes in place of one signature."""
+    """A malicious client: the real one, with random bytes in place of what it sends at ``stage``.
 
-    def __init__(self, real: SecAggClient, stage: Stage) -> None:
-        self.real, self.stage = real, stage
+    Advertise keys: the signature (``key=True``: the masking key, a point of small order);
+    graph seed: the reveal; share keys: every encrypted share; masked input: the attestation;
+    consistency: the signature; unmasking: every revealed share's value.
+    """
+
+    def __init__(self, real: SecAggClient, stage: Stage, *, key: bool = False) -> None:
+        self.real, self.stage, self.key = real, stage, key
 
     def handle(self, message: Message) -> list[Message]:
         out = self.real.handle(message)
@@ -374,8 +384,20 @@ class _Corrupting:
         junk = os.urandom(64)
         fixed: list[Message] = []
         for m in out:
-            if isinstance(m, AdvertiseKeys):
+            if isinstance(m, AdvertiseKeys) and self.key:
+                m = dataclasses.replace(m, mask_public=bytes(32))
+            elif isinstance(m, AdvertiseKeys):
                 m = dataclasses.replace(m, signature=junk)
+            elif isinstance(m, ShareKeys):
+                m = dataclasses.replace(m, shares=tuple(EncryptedShare(e.peer, os.urandom(len(e.ciphertext))) for e in m.shares))
+            elif isinstance(m, UnmaskResponse):
+                m = dataclasses.replace(
+                    m,
+                    self_mask_shares=tuple(
+                        RevealedShare(r.owner, dataclasses.replace(Share.from_bytes(r.share), value=1).to_bytes())
+                        for r in m.self_mask_shares
+                    ),
+                )
             elif isinstance(m, MaskedInput):
                 m = dataclasses.replace(m, attestation=junk)
             elif isinstance(m, ConsistencySignature):
@@ -430,3 +452,57 @@ def test_a_withheld_reveal_restarts_the_round_without_the_client() -> None:
     result = simulate(updates, protocol="secagg+", dropouts={"graph_seed": [4]})
     assert 4 not in result.survivors and result.details["restarts"] == 1
     assert np.allclose(result.aggregate, sum(updates[c] for c in result.survivors), atol=1e-5)
+
+
+def _run_restarting(inputs: dict[int, np.ndarray], tm: ThreatModel, bad: Any) -> tuple[Any, int]:
+    """Run the round as a deployment's server does: restart without the clients it excludes."""
+    excluded: set[int] = set()
+    for restarts in range(len(inputs)):
+        live = {c: v for c, v in inputs.items() if c not in excluded}
+        runner = _round(live, "secagg+", tm, Hardening())
+        for cid, wrap in bad.items():
+            if cid in runner.clients:
+                runner.clients[cid] = wrap(runner.clients[cid])
+        try:
+            return runner.run(), restarts
+        except RoundRestartError as exc:
+            excluded |= exc.excluded
+    raise AssertionError("no round completed")
+
+
+@pytest.mark.parametrize("server_class", LYING, ids=lambda c: c.value)
+def test_unopenable_shares_restart_the_round_without_their_sender(server_class: ServerClass) -> None:
+    inputs = _inputs(12, seed=14)
+    bad = {1: lambda real: _Corrupting(real, Stage.SHARE_KEYS)}
+    result, restarts = _run_restarting(inputs, ThreatModel(server=server_class), bad)
+    assert restarts == 1 and 1 not in result.survivors
+    assert np.array_equal(result.ring_sum, _ring_sum(inputs, result.survivors))
+
+
+def test_unopenable_shares_abort_a_curious_round() -> None:
+    # the curious class trusts its clients: the positive control that shows the abort
+    inputs = _inputs(12, seed=14)
+    runner = _round(inputs, "secagg+", ThreatModel(server=ServerClass.CURIOUS), Hardening())
+    runner.clients[1] = _Corrupting(runner.clients[1], Stage.SHARE_KEYS)  # type: ignore[assignment]
+    with pytest.raises(SecAggError):
+        runner.run()
+
+
+@pytest.mark.parametrize("server_class", LYING, ids=lambda c: c.value)
+def test_a_small_order_key_counts_as_dropped(server_class: ServerClass) -> None:
+    inputs = _inputs(12, seed=15)
+    runner = _round(inputs, "secagg+", ThreatModel(server=server_class), Hardening())
+    runner.clients[1] = _Corrupting(runner.clients[1], Stage.ADVERTISE_KEYS, key=True)  # type: ignore[assignment]
+    result = runner.run()
+    assert 1 not in result.survivors
+    assert np.array_equal(result.ring_sum, _ring_sum(inputs, result.survivors))
+
+
+@pytest.mark.parametrize("server_class", [ServerClass.CURIOUS, *LYING], ids=lambda c: c.value)
+def test_wrong_revealed_shares_are_routed_around(server_class: ServerClass) -> None:
+    inputs = _inputs(12, seed=16)
+    runner = _round(inputs, "secagg", ThreatModel(server=server_class), Hardening())
+    runner.clients[1] = _Corrupting(runner.clients[1], Stage.UNMASKING)  # type: ignore[assignment]
+    result = runner.run()
+    assert result.survivors == tuple(sorted(inputs))
+    assert np.array_equal(result.ring_sum, _ring_sum(inputs, result.survivors))

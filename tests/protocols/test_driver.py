@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -225,22 +226,43 @@ def test_server_lifecycle_errors() -> None:
         SecAggServer(server.config, range(1, 6))
 
 
-def test_corrupted_share_is_caught_by_the_commitment() -> None:
+def _corrupt_self_mask_shares(runner: Any, responders: Any, owner: int | None = None) -> None:
+    """Add one to the self-mask share of ``owner`` (default: the first listed) in each response."""
+    for cid in responders:
+        (reply,) = runner.outbox[cid]
+        assert isinstance(reply, UnmaskResponse)
+        target = reply.self_mask_shares[0].owner if owner is None else owner
+        shares = []
+        for r in reply.self_mask_shares:
+            if r.owner == target:
+                share = Share.from_bytes(r.share)
+                r = RevealedShare(r.owner, dataclasses.replace(share, value=(share.value + 1) % (1 << 256)).to_bytes())
+            shares.append(r)
+        runner.outbox[cid] = [dataclasses.replace(reply, self_mask_shares=tuple(shares))]
+
+
+def test_corrupted_share_is_caught_by_the_commitment_and_routed_around() -> None:
     inputs = _inputs()
     runner = setup_round(inputs, bits=24, protocol="secagg", threat_model=CURIOUS)
     runner.run_until(Stage.UNMASKING)
     runner.deliver_requests()
-    # the client with the lowest id answers first and its shares are used for interpolation
-    cid = min(runner.outbox)
-    (reply,) = runner.outbox[cid]
-    assert isinstance(reply, UnmaskResponse)
-    first = reply.self_mask_shares[0]
-    share = Share.from_bytes(first.share)
-    bad = dataclasses.replace(share, value=(share.value + 1) % (1 << 256))
-    runner.outbox[cid] = [
-        dataclasses.replace(reply, self_mask_shares=(RevealedShare(first.owner, bad.to_bytes()), *reply.self_mask_shares[1:]))
-    ]
-    with pytest.raises(ProtocolAbortError, match="commitment"):
+    # the client with the lowest id answers first: its shares are in the fast path's subset
+    _corrupt_self_mask_shares(runner, [min(runner.outbox)])
+    result = runner.run()
+    expected = np.sum([inputs[c] for c in result.survivors], axis=0) % (1 << 24)
+    assert np.array_equal(result.ring_sum, expected)
+
+
+def test_too_many_corrupted_shares_abort_the_round() -> None:
+    inputs = _inputs()
+    runner = setup_round(inputs, bits=24, protocol="secagg", threat_model=CURIOUS)
+    runner.run_until(Stage.UNMASKING)
+    runner.deliver_requests()
+    t = runner.server.config.threshold
+    owner = 1
+    holders = [c for c, (r,) in runner.outbox.items() if any(x.owner == owner for x in r.self_mask_shares)]
+    _corrupt_self_mask_shares(runner, holders[: len(holders) - t + 1], owner)
+    with pytest.raises(ProtocolAbortError, match="inconsistent"):
         runner.run()
 
 

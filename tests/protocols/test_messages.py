@@ -119,7 +119,7 @@ def test_masked_input_is_decoded_without_copy_and_read_only() -> None:
     back = decode_message(data)
     assert isinstance(back, MaskedInput)
     assert not back.words.flags.writeable
-    assert len(data) == 28 + 4 + 1 + 4 + 4 * msg.words.size  # header, attestation, bits, count, 4-byte words
+    assert len(data) == 28 + 4 + 4 + 1 + 4 + 4 * msg.words.size  # header, attestation, rejected, bits, count, words
     with pytest.raises(ValueError):
         back.words[0] = 1
 
