@@ -10,9 +10,33 @@ From a ledger written by :meth:`dp.ledger.PrivacyLedger.save`::
 
     secagg audit ledger.json [--delta 1e-5] [--accountant rdp] [--json out.json] [--plot eps.png]
 
-Prints a table of epsilon against rounds; ``--json`` writes at least
-``{"epsilon", "delta", "accountant", "curve": [[round, epsilon], ...]}``; ``--plot``
-writes a PNG of epsilon against rounds.
+**Every epsilon says against whom it holds.** Two threat models give two figures:
+
+* ``epsilon_per_client`` -- the headline: the epsilon of the worst client, composed over
+  the rounds it takes part in *without* amplification by sampling. It holds against a
+  server that chooses or observes the cohort (the usual case: the server samples). From
+  a ledger, it is computed from each client's recorded participation; from parameters,
+  for a client sampled in every one of the ``T`` rounds (exact: ``T`` Gaussian steps of
+  noise multiplier ``Z`` are ``sqrt(T)/Z``-GDP), since nothing stops such a server from
+  picking the same client every round.
+* ``epsilon_amplified`` -- amplified by sampling (Poisson at rate ``Q`` from parameters,
+  or each round's recorded sampling in a ledger). It holds only against an adversary who
+  neither chooses nor learns the sample; ``amplification_assumption`` states this. It is
+  ``null`` when no round is sampled (``Q = 1``): there is nothing to amplify.
+
+The curve (table, ``curve`` in the JSON, ``--plot``) is of ``curve_of``: the amplified
+figure when there is one; otherwise, from parameters, the per-client figure, and from a
+ledger ``epsilon_every_round`` (a client in every recorded round, which bounds every
+client). A ledger with local DP-SGD also
+reports ``epsilon_sample_level`` (one record of a client's data, from its own noise).
+``--json`` writes at least ``{"epsilon_per_client", "epsilon_amplified",
+"amplification_assumption", "delta", "accountant", "curve_of", "curve": [[round,
+epsilon], ...]}``.
+
+Exit status: ``0`` on success; ``2`` when the input is refused, with the reason on
+stderr and no traceback -- invalid parameters (``--rounds 0``, ``--sampling-rate 1.5``,
+``--noise-multiplier 0``), an accountant refusing work it cannot do within its bounds
+(e.g. ``--noise-multiplier 1e-3``), a ledger that cannot be read or fails verification.
 """
 
 from __future__ import annotations
@@ -30,15 +54,48 @@ from dp.accounting import (
     DEFAULT_PLD_DISCRETIZATION,
     AccountantKind,
     compute_epsilon,
+    event_key,
+    gaussian_dp_epsilon,
     rdp_curve,
     rdp_to_epsilon,
 )
 from dp.ledger import BudgetScope, PrivacyLedger, curve_rounds
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, SecAggError
 
-__all__ = ["configure", "run", "parameter_curve"]
+__all__ = [
+    "PER_CLIENT_HOLDS_AGAINST",
+    "AMPLIFICATION_ASSUMPTION",
+    "SAMPLE_LEVEL_HOLDS_AGAINST",
+    "EVERY_ROUND_HOLDS_AGAINST",
+    "EXIT_REFUSED",
+    "configure",
+    "run",
+    "parameter_curve",
+    "poisson_amplification_assumption",
+]
 
 DEFAULT_POINTS = 20
+#: Exit status when the input is refused (same as a command-line usage error).
+EXIT_REFUSED = 2
+
+PER_CLIENT_HOLDS_AGAINST = "holds against a server that chooses or observes the cohort"
+AMPLIFICATION_ASSUMPTION = (
+    "amplified by sampling: holds only against an adversary who neither chooses nor "
+    "learns the sample"
+)
+EVERY_ROUND_HOLDS_AGAINST = "a client in every round, no sampling assumed; holds against any server"
+SAMPLE_LEVEL_HOLDS_AGAINST = (
+    "one record of a client's local data, from its own DP-SGD noise; holds even against "
+    "a server that sees the client's update"
+)
+
+
+def poisson_amplification_assumption(sampling_rate: float) -> str:
+    """The assumption behind a figure amplified by Poisson sampling at ``sampling_rate``."""
+    return (
+        f"amplified by Poisson sampling at rate {sampling_rate:g} "
+        "(assumes the sample is hidden from the adversary)"
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -169,9 +226,25 @@ def _parameters_mode(args: argparse.Namespace) -> dict[str, Any]:
         pld_discretization=args.pld_discretization,
         progress=not args.quiet,
     )
+    sampled = args.sampling_rate < 1
+    # A server that samples may pick the same client every round: T unamplified Gaussian
+    # steps, exactly sqrt(T)/Z-GDP.
+    per_client = (
+        gaussian_dp_epsilon(math.sqrt(args.rounds) / args.noise_multiplier, delta)
+        if sampled
+        else curve[-1][1]
+    )
     return {
         "mode": "parameters",
-        "epsilon": curve[-1][1],
+        "epsilon_per_client": per_client,
+        "per_client": {
+            "holds_against": PER_CLIENT_HOLDS_AGAINST,
+            "basis": f"a client in every one of the {args.rounds} rounds",
+        },
+        "epsilon_amplified": curve[-1][1] if sampled else None,
+        "amplification_assumption": (
+            poisson_amplification_assumption(args.sampling_rate) if sampled else None
+        ),
         "delta": delta,
         "accountant": kind.value,
         "rounds": args.rounds,
@@ -180,17 +253,80 @@ def _parameters_mode(args: argparse.Namespace) -> dict[str, Any]:
             "sampling_rate": args.sampling_rate,
             "rounds": args.rounds,
         },
+        "curve_of": "epsilon_amplified" if sampled else "epsilon_per_client",
         "curve": [[t, e] for t, e in curve],
     }
+
+
+def _load_ledger(path: str) -> PrivacyLedger:
+    """Load (and verify, as far as :meth:`PrivacyLedger.load` verifies) a saved ledger.
+
+    Every refusal -- unreadable file, not JSON, unknown format or version, a failed
+    integrity check -- becomes an :class:`InvalidParameterError` naming the file and the
+    original error, which :func:`run` reports with exit status 2.
+    """
+    try:
+        return PrivacyLedger.load(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError(f"cannot read the ledger {path}: {exc}") from exc
+    except SecAggError as exc:
+        raise InvalidParameterError(
+            f"cannot load the ledger {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _worst_client(
+    ledger: PrivacyLedger, delta: float, kind: AccountantKind
+) -> tuple[float, str | None, int, bool]:
+    """(epsilon of the worst client, its id, clients counted, every round names its cohort).
+
+    Uses ``PrivacyLedger.worst_client_epsilon`` where the ledger provides it. Otherwise the
+    maximum over the recorded clients -- unless some round does not say who took part, in
+    which case any client may have been in every round and that is the figure.
+    """
+    clients = ledger.client_epsilons(delta, accountant=kind)
+    complete = all(r.participants is not None for r in ledger.rounds)
+    worst_id = max(clients, key=lambda c: clients[c]) if clients and complete else None
+    worst_fn = getattr(ledger, "worst_client_epsilon", None)
+    if callable(worst_fn):
+        eps = float(worst_fn(delta, accountant=kind))
+    elif complete:
+        eps = clients[worst_id] if worst_id is not None else 0.0
+    else:
+        eps = _every_round_epsilon(ledger, delta, kind)
+    return eps, worst_id, len(clients), complete
+
+
+def _every_round_epsilon(ledger: PrivacyLedger, delta: float, kind: AccountantKind) -> float:
+    """Epsilon of a client in every recorded round, without amplification."""
+    events: dict[str, tuple[dp_accounting.DpEvent, int]] = {}
+    for record in ledger.rounds:
+        key = event_key(record.mechanism)
+        event, n = events.get(key, (record.mechanism, 0))
+        events[key] = (event, n + 1)
+    composed = dp_accounting.ComposedDpEvent(
+        [dp_accounting.SelfComposedDpEvent(e, n) for e, n in events.values()]
+    )
+    return compute_epsilon(
+        composed,
+        delta,
+        accountant=kind,
+        neighboring_relation=ledger.neighboring_relation,
+        pld_discretization=ledger.pld_discretization,
+    )
+
+
+_SCOPE_HOLDS_AGAINST = {
+    BudgetScope.POPULATION.value: AMPLIFICATION_ASSUMPTION,
+    BudgetScope.PER_CLIENT.value: f"worst client; {PER_CLIENT_HOLDS_AGAINST}",
+    BudgetScope.SAMPLE_LEVEL.value: f"worst client; {SAMPLE_LEVEL_HOLDS_AGAINST}",
+}
 
 
 def _ledger_mode(args: argparse.Namespace) -> dict[str, Any]:
     if any(v is not None for v in (args.noise_multiplier, args.sampling_rate, args.rounds)):
         raise InvalidParameterError("give either a LEDGER.json or the parameters, not both")
-    try:
-        ledger = PrivacyLedger.load(args.ledger)
-    except OSError as exc:
-        raise InvalidParameterError(f"cannot read {args.ledger}: {exc}") from exc
+    ledger = _load_ledger(args.ledger)
     if len(ledger) == 0:
         raise InvalidParameterError(f"{args.ledger} records no rounds")
     delta = args.delta
@@ -203,36 +339,52 @@ def _ledger_mode(args: argparse.Namespace) -> dict[str, Any]:
     curve = ledger.epsilon_curve(
         delta, accountant=kind, points=_points(args.points), progress=not args.quiet
     )
+    sampled = any(r.sampling.rate < 1 for r in ledger.rounds)
+    worst_eps, worst_id, counted, complete = _worst_client(ledger, delta, kind)
+    basis = (
+        "from the rounds each client took part in"
+        if complete
+        else "a client in every round (some rounds record no cohort)"
+    )
     result: dict[str, Any] = {
         "mode": "ledger",
         "ledger": os.fspath(args.ledger),
-        "epsilon": curve[-1][1],
+        "epsilon_per_client": worst_eps,
+        "per_client": {
+            "holds_against": PER_CLIENT_HOLDS_AGAINST,
+            "basis": basis,
+            "worst_client": worst_id,
+            "clients": counted,
+        },
+        "epsilon_amplified": curve[-1][1] if sampled else None,
+        "amplification_assumption": AMPLIFICATION_ASSUMPTION if sampled else None,
         "delta": delta,
         "accountant": kind.value,
         "rounds": len(ledger),
+        "curve_of": "epsilon_amplified" if sampled else "epsilon_every_round",
         "curve": [[t, e] for t, e in curve],
     }
-    clients = ledger.client_epsilons(delta, accountant=kind)
-    if clients:
-        worst = max(clients, key=lambda c: clients[c])
-        result["per_client"] = {
-            "clients": len(clients),
-            "max_epsilon": clients[worst],
-            "worst_client": worst,
-        }
+    if not sampled:  # nothing to amplify: the population figure is a client in every round
+        result["epsilon_every_round"] = curve[-1][1]
     samples = ledger.sample_level_epsilons(delta, accountant=kind)
     if samples:
         worst = max(samples, key=lambda c: samples[c])
+        result["epsilon_sample_level"] = samples[worst]
         result["sample_level"] = {
-            "clients": len(samples),
-            "max_epsilon": samples[worst],
+            "holds_against": SAMPLE_LEVEL_HOLDS_AGAINST,
             "worst_client": worst,
+            "clients": len(samples),
         }
     if ledger.budgets:
         report = ledger.report(accountant=kind)
         result["budgets"] = [
             {
                 "scope": s.budget.scope.value,
+                "holds_against": (
+                    _SCOPE_HOLDS_AGAINST[s.budget.scope.value]
+                    if sampled or s.budget.scope is not BudgetScope.POPULATION
+                    else EVERY_ROUND_HOLDS_AGAINST
+                ),
                 "epsilon_budget": s.budget.epsilon,
                 "delta": s.budget.delta,
                 "epsilon_spent": s.epsilon,
@@ -243,32 +395,62 @@ def _ledger_mode(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _eps_symbol() -> str:
+    """``ε`` where the terminal can print it, ``epsilon`` otherwise."""
+    try:
+        "ε".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "epsilon"
+    return "ε"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _print_table(result: dict[str, Any]) -> None:
+    e = _eps_symbol()
     if result["mode"] == "parameters":
         p = result["parameters"]
         head = f"noise multiplier {p['noise_multiplier']:g}, sampling rate {p['sampling_rate']:g}, {p['rounds']} rounds"
     else:
         head = f"ledger {result['ledger']}, {result['rounds']} rounds"
     print(f"{head}; accountant {result['accountant']}, delta {result['delta']:g}")
-    print(f"{'round':>8}  {'epsilon':>10}")
-    for t, e in result["curve"]:
-        print(f"{t:>8d}  {e:>10.4f}")
+    column = {
+        "epsilon_amplified": f"{e} amplified",
+        "epsilon_per_client": f"{e} per client",
+        "epsilon_every_round": f"{e} all rounds",
+    }[result["curve_of"]]
+    print(f"{'round':>8}  {column:>12}")
+    for t, v in result["curve"]:
+        print(f"{t:>8d}  {v:>12.4f}")
+    pc = result["per_client"]
+    who = f"client {pc['worst_client']} of {pc['clients']}; " if pc.get("worst_client") else ""
     print(
-        f"user-level epsilon after {result['rounds']} rounds: {result['epsilon']:.4f} at delta {result['delta']:g}"
+        f"per-client {e} (worst client; {pc['holds_against']}): "
+        f"{_fmt(result['epsilon_per_client'])} at delta {result['delta']:g} "
+        f"after {result['rounds']} rounds ({who}{pc['basis']})"
     )
-    for key, label in (
-        ("per_client", "per-client (actual participation)"),
-        ("sample_level", "sample-level"),
-    ):
-        if key in result:
-            info = result[key]
-            print(
-                f"{label}: max epsilon {info['max_epsilon']:.4f} (client {info['worst_client']}, {info['clients']} clients)"
-            )
+    if result["epsilon_amplified"] is not None:
+        print(
+            f"{result['amplification_assumption']}: "
+            f"{e} = {_fmt(result['epsilon_amplified'])} at delta {result['delta']:g}"
+        )
+    else:
+        print("no amplification by sampling: every round takes the whole population")
+    if "epsilon_every_round" in result:
+        print(f"{e} ({EVERY_ROUND_HOLDS_AGAINST}): {_fmt(result['epsilon_every_round'])}")
+    if "sample_level" in result:
+        sl = result["sample_level"]
+        print(
+            f"sample-level {e} (worst client; {sl['holds_against']}): "
+            f"{_fmt(result['epsilon_sample_level'])} (client {sl['worst_client']} of {sl['clients']})"
+        )
     for b in result.get("budgets", []):
         flag = "EXCEEDED" if b["exceeded"] else "ok"
         print(
-            f"budget {b['scope']}: {b['epsilon_spent']:.4f} of {b['epsilon_budget']:g} at delta {b['delta']:g} [{flag}]"
+            f"budget {b['scope']} ({b['holds_against']}): {b['epsilon_spent']:.4f} of "
+            f"{b['epsilon_budget']:g} at delta {b['delta']:g} [{flag}]"
         )
 
 
@@ -281,13 +463,22 @@ def _plot(result: dict[str, Any], path: str) -> None:
     rounds = [t for t, _ in result["curve"]]
     eps = [e for _, e in result["curve"]]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(rounds, eps, marker="o", markersize=3, label=f"{result['accountant']} accountant")
+    amplified = result["curve_of"] == "epsilon_amplified"
+    what = "amplified by sampling" if amplified else "no amplification by sampling"
+    ax.plot(
+        rounds, eps, marker="o", markersize=3, label=f"{what} ({result['accountant']} accountant)"
+    )
     for b in result.get("budgets", []):
-        if b["scope"] == BudgetScope.POPULATION.value:
+        if (b["scope"] == BudgetScope.POPULATION.value) == amplified:
             ax.axhline(b["epsilon_budget"], color="red", linestyle="--", label="budget")
     ax.set_xlabel("round")
     ax.set_ylabel(f"epsilon (delta = {result['delta']:g})")
-    ax.set_title("user-level privacy loss")
+    ax.set_title(
+        "user-level privacy loss, amplified (sample hidden from the adversary)"
+        if amplified
+        else "user-level privacy loss per client (server chooses the cohort)",
+        fontsize=9,
+    )
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -307,8 +498,20 @@ def _finite_json(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``secagg audit``; returns the exit status."""
-    result = _ledger_mode(args) if args.ledger else _parameters_mode(args)
+    """Run ``secagg audit``; returns the exit status (2 when the input is refused)."""
+    try:
+        result = _ledger_mode(args) if args.ledger else _parameters_mode(args)
+    except SecAggError as exc:
+        # Invalid parameters, an accountant's refusal, a ledger that fails to load or verify.
+        print(f"secagg audit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except MemoryError:
+        print(
+            "secagg audit: error: the accountant ran out of memory; use another accountant "
+            "(--accountant rdp), a coarser --pld-discretization, or more noise",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
     if not args.quiet:
         _print_table(result)
     if args.json:

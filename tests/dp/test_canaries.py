@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dp.accounting import compute_epsilon
+from dp.audit import abstention_grid
 from dp.canaries import CanaryClients
 from secagg.errors import InvalidParameterError
 
@@ -85,6 +86,11 @@ def test_audit_of_a_non_private_run_finds_a_large_epsilon() -> None:
     res = canaries.audit(delta=1e-5, num_positive_guesses=40, num_negative_guesses=40)
     assert res.num_correct == res.num_guesses == 80
     assert res.epsilon_lower_bound > 2.5
+    # by default the auditor abstains, choosing the number of guesses over a Bonferroni grid
+    searched = canaries.audit(delta=1e-5)
+    assert searched.candidates == len(abstention_grid(200)) > 1
+    assert searched.num_correct == searched.num_guesses > 80
+    assert searched.epsilon_lower_bound > res.epsilon_lower_bound
 
 
 def test_audit_of_a_private_run_stays_below_the_accounted_epsilon() -> None:

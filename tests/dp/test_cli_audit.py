@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import subprocess
 import sys
 
@@ -11,6 +13,8 @@ import pytest
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from dp.accounting import gaussian_dp_epsilon
+from dp.cli import AMPLIFICATION_ASSUMPTION, EXIT_REFUSED, PER_CLIENT_HOLDS_AGAINST
 from dp.ledger import (
     BudgetScope,
     ClientSampling,
@@ -52,18 +56,36 @@ def test_parameters_mode_json_and_plot(tmp_path, capsys) -> None:  # type: ignor
     result = json.loads(out.read_text())
     assert result["accountant"] == "pld" and result["delta"] == 1e-5
     step = dp_accounting.PoissonSampledDpEvent(0.2, dp_accounting.GaussianDpEvent(2.0))
-    assert result["epsilon"] == pytest.approx(
+    assert result["epsilon_amplified"] == pytest.approx(
         _pld(dp_accounting.SelfComposedDpEvent(step, 40), 1e-5), rel=1e-12
     )
+    assert result["amplification_assumption"] == (
+        "amplified by Poisson sampling at rate 0.2 (assumes the sample is hidden from the adversary)"
+    )
+    # against a server that picks the cohort: a client in all 40 rounds, sqrt(40)/2-GDP exactly
+    assert result["epsilon_per_client"] == pytest.approx(
+        gaussian_dp_epsilon(math.sqrt(40) / 2.0, 1e-5), rel=1e-9
+    )
+    assert result["epsilon_per_client"] > result["epsilon_amplified"]
+    assert result["per_client"]["holds_against"] == PER_CLIENT_HOLDS_AGAINST
+    assert "epsilon" not in result  # no figure without its threat model
+    assert result["curve_of"] == "epsilon_amplified"
     rounds = [t for t, _ in result["curve"]]
     assert rounds == [1, 14, 27, 40]
     assert result["curve"][1][1] == pytest.approx(
         _pld(dp_accounting.SelfComposedDpEvent(step, 14), 1e-5), rel=1e-12
     )
-    assert result["curve"][-1][1] == result["epsilon"]
+    assert result["curve"][-1][1] == result["epsilon_amplified"]
     assert png.read_bytes()[:8] == PNG_MAGIC
     table = capsys.readouterr().out
-    assert "epsilon" in table and f"{result['epsilon']:.4f}" in table
+    assert (
+        "amplified by Poisson sampling at rate 0.2 (assumes the sample is hidden from the "
+        f"adversary): ε = {result['epsilon_amplified']:.4f}"
+    ) in table
+    assert (
+        f"per-client ε (worst client; {PER_CLIENT_HOLDS_AGAINST}): "
+        f"{result['epsilon_per_client']:.4f}"
+    ) in table
 
 
 def test_full_participation_with_the_rdp_accountant(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +106,10 @@ def test_full_participation_with_the_rdp_accountant(tmp_path) -> None:  # type: 
     ref = rdp_privacy_accountant.RdpAccountant()
     ref.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(3.0), 25))
     assert result["accountant"] == "rdp" and len(result["curve"]) == 25
-    assert result["epsilon"] == pytest.approx(ref.get_epsilon(1e-6), rel=1e-9)
+    # every client in every round: nothing is amplified, the figure holds against any server
+    assert result["epsilon_per_client"] == pytest.approx(ref.get_epsilon(1e-6), rel=1e-9)
+    assert result["epsilon_amplified"] is None and result["amplification_assumption"] is None
+    assert result["curve_of"] == "epsilon_per_client"
 
 
 def test_ledger_mode(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -105,32 +130,156 @@ def test_ledger_mode(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["audit", str(path), "--json", str(out), "--plot", str(png)]) == 0
     result = json.loads(out.read_text())
     assert result["mode"] == "ledger" and result["delta"] == 1e-5 and result["accountant"] == "pld"
-    assert result["epsilon"] == pytest.approx(ledger.population_epsilon(1e-5), rel=1e-12)
+    # the headline: the worst client, from the rounds it took part in, no amplification
+    clients = ledger.client_epsilons(1e-5)
+    worst = getattr(ledger, "worst_client_epsilon", None)
+    expected = worst(1e-5) if callable(worst) else max(clients.values())
+    assert result["epsilon_per_client"] == pytest.approx(expected, rel=1e-12)
+    assert result["epsilon_per_client"] == pytest.approx(clients["a"], rel=1e-12)
+    assert result["per_client"]["worst_client"] == "a" and result["per_client"]["clients"] == 3
+    assert result["per_client"]["holds_against"] == PER_CLIENT_HOLDS_AGAINST
+    # the population figure only with its assumption
+    assert result["epsilon_amplified"] == pytest.approx(ledger.population_epsilon(1e-5), rel=1e-12)
+    assert result["amplification_assumption"] == AMPLIFICATION_ASSUMPTION
+    assert result["epsilon_amplified"] < result["epsilon_per_client"]
+    assert "epsilon" not in result and result["curve_of"] == "epsilon_amplified"
     assert [t for t, _ in result["curve"]] == [1, 2, 3]
-    assert result["per_client"]["worst_client"] == "a"
-    assert result["per_client"]["max_epsilon"] == pytest.approx(ledger.client_epsilons(1e-5)["a"])
+    assert result["curve"][-1][1] == result["epsilon_amplified"]
     assert result["sample_level"]["clients"] == 1
+    assert result["epsilon_sample_level"] == pytest.approx(ledger.sample_level_epsilons(1e-5)["a"])
     assert [b["scope"] for b in result["budgets"]] == ["population", "per_client"]
+    assert result["budgets"][0]["holds_against"] == AMPLIFICATION_ASSUMPTION
+    assert PER_CLIENT_HOLDS_AGAINST in result["budgets"][1]["holds_against"]
     assert not any(b["exceeded"] for b in result["budgets"])
     assert png.read_bytes()[:8] == PNG_MAGIC
-    assert "budget population" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert (
+        f"per-client ε (worst client; {PER_CLIENT_HOLDS_AGAINST}): "
+        f"{result['epsilon_per_client']:.4f}"
+    ) in table
+    assert f"{AMPLIFICATION_ASSUMPTION}: ε = {result['epsilon_amplified']:.4f}" in table
+    assert "budget population (amplified by sampling" in table
+
+
+def test_ledger_with_an_unknown_cohort_counts_every_round(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ledger = PrivacyLedger()
+    sampling = ClientSampling.from_counts(2, 10)
+    ledger.spend(RoundRecord(dp_accounting.GaussianDpEvent(2.0), sampling, participants=("a",)))
+    ledger.spend(RoundRecord(dp_accounting.GaussianDpEvent(3.0), sampling, participants=None))
+    path, out = tmp_path / "ledger.json", tmp_path / "audit.json"
+    ledger.save(path)
+    assert main(["audit", str(path), "--delta", "1e-5", "--quiet", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    every_round = _pld(
+        dp_accounting.ComposedDpEvent(
+            [dp_accounting.GaussianDpEvent(2.0), dp_accounting.GaussianDpEvent(3.0)]
+        ),
+        1e-5,
+    )
+    if not callable(getattr(ledger, "worst_client_epsilon", None)):
+        assert result["epsilon_per_client"] == pytest.approx(every_round, rel=1e-9)
+    assert result["epsilon_per_client"] > ledger.client_epsilons(1e-5)["a"]
+    assert result["per_client"]["worst_client"] is None
+    assert "every round" in result["per_client"]["basis"]
+
+
+def _refused(capsys, args: list[str]) -> str:  # type: ignore[no-untyped-def]
+    assert main(["audit", *args]) == EXIT_REFUSED
+    err: str = capsys.readouterr().err
+    assert err.startswith("secagg audit: error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (("--rounds", "0"), "--rounds must be at least 1"),
+        (("--sampling-rate", "1.5"), "--sampling-rate must lie in (0, 1]"),
+        (("--sampling-rate", "0"), "--sampling-rate must lie in (0, 1]"),
+        (("--noise-multiplier", "0"), "--noise-multiplier must be positive"),
+        (("--noise-multiplier", "nan"), "--noise-multiplier must be positive"),
+    ],
+)
+def test_refused_parameters_exit_with_status_2(capsys, override, message) -> None:  # type: ignore[no-untyped-def]
+    args = {"--noise-multiplier": "1", "--sampling-rate": "0.1", "--rounds": "3"}
+    args[override[0]] = override[1]
+    flat = [x for kv in args.items() for x in kv]
+    assert message in _refused(capsys, [*flat, "--delta", "1e-5", "--quiet"])
+
+
+def _accountant_refuses_tiny_noise() -> bool:
+    """Whether the committed accountants refuse work beyond their bounds with a typed error."""
+    import dp.accounting
+
+    return hasattr(dp.accounting, "AccountantLimitError")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="bounds the child's memory with RLIMIT_AS")
+@pytest.mark.xfail(
+    not _accountant_refuses_tiny_noise(),
+    reason="the PLD accountant does not yet refuse a noise multiplier of 1e-3 before allocating",
+    strict=False,
+)
+def test_accountant_refusal_exits_with_status_2(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--noise-multiplier 1e-3: a typed refusal, not a MemoryError (the child is capped at 4 GB)."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    cmd = [sys.executable, "-m", "secagg", "audit", "--noise-multiplier", "1e-3"]
+    cmd += ["--sampling-rate", "0.1", "--rounds", "3", "--delta", "1e-5", "--quiet"]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=cap,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == EXIT_REFUSED, proc.stderr
+    assert proc.stderr.startswith("secagg audit: error: ") and "Traceback" not in proc.stderr
+    assert "out of memory" not in proc.stderr  # refused up front, not after exhausting memory
+
+
+def test_ledger_that_fails_to_load_exits_with_status_2(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ledger = PrivacyLedger()
+    ledger.spend(
+        RoundRecord(dp_accounting.GaussianDpEvent(2.0), ClientSampling.full(), participants=("a",))
+    )
+    path, out = tmp_path / "ledger.json", tmp_path / "audit.json"
+    ledger.save(path)
+    assert main(["audit", str(path), "--delta", "1e-5", "--quiet", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())  # every client every round: nothing amplified
+    assert result["epsilon_amplified"] is None and result["amplification_assumption"] is None
+    assert result["curve_of"] == "epsilon_every_round"
+    assert result["epsilon_every_round"] == result["epsilon_per_client"] == result["curve"][-1][1]
+    text = path.read_text()
+    garbled = tmp_path / "garbled.json"
+    garbled.write_text(text[: len(text) // 2])
+    err = _refused(capsys, [str(garbled), "--delta", "1e-5"])
+    assert f"cannot load the ledger {garbled}" in err
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(text.replace('"version": ', '"version": 9', 1))
+    assert str(tampered) in _refused(capsys, [str(tampered), "--delta", "1e-5"])
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    assert "cannot read the ledger" in _refused(capsys, [str(binary), "--delta", "1e-5"])
 
 
 def test_errors_are_reported(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["audit", "--noise-multiplier", "1.0", "--delta", "1e-5"]) == 1
-    assert "missing --sampling-rate, --rounds" in capsys.readouterr().err
-    assert (
-        main(["audit", "--noise-multiplier", "1", "--sampling-rate", "0.1", "--rounds", "3"]) == 1
+    assert "missing --sampling-rate, --rounds" in _refused(
+        capsys, ["--noise-multiplier", "1.0", "--delta", "1e-5"]
     )
-    assert "--delta" in capsys.readouterr().err
-    args = ["--noise-multiplier", "1", "--sampling-rate", "1.5", "--rounds", "3", "--delta", "1e-5"]
-    assert main(["audit", *args]) == 1
+    assert "--delta" in _refused(
+        capsys, ["--noise-multiplier", "1", "--sampling-rate", "0.1", "--rounds", "3"]
+    )
     missing = tmp_path / "nope.json"
-    assert main(["audit", str(missing), "--delta", "1e-5"]) == 1
+    assert "cannot read the ledger" in _refused(capsys, [str(missing), "--delta", "1e-5"])
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "secagg-fl/privacy-ledger", "version": 99, "rounds": []}))
-    assert main(["audit", str(bad), "--delta", "1e-5"]) == 1
-    assert "version" in capsys.readouterr().err
+    assert "version" in _refused(capsys, [str(bad), "--delta", "1e-5"])
     with pytest.raises(SystemExit):
         main(["audit", "--accountant", "moments"])
 
@@ -151,5 +300,13 @@ def test_console_script(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert set(result) >= {"epsilon", "delta", "accountant", "curve"}
-    assert result["curve"][-1] == [10, result["epsilon"]]
+    assert set(result) >= {
+        "epsilon_per_client",
+        "epsilon_amplified",
+        "amplification_assumption",
+        "delta",
+        "accountant",
+        "curve_of",
+        "curve",
+    }
+    assert result["curve"][-1] == [10, result["epsilon_per_client"]]
