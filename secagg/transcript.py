@@ -29,6 +29,15 @@ def _encode_uint(value: int) -> bytes:
     return struct.pack(">Q", value)
 
 
+def _encode_uints(values: Sequence[int]) -> bytes:
+    """Big-endian u64s, one ``struct.pack`` call (survivor sets and masking sets hold up to n ids)."""
+    items = [int(v) for v in values]
+    if items and (min(items) < 0 or max(items) >= 1 << 64):
+        bad = next(v for v in items if not 0 <= v < 1 << 64)
+        raise InvalidParameterError(f"integer fields must lie in [0, 2^64), got {bad}")
+    return struct.pack(f">{len(items)}Q", *items)
+
+
 def canonical(*fields: Field) -> bytes:
     """Encode ``fields`` as ``tag || length || payload`` records, concatenated.
 
@@ -49,7 +58,7 @@ def canonical(*fields: Field) -> bytes:
         elif isinstance(field, int):
             tag, payload = _TAG_UINT, _encode_uint(field)
         elif isinstance(field, Sequence):
-            tag, payload = _TAG_INT_LIST, b"".join(_encode_uint(int(v)) for v in field)
+            tag, payload = _TAG_INT_LIST, _encode_uints(field)
         else:
             raise InvalidParameterError(f"unsupported transcript field type {type(field).__name__}")
         out += tag + struct.pack(">I", len(payload)) + payload
