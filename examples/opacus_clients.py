@@ -66,7 +66,8 @@ def main() -> None:
         accuracy = evaluate(model, data.test_x, data.test_y)
         print(
             f"round {rnd + 1:>2}: test accuracy {accuracy:.3f}, largest sample-level epsilon "
-            f"{aggregator.epsilon:.2f} (delta {aggregator.delta:.0e})"
+            f"{aggregator.epsilon:.2f} (delta {aggregator.delta:.0e}, {aggregator.privacy().accountant} "
+            "accountant; user-level: none)"
         )
 
 

@@ -22,6 +22,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from secagg import SecureAggregator  # secagg
+from secagg.recipe import CohortTooSmallError  # secagg
 
 
 def split_non_iid(x: np.ndarray, y: np.ndarray, clients: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -81,14 +82,21 @@ def main() -> None:
         else:
             cohort = aggregator.sample_cohort()  # secagg
             deltas = {c: local_update(model, clients[c]) for c in cohort}
-            mean = aggregator.mean(deltas)  # secagg
+            try:
+                mean = aggregator.mean(deltas)  # secagg
+            except CohortTooSmallError:  # secagg: a tiny Poisson sample; charged, nothing released
+                continue
         model.load_state_dict({k: v + mean[k] for k, v in model.state_dict().items()})
 
         with torch.no_grad():
             accuracy = (model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()
         line = f"round {rnd + 1:>2}: {len(cohort)} clients, test accuracy {accuracy:.3f}"
         if not args.plain:
-            line += f", epsilon {aggregator.epsilon:.2f} (delta {aggregator.delta:.0e})"  # secagg
+            line += (  # secagg
+                f", epsilon per client {aggregator.epsilon:.2f} (delta {aggregator.delta:.0e}; holds against "
+                f"the server), amplified by sampling {aggregator.amplified_epsilon:.2f} (only if the server "
+                "neither chooses nor learns the cohorts)"
+            )
         print(line)
 
 

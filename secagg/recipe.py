@@ -31,9 +31,23 @@ ICLR 2018), with noise multiplier ``z`` and clip norm ``C``:
 ``local``
     The clients already privatised their training (e.g. Opacus DP-SGD,
     :mod:`dp.opacus_client`); the recipe aggregates securely and records their sample-level
-    accounting. User-level epsilon is then infinite and reported as such.
+    accounting. Every client of a round must come with its DP-SGD record (a round with a
+    client without one is refused: nothing is aggregated). User-level epsilon is then
+    infinite and reported as such.
 ``none``
     Secure aggregation only. Updates are still range-checked before quantisation.
+
+Which epsilon, against whom. In every protocol here the server learns the cohort (it
+receives the cohort's messages), and under any :class:`~threat_models.model.ServerClass`
+it may also choose it. Amplification by sampling does not hold against such an adversary,
+so the headline :attr:`SecureAggregator.epsilon` is the *per-client* figure: for each
+client, the composition of the mechanisms of the rounds it actually took part in, without
+amplification; the worst client is reported. The amplified, population-level figure
+(:attr:`SecureAggregator.amplified_epsilon`) counts amplification only for rounds whose
+cohort the library's own sampler drew (:meth:`SecureAggregator.sample_cohort`, exact
+Poisson sampling from the OS CSPRNG) and holds only against an adversary who neither
+chooses nor learns which clients were sampled (:data:`AMPLIFICATION_ASSUMPTION`). A
+cohort the recipe did not sample is accounted as full participation of its clients.
 
 Means: with DP the noised sum is divided by the *expected* cohort size (a public
 constant, as DP-FedAvg prescribes; dividing by the actual count would leak it through
@@ -49,7 +63,8 @@ Example::
         cohort = aggregator.sample_cohort(range(100))
         deltas = {c: local_train(c, model) for c in cohort}
         apply(model, aggregator.mean(deltas))
-    print(aggregator.epsilon)
+    print(aggregator.epsilon)            # worst client, holds against the server
+    print(aggregator.amplified_epsilon)  # only if the server neither chose nor saw cohorts
 """
 
 from __future__ import annotations
@@ -57,6 +72,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -66,17 +82,25 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.encoding import FixedPointEncoder, VectorEncoder
-from secagg.errors import InvalidParameterError, SecAggError
+from secagg.errors import InvalidParameterError, SecAggError, ThresholdNotMetError
 
 if TYPE_CHECKING:
     from threat_models.model import ThreatModel
 
 __all__ = [
+    "AMPLIFICATION_ASSUMPTION",
     "AggregationProtocol",
+    "ClientNotInPopulationError",
+    "CohortTooSmallError",
     "DPMode",
+    "MissingLocalDpError",
+    "NoisyAggregateWarning",
+    "PrivacyStatement",
     "RoundReport",
     "SecureAggregator",
+    "VerifyMode",
     "calibrate_noise_multiplier",
+    "poisson_sample",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -113,6 +137,108 @@ class DPMode(str, Enum):
         return self in (DPMode.CENTRAL, DPMode.DISTRIBUTED)
 
 
+class VerifyMode(str, Enum):
+    """What ``verify`` computes on the side (in the simulation, from the clients' inputs).
+
+    ``off``: nothing. ``protocol``: the largest difference between the secure aggregate and
+    the plaintext sum of the very encodings that entered the protocol (noised as they
+    were) -- zero up to float rounding when the protocol is correct, so it says nothing
+    about the data. ``unsafe-plaintext``: also the distance between the released aggregate
+    and the *un-noised* sum of the clipped updates. That number is computed from the exact
+    sum, is itself a release about the clients' data, and is **not** covered by the privacy
+    ledger: keep it on the trusted side, never publish it.
+    """
+
+    OFF = "off"
+    PROTOCOL = "protocol"
+    UNSAFE_PLAINTEXT = "unsafe-plaintext"
+
+
+class ClientNotInPopulationError(InvalidParameterError):
+    """An update names a client that is not a member of the population."""
+
+
+class CohortTooSmallError(ThresholdNotMetError):
+    """The sampled cohort of this round is too small to aggregate; the round was skipped.
+
+    Raised after the round was charged to the ledger (the sampler's law includes small
+    cohorts, so the accounting includes their rounds); no aggregate is released.
+    """
+
+
+class MissingLocalDpError(InvalidParameterError):
+    """With ``dp="local"``, a client of the round comes without its DP-SGD record."""
+
+
+class NoisyAggregateWarning(UserWarning):
+    """The noise the privacy target needs swamps the signal of the mean."""
+
+
+#: What the amplified (population-level) epsilon assumes.
+AMPLIFICATION_ASSUMPTION = (
+    "holds only against an adversary who neither chooses nor learns which clients were "
+    "sampled (sampling by the library's CSPRNG, hidden from the server); counts "
+    "amplification only for rounds whose cohort the library's sampler drew"
+)
+
+#: Against whom the per-client epsilon holds.
+PER_CLIENT_ASSUMPTION = (
+    "worst client, composed over the rounds it actually took part in, without amplification "
+    "by sampling: holds against the server, which learns (and may choose) every cohort"
+)
+
+
+@dataclass(frozen=True)
+class PrivacyStatement:
+    """Every epsilon of a run, each with the adversary it holds against.
+
+    Attributes:
+        level: ``"user"`` (a client's whole data set: ``central``/``distributed``),
+            ``"sample"`` (one record of a client's local data: ``local``) or ``None``.
+        epsilon_per_client: the headline figure, at ``delta``. User level: the worst
+            client's composition over the rounds it took part in, without amplification
+            (:data:`PER_CLIENT_ASSUMPTION`). Sample level: the worst client's DP-SGD
+            composition.
+        epsilon_amplified: user-level epsilon for any member of the population with
+            amplification by the library's sampling, valid only under
+            ``amplification_assumption`` (``inf`` for ``local``; ``None`` without DP).
+        delta: the delta of both figures.
+        accountant: the accountant that computed them.
+        per_client_assumption: against whom ``epsilon_per_client`` holds.
+        amplification_assumption: what ``epsilon_amplified`` needs.
+        rounds: rounds charged so far.
+        sampled_rounds: of those, rounds whose cohort the library's sampler drew.
+    """
+
+    level: str | None
+    epsilon_per_client: float | None
+    epsilon_amplified: float | None
+    delta: float | None
+    accountant: str
+    per_client_assumption: str
+    amplification_assumption: str
+    rounds: int
+    sampled_rounds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible (non-finite epsilons as ``None``, with ``*_finite`` flags)."""
+
+        def number(value: float | None) -> float | None:
+            return None if value is None or not math.isfinite(value) else float(value)
+
+        return {
+            "epsilon_level": self.level,
+            "epsilon_per_client": number(self.epsilon_per_client),
+            "epsilon_amplified": number(self.epsilon_amplified),
+            "delta": self.delta,
+            "accountant": self.accountant,
+            "per_client_assumption": self.per_client_assumption,
+            "amplification_assumption": self.amplification_assumption,
+            "rounds": self.rounds,
+            "sampled_rounds": self.sampled_rounds,
+        }
+
+
 @dataclass(frozen=True)
 class RoundReport:
     """What one call to :meth:`SecureAggregator.mean` / :meth:`~SecureAggregator.sum` did.
@@ -122,9 +248,10 @@ class RoundReport:
         cohort: the client ids that were given.
         survivors: the ids whose updates are in the aggregate.
         clipped: how many updates the L2 clip shrank.
-        epsilon: cumulative epsilon after this round (user-level for ``central`` and
-            ``distributed``, the largest client's sample-level for ``local``, ``None`` for
-            ``none``).
+        epsilon: cumulative epsilon after this round, as :attr:`SecureAggregator.epsilon`:
+            the worst client's per-client user-level epsilon (no amplification; holds
+            against the server) for ``central`` and ``distributed``, the largest client's
+            sample-level for ``local``, ``None`` for ``none``.
         delta: the delta of ``epsilon``.
         noise_stddev: per-coordinate standard deviation of the DP noise in the sum
             (0 without user-level DP).
@@ -133,9 +260,14 @@ class RoundReport:
             secure aggregate and the same aggregate computed in plaintext from the same
             client inputs (clipped, quantised and noised exactly as they entered the
             protocol) -- zero up to float rounding when the protocol is correct.
-        max_abs_dp_error: with ``verify``: the largest coordinate difference between the
-            released sum and the plaintext sum of the clipped updates (DP noise plus
-            quantisation).
+        max_abs_dp_error: only with ``verify="unsafe-plaintext"``: the largest coordinate
+            difference between the released sum and the plaintext sum of the clipped
+            updates (DP noise plus quantisation). Computed from the un-noised sum, so it is
+            a release about the data that the ledger does not cover: keep it private.
+        epsilon_amplified: cumulative population-level epsilon with amplification, as
+            :attr:`SecureAggregator.amplified_epsilon` (see :data:`AMPLIFICATION_ASSUMPTION`).
+        sampled: whether the cohort came from :meth:`SecureAggregator.sample_cohort` for
+            this round (only then is amplification by sampling counted).
     """
 
     round: int
@@ -148,12 +280,50 @@ class RoundReport:
     seconds: float
     max_abs_difference: float | None = None
     max_abs_dp_error: float | None = None
+    epsilon_amplified: float | None = None
+    sampled: bool = False
 
     @property
     def dropped(self) -> tuple[ClientId, ...]:
         """Clients of the cohort whose update is not in the aggregate."""
         alive = set(self.survivors)
         return tuple(c for c in self.cohort if c not in alive)
+
+
+def poisson_sample(clients: Sequence[_T], numerator: int, denominator: int) -> list[_T]:
+    """Poisson sampling: each client independently with probability ``numerator / denominator``.
+
+    Exact: each client's coin is a uniform integer in ``[0, denominator)`` (64-bit words
+    from the OS CSPRNG, rejection-sampled to remove the modulo bias) compared with
+    ``numerator``. Nothing is redrawn: an empty or one-client cohort is returned as drawn,
+    which is the law the accountant assumes.
+
+    Raises:
+        InvalidParameterError: not ``0 <= numerator <= denominator``, ``denominator >= 1``.
+    """
+    if (
+        isinstance(numerator, bool)
+        or isinstance(denominator, bool)
+        or not isinstance(numerator, int)
+        or not isinstance(denominator, int)
+        or denominator < 1
+        or not 0 <= numerator <= denominator
+    ):
+        raise InvalidParameterError(f"sampling rate {numerator}/{denominator} is not in [0, 1]")
+    pool = list(clients)
+    if numerator == denominator:
+        return pool
+    span = 1 << 64
+    limit = span - span % denominator  # accept words below the largest multiple of denominator
+    coins = np.empty(0, dtype=np.uint64)
+    while coins.size < len(pool):
+        need = len(pool) - coins.size
+        words = np.frombuffer(secrets.token_bytes(8 * need), dtype=np.uint64)
+        if limit < span:
+            words = words[words < np.uint64(limit)]
+        coins = np.concatenate([coins, words])
+    chosen = (coins % np.uint64(denominator)) < np.uint64(numerator)
+    return [c for c, keep in zip(pool, chosen) if keep]
 
 
 def calibrate_noise_multiplier(
@@ -369,28 +539,42 @@ class SecureAggregator:
         population: number of clients that may ever take part (user-level accounting).
         clients_per_round: expected cohort size; ``None`` means every client every round.
             With fewer than ``population``, draw each cohort with :meth:`sample_cohort`
-            (Poisson sampling from a CSPRNG, which is what the accounting assumes).
+            (exact Poisson sampling from a CSPRNG): only such rounds count amplification
+            by sampling, and only in :attr:`amplified_epsilon`. A cohort chosen otherwise
+            is accounted as full participation of its clients.
+        client_ids: the ids of the population's members (``population`` distinct str or
+            int ids). Default: the pool first given to :meth:`sample_cohort`, else
+            ``range(population)``. Updates from any other id are refused.
         protocol: ``"secagg+"`` (default), ``"secagg"`` or ``"paillier"``.
         dp: ``"distributed"`` (default), ``"central"``, ``"local"`` or ``"none"``.
         threat_model: the adversary (:class:`threat_models.model.ThreatModel`); default
             ``ThreatModel()`` (malicious server, 5% colluding clients, 10% dropouts).
         noise_multiplier: ``z``, noise standard deviation over ``clip_norm``.
-        target_epsilon: instead of ``z``: the epsilon to reach after ``rounds`` rounds;
-            ``z`` is calibrated to it and it becomes the enforced budget.
+        target_epsilon: instead of ``z``: the (per-client, see :attr:`epsilon`) epsilon
+            to reach after ``rounds`` rounds; ``z`` is calibrated so that a client taking
+            part in every round stays within it, and it becomes the enforced budget. A
+            target whose noise swamps the mean warns (:class:`NoisyAggregateWarning`).
         rounds: planned number of rounds (needed with ``target_epsilon``).
         clip_norm: ``C``, the L2 norm every update is clipped to: the sensitivity of
             user-level DP (default 1.0 there); optional for ``none`` and ``local`` (default:
             no clipping, only the ``value_bound`` range check).
         delta: target delta (default ``1 / (10 population)``).
         epsilon_budget: refuse (``BudgetExceededError``) any round that would push the
-            user-level epsilon above this; defaults to ``target_epsilon``.
-        accountant: ``"pld"``, ``"rdp"`` or ``"prv"``; default ``"rdp"`` for distributed DP
-            (the only one that accounts discrete Gaussian noise), ``"pld"`` otherwise.
+            headline epsilon (:attr:`epsilon`: a participant's per-client user-level
+            epsilon, or its sample-level one for ``local``) above this; defaults to
+            ``target_epsilon``.
+        accountant: ``"pld"``, ``"rdp"`` or ``"prv"``, for every figure (including the
+            sample-level one of ``local``); default the tightest valid one: ``"rdp"`` for
+            distributed DP (the only one that accounts discrete Gaussian noise), ``"pld"``
+            otherwise. :meth:`privacy` recomputes the figures with another.
         value_bound: without clipping, the largest absolute coordinate accepted (larger
             ones are an error, never a silent wrap); default 1,000.
         max_weight: the largest weight :meth:`mean` accepts (it sizes the ring).
-        verify: also compute each aggregate in plaintext on the side and report the
-            largest difference in :attr:`last_round`.
+        verify: ``False``, ``True`` (= ``"protocol"``) or ``"unsafe-plaintext"``
+            (:class:`VerifyMode`): also compute each aggregate in plaintext on the side and
+            report the largest difference in :attr:`last_round`. Only
+            ``"unsafe-plaintext"`` reports the distance to the *un-noised* sum
+            (``max_abs_dp_error``), a release the ledger does not cover.
         progress: show the Paillier protocol's progress bar over the uploads (on a terminal).
         hazmat_paillier_key_bits: Paillier modulus size (3072, 128-bit security). Below
             2048 is INSECURE and meant for tests only.
@@ -404,6 +588,7 @@ class SecureAggregator:
         *,
         population: int,
         clients_per_round: int | None = None,
+        client_ids: Iterable[ClientId] | None = None,
         protocol: AggregationProtocol | str = AggregationProtocol.SECAGG_PLUS,
         dp: DPMode | str = DPMode.DISTRIBUTED,
         threat_model: ThreatModel | None = None,
@@ -416,7 +601,7 @@ class SecureAggregator:
         accountant: str | None = None,
         value_bound: float = 1000.0,
         max_weight: float = 1e6,
-        verify: bool = False,
+        verify: bool | VerifyMode | str = False,
         progress: bool = False,
         hazmat_paillier_key_bits: int = 3072,
     ) -> None:
@@ -436,6 +621,9 @@ class SecureAggregator:
             )
         self.population = population
         self.clients_per_round = clients_per_round
+        self._population_ids: frozenset[ClientId] | None = None
+        if client_ids is not None:
+            self._population_ids = _population_ids(client_ids, population)
         self.protocol: AggregationProtocol = _coerce(AggregationProtocol, protocol, "protocol")
         self.dp: DPMode = _coerce(DPMode, dp, "dp mode")
         if threat_model is None:
@@ -463,13 +651,7 @@ class SecureAggregator:
             None if noise_multiplier is None else _positive("noise_multiplier", noise_multiplier)
         )
         self.epsilon_budget = _positive("epsilon_budget", epsilon_budget, allow_none=True) or self.target_epsilon
-        if accountant is not None and accountant not in ("pld", "rdp", "prv"):
-            raise InvalidParameterError(f"unknown accountant {accountant!r}; choose 'pld', 'rdp' or 'prv'")
-        if accountant in ("pld", "prv") and self.dp is DPMode.DISTRIBUTED:
-            raise InvalidParameterError(
-                f"the {accountant} accountant cannot account distributed discrete Gaussian noise; use 'rdp'"
-            )
-        self._accountant_choice = accountant
+        self._accountant_choice = None if accountant is None else _accountant_option(accountant, self.dp)
         if (
             isinstance(hazmat_paillier_key_bits, bool)
             or not isinstance(hazmat_paillier_key_bits, int)
@@ -479,13 +661,28 @@ class SecureAggregator:
         self._paillier_key_bits = hazmat_paillier_key_bits
         self.value_bound = float(_positive("value_bound", value_bound) or 0.0)
         self.max_weight = float(_positive("max_weight", max_weight) or 0.0)
-        self.verify = bool(verify)
+        if isinstance(verify, bool):
+            self.verify_mode = VerifyMode.PROTOCOL if verify else VerifyMode.OFF
+        else:
+            self.verify_mode = _coerce(VerifyMode, verify, "verify mode")
+        self.verify = self.verify_mode is not VerifyMode.OFF
         self.progress = bool(progress)
         self._history: list[RoundReport] = []
         self._paillier_key: Any = None
         self._local_seen: dict[ClientId, Any] = {}
         self._run_nonce = secrets.randbits(32)
+        self._pending_cohort: tuple[Any, ...] | None = None
+        self._sampled_rounds = 0
+        self._gate_delta = 0.0
+        self._dimension: int | None = None
+        self._minimum_cohort: int | None = None
         self._ledger = self._make_ledger()
+        if self.dp.user_level:
+            if self._noise_multiplier is not None:
+                self._warn_if_noise_swamps(self._noise_multiplier)
+            elif self.dp is DPMode.CENTRAL:  # calibrated now: central noise needs no dimension
+                self._noise_multiplier = self._calibrate(1)
+                self._warn_if_noise_swamps(self._noise_multiplier)
 
     # -- public state ------------------------------------------------------------------
 
@@ -516,19 +713,115 @@ class SecureAggregator:
 
     @property
     def epsilon(self) -> float | None:
-        """Epsilon spent so far at :attr:`delta`.
+        """Epsilon spent so far at :attr:`delta`, true against the server (the headline).
 
-        User-level for ``central``/``distributed``; for ``local``, the largest client's
-        sample-level epsilon; ``None`` for ``none`` (no DP).
+        ``central``/``distributed``: user-level, *per client*: for every client the
+        composition of the mechanisms of the rounds it actually took part in, without
+        amplification by sampling (the server learns, and may choose, every cohort), and
+        the worst client reported. ``local``: the largest client's sample-level epsilon.
+        ``None`` for ``none`` (no DP). See :attr:`amplified_epsilon` for the figure with
+        amplification and the assumption it needs.
         """
+        return self.privacy().epsilon_per_client
+
+    @property
+    def amplified_epsilon(self) -> float | None:
+        """User-level epsilon for any member of the population, with amplification by sampling.
+
+        Holds only against an adversary who neither chooses nor learns which clients were
+        sampled (sampling by the library's CSPRNG, hidden from the server) -- not against
+        the server of any :class:`~threat_models.model.ServerClass`, which receives the
+        cohort's messages. Amplification counts only for rounds whose cohort
+        :meth:`sample_cohort` drew; the rounds a too-small sample skipped are charged
+        too, and the chance that adding one client turns a skipped round into a run one
+        is added to delta (the figure is evaluated at ``delta`` minus that sum; ``inf``
+        once it reaches ``delta``). ``inf`` for ``local``; ``None`` for ``none``.
+        """
+        return self.privacy().epsilon_amplified
+
+    def privacy(self, *, accountant: str | None = None) -> PrivacyStatement:
+        """Every epsilon spent so far, each with the adversary it holds against.
+
+        Args:
+            accountant: ``"pld"``, ``"rdp"`` or ``"prv"`` to recompute the figures with
+                another accountant than the run's (e.g. to compare); default the run's.
+
+        Raises:
+            InvalidParameterError: an unknown accountant, or one that cannot account this
+                run's mechanisms (PLD/PRV with distributed DP).
+        """
+        kind = self._accountant_kind() if accountant is None else _accountant_option(accountant, self.dp)
+        rounds = len(self._ledger)
+
+        def statement(level: str | None, per_client: float | None, amplified: float | None) -> PrivacyStatement:
+            return PrivacyStatement(
+                level=level,
+                epsilon_per_client=per_client,
+                epsilon_amplified=amplified,
+                delta=None if self.dp is DPMode.NONE else self.delta,
+                accountant=kind,
+                per_client_assumption=PER_CLIENT_ASSUMPTION,
+                amplification_assumption=AMPLIFICATION_ASSUMPTION,
+                rounds=rounds,
+                sampled_rounds=self._sampled_rounds,
+            )
+
         if self.dp is DPMode.NONE:
-            return None
-        if not len(self._ledger):
-            return 0.0
+            return statement(None, None, None)
         if self.dp is DPMode.LOCAL:
-            levels = self._ledger.sample_level_epsilons(self.delta)
-            return max(levels.values()) if levels else math.inf
-        return float(self._ledger.population_epsilon(self.delta))
+            if not rounds:
+                return statement("sample", 0.0, 0.0)
+            levels = self._ledger.sample_level_epsilons(self.delta, accountant=kind)
+            return statement("sample", float(max(levels.values(), default=0.0)), math.inf)
+        if not rounds:
+            return statement("user", 0.0, 0.0)
+        worst = getattr(self._ledger, "worst_client_epsilon", None)
+        if worst is not None and accountant is None:
+            per_client = float(worst(self.delta) or 0.0)
+        else:
+            per_client = float(max(self._ledger.client_epsilons(self.delta, accountant=kind).values(), default=0.0))
+        remaining = self.delta - self._gate_delta
+        amplified = (
+            float(self._ledger.population_epsilon(remaining, accountant=kind)) if remaining > 0 else math.inf
+        )
+        return statement("user", per_client, amplified)
+
+    @property
+    def population_ids(self) -> frozenset[ClientId]:
+        """The ids of the population's members (see ``client_ids``)."""
+        if self._population_ids is None:
+            return frozenset(range(self.population))
+        return self._population_ids
+
+    @property
+    def minimum_cohort(self) -> int:
+        """The fewest clients a round can aggregate under the threat model and protocol.
+
+        The smallest ``n >= 2`` for which the protocol's parameters exist for the round's
+        threat model (enough expected survivors for the minimum aggregate size, a Shamir
+        or decryption threshold both secure and correct). A sampled cohort below it is
+        charged and skipped (:class:`CohortTooSmallError`).
+        """
+        if self._minimum_cohort is None:
+            self._minimum_cohort = next(
+                (n for n in range(2, self.population + 1) if self._feasible(n)), self.population + 1
+            )
+        return self._minimum_cohort
+
+    def _feasible(self, n: int) -> bool:
+        from secagg.errors import InfeasibleThreatModelError
+        from threat_models.paillier import paillier_parameters
+        from threat_models.parameters import secagg_parameters
+
+        try:
+            threat_model = self._round_threat_model(n)
+            if self.protocol is AggregationProtocol.PAILLIER:
+                paillier_parameters(n, threat_model, n_decryptors=min(_PAILLIER_COMMITTEE, self.population))
+            else:
+                secagg_parameters(n, threat_model)  # SecAgg+ falls back to the complete graph
+        except (InfeasibleThreatModelError, InvalidParameterError):
+            return False
+        return True
 
     # -- cohort sampling ---------------------------------------------------------------
 
@@ -539,23 +832,37 @@ class SecureAggregator:
     def sample_cohort(self, clients: Iterable[_T]) -> list[_T]: ...
 
     def sample_cohort(self, clients: Iterable[Any] | None = None) -> list[Any]:
-        """Poisson-sample this round's cohort: each client independently with rate ``q``.
+        """Poisson-sample the next round's cohort: each client independently with rate ``q``.
 
-        Uses the OS CSPRNG (the accounting's amplification by sampling assumes the server
-        cannot predict or choose the cohort). ``clients`` (the whole population) defaults
-        to ``range(population)``. Resamples in the rare case fewer than two are drawn.
+        Exactly the law the accountant assumes (:func:`poisson_sample`, OS CSPRNG):
+        nothing is redrawn, so the cohort may be empty or hold a single client; pass
+        whatever it holds to :meth:`mean` (possibly ``{}``), which then charges the round
+        and raises :class:`CohortTooSmallError` without releasing anything. The cohort is
+        drawn once per round: calling again before the round ran returns the same cohort
+        (a caller cannot redraw until a cohort suits it). The round counts amplification
+        (in :attr:`amplified_epsilon`) if :meth:`mean` gets a subset of this cohort.
+
+        Args:
+            clients: the whole population (default ``range(population)``, or the
+                ``client_ids``); the first pool given fixes the population's ids.
+
+        Raises:
+            InvalidParameterError: ``clients`` is not the population.
         """
-        pool: list[Any] = list(range(self.population)) if clients is None else list(clients)
-        if len(pool) != self.population:
-            raise InvalidParameterError(f"expected the {self.population} clients of the population")
-        if self.clients_per_round == self.population:
-            return pool
-        scale = 1 << 53
-        threshold = int(self.sampling_rate * scale)
-        while True:
-            cohort = [c for c in pool if secrets.randbelow(scale) < threshold]
-            if len(cohort) >= 2:
-                return cohort
+        if clients is None:
+            pool: list[Any] = sorted(self.population_ids, key=str) if self._population_ids else list(
+                range(self.population)
+            )
+        else:
+            pool = list(clients)
+            ids = _population_ids(pool, self.population)
+            if self._population_ids is None and not self._history:
+                self._population_ids = ids
+            elif ids != self.population_ids:
+                raise InvalidParameterError("clients must be the population's ids (see client_ids)")
+        if self._pending_cohort is None:
+            self._pending_cohort = tuple(poisson_sample(pool, self.clients_per_round, self.population))
+        return list(self._pending_cohort)
 
     # -- aggregation -------------------------------------------------------------------
 
@@ -579,18 +886,31 @@ class SecureAggregator:
             dropouts: simulate failures: protocol stage (``"advertise_keys"``,
                 ``"share_keys"``, ``"masked_input"``, ...) -> client ids that vanish there.
             local_dp: with ``dp="local"``: client id -> its Opacus accountant (or
-                :class:`dp.ledger.LocalDpSgd` steps) after this round's local training.
+                :class:`dp.ledger.LocalDpSgd` steps) after this round's local training,
+                for *every* client of ``updates`` (a round with any client missing,
+                ``local_dp={}`` included, is refused).
 
         Returns:
             The mean, in the structure of the updates. With user-level DP it is the noised
             sum over the *expected* cohort size (the DP-FedAvg estimator).
 
+        Accounting: if the cohort is a subset of the one :meth:`sample_cohort` drew for
+        this round (dropouts only remove clients), the round counts amplification by
+        sampling in :attr:`amplified_epsilon`; any other cohort is recorded as full
+        participation of its clients. Every participant is charged the round in the
+        per-client figure :attr:`epsilon`.
+
         Raises:
             BudgetExceededError: the round would exceed the privacy budget (nothing is
                 aggregated and nothing is recorded).
+            CohortTooSmallError: the sampled cohort (less dropouts) is smaller than
+                :attr:`minimum_cohort`; the round was charged and nothing is released.
             ThresholdNotMetError, ProtocolAbortError: too many dropouts for the protocol
                 (or for the DP guarantee); no aggregate is released, and the round stays
                 in the ledger (it was charged before the clients noised their updates).
+            ClientNotInPopulationError: an id outside the population (nothing happens).
+            MissingLocalDpError: with ``dp="local"``, a client without its DP-SGD record
+                (nothing is aggregated or recorded).
             InvalidParameterError, EncodingError: malformed updates or weights.
         """
         return self._aggregate(updates, weights=weights, dropouts=dropouts, local_dp=local_dp, mean=True)
@@ -622,6 +942,20 @@ class SecureAggregator:
         started = time.perf_counter()
         ids, items = _split_updates(updates)
         n = len(ids)
+        population = self.population_ids
+        outsiders = [c for c in ids if c not in population]
+        if outsiders:
+            raise ClientNotInPopulationError(
+                f"client {outsiders[0]!r} is not a member of the population of {self.population} "
+                "(see client_ids)"
+            )
+        self._check_local_dp(ids, local_dp)
+        pending = self._pending_cohort
+        sampled = pending is not None and set(ids) <= set(pending)
+        if n < 2 or (sampled and n < self.minimum_cohort):
+            if not sampled:
+                raise InvalidParameterError("secure aggregation needs updates from at least two clients")
+            self._skip_round(ids, items)
         vectors: list[F64] = []
         layout: Any = None
         for cid, item in zip(ids, items):
@@ -675,9 +1009,11 @@ class SecureAggregator:
         encoder, planned_event, noise_stddev = self._round_encoder(
             n, d, bound, threat_model, weighted=weight_array is not None
         )
-        record = self._round_record(ids, planned_event, local_dp)
+        record = self._round_record(ids, planned_event, local_dp, sampled=sampled)
         if record is not None:
             self._ledger.spend(record)
+        self._dimension = d
+        self._round_charged(sampled)
 
         # 4. the protocol
         recorder = _RecordingEncoder(encoder) if self.verify else None
@@ -700,6 +1036,8 @@ class SecureAggregator:
         if recorder is not None:
             inputs = matrix if weight_array is None else matrix * weight_array[:, None]
             max_diff, max_dp_error = self._verify(recorder, inputs, survivor_pids, total)
+            if self.verify_mode is not VerifyMode.UNSAFE_PLAINTEXT:
+                max_dp_error = None  # computed from the un-noised sum: not for release
 
         # 6. central noise, then the reduction
         if self.dp is DPMode.CENTRAL:
@@ -718,20 +1056,123 @@ class SecureAggregator:
         else:
             out = total
 
+        statement = self.privacy()
         report = RoundReport(
             round=round_number,
             cohort=tuple(ids),
             survivors=survivors,
             clipped=clipped,
-            epsilon=self.epsilon,
-            delta=None if self.dp is DPMode.NONE else self.delta,
+            epsilon=statement.epsilon_per_client,
+            delta=statement.delta,
             noise_stddev=noise_stddev,
             seconds=time.perf_counter() - started,
             max_abs_difference=max_diff,
             max_abs_dp_error=max_dp_error,
+            epsilon_amplified=statement.epsilon_amplified,
+            sampled=sampled and self.clients_per_round < self.population,
         )
         self._history.append(report)
         return layout.unflatten(out)
+
+    # -- sampling and accounting --------------------------------------------------------
+
+    def _amplified(self, sampled: bool) -> bool:
+        return sampled and self.dp.user_level and self.clients_per_round < self.population
+
+    def _round_charged(self, sampled: bool) -> None:
+        """A round went into the ledger: its sample is used up; amplification bookkeeping."""
+        self._pending_cohort = None
+        if not self._amplified(sampled):
+            return
+        from scipy.stats import binom
+
+        self._sampled_rounds += 1
+        # Whether a round runs depends on the cohort size: adding one client to a sample of
+        # minimum_cohort - 1 others turns a skipped round into a run one. Conditioning on
+        # the other clients' coins, that is the only case the amplified bound misses, so
+        # its probability is added to delta (a union bound over the rounds).
+        gate = self.minimum_cohort
+        self._gate_delta += float(binom.pmf(gate - 1, self.population - 1, self.sampling_rate))
+
+    def _skip_round(self, ids: Sequence[ClientId], items: Sequence[Any]) -> None:
+        """Charge a round whose sampled cohort is too small, release nothing, and raise."""
+        from dp.clipping import flatten_update
+        from dp.ledger import ClientSampling, RoundRecord
+
+        if self.dp is not DPMode.NONE:
+            d = int(flatten_update(items[0])[0].size) if items else self._dimension
+            event = self._skipped_round_event(d)
+            amplified = self._amplified(True)
+            sampling = (
+                ClientSampling.from_counts(self.clients_per_round, self.population)
+                if amplified
+                else ClientSampling.full(self.population)
+            )
+            # nothing is released and the cohort is known to the server: no participant
+            # spends anything; the population figure charges the round it might have run
+            self._ledger.spend(RoundRecord(mechanism=event, sampling=sampling, participants=()))
+        self._round_charged(True)
+        raise CohortTooSmallError(
+            f"the sampled cohort has {len(ids)} client(s), fewer than the {self.minimum_cohort} a round "
+            "needs under the threat model; the round was charged and skipped, nothing was released"
+        )
+
+    def _skipped_round_event(self, d: int | None) -> Any:
+        """The mechanism a skipped round would have applied had one more client been sampled."""
+        import dp_accounting
+
+        if not self.dp.user_level:
+            return dp_accounting.NonPrivateDpEvent()
+        if self.dp is DPMode.CENTRAL:
+            return dp_accounting.GaussianDpEvent(float(self._noise_multiplier or 0.0))
+        if d is None or d < 1:
+            # the noise of distributed DP depends on the dimension, unknown before any update:
+            # nothing bounds the round, so the population figure becomes infinite
+            return dp_accounting.NonPrivateDpEvent()
+        if self._noise_multiplier is None:
+            self._noise_multiplier = self._calibrate(d)
+            self._warn_if_noise_swamps(self._noise_multiplier)
+        n = self.minimum_cohort
+        encoder = self._distributed_encoder(float(self._noise_multiplier), n, d)
+        return encoder.dp_event(n - self.threat_model.max_dropouts(n))
+
+    def _check_local_dp(self, ids: Sequence[ClientId], local_dp: Mapping[Any, Any] | None) -> None:
+        if local_dp is not None and self.dp is not DPMode.LOCAL:
+            raise InvalidParameterError("local_dp is only meaningful with dp='local'")
+        if self.dp is not DPMode.LOCAL:
+            return
+        if local_dp is None:
+            raise MissingLocalDpError(
+                "dp='local' needs local_dp: each client's Opacus accountant after its training"
+            )
+        if not isinstance(local_dp, Mapping):
+            raise InvalidParameterError("local_dp must map client ids to accountants or LocalDpSgd steps")
+        known = set(ids)
+        for cid in local_dp:
+            if cid not in known:
+                raise InvalidParameterError(f"local_dp names client {cid!r}, which sent no update")
+        missing = [c for c in ids if c not in local_dp]
+        if missing:
+            raise MissingLocalDpError(
+                f"client {missing[0]!r} sent an update without its DP-SGD record in local_dp "
+                f"({len(missing)} of {len(ids)} clients lack one); nothing was aggregated"
+            )
+
+    def _warn_if_noise_swamps(self, z: float) -> None:
+        """Warn when the noise on each coordinate of the mean exceeds the clip norm."""
+        m = self.clients_per_round
+        clip = float(self.clip_norm or 1.0)
+        std = z * clip / m
+        if std > clip:
+            target = "" if self.target_epsilon is None else f"target_epsilon={self.target_epsilon:g} needs "
+            warnings.warn(
+                f"{target}noise multiplier z={z:.4g}: the noise on each coordinate of the mean has "
+                f"standard deviation z * clip_norm / clients_per_round = {std:.4g}, above clip_norm={clip:g}, "
+                "the largest L2 norm the whole mean can have -- the mean is dominated by noise; "
+                "raise epsilon, the number of clients per round, or lower the number of rounds",
+                NoisyAggregateWarning,
+                stacklevel=3,
+            )
 
     # -- round set-up ------------------------------------------------------------------
 
@@ -752,22 +1193,23 @@ class SecureAggregator:
         )
 
     def _calibrate(self, d: int) -> float:
-        """``z`` meeting ``target_epsilon`` after ``rounds`` rounds (1% head-room)."""
-        from dp.ledger import ClientSampling
+        """``z`` meeting ``target_epsilon`` after ``rounds`` rounds (1% head-room).
 
-        sampling = ClientSampling.from_counts(self.clients_per_round, self.population)
+        Calibrated for the headline figure: a client that takes part in every one of the
+        ``rounds`` rounds, without amplification by sampling.
+        """
         m = self.clients_per_round
         if self.dp is DPMode.DISTRIBUTED:
 
             def round_event(z: float) -> Any:
                 encoder = self._distributed_encoder(z, m, d)
-                return sampling.wrap(encoder.dp_event(m - self.threat_model.max_dropouts(m)))
+                return encoder.dp_event(m - self.threat_model.max_dropouts(m))
 
         else:
             import dp_accounting
 
             def round_event(z: float) -> Any:
-                return sampling.wrap(dp_accounting.GaussianDpEvent(z))
+                return dp_accounting.GaussianDpEvent(z)
 
         return calibrate_noise_multiplier(
             0.99 * float(self.target_epsilon or 0.0),
@@ -785,6 +1227,7 @@ class SecureAggregator:
 
         if self.dp.user_level and self._noise_multiplier is None:
             self._noise_multiplier = self._calibrate(d)
+            self._warn_if_noise_swamps(self._noise_multiplier)
         z = float(self._noise_multiplier or 0.0)
         if self.dp is DPMode.DISTRIBUTED:
             encoder = self._distributed_encoder(z, n, d)
@@ -799,39 +1242,42 @@ class SecureAggregator:
         return encoder, dp_accounting.NonPrivateDpEvent(), 0.0
 
     def _accountant_kind(self) -> str:
-        # the PLD and PRV accountants do not handle distributed discrete Gaussian events
+        """The tightest valid accountant unless one was chosen.
+
+        PLD for central Gaussian noise and for the local DP-SGD steps (subsampled
+        Gaussians); RDP for distributed DP, which PLD and PRV do not handle.
+        """
         if self._accountant_choice is not None:
             return self._accountant_choice
-        # (nor, under client sampling, the non-private aggregate of dp="local")
-        return "rdp" if self.dp in (DPMode.DISTRIBUTED, DPMode.LOCAL) else "pld"
+        return "rdp" if self.dp is DPMode.DISTRIBUTED else "pld"
 
     def _make_ledger(self) -> Any:
         from dp.ledger import BudgetScope, PrivacyBudget, PrivacyLedger
 
         budgets = []
         if self.epsilon_budget is not None:
-            scope = BudgetScope.SAMPLE_LEVEL if self.dp is DPMode.LOCAL else BudgetScope.POPULATION
+            # the budget limits the headline figure: each participant's own epsilon
+            scope = BudgetScope.SAMPLE_LEVEL if self.dp is DPMode.LOCAL else BudgetScope.PER_CLIENT
             budgets.append(PrivacyBudget(epsilon=self.epsilon_budget, delta=self.delta, scope=scope))
         return PrivacyLedger(budgets=budgets, accountant=self._accountant_kind())
 
-    def _round_record(self, ids: Sequence[ClientId], event: Any, local_dp: Mapping[Any, Any] | None) -> Any:
+    def _round_record(
+        self, ids: Sequence[ClientId], event: Any, local_dp: Mapping[Any, Any] | None, *, sampled: bool
+    ) -> Any:
         from dp.ledger import ClientSampling, LocalDpSgd, RoundRecord, local_dp_sgd_from_opacus
 
-        if local_dp is not None and self.dp is not DPMode.LOCAL:
-            raise InvalidParameterError("local_dp is only meaningful with dp='local'")
         if self.dp is DPMode.NONE:
             return None
-        sampling = ClientSampling.from_counts(self.clients_per_round, self.population)
+        # amplification only for a cohort the library's sampler drew for this round;
+        # otherwise the round is full participation of the clients it names
+        sampling = (
+            ClientSampling.from_counts(self.clients_per_round, self.population)
+            if self._amplified(sampled)
+            else ClientSampling.full(self.population)
+        )
         steps: dict[ClientId, tuple[Any, ...]] = {}
         if self.dp is DPMode.LOCAL:
-            if local_dp is None:
-                raise InvalidParameterError(
-                    "dp='local' needs local_dp: each client's Opacus accountant after its training"
-                )
-            known = set(ids)
-            for cid, value in local_dp.items():
-                if cid not in known:
-                    raise InvalidParameterError(f"local_dp names client {cid!r}, which sent no update")
+            for cid, value in (local_dp or {}).items():
                 if isinstance(value, (list, tuple)) and all(isinstance(s, LocalDpSgd) for s in value):
                     steps[cid] = tuple(value)
                 else:
@@ -840,13 +1286,15 @@ class SecureAggregator:
                     self._local_seen[cid] = list(history) if history is not None else value
         return RoundRecord(mechanism=event, sampling=sampling, participants=tuple(ids), local_dp_sgd=steps)
 
-    def _paillier_config(self, threat_model: Any) -> dict[str, Any]:
+    def _paillier_config(self, threat_model: Any, n: int) -> dict[str, Any]:
         from secagg.threshold_paillier import deal_threshold_key
         from threat_models.paillier import paillier_parameters
 
         committee = min(_PAILLIER_COMMITTEE, self.population)
         if self._paillier_key is None:
-            params = paillier_parameters(self.clients_per_round, threat_model, n_decryptors=committee)
+            # the threshold depends on the committee only; the client-side checks use this
+            # round's cohort, for which the round's threat model was derived
+            params = paillier_parameters(n, threat_model, n_decryptors=committee)
             key_bits = self._paillier_key_bits
             self._paillier_key = deal_threshold_key(
                 n_decryptors=committee,
@@ -876,7 +1324,7 @@ class SecureAggregator:
         if weights is not None:
             config.update(weights=weights, max_weight=self.max_weight)
         if self.protocol is AggregationProtocol.PAILLIER:
-            config.update(self._paillier_config(threat_model))
+            config.update(self._paillier_config(threat_model, len(vectors)))
             config["progress"] = self.progress
         else:
             config["record_view"] = False  # the recipe never reads the server's view
@@ -925,9 +1373,29 @@ def _split_updates(updates: Mapping[Any, Any] | Sequence[Any]) -> tuple[list[Cli
             raise InvalidParameterError(f"client ids must be str or int, got {cid!r}")
     if len({str(c) for c in ids}) != len(ids):
         raise InvalidParameterError("client ids must be distinct (also as strings)")
-    if len(ids) < 2:
-        raise InvalidParameterError("secure aggregation needs updates from at least two clients")
     return ids, items
+
+
+def _population_ids(clients: Iterable[Any], population: int) -> frozenset[ClientId]:
+    if isinstance(clients, (str, bytes)):
+        raise InvalidParameterError("client_ids must be a collection of ids, not a string")
+    ids = list(clients)
+    for cid in ids:
+        if isinstance(cid, bool) or not isinstance(cid, (str, int)):
+            raise InvalidParameterError(f"client ids must be str or int, got {cid!r}")
+    if len(ids) != population or len({str(c) for c in ids}) != population:
+        raise InvalidParameterError(f"expected the {population} distinct ids of the population")
+    return frozenset(ids)
+
+
+def _accountant_option(accountant: str, dp: DPMode) -> str:
+    if accountant not in ("pld", "rdp", "prv"):
+        raise InvalidParameterError(f"unknown accountant {accountant!r}; choose 'pld', 'rdp' or 'prv'")
+    if accountant in ("pld", "prv") and dp is DPMode.DISTRIBUTED:
+        raise InvalidParameterError(
+            f"the {accountant} accountant cannot account distributed discrete Gaussian noise; use 'rdp'"
+        )
+    return accountant
 
 
 def _weights(

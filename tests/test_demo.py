@@ -56,14 +56,19 @@ def test_demo_default_pipeline_writes_json_and_plot(tmp_path: Path) -> None:
     )
     assert status == 0
     result = json.loads(out.read_text())
-    for key in ("accuracy", "epsilon", "delta", "rounds", "clients", "protocol", "dp", "seconds", "plain_accuracy"):
+    for key in ("accuracy", "epsilon_per_client", "epsilon_amplified", "amplification_assumption", "delta", "rounds", "clients", "protocol", "dp", "seconds", "plain_accuracy"):
         assert key in result
     assert (result["protocol"], result["dp"], result["rounds"], result["clients"]) == ("secagg+", "distributed", 2, 12)
     assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["plain_accuracy"] <= 1.0
-    assert result["epsilon"] > 0 and result["delta"] == pytest.approx(1 / 120)
+    assert result["epsilon_per_client"] > 0 and result["delta"] == pytest.approx(1 / 120)
     assert result["epsilon_level"] == "user"
+    # the amplified figure needs an adversary who neither chooses nor learns the cohorts
+    assert "neither chooses nor learns" in result["amplification_assumption"]
+    assert "server" in result["per_client_assumption"]
+    assert result["epsilon_amplified"] is None or result["epsilon_amplified"] <= result["epsilon_per_client"]
     assert [r["round"] for r in result["curve"]] == [1, 2]
-    assert result["curve"][0]["epsilon"] < result["curve"][1]["epsilon"]
+    assert result["curve"][0]["epsilon_per_client"] <= result["curve"][1]["epsilon_per_client"]
+    assert result["curve"][-1]["epsilon_per_client"] == pytest.approx(result["epsilon_per_client"])
     assert result["max_abs_difference"] is not None and result["max_abs_difference"] < 1e-9
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +83,8 @@ def test_demo_without_dp_reports_no_epsilon(tmp_path: Path) -> None:
     )
     assert status == 0
     result = json.loads(out.read_text())
-    assert result["epsilon"] is None and result["plain_accuracy"] is None
+    assert result["epsilon_per_client"] is None and result["epsilon_amplified"] is None
+    assert result["plain_accuracy"] is None
     assert result["curve"][0]["clients"] == 10 and result["curve"][0]["survivors"] == 8
 
 
@@ -86,3 +92,11 @@ def test_demo_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--clients", "2", "--quiet"]) == 1
     assert "--clients" in capsys.readouterr().err
     assert main(["demo", "--dp", "none", "--target-epsilon", "3", "--quiet"]) == 1
+
+
+def test_demo_prints_the_per_client_and_the_amplified_epsilon(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["demo", "--clients", "12", "--clients-per-round", "8", "--rounds", "2", "--no-baseline"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "epsilon per client:" in out and "holds against the server" in out
+    assert "epsilon amplified by sampling:" in out and "neither chooses nor learns" in out
