@@ -5,7 +5,8 @@ and the two distributed events of :mod:`dp.events`). An accountant composes even
 converts the result into ``epsilon`` for a ``delta`` (or ``delta`` for an ``epsilon``):
 
 * ``AccountantKind.PLD`` -- dp-accounting's privacy-loss-distribution accountant
-  (``dp_accounting.pld.PLDAccountant``). Tight for the (subsampled) Gaussian, Laplace and
+  (``dp_accounting.pld.PLDAccountant``, through :class:`PldAccountant`, which sizes each
+  distribution before building it). Tight for the (subsampled) Gaussian, Laplace and
   randomized response; it does **not** handle the distributed discrete Gaussian or Skellam
   events and refuses them with :class:`~secagg.errors.UnsupportedEventError`.
 * ``AccountantKind.RDP`` -- dp-accounting's Renyi accountant extended with RDP bounds for
@@ -52,6 +53,14 @@ only hold at integer orders are evaluated at ``ceil(alpha)``, an upper bound. RD
 converted to (epsilon, delta) by dp-accounting (Canonne, Kamath, Steinke 2020,
 Proposition 12; the same conversion as Opacus).
 
+Every accountant validates the events before any work (:func:`validate_event`: finite,
+non-negative noise, sampling rates in ``[0, 1]``, integer counts ``>= 1``) and sizes the
+work beforehand, refusing with :class:`AccountantLimitError` (an
+:class:`~secagg.errors.InvalidParameterError`) anything above
+:data:`MAX_ACCOUNTANT_MEMORY`: the PLD from dp-accounting's own truncation bounds
+(:class:`PldAccountant`), the PRV from Opacus' mesh formula, the RDP from the number and
+size of the orders. The message says which accountant or parameter to change.
+
 Events are plain data; :func:`event_to_dict` and :func:`event_from_dict` serialise them
 (ours included) to JSON-compatible dictionaries, restricted to a whitelist of event
 classes so that loading a file never imports arbitrary code.
@@ -59,9 +68,11 @@ classes so that loading a file never imports arbitrary code.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -76,10 +87,14 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from scipy import special
 
 from dp.events import DistributedDiscreteGaussianDpEvent, DistributedSkellamDpEvent
-from secagg.errors import InvalidParameterError, UnsupportedEventError
+from secagg.errors import InvalidParameterError, SecAggError, UnsupportedEventError
 
 __all__ = [
     "AccountantKind",
+    "AccountantLimitError",
+    "PldAccountant",
+    "validate_event",
+    "MAX_ACCOUNTANT_MEMORY",
     "NeighboringRelation",
     "RdpAccountant",
     "PrvAccountant",
@@ -105,6 +120,55 @@ FloatArray = npt.NDArray[np.float64]
 DEFAULT_PLD_DISCRETIZATION = 1e-3
 _CompositionErrorDetails = dp_accounting.PrivacyAccountant.CompositionErrorDetails
 
+#: Memory any one accountant call may use, in bytes (estimated before any work is done).
+MAX_ACCOUNTANT_MEMORY = 320 * 2**20
+#: Points a single privacy loss distribution may be *built* with: dp-accounting's
+#: construction costs about 170 bytes and 15 microseconds per point, so this caps one
+#: build at about 70 MB and a few seconds.
+MAX_PLD_BUILD_POINTS = 400_000
+_PLD_BUILD_BYTES_PER_POINT = 170
+#: A composed PMF is convolved by FFT: about 64 bytes per point at the peak.
+_PLD_COMPOSE_BYTES_PER_POINT = 64
+#: Opacus' PRV discretises every distinct step on one mesh: about 100 bytes per point
+#: while discretising, plus 8 per point for each distinct step kept for the convolution.
+_PRV_BYTES_PER_POINT = 100
+#: Opacus' RDP series for fractional orders (which its PRV domain sizing uses) converges
+#: ever more slowly as the noise grows: seconds at z = 100, minutes at z = 1e6.
+MAX_PRV_NOISE_MULTIPLIER = 100.0
+#: Opacus sizes and discretises every distinct step separately (a fraction of a second each).
+MAX_PRV_DISTINCT_STEPS = 20
+#: RDP orders: dp-accounting's subsampled-Gaussian RDP costs O(alpha) Python steps per order.
+MAX_RDP_ORDERS = 512
+MAX_RDP_ORDER = 4096
+#: Nodes of an event tree an accountant walks (a ledger compresses its rounds far below).
+MAX_EVENT_NODES = 100_000
+_TAIL_MASS_TRUNCATION = 1e-15  # dp-accounting's default for PLD composition
+
+
+class AccountantLimitError(InvalidParameterError):
+    """An accountant refused work it cannot do within its memory and time bounds.
+
+    Raised *before* the work starts; the message says what would be needed and what to
+    change (another accountant, more noise, a coarser discretization, fewer orders).
+    """
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
+def _megabytes(nbytes: float) -> str:
+    if nbytes >= 2**30:
+        return f"~{nbytes / 2**30:.3g} GB"
+    return f"~{nbytes / 2**20:.3g} MB"
+
 
 class AccountantKind(str, Enum):
     """Which accountant converts a composition of events into (epsilon, delta)."""
@@ -128,6 +192,17 @@ def _check_orders(orders: Sequence[float] | FloatArray) -> FloatArray:
     arr = np.asarray(orders, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 1):
         raise InvalidParameterError("RDP orders must be a non-empty list of finite numbers > 1")
+    return arr
+
+
+def _check_user_orders(orders: Sequence[float] | FloatArray) -> FloatArray:
+    arr = _check_orders(orders)
+    if arr.size > MAX_RDP_ORDERS or float(arr.max()) > MAX_RDP_ORDER:
+        raise AccountantLimitError(
+            f"{arr.size} RDP orders up to {float(arr.max()):g} are more than the RDP accountant "
+            f"evaluates (at most {MAX_RDP_ORDERS} orders, each <= {MAX_RDP_ORDER}: the cost of "
+            "the subsampled bounds grows with the order); use dp-accounting's default orders"
+        )
     return arr
 
 
@@ -282,6 +357,91 @@ def poisson_subsampled_rdp(
 
 
 # --------------------------------------------------------------------------------------
+# Event validation (every accountant, before any work)
+# --------------------------------------------------------------------------------------
+
+
+def _finite_nonnegative(what: str, value: object, event: dp_accounting.DpEvent) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidParameterError(f"{what} of {type(event).__name__} must be a number, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) < 0.0:
+        hint = (
+            "; an event that releases nothing is NoOpDpEvent()"
+            if isinstance(value, float) and value == math.inf
+            else ""
+        )
+        raise InvalidParameterError(
+            f"{what} of {type(event).__name__} must be a finite number >= 0, got {value!r}{hint}"
+        )
+
+
+def validate_event(event: dp_accounting.DpEvent) -> None:
+    """Check the parameters of every event in a tree before an accountant touches it.
+
+    Refuses what no accountant can give a meaningful answer for: non-finite or negative
+    noise multipliers, sampling probabilities outside ``[0, 1]``, composition counts that
+    are not integers ``>= 1`` (zero rounds release nothing: leave the event out), and trees
+    of more than :data:`MAX_EVENT_NODES` nodes.
+
+    Raises:
+        InvalidParameterError: the message names the event and the bad parameter.
+    """
+    stack = [event]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_EVENT_NODES:
+            raise AccountantLimitError(
+                f"the event has more than {MAX_EVENT_NODES} nodes; compose repeated events "
+                "with SelfComposedDpEvent(event, count) instead of listing them"
+            )
+        if not isinstance(node, dp_accounting.DpEvent):
+            raise InvalidParameterError(f"expected a dp_accounting.DpEvent, got {type(node).__name__}")
+        if isinstance(node, dp_accounting.SelfComposedDpEvent):
+            count = node.count
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+                hint = " (zero rounds release nothing: leave the event out)" if count == 0 else ""
+                raise InvalidParameterError(
+                    f"SelfComposedDpEvent count must be an integer >= 1, got {count!r}{hint}"
+                )
+            stack.append(node.event)
+        elif isinstance(node, dp_accounting.ComposedDpEvent):
+            if not isinstance(node.events, Sequence):
+                raise InvalidParameterError("ComposedDpEvent.events must be a list of events")
+            if len(node.events) > MAX_EVENT_NODES:
+                raise AccountantLimitError(
+                    f"ComposedDpEvent lists {len(node.events)} events, more than "
+                    f"{MAX_EVENT_NODES}; compose repeated events with SelfComposedDpEvent"
+                )
+            stack.extend(node.events)
+        elif isinstance(node, dp_accounting.PoissonSampledDpEvent):
+            q = node.sampling_probability
+            _finite_nonnegative("sampling_probability", q, node)
+            if float(q) > 1.0:
+                raise InvalidParameterError(
+                    f"sampling_probability of PoissonSampledDpEvent must lie in [0, 1], got {q!r}"
+                )
+            stack.append(node.event)
+        elif isinstance(node, dp_accounting.SampledWithoutReplacementDpEvent):
+            stack.append(node.event)
+        elif isinstance(node, dp_accounting.GaussianDpEvent):
+            _finite_nonnegative("noise_multiplier", node.noise_multiplier, node)
+        elif isinstance(node, dp_accounting.LaplaceDpEvent):
+            _finite_nonnegative("noise_multiplier", node.noise_multiplier, node)
+
+
+class _ValidatingAccountant(dp_accounting.PrivacyAccountant):  # type: ignore[misc]
+    """Validates every event (:func:`validate_event`) before composing it."""
+
+    def compose(self, event: dp_accounting.DpEvent, count: int = 1) -> Any:
+        validate_event(event)
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise InvalidParameterError(f"count must be an integer >= 1, got {count!r}")
+        return super().compose(event, int(count))
+
+
+# --------------------------------------------------------------------------------------
 # Accountants
 # --------------------------------------------------------------------------------------
 
@@ -296,7 +456,7 @@ def _is_gaussian_only(event: dp_accounting.DpEvent) -> bool:
     return False
 
 
-class RdpAccountant(rdp_privacy_accountant.RdpAccountant):  # type: ignore[misc]
+class RdpAccountant(_ValidatingAccountant, rdp_privacy_accountant.RdpAccountant):  # type: ignore[misc]
     """dp-accounting's RDP accountant, extended with the distributed mechanisms.
 
     Adds :class:`~dp.events.DistributedDiscreteGaussianDpEvent` and
@@ -359,7 +519,222 @@ class RdpAccountant(rdp_privacy_accountant.RdpAccountant):  # type: ignore[misc]
         return super()._maybe_compose(event, count, do_compose)
 
 
-class PrvAccountant(dp_accounting.PrivacyAccountant):  # type: ignore[misc]
+# --------------------------------------------------------------------------------------
+# PLD accountant with memory and time bounds
+# --------------------------------------------------------------------------------------
+
+
+def _pmf_span(pmf: Any) -> int:
+    """Number of grid points a PMF occupies once dense."""
+    probs = getattr(pmf, "_probs", None)
+    if probs is not None:
+        return int(len(probs))
+    losses = getattr(pmf, "_loss_probs", None) or {0: 1.0}
+    return int(max(losses) - min(losses) + 1)
+
+
+def _loss_span(loss: Any, interval: float) -> float:
+    """Grid points of the PMF dp-accounting builds for a monotone privacy loss."""
+    bounds = loss.connect_dots_bounds()
+    if bounds.epsilon_upper is not None and bounds.epsilon_lower is not None:
+        return float(bounds.epsilon_upper - bounds.epsilon_lower) / interval + 2.0
+    return float(bounds.upper_x - bounds.lower_x + 1)
+
+
+class PldAccountant(_ValidatingAccountant, pld_privacy_accountant.PLDAccountant):  # type: ignore[misc]
+    """dp-accounting's PLD accountant that sizes every distribution before building it.
+
+    The distributions, the composition and the answers are dp-accounting's own (the
+    same calls with the same arguments); what this class adds is a refusal, with
+    :class:`AccountantLimitError`, of any step that would exceed
+    :data:`MAX_ACCOUNTANT_MEMORY`:
+
+    * building: a Gaussian (Laplace) PLD spans ``(eps_upper - eps_lower) / interval``
+      points, where ``eps_upper``/``eps_lower`` are the privacy losses at dp-accounting's
+      truncation points (tail mass ``e^-50``; for the Gaussian ``x = +-sigma
+      Phi^-1(1 - e^-50 / 2)`` shifted by the sensitivity, then mapped through the
+      subsampled loss ``log(1 - q + q e^l)``). These come from the same
+      ``connect_dots_bounds`` dp-accounting then builds from, so the count is exact.
+      Small noise multipliers make the span ~ ``1 / (sigma^2 interval)``: ``z = 1e-3`` at
+      ``interval = 1e-4`` would need ~``10^10`` points.
+    * self-composition ``T`` times: the output length is computed beforehand with the
+      same Chernoff bound dp-accounting truncates with
+      (``common.compute_self_convolve_bounds``), and composing two PMFs needs the sum of
+      their lengths.
+
+    Events it cannot size beforehand (mixtures of Gaussians, truncated subsampled
+    Gaussians) are refused as unsupported.
+    """
+
+    _pld: Any
+    _value_discretization_interval: float
+
+    def _refuse(self, what: str, points: float, per_point: int) -> None:
+        need = points * per_point
+        if need > MAX_ACCOUNTANT_MEMORY or not math.isfinite(need):
+            raise AccountantLimitError(
+                f"{what} is too much for the PLD accountant at discretization "
+                f"{self._value_discretization_interval:g}: the privacy loss distribution would "
+                f"need {points:.3g} points ({_megabytes(need)}, limit "
+                f"{_megabytes(MAX_ACCOUNTANT_MEMORY)}); use the rdp accountant "
+                "(--accountant rdp), a larger noise multiplier or a coarser discretization"
+            )
+
+    def _check_build(self, what: str, losses: Sequence[Any]) -> None:
+        interval = float(self._value_discretization_interval)
+        try:
+            points = sum(_loss_span(loss, interval) for loss in losses)
+        except (ValueError, OverflowError, ZeroDivisionError, FloatingPointError) as exc:
+            raise AccountantLimitError(
+                f"{what}: cannot size its privacy loss distribution ({exc}); use the rdp accountant"
+            ) from exc
+        self._refuse(what, points, _PLD_BUILD_BYTES_PER_POINT)
+        if points > MAX_PLD_BUILD_POINTS:
+            raise AccountantLimitError(
+                f"{what} is too much for the PLD accountant at discretization {interval:g}: "
+                f"building its privacy loss distribution takes {points:.3g} points (limit "
+                f"{MAX_PLD_BUILD_POINTS}, a few seconds); use the rdp accountant "
+                "(--accountant rdp), a larger noise multiplier or a coarser discretization"
+            )
+
+    def _losses(
+        self, mechanism: dp_accounting.DpEvent, sampling_prob: float
+    ) -> list[Any]:
+        from dp_accounting.pld import privacy_loss_mechanism as plm
+
+        adjacencies = (
+            [plm.AdjacencyType.REPLACE]
+            if self.neighboring_relation is NeighboringRelation.REPLACE_ONE
+            else [plm.AdjacencyType.REMOVE, plm.AdjacencyType.ADD]
+        )
+        out = []
+        for adjacency in adjacencies:
+            if isinstance(mechanism, dp_accounting.GaussianDpEvent):
+                out.append(
+                    plm.GaussianPrivacyLoss(
+                        float(mechanism.noise_multiplier),
+                        sampling_prob=sampling_prob,
+                        adjacency_type=adjacency,
+                    )
+                )
+            elif isinstance(mechanism, dp_accounting.LaplaceDpEvent):
+                out.append(
+                    plm.LaplacePrivacyLoss(
+                        float(mechanism.noise_multiplier),
+                        sampling_prob=sampling_prob,
+                        adjacency_type=adjacency,
+                    )
+                )
+        return out
+
+    def _compose_checked(self, pld: Any, count: int, what: str) -> None:
+        """``self._pld <- self._pld o pld^count``, refusing outsized steps beforehand."""
+        from dp_accounting.pld import common
+        from dp_accounting.pld import privacy_loss_distribution as pld_lib
+
+        pmfs = [pld._pmf_remove] if pld._symmetric else [pld._pmf_remove, pld._pmf_add]
+        if count > 1:
+            dense = []
+            for pmf in pmfs:
+                span = _pmf_span(pmf)
+                # dp-accounting composes small sparse PMFs pairwise while size**count
+                # stays under 1000; anything larger goes to the dense FFT path below.
+                if span > 1 and count * math.log(max(getattr(pmf, "size", span), 2)) > math.log(1000):
+                    pmf = pmf.to_dense_pmf() if hasattr(pmf, "to_dense_pmf") else pmf
+                if hasattr(pmf, "_probs"):
+                    lower, upper = common.compute_self_convolve_bounds(
+                        pmf._probs, count, _TAIL_MASS_TRUNCATION
+                    )
+                    self._refuse(
+                        f"{what} composed {count} times",
+                        float(upper - lower + 1),
+                        _PLD_COMPOSE_BYTES_PER_POINT,
+                    )
+                dense.append(pmf)
+            if len(dense) == 1:
+                pld = pld_lib.PrivacyLossDistribution(dense[0])
+            else:
+                pld = pld_lib.PrivacyLossDistribution(dense[0], dense[1])
+            pld = pld.self_compose(count)
+        current: Any = self._pld
+        total = max(
+            _pmf_span(current._pmf_remove) + _pmf_span(pld._pmf_remove),
+            _pmf_span(current._pmf_add) + _pmf_span(pld._pmf_add),
+        )
+        self._refuse(f"composing {what}", float(total), _PLD_COMPOSE_BYTES_PER_POINT)
+        self._pld = self._pld.compose(pld)
+
+    def _maybe_compose(self, event: dp_accounting.DpEvent, count: int, do_compose: bool) -> Any:
+        from dp_accounting.pld import privacy_loss_distribution as pld_lib
+
+        if isinstance(
+            event,
+            (dp_event.MixtureOfGaussiansDpEvent, dp_event.TruncatedSubsampledGaussianDpEvent),
+        ):
+            return _CompositionErrorDetails(
+                invalid_event=event,
+                error_message="this library's PLD accountant cannot size it before building; "
+                "use the rdp accountant",
+            )
+        if isinstance(event, dp_accounting.GaussianDpEvent) and event.noise_multiplier > 0:
+            if do_compose:
+                # dp-accounting composes count Gaussians as one with sigma / sqrt(count).
+                sigma = float(event.noise_multiplier) / math.sqrt(count)
+                what = f"noise multiplier {float(event.noise_multiplier):g}" + (
+                    f" over {count} rounds" if count > 1 else ""
+                )
+                self._check_build(what, self._losses(dp_accounting.GaussianDpEvent(sigma), 1.0))
+                pld = pld_lib.from_gaussian_mechanism(
+                    standard_deviation=sigma,
+                    value_discretization_interval=self._value_discretization_interval,
+                    neighboring_relation=self.neighboring_relation,
+                )
+                self._compose_checked(pld, 1, what)
+            return None
+        sampled = isinstance(event, dp_accounting.PoissonSampledDpEvent)
+        inner = event.event if sampled else event
+        q = float(event.sampling_probability) if sampled else 1.0
+        if (
+            isinstance(inner, (dp_accounting.GaussianDpEvent, dp_accounting.LaplaceDpEvent))
+            and inner.noise_multiplier > 0
+            and q > 0
+            and (sampled or isinstance(inner, dp_accounting.LaplaceDpEvent))
+        ):
+            if isinstance(inner, dp_accounting.LaplaceDpEvent) and self.neighboring_relation not in (
+                NeighboringRelation.ADD_OR_REMOVE_ONE,
+                NeighboringRelation.REPLACE_SPECIAL,
+            ):
+                return super()._maybe_compose(event, count, do_compose)  # refused there
+            if do_compose:
+                name = "noise multiplier" if isinstance(inner, dp_accounting.GaussianDpEvent) else "Laplace parameter"
+                what = f"{name} {float(inner.noise_multiplier):g}" + (f" at q = {q:g}" if sampled else "")
+                self._check_build(what, self._losses(inner, q))
+                if isinstance(inner, dp_accounting.GaussianDpEvent):
+                    pld = pld_lib.from_gaussian_mechanism(
+                        standard_deviation=float(inner.noise_multiplier),
+                        value_discretization_interval=self._value_discretization_interval,
+                        sampling_prob=q,
+                        neighboring_relation=self.neighboring_relation,
+                    )
+                else:
+                    pld = pld_lib.from_laplace_mechanism(
+                        parameter=float(inner.noise_multiplier),
+                        value_discretization_interval=self._value_discretization_interval,
+                        sampling_prob=q,
+                    )
+                self._compose_checked(pld, count, what)
+            return None
+        if isinstance(event, dp_event.DiscreteLaplaceDpEvent) and do_compose:
+            span = 2.0 * float(event.noise_parameter) * float(event.sensitivity)
+            self._refuse(
+                "the discrete Laplace mechanism",
+                max(span / float(self._value_discretization_interval), float(event.sensitivity)),
+                _PLD_BUILD_BYTES_PER_POINT,
+            )
+        return super()._maybe_compose(event, count, do_compose)
+
+
+class PrvAccountant(_ValidatingAccountant):
     """Opacus' PRV accountant (Gopi, Lee, Wutschitz 2021) in dp-accounting's interface.
 
     Supports ``GaussianDpEvent`` and ``PoissonSampledDpEvent(q, GaussianDpEvent)`` (plus
@@ -412,6 +787,16 @@ class PrvAccountant(dp_accounting.PrivacyAccountant):  # type: ignore[misc]
                 if error is not None:
                     return error
             return None
+        gaussian = event.event if isinstance(event, dp_accounting.PoissonSampledDpEvent) else event
+        if (
+            isinstance(gaussian, dp_accounting.GaussianDpEvent)
+            and gaussian.noise_multiplier > MAX_PRV_NOISE_MULTIPLIER
+        ):
+            return _CompositionErrorDetails(
+                invalid_event=event,
+                error_message=f"noise multipliers above {MAX_PRV_NOISE_MULTIPLIER:g} make Opacus' "
+                "domain sizing run for minutes; use the pld accountant",
+            )
         if isinstance(event, dp_accounting.GaussianDpEvent):
             if do_compose:
                 self._record(float(event.noise_multiplier), 1.0, count)
@@ -436,11 +821,65 @@ class PrvAccountant(dp_accounting.PrivacyAccountant):  # type: ignore[misc]
         acc.history = list(self._history)
         return acc
 
+    def _check_size(self, delta_error: float) -> None:
+        """Refuse a PRV mesh above :data:`MAX_ACCOUNTANT_MEMORY`, sized as Opacus sizes it.
+
+        Opacus discretises on ``[-L, L]`` with mesh ``eps_error / sqrt(T log(12 /
+        delta_error) / 2)`` (``T`` the total number of steps) and ``L = 3 + max(eps_RDP of
+        the composition at delta_error / 4, eps_RDP of one step at delta_error / (8 T))``
+        (Gopi et al., Remark 5.6, as Opacus implements it); ``L`` is estimated here with
+        dp-accounting's RDP accountant, which is fast at any noise multiplier, so the mesh
+        has about ``2 L / mesh`` points.
+        """
+        steps = [s for _, _, s in self._history]
+        total = float(sum(steps))
+        mesh = self._eps_error / math.sqrt(total * math.log(12.0 / delta_error) / 2.0)
+        per_point = _PRV_BYTES_PER_POINT + 8 * len(self._history)
+        smallest = min(nm for nm, _, _ in self._history)
+
+        def refuse(points: float) -> None:
+            need = points * per_point
+            if not math.isfinite(need) or need > MAX_ACCOUNTANT_MEMORY:
+                raise AccountantLimitError(
+                    f"the PRV accountant would discretise {points:.3g} points ({_megabytes(need)}, "
+                    f"limit {_megabytes(MAX_ACCOUNTANT_MEMORY)}) for {int(total)} steps with noise "
+                    f"multipliers down to {smallest:g}; use the pld accountant (--accountant pld), "
+                    "the rdp accountant, or a larger noise multiplier"
+                )
+
+        refuse(2.0 * 3.0 / mesh)  # the half-width is at least 3: refuse early, cheaply
+        if len(self._history) > MAX_PRV_DISTINCT_STEPS:
+            raise AccountantLimitError(
+                f"the PRV accountant discretises each distinct (noise multiplier, sampling rate) "
+                f"pair separately; {len(self._history)} pairs are more than "
+                f"{MAX_PRV_DISTINCT_STEPS} (seconds each); use the pld accountant"
+            )
+
+        def step(nm: float, q: float) -> dp_accounting.DpEvent:
+            gaussian = dp_accounting.GaussianDpEvent(nm)
+            return gaussian if q == 1.0 else dp_accounting.PoissonSampledDpEvent(q, gaussian)
+
+        # dp-accounting logs a warning per order for the -1e-313 RDP of a tiny q
+        with _quiet_absl(), np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole = rdp_privacy_accountant.RdpAccountant()
+            for nm, q, count in self._history:
+                whole.compose(step(nm, q), count)
+            half_width = float(whole.get_epsilon(delta_error / 4.0))
+            for nm, q, _ in self._history:
+                one = rdp_privacy_accountant.RdpAccountant()
+                one.compose(step(nm, q))
+                half_width = max(half_width, float(one.get_epsilon(delta_error / (8.0 * total))))
+        refuse(2.0 * (max(half_width, self._eps_error) + 3.0) / mesh + 2.0)
+
     def get_epsilon(self, target_delta: float) -> float:
+        if not (isinstance(target_delta, (int, float)) and 0.0 < target_delta < 1.0):
+            raise InvalidParameterError(f"delta must lie in (0, 1), got {target_delta!r}")
         if self._non_private:
             return math.inf
         if not self._history:
             return 0.0
+        self._check_size(target_delta / 1000)  # Opacus' default delta_error
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return float(self._opacus().get_epsilon(target_delta, eps_error=self._eps_error))
@@ -450,7 +889,10 @@ class PrvAccountant(dp_accounting.PrivacyAccountant):  # type: ignore[misc]
             return 1.0
         if not self._history:
             return 0.0
+        if not (isinstance(target_epsilon, (int, float)) and math.isfinite(target_epsilon)):
+            raise InvalidParameterError(f"epsilon must be finite, got {target_epsilon!r}")
         delta_error = 1e-12
+        self._check_size(delta_error)
         with (
             np.errstate(divide="ignore", invalid="ignore", over="ignore"),
             warnings.catch_warnings(),
@@ -488,12 +930,12 @@ def make_accountant(
     kind = _kind(kind)
     if kind is AccountantKind.PLD:
         _check_positive("pld_discretization", pld_discretization)
-        return pld_privacy_accountant.PLDAccountant(
+        return PldAccountant(
             neighboring_relation=neighboring_relation,
             value_discretization_interval=pld_discretization,
         )
     if kind is AccountantKind.RDP:
-        orders = None if rdp_orders is None else _check_orders(rdp_orders)
+        orders = None if rdp_orders is None else _check_user_orders(rdp_orders)
         return RdpAccountant(orders=orders, neighboring_relation=neighboring_relation)
     return PrvAccountant(neighboring_relation)
 
@@ -510,8 +952,11 @@ def _kind(kind: AccountantKind | str) -> AccountantKind:
 def _unsupported(
     accountant: dp_accounting.PrivacyAccountant, kind: AccountantKind, event: dp_accounting.DpEvent
 ) -> UnsupportedEventError | None:
+    validate_event(event)
     try:
         details = accountant._maybe_compose(event, 1, False)
+    except SecAggError:
+        raise
     except (ValueError, TypeError, AttributeError) as exc:
         raise InvalidParameterError(f"malformed event {event!r}: {exc}") from exc
     if details is None:
@@ -576,6 +1021,8 @@ def _composed(
         raise error
     try:
         acc.compose(event)
+    except SecAggError:
+        raise
     except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
         raise InvalidParameterError(f"cannot account for {event!r}: {exc}") from exc
     return acc
@@ -614,6 +1061,8 @@ def compute_epsilon(
     acc = _composed(event, accountant, neighboring_relation, pld_discretization, rdp_orders)
     try:
         eps = float(acc.get_epsilon(float(delta)))
+    except SecAggError:
+        raise
     except (ValueError, RuntimeError, FloatingPointError) as exc:
         raise InvalidParameterError(f"cannot compute epsilon for delta={delta}: {exc}") from exc
     return max(0.0, eps)
@@ -637,6 +1086,8 @@ def compute_delta(
     acc = _composed(event, accountant, neighboring_relation, pld_discretization, rdp_orders)
     try:
         value = float(acc.get_delta(float(epsilon)))
+    except SecAggError:
+        raise
     except (ValueError, RuntimeError, FloatingPointError) as exc:
         raise InvalidParameterError(f"cannot compute delta for epsilon={epsilon}: {exc}") from exc
     return min(1.0, max(0.0, value))
