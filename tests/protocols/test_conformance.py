@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from conformance import ProtocolConformance
+from conformance import BadClientCase, PaddingOutcome, ProtocolConformance
 
 from protocols import (
     AdvertiseKeys,
@@ -16,10 +17,13 @@ from protocols import (
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShare,
+    Hardening,
     KeyBroadcast,
     MaskedInput,
     RevealedShare,
+    RoundLog,
     RoundStart,
+    SecAggClient,
     SeedEntry,
     SeedRequest,
     SeedReveal,
@@ -32,10 +36,22 @@ from protocols import (
     setup_round,
 )
 from secagg.encoding import FixedPointEncoder
+from secagg.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
+from threat_models.attacks.lying_server import LyingServer, padded_survivors_attack
 
 BITS = 32
 UNKNOWN_ID = 987_654_321
+# the positive control of the padding test: the previous release's checks (survivor counts
+# and key signatures), plus the consistency quorum counted on the server's list
+PADDING_BASELINE = Hardening(
+    check_survivor_lists=False,
+    verified_survivors=False,
+    attest_masking_sets=False,
+    derive_graph=False,
+    fresh_signatures=False,
+    refuse_round_reuse=False,
+)
 
 
 def _flip(data: bytes, at: int = -1) -> bytes:
@@ -48,6 +64,10 @@ class MaskingConformance(ProtocolConformance):
     """Hooks shared by the masking protocols (SecAgg, SecAgg+)."""
 
     threat_model: ClassVar[ThreatModel] = ThreatModel()
+    padding_min_size: ClassVar[int] = 0
+    """``min_aggregate_size`` of the padding test's round."""
+    padding_drop: ClassVar[int] = 2
+    """Clients that vanish before the key broadcast in the padding test."""
 
     def config(self) -> dict[str, Any]:
         return {"threat_model": self.threat_model}
@@ -61,6 +81,7 @@ class MaskingConformance(ProtocolConformance):
         *,
         round_id: int,
         dropouts: Mapping[str, Iterable[int]] | None = None,
+        identities: Mapping[int, IdentityKey] | None = None,
     ) -> Any:
         encoder = FixedPointEncoder.symmetric(1.0, bits=BITS, max_clients=len(updates))
         rng = np.random.default_rng(5)
@@ -72,9 +93,106 @@ class MaskingConformance(ProtocolConformance):
             threat_model=self.threat_model,
             round_id=round_id,
             dropouts=dropouts,
+            identities=identities,
         )
-        runner.test_encoder = encoder
+        runner.test_encoder = encoder  # type: ignore[attr-defined]
+        runner.test_inputs = inputs  # type: ignore[attr-defined]
         return runner
+
+    # ------------------------------------------------------------------ lying-server hooks
+
+    def _padding_dropouts(self, server: LyingServer) -> list[int]:
+        """``padding_drop`` clients whose loss leaves every other client ``t`` live neighbours."""
+        t = server.config.threshold
+        dropped: list[int] = []
+        for v in reversed(server.ids):
+            if len(dropped) == self.padding_drop:
+                break
+            trial = {*dropped, v}
+            if all(len(server.true_neighbours(u) - trial) >= t for u in server.ids if u not in trial):
+                dropped.append(v)
+        assert len(dropped) == self.padding_drop, "no dropout pattern keeps t neighbours"
+        return dropped
+
+    def _padding_ids(self, dropped: Sequence[int], count: int) -> list[int]:
+        """Ids to pad with: clients that advertised keys, then vanished (they never masked)."""
+        return list(dropped[:count])
+
+    def padding_attack(self, *, weakened: bool) -> PaddingOutcome:
+        rng = np.random.default_rng(17)
+        inputs = {c: rng.integers(0, 2**BITS, self.attack_dimension, dtype=np.uint64) for c in self.client_ids()}
+        m = self.padding_min_size
+        threat = dataclasses.replace(self.threat_model, min_aggregate_size=m)
+        hardening = PADDING_BASELINE if weakened else Hardening()
+        runner = setup_round(inputs, bits=BITS, protocol=self.protocol, threat_model=threat, hardening=hardening)
+        padding: list[int] = []
+
+        def plan(server: LyingServer) -> tuple[list[int], list[int]]:
+            dropped = self._padding_dropouts(server)
+            padding.extend(self._padding_ids(dropped, m - (len(server.ids) - len(dropped))))
+            return dropped, padding
+
+        total, real, harvest = padded_survivors_attack(runner, plan)
+        expected = np.sum([inputs[c] for c in real], axis=0, dtype=np.uint64) % np.uint64(2**BITS)
+        released = sum(map(len, harvest.self_mask.values())) + sum(map(len, harvest.mask_key.values()))
+        return PaddingOutcome(
+            real=real,
+            listed=tuple(sorted({*real, *padding})),
+            min_aggregate_size=runner.server.config.parameters.min_aggregate_size,
+            total=total,
+            expected=expected,
+            tolerance=0,
+            asked=real,
+            refusals=dict(harvest.refusals),
+            released=released,
+        )
+
+    def open_logged_round(
+        self,
+        updates: Mapping[int, npt.ArrayLike],
+        *,
+        round_id: int,
+        logs: Mapping[int, RoundLog] | None,
+        like: Any = None,
+    ) -> Any:
+        runner = self.open_round(updates, round_id=round_id, identities=like.identities if like is not None else None)
+        if logs is not None:
+            config = runner.server.config
+            for cid in sorted(runner.clients):
+                runner.clients[cid] = SecAggClient(
+                    config,
+                    cid,
+                    input_vector=runner.test_inputs[cid],
+                    identity=runner.identities.get(cid),
+                    pki=runner.pki if config.signed else None,
+                    round_log=logs[cid],
+                )
+        return runner
+
+    def released_nothing(self, round_: Any, party: int) -> bool:
+        return bool(round_.clients[party].stage is Stage.ADVERTISE_KEYS)
+
+    def bad_client_cases(self) -> Sequence[BadClientCase]:
+        bad = self.client_ids()[0]
+        # curious and semi-malicious keys carry no identity signature: one there is junk too
+        cases = [BadClientCase(Stage.ADVERTISE_KEYS, "signature", bad, in_sum=False)]
+        if self.threat_model.server.lies_about_dropouts:
+            cases += [
+                BadClientCase(Stage.GRAPH_SEED, "reveal", bad, in_sum=False),
+                BadClientCase(Stage.MASKED_INPUT, "attestation", bad, in_sum=False),
+                BadClientCase(Stage.CONSISTENCY_CHECK, "signature", bad, in_sum=True),
+            ]
+        return cases
+
+    def corrupt(self, message: Any, what: str) -> Any:
+        junk = os.urandom(64)
+        if isinstance(message, (AdvertiseKeys, ConsistencySignature)) and what == "signature":
+            return dataclasses.replace(message, signature=junk)
+        if isinstance(message, MaskedInput) and what == "attestation":
+            return dataclasses.replace(message, attestation=junk)
+        if isinstance(message, SeedReveal) and what == "reveal":
+            return dataclasses.replace(message, reveal=junk[: len(message.reveal)])
+        return message
 
     def finish(self, round_: Any) -> tuple[npt.NDArray[np.float64], tuple[int, ...]]:
         result = round_.run()
@@ -162,14 +280,19 @@ class MaskingConformance(ProtocolConformance):
                 replace(message, shares=(*shares[1:], EncryptedShare(UNKNOWN_ID, shares[0].ciphertext))),
             ]
         elif isinstance(message, ShareForward):
-            shares = message.shares
-            first = shares[0]
+            forwarded = message.shares
+            head = forwarded[0]
             out += [
-                replace(message, shares=(EncryptedShare(first.peer, _flip(first.ciphertext)), *shares[1:])),
-                replace(message, shares=(EncryptedShare(first.peer, shares[1].ciphertext), *shares[1:])),
-                replace(message, shares=(first, first, *shares[2:])),
-                replace(message, shares=(EncryptedShare(UNKNOWN_ID, first.ciphertext), *shares[1:])),
+                replace(message, shares=(head, head, *forwarded[2:])),
+                replace(message, shares=(EncryptedShare(UNKNOWN_ID, head.ciphertext), *forwarded[1:])),
             ]
+            if round_stages(self.threat_model.server)[1] is not Stage.GRAPH_SEED:
+                # against a lying server a share that does not open is reported (the round
+                # restarts without its sender), not refused: see test_unopenable_share_is_reported
+                out += [
+                    replace(message, shares=(EncryptedShare(head.peer, _flip(head.ciphertext)), *forwarded[1:])),
+                    replace(message, shares=(EncryptedShare(head.peer, forwarded[1].ciphertext), *forwarded[1:])),
+                ]
         elif isinstance(message, MaskedInput):
             words = message.words
             out += [
@@ -206,11 +329,11 @@ class MaskingConformance(ProtocolConformance):
                     replace(message, key_sharers=message.key_sharers[1:]),
                 ]
         elif isinstance(message, UnmaskResponse):
-            shares = message.self_mask_shares
+            revealed = message.self_mask_shares
             out += [
-                replace(message, self_mask_shares=shares[1:]),
-                replace(message, self_mask_shares=(RevealedShare(shares[0].owner, shares[0].share[:-1]), *shares[1:])),
-                replace(message, self_mask_shares=(RevealedShare(UNKNOWN_ID, shares[0].share), *shares[1:])),
+                replace(message, self_mask_shares=revealed[1:]),
+                replace(message, self_mask_shares=(RevealedShare(revealed[0].owner, revealed[0].share[:-1]), *revealed[1:])),
+                replace(message, self_mask_shares=(RevealedShare(UNKNOWN_ID, revealed[0].share), *revealed[1:])),
             ]
         return out
 
@@ -220,6 +343,7 @@ class TestSecAggConformance(MaskingConformance):
 
     protocol = "secagg"
     num_clients = 7
+    padding_min_size = 6
 
 
 class TestSecAggPlusConformance(MaskingConformance):
@@ -227,6 +351,7 @@ class TestSecAggPlusConformance(MaskingConformance):
 
     protocol = "secagg+"
     num_clients = 10
+    padding_min_size = 9
 
     def test_graph_is_sparse(self) -> None:
         result = self._simulate(self.make_updates())
@@ -240,6 +365,20 @@ class TestSecAggPlusCuriousConformance(MaskingConformance):
     protocol = "secagg+"
     num_clients = 10
     threat_model = ThreatModel(server=ServerClass.CURIOUS)
+    padding_min_size = 9
+    padding_non_claim = (
+        "a curious server reports dropouts truthfully; against a server that lies about them "
+        "the curious class gives no guarantee (threat_models.model): its clients cannot tell "
+        "an id that never contributed from a survivor"
+    )
+    default_log_non_claim = (
+        "curious clients have no identity key, so they keep a round log only when given one "
+        "(SecAggClient's round_log)"
+    )
+
+    def _padding_ids(self, dropped: Sequence[int], count: int) -> list[int]:
+        # ids outside the cohort: a curious client knows only its neighbours
+        return [UNKNOWN_ID + i for i in range(count)]
 
 
 class TestSecAggSemiMaliciousConformance(MaskingConformance):
@@ -248,3 +387,9 @@ class TestSecAggSemiMaliciousConformance(MaskingConformance):
     protocol = "secagg"
     num_clients = 6
     threat_model = ThreatModel(server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0)
+    padding_min_size = 5
+    default_log_non_claim = (
+        "semi-malicious clients sign with per-round keys and have no identity key, so they keep "
+        "a round log only when given one (SecAggClient's round_log); fresh execution contexts "
+        "keep one execution's signatures out of another"
+    )

@@ -11,6 +11,7 @@ Keys are 512-bit (INSECURE, for speed), dealt once per session.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, ClassVar
@@ -18,26 +19,31 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conformance import ProtocolConformance
+from conformance import BadClientCase, PaddingOutcome, ProtocolConformance
 
-from protocols import Stage
+from protocols import RoundLog, Stage
 from protocols.paillier import (
     DecryptionRequest,
     DecryptorNonce,
     NonceRequest,
+    PaillierClient,
+    PaillierDecryptor,
     PaillierHardening,
     PaillierMessage,
+    PaillierParty,
     PaillierRoundRunner,
+    PaillierServer,
     PaillierSetup,
     PartialDecryptionMessage,
     Upload,
     UploadRequest,
     contribution_transcript,
     encode_message,
+    plaintext_proof_context,
     setup_paillier_round,
 )
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import AuthenticationError, ProtocolAbortError
+from secagg.errors import AuthenticationError, ProtocolAbortError, SecAggError
 from secagg.paillier import EncryptedVector, aggregate
 from secagg.signing import IdentityKey
 from secagg.threshold_paillier import (
@@ -66,15 +72,24 @@ def _flip(data: bytes, at: int = -1) -> bytes:
     return bytes(out)
 
 
+def _junk_like(value: int) -> int:
+    """Random bytes in place of ``value`` (as many bytes as it has)."""
+    return int.from_bytes(os.urandom(max(1, (value.bit_length() + 7) // 8)), "big")
+
+
 class TestPaillierConformance(ProtocolConformance):
     """Clients as decryptors, malicious server: signatures, plaintext and decryption proofs."""
 
     protocol = "paillier"
     num_clients = 8
     threat_model: ClassVar[ThreatModel] = ThreatModel()
+    committee_size: ClassVar[int | None] = None
+    padding_min_size: ClassVar[int] = 7
+    """``min_aggregate_size`` of the padding test's round (two clients never upload)."""
 
-    def key(self) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
-        params = paillier_parameters(self.num_clients, self.threat_model)
+    def key(self, threat_model: ThreatModel | None = None) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
+        threat = self.threat_model if threat_model is None else threat_model
+        params = paillier_parameters(self.num_clients, threat, n_decryptors=self.committee_size)
         return _dealt(params.n_decryptors, params.threshold)
 
     # ------------------------------------------------------------------ hooks
@@ -96,19 +111,24 @@ class TestPaillierConformance(ProtocolConformance):
         round_id: int,
         dropouts: Mapping[str, Iterable[int]] | None = None,
         hardening: PaillierHardening | None = None,
+        threat_model: ThreatModel | None = None,
+        round_logs: Mapping[int, RoundLog] | None = None,
     ) -> PaillierSetup:
+        threat = self.threat_model if threat_model is None else threat_model
         setup = setup_paillier_round(
             updates,
             round_id=round_id,
             dropouts=dropouts,
             seed=5,
-            threat_model=self.threat_model,
+            threat_model=threat,
             encoder=FixedPointEncoder.symmetric(1.0, bits=BITS, max_clients=len(updates)),
-            key=self.key(),
+            key=self.key(threat),
             hardening=hardening,
+            round_logs=round_logs,
             **self.setup_options(dropouts),
         )
         self._round = setup.runner
+        setup.runner.test_setup = setup  # type: ignore[attr-defined]
         return setup
 
     def open_round(
@@ -207,6 +227,168 @@ class TestPaillierConformance(ProtocolConformance):
                     replace(message, partial=replace(partial, proof=None)),
                 ]
         return out
+
+    # ------------------------------------------------------------------ lying-server hooks
+
+    def padding_attack(self, *, weakened: bool) -> PaddingOutcome:
+        """Two clients never upload; the server names them among the contributors and forwards
+        fabricated uploads (encodings of zero) in their names. ``weakened``: the same script
+        in a round whose contributions are not signed (the curious class's configuration)."""
+        updates = self._attack_updates()
+        m = self.padding_min_size
+        server = ServerClass.CURIOUS if weakened else self.threat_model.server
+        threat = dataclasses.replace(self.threat_model, server=server, min_aggregate_size=m)
+        ids = self.client_ids()
+        vanished = ids[-2:]
+        setup = self.make_setup(updates, round_id=47, dropouts={"masked_input": vanished}, threat_model=threat)
+        round_ = setup.runner
+        uploads = self._uploads(round_)
+        real = tuple(sorted(uploads))
+        padding = list(vanished[: m - len(real)])
+        listed = tuple(sorted({*real, *padding}))
+        config = round_.config
+        encoder = config.encoder
+        assert isinstance(encoder, FixedPointEncoder)
+        encryptor = config.public_key.encryptor(config.packing)
+        forger = IdentityKey.generate()
+        context = next(iter(uploads.values())).context
+        forged = []
+        for cid in padding:
+            vector, witness = encryptor.encrypt_with_witness(encoder.encode(np.zeros(config.length)))
+            proof = None
+            if config.plaintext_proofs:
+                proof = encryptor.prove_knowledge(
+                    vector, witness, context=plaintext_proof_context(config, context, cid)
+                )
+            signature = b""
+            if config.signed_contributions:
+                signature = forger.sign(contribution_transcript(config, context, cid, vector.digest()))
+            forged.append(
+                Upload(round_id=47, client_id=cid, vector=vector, context=context, signature=signature, proof=proof)
+            )
+        decryptors = [p for p in sorted(config.decryptor_parties) if p not in round_.dead]
+        refusals: dict[int, str] = {}
+        partials = []
+        for pid in decryptors:
+            for cid in real:
+                round_.send_to_client(pid, uploads[cid])
+            for fake in forged:
+                if config.signed_contributions:
+                    with pytest.raises(AuthenticationError):
+                        round_.send_to_client(pid, fake)
+                else:
+                    round_.send_to_client(pid, fake)
+            try:
+                replies = round_.send_to_client(
+                    pid, DecryptionRequest(round_id=47, recipient=pid, contributors=listed)
+                )
+            except SecAggError as exc:
+                refusals[pid] = type(exc).__name__
+                continue
+            partials += [r.partial for r in replies if isinstance(r, PartialDecryptionMessage)]
+        total = None
+        pk = config.public_key
+        if len(partials) >= pk.threshold:
+            product = aggregate(pk.paillier, config.packing, [uploads[c].vector for c in real] + [f.vector for f in forged])
+            plain = combine_partial_decryptions(pk, product, partials[: pk.threshold], verify=False, context=config.context)
+            ring = config.packing.unpack(plain, config.encoded_length, summands=len(listed))
+            total = np.asarray(encoder.decode_sum(ring, len(listed)), dtype=np.float64)
+        return PaddingOutcome(
+            real=real,
+            listed=listed,
+            min_aggregate_size=config.min_aggregate_size,
+            total=total,
+            expected=self._expected(updates, real),
+            tolerance=len(real) * encoder.quantum + 1e-9,
+            asked=tuple(decryptors),
+            refusals=refusals,
+            released=len(partials),
+        )
+
+    def logged_parties(self) -> list[int]:
+        ids = self.client_ids()
+        if self.committee_size is None:
+            return ids
+        return ids + [ids[-1] + i for i in range(1, self.committee_size + 1)]
+
+    def open_logged_round(
+        self,
+        updates: Mapping[int, npt.ArrayLike],
+        *,
+        round_id: int,
+        logs: Mapping[int, RoundLog] | None,
+        like: Any = None,
+    ) -> Any:
+        if like is None:
+            return self.make_setup(updates, round_id=round_id, round_logs=logs).runner
+        # a second execution of ``like``'s round: new party objects with the same config,
+        # identities and key shares (what a server re-running the round id talks to)
+        setup: PaillierSetup = like.test_setup
+        config = setup.runner.config
+        shares = {s.index: s for s in setup.shares}
+        parties = {}
+        for pid, old in sorted(like.parties.items()):
+            log = None if logs is None else logs[pid]
+            client = None
+            if old.client is not None:
+                client = PaillierClient(config, pid, setup.identities.get(pid), update=updates[pid], round_log=log)
+            decryptor = None
+            if old.decryptor is not None:
+                decryptor = PaillierDecryptor(
+                    config,
+                    shares[config.decryptor_parties[pid]],
+                    identity_key=setup.decryptor_identities.get(pid),
+                    round_log=log,
+                )
+            parties[pid] = PaillierParty(client, decryptor)
+        runner = PaillierRoundRunner(PaillierServer(config), parties)
+        runner.test_setup = setup  # type: ignore[attr-defined]
+        return runner
+
+    def first_messages(self, round_: Any, earlier: Any) -> dict[int, Any]:
+        # decryptors first hear a nonce request; pure clients the (replayed) upload request
+        out = dict(round_.pending)
+        upload_requests = earlier.history[Stage.MASKED_INPUT][0]
+        for pid, party in round_.parties.items():
+            if party.decryptor is None:
+                out[pid] = upload_requests[pid]
+        return out
+
+    def released_nothing(self, round_: Any, party: int) -> bool:
+        decryptor = round_.parties[party].decryptor
+        return decryptor is None or (decryptor.execution is None and not decryptor.decrypted)
+
+    def bad_client_cases(self) -> Sequence[BadClientCase]:
+        ids = self.client_ids()
+        first_decryptor = ids[0] if self.committee_size is None else ids[-1] + 1
+        return [
+            # a decryptor's nonce: it leaves the committee; as a client its upload still counts
+            BadClientCase(Stage.ADVERTISE_KEYS, "nonce-signature", first_decryptor, in_sum=True),
+            BadClientCase(Stage.MASKED_INPUT, "upload-signature", ids[1], in_sum=False),
+            BadClientCase(Stage.MASKED_INPUT, "upload-proof", ids[2], in_sum=False),
+            BadClientCase(Stage.UNMASKING, "decryption-proof", first_decryptor, in_sum=True),
+        ]
+
+    def corrupt(self, message: Any, what: str) -> Any:
+        replace = dataclasses.replace
+        if isinstance(message, DecryptorNonce) and what == "nonce-signature":
+            return replace(message, signature=os.urandom(64))
+        if isinstance(message, Upload) and what == "upload-signature":
+            return replace(message, signature=os.urandom(64))
+        if isinstance(message, Upload) and what == "upload-proof" and message.proof is not None:
+            known = message.proof
+            return replace(
+                message,
+                proof=replace(known, response=_junk_like(known.response), response_unit=_junk_like(known.response_unit)),
+            )
+        if isinstance(message, PartialDecryptionMessage) and what == "decryption-proof":
+            correct = message.partial.proof
+            assert correct is not None, "the variant has no decryption proofs"
+            return replace(message, partial=replace(message.partial, proof=replace(correct, response=_junk_like(correct.response))))
+        return message
+
+    def refused_by_server(self, round_: Any) -> set[int]:
+        return set(round_.rejected) | set(round_.refused)
 
     # ------------------------------------------------------------------ Paillier attacks
 
@@ -333,10 +515,8 @@ class TestPaillierCommitteeConformance(TestPaillierConformance):
 
     num_clients = 6
     threat_model = ThreatModel(server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0)
-
-    def key(self) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
-        params = paillier_parameters(self.num_clients, self.threat_model, n_decryptors=5)
-        return _dealt(params.n_decryptors, params.threshold)
+    committee_size = 5
+    padding_min_size = 5
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "committee_size": 5}
