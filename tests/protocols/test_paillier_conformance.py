@@ -511,7 +511,7 @@ class TestPaillierConformance(ProtocolConformance):
 
 
 class TestPaillierCommitteeConformance(TestPaillierConformance):
-    """A separate committee of 5 decryptors; semi-malicious server (no decryption proofs)."""
+    """A separate committee of 5 decryptors; semi-malicious server (signatures and proofs, no colluders)."""
 
     num_clients = 6
     threat_model = ThreatModel(server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0)
