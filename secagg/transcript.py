@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from enum import Enum
+from typing import cast
 
 from secagg.errors import InvalidParameterError
 
@@ -58,7 +59,7 @@ def canonical(*fields: Field) -> bytes:
         elif isinstance(field, int):
             tag, payload = _TAG_UINT, _encode_uint(field)
         elif isinstance(field, Sequence):
-            tag, payload = _TAG_INT_LIST, _encode_uints(field)
+            tag, payload = _TAG_INT_LIST, _encode_uints(cast(Sequence[int], field))
         else:
             raise InvalidParameterError(f"unsupported transcript field type {type(field).__name__}")
         out += tag + struct.pack(">I", len(payload)) + payload
