@@ -40,14 +40,28 @@ records nothing if any budget would be exceeded, and otherwise appends the round
 
 The ledger is persisted as versioned JSON (:meth:`PrivacyLedger.to_json`,
 :meth:`PrivacyLedger.load`); the events are serialised with
-:func:`dp.accounting.event_to_dict`.
+:func:`dp.accounting.event_to_dict`. :meth:`PrivacyLedger.save` seals the file with an
+HMAC-SHA256 whose key sits in a private key file next to it (or is held by the caller);
+:meth:`PrivacyLedger.load` refuses, with :class:`~secagg.errors.LedgerIntegrityError`, a
+file that was edited, replaced by an older copy or by another run's ledger, and an
+unsigned file unless ``allow_unsigned=True``. :meth:`PrivacyLedger.from_json` and
+:meth:`PrivacyLedger.from_dict` parse without any check.
+
+Which epsilon holds against whom: :meth:`PrivacyLedger.population_epsilon` is amplified
+by the cohort sampling and holds only against an adversary who neither chooses nor learns
+the sample; :meth:`PrivacyLedger.worst_client_epsilon` (the largest per-client figure
+from actual participation) holds against a server that chooses or observes the cohort.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import os
+import secrets
+import stat
 import sys
 import tempfile
 from collections import Counter
@@ -65,6 +79,7 @@ from dp_accounting.privacy_accountant import NeighboringRelation
 from dp.accounting import (
     DEFAULT_PLD_DISCRETIZATION,
     AccountantKind,
+    AccountantLimitError,
     check_supported,
     compute_delta,
     compute_epsilon,
@@ -74,7 +89,12 @@ from dp.accounting import (
     rdp_curve,
     rdp_to_epsilon,
 )
-from secagg.errors import BudgetExceededError, InvalidParameterError
+from secagg.errors import (
+    BudgetExceededError,
+    InvalidParameterError,
+    LedgerIntegrityError,
+    UnsupportedEventError,
+)
 
 __all__ = [
     "LEDGER_FORMAT",
@@ -90,11 +110,19 @@ __all__ = [
     "PrivacyLedger",
     "local_dp_sgd_from_opacus",
     "curve_rounds",
+    "ledger_mac",
+    "KEY_SUFFIX",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 LEDGER_FORMAT = "secagg-fl/privacy-ledger"
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1: no ledger id, never signed
+KEY_FORMAT = "secagg-fl/privacy-ledger-key"
+KEY_SUFFIX = ".key"
+MAC_ALGORITHM = "HMAC-SHA256"
+_MAC_DOMAIN = b"secagg-fl/privacy-ledger/hmac-sha256\x00"
+_KEY_BYTES = 32
 
 
 class BudgetScope(str, Enum):
@@ -548,9 +576,11 @@ class PrivacyLedger:
         self._events: dict[str, dp_accounting.DpEvent] = {}
         self._population_counts: Counter[str] = Counter()
         self._client_counts: dict[str, Counter[str]] = {}
+        self._unknown_counts: Counter[str] = Counter()  # rounds without a participant list
         self._sample_counts: dict[str, Counter[str]] = {}
         self._cache: dict[tuple[str, float, Pattern], float] = {}
         self._rdp_cache: dict[str, tuple[FloatArray, FloatArray]] = {}
+        self._ledger_id = secrets.token_hex(16)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -573,6 +603,11 @@ class PrivacyLedger:
     @property
     def pld_discretization(self) -> float:
         return self._pld_discretization
+
+    @property
+    def ledger_id(self) -> str:
+        """Random id of this ledger (kept across save/load); a signature binds it."""
+        return self._ledger_id
 
     def __len__(self) -> int:
         return len(self._rounds)
@@ -614,6 +649,8 @@ class PrivacyLedger:
         self._rounds.append(record)
         self._keys.append(keys)
         self._population_counts[keys.population] += 1
+        if keys.participants is None:
+            self._unknown_counts[keys.mechanism] += 1
         for c in keys.participants or ():
             self._client_counts.setdefault(c, Counter())[keys.mechanism] += 1
         for c, pattern in keys.local:
@@ -647,7 +684,27 @@ class PrivacyLedger:
     def _kind(self, accountant: AccountantKind | str | None) -> AccountantKind:
         return self._accountant if accountant is None else _accountant_kind(accountant)
 
-    def _epsilon(self, pattern: Pattern, delta: float, kind: AccountantKind) -> float:
+    def _tightest(self, pattern: Pattern, delta: float) -> float:
+        """The smallest of the PLD and RDP epsilons: each is a valid upper bound, so is the min.
+
+        An accountant that refuses (too large, unsupported) is skipped; if both refuse, the
+        PLD accountant's error is raised.
+        """
+        results: list[float] = []
+        first_error: Exception | None = None
+        for kind in (AccountantKind.PLD, AccountantKind.RDP):
+            try:
+                results.append(self._epsilon(pattern, delta, kind))
+            except (AccountantLimitError, UnsupportedEventError) as exc:
+                first_error = first_error or exc
+        if not results and first_error is not None:
+            raise first_error
+        return min(results)
+
+    def _epsilon(self, pattern: Pattern, delta: float, kind: AccountantKind | None) -> float:
+        """Epsilon of a composition; ``kind=None`` is the tightest valid (:meth:`_tightest`)."""
+        if kind is None:
+            return self._tightest(pattern, delta) if pattern else 0.0
         key = (kind.value, float(delta), pattern)
         cached = self._cache.get(key)
         if cached is None:
@@ -699,7 +756,14 @@ class PrivacyLedger:
         accountant: AccountantKind | str | None = None,
         upto: int | None = None,
     ) -> float:
-        """User-level epsilon at ``delta`` for any member of the population, after ``upto`` rounds."""
+        """User-level epsilon at ``delta`` for any member of the population, after ``upto`` rounds.
+
+        This is the *amplified* figure: each round is the mechanism under the cohort
+        sampling (``PoissonSampledDpEvent`` with ``q = clients per round / population``).
+        It holds only against an adversary who neither chooses nor learns which clients
+        were sampled; a server that picks or sees the cohort is bounded by
+        :meth:`worst_client_epsilon` instead.
+        """
         return self._epsilon(
             self._population_pattern(self._upto(upto)), delta, self._kind(accountant)
         )
@@ -730,11 +794,38 @@ class PrivacyLedger:
         kind = self._kind(accountant)
         return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._client_counts.items()}
 
+    def worst_client_epsilon(
+        self, delta: float, *, accountant: AccountantKind | str | None = None
+    ) -> float:
+        """The largest per-client epsilon at ``delta`` from actual participation.
+
+        For each client, the composition of the mechanisms of the rounds it took part in,
+        with no amplification by sampling (:meth:`client_epsilons`); the maximum over the
+        clients. This figure holds against a server that chooses or observes the cohort
+        (as the server of a federated round does unless the clients sample themselves in a
+        way it can neither bias nor see). A round whose participants were not recorded
+        counts against every client (the server may have included anyone), so with such
+        rounds this is at least the epsilon of all of them composed. ``0`` for an empty
+        ledger.
+        """
+        kind = self._kind(accountant)
+        unknown: Counter[str] = Counter(self._unknown_counts)
+        worst = self._epsilon(_pattern(unknown), delta, kind) if unknown else 0.0
+        for counts in self._client_counts.values():
+            worst = max(worst, self._epsilon(_pattern(counts + unknown), delta, kind))
+        return worst
+
     def sample_level_epsilons(
         self, delta: float, *, accountant: AccountantKind | str | None = None
     ) -> dict[str, float]:
-        """Per-client record-level epsilon at ``delta`` from the local DP-SGD steps."""
-        kind = self._kind(accountant)
+        """Per-client record-level epsilon at ``delta`` from the local DP-SGD steps.
+
+        By default the tightest valid figure: each client's steps are (Poisson-subsampled)
+        Gaussians, accounted by both the PLD and the RDP accountant, and the smaller of the
+        two upper bounds is reported (in practice the PLD's; the RDP one where the PLD
+        accountant refuses the size). ``accountant`` forces one accountant.
+        """
+        kind = None if accountant is None else _accountant_kind(accountant)
         return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._sample_counts.items()}
 
     def epsilon_curve(
@@ -789,7 +880,7 @@ class PrivacyLedger:
         counts: Mapping[str, Counter[str]],
         extra: Mapping[str, Pattern],
         delta: float,
-        kind: AccountantKind,
+        kind: AccountantKind | None,
     ) -> tuple[str | None, float]:
         worst, worst_eps = None, 0.0
         for client in {*counts, *extra}:
@@ -801,7 +892,12 @@ class PrivacyLedger:
                 worst, worst_eps = client, eps
         return worst, worst_eps
 
-    def _statuses(self, keys: _RoundKeys | None, kind: AccountantKind) -> tuple[BudgetStatus, ...]:
+    def _statuses(
+        self,
+        keys: _RoundKeys | None,
+        kind: AccountantKind,
+        sample_kind: AccountantKind | None = None,
+    ) -> tuple[BudgetStatus, ...]:
         population = Counter(self._population_counts)
         client_extra: dict[str, Pattern] = {}
         sample_extra: dict[str, Pattern] = {}
@@ -819,7 +915,9 @@ class PrivacyLedger:
                 who, eps = self._scope_max(self._client_counts, client_extra, budget.delta, kind)
                 statuses.append(BudgetStatus(budget, eps, who))
             else:
-                who, eps = self._scope_max(self._sample_counts, sample_extra, budget.delta, kind)
+                who, eps = self._scope_max(
+                    self._sample_counts, sample_extra, budget.delta, sample_kind
+                )
                 statuses.append(BudgetStatus(budget, eps, who))
         return tuple(statuses)
 
@@ -871,13 +969,17 @@ class PrivacyLedger:
 
     def report(self, *, accountant: AccountantKind | str | None = None) -> SpendReport:
         """Current status of every budget."""
-        return SpendReport(len(self._rounds), self._statuses(None, self._kind(accountant)))
+        sample_kind = None if accountant is None else _accountant_kind(accountant)
+        return SpendReport(
+            len(self._rounds), self._statuses(None, self._kind(accountant), sample_kind)
+        )
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": LEDGER_FORMAT,
             "version": LEDGER_VERSION,
+            "ledger_id": self._ledger_id,
             "accountant": self._accountant.value,
             "neighboring_relation": self._relation.name,
             "pld_discretization": self._pld_discretization,
@@ -889,19 +991,74 @@ class PrivacyLedger:
         """The ledger as versioned JSON text."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_json` to ``path`` atomically (temporary file, then rename)."""
-        text = self.to_json()
-        directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-        fd, tmp = tempfile.mkstemp(prefix=".ledger-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        key: bytes | None = None,
+        key_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Write the ledger to ``path`` atomically, sealed with an HMAC-SHA256.
+
+        The MAC (:func:`ledger_mac`) covers the canonical JSON of the whole ledger --
+        every round, the ledger id, the accountant, the budgets -- and is stored in the
+        file's ``"integrity"`` field. :meth:`load` recomputes it and refuses any mismatch.
+
+        Without ``key``, the key lives in a key file (``path + ".key"`` unless
+        ``key_path`` says otherwise), created with mode 0600 from
+        ``secrets.token_bytes(32)`` on the first save and reused afterwards. The key file
+        also records the ledger's id and the number of rounds last saved, so that
+        :meth:`load` refuses an older, validly signed copy put in place of the newer one
+        (a rollback), and so does this method if asked to overwrite a ledger with fewer
+        rounds of the same run. A key file of another ledger is replaced with a fresh key.
+        With an explicit ``key`` (the caller keeps it, e.g. in a secrets store), no key
+        file is written; pass ``min_rounds`` to :meth:`load` to catch rollbacks.
+
+        What this protects against: anyone who can write the ledger file but cannot read
+        the key -- another user, a backup or transfer in between, a server that stores the
+        file -- cannot drop, reorder or edit a round, change a noise multiplier, swap an
+        event for a no-op or change a budget without :meth:`load` (and so ``secagg
+        audit``) failing with :class:`~secagg.errors.LedgerIntegrityError`. What it does
+        not protect against: the key holder itself (whoever can read the key can re-sign
+        anything), someone who can write the key file as well, and -- with an explicit
+        key and no ``min_rounds`` -- the replacement of the whole file by an older copy
+        signed with the same key. It says nothing about whether the recorded events
+        describe what the training actually did.
+
+        Raises:
+            LedgerIntegrityError: the key file is unreadable, not private to its owner, or
+                records more rounds of this ledger than are being saved.
+        """
+        path = os.fspath(path)
+        body = self.to_dict()
+        if key is not None:
+            key = _check_key(key)
+            key_file = None
+        else:
+            key_file = os.fspath(key_path) if key_path is not None else path + KEY_SUFFIX
+            key = None
+            if os.path.exists(key_file):
+                stored = _read_key_file(key_file)
+                if stored["ledger_id"] == self._ledger_id:
+                    if stored["rounds"] > len(self._rounds):
+                        raise LedgerIntegrityError(
+                            f"{key_file} records {stored['rounds']} rounds of this ledger; saving "
+                            f"{len(self._rounds)} would roll it back (is this a stale copy?)"
+                        )
+                    key = stored["key"]
+            if key is None:
+                key = secrets.token_bytes(_KEY_BYTES)
+        document = dict(body)
+        document["integrity"] = {"algorithm": MAC_ALGORITHM, "mac": ledger_mac(body, key)}
+        _atomic_write(path, json.dumps(document, indent=2, allow_nan=False), private=False)
+        if key_file is not None:
+            record = {
+                "format": KEY_FORMAT,
+                "key": key.hex(),
+                "ledger_id": self._ledger_id,
+                "rounds": len(self._rounds),
+            }
+            _atomic_write(key_file, json.dumps(record, indent=2), private=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PrivacyLedger:
@@ -909,9 +1066,9 @@ class PrivacyLedger:
         if not isinstance(data, Mapping) or data.get("format") != LEDGER_FORMAT:
             raise InvalidParameterError(f"not a privacy ledger (expected format {LEDGER_FORMAT!r})")
         version = data.get("version")
-        if version != LEDGER_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise InvalidParameterError(
-                f"unsupported ledger version {version!r} (this library reads {LEDGER_VERSION})"
+                f"unsupported ledger version {version!r} (this library reads {_READABLE_VERSIONS})"
             )
         try:
             relation = NeighboringRelation[data.get("neighboring_relation", "ADD_OR_REMOVE_ONE")]
@@ -928,6 +1085,11 @@ class PrivacyLedger:
             raise InvalidParameterError(f"malformed ledger: {exc}") from exc
         if not isinstance(rounds, list):
             raise InvalidParameterError("malformed ledger: rounds must be a list")
+        ledger_id = data.get("ledger_id")
+        if ledger_id is not None:
+            if not isinstance(ledger_id, str) or not 1 <= len(ledger_id) <= 128:
+                raise InvalidParameterError("malformed ledger: ledger_id must be a short string")
+            ledger._ledger_id = ledger_id
         for i, raw in enumerate(rounds):
             if not isinstance(raw, Mapping) or raw.get("round") != i + 1:
                 raise InvalidParameterError(
@@ -946,9 +1108,172 @@ class PrivacyLedger:
         return cls.from_dict(data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PrivacyLedger:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        key: bytes | None = None,
+        key_path: str | os.PathLike[str] | None = None,
+        min_rounds: int | None = None,
+        allow_unsigned: bool = False,
+    ) -> PrivacyLedger:
+        """Read a ledger written by :meth:`save`, checking its MAC first.
+
+        Args:
+            path: the ledger file.
+            key: the MAC key, if :meth:`save` was given one; otherwise the key file is read.
+            key_path: the key file (default ``path + ".key"``). Its ledger id must match
+                the ledger's and the ledger must have at least the rounds it records.
+            min_rounds: refuse a ledger with fewer rounds (a rollback check for callers
+                that keep the key themselves).
+            allow_unsigned: read a ledger without an ``"integrity"`` field (written before
+                ledgers were signed). Its contents are then **not** protected: anyone who
+                could write the file could have lowered the epsilon it yields.
+
+        Raises:
+            LedgerIntegrityError: the ledger is unsigned (without ``allow_unsigned``), its
+                MAC does not match (it was modified, or signed with another key), its key
+                file is missing, unreadable, readable by others or of another ledger, or it
+                has fewer rounds than the key file or ``min_rounds`` say.
+            InvalidParameterError: the file is not a well-formed ledger.
+        """
+        path = os.fspath(path)
         with open(path, encoding="utf-8") as fh:
-            return cls.from_json(fh.read())
+            text = fh.read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterError(f"ledger is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidParameterError("not a privacy ledger (expected a JSON object)")
+        if data.get("format") != LEDGER_FORMAT or data.get("version") not in _READABLE_VERSIONS:
+            return cls.from_dict(data)  # raises the precise format/version error
+        integrity = data.pop("integrity", None)
+        if integrity is None:
+            if not allow_unsigned:
+                raise LedgerIntegrityError(
+                    f"{path} is not signed: its contents could have been edited by anyone who "
+                    "could write it; pass allow_unsigned=True only for a ledger you trust that "
+                    "was written before ledgers were signed"
+                )
+            return cls.from_dict(data)
+        stored = None
+        if key is None:
+            key_file = os.fspath(key_path) if key_path is not None else path + KEY_SUFFIX
+            if not os.path.exists(key_file):
+                raise LedgerIntegrityError(
+                    f"no key file {key_file} to check {path} with; pass key= or key_path="
+                )
+            stored = _read_key_file(key_file)
+            key = stored["key"]
+        key = _check_key(key)
+        if (
+            not isinstance(integrity, Mapping)
+            or integrity.get("algorithm") != MAC_ALGORITHM
+            or not isinstance(integrity.get("mac"), str)
+        ):
+            raise LedgerIntegrityError(f"{path}: malformed integrity field")
+        try:
+            expected = ledger_mac(data, key)
+        except (InvalidParameterError, ValueError, TypeError) as exc:
+            raise LedgerIntegrityError(f"{path} cannot be checked: {exc}") from exc
+        if not hmac.compare_digest(expected, str(integrity["mac"])):
+            raise LedgerIntegrityError(
+                f"{path} does not match its MAC: it was modified after it was saved, or it "
+                "was signed with another key"
+            )
+        ledger = cls.from_dict(data)
+        if stored is not None:
+            if stored["ledger_id"] != ledger.ledger_id:
+                raise LedgerIntegrityError(
+                    f"{path} is ledger {ledger.ledger_id}, but its key file is for "
+                    f"{stored['ledger_id']}: another run's ledger was put in its place"
+                )
+            if len(ledger) < stored["rounds"]:
+                raise LedgerIntegrityError(
+                    f"{path} records {len(ledger)} rounds but {stored['rounds']} were saved: "
+                    "an older copy was put in its place"
+                )
+        if min_rounds is not None and len(ledger) < min_rounds:
+            raise LedgerIntegrityError(
+                f"{path} records {len(ledger)} rounds, fewer than the {min_rounds} expected"
+            )
+        return ledger
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"ledger is not canonical JSON: {exc}") from exc
+    return text.encode("ascii")
+
+
+def ledger_mac(body: Mapping[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) of a ledger's dictionary (:meth:`PrivacyLedger.to_dict`).
+
+    Input: a domain-separation prefix, then the dictionary as canonical JSON (sorted keys,
+    no whitespace, ASCII, no NaN). JSON numbers round-trip exactly through Python's float
+    repr, so the MAC of a parsed file equals the MAC of the ledger that wrote it.
+    """
+    return hmac.new(_check_key(key), _MAC_DOMAIN + _canonical(body), hashlib.sha256).hexdigest()
+
+
+def _check_key(key: object) -> bytes:
+    if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
+        raise InvalidParameterError("a ledger key must be at least 16 bytes")
+    return bytes(key)
+
+
+def _atomic_write(path: str, text: str, *, private: bool) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".ledger-", suffix=".tmp", dir=directory)
+    try:
+        if private:
+            os.chmod(tmp, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if not private:
+            os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _read_key_file(key_file: str) -> dict[str, Any]:
+    try:
+        info = os.stat(key_file)
+        with open(key_file, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LedgerIntegrityError(f"cannot read the ledger key file {key_file}: {exc}") from exc
+    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise LedgerIntegrityError(
+            f"the ledger key file {key_file} is accessible to other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); anyone who can read it can forge the ledger: "
+            "chmod 600 it"
+        )
+    try:
+        if raw["format"] != KEY_FORMAT:
+            raise ValueError("wrong format")
+        key = bytes.fromhex(raw["key"])
+        rounds = raw["rounds"]
+        ledger_id = raw["ledger_id"]
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise ValueError("rounds must be a non-negative integer")
+        if not isinstance(ledger_id, str):
+            raise ValueError("ledger_id must be a string")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LedgerIntegrityError(f"malformed ledger key file {key_file}: {exc}") from exc
+    return {"key": _check_key(key), "rounds": rounds, "ledger_id": ledger_id}
 
 
 def curve_rounds(total: int, points: int | None) -> list[int]:

@@ -29,6 +29,7 @@ __all__ = [
     "InfeasibleThreatModelError",
     "BudgetExceededError",
     "UnsupportedEventError",
+    "LedgerIntegrityError",
 ]
 
 
@@ -117,3 +118,7 @@ class BudgetExceededError(SecAggError):
 
 class UnsupportedEventError(SecAggError, TypeError):
     """An accountant cannot handle a DP event; the message names the event."""
+
+
+class LedgerIntegrityError(SecAggError):
+    """A saved privacy ledger failed its integrity check (modified, rolled back, unsigned, or no key)."""

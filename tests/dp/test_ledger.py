@@ -103,10 +103,15 @@ def test_sample_level_epsilon_from_real_opacus_accountants() -> None:
                 acc.step(noise_multiplier=1.0, sample_rate=0.05)
             local[cid] = local_dp_sgd_from_opacus(acc, since=before)
         ledger.spend(_round(2.0, participants=tuple(accountants), local_dp_sgd=local))
-    eps = ledger.sample_level_epsilons(1e-5)
+    eps = ledger.sample_level_epsilons(1e-5, accountant="prv")
     for cid, acc in accountants.items():
         assert eps[cid] == pytest.approx(acc.get_epsilon(1e-5), rel=1e-9)
     assert eps["a"] > eps["b"]
+    # by default the tightest valid accountant: the PLD here, below Opacus' PRV estimate
+    tightest = ledger.sample_level_epsilons(1e-5)
+    pld = ledger.sample_level_epsilons(1e-5, accountant="pld")
+    assert tightest == pld
+    assert all(tightest[c] <= eps[c] for c in eps)
     # RDP: same as Opacus' RDP accountant on the same history (orders differ slightly)
     rdp = RDPAccountant()
     rdp.history = list(accountants["a"].history)
@@ -355,3 +360,35 @@ def test_invalid_round_leaves_ledger_unchanged() -> None:
     with pytest.raises(InvalidParameterError):
         ledger.population_epsilon(1e-5, upto=5)
     assert len(ledger) == 1
+
+
+def test_worst_client_epsilon_is_the_unamplified_maximum() -> None:
+    ledger = PrivacyLedger()
+    sampling = ClientSampling.from_counts(2, 100)
+    for cohort in [("a", "b"), ("a",), ("a", "c")]:
+        ledger.spend(RoundRecord(G(1.0), sampling, participants=cohort))
+    clients = ledger.client_epsilons(1e-5)
+    assert ledger.worst_client_epsilon(1e-5) == max(clients.values()) == clients["a"]
+    # holds against a server that picks the cohort: far above the amplified figure
+    assert ledger.worst_client_epsilon(1e-5) > 3 * ledger.population_epsilon(1e-5)
+    assert ledger.worst_client_epsilon(1e-5, accountant="rdp") == ledger.client_epsilons(
+        1e-5, accountant="rdp"
+    )["a"]
+    # a round without a participant list counts against every client
+    ledger.spend(RoundRecord(G(1.0), sampling, participants=None))
+    assert ledger.worst_client_epsilon(1e-5) == pytest.approx(
+        compute_epsilon(SC(G(1.0), 4), 1e-5), rel=1e-12
+    )
+    assert PrivacyLedger().worst_client_epsilon(1e-5) == 0.0
+
+
+def test_sample_level_default_is_the_tightest_valid_accountant() -> None:
+    ledger = PrivacyLedger(accountant="rdp")
+    steps = {"a": [LocalDpSgd(1.0, 0.05, 200)]}
+    for _ in range(3):
+        ledger.spend(_round(2.0, participants=("a",), local_dp_sgd=steps))
+    event = SC(PS(0.05, G(1.0)), 600)
+    pld, rdp = compute_epsilon(event, 1e-5), compute_epsilon(event, 1e-5, accountant="rdp")
+    assert pld < rdp
+    assert ledger.sample_level_epsilons(1e-5)["a"] == pytest.approx(pld, rel=1e-12)
+    assert ledger.sample_level_epsilons(1e-5, accountant="rdp")["a"] == pytest.approx(rdp, rel=1e-12)
