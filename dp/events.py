@@ -42,6 +42,9 @@ class DistributedDiscreteGaussianDpEvent(dp_accounting.DpEvent):  # type: ignore
 
     (the per-order bound their own accounting code uses, google-research/federated
     ``distributed_dp/accounting_utils.py``). :func:`dp.accounting.ddg_rdp` implements it.
+    With ``local_sigma >= 1`` the sum is also provably close to a rounded Gaussian of
+    variance ``n sigma^2``, which :func:`dp.accounting.distributed_pld_epsilon` turns into
+    a Gaussian-PLD epsilon plus a correction (tighter when the scaled noise is large).
 
     Attributes:
         l2_sensitivity: Delta2 in the scaled integer domain.

@@ -83,12 +83,14 @@ from dp.accounting import (
     check_supported,
     compute_delta,
     compute_epsilon,
+    distributed_pld_epsilon,
     event_from_dict,
     event_key,
     event_to_dict,
     rdp_curve,
     rdp_to_epsilon,
 )
+from dp.events import DistributedDiscreteGaussianDpEvent
 from secagg.errors import (
     BudgetExceededError,
     InvalidParameterError,
@@ -710,6 +712,8 @@ class PrivacyLedger:
         if cached is None:
             if not pattern:
                 cached = 0.0
+            elif kind is not AccountantKind.PRV and self._has_ddg(pattern):
+                cached = self._ddg_epsilon(pattern, delta)
             elif kind is AccountantKind.RDP:
                 cached = self._rdp_epsilon(pattern, delta)
             else:
@@ -722,6 +726,33 @@ class PrivacyLedger:
                 )
             self._cache[key] = cached
         return cached
+
+    def _has_ddg(self, pattern: Pattern) -> bool:
+        return any(_contains_ddg(self._events[k]) for k, _ in pattern)
+
+    def _ddg_epsilon(self, pattern: Pattern, delta: float) -> float:
+        """Distributed discrete Gaussian: the smaller of two valid upper bounds.
+
+        The RDP bound of Kairouz, Liu, Steinke (:func:`dp.accounting.ddg_rdp`, with the
+        general subsampling bound) and the Gaussian PLD of the same noise multiplier plus
+        the closeness correction (:func:`dp.accounting.distributed_pld_epsilon`), which is
+        far tighter wherever the scaled noise is large (e.g. 5.10 instead of 7.58 at the
+        demo's defaults) and is skipped where it does not apply (Skellam noise, too little
+        noise per client).
+        """
+        candidates = [self._rdp_epsilon(pattern, delta)]
+        try:
+            candidates.append(
+                distributed_pld_epsilon(
+                    _compose_pattern(pattern, self._events),
+                    delta,
+                    neighboring_relation=self._relation,
+                    pld_discretization=self._pld_discretization,
+                )
+            )
+        except (AccountantLimitError, UnsupportedEventError):
+            pass
+        return min(candidates)
 
     def _rdp_epsilon(self, pattern: Pattern, delta: float) -> float:
         """RDP adds up: one cached curve per distinct event, scaled by its count."""
@@ -928,10 +959,18 @@ class PrivacyLedger:
             b.scope is BudgetScope.PER_CLIENT for b in self._budgets
         ):
             raise InvalidParameterError("a per-client budget needs the round's participants")
-        # Refuse a mechanism the ledger's accountant cannot account for, budget or not.
-        check_supported(
-            record.population_event, self._accountant, neighboring_relation=self._relation
-        )
+        # Refuse a mechanism the ledger's accountant cannot account for, budget or not
+        # (distributed discrete Gaussian noise is always accounted, see _ddg_epsilon).
+        try:
+            check_supported(
+                record.population_event, self._accountant, neighboring_relation=self._relation
+            )
+        except UnsupportedEventError:
+            if self._accountant is AccountantKind.PRV or not _contains_ddg(record.population_event):
+                raise
+            check_supported(
+                record.population_event, AccountantKind.RDP, neighboring_relation=self._relation
+            )
         keys = self._round_keys(record)
         report = SpendReport(len(self._rounds) + 1, self._statuses(keys, self._accountant))
         if report.exceeded:
@@ -1199,6 +1238,15 @@ class PrivacyLedger:
                 f"{path} records {len(ledger)} rounds, fewer than the {min_rounds} expected"
             )
         return ledger
+
+
+def _contains_ddg(event: dp_accounting.DpEvent) -> bool:
+    if isinstance(event, DistributedDiscreteGaussianDpEvent):
+        return True
+    if isinstance(event, dp_accounting.ComposedDpEvent):
+        return any(_contains_ddg(e) for e in event.events)
+    inner = getattr(event, "event", None)
+    return isinstance(inner, dp_accounting.DpEvent) and _contains_ddg(inner)
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:

@@ -382,3 +382,110 @@ def test_end_to_end_through_threshold_paillier() -> None:
     err = np.asarray(result.aggregate) - sum(xs.values())
     assert float(err.std()) == pytest.approx(0.5, rel=0.06)
     assert isinstance(enc.last_event, DistributedSkellamDpEvent) and enc.last_event.num_clients == n
+
+
+# ---------------------------------------------------------------------------------------
+# Accounting the distributed discrete Gaussian through the Gaussian PLD
+# ---------------------------------------------------------------------------------------
+
+# The demo's defaults: population 100, 50 per round (Poisson), z = 2, clip 0.5, 30 rounds,
+# delta = 1 / (10 * 100), 10% tolerated dropouts, 32-bit ring, 650 parameters (padded 1024).
+DEMO_DDG = DistributedDiscreteGaussianDpEvent(
+    l2_sensitivity=163572176.09574136,
+    l1_sensitivity=5234309635.063724,
+    local_sigma=50479469.3100206,
+    num_clients=42,
+    dimension=1024,
+)
+
+
+def _demo_run(mechanism: dp_accounting.DpEvent) -> dp_accounting.DpEvent:
+    return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(0.5, mechanism), 30)
+
+
+def test_demo_figure_is_within_a_hair_of_the_gaussian_pld() -> None:
+    from dp.accounting import compute_epsilon, distributed_pld_epsilon
+
+    z = math.sqrt(DEMO_DDG.num_clients) * DEMO_DDG.local_sigma / DEMO_DDG.l2_sensitivity
+    assert z == pytest.approx(2.0, rel=1e-8)
+    gaussian_pld = compute_epsilon(_demo_run(dp_accounting.GaussianDpEvent(z)), 1e-3)
+    old_rdp = compute_epsilon(_demo_run(DEMO_DDG), 1e-3, accountant="rdp")
+    new = distributed_pld_epsilon(_demo_run(DEMO_DDG), 1e-3)
+    assert gaussian_pld == pytest.approx(5.098, abs=2e-3)
+    assert old_rdp == pytest.approx(7.579, abs=2e-3)
+    assert gaussian_pld <= new <= 1.05 * gaussian_pld
+    assert new == pytest.approx(5.0993, abs=2e-3)
+    assert new < old_rdp
+
+
+def test_ledger_routes_distributed_gaussian_to_the_tighter_bound() -> None:
+    from dp.accounting import compute_epsilon, distributed_pld_epsilon
+    from dp.ledger import ClientSampling, PrivacyLedger, RoundRecord
+
+    for kind in ("rdp", "pld"):
+        ledger = PrivacyLedger(accountant=kind)
+        for _ in range(30):
+            ledger.spend(RoundRecord(DEMO_DDG, ClientSampling.from_counts(50, 100), participants=("a",)))
+        expected = distributed_pld_epsilon(_demo_run(DEMO_DDG), 1e-3)
+        assert ledger.population_epsilon(1e-3) == pytest.approx(expected, rel=1e-9)
+        assert ledger.population_epsilon(1e-3) < compute_epsilon(_demo_run(DEMO_DDG), 1e-3, accountant="rdp")
+        # no amplification per client: the unsampled composition
+        assert ledger.worst_client_epsilon(1e-3) == pytest.approx(
+            distributed_pld_epsilon(dp_accounting.SelfComposedDpEvent(DEMO_DDG, 30), 1e-3), rel=1e-9
+        )
+
+
+@pytest.mark.parametrize(("sigma", "n"), [(1.0, 2), (2.0, 3), (3.0, 2), (1.5, 6)])
+def test_closeness_bound_holds_exactly_on_small_cases(sigma: float, n: int) -> None:
+    """The theorem's ratio and tail bounds against exact sums of discrete Gaussians."""
+    from dp.accounting import ddg_gaussian_closeness
+
+    event = DistributedDiscreteGaussianDpEvent(1.0, 1.0, sigma, n, 1)
+    log_tail = -8.0
+    result = ddg_gaussian_closeness(event, log_tail)
+    if result is None:  # the theorem may give nothing for very little noise
+        assert sigma < 2.0
+        return
+    lam, log_beta = result
+    support = np.arange(-400, 401)
+    one = np.exp(-(support.astype(float) ** 2) / (2 * sigma**2))
+    one /= one.sum()
+    total = one
+    for _ in range(n - 1):
+        total = np.convolve(total, one)
+    xs = np.arange(-400 * n, 400 * n + 1)
+    s = math.sqrt(n) * sigma
+    rounded = stats.norm.cdf((xs + 0.5) / s) - stats.norm.cdf((xs - 0.5) / s)
+    half_width = 0.5 + s * math.sqrt(2.0 * (math.log(2.0) - log_tail))
+    inside = np.abs(xs) <= half_width
+    assert np.max(np.abs(np.log(total[inside] / rounded[inside]))) <= lam
+    assert total[~inside].sum() <= math.exp(log_beta)
+    assert rounded[~inside].sum() <= math.exp(log_beta)
+
+
+def test_closeness_correction_for_small_and_large_noise() -> None:
+    from dp.accounting import ddg_gaussian_closeness
+
+    def event(sigma: float, n: int = 40, d: int = 1024) -> DistributedDiscreteGaussianDpEvent:
+        return DistributedDiscreteGaussianDpEvent(1.0, 1.0, sigma, n, d)
+
+    assert ddg_gaussian_closeness(event(0.9), -50.0) is None  # below sigma = 1: nothing
+    corrections = [ddg_gaussian_closeness(event(s), -50.0) for s in (10.0, 1e3, 1e5, 5e7)]
+    lams = [c[0] for c in corrections if c is not None]
+    assert len(lams) == 4
+    assert all(a > b for a, b in zip(lams, lams[1:], strict=False))  # shrinks like 1 / s
+    # large scale: lambda = d (B + 1/4) / (2 s^2), B = 1/2 + s sqrt(2 (log 2 + 50))
+    s = math.sqrt(40) * 5e7
+    b = 0.5 + s * math.sqrt(2 * (math.log(2) + 50))
+    assert lams[-1] == pytest.approx(1024 * (b + 0.25) / (2 * s**2), rel=1e-9)
+    # the log tail scales with the dimension
+    assert corrections[-1] is not None and corrections[-1][1] == pytest.approx(math.log(1024) - 50)
+
+
+def test_skellam_stays_with_rdp() -> None:
+    from dp.accounting import distributed_pld_epsilon
+    from secagg.errors import UnsupportedEventError
+
+    skellam = DistributedSkellamDpEvent(10.0, 100.0, 1e4, 10, 16)
+    with pytest.raises(UnsupportedEventError, match="RDP"):
+        distributed_pld_epsilon(skellam, 1e-5)
