@@ -21,7 +21,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dp.accounting import AccountantKind, compute_delta, compute_epsilon, make_accountant
+    from dp.accounting import (
+        AccountantKind,
+        AccountantLimitError,
+        compute_delta,
+        compute_epsilon,
+        distributed_pld_epsilon,
+        make_accountant,
+    )
     from dp.audit import (
         ClopperPearsonAuditResult,
         OneRunAuditResult,
@@ -116,6 +123,8 @@ _LAZY = {
     "compute_epsilon": "dp.accounting",
     "compute_delta": "dp.accounting",
     "make_accountant": "dp.accounting",
+    "AccountantLimitError": "dp.accounting",
+    "distributed_pld_epsilon": "dp.accounting",
     "PrivacyLedger": "dp.ledger",
     "PrivacyBudget": "dp.ledger",
     "BudgetScope": "dp.ledger",
@@ -167,6 +176,8 @@ __all__ = [
     "compute_epsilon",
     "compute_delta",
     "make_accountant",
+    "AccountantLimitError",
+    "distributed_pld_epsilon",
     "PrivacyLedger",
     "PrivacyBudget",
     "BudgetScope",
