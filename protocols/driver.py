@@ -519,7 +519,7 @@ def simulate(
             outcome = runner.run()
             break
         except RoundRestartError as exc:
-            if config.get("parameters") is not None:
+            if config.get("parameters") is not None or not exc.excluded & set(live):
                 raise
             excluded |= exc.excluded
             restarts += 1

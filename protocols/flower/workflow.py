@@ -146,7 +146,10 @@ class SecureAggregationWorkflow:
             server verifies every signature it relays against it; nodes claiming an id
             outside it are left out.
         max_restarts: how many times :meth:`aggregate` starts a round again (fresh round
-            id) without nodes that withheld their graph-seed contribution.
+            id) without nodes that withheld their graph-seed contribution or sent shares
+            that did not open. Default: the threat model's colluding clients for the cohort
+            plus one, so that colluders misbehaving one after another cannot stop a round
+            (every restart leaves out at least one of them).
 
     Raises:
         InvalidParameterError: invalid settings.
@@ -165,7 +168,7 @@ class SecureAggregationWorkflow:
         epsilon_budget: float | None = None,
         server_lr: float = 1.0,
         pki: Mapping[int, bytes] | None = None,
-        max_restarts: int = 2,
+        max_restarts: int | None = None,
     ) -> None:
         self.policy = policy if policy is not None else SecAggPolicy()
         if not isinstance(self.policy, SecAggPolicy):
@@ -181,8 +184,10 @@ class SecureAggregationWorkflow:
         self.delta = delta
         self.epsilon_budget = epsilon_budget
         self.server_lr = float(server_lr)
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise InvalidParameterError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
+        if max_restarts is not None and (
+            isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0
+        ):
+            raise InvalidParameterError(f"max_restarts must be None or a non-negative int, got {max_restarts!r}")
         self.max_restarts = max_restarts
         if self.policy.signed and pki is None:
             raise InvalidParameterError(
@@ -297,11 +302,14 @@ class SecureAggregationWorkflow:
         nodes = sorted(set(node_ids if node_ids is not None else grid.get_node_ids()))
         excluded: set[int] = set()
         attempt = 0
+        limit = self.max_restarts
+        if limit is None:
+            limit = self.policy.round_threat_model(max(len(nodes), 1)).max_colluders(max(len(nodes), 1)) + 1
         while True:
             try:
                 result = self._execute(grid, arrays, train_config, nodes, server_round)
             except _Restart as restart:
-                if attempt >= self.max_restarts:
+                if attempt >= limit:
                     raise restart.error from None
                 attempt += 1
                 left_out = restart.nodes
@@ -312,7 +320,7 @@ class SecureAggregationWorkflow:
                     "[secagg round %d] restart %d of %d under a fresh round id without nodes %s: %s",
                     server_round,
                     attempt,
-                    self.max_restarts,
+                    limit,
                     sorted(left_out),
                     restart.error.reason,
                 )
