@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         AccountantLimitError,
         compute_delta,
         compute_epsilon,
+        distributed_epsilon,
         distributed_pld_epsilon,
         make_accountant,
     )
@@ -125,6 +126,7 @@ _LAZY = {
     "make_accountant": "dp.accounting",
     "AccountantLimitError": "dp.accounting",
     "distributed_pld_epsilon": "dp.accounting",
+    "distributed_epsilon": "dp.accounting",
     "PrivacyLedger": "dp.ledger",
     "PrivacyBudget": "dp.ledger",
     "BudgetScope": "dp.ledger",
@@ -178,6 +180,7 @@ __all__ = [
     "make_accountant",
     "AccountantLimitError",
     "distributed_pld_epsilon",
+    "distributed_epsilon",
     "PrivacyLedger",
     "PrivacyBudget",
     "BudgetScope",

@@ -20,7 +20,8 @@ The distributed discrete Gaussian has, besides its RDP bound, a much tighter rou
 multiplier by PLD and adds a proven closeness correction (:func:`ddg_gaussian_closeness`;
 the theorem and its proof are in that docstring). At the demo's 32-bit ring the correction
 is ``~1e-3`` in epsilon: 5.10 where the RDP bound gives 7.58. The ledger reports the
-smaller of the two for every composition with such events.
+smaller of the two for every composition with such events (under its ``pld`` and ``rdp``
+accountants alike); :func:`distributed_epsilon` computes the same figure for one event.
 
 RDP bounds used for the distributed mechanisms (all quantities in the scaled integer
 domain in which the noise is added, see :mod:`dp.events`):
@@ -122,6 +123,8 @@ __all__ = [
     "gaussian_dp_epsilon",
     "ddg_gaussian_closeness",
     "distributed_pld_epsilon",
+    "distributed_epsilon",
+    "contains_distributed_discrete_gaussian",
     "DEFAULT_PLD_DISCRETIZATION",
 ]
 
@@ -1352,6 +1355,47 @@ def distributed_pld_epsilon(
     raise UnsupportedEventError(
         "the closeness terms do not fit in delta for this event; accounted by RDP"
     )
+
+
+def contains_distributed_discrete_gaussian(event: dp_accounting.DpEvent) -> bool:
+    """Whether ``event`` has a :class:`~dp.events.DistributedDiscreteGaussianDpEvent` anywhere."""
+    if isinstance(event, DistributedDiscreteGaussianDpEvent):
+        return True
+    if isinstance(event, dp_accounting.ComposedDpEvent):
+        return any(contains_distributed_discrete_gaussian(e) for e in event.events)
+    inner = getattr(event, "event", None)
+    return isinstance(inner, dp_accounting.DpEvent) and contains_distributed_discrete_gaussian(inner)
+
+
+def distributed_epsilon(
+    event: dp_accounting.DpEvent,
+    delta: float,
+    *,
+    neighboring_relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+    pld_discretization: float = DEFAULT_PLD_DISCRETIZATION,
+) -> float:
+    """epsilon at ``delta`` of an event with distributed noise: the smaller of two valid bounds.
+
+    The RDP bound (``compute_epsilon(..., accountant="rdp")``) and, where it applies,
+    :func:`distributed_pld_epsilon` (the Gaussian PLD with the closeness correction; it
+    is skipped for Skellam noise, too little noise per client, or work beyond the PLD
+    accountant's bounds). This is the figure :class:`~dp.ledger.PrivacyLedger` reports
+    for compositions with distributed discrete Gaussians under its ``pld`` and ``rdp``
+    accountants, so noise calibrated with it meets the ledger's budget.
+    """
+    rdp = compute_epsilon(
+        event, delta, accountant=AccountantKind.RDP, neighboring_relation=neighboring_relation
+    )
+    try:
+        pld = distributed_pld_epsilon(
+            event,
+            delta,
+            neighboring_relation=neighboring_relation,
+            pld_discretization=pld_discretization,
+        )
+    except (AccountantLimitError, UnsupportedEventError):
+        return rdp
+    return min(rdp, pld)
 
 
 # --------------------------------------------------------------------------------------

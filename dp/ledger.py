@@ -83,6 +83,7 @@ from dp.accounting import (
     check_supported,
     compute_delta,
     compute_epsilon,
+    contains_distributed_discrete_gaussian,
     distributed_pld_epsilon,
     event_from_dict,
     event_key,
@@ -90,7 +91,6 @@ from dp.accounting import (
     rdp_curve,
     rdp_to_epsilon,
 )
-from dp.events import DistributedDiscreteGaussianDpEvent
 from secagg.errors import (
     BudgetExceededError,
     InvalidParameterError,
@@ -707,12 +707,14 @@ class PrivacyLedger:
         """Epsilon of a composition; ``kind=None`` is the tightest valid (:meth:`_tightest`)."""
         if kind is None:
             return self._tightest(pattern, delta) if pattern else 0.0
-        key = (kind.value, float(delta), pattern)
+        ddg = kind is not AccountantKind.PRV and bool(pattern) and self._has_ddg(pattern)
+        # the pld and rdp figures of distributed discrete Gaussians are one and the same
+        key = ("ddg" if ddg else kind.value, float(delta), pattern)
         cached = self._cache.get(key)
         if cached is None:
             if not pattern:
                 cached = 0.0
-            elif kind is not AccountantKind.PRV and self._has_ddg(pattern):
+            elif ddg:
                 cached = self._ddg_epsilon(pattern, delta)
             elif kind is AccountantKind.RDP:
                 cached = self._rdp_epsilon(pattern, delta)
@@ -728,7 +730,7 @@ class PrivacyLedger:
         return cached
 
     def _has_ddg(self, pattern: Pattern) -> bool:
-        return any(_contains_ddg(self._events[k]) for k, _ in pattern)
+        return any(contains_distributed_discrete_gaussian(self._events[k]) for k, _ in pattern)
 
     def _ddg_epsilon(self, pattern: Pattern, delta: float) -> float:
         """Distributed discrete Gaussian: the smaller of two valid upper bounds.
@@ -966,7 +968,9 @@ class PrivacyLedger:
                 record.population_event, self._accountant, neighboring_relation=self._relation
             )
         except UnsupportedEventError:
-            if self._accountant is AccountantKind.PRV or not _contains_ddg(record.population_event):
+            if self._accountant is AccountantKind.PRV or not contains_distributed_discrete_gaussian(
+                record.population_event
+            ):
                 raise
             check_supported(
                 record.population_event, AccountantKind.RDP, neighboring_relation=self._relation
@@ -1238,15 +1242,6 @@ class PrivacyLedger:
                 f"{path} records {len(ledger)} rounds, fewer than the {min_rounds} expected"
             )
         return ledger
-
-
-def _contains_ddg(event: dp_accounting.DpEvent) -> bool:
-    if isinstance(event, DistributedDiscreteGaussianDpEvent):
-        return True
-    if isinstance(event, dp_accounting.ComposedDpEvent):
-        return any(_contains_ddg(e) for e in event.events)
-    inner = getattr(event, "event", None)
-    return isinstance(inner, dp_accounting.DpEvent) and _contains_ddg(inner)
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:

@@ -712,9 +712,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"accuracy of plain FedAvg (no DP, same cohorts): {plain.final_accuracy:.4f}")
         if epsilon is not None:
             if level == "user":
+                accounting = (
+                    "smaller of the RDP and Gaussian-PLD bounds"  # dp.accounting.distributed_epsilon
+                    if args.dp == "distributed"
+                    else f"{result['accountant']} accountant"
+                )
                 print(
                     f"epsilon per client: {epsilon:.3f} at delta = {secure.delta:.1e} (user-level, "
-                    f"{result['accountant']} accountant; {statement.per_client_assumption})"
+                    f"{accounting}; {statement.per_client_assumption})"
                 )
                 amplified = secure.epsilon_amplified
                 if amplified is not None and args_show_amplified(aggregator):

@@ -203,7 +203,9 @@ class PrivacyStatement:
             amplification by the library's sampling, valid only under
             ``amplification_assumption`` (``inf`` for ``local``; ``None`` without DP).
         delta: the delta of both figures.
-        accountant: the accountant that computed them.
+        accountant: the accountant that computed them (for distributed DP, ``"pld"`` and
+            ``"rdp"`` alike report the smaller of the RDP bound and the Gaussian-PLD bound
+            with the closeness correction, see :func:`dp.accounting.distributed_epsilon`).
         per_client_assumption: against whom ``epsilon_per_client`` holds.
         amplification_assumption: what ``epsilon_amplified`` needs.
         rounds: rounds charged so far.
@@ -345,7 +347,10 @@ def calibrate_noise_multiplier(
         rounds: number of rounds.
         round_event: ``z -> DpEvent`` of one round at the population level (mechanism
             under client sampling).
-        accountant: accountant kind (``pld``, ``rdp``, ``prv``).
+        accountant: accountant kind (``pld``, ``rdp``, ``prv``). With ``pld`` or ``rdp``,
+            rounds with distributed discrete Gaussian noise are accounted as the ledger
+            accounts them: the smaller of the RDP bound and the Gaussian-PLD bound with
+            the closeness correction (:func:`dp.accounting.distributed_epsilon`).
         tolerance: relative precision on ``z``.
 
     Raises:
@@ -353,7 +358,12 @@ def calibrate_noise_multiplier(
     """
     import dp_accounting
 
-    from dp.accounting import compute_epsilon
+    from dp.accounting import (
+        AccountantKind,
+        compute_epsilon,
+        contains_distributed_discrete_gaussian,
+        distributed_epsilon,
+    )
 
     if not (math.isfinite(target_epsilon) and target_epsilon > 0):
         raise InvalidParameterError(f"target_epsilon must be positive, got {target_epsilon!r}")
@@ -362,6 +372,10 @@ def calibrate_noise_multiplier(
 
     def epsilon(z: float) -> float:
         event = dp_accounting.SelfComposedDpEvent(round_event(z), rounds)
+        if AccountantKind(accountant) is not AccountantKind.PRV and contains_distributed_discrete_gaussian(
+            event
+        ):
+            return distributed_epsilon(event, delta)
         return compute_epsilon(event, delta, accountant=accountant)
 
     lo, hi = 0.05, 1.0
@@ -563,10 +577,12 @@ class SecureAggregator:
             headline epsilon (:attr:`epsilon`: a participant's per-client user-level
             epsilon, or its sample-level one for ``local``) above this; defaults to
             ``target_epsilon``.
-        accountant: ``"pld"``, ``"rdp"`` or ``"prv"``, for every figure (including the
-            sample-level one of ``local``); default the tightest valid one: ``"rdp"`` for
-            distributed DP (the only one that accounts discrete Gaussian noise), ``"pld"``
-            otherwise. :meth:`privacy` recomputes the figures with another.
+        accountant: ``"pld"`` (default), ``"rdp"`` or ``"prv"``, for every figure
+            (including the sample-level one of ``local``). For distributed DP, ``"pld"``
+            and ``"rdp"`` both report the smaller of two valid bounds on the discrete
+            Gaussian noise -- the RDP bound and the Gaussian-PLD bound with the closeness
+            correction (:func:`dp.accounting.distributed_epsilon`); ``"prv"`` cannot
+            account it and is refused. :meth:`privacy` recomputes the figures with another.
         value_bound: without clipping, the largest absolute coordinate accepted (larger
             ones are an error, never a silent wrap); default 1,000.
         max_weight: the largest weight :meth:`mean` accepts (it sizes the ring).
@@ -748,7 +764,7 @@ class SecureAggregator:
 
         Raises:
             InvalidParameterError: an unknown accountant, or one that cannot account this
-                run's mechanisms (PLD/PRV with distributed DP).
+                run's mechanisms (PRV with distributed DP).
         """
         kind = self._accountant_kind() if accountant is None else _accountant_option(accountant, self.dp)
         rounds = len(self._ledger)
@@ -1242,14 +1258,15 @@ class SecureAggregator:
         return encoder, dp_accounting.NonPrivateDpEvent(), 0.0
 
     def _accountant_kind(self) -> str:
-        """The tightest valid accountant unless one was chosen.
+        """The tightest valid accountant unless one was chosen: PLD.
 
         PLD for central Gaussian noise and for the local DP-SGD steps (subsampled
-        Gaussians); RDP for distributed DP, which PLD and PRV do not handle.
+        Gaussians); for distributed DP the ledger reports, under PLD (as under RDP), the
+        smaller of the RDP bound and the Gaussian-PLD bound with the closeness correction.
         """
         if self._accountant_choice is not None:
             return self._accountant_choice
-        return "rdp" if self.dp is DPMode.DISTRIBUTED else "pld"
+        return "pld"
 
     def _make_ledger(self) -> Any:
         from dp.ledger import BudgetScope, PrivacyBudget, PrivacyLedger
@@ -1391,9 +1408,9 @@ def _population_ids(clients: Iterable[Any], population: int) -> frozenset[Client
 def _accountant_option(accountant: str, dp: DPMode) -> str:
     if accountant not in ("pld", "rdp", "prv"):
         raise InvalidParameterError(f"unknown accountant {accountant!r}; choose 'pld', 'rdp' or 'prv'")
-    if accountant in ("pld", "prv") and dp is DPMode.DISTRIBUTED:
+    if accountant == "prv" and dp is DPMode.DISTRIBUTED:
         raise InvalidParameterError(
-            f"the {accountant} accountant cannot account distributed discrete Gaussian noise; use 'rdp'"
+            "the prv accountant cannot account distributed discrete Gaussian noise; use 'pld' or 'rdp'"
         )
     return accountant
 

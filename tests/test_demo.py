@@ -99,4 +99,5 @@ def test_demo_prints_the_per_client_and_the_amplified_epsilon(capsys: pytest.Cap
     assert status == 0
     out = capsys.readouterr().out
     assert "epsilon per client:" in out and "holds against the server" in out
+    assert "(user-level, smaller of the RDP and Gaussian-PLD bounds;" in out  # distributed DP
     assert "epsilon amplified by sampling:" in out and "neither chooses nor learns" in out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dp.accounting import compute_epsilon
+from dp.accounting import compute_epsilon, distributed_pld_epsilon
 from dp.distributed import DistributedMechanism, select_parameters_for_threat_model
 from dp.ledger import LocalDpSgd
 from secagg import SecureAggregator
@@ -142,8 +142,45 @@ def test_distributed_dp_noise_is_added_by_the_clients_and_accounted() -> None:
     from dp.distributed import DistributedDPEncoder
 
     planned = DistributedDPEncoder(params).dp_event(n - threat.max_dropouts(n))
-    expected_eps = compute_epsilon(planned, aggregator.delta, accountant="rdp")
-    assert aggregator.epsilon == pytest.approx(expected_eps, rel=1e-9)
+    # two valid upper bounds, the ledger reports the smaller: the RDP bound of the discrete
+    # Gaussian sum, and the Gaussian PLD of the same noise multiplier plus the closeness
+    # correction (the tighter one here)
+    rdp_eps = compute_epsilon(planned, aggregator.delta, accountant="rdp")
+    pld_eps = distributed_pld_epsilon(planned, aggregator.delta)
+    assert pld_eps < rdp_eps
+    assert aggregator.epsilon == pytest.approx(min(rdp_eps, pld_eps), rel=1e-9)
+
+
+def test_distributed_dp_takes_the_pld_accountant_and_calibrates_to_the_ledgers_bound() -> None:
+    n, rounds, target = 10, 2, 6.0
+    updates = numpy_updates(n, seed=8)
+    runs = {}
+    for accountant in ("pld", "rdp"):
+        aggregator = SecureAggregator(
+            population=n, dp="distributed", accountant=accountant, target_epsilon=target, rounds=rounds
+        )
+        for _ in range(rounds):
+            aggregator.mean(updates)
+        assert aggregator.privacy().accountant == accountant
+        # z is calibrated to the figure the ledger enforces, so the target is met closely
+        assert aggregator.epsilon is not None and 0.97 * target <= aggregator.epsilon <= target
+        with pytest.raises(BudgetExceededError):
+            aggregator.mean(updates)
+        runs[accountant] = aggregator
+    pld, rdp = runs["pld"], runs["rdp"]
+    # for distributed discrete Gaussian noise both report the smaller of the two valid bounds
+    assert pld.noise_multiplier == rdp.noise_multiplier
+    assert pld.epsilon == pytest.approx(rdp.epsilon, rel=1e-12)
+    assert pld.privacy(accountant="rdp").epsilon_per_client == pytest.approx(pld.epsilon, rel=1e-12)
+    event = dp_accounting.SelfComposedDpEvent(pld.ledger.rounds[0].mechanism, rounds)
+    by_pld = distributed_pld_epsilon(event, pld.delta)
+    by_rdp = compute_epsilon(event, pld.delta, accountant="rdp")
+    assert pld.epsilon == pytest.approx(min(by_pld, by_rdp), rel=1e-9)
+    assert by_pld < by_rdp  # the RDP bound alone would have needed more noise
+    # the default is the same accountant; PRV cannot account the discrete Gaussian
+    assert SecureAggregator(population=n, dp="distributed").privacy().accountant == "pld"
+    with pytest.raises(InvalidParameterError, match="'pld' or 'rdp'"):
+        SecureAggregator(population=n, dp="distributed", accountant="prv")
 
 
 def test_distributed_dp_round_aborts_when_more_clients_drop_than_the_noise_allows() -> None:
@@ -231,7 +268,7 @@ def test_sample_cohort_is_a_poisson_sample() -> None:
         ({"dp": "central", "clip_norm": -1.0}, InvalidParameterError),
         ({"target_epsilon": 1.0}, InvalidParameterError),  # no rounds
         ({"target_epsilon": 1.0, "rounds": 3, "noise_multiplier": 1.0}, InvalidParameterError),
-        ({"dp": "distributed", "accountant": "pld"}, InvalidParameterError),
+        ({"dp": "distributed", "accountant": "prv"}, InvalidParameterError),
         ({"clients_per_round": 50}, InvalidParameterError),
         ({"delta": 1.5}, InvalidParameterError),
         ({"population": 1}, InvalidParameterError),

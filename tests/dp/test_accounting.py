@@ -68,6 +68,19 @@ def test_pld_matches_dp_accounting(q: float, z: float, t: int) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "event", [PS(0.1, G(1.0)), G(1.0), SC(PS(0.1, G(1.0)), 2), SC(PS(0.3, G(0.8)), 3)]
+)
+def test_pld_matches_dp_accounting_for_one_and_few_rounds(event: dp_accounting.DpEvent) -> None:
+    # one round is composed exactly as dp-accounting composes it (no densifying or
+    # self-convolution of a PMF it keeps sparse), so the figures agree to rounding
+    reference = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
+    reference.compose(event)
+    assert compute_epsilon(event, 1e-5, accountant="pld", pld_discretization=1e-3) == pytest.approx(
+        reference.get_epsilon(1e-5), rel=1e-12
+    )
+
+
 @pytest.mark.parametrize(("q", "z", "t"), CONFIGS)
 def test_rdp_matches_opacus_and_dp_accounting(q: float, z: float, t: int) -> None:
     event = _dpfedavg(q, z, t)
