@@ -8,7 +8,17 @@ sampled with rate ``Q`` -- ``1`` means every client every round -- for ``T`` rou
 
 From a ledger written by :meth:`dp.ledger.PrivacyLedger.save`::
 
-    secagg audit ledger.json [--delta 1e-5] [--accountant rdp] [--json out.json] [--plot eps.png]
+    secagg audit ledger.json [--ledger-key PATH] [--allow-unsigned] [--delta 1e-5] \\
+        [--accountant rdp] [--json out.json] [--plot eps.png]
+
+**The ledger is verified before anything is computed.** ``save`` seals the file with an
+HMAC-SHA256 whose key it keeps in ``ledger.json.key`` (mode 0600); ``secagg audit`` reads
+that key file by default, or the one given with ``--ledger-key``. A ledger whose seal does
+not match (a round removed, a noise multiplier changed, ...), whose key file is missing or
+is another ledger's, or that is older than its key file records, is refused. A ledger
+written before ledgers were sealed is refused too unless ``--allow-unsigned`` is given;
+its figures are then printed with a warning that they cannot be trusted against edits of
+the file (``"integrity": {"signed": false, ...}`` in the JSON).
 
 **Every epsilon says against whom it holds.** Two threat models give two figures:
 
@@ -24,6 +34,10 @@ From a ledger written by :meth:`dp.ledger.PrivacyLedger.save`::
   neither chooses nor learns the sample; ``amplification_assumption`` states this. It is
   ``null`` when no round is sampled (``Q = 1``): there is nothing to amplify.
 
+Rounds with distributed discrete Gaussian noise are accounted, under ``pld`` and ``rdp``
+alike, by the smaller of the RDP bound and the Gaussian-PLD bound with the closeness
+correction (:func:`dp.accounting.distributed_epsilon`); ``prv`` refuses them.
+
 The curve (table, ``curve`` in the JSON, ``--plot``) is of ``curve_of``: the amplified
 figure when there is one; otherwise, from parameters, the per-client figure, and from a
 ledger ``epsilon_every_round`` (a client in every recorded round, which bounds every
@@ -36,7 +50,8 @@ epsilon], ...]}``.
 Exit status: ``0`` on success; ``2`` when the input is refused, with the reason on
 stderr and no traceback -- invalid parameters (``--rounds 0``, ``--sampling-rate 1.5``,
 ``--noise-multiplier 0``), an accountant refusing work it cannot do within its bounds
-(e.g. ``--noise-multiplier 1e-3``), a ledger that cannot be read or fails verification.
+(e.g. ``--noise-multiplier 1e-3``), a ledger that cannot be read or fails verification
+(one line: ``secagg audit: error: integrity check failed: ...``).
 """
 
 from __future__ import annotations
@@ -59,8 +74,8 @@ from dp.accounting import (
     rdp_curve,
     rdp_to_epsilon,
 )
-from dp.ledger import BudgetScope, PrivacyLedger, curve_rounds
-from secagg.errors import InvalidParameterError, SecAggError
+from dp.ledger import KEY_SUFFIX, BudgetScope, PrivacyLedger, curve_rounds
+from secagg.errors import InvalidParameterError, LedgerIntegrityError, SecAggError
 
 __all__ = [
     "PER_CLIENT_HOLDS_AGAINST",
@@ -101,6 +116,17 @@ def poisson_amplification_assumption(sampling_rate: float) -> str:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``secagg audit`` to ``parser``."""
     parser.add_argument("ledger", nargs="?", metavar="LEDGER.json", help="a saved privacy ledger")
+    parser.add_argument(
+        "--ledger-key",
+        metavar="PATH",
+        help=f"the ledger's key file (default: LEDGER.json{KEY_SUFFIX}, written by save())",
+    )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="also audit a ledger saved before ledgers were sealed (its figures cannot be "
+        "trusted against edits of the file)",
+    )
     parser.add_argument(
         "--noise-multiplier", type=float, metavar="Z", help="Gaussian noise multiplier"
     )
@@ -258,21 +284,55 @@ def _parameters_mode(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _load_ledger(path: str) -> PrivacyLedger:
-    """Load (and verify, as far as :meth:`PrivacyLedger.load` verifies) a saved ledger.
-
-    Every refusal -- unreadable file, not JSON, unknown format or version, a failed
-    integrity check -- becomes an :class:`InvalidParameterError` naming the file and the
-    original error, which :func:`run` reports with exit status 2.
-    """
+def _is_signed(path: str) -> bool | None:
+    """Whether the file has an ``"integrity"`` seal; ``None`` if it is not a JSON object."""
     try:
-        return PrivacyLedger.load(path)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return "integrity" in data if isinstance(data, dict) else None
+
+
+def _load_ledger(
+    path: str, *, key_path: str | None = None, allow_unsigned: bool = False
+) -> tuple[PrivacyLedger, str | None]:
+    """Load and verify a saved ledger; returns it and the key file that verified it.
+
+    The seal is checked with the key file ``key_path`` (default ``path + ".key"``). An
+    unsealed ledger is read only with ``allow_unsigned`` (the key file is then unused and
+    ``None`` is returned for it).
+
+    Raises:
+        LedgerIntegrityError: the ledger is unsigned (without ``allow_unsigned``), its key
+            file is missing, or :meth:`PrivacyLedger.load` refuses its seal.
+        InvalidParameterError: the file cannot be read or is not a well-formed ledger.
+    """
+    key_file = key_path if key_path is not None else path + KEY_SUFFIX
+    signed = _is_signed(path)
+    try:
+        ledger = PrivacyLedger.load(path, key_path=key_file, allow_unsigned=allow_unsigned)
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidParameterError(f"cannot read the ledger {path}: {exc}") from exc
+    except LedgerIntegrityError as exc:
+        # the same refusals, worded for the command line
+        if signed is False:
+            raise LedgerIntegrityError(
+                f"{path} is not signed: anyone who could write it could have lowered its "
+                "epsilons; pass --allow-unsigned only for a ledger you trust that was saved "
+                "before ledgers were sealed"
+            ) from exc
+        if signed and not os.path.exists(key_file):
+            raise LedgerIntegrityError(
+                f"no key file {key_file} to check {path} with; if its key file is elsewhere, "
+                "give it with --ledger-key PATH"
+            ) from exc
+        raise
     except SecAggError as exc:
         raise InvalidParameterError(
             f"cannot load the ledger {path}: {type(exc).__name__}: {exc}"
         ) from exc
+    return ledger, key_file if signed else None
 
 
 def _worst_client(
@@ -326,7 +386,15 @@ _SCOPE_HOLDS_AGAINST = {
 def _ledger_mode(args: argparse.Namespace) -> dict[str, Any]:
     if any(v is not None for v in (args.noise_multiplier, args.sampling_rate, args.rounds)):
         raise InvalidParameterError("give either a LEDGER.json or the parameters, not both")
-    ledger = _load_ledger(args.ledger)
+    ledger, key_file = _load_ledger(
+        args.ledger, key_path=args.ledger_key, allow_unsigned=args.allow_unsigned
+    )
+    if key_file is None:
+        print(
+            f"secagg audit: warning: {args.ledger} is not signed (--allow-unsigned): its figures "
+            "cannot be trusted against edits of the file",
+            file=sys.stderr,
+        )
     if len(ledger) == 0:
         raise InvalidParameterError(f"{args.ledger} records no rounds")
     delta = args.delta
@@ -363,6 +431,7 @@ def _ledger_mode(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": len(ledger),
         "curve_of": "epsilon_amplified" if sampled else "epsilon_every_round",
         "curve": [[t, e] for t, e in curve],
+        "integrity": {"signed": key_file is not None, "key_file": key_file},
     }
     if not sampled:  # nothing to amplify: the population figure is a client in every round
         result["epsilon_every_round"] = curve[-1][1]
@@ -500,7 +569,13 @@ def _finite_json(value: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``secagg audit``; returns the exit status (2 when the input is refused)."""
     try:
+        if not args.ledger and (args.ledger_key is not None or args.allow_unsigned):
+            raise InvalidParameterError("--ledger-key and --allow-unsigned need a LEDGER.json")
         result = _ledger_mode(args) if args.ledger else _parameters_mode(args)
+    except LedgerIntegrityError as exc:
+        message = " ".join(str(exc).split())
+        print(f"secagg audit: error: integrity check failed: {message}", file=sys.stderr)
+        return EXIT_REFUSED
     except SecAggError as exc:
         # Invalid parameters, an accountant's refusal, a ledger that fails to load or verify.
         print(f"secagg audit: error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -268,6 +268,115 @@ def test_ledger_that_fails_to_load_exits_with_status_2(tmp_path, capsys) -> None
     assert "cannot read the ledger" in _refused(capsys, [str(binary), "--delta", "1e-5"])
 
 
+def _three_round_ledger() -> PrivacyLedger:
+    ledger = PrivacyLedger()
+    for z, cohort in ((2.0, ("a", "b")), (1.5, ("a",)), (3.0, ("c",))):
+        ledger.spend(
+            RoundRecord(
+                dp_accounting.GaussianDpEvent(z), ClientSampling.from_counts(2, 10), participants=cohort
+            )
+        )
+    return ledger
+
+
+def _audit(path: object, *extra: str) -> list[str]:
+    return [str(path), "--delta", "1e-5", "--quiet", *extra]
+
+
+def _integrity_refused(capsys, args: list[str]) -> str:  # type: ignore[no-untyped-def]
+    err = _refused(capsys, args)
+    assert err.startswith("secagg audit: error: integrity check failed: ")
+    assert err.count("\n") == 1  # one line
+    return err
+
+
+def test_a_saved_ledger_is_verified_with_its_key_file(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ledger = _three_round_ledger()
+    path, out = tmp_path / "ledger.json", tmp_path / "audit.json"
+    ledger.save(path)
+    assert (tmp_path / "ledger.json.key").exists()
+    assert main(["audit", *_audit(path, "--json", str(out))]) == 0
+    result = json.loads(out.read_text())
+    assert result["integrity"] == {"signed": True, "key_file": f"{path}.key"}
+    assert result["rounds"] == 3
+    assert result["epsilon_per_client"] == pytest.approx(ledger.worst_client_epsilon(1e-5), rel=1e-12)
+    assert "warning" not in capsys.readouterr().err
+
+
+def _edited(path, edit) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def test_an_edited_ledger_is_refused_with_status_2(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ledger.json"
+    _three_round_ledger().save(path)
+    original = path.read_text()
+
+    def drop_a_round(data: dict) -> None:  # type: ignore[type-arg]
+        # the most expensive round goes, the rest renumbered: a careful forgery
+        del data["rounds"][1]
+        for i, r in enumerate(data["rounds"]):
+            r["round"] = i + 1
+
+    def raise_sigma(data: dict) -> None:  # type: ignore[type-arg]
+        data["rounds"][1]["mechanism"]["noise_multiplier"] = 15.0
+
+    for edit in (drop_a_round, raise_sigma):
+        path.write_text(original)
+        _edited(path, edit)
+        err = _integrity_refused(capsys, _audit(path, "--json", str(tmp_path / "out.json")))
+        assert f"{path} does not match its MAC" in err
+        assert not (tmp_path / "out.json").exists()  # no figures from a forged ledger
+    # the intact file audits again
+    path.write_text(original)
+    assert main(["audit", *_audit(path)]) == 0
+
+
+def test_an_unsigned_ledger_needs_allow_unsigned(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ledger = _three_round_ledger()
+    path, out = tmp_path / "old.json", tmp_path / "audit.json"
+    path.write_text(ledger.to_json())  # as ledgers were written before they were sealed
+    err = _integrity_refused(capsys, _audit(path))
+    assert f"{path} is not signed" in err and "--allow-unsigned" in err
+    assert main(["audit", *_audit(path, "--allow-unsigned", "--json", str(out))]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"secagg audit: warning: {path} is not signed (--allow-unsigned): its figures cannot be "
+        "trusted against edits of the file\n"
+    )
+    result = json.loads(out.read_text())
+    assert result["integrity"] == {"signed": False, "key_file": None}
+    assert result["epsilon_per_client"] == pytest.approx(ledger.worst_client_epsilon(1e-5), rel=1e-12)
+    # --allow-unsigned does not weaken the check of a sealed ledger
+    sealed = tmp_path / "sealed.json"
+    ledger.save(sealed)
+    _edited(sealed, lambda d: d["rounds"].pop())
+    assert "does not match its MAC" in _integrity_refused(capsys, _audit(sealed, "--allow-unsigned"))
+
+
+def test_a_key_file_elsewhere_is_given_with_ledger_key(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ledger = _three_round_ledger()
+    path, out = tmp_path / "ledger.json", tmp_path / "audit.json"
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    ledger.save(path, key_path=keys / "run.key")
+    assert not (tmp_path / "ledger.json.key").exists()
+    err = _integrity_refused(capsys, _audit(path))
+    assert f"no key file {path}.key" in err and "--ledger-key PATH" in err
+    assert main(["audit", *_audit(path, "--ledger-key", str(keys / "run.key"), "--json", str(out))]) == 0
+    assert json.loads(out.read_text())["integrity"]["key_file"] == str(keys / "run.key")
+    # another ledger's key does not verify it
+    other = tmp_path / "other.json"
+    _three_round_ledger().save(other)
+    err = _integrity_refused(capsys, _audit(path, "--ledger-key", f"{other}.key"))
+    assert str(path) in err
+    # the options need a ledger
+    params = ["--noise-multiplier", "1", "--sampling-rate", "0.1", "--rounds", "3", "--delta", "1e-5"]
+    assert "need a LEDGER.json" in _refused(capsys, [*params, "--allow-unsigned"])
+
+
 def test_errors_are_reported(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert "missing --sampling-rate, --rounds" in _refused(
         capsys, ["--noise-multiplier", "1.0", "--delta", "1e-5"]
