@@ -165,7 +165,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="PATH", help="write the machine-readable result here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of epsilon against rounds here")
-    parser.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no table, no progress bar (needs --json PATH or --plot PATH)",
+    )
 
 
 def parameter_curve(
@@ -569,6 +573,11 @@ def _finite_json(value: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``secagg audit``; returns the exit status (2 when the input is refused)."""
     try:
+        if args.quiet and not (args.json or args.plot):
+            raise InvalidParameterError(
+                "--quiet without --json PATH (or --plot PATH) would output nothing; "
+                "give --json PATH or drop --quiet"
+            )
         if not args.ledger and (args.ledger_key is not None or args.allow_unsigned):
             raise InvalidParameterError("--ledger-key and --allow-unsigned need a LEDGER.json")
         result = _ledger_mode(args) if args.ledger else _parameters_mode(args)

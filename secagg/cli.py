@@ -8,12 +8,16 @@ Each subcommand module provides::
     def run(args: argparse.Namespace) -> int: ...
 
 and every subcommand accepts ``--json PATH`` to write its machine-readable result.
+
+``secagg --version`` prints the installed version. An interrupt (Ctrl-C) during any
+subcommand ends it with one line on stderr and exit status 130, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -29,6 +33,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DISTRIBUTION = "secagg-fl"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+
+
+def version() -> str:
+    """The installed version of the package (the source tree's when it is not installed)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        from secagg import __version__
+
+        return __version__
+
+
 class _SubcommandModule(Protocol):
     def configure(self, parser: argparse.ArgumentParser) -> None: ...
 
@@ -41,6 +59,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         prog="secagg",
         description="Privacy-hardened secure aggregation for federated learning.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers: dict[str, argparse.ArgumentParser] = {}
     for name, (_, help_text) in SUBCOMMANDS.items():
@@ -55,6 +74,14 @@ def _load(name: str) -> _SubcommandModule:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("secagg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
     command = next((a for a in args_list if not a.startswith("-")), None)

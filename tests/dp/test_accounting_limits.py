@@ -167,7 +167,6 @@ def test_cli_refuses_tiny_noise_with_a_typed_error(capsys: pytest.CaptureFixture
             "30",
             "--delta",
             "1e-5",
-            "--quiet",
         ]
     )
     err = capsys.readouterr().err

@@ -204,7 +204,7 @@ def test_refused_parameters_exit_with_status_2(capsys, override, message) -> Non
     args = {"--noise-multiplier": "1", "--sampling-rate": "0.1", "--rounds": "3"}
     args[override[0]] = override[1]
     flat = [x for kv in args.items() for x in kv]
-    assert message in _refused(capsys, [*flat, "--delta", "1e-5", "--quiet"])
+    assert message in _refused(capsys, [*flat, "--delta", "1e-5"])
 
 
 def _accountant_refuses_tiny_noise() -> bool:
@@ -228,7 +228,7 @@ def test_accountant_refusal_exits_with_status_2(tmp_path) -> None:  # type: igno
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
 
     cmd = [sys.executable, "-m", "secagg", "audit", "--noise-multiplier", "1e-3"]
-    cmd += ["--sampling-rate", "0.1", "--rounds", "3", "--delta", "1e-5", "--quiet"]
+    cmd += ["--sampling-rate", "0.1", "--rounds", "3", "--delta", "1e-5"]
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -280,7 +280,7 @@ def _three_round_ledger() -> PrivacyLedger:
 
 
 def _audit(path: object, *extra: str) -> list[str]:
-    return [str(path), "--delta", "1e-5", "--quiet", *extra]
+    return [str(path), "--delta", "1e-5", *extra]
 
 
 def _integrity_refused(capsys, args: list[str]) -> str:  # type: ignore[no-untyped-def]

@@ -71,7 +71,7 @@ def test_edited_ledger_is_refused_by_secagg_audit(tmp_path: Path, capsys) -> Non
     path = tmp_path / "ledger.json"
     _ledger().save(path)
     _edit(path, lambda d: d["rounds"][0]["mechanism"].update(noise_multiplier=1e30))
-    assert main(["audit", str(path), "--delta", "1e-5", "--quiet"]) != 0
+    assert main(["audit", str(path), "--delta", "1e-5"]) != 0
     assert "does not match its MAC" in capsys.readouterr().err
 
 
