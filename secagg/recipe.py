@@ -895,7 +895,8 @@ class SecureAggregator:
         Args:
             updates: client id -> update (a torch state-dict delta, a dict or list of
                 numpy arrays or tensors, or one array), or a list (ids ``0..n-1``). All
-                updates must have the same structure.
+                updates must have the same structure: the same keys (in any order) or
+                number of leaves, and the same shapes.
             weights: optional positive per-client weights (e.g. example counts, at most
                 ``max_weight``) for a weighted mean; the server learns only their sum.
                 Not available with user-level DP (weights would change the sensitivity).
@@ -907,7 +908,8 @@ class SecureAggregator:
                 ``local_dp={}`` included, is refused).
 
         Returns:
-            The mean, in the structure of the updates. With user-level DP it is the noised
+            The mean, in the structure of the first update (its keys, in its order; a
+            Python float leaf comes back as a float). With user-level DP it is the noised
             sum over the *expected* cohort size (the DP-FedAvg estimator).
 
         Accounting: if the cohort is a subset of the one :meth:`sample_cohort` drew for
@@ -974,7 +976,16 @@ class SecureAggregator:
             self._skip_round(ids, items)
         vectors: list[F64] = []
         layout: Any = None
+        first = items[0] if items else None
         for cid, item in zip(ids, items):
+            if isinstance(first, Mapping) and isinstance(item, Mapping) and item is not first:
+                # a mapping's keys name its leaves: the first update's order is the order
+                if item.keys() != first.keys():
+                    raise InvalidParameterError(
+                        f"the update of client {cid!r} has a different structure: "
+                        f"{_key_difference(first, item)}"
+                    )
+                item = {k: item[k] for k in first}
             vector, this_layout = flatten_update(item)
             if layout is None:
                 layout = this_layout
@@ -983,7 +994,10 @@ class SecureAggregator:
                 layout.shapes,
                 layout.kind,
             ):
-                raise InvalidParameterError(f"the update of client {cid!r} has a different structure")
+                raise InvalidParameterError(
+                    f"the update of client {cid!r} has a different structure: "
+                    f"{_layout_difference(layout, this_layout)}"
+                )
             vectors.append(vector)
         matrix = np.stack(vectors) if vectors else np.zeros((0, 0))
         d = int(matrix.shape[1])
@@ -1088,7 +1102,7 @@ class SecureAggregator:
             sampled=sampled and self.clients_per_round < self.population,
         )
         self._history.append(report)
-        return layout.unflatten(out)
+        return _rebuild_like(first, layout.unflatten(out))
 
     # -- sampling and accounting --------------------------------------------------------
 
@@ -1391,6 +1405,49 @@ def _split_updates(updates: Mapping[Any, Any] | Sequence[Any]) -> tuple[list[Cli
     if len({str(c) for c in ids}) != len(ids):
         raise InvalidParameterError("client ids must be distinct (also as strings)")
     return ids, items
+
+
+def _key_difference(first: Mapping[Any, Any], other: Mapping[Any, Any]) -> str:
+    """What sets ``other``'s keys apart from ``first``'s, for an error message."""
+    missing = [k for k in first if k not in other]
+    extra = [k for k in other if k not in first]
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing!r}")
+    if extra:
+        parts.append(f"extra keys {extra!r}")
+    return ", ".join(parts) or "different keys"
+
+
+def _layout_difference(expected: Any, got: Any) -> str:
+    """What sets the layout ``got`` apart from ``expected``, for an error message."""
+    if got.kind != expected.kind:
+        return f"a {got.kind} instead of a {expected.kind}"
+    if len(got.shapes) != len(expected.shapes):
+        return f"{len(got.shapes)} leaves instead of {len(expected.shapes)}"
+    what = "key" if expected.kind == "mapping" else "leaf"
+    shapes = [
+        f"{what} {name!r} has shape {g} instead of {e}"
+        for name, e, g in zip(expected.names, expected.shapes, got.shapes)
+        if e != g
+    ]
+    return "; ".join(shapes) or "different leaves"
+
+
+def _rebuild_like(update: Any, result: Any) -> Any:
+    """Give ``result`` (rebuilt from a layout) the keys and leaf types of ``update``.
+
+    A mapping keeps the update's own keys (the layout spells them as strings) and a sequence
+    of Python floats comes back as Python floats rather than 0-d arrays.
+    """
+    if isinstance(update, Mapping) and isinstance(result, dict):
+        return {
+            k: float(v) if type(update[k]) is float else v
+            for k, v in zip(update.keys(), result.values())
+        }
+    if isinstance(result, list) and not isinstance(update, Mapping):
+        return [float(v) if type(u) is float else v for u, v in zip(update, result)]
+    return result
 
 
 def _population_ids(clients: Iterable[Any], population: int) -> frozenset[ClientId]:

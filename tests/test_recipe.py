@@ -307,3 +307,53 @@ def test_enums_and_strings_are_interchangeable() -> None:
     a = SecureAggregator(population=4, protocol=AggregationProtocol.SECAGG, dp=DPMode.NONE)
     b = SecureAggregator(population=4, protocol="secagg", dp="none")
     assert (a.protocol, a.dp) == (b.protocol, b.dp) == (AggregationProtocol.SECAGG, DPMode.NONE)
+
+
+def test_dict_updates_may_list_their_keys_in_any_order() -> None:
+    n = 5
+    updates = numpy_updates(n)
+    shuffled = {c: dict(reversed(list(u.items()))) if c % 2 else u for c, u in updates.items()}
+    assert list(shuffled[1]) == ["b", "w"]
+    aggregator = SecureAggregator(population=n, dp="none", clip_norm=None)
+    mean = aggregator.mean(shuffled)
+    assert list(mean) == ["w", "b"]  # the first update's order
+    expected = plain_mean(updates, list(range(n)))
+    for key in ("w", "b"):
+        assert mean[key].shape == expected[key].shape
+        assert np.allclose(mean[key], expected[key], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("other", "names"),
+    [
+        ({"w": np.zeros((3, 4))}, ["missing keys ['b']"]),
+        ({"w": np.zeros((3, 4)), "b": np.zeros(4), "c": np.zeros(1)}, ["extra keys ['c']"]),
+        ({"w": np.zeros((3, 4)), "x": np.zeros(4)}, ["missing keys ['b']", "extra keys ['x']"]),
+        ({"w": np.zeros((4, 3)), "b": np.zeros(4)}, ["'w'", "(4, 3)", "(3, 4)"]),
+    ],
+    ids=["missing", "extra", "renamed", "shape"],
+)
+def test_a_different_structure_is_refused_naming_the_difference(
+    other: dict[str, np.ndarray], names: list[str]
+) -> None:
+    aggregator = SecureAggregator(population=4, dp="none", clip_norm=None)
+    with pytest.raises(InvalidParameterError, match="client 3 has a different structure") as exc:
+        aggregator.mean({**numpy_updates(4), 3: other})
+    for name in names:
+        assert name in str(exc.value)
+    assert aggregator.last_round is None
+
+
+def test_list_updates_of_different_shapes_name_the_leaf() -> None:
+    updates = [[np.zeros(2), np.zeros(3)] for _ in range(3)] + [[np.zeros(2), np.zeros(4)]]
+    with pytest.raises(InvalidParameterError, match=r"leaf '1' has shape \(4,\) instead of \(3,\)"):
+        SecureAggregator(population=4, dp="none", clip_norm=None).mean(updates)
+
+
+def test_a_list_of_floats_comes_back_as_floats() -> None:
+    n = 5
+    updates = [[0.1 * c, -0.05 * c, 0.02] for c in range(n)]
+    mean = SecureAggregator(population=n, dp="none", clip_norm=None).mean(updates)
+    assert isinstance(mean, list) and len(mean) == 3
+    assert all(type(x) is float for x in mean)
+    assert np.allclose(mean, np.mean(updates, axis=0), atol=1e-6)
