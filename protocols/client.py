@@ -112,6 +112,7 @@ from secagg.keys import PROTOCOL_NAME, PROTOCOL_VERSION, KeyPair, Purpose, deriv
 from secagg.shamir import SHARE_BYTES, Share, split
 from secagg.signing import IdentityKey, verify_signature
 from secagg.transcript import canonical
+from threat_models.parameters import consistency_quorum
 
 __all__ = [
     "SecAggClient",
@@ -320,6 +321,7 @@ class SecAggClient:
         self._neighbours: frozenset[int] = frozenset()
         self._cohort: tuple[int, ...] = ()
         self._entries: tuple[SeedEntry, ...] = ()
+        self._committed: frozenset[int] = frozenset()
         self._reveal: bytes | None = None
         self._commitment: bytes = b""
         self._context: bytes | None = None
@@ -566,6 +568,7 @@ class SecAggClient:
             )
         reply = SeedReveal(round_id=self.config.round_id, sender=self.client_id, reveal=self._reveal)
         self._entries = m.entries
+        self._committed = frozenset(ids)
         self._stage = self._next_stage(Stage.GRAPH_SEED)
         return reply
 
@@ -773,8 +776,7 @@ class SecAggClient:
             if not surviving_neighbours <= self._held.keys():
                 raise ProtocolAbortError("survivor list names a neighbour that never shared keys")
             if self.config.consistent:
-                committed = {e.client_id for e in self._entries}
-                if any(v not in committed for v in survivors):
+                if any(v not in self._committed for v in survivors):
                     raise ProtocolAbortError("survivor list names a client that never committed to the graph seed")
         if self.hardening.check_survivor_count:
             if len(survivors) < params.min_aggregate_size:
@@ -822,7 +824,8 @@ class SecAggClient:
         if self.hardening.verified_survivors:
             quorum = params.consistency_quorum
         else:
-            quorum = min(params.consistency_quorum, (params.num_clients + params.max_colluders) // 2 + 1)
+            # the majority part of the quorum only (what counted before list entries were verified)
+            quorum = min(params.consistency_quorum, consistency_quorum(params.num_clients, params.max_colluders, 2))
         if len(signers) < quorum:
             raise ThresholdNotMetError(f"{len(signers)} survivors signed the survivor set, {quorum} needed")
         transcript = consistency_transcript(
@@ -842,8 +845,7 @@ class SecAggClient:
         sharers = m.key_sharers
         _strictly_increasing("key_sharers", sharers)
         sharer_set = set(sharers)
-        committed = {e.client_id for e in self._entries}
-        if not survivor_set <= sharer_set or not sharer_set <= committed or not held <= sharer_set:
+        if not survivor_set <= sharer_set or not sharer_set <= self._committed or not held <= sharer_set:
             raise ProtocolAbortError("the key-sharer list contradicts the survivors or this client's peers")
         by_peer = {a.peer: a.signature for a in m.attestations}
         if len(by_peer) != len(m.attestations):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from secagg.errors import InvalidParameterError
 
@@ -157,6 +157,7 @@ class Ring:
 
     order: tuple[int, ...]
     degree: int
+    _position: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.order)
@@ -173,7 +174,7 @@ class Ring:
 
     def neighbours(self, node: int) -> frozenset[int]:
         """``node``'s ``k`` neighbours."""
-        position: dict[int, int] = self._position  # type: ignore[attr-defined]
+        position = self._position
         if node not in position:
             raise InvalidParameterError(f"client {node} is not on the ring")
         n = len(self.order)

@@ -180,6 +180,8 @@ class SecAggServer:
         self._verify = verify_relayed
         self._ids = ids
         self._cohort = frozenset(ids)
+        self._cohort_digest = cohort_digest(ids) if config.consistent else None
+        self._survivor_transcript = b""
         self._nbrs: dict[int, frozenset[int]] = {u: frozenset(graph[u]) for u in ids} if graph is not None else {}
         self._stage: Stage | None = None
         self._started = False
@@ -398,7 +400,7 @@ class SecAggServer:
                 share_public=m.share_public,
                 round_id=self.config.round_id,
                 model_hash=self._model_hash,
-                cohort=cohort_digest(self._ids) if self.config.consistent else None,
+                cohort=self._cohort_digest,
                 commitment=m.seed_commitment if self.config.consistent else None,
             )
             self._check_signature(m.sender, m.signature, transcript, "key signature")
@@ -569,6 +571,9 @@ class SecAggServer:
         rid = self.config.round_id
         survivors = tuple(sorted(u3))
         if Stage.CONSISTENCY_CHECK in self.config.stages:
+            self._survivor_transcript = consistency_transcript(
+                survivors=survivors, round_id=self.config.round_id, context=self._context
+            )
             self._stage = Stage.CONSISTENCY_CHECK
             return [ConsistencyRequest(round_id=rid, recipient=u, survivors=survivors) for u in survivors]
         self._u4 = u3
@@ -578,10 +583,7 @@ class SecAggServer:
     # ------------------------------------------------------------------ stage 4
 
     def _on_consistency_signature(self, m: ConsistencySignature) -> None:
-        transcript = consistency_transcript(
-            survivors=tuple(sorted(self._u3)), round_id=self.config.round_id, context=self._context
-        )
-        self._check_signature(m.sender, m.signature, transcript, "survivor-set signature")
+        self._check_signature(m.sender, m.signature, self._survivor_transcript, "survivor-set signature")
         self._signatures[m.sender] = m.signature
 
     def _after_consistency(self, u4: frozenset[int]) -> list[Message]:

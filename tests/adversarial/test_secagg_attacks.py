@@ -26,6 +26,7 @@ from protocols import (
     Stage,
     UnmaskResponse,
     setup_round,
+    simulate,
 )
 from protocols.messages import Message
 from secagg.errors import ReplayError, RoundRestartError, SecAggError
@@ -446,8 +447,6 @@ def test_one_bad_client_aborts_the_round_through_an_unverifying_relay(stage: Sta
 
 
 def test_a_withheld_reveal_restarts_the_round_without_the_client() -> None:
-    from protocols import simulate
-
     updates = {cid: np.full(4, float(cid)) for cid in range(1, 11)}
     result = simulate(updates, protocol="secagg+", dropouts={"graph_seed": [4]})
     assert 4 not in result.survivors and result.details["restarts"] == 1
