@@ -12,6 +12,9 @@ says *which* check failed, as Fernet's ``InvalidToken`` does.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 __all__ = [
     "SecAggError",
     "InvalidParameterError",
@@ -30,6 +33,8 @@ __all__ = [
     "BudgetExceededError",
     "UnsupportedEventError",
     "LedgerIntegrityError",
+    "MissingExtraError",
+    "require_extra",
 ]
 
 
@@ -122,3 +127,47 @@ class UnsupportedEventError(SecAggError, TypeError):
 
 class LedgerIntegrityError(SecAggError):
     """A saved privacy ledger failed its integrity check (modified, rolled back, unsigned, or no key)."""
+
+
+class MissingExtraError(SecAggError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    The core install (``pip install secagg-fl``) carries only what the primitives, the
+    protocols, the accounting and the server side need. Tensors and Opacus, the
+    evaluation harness, plots and Flower are extras; the message names the one to
+    install, e.g. ``pip install 'secagg-fl[torch]'``.
+
+    Attributes:
+        extra: the name of the extra that provides the missing module.
+        module: the top-level module that could not be imported.
+    """
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        self.feature = feature
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {module!r}, which is not installed: "
+            f"pip install 'secagg-fl[{extra}]'",
+            name=module,
+        )
+
+
+def require_extra(module: str, extra: str, feature: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtraError` naming ``extra``.
+
+    Args:
+        module: the module to import (e.g. ``"torch"``).
+        extra: the extra of ``secagg-fl`` that installs it (e.g. ``"torch"``).
+        feature: what needs it, for the message (e.g. ``"dp.opacus_client"``).
+
+    Returns:
+        The imported module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = (exc.name or module).split(".")[0]
+        if missing != module.split(".")[0]:
+            raise
+        raise MissingExtraError(feature, missing, extra) from exc
