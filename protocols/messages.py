@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 SERVER_ID = 0
+"""The server's party id on the wire; clients have ids in ``[1, 2^63 - 1]``."""
 WIRE_VERSION = 2
 MAGIC = b"SA"
 MAX_MESSAGE_BYTES = 1 << 32

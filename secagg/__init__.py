@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SecAggError", "__version__", "SecureAggregator", "AggregationProtocol", "DPMode", "RoundReport"]
 __version__ = "0.1.0"
+"""The installed release of secagg-fl (the ``version`` of ``pyproject.toml``)."""
 
 # The recipe is imported on first use, so that ``import secagg`` (and ``secagg --help``)
 # stays light.
