@@ -95,7 +95,12 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from scipy import special
 
 from dp.events import DistributedDiscreteGaussianDpEvent, DistributedSkellamDpEvent
-from secagg.errors import InvalidParameterError, SecAggError, UnsupportedEventError
+from secagg.errors import (
+    InvalidParameterError,
+    SecAggError,
+    UnsupportedEventError,
+    raise_missing_extra,
+)
 
 __all__ = [
     "AccountantKind",
@@ -828,7 +833,10 @@ class PrvAccountant(_ValidatingAccountant):
         )
 
     def _opacus(self) -> Any:
-        from opacus.accountants import PRVAccountant
+        try:
+            from opacus.accountants import PRVAccountant
+        except ImportError as exc:  # Opacus comes with the torch extra
+            raise_missing_extra(exc, "torch", "the PRV accountant")
 
         acc = PRVAccountant()
         acc.history = list(self._history)

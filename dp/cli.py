@@ -75,7 +75,12 @@ from dp.accounting import (
     rdp_to_epsilon,
 )
 from dp.ledger import KEY_SUFFIX, BudgetScope, PrivacyLedger, curve_rounds
-from secagg.errors import InvalidParameterError, LedgerIntegrityError, SecAggError
+from secagg.errors import (
+    InvalidParameterError,
+    LedgerIntegrityError,
+    SecAggError,
+    require_installed,
+)
 
 __all__ = [
     "PER_CLIENT_HOLDS_AGAINST",
@@ -580,6 +585,8 @@ def run(args: argparse.Namespace) -> int:
             )
         if not args.ledger and (args.ledger_key is not None or args.allow_unsigned):
             raise InvalidParameterError("--ledger-key and --allow-unsigned need a LEDGER.json")
+        if args.plot:
+            require_installed(("matplotlib",), "plot", "secagg audit --plot")
         result = _ledger_mode(args) if args.ledger else _parameters_mode(args)
     except LedgerIntegrityError as exc:
         message = " ".join(str(exc).split())

@@ -41,17 +41,21 @@ from typing import Any
 
 import dp_accounting
 import numpy as np
-import torch
-from opacus import GradSampleModule
-from opacus.accountants import create_accountant
-from opacus.accountants.accountant import IAccountant
-from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
-from opacus.optimizers import DPOptimizer
-from opacus.validators import ModuleValidator
-from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from dp.samplers import sample_gaussian, sample_uniform
-from secagg.errors import BudgetExceededError, InvalidParameterError
+from secagg.errors import BudgetExceededError, InvalidParameterError, raise_missing_extra
+
+try:
+    import torch
+    from opacus import GradSampleModule
+    from opacus.accountants import create_accountant
+    from opacus.accountants.accountant import IAccountant
+    from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
+    from opacus.optimizers import DPOptimizer
+    from opacus.validators import ModuleValidator
+    from torch.utils.data import DataLoader, IterableDataset, Sampler
+except ImportError as exc:  # the core install has neither torch nor Opacus
+    raise_missing_extra(exc, "torch", "dp.opacus_client")
 
 __all__ = [
     "OpacusAccountantKind",

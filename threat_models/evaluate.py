@@ -43,11 +43,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
 from tqdm import tqdm
 
-from secagg.errors import InvalidParameterError, SecAggError
+from secagg.errors import InvalidParameterError, SecAggError, raise_missing_extra
 from threat_models.attacks import gradient_inversion as gi
 from threat_models.attacks import membership as mia
 from threat_models.attacks import model_level as ml
@@ -68,6 +66,12 @@ from threat_models.data import (
     num_parameters,
     split_indices,
 )
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.evaluate")
 
 __all__ = [
     "Family",

@@ -16,11 +16,14 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure as MplFigure
-
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.evaluate import EvaluationResult, Family, Figure, ImagePanel, Row, summary_table
+
+try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+except ImportError as exc:  # the core install has no matplotlib
+    raise_missing_extra(exc, "eval", "threat_models.report")
 
 __all__ = ["save_image_grid", "save_figure", "write_report", "markdown_report", "WHY_NOT_STOPPED"]
 
