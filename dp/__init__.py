@@ -12,7 +12,13 @@ ledger, accountants and audits. Every name below is imported on first use, so th
 * distributed DP through secure aggregation: :func:`select_parameters` and
   :class:`DistributedDPEncoder` (a ``VectorEncoder`` for the masking protocols);
 * Opacus in federated clients: :func:`train_private_round`, :class:`OpacusClientState`;
-* events: :class:`DistributedDiscreteGaussianDpEvent`, :class:`DistributedSkellamDpEvent`.
+* events: :class:`DistributedDiscreteGaussianDpEvent`, :class:`DistributedSkellamDpEvent`;
+* accounting: :func:`compute_epsilon` (``pld``, ``rdp`` or ``prv``, :class:`AccountantKind`),
+  :func:`distributed_epsilon`, and the budget-enforcing :class:`PrivacyLedger`;
+* empirical audits: :func:`one_run_audit`, :class:`CanaryClients`.
+
+How much noise to choose, and which epsilon to read (per client or amplified by
+sampling), is discussed with figures in :mod:`threat_models` ("Choosing parameters").
 """
 
 from __future__ import annotations

@@ -50,21 +50,19 @@ the *unhardened baseline* (only by explicit opt-in): pass
 ``hardening=Hardening.unhardened()`` (or a :class:`Hardening` with single flags off) to
 :func:`simulate` / :func:`setup_round` / :class:`SecAggClient`:
 
-================================================  ==========================================
-attack                                            check (``Hardening`` flag)
-================================================  ==========================================
-client listed both dropped and surviving           ``check_survivor_lists``
-dropouts faked below the minimum aggregate size    ``check_survivor_count``
-public keys substituted by the server              ``authenticate_keys`` (malicious variant)
-signed keys replayed from an older round           ``round_bound_signatures``
-different global models to different clients       ``model_bound_signatures`` (``model_hash``)
-different survivor sets to different clients      ``consistency_check`` (lying server)
-survivor list padded with ids that gave nothing    ``verified_survivors`` (lying server)
-victim given only ``t`` peers' shares              ``attest_masking_sets`` (lying server)
-graph chosen by the server (SecAgg+)               ``derive_graph`` (lying server)
-signatures replayed from another execution        ``fresh_signatures`` (lying server)
-one round id executed twice                        ``refuse_round_reuse`` (identity's round log)
-================================================  ==========================================
+| attack | check (``Hardening`` flag) |
+| --- | --- |
+| client listed both dropped and surviving | ``check_survivor_lists`` |
+| dropouts faked below the minimum aggregate size | ``check_survivor_count`` |
+| public keys substituted by the server | ``authenticate_keys`` (malicious variant) |
+| signed keys replayed from an older round | ``round_bound_signatures`` |
+| different global models to different clients | ``model_bound_signatures`` (``model_hash``) |
+| different survivor sets to different clients | ``consistency_check`` (lying server) |
+| survivor list padded with ids that gave nothing | ``verified_survivors`` (lying server) |
+| victim given only ``t`` peers' shares | ``attest_masking_sets`` (lying server) |
+| graph chosen by the server (SecAgg+) | ``derive_graph`` (lying server) |
+| signatures replayed from another execution | ``fresh_signatures`` (lying server) |
+| one round id executed twice | ``refuse_round_reuse`` (identity's round log) |
 
 Message-level replays (an old round's message, a stage already passed) are always
 refused (:class:`~secagg.errors.ReplayError`); they are not a hardening option. The

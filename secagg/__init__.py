@@ -2,6 +2,21 @@
 
 ``secagg`` holds the cryptographic primitives (the precise, parameterised layer) and the
 recipe users drive from their training loop.
+
+* The recipe: :class:`SecureAggregator` (one object per training run; ``sample_cohort()``
+  and ``mean(deltas)`` once per round), with :class:`AggregationProtocol`,
+  :class:`DPMode` and the per-round :class:`RoundReport`.
+* Errors: every error of the library derives from :class:`SecAggError`
+  (:mod:`secagg.errors`).
+* Primitives, each parameterised by its caller: :mod:`secagg.encoding` (fixed-point
+  vectors in ``Z_(2^b)``), :mod:`secagg.prg` (AES-CTR / ChaCha20 masks),
+  :mod:`secagg.keys` (X25519 + HKDF), :mod:`secagg.aead` (AES-GCM share cipher),
+  :mod:`secagg.signing` (Ed25519), :mod:`secagg.shamir`, :mod:`secagg.paillier`,
+  :mod:`secagg.threshold_paillier`, :mod:`secagg.transcript`.
+* The ``secagg`` console script: :mod:`secagg.cli`.
+
+The protocols built on them are in :mod:`protocols`, the privacy accounting in :mod:`dp`,
+the adversary and the choice of parameters in :mod:`threat_models`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ fraction, minimum aggregate size); :func:`secagg_parameters` and
 threshold from it or raise :class:`~secagg.errors.InfeasibleThreatModelError`.
 The attacks (:mod:`threat_models.attacks`) and the evaluation harness are imported
 explicitly (they need torch).
+
+How to choose the threat model, the cohort, the noise, the ring, the Paillier key and the
+protocol, with the figures behind each choice, is the page below (``PARAMETERS.md`` in
+this package).
+
+.. include:: ./PARAMETERS.md
 """
 
 from __future__ import annotations
