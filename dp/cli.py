@@ -51,7 +51,9 @@ Exit status: ``0`` on success; ``2`` when the input is refused, with the reason 
 stderr and no traceback -- invalid parameters (``--rounds 0``, ``--sampling-rate 1.5``,
 ``--noise-multiplier 0``), an accountant refusing work it cannot do within its bounds
 (e.g. ``--noise-multiplier 1e-3``), a ledger that cannot be read or fails verification
-(one line: ``secagg audit: error: integrity check failed: ...``).
+(one line: ``secagg audit: error: integrity check failed: ...``), an output path
+(``--json``, ``--plot``) that cannot be written -- checked before any accounting; a
+missing parent directory is created (:mod:`secagg.outputs`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ from secagg.errors import (
     SecAggError,
     require_installed,
 )
+from secagg.outputs import OUTPUT_RULE, prepare_output_file
 
 __all__ = [
     "PER_CLIENT_HOLDS_AGAINST",
@@ -168,8 +171,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="PLD value discretization interval (smaller = tighter, slower)",
     )
-    parser.add_argument("--json", metavar="PATH", help="write the machine-readable result here")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of epsilon against rounds here")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help=f"write the machine-readable result here ({OUTPUT_RULE}; a path that cannot "
+        "be written is refused before any accounting, exit status 2)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PATH",
+        help=f"write a PNG of epsilon against rounds here ({OUTPUT_RULE}, as for --json)",
+    )
     parser.add_argument(
         "--quiet",
         action="store_true",
@@ -587,6 +599,9 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidParameterError("--ledger-key and --allow-unsigned need a LEDGER.json")
         if args.plot:
             require_installed(("matplotlib",), "plot", "secagg audit --plot")
+        for option, path in (("--json", args.json), ("--plot", args.plot)):
+            if path:
+                prepare_output_file(path, option)
         result = _ledger_mode(args) if args.ledger else _parameters_mode(args)
     except LedgerIntegrityError as exc:
         message = " ".join(str(exc).split())

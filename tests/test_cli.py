@@ -74,3 +74,50 @@ def test_audit_quiet_with_json_writes_the_result(tmp_path, capsys) -> None:  # t
     assert main([*args, "--delta", "1e-5", "--quiet", "--json", str(out)]) == 0
     assert capsys.readouterr().out == ""
     assert json.loads(out.read_text())["curve"]
+
+
+AUDIT_PARAMETERS = ["audit", "--noise-multiplier", "1", "--sampling-rate", "0.01", "--rounds", "10", "--delta", "1e-5"]
+
+
+def test_audit_creates_the_missing_parent_of_json_and_plot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out, plot = tmp_path / "new" / "dir" / "x.json", tmp_path / "other" / "eps.png"
+    assert main([*AUDIT_PARAMETERS, "--json", str(out), "--plot", str(plot)]) == 0
+    assert json.loads(out.read_text())["rounds"] == 10
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_audit_refuses_an_unwritable_output_before_accounting(  # type: ignore[no-untyped-def]
+    option: str, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dp.cli
+
+    def must_not_run(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the accounting ran before the output path was checked")
+
+    monkeypatch.setattr(dp.cli, "parameter_curve", must_not_run)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    target = blocker / "dir" / "x.json"
+    assert main([*AUDIT_PARAMETERS, option, str(target)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert f"cannot write {option} {target}: {blocker} is a file, not a directory" in captured.err
+
+
+def test_evaluate_refuses_an_unwritable_output_before_the_matrix(  # type: ignore[no-untyped-def]
+    tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threat_models.cli
+
+    def must_not_run(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the evaluation ran before the output path was checked")
+
+    monkeypatch.setattr(threat_models.cli, "run_evaluation", must_not_run)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for option in ("--json", "--out"):
+        assert main(["evaluate", "--quick", option, str(blocker / "sub")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"secagg evaluate: error: cannot write {option} ") and err.count("\n") == 1

@@ -6,9 +6,12 @@ Usage::
 
 Prints the summary table; ``--json`` writes every row (``attack``, ``defense``,
 ``metric``, ``value``, ``baseline``, ``succeeded``, ...); ``--out`` writes image grids,
-plots and ``report.md``. The exit status is 0 when every cell ran and every positive
+plots and ``report.md``. Both paths are checked before the matrix runs: missing parent
+directories are created, a path that cannot be written is refused with one line on stderr
+and exit status 2. Otherwise the exit status is 0 when every cell ran and every positive
 control succeeded, 3 otherwise (an evaluation whose controls fail proves nothing).
-Verdicts that contradict an expectation are flagged in the table and the report.
+Verdicts that contradict an expectation read ``NO (regression)`` in the table's
+``as expected`` column and in the report.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from secagg.errors import require_installed
+from secagg.errors import SecAggError, require_installed
+from secagg.outputs import EXIT_OUTPUT_REFUSED, OUTPUT_RULE, prepare_output_dir, prepare_output_file
 from threat_models.evaluate import EvaluationConfig, Family, run_evaluation, summary_table
 
 __all__ = ["configure", "run"]
@@ -30,8 +34,8 @@ EXIT_CONTROLS_FAILED = 3
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``secagg evaluate``."""
     parser.add_argument("--quick", action="store_true", help="smaller matrix: a few minutes on a 2-core CPU, every attack family with its positive control")
-    parser.add_argument("--json", metavar="PATH", type=Path, help="write every row of the matrix as JSON")
-    parser.add_argument("--out", metavar="DIR", type=Path, help="write image grids, plots and report.md here")
+    parser.add_argument("--json", metavar="PATH", type=Path, help=f"write every row of the matrix as JSON ({OUTPUT_RULE}; checked before the matrix runs)")
+    parser.add_argument("--out", metavar="DIR", type=Path, help="write image grids, plots and report.md here (created with its parents; checked before the matrix runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation (data, models, simulated noise)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
@@ -47,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the evaluation; print the table; write JSON and the report when asked."""
     if args.out is not None:  # the report's plots, checked before minutes of evaluation
         require_installed(("matplotlib",), "eval", "secagg evaluate --out")
+    try:
+        json_path = prepare_output_file(args.json, "--json") if args.json is not None else None
+        out_dir = prepare_output_dir(args.out, "--out") if args.out is not None else None
+    except SecAggError as exc:
+        print(f"secagg evaluate: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT_REFUSED
     families = frozenset(Family(f) for f in args.family) if args.family else frozenset(Family)
     config = EvaluationConfig(quick=bool(args.quick), seed=int(args.seed), threads=int(args.threads), families=families)
     start = time.perf_counter()
@@ -62,14 +72,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(flagged)} verdicts contradict their expectation (marked '(!)')", file=sys.stderr)
     if not result.controls_passed:
         print("a positive control failed or a cell did not run: this evaluation proves nothing", file=sys.stderr)
-    if args.json is not None:
+    if json_path is not None:
         payload = result.to_json()
         payload["wall_seconds"] = round(wall, 3)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    if args.out is not None:
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    if out_dir is not None:
         from threat_models.report import write_report
 
-        report = write_report(result, args.out)
+        report = write_report(result, out_dir)
         print(f"report: {report}")
     return 0 if result.controls_passed else EXIT_CONTROLS_FAILED

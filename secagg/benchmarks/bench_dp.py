@@ -1,4 +1,4 @@
-"""Benchmarks of the DP mechanisms (issue: dp mechanisms).
+"""Benchmarks of the DP mechanisms.
 
 * Noise samplers, a million draws each: the exact discrete Gaussian and the Skellam
   sampler (both from AES-256-CTR), against two references measured in the same run --
@@ -9,25 +9,30 @@
   plain fixed-point quantisation (:class:`secagg.encoding.FixedPointEncoder`) of the same
   vector, and the server's decode.
 
-Run: ``secagg bench --suite dp [--quick] [--json PATH]`` or
-``python benchmarks/bench_dp.py [--quick] [--markdown PATH]``.
+Target: a million draws of either sampler well under a second (at most 1 s; the quick run
+draws 100,000 and is judged per million).
+
+Run: ``secagg bench dp [--quick] [--json PATH]`` or, from a source checkout,
+``python benchmarks/bench_dp.py [--quick] [--json PATH] [--markdown PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _timing import interleaved, median_ratio
 
 from dp import samplers
 from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters
+from secagg.benchmarks._timing import interleaved, median_ratio
+from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.encoding import FixedPointEncoder
+from secagg.outputs import prepare_output_file
 from secagg.prg import keystream
 
 
@@ -50,6 +55,9 @@ def _words_per_draw(kind: str, param: float, n: int) -> float:
     else:
         samplers._poisson(param, 2 * n, stream)
     return stream.count / n
+
+
+SAMPLER_TARGET = Target(1.0, True, "<= 1 s / 1M draws")
 
 
 def bench_samplers(n: int, repeat: int) -> list[dict[str, Any]]:
@@ -88,8 +96,7 @@ def bench_samplers(n: int, repeat: int) -> list[dict[str, Any]]:
         ours_t, peer_t, floor_t = interleaved(
             [ours, peer, lambda: keystream(seed, 8 * n)], repeat
         )
-        rows.append(
-            {
+        row: dict[str, Any] = {
                 "what": "sampler",
                 "sampler": kind,
                 "parameter": param,
@@ -102,7 +109,15 @@ def bench_samplers(n: int, repeat: int) -> list[dict[str, Any]]:
                 "ours_vs_floor": median_ratio(ours_t, floor_t),
                 "words_per_draw": _words_per_draw(kind, param, min(n, 200_000)),
             }
+        row["seconds_per_million_draws"] = row["ours_s"] * 1e6 / n
+        judge(
+            row,
+            row["seconds_per_million_draws"],
+            SAMPLER_TARGET,
+            f"{kind} {param:.3g}, per million draws",
+            unit="s",
         )
+        rows.append(row)
     return rows
 
 
@@ -118,7 +133,7 @@ def bench_encoder(d: int, repeat: int) -> list[dict[str, Any]]:
         plain = FixedPointEncoder.symmetric(1.0, bits=20, max_clients=100)
         encoded = enc.encode(x)
         dp_t, plain_t, dec_t = interleaved(
-            [lambda: enc.encode(x), lambda: plain.encode(x), lambda: enc.decode_sum(encoded, 1)], repeat
+            [lambda: enc.encode(x), lambda: plain.encode(x), lambda: enc.decode_sum(encoded, 1)], repeat  # noqa: B023 - called at once
         )
         rows.append(
             {
@@ -135,16 +150,18 @@ def bench_encoder(d: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
     lines = [
-        "Samplers: median seconds for the draws; ratios per round (ours / reference)",
-        f"{'sampler':<19}{'param':>9}{'draws':>10}{'ours s':>9}{'words/draw':>11}"
-        f"{'floor s':>9}{'x floor':>9}{'numpy s':>9}{'x numpy':>9}",
+        "Samplers: median seconds for the draws; ratios per round (ours / reference); "
+        f"target: {SAMPLER_TARGET.label}",
+        f"{'sampler':<19}{'param':>9}{'draws':>10}{'ours s':>9}{'s / 1M':>8}{'verdict':>9}"
+        f"{'words/draw':>11}{'floor s':>9}{'x floor':>9}{'numpy s':>9}{'x numpy':>9}",
     ]
     for r in rows:
         if r["what"] == "sampler":
             lines.append(
                 f"{r['sampler']:<19}{r['parameter']:>9.3g}{r['draws']:>10}{r['ours_s']:>9.3f}"
+                f"{r['seconds_per_million_draws']:>8.3f}{verdict(r):>9}"
                 f"{r['words_per_draw']:>11.2f}{r['floor_s']:>9.4f}{r['ours_vs_floor']:>9.1f}"
                 f"{r['peer_s']:>9.3f}{r['ours_vs_peer']:>9.1f}"
             )
@@ -157,6 +174,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 f"{r['mechanism']:<22}{r['d']:>9}{r['padded_d']:>9}{r['encode_s']:>10.4f}"
                 f"{r['fixed_point_encode_s']:>11.4f}{r['encode_vs_fixed_point']:>7.1f}{r['decode_s']:>10.4f}"
             )
+    lines += ["", summary_line(rows, quick=quick)]
     return "\n".join(lines)
 
 
@@ -218,17 +236,28 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     n = 100_000 if quick else 1_000_000
     repeat = 3 if quick else 7
     rows = bench_samplers(n, repeat) + bench_encoder(1 << 14 if quick else 1_000_000, repeat)
-    return {"suite": "dp", "rows": rows, "table": _table(rows)}
+    return {"suite": "dp", "quick": quick, "rows": rows, "table": _table(rows, quick=quick)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The standalone script: print the table, write ``--json`` and ``--markdown``."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 draws, d = 16,384")
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (parents created)")
+    parser.add_argument("--markdown", metavar="PATH", help="also write a markdown section here (parents created)")
+    args = parser.parse_args(argv)
+    json_path = prepare_output_file(args.json, "--json") if args.json else None
+    markdown_path = prepare_output_file(args.markdown, "--markdown") if args.markdown else None
+    result = run(quick=args.quick)
+    print(result["table"])
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if markdown_path is not None:
+        command = "python benchmarks/bench_dp.py" + (" --quick" if args.quick else "")
+        markdown_path.write_text(markdown(result, command))
+        print(f"markdown written to {markdown_path}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--markdown", metavar="PATH", help="also write a markdown section here")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
-    print(result["table"])
-    if args.markdown:
-        command = "python benchmarks/bench_dp.py" + (" --quick" if args.quick else "")
-        Path(args.markdown).write_text(markdown(result, command))
-        print(f"markdown written to {args.markdown}", file=sys.stderr)
+    raise SystemExit(main())

@@ -22,8 +22,12 @@ process, ours and the peer timed round-robin, ratios taken per round (median):
 Key generation (trusted dealer, safe primes) and the one-off fixed-base table are timed
 separately. Every time is the CPU time of this process (``time.process_time``): on a shared
 machine wall-clock time penalises a 40 ms exponentiation (preempted) much more than a 3 ms
-one, which would skew the ratios. Run: ``secagg bench --suite paillier [--quick] [--json PATH]`` or
-``python benchmarks/bench_paillier.py [--quick] [--json PATH]``.
+one, which would skew the ratios. Run: ``secagg bench paillier [--quick] [--json PATH]``
+or, from a source checkout, ``python benchmarks/bench_paillier.py [--quick] [--json PATH]``.
+
+Targets: encryption (default ``FIXED_BASE``) at least 80x naive ``phe`` per value; one
+partial decryption at most 10x one single-key decryption; at most 7 bytes per value on
+the wire at 2048 bits.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from _timing import interleaved, median_ratio
 from phe import paillier as phe_paillier
 from tqdm import tqdm
 
+from secagg.benchmarks._timing import interleaved, median_ratio
+from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.encoding import FixedPointEncoder
+from secagg.outputs import prepare_output_file
 from secagg.paillier import (
     EncryptedVector,
     PaillierAggregator,
@@ -58,6 +64,12 @@ from secagg.threshold_paillier import (
 
 VALUE_BITS = 16
 MAX_CLIENTS = 1000
+ENCRYPTION_METRIC = "encryption (us/value), FIXED_BASE (default)"
+PARTIAL_METRIC = "one partial decryption vs one single-key decryption (ms)"
+WIRE_METRIC = "bytes per value on the wire"
+ENCRYPTION_TARGET = Target(80.0, False, ">= 80x phe")
+PARTIAL_TARGET = Target(10.0, True, "<= 10x single-key")
+WIRE_TARGET = Target(7.0, True, "<= 7 B/value")
 N_DECRYPTORS = 5
 THRESHOLD = 3
 
@@ -324,6 +336,7 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
         higher_is_better=True,
     )
     row("fixed-base table, one-off per key (s)", table_s, None, "s", None)
+    _judge_targets(rows, key_bits)
     for r in rows:
         r.update(
             {
@@ -342,6 +355,17 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
     return rows
 
 
+def _judge_targets(rows: list[dict[str, Any]], key_bits: int) -> None:
+    """Attach the suite's targets to the rows they concern."""
+    for r in rows:
+        if r["metric"] == ENCRYPTION_METRIC:
+            judge(r, r["ratio"], ENCRYPTION_TARGET, f"encryption at {key_bits} bits")
+        elif r["metric"] == PARTIAL_METRIC:
+            judge(r, r["ratio"], PARTIAL_TARGET, f"partial decryption at {key_bits} bits")
+        elif r["metric"] == WIRE_METRIC and key_bits == 2048:
+            judge(r, r["ours"], WIRE_TARGET, f"wire size at {key_bits} bits", unit="B/value")
+
+
 def _fmt(x: float | None) -> str:
     if x is None:
         return "-"
@@ -354,7 +378,7 @@ def _fmt(x: float | None) -> str:
 
 def table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
     """Human-readable (or markdown) table of the rows."""
-    header = ["key bits", "metric", "ours", "naive phe", "ratio"]
+    header = ["key bits", "metric", "ours", "naive phe", "ratio", "target", "verdict"]
     body = [
         [
             str(r["key_bits"]),
@@ -364,6 +388,8 @@ def table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
             "-"
             if r["ratio"] is None
             else (f"{r['ratio']:.1f}x" if r["ratio"] >= 10 else f"{r['ratio']:.2f}x"),
+            r.get("target", "-"),
+            verdict(r),
         ]
         for r in rows
     ]
@@ -388,7 +414,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     return {
         "suite": "paillier",
         "rows": rows,
-        "table": table(rows),
+        "quick": quick,
+        "table": table(rows) + "\n\n" + summary_line(rows, quick=quick),
         "config": {
             "d": d,
             "value_bits": VALUE_BITS,
@@ -404,13 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the rows here")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as markdown here")
     args = parser.parse_args(argv)
+    json_path = prepare_output_file(args.json, "--json") if args.json else None
+    markdown_path = prepare_output_file(args.markdown, "--markdown") if args.markdown else None
     result = run(quick=args.quick)
     print(result["table"])
-    if args.json:
-        with open(args.json, "w") as fh:
+    if json_path is not None:
+        with open(json_path, "w") as fh:
             json.dump(result, fh, indent=2, default=str)
-    if args.markdown:
-        with open(args.markdown, "w") as fh:
+    if markdown_path is not None:
+        with open(markdown_path, "w") as fh:
             fh.write(table(result["rows"], markdown=True) + "\n")
     return 0
 

@@ -1,4 +1,4 @@
-"""Benchmarks of the ``secagg`` primitives (issue: foundation).
+"""Benchmarks of the ``secagg`` primitives.
 
 * Mask PRG throughput vs the physical floor measured in the same run: the raw AES-256-CTR
   (or ChaCha20) keystream for the same number of bytes, produced by ``cryptography``'s
@@ -7,12 +7,16 @@
   and Flower's pycryptodome-based ``combine_shares`` for the same kind of secret, when
   ``flwr`` is installed.
 
-Run: ``secagg bench --suite primitives [--quick] [--json PATH]`` or
-``python benchmarks/bench_primitives.py``.
+Target: mask expansion (``expand``) at most 1.3x the raw keystream.
+
+Run: ``secagg bench primitives [--quick] [--json PATH]`` or, from a source checkout,
+``python benchmarks/bench_primitives.py [--quick] [--json PATH]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import time
@@ -20,11 +24,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import interleaved, median_ratio
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from secagg.benchmarks._timing import interleaved, median_ratio
+from secagg.benchmarks.targets import Target, judge, summary_line, verdict
+from secagg.outputs import prepare_output_file
 from secagg.prg import MaskPRG, PrgAlgorithm
 from secagg.shamir import reconstruct_many, split
+
+EXPAND_TARGET = Target(1.3, True, "<= 1.3x floor")
 
 
 def _median_time(fn: Callable[[], object], repeat: int) -> float:
@@ -58,17 +66,16 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
             acc = np.zeros(d, dtype=np.uint64)
             floor_t, expand_t, stream_t = interleaved(
                 [
-                    lambda: _raw_keystream(seed, nbytes, algorithm, zeros, buf),
-                    lambda: prg.expand(d),
-                    lambda: prg.add_into(acc),
+                    lambda: _raw_keystream(seed, nbytes, algorithm, zeros, buf),  # noqa: B023 - called at once
+                    lambda: prg.expand(d),  # noqa: B023
+                    lambda: prg.add_into(acc),  # noqa: B023
                 ],
                 repeat,
             )
             floor = statistics.median(floor_t)
             expand = statistics.median(expand_t)
             stream = statistics.median(stream_t)
-            rows.append(
-                {
+            row: dict[str, Any] = {
                     "what": "prg",
                     "algorithm": algorithm.value,
                     "bits": bits,
@@ -82,7 +89,8 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
                     "add_into_vs_floor": median_ratio(stream_t, floor_t),
                     "expand_MB_per_s": nbytes / expand / 1e6,
                 }
-            )
+            judge(row, row["expand_vs_floor"], EXPAND_TARGET, f"expand {algorithm.value} {bits}-bit")
+            rows.append(row)
     return rows
 
 
@@ -119,16 +127,18 @@ def bench_shamir(count: int, threshold: int, n: int, repeat: int) -> list[dict[s
     return [row]
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
     lines = [
-        "Mask PRG: median seconds, ratio to the raw keystream floor for the same bytes",
-        f"{'algorithm':<12}{'bits':>5}{'d':>10}{'floor s':>10}{'expand s':>10}{'x floor':>9}{'add_into s':>12}{'x floor':>9}",
+        "Mask PRG: median seconds, ratio to the raw keystream floor for the same bytes "
+        f"(target: expand {EXPAND_TARGET.label})",
+        f"{'algorithm':<12}{'bits':>5}{'d':>10}{'floor s':>10}{'expand s':>10}{'x floor':>9}"
+        f"{'verdict':>9}{'add_into s':>12}{'x floor':>9}",
     ]
     for r in rows:
         if r["what"] == "prg":
             lines.append(
                 f"{r['algorithm']:<12}{r['bits']:>5}{r['d']:>10}{r['floor_s']:>10.4f}{r['expand_s']:>10.4f}"
-                f"{r['expand_vs_floor']:>9.2f}{r['add_into_s']:>12.4f}{r['add_into_vs_floor']:>9.2f}"
+                f"{r['expand_vs_floor']:>9.2f}{verdict(r):>9}{r['add_into_s']:>12.4f}{r['add_into_vs_floor']:>9.2f}"
             )
     for r in rows:
         if r["what"] == "shamir":
@@ -144,6 +154,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                     f"{r['flower_reconstruct_ms_per_secret']:.1f} ms -> ours is "
                     f"{r['speedup_per_secret_vs_flower']:.0f}x faster per secret"
                 )
+    lines += ["", summary_line(rows, quick=quick)]
     return "\n".join(lines)
 
 
@@ -151,8 +162,22 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     d = 1 << 18 if quick else 1 << 20
     repeat = 7 if quick else 41
     rows = bench_prg(d, repeat) + bench_shamir(200 if quick else 1000, 45, 50, 3 if quick else 7)
-    return {"suite": "primitives", "rows": rows, "table": _table(rows)}
+    return {"suite": "primitives", "quick": quick, "rows": rows, "table": _table(rows, quick=quick)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The standalone script: print the table, write ``--json``."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (parents created)")
+    args = parser.parse_args(argv)
+    json_path = prepare_output_file(args.json, "--json") if args.json else None
+    result = run(quick=args.quick)
+    print(result["table"])
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    print(run()["table"])
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """SecAgg / SecAgg+ benchmarks: ours vs the physical floor and vs Flower 1.41's SecAgg+.
 
-Run with ``secagg bench --suite secagg [--quick] [--json PATH]`` or standalone
+Run with ``secagg bench secagg [--quick] [--json PATH]`` or, from a source checkout,
 ``python benchmarks/bench_secagg.py [--quick] [--json PATH]``.
 
 Sections (everything in one process, one run, so that ratios are meaningful; times are
@@ -26,7 +26,8 @@ not inflate; all the work measured is single-threaded):
 * **Flower** — Flower 1.41's real ``secaggplus_mod`` (client) and ``SecAggPlusWorkflow``
   stages (server) driven in process through a minimal in-memory ``Grid`` on the same
   ``n``, ``k``, ``t``, ``d`` and dropped clients (Flower's ``num_shares = k + 1`` counts the
-  client itself). Target: ours at least 20x faster.
+  client itself). Target: ours at least 20x faster on the reference configuration
+  (n = 50, complete graph, d = 100k; measured only in the full run).
 * **scale** — SecAgg+ with up to 1,000 simulated clients at ``d = 10k``: per-client time
   grows like ``k``, not ``n``.
 """
@@ -53,7 +54,9 @@ from tqdm import tqdm
 
 from protocols import ShareForward, Stage, UnmaskResponse, encode_message, setup_round
 from protocols.masking import CHUNK_WORDS
+from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.encoding import FixedPointEncoder
+from secagg.outputs import prepare_output_file
 from threat_models import GraphKind, ProtocolParameters, ServerClass, ThreatModel, select_parameters
 
 BITS = 32
@@ -62,6 +65,11 @@ DROP_FRACTION = 0.1
 # inflated by other jobs on a shared machine the way wall-clock time is.
 _clock = time.process_time
 THREAT_MODEL = ThreatModel()
+CLIENT_TARGET = Target(1.5, True, "<= 1.5x floor")
+SERVER_TARGET = Target(2.0, True, "<= 2x floor")
+FLOWER_TARGET = Target(20.0, False, ">= 20x faster")
+#: The configuration the Flower target is set for: (n, graph, d).
+FLOWER_REFERENCE = (50, GraphKind.COMPLETE, 100_000)
 
 
 class _Progress:
@@ -389,9 +397,9 @@ def _fmt(seconds: float | None) -> str:
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
     out = [title, line, "-" * len(line)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(out)
 
 
@@ -454,8 +462,7 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
             ours = measured[(n, graph.value, d)]
             k = ours["degree"]
             client_floor = statistics.median(mask_floor_seconds(k + 1, d, k) for _ in range(3))
-            rows.append(
-                {
+            client_row: dict[str, Any] = {
                     "section": "client_masking",
                     "n": n,
                     "graph": graph.value,
@@ -464,12 +471,11 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                     "seconds": ours["client_masking_seconds"],
                     "floor_seconds": client_floor,
                     "ratio": ours["client_masking_seconds"] / client_floor,
-                    "target": "<= 1.5x floor",
                 }
-            )
+            judge(client_row, client_row["ratio"], CLIENT_TARGET, f"client masking n={n} {graph.value} d={d:,}")
+            rows.append(client_row)
             server_floor = mask_floor_seconds(ours["server_masks"], d, ours["server_pairs"])
-            rows.append(
-                {
+            server_row: dict[str, Any] = {
                     "section": "server_unmasking",
                     "n": n,
                     "graph": graph.value,
@@ -480,9 +486,9 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                     "seconds": ours["server_unmask_seconds"],
                     "floor_seconds": server_floor,
                     "ratio": ours["server_unmask_seconds"] / server_floor,
-                    "target": "<= 2x floor",
                 }
-            )
+            judge(server_row, server_row["ratio"], SERVER_TARGET, f"server unmasking n={n} {graph.value} d={d:,}")
+            rows.append(server_row)
             progress.done(f"floors n={n} {graph.value} d={d} done")
 
     if with_flower:
@@ -501,8 +507,7 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                 for _ in range(reps_for.get(d, 1))
             ]
             ours_curious = sorted(curious_runs, key=lambda r: r["seconds"])[len(curious_runs) // 2]
-            rows.append(
-                {
+            flower_row: dict[str, Any] = {
                     "section": "flower",
                     "n": n,
                     "graph": graph.value,
@@ -519,9 +524,10 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
                     "server_unmask_seconds": ours["server_unmask_seconds"],
                     "peer_max_error": peer["max_error"],
                     "max_error": ours["max_error"],
-                    "target": ">= 20x faster",
                 }
-            )
+            if (n, graph, d) == FLOWER_REFERENCE:
+                judge(flower_row, flower_row["ratio"], FLOWER_TARGET, f"Flower/ours n={n} {graph.value} d={d:,}")
+            rows.append(flower_row)
             progress.done(f"flower n={n} {graph.value} d={d}: {_fmt(peer['seconds'])}")
 
     for n in scale_sizes:
@@ -551,7 +557,7 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
         "suite": "secagg",
         "quick": quick,
         "rows": rows,
-        "table": format_table(rows),
+        "table": format_table(rows, quick=quick),
         "threat_model": {
             "server": THREAT_MODEL.server.value,
             "colluding_fraction": THREAT_MODEL.colluding_fraction,
@@ -562,15 +568,15 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
     }
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Human-readable tables, one per section."""
+def format_table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
+    """Human-readable tables, one per section, and the summary line of the targets."""
     parts = []
     sel = [r for r in rows if r["section"] in ("client_masking", "server_unmasking")]
     if sel:
         parts.append(
             _table(
                 "Ours vs the physical floor (same run)",
-                ["what", "n", "graph", "k", "d", "ours", "floor", "ours/floor", "target"],
+                ["what", "n", "graph", "k", "d", "ours", "floor", "ours/floor", "target", "verdict"],
                 [
                     [
                         r["section"].replace("_", " "),
@@ -582,6 +588,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                         _fmt(r["floor_seconds"]),
                         f"{r['ratio']:.2f}x",
                         r["target"],
+                        verdict(r),
                     ]
                     for r in sel
                 ],
@@ -611,10 +618,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             )
         )
     sel = [r for r in rows if r["section"] == "flower"]
+    judged = any("target_met" in r for r in sel)
     if sel:
         parts.append(
             _table(
-                "Flower 1.41 SecAgg+ vs ours, same n, k, t, d and dropped clients "
+                "Flower 1.41 SecAgg+ vs ours, same n, k, t, d and dropped clients\n"
                 "(ours: malicious-server variant; 'curious': Flower's security model)",
                 [
                     "n",
@@ -629,7 +637,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                     "Flower/curious",
                     "unmask ours",
                     "unmask Flower",
-                ],
+                ]
+                + (["target", "verdict"] if judged else []),
                 [
                     [
                         str(r["n"]),
@@ -645,6 +654,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                         _fmt(r["server_unmask_seconds"]),
                         _fmt(r["peer_server_unmask_seconds"]),
                     ]
+                    + ([r.get("target", "-"), verdict(r)] if judged else [])
                     for r in sel
                 ],
             )
@@ -670,7 +680,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 ],
             )
         )
+    parts.append(summary_line(rows, quick=quick) + _flower_note(rows))
     return "\n\n".join(parts)
+
+
+def _flower_note(rows: list[dict[str, Any]]) -> str:
+    """Why the Flower target was not judged, when it was not."""
+    flower = [r for r in rows if r["section"] == "flower"]
+    if any("target_met" in r for r in flower):
+        return ""
+    n, graph, d = FLOWER_REFERENCE
+    if not flower:
+        return "\n  Flower comparison not run (flwr not installed, or --no-flower)"
+    return f"\n  the Flower target ({FLOWER_TARGET.label}) is for n={n}, {graph.value}, d={d:,}: full run only"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -679,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
     parser.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
     args = parser.parse_args(argv)
+    json_path = prepare_output_file(args.json, "--json") if args.json else None
     started = time.perf_counter()
     result = run(quick=args.quick, flower=not args.no_flower)
     result["seconds"] = round(time.perf_counter() - started, 3)
@@ -689,8 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
     }
     print(result["table"])
-    if args.json:
-        with open(args.json, "w") as fh:
+    if json_path is not None:
+        with open(json_path, "w") as fh:
             json.dump(result, fh, indent=2, default=str)
             fh.write("\n")
     return 0

@@ -1,0 +1,120 @@
+"""``secagg bench``: suites installed with the package, verdicts on targets, output paths."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from secagg import bench
+from secagg.benchmarks import suite_names
+from secagg.benchmarks.targets import Target, counts, judge, summary_line, verdict
+from secagg.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_suites_are_modules_of_the_installed_package() -> None:
+    assert suite_names() == ["dp", "paillier", "primitives", "secagg"]
+    assert bench.available_suites() == suite_names()
+    module = bench.load_suite("dp")
+    assert module.__name__ == "secagg.benchmarks.bench_dp"
+    assert Path(module.__file__).parent == Path(bench.__file__).parent / "benchmarks"
+
+
+def test_packaging_picks_up_the_suites() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    from setuptools import find_packages
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = find_packages(where=str(REPO), include=include)
+    assert "secagg.benchmarks" in packages
+    assert "benchmarks" not in packages  # no top-level package besides the four
+
+
+def test_suites_import_nothing_from_the_source_tree_scripts() -> None:
+    for path in (Path(bench.__file__).parent / "benchmarks").glob("*.py"):
+        text = path.read_text()
+        assert "from _timing" not in text and "sys.path.insert" not in text, path.name
+
+
+def test_unknown_suite_lists_the_available_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unknown benchmark suite 'nosuch'; available: dp, paillier, primitives, secagg" in err
+
+
+def test_positional_and_option_must_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "dp", "--suite", "secagg"]) == 2
+    assert "two suites given" in capsys.readouterr().err
+
+
+def test_unwritable_json_is_refused_before_the_suite_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[bool] = []
+
+    class Suite:
+        @staticmethod
+        def run(*, quick: bool = False) -> dict[str, object]:
+            ran.append(quick)
+            return {"rows": [], "table": ""}
+
+    monkeypatch.setattr(bench, "load_suite", lambda name: Suite)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["bench", "dp", "--json", str(blocker / "dir" / "x.json")]) == 2
+    assert ran == []
+    err = capsys.readouterr().err
+    assert err.startswith("secagg bench: error: cannot write --json ") and err.count("\n") == 1
+
+
+def test_target_verdicts_and_summary() -> None:
+    cheap: dict[str, object] = {}
+    judge(cheap, 1.2, Target(1.5, True, "<= 1.5x floor"), "client masking")
+    slow: dict[str, object] = {}
+    judge(slow, 12.0, Target(20.0, False, ">= 20x faster"), "Flower/ours")
+    rows = [cheap, slow, {"what": "no target"}]
+    assert [verdict(r) for r in rows] == ["met", "MISSED", "-"]
+    assert counts(rows) == (1, 1)
+    text = summary_line(rows, quick=True)
+    first, *rest = text.splitlines()
+    assert first.startswith("targets: 1 of 2 met, 1 MISSED") and "quick sizes" in first
+    assert rest == ["  MISSED Flower/ours: 12.0x, target >= 20x faster"]
+    assert summary_line([{}], none_note="full run only") == "targets: none measured in this run (full run only)"
+
+
+def test_primitives_quick_run_shows_a_verdict_per_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "not" / "yet" / "primitives.json"
+    assert main(["bench", "primitives", "--quick", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    judged = [r for r in result["rows"] if "target_met" in r]
+    assert len(judged) == 6 and all(r["target"] == "<= 1.3x floor" for r in judged)
+    met = sum(r["target_met"] for r in judged)
+    assert result["targets"] == {"met": met, "missed": 6 - met}
+    assert "verdict" in table.splitlines()[1]
+    prg_lines = [line for line in table.splitlines() if line.startswith(("aes-256-ctr", "chacha20"))]
+    assert len(prg_lines) == 6 and all(" met " in line or " MISSED " in line for line in prg_lines)
+    assert f"targets: {met} of 6 met" in table
+
+
+def test_standalone_script_wrapper_runs_the_packaged_suite() -> None:
+    import runpy
+
+    argv = sys.argv
+    sys.argv = ["bench_dp.py", "--help"]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            runpy.run_path(str(REPO / "benchmarks" / "bench_dp.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert exc.value.code == 0
+
+
