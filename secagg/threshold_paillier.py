@@ -121,7 +121,13 @@ class ThresholdPublicKey:
         threshold: ``t``, the number of partial decryptions needed.
         verification_base: ``v``, a generator of the squares of ``Z*_(n^2)``.
         verification_keys: ``v_i = v^(Delta s_i)`` for ``i = 1..l``.
-        encryption_base: ``g`` in ``QR_n``, the fixed base for :attr:`Randomness.FIXED_BASE`.
+        encryption_base: ``g`` in ``QR_n``, the fixed base for :attr:`Randomness.FIXED_BASE`;
+            ``None`` for a key whose base nobody could check (distributed key generation,
+            :mod:`secagg.distributed_paillier`): such a key encrypts with
+            :attr:`Randomness.STANDARD` only.
+        share_bits: bound on the bit length of ``|s_i|`` when the shares are not reduced
+            modulo ``n m`` (distributed keys, whose shares are integer points and may be
+            negative); ``None`` for dealt keys (``|n^2|``). Proof responses are sized from it.
     """
 
     paillier: Any
@@ -129,7 +135,8 @@ class ThresholdPublicKey:
     threshold: int
     verification_base: int
     verification_keys: tuple[int, ...]
-    encryption_base: int
+    encryption_base: int | None
+    share_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.paillier, phe_paillier.PaillierPublicKey):
@@ -144,7 +151,14 @@ class ThresholdPublicKey:
         n2 = n * n
         for value in (self.verification_base, *self.verification_keys):
             validate_ciphertext(value, n, n2)
-        check_encryption_base(self.encryption_base, n)
+        if self.encryption_base is not None:
+            check_encryption_base(self.encryption_base, n)
+        if self.share_bits is not None and (
+            not isinstance(self.share_bits, int)
+            or isinstance(self.share_bits, bool)
+            or self.share_bits < 1
+        ):
+            raise InvalidParameterError("share_bits must be a positive int or None")
 
     @property
     def n(self) -> int:
@@ -170,8 +184,10 @@ class ThresholdPublicKey:
             self.n_decryptors,
             self.threshold,
             self.verification_base.to_bytes(width, "big"),
-            self.encryption_base.to_bytes(width, "big"),
+            b"" if self.encryption_base is None else self.encryption_base.to_bytes(width, "big"),
         ]
+        if self.share_bits is not None:
+            fields += ["share-bits", self.share_bits]
         fields += [vk.to_bytes(width, "big") for vk in self.verification_keys]
         return hashlib.sha256(canonical(*fields)).digest()
 
@@ -190,10 +206,15 @@ class ThresholdPublicKey:
         """The densest :class:`PackingScheme` for this key and an encoder's ring and cohort."""
         return PackingScheme.for_encoder(self.paillier, encoder)
 
+    @property
+    def has_encryption_base(self) -> bool:
+        """Whether the key carries a checked fixed base (dealt keys do, distributed ones not)."""
+        return self.encryption_base is not None
+
     def encryptor(
         self, packing: PackingScheme, *, randomness: Randomness = Randomness.FIXED_BASE
     ) -> PaillierEncryptor:
-        """An encryptor under this key using its published fixed base."""
+        """An encryptor under this key using its published fixed base (``STANDARD`` without one)."""
         return PaillierEncryptor(
             self.paillier, packing, randomness=randomness, encryption_base=self.encryption_base
         )
@@ -448,8 +469,9 @@ def proof_response_bits(public_key: ThresholdPublicKey) -> int:
 
 
 def _response_bits(public_key: ThresholdPublicKey) -> int:
+    share_bits = public_key.share_bits
     return (
-        public_key.n_squared.bit_length()
+        max(public_key.n_squared.bit_length(), 0 if share_bits is None else share_bits)
         + public_key.delta.bit_length()
         + CHALLENGE_BITS
         + STATISTICAL_BITS
@@ -501,11 +523,15 @@ def partial_decrypt(
         u = gmpy2.powmod(_combine_weighted(ciphertexts.ciphertexts, weights, n2), 4, n2)
         u_i = gmpy2.powmod(_combine_weighted(values, weights, n2), 2, n2)
         v_i = pk.verification_keys[share.index - 1]
-        r = gmpy2.mpz(secrets.randbits(_response_bits(pk)))
-        a = gmpy2.powmod(u, r, n2)
-        b = gmpy2.powmod(pk.verification_base, r, n2)
-        e = _challenge(pk, share.index, context, u, u_i, v_i, a, b)
-        z = r + e * pk.delta * gmpy2.mpz(share.secret)
+        while True:
+            r = gmpy2.mpz(secrets.randbits(_response_bits(pk)))
+            a = gmpy2.powmod(u, r, n2)
+            b = gmpy2.powmod(pk.verification_base, r, n2)
+            e = _challenge(pk, share.index, context, u, u_i, v_i, a, b)
+            z = r + e * pk.delta * gmpy2.mpz(share.secret)
+            # a negative share (distributed keys) gives z < 0 with probability below 2^-128
+            if z >= 0:
+                break
         proof = DecryptionProof(challenge=e, response=int(z))
     return PartialDecryption(index=share.index, values=values, proof=proof)
 
