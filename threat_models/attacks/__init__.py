@@ -13,4 +13,5 @@ from __future__ import annotations
 
 from secagg.errors import require_installed
 
+# Checked once here, for every submodule: importing one runs this first.
 require_installed(("torch",), "eval", "threat_models.attacks")

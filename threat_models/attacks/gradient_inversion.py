@@ -36,15 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
 
-from secagg.errors import InvalidParameterError, raise_missing_extra
-
-try:
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-except ImportError as exc:  # the core install has no torch
-    raise_missing_extra(exc, "eval", "threat_models.attacks.gradient_inversion")
+from secagg.errors import InvalidParameterError
 
 __all__ = [
     "InversionResult",

@@ -38,8 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import torch
+from torch import nn
 
-from secagg.errors import InvalidParameterError, raise_missing_extra
+from secagg.errors import InvalidParameterError
 from threat_models.attacks.gradient_inversion import (
     closed_form_first_layer,
     closed_form_per_neuron,
@@ -48,12 +50,6 @@ from threat_models.attacks.gradient_inversion import (
     model_gradient,
     unflatten_like,
 )
-
-try:
-    import torch
-    from torch import nn
-except ImportError as exc:  # the core install has no torch
-    raise_missing_extra(exc, "eval", "threat_models.attacks.model_level")
 
 __all__ = [
     "Aggregator",
