@@ -83,6 +83,12 @@ import numpy.typing as npt
 
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import InvalidParameterError, SecAggError, ThresholdNotMetError
+from secagg.simulation import (
+    SIMULATION_WARNING,
+    SimulationRandomness,
+    SimulationStream,
+    UnsafeSimulationWarning,
+)
 
 if TYPE_CHECKING:
     from threat_models.model import ThreatModel
@@ -98,6 +104,7 @@ __all__ = [
     "PrivacyStatement",
     "RoundReport",
     "SecureAggregator",
+    "UnsafeSimulationWarning",
     "VerifyMode",
     "calibrate_noise_multiplier",
     "poisson_sample",
@@ -210,6 +217,10 @@ class PrivacyStatement:
         amplification_assumption: what ``epsilon_amplified`` needs.
         rounds: rounds charged so far.
         sampled_rounds: of those, rounds whose cohort the library's sampler drew.
+        simulation_seed: ``None`` for a private run; otherwise the seed of a reproducible
+            simulation (``SecureAggregator(simulation_seed=...)``), whose cohorts and noise
+            anyone knowing the seed can predict: the epsilons then hold for nobody
+            (:data:`secagg.simulation.SIMULATION_WARNING`).
     """
 
     level: str | None
@@ -221,6 +232,12 @@ class PrivacyStatement:
     amplification_assumption: str
     rounds: int
     sampled_rounds: int
+    simulation_seed: int | None = None
+
+    @property
+    def private(self) -> bool:
+        """Whether the figures can hold against anyone: false for a seeded simulation."""
+        return self.simulation_seed is None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible (non-finite epsilons as ``None``, with ``*_finite`` flags)."""
@@ -238,6 +255,9 @@ class PrivacyStatement:
             "amplification_assumption": self.amplification_assumption,
             "rounds": self.rounds,
             "sampled_rounds": self.sampled_rounds,
+            "simulation_seed": self.simulation_seed,
+            "private": self.private,
+            "simulation_warning": None if self.private else SIMULATION_WARNING,
         }
 
 
@@ -292,13 +312,28 @@ class RoundReport:
         return tuple(c for c in self.cohort if c not in alive)
 
 
-def poisson_sample(clients: Sequence[_T], numerator: int, denominator: int) -> list[_T]:
+def poisson_sample(
+    clients: Sequence[_T],
+    numerator: int,
+    denominator: int,
+    *,
+    random_bytes: Callable[[int], bytes] | None = None,
+) -> list[_T]:
     """Poisson sampling: each client independently with probability ``numerator / denominator``.
 
     Exact: each client's coin is a uniform integer in ``[0, denominator)`` (64-bit words
     from the OS CSPRNG, rejection-sampled to remove the modulo bias) compared with
     ``numerator``. Nothing is redrawn: an empty or one-client cohort is returned as drawn,
     which is the law the accountant assumes.
+
+    Args:
+        clients: the pool.
+        numerator: see above.
+        denominator: see above.
+        random_bytes: the source of the coins' bytes, ``secrets.token_bytes`` by default.
+            Anything else (e.g. a seeded :class:`secagg.simulation.SimulationStream`'s
+            ``read``) makes the cohort predictable to whoever knows the source: simulations
+            only, never a private run.
 
     Raises:
         InvalidParameterError: not ``0 <= numerator <= denominator``, ``denominator >= 1``.
@@ -320,7 +355,7 @@ def poisson_sample(clients: Sequence[_T], numerator: int, denominator: int) -> l
     coins = np.empty(0, dtype=np.uint64)
     while coins.size < len(pool):
         need = len(pool) - coins.size
-        words = np.frombuffer(secrets.token_bytes(8 * need), dtype=np.uint64)
+        words = np.frombuffer((random_bytes or secrets.token_bytes)(8 * need), dtype=np.uint64)
         if limit < span:
             words = words[words < np.uint64(limit)]
         coins = np.concatenate([coins, words])
@@ -426,6 +461,64 @@ class _RecordingEncoder:
 
     def __getattr__(self, name: str) -> Any:
         # anything else a protocol may read from its encoder (e.g. quantisation details)
+        return getattr(self.inner, name)
+
+
+class _SeededNoiseEncoder:
+    """A distributed-DP encoder whose noise and rounding come from seeded streams (simulation only).
+
+    The clipping, rotation, scaling and rounding are the wrapped encoder's, run by a twin
+    configured without noise; each client's discrete Gaussian (or Skellam) share is then
+    drawn by the same sampler as in a private run, keyed from the simulation's noise
+    stream, and added in the ring. Decoding and the DP event are the wrapped encoder's.
+    """
+
+    def __init__(self, inner: Any, *, noise: SimulationStream, rounding: np.random.Generator) -> None:
+        import dataclasses
+
+        from dp.distributed import DistributedDPEncoder
+
+        self.inner = inner
+        params = inner.parameters
+        self._noiseless = DistributedDPEncoder(
+            dataclasses.replace(params, noise_multiplier=0.0),
+            rotation_seed=inner.rotation_seed,
+            rounding_rng=rounding,
+        )
+        self._noise = noise
+        self._mask = np.uint64((1 << params.bits) - 1)
+
+    @property
+    def bits(self) -> int:
+        return int(self.inner.bits)
+
+    @property
+    def max_clients(self) -> int:
+        return int(self.inner.max_clients)
+
+    def encoded_length(self, d: int) -> int:
+        return int(self.inner.encoded_length(d))
+
+    def encode(self, values: npt.ArrayLike) -> U64:
+        from dp.distributed import DistributedMechanism
+        from dp.samplers import sample_discrete_gaussian, sample_skellam
+
+        params = self.inner.parameters
+        encoded = np.asarray(self._noiseless.encode(values), dtype=np.uint64)
+        if params.noise_multiplier == 0:
+            return encoded
+        if params.mechanism is DistributedMechanism.DISCRETE_GAUSSIAN:
+            noise = sample_discrete_gaussian(params.local_sigma, params.padded_dimension, seed=self._noise.key())
+        else:
+            noise = sample_skellam(params.local_mu, params.padded_dimension, seed=self._noise.key())
+        # two's complement: adding the int64 noise as uint64 wraps mod 2^64, a multiple of 2^b
+        noised: U64 = (encoded + noise.astype(np.int64).view(np.uint64)) & self._mask
+        return noised
+
+    def decode_sum(self, summed: npt.ArrayLike, n: int) -> F64:
+        return np.asarray(self.inner.decode_sum(summed, n), dtype=np.float64)
+
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
@@ -544,6 +637,9 @@ _CLIPPED_LEVEL_BITS = 24
 _UNCLIPPED_LEVEL_BITS = 40
 #: The most the fixed-point encoder supports.
 _MAX_RING_BITS = 62
+#: Default decryption committee of the Paillier protocol (a fixed committee lets one dealt
+#: key serve every round).
+_PAILLIER_COMMITTEE = 10
 
 
 class SecureAggregator:
@@ -591,9 +687,25 @@ class SecureAggregator:
             report the largest difference in :attr:`last_round`. Only
             ``"unsafe-plaintext"`` reports the distance to the *un-noised* sum
             (``max_abs_dp_error``), a release the ledger does not cover.
-        progress: show the Paillier protocol's progress bar over the uploads (on a terminal).
+        progress: show the Paillier protocol's progress inside each round -- uploads
+            encrypted, uploads verified, decryption shares (on a terminal only).
+        paillier_committee: size of the Paillier decryption committee (default
+            ``min(10, population)``; at most ``population``); its threshold is derived from the threat model, and a committee
+            too small for it is refused. Every committee member verifies every upload, so
+            the cost of a round grows with it.
         hazmat_paillier_key_bits: Paillier modulus size (3072, 128-bit security). Below
             2048 is INSECURE and meant for tests only.
+        simulation_seed: ``None`` (default) for a private run. An int makes the run
+            *reproducible and not private*: cohorts (:meth:`sample_cohort`), the DP noise
+            (distributed shares, central noise), the distributed-DP rotation and the
+            stochastic rounding are drawn from AES-256-CTR streams keyed by a hash of the
+            seed (:class:`secagg.simulation.SimulationRandomness`), through the same
+            samplers as a private run; masks, keys, shares and Paillier keys still come
+            from the OS CSPRNG. Whoever knows the seed can predict the cohorts and remove
+            the noise, so the epsilons hold for nobody: the constructor warns
+            (:class:`UnsafeSimulationWarning`), every ledger round carries a note saying so
+            and :meth:`privacy` reports ``simulation_seed``. With ``dp="local"`` the
+            clients' DP-SGD noise is theirs and is not seeded.
 
     Raises:
         InvalidParameterError: on a malformed or contradictory configuration.
@@ -619,7 +731,9 @@ class SecureAggregator:
         max_weight: float = 1e6,
         verify: bool | VerifyMode | str = False,
         progress: bool = False,
+        paillier_committee: int | None = None,
         hazmat_paillier_key_bits: int = 3072,
+        simulation_seed: int | None = None,
     ) -> None:
         from threat_models.model import ThreatModel as ThreatModelClass
 
@@ -675,6 +789,28 @@ class SecureAggregator:
         ):
             raise InvalidParameterError("hazmat_paillier_key_bits must be an int >= 128")
         self._paillier_key_bits = hazmat_paillier_key_bits
+        if paillier_committee is None:
+            paillier_committee = min(_PAILLIER_COMMITTEE, population)
+        if (
+            isinstance(paillier_committee, bool)
+            or not isinstance(paillier_committee, int)
+            or not 2 <= paillier_committee <= population
+        ):
+            raise InvalidParameterError(
+                f"paillier_committee must be an int in [2, population={population}], got {paillier_committee!r}"
+            )
+        self.paillier_committee = paillier_committee
+        self._simulation: SimulationRandomness | None = None
+        if simulation_seed is not None:
+            self._simulation = SimulationRandomness(simulation_seed)
+            warnings.warn(
+                f"SecureAggregator(simulation_seed={simulation_seed}): {SIMULATION_WARNING}",
+                UnsafeSimulationWarning,
+                stacklevel=2,
+            )
+        self._cohort_stream = None if self._simulation is None else self._simulation.stream("cohorts")
+        self._noise_stream = None if self._simulation is None else self._simulation.stream("dp-noise")
+        self._rounding_stream = None if self._simulation is None else self._simulation.stream("rounding")
         self.value_bound = float(_positive("value_bound", value_bound) or 0.0)
         self.max_weight = float(_positive("max_weight", max_weight) or 0.0)
         if isinstance(verify, bool):
@@ -716,6 +852,17 @@ class SecureAggregator:
     def ledger(self) -> Any:
         """The :class:`dp.ledger.PrivacyLedger` of this run (save it with ``.save(path)``)."""
         return self._ledger
+
+    @property
+    def simulation_seed(self) -> int | None:
+        """The seed of a reproducible, *not private* simulation; ``None`` for a private run."""
+        return None if self._simulation is None else self._simulation.seed
+
+    @property
+    def _ledger_note(self) -> str:
+        if self._simulation is None:
+            return ""
+        return f"simulation_seed={self._simulation.seed}: {SIMULATION_WARNING}"
 
     @property
     def sampling_rate(self) -> float:
@@ -780,6 +927,7 @@ class SecureAggregator:
                 amplification_assumption=AMPLIFICATION_ASSUMPTION,
                 rounds=rounds,
                 sampled_rounds=self._sampled_rounds,
+                simulation_seed=self.simulation_seed,
             )
 
         if self.dp is DPMode.NONE:
@@ -832,7 +980,7 @@ class SecureAggregator:
         try:
             threat_model = self._round_threat_model(n)
             if self.protocol is AggregationProtocol.PAILLIER:
-                paillier_parameters(n, threat_model, n_decryptors=min(_PAILLIER_COMMITTEE, self.population))
+                paillier_parameters(n, threat_model, n_decryptors=self.paillier_committee)
             else:
                 secagg_parameters(n, threat_model)  # SecAgg+ falls back to the complete graph
         except (InfeasibleThreatModelError, InvalidParameterError):
@@ -850,7 +998,8 @@ class SecureAggregator:
     def sample_cohort(self, clients: Iterable[Any] | None = None) -> list[Any]:
         """Poisson-sample the next round's cohort: each client independently with rate ``q``.
 
-        Exactly the law the accountant assumes (:func:`poisson_sample`, OS CSPRNG):
+        Exactly the law the accountant assumes (:func:`poisson_sample`, OS CSPRNG; with
+        ``simulation_seed``, the seeded stream instead -- reproducible, not private):
         nothing is redrawn, so the cohort may be empty or hold a single client; pass
         whatever it holds to :meth:`mean` (possibly ``{}``), which then charges the round
         and raises :class:`CohortTooSmallError` without releasing anything. The cohort is
@@ -877,7 +1026,10 @@ class SecureAggregator:
             elif ids != self.population_ids:
                 raise InvalidParameterError("clients must be the population's ids (see client_ids)")
         if self._pending_cohort is None:
-            self._pending_cohort = tuple(poisson_sample(pool, self.clients_per_round, self.population))
+            source = None if self._cohort_stream is None else self._cohort_stream.read
+            self._pending_cohort = tuple(
+                poisson_sample(pool, self.clients_per_round, self.population, random_bytes=source)
+            )
         return list(self._pending_cohort)
 
     # -- aggregation -------------------------------------------------------------------
@@ -1074,7 +1226,8 @@ class SecureAggregator:
             from dp.central import CentralGaussianMechanism
 
             mechanism = CentralGaussianMechanism(float(self._noise_multiplier or 0.0), float(self.clip_norm or 1.0))
-            total = np.asarray(mechanism.add_noise(total).value, dtype=np.float64)
+            seed = None if self._noise_stream is None else self._noise_stream.key()
+            total = np.asarray(mechanism.add_noise(total, seed=seed).value, dtype=np.float64)
         if weight_array is not None:
             weight_sum = float(result.weight_sum or 0.0)
             if not weight_sum > 0:
@@ -1140,7 +1293,7 @@ class SecureAggregator:
             )
             # nothing is released and the cohort is known to the server: no participant
             # spends anything; the population figure charges the round it might have run
-            self._ledger.spend(RoundRecord(mechanism=event, sampling=sampling, participants=()))
+            self._ledger.spend(RoundRecord(mechanism=event, sampling=sampling, participants=(), note=self._ledger_note))
         self._round_charged(True)
         raise CohortTooSmallError(
             f"the sampled cohort has {len(ids)} client(s), fewer than the {self.minimum_cohort} a round "
@@ -1212,7 +1365,7 @@ class SecureAggregator:
             return self.threat_model
         return dp_minimum_threat_model(self.threat_model, n)
 
-    def _distributed_encoder(self, z: float, n: int, d: int) -> Any:
+    def _distributed_encoder(self, z: float, n: int, d: int, *, rotation_seed: bytes | None = None) -> Any:
         return distributed_encoder(
             self.threat_model,
             noise_multiplier=z,
@@ -1220,6 +1373,7 @@ class SecureAggregator:
             bits=distributed_ring_bits(self.protocol),
             cohort=n,
             dimension=d,
+            rotation_seed=rotation_seed,
         )
 
     def _calibrate(self, d: int) -> float:
@@ -1260,9 +1414,17 @@ class SecureAggregator:
             self._warn_if_noise_swamps(self._noise_multiplier)
         z = float(self._noise_multiplier or 0.0)
         if self.dp is DPMode.DISTRIBUTED:
-            encoder = self._distributed_encoder(z, n, d)
+            distributed: Any
+            if self._noise_stream is not None and self._rounding_stream is not None:
+                distributed = _SeededNoiseEncoder(
+                    self._distributed_encoder(z, n, d, rotation_seed=self._noise_stream.key()),
+                    noise=self._noise_stream,
+                    rounding=self._rounding_stream.numpy_generator(),
+                )
+            else:
+                distributed = self._distributed_encoder(z, n, d)
             survivors = threat_model.effective_min_aggregate_size(n)
-            return encoder, encoder.dp_event(survivors), z * float(self.clip_norm or 0.0)
+            return distributed, distributed.dp_event(survivors), z * float(self.clip_norm or 0.0)
         # values reach the bound only up to float rounding after clipping
         encoder = fixed_point_encoder(
             bound, cohort=n, clipped=self.clip_norm is not None, max_weight=self.max_weight if weighted else None
@@ -1315,13 +1477,15 @@ class SecureAggregator:
                     steps[cid] = local_dp_sgd_from_opacus(value, since=self._local_seen.get(cid))
                     history = getattr(value, "history", None)
                     self._local_seen[cid] = list(history) if history is not None else value
-        return RoundRecord(mechanism=event, sampling=sampling, participants=tuple(ids), local_dp_sgd=steps)
+        return RoundRecord(
+            mechanism=event, sampling=sampling, participants=tuple(ids), local_dp_sgd=steps, note=self._ledger_note
+        )
 
     def _paillier_config(self, threat_model: Any, n: int) -> dict[str, Any]:
         from secagg.threshold_paillier import deal_threshold_key
         from threat_models.paillier import paillier_parameters
 
-        committee = min(_PAILLIER_COMMITTEE, self.population)
+        committee = self.paillier_committee
         if self._paillier_key is None:
             # the threshold depends on the committee only; the client-side checks use this
             # round's cohort, for which the round's threat model was derived
@@ -1359,7 +1523,9 @@ class SecureAggregator:
             config["progress"] = self.progress
         else:
             config["record_view"] = False  # the recipe never reads the server's view
-        return simulate(vectors, protocol=self.protocol.value, dropouts=dropouts, **config)
+        # the stochastic rounding of fixed-point encodings: fresh (OS-seeded) unless simulating
+        seed = None if self._rounding_stream is None else self._rounding_stream.integer()
+        return simulate(vectors, protocol=self.protocol.value, dropouts=dropouts, seed=seed, **config)
 
     @staticmethod
     def _verify(
@@ -1383,11 +1549,6 @@ class SecureAggregator:
         ring_sum &= np.uint64((1 << recorder.bits) - 1)
         expected = np.asarray(recorder.inner.decode_sum(ring_sum, len(rows)), dtype=np.float64)
         return float(np.max(np.abs(total - expected))), dp_error
-
-
-#: Decryption committee of the Paillier protocol (a fixed committee lets one dealt key
-#: serve every round).
-_PAILLIER_COMMITTEE = 10
 
 
 def _split_updates(updates: Mapping[Any, Any] | Sequence[Any]) -> tuple[list[ClientId], list[Any]]:
