@@ -90,6 +90,7 @@ from tqdm import tqdm
 
 from protocols.driver import SimulationResult, parse_dropouts
 from protocols.messages import Stage
+from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
 from protocols.round_log import RoundLog, identity_log
 from protocols.runner import SteppedRound
 from secagg.encoding import FixedPointEncoder, VectorEncoder
@@ -217,7 +218,8 @@ class PaillierRoundConfig:
         plaintext_proofs: contributions carry proofs of plaintext knowledge (bound to the
             execution and the sender), verified by the server and the decryptors.
         decryption_proofs: partial decryptions carry proofs that the server verifies.
-        randomness: encryption randomness (``FIXED_BASE`` by default).
+        randomness: encryption randomness (``FIXED_BASE`` by default; a key without a fixed
+            base, as made by distributed key generation, needs ``STANDARD``).
     """
 
     round_id: int
@@ -241,6 +243,11 @@ class PaillierRoundConfig:
             raise InvalidParameterError("public_key must be a ThresholdPublicKey")
         if not isinstance(self.packing, PackingScheme):
             raise InvalidParameterError("packing must be a PackingScheme")
+        if self.public_key.encryption_base is None and self.randomness is not Randomness.STANDARD:
+            raise InvalidParameterError(
+                "this key has no checked fixed encryption base (distributed key generation); "
+                "use randomness=Randomness.STANDARD"
+            )
         if self.packing.value_bits != self.encoder.bits:
             raise InvalidParameterError("packing and encoder use different rings")
         if self.packing.max_clients < self.encoder.max_clients:
@@ -1480,6 +1487,7 @@ _CONFIG_KEYS = frozenset(
         "randomness",
         "progress",
         "hardening",
+        "key_generation",
     }
 )
 
@@ -1599,6 +1607,15 @@ class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
         self.rejected: dict[int, list[str]] = {}
         super().__init__(server, parties, dropouts=dropouts, wire=wire, record_view=record_view)
         self.parties = self.clients  # ``clients`` is the name the conformance suite uses
+        #: a tqdm bar advanced once per unit of work (an upload encrypted or verified by one
+        #: party, a decryption share), or ``None``; see :func:`run_round`'s ``progress``
+        self.progress_bar: Any = None
+
+    def transmit(self, message: PaillierMessage) -> PaillierMessage:
+        """What the receiver gets; first advances :attr:`progress_bar` (if any)."""
+        if self.progress_bar is not None:
+            _advance_progress(self.progress_bar, message)
+        return super().transmit(message)
 
     def _by_recipient(self, messages: Iterable[PaillierMessage]) -> dict[int, PaillierMessage]:
         out: dict[int, PaillierMessage] = {}
@@ -1643,6 +1660,19 @@ class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):
         return super().send_to_client(party_id, message)
 
 
+def _advance_progress(bar: Any, message: PaillierMessage) -> None:
+    """One unit of work starts: a client encrypts, a party verifies an upload, a decryptor decrypts."""
+    phase = {
+        UploadRequest: "paillier round: encrypting uploads",
+        Upload: "paillier round: verifying uploads",
+        DecryptionRequest: "paillier round: decryption shares",
+    }.get(type(message))
+    if phase is not None:
+        if bar.desc != phase:
+            bar.set_description_str(phase, refresh=False)
+        bar.update(1)
+
+
 @dataclass(frozen=True)
 class PaillierSetup:
     """A round ready to run: the runner, its parameters and the parties' secrets (for attacks)."""
@@ -1671,9 +1701,10 @@ def setup_paillier_round(
     hazmat_allow_weak_key: bool = False,
     committee_size: int | None = None,
     decryptor_dropouts: Iterable[int] = (),
-    randomness: Randomness = Randomness.FIXED_BASE,
+    randomness: Randomness | None = None,
     hardening: PaillierHardening | None = None,
     lazy_decryption: bool = False,
+    key_generation: KeyGeneration | str = KeyGeneration.DEALER,
     round_logs: Mapping[int, RoundLog] | None = None,
 ) -> PaillierSetup:
     """Build the config, the parties and a :class:`PaillierRoundRunner` for one round.
@@ -1683,7 +1714,21 @@ def setup_paillier_round(
     largest client id and, in signed rounds, identity keys of their own. ``round_logs``
     (party id -> :class:`~protocols.round_log.RoundLog`) replaces a party's default log
     (the process-wide log of its identity key).
+
+    Without ``key``, ``key_generation`` says who makes the key: ``"dealer"`` (default, the
+    trusted dealer of :func:`~secagg.threshold_paillier.deal_threshold_key`) or
+    ``"distributed"`` (the decryptors themselves, :mod:`protocols.paillier_keygen`; at
+    least 3 decryptors; a member that vanishes during key generation raises
+    :class:`~secagg.errors.RoundRestartError` naming it). ``randomness`` defaults to
+    ``FIXED_BASE`` for a dealt key and ``STANDARD`` for a distributed one (which has no
+    checked fixed base).
     """
+    try:
+        keygen = KeyGeneration(key_generation)
+    except ValueError:
+        raise InvalidParameterError(
+            f"key_generation must be 'dealer' or 'distributed', got {key_generation!r}"
+        ) from None
     if not isinstance(updates, Mapping) or len(updates) < 2:
         raise InvalidParameterError("updates must map at least two client ids to vectors")
     ids = tuple(sorted(updates))
@@ -1705,7 +1750,37 @@ def setup_paillier_round(
     params = paillier_parameters(
         n, threat, n_decryptors=committee_size, max_clients=encoder.max_clients
     )
-    if key is None:
+    if committee_size is None:
+        decryptor_parties = {cid: index for index, cid in enumerate(ids, start=1)}
+    else:
+        decryptor_parties = {ids[-1] + index: index for index in range(1, committee_size + 1)}
+    signed = params.signed_contributions
+    identities = {i: IdentityKey.generate() for i in ids} if signed else {}
+    if not signed:
+        decryptor_identities: dict[int, IdentityKey] = {}
+    elif committee_size is None:
+        decryptor_identities = dict(identities)
+    else:
+        decryptor_identities = {pid: IdentityKey.generate() for pid in decryptor_parties}
+    if key is None and keygen is KeyGeneration.DISTRIBUTED:
+        # the committee's identity keys are the PKI of the key generation (fresh ones when
+        # the round itself is unsigned: key generation always signs)
+        keygen_identities = decryptor_identities or {
+            pid: IdentityKey.generate() for pid in decryptor_parties
+        }
+        distributed = generate_distributed_key(
+            keygen_identities,
+            threshold=params.threshold,
+            key_bits=key_bits,
+            hazmat_allow_weak_key=hazmat_allow_weak_key,
+            restart=False,
+            wire=wire,
+        )
+        public_key = distributed.public_key
+        shares = tuple(
+            sorted(distributed.shares.values(), key=lambda share: share.index)
+        )
+    elif key is None:
         public_key, shares = deal_threshold_key(
             n_decryptors=params.n_decryptors,
             threshold=params.threshold,
@@ -1733,18 +1808,10 @@ def setup_paillier_round(
         )
     else:
         packing = public_key.packing_for(encoder)
-    if committee_size is None:
-        decryptor_parties = {cid: index for index, cid in enumerate(ids, start=1)}
-    else:
-        decryptor_parties = {ids[-1] + index: index for index in range(1, committee_size + 1)}
-    signed = params.signed_contributions
-    identities = {i: IdentityKey.generate() for i in ids} if signed else {}
-    if not signed:
-        decryptor_identities: dict[int, IdentityKey] = {}
-    elif committee_size is None:
-        decryptor_identities = dict(identities)
-    else:
-        decryptor_identities = {pid: IdentityKey.generate() for pid in decryptor_parties}
+    if randomness is None:
+        randomness = (
+            Randomness.STANDARD if public_key.encryption_base is None else Randomness.FIXED_BASE
+        )
     logs = dict(round_logs or {})
     if not all(isinstance(v, RoundLog) for v in logs.values()):
         raise InvalidParameterError("round_logs must map party ids to RoundLog objects")
@@ -1844,9 +1911,10 @@ def run_round(
     hazmat_allow_weak_key: bool = False,
     committee_size: int | None = None,
     decryptor_dropouts: Iterable[int] = (),
-    randomness: Randomness = Randomness.FIXED_BASE,
+    randomness: Randomness | None = None,
     progress: bool = False,
     hardening: PaillierHardening | None = None,
+    key_generation: KeyGeneration | str = KeyGeneration.DEALER,
 ) -> PaillierRoundOutcome:
     """Run one Paillier round in-process (what ``protocols.simulate(protocol="paillier")`` runs).
 
@@ -1875,18 +1943,25 @@ def run_round(
         record_view: keep the server's view (default True).
         key: a dealt ``(public key, shares)`` to reuse (one key per training run); its
             ``n_decryptors`` must match and its threshold be at least the derived one.
-            Without it the trusted dealer makes a fresh key of ``key_bits``.
+            Without it a fresh key of ``key_bits`` is made as ``key_generation`` says.
         key_bits: modulus size for a fresh key (3072 by default).
         hazmat_allow_weak_key: allow ``key_bits < 2048`` -- INSECURE, tests only.
         committee_size: ``None``: the clients are the decryptors (the ``i``-th smallest id holds
             share ``i``); otherwise a separate committee of this size.
         decryptor_dropouts: committee indices (1-based) that vanish before decrypting.
-        randomness: encryption randomness (``FIXED_BASE`` by default).
+        randomness: encryption randomness (default ``FIXED_BASE`` for a dealt key,
+            ``STANDARD`` for a distributed one).
         progress: show a progress bar over the uploads (only on a terminal).
         hardening: the decryptors' checks (default all on; ``PaillierHardening.unhardened()``
             only to demonstrate attacks).
+        key_generation: ``"dealer"`` (default): a trusted dealer makes the key and must
+            forget the factorisation; ``"distributed"``: the decryptors generate it among
+            themselves (:mod:`protocols.paillier_keygen`, at least 3 decryptors, an honest
+            majority of them, no dealer). See :mod:`threat_models.paillier` for what each
+            trusts.
 
     Raises:
+        RoundRestartError: a decryptor vanished during distributed key generation.
         ThresholdNotMetError: fewer contributions than the minimum aggregate size, or fewer
             decryptors than the threshold.
         InfeasibleThreatModelError: the threat model admits no parameters.
@@ -1937,13 +2012,18 @@ def run_round(
         randomness=randomness,
         hardening=hardening,
         lazy_decryption=True,
+        key_generation=key_generation,
     )
     runner = setup.runner
     quiet = not progress or not sys.stderr.isatty()
-    with tqdm(total=len(runner.stages), desc="paillier round", disable=quiet) as bar:
+    # work units: each upload encrypted (clients), verified by the server and by every
+    # committee member, and the threshold's decryption shares
+    units = len(ids) * (len(runner.server.committee) + 2) + runner.config.public_key.threshold
+    with tqdm(total=units, desc="paillier round", unit="op", disable=quiet, leave=False) as bar:
+        runner.progress_bar = None if quiet else bar
         while not runner.finished:
             runner.step()
-            bar.update(1)
+        runner.progress_bar = None
     result = runner.server.result
     total = result.aggregate
     weight_sum = None
@@ -1973,8 +2053,9 @@ def simulate_paillier(
     Options (keyword): those of :func:`run_round` -- ``threat_model``, ``encoder``, ``bits``,
     ``weights``, ``max_weight``, ``round_id``, ``wire``, ``record_view`` as for the masking
     protocols, ``hardening`` (a :class:`PaillierHardening`), plus ``key``, ``key_bits``,
-    ``hazmat_allow_weak_key``, ``committee_size``, ``decryptor_dropouts``, ``randomness`` and
-    ``progress``.
+    ``hazmat_allow_weak_key``, ``committee_size``, ``decryptor_dropouts``, ``randomness``,
+    ``progress`` and ``key_generation`` (``"dealer"``, the default, or ``"distributed"``: the
+    decryptors generate the key themselves, no dealer).
 
     Raises:
         InvalidParameterError: an unknown option (the masking protocols' ``parameters``,
@@ -1999,6 +2080,9 @@ def simulate_paillier(
             "decryptors": pk.n_decryptors,
             "min_aggregate_size": outcome.config.min_aggregate_size,
             "key_bits": pk.n.bit_length(),
+            "key_generation": (
+                KeyGeneration.DEALER if pk.has_encryption_base else KeyGeneration.DISTRIBUTED
+            ).value,
             "bits": outcome.config.encoder.bits,
             "slots_per_ciphertext": outcome.config.packing.slots,
             "signed": outcome.config.signed_contributions,

@@ -95,6 +95,7 @@ from secagg.threshold_paillier import KeyShare, ThresholdPublicKey
 from secagg.transcript import canonical
 
 __all__ = [
+    "KeyGeneration",
     "KeygenPhase",
     "KeygenHello",
     "KeygenShares",
@@ -120,6 +121,19 @@ _PROTOCOL = "secagg/paillier-keygen/v1"
 _U64_LIMIT = 1 << 64
 _DIGEST_BYTES = 32
 _MAX_ATTEMPTS = 1 << 20
+
+
+class KeyGeneration(Enum):
+    """Who makes a Paillier round's threshold key (``key_generation=`` of the drivers)."""
+
+    DEALER = "dealer"
+    """A trusted dealer (:func:`secagg.threshold_paillier.deal_threshold_key`): it knows the
+    factorisation and must forget it; safe primes, a checked fixed encryption base."""
+
+    DISTRIBUTED = "distributed"
+    """The decryption committee itself (:func:`generate_distributed_key`): nobody ever knows
+    the factorisation, assuming an honest majority of semi-honest members; textbook
+    encryption randomness; see :mod:`secagg.distributed_paillier` for what else differs."""
 
 
 class KeygenPhase(Enum):

@@ -212,9 +212,17 @@ class ThresholdPublicKey:
         return self.encryption_base is not None
 
     def encryptor(
-        self, packing: PackingScheme, *, randomness: Randomness = Randomness.FIXED_BASE
+        self, packing: PackingScheme, *, randomness: Randomness | None = None
     ) -> PaillierEncryptor:
-        """An encryptor under this key using its published fixed base (``STANDARD`` without one)."""
+        """An encryptor under this key using its published fixed base.
+
+        ``randomness`` defaults to ``FIXED_BASE`` for a key with a fixed base and to
+        ``STANDARD`` for one without (distributed keys).
+        """
+        if randomness is None:
+            randomness = (
+                Randomness.STANDARD if self.encryption_base is None else Randomness.FIXED_BASE
+            )
         return PaillierEncryptor(
             self.paillier, packing, randomness=randomness, encryption_base=self.encryption_base
         )
