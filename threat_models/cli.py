@@ -19,12 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from secagg.errors import SecAggError, require_installed
 from secagg.outputs import EXIT_OUTPUT_REFUSED, OUTPUT_RULE, prepare_output_dir, prepare_output_file
-from threat_models.evaluate import EvaluationConfig, Family, run_evaluation, summary_table
+from threat_models.evaluate import (
+    TABLE_WIDTH,
+    VERDICT_LEGEND,
+    EvaluationConfig,
+    Family,
+    run_evaluation,
+    summary_table,
+)
 
 __all__ = ["configure", "run"]
 
@@ -64,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     print(summary_table(result))
     print()
+    print(textwrap.fill(VERDICT_LEGEND, TABLE_WIDTH))
+    print()
     print(f"{len(result.rows)} rows, {sum(r.primary for r in result.rows)} shown; {wall:.0f} s; secure sums by the {result.aggregator}")
     for name, message in result.errors.items():
         print(f"cell failed: {name}: {message}", file=sys.stderr)
     flagged = result.unexpected
     if flagged:
-        print(f"{len(flagged)} verdicts contradict their expectation (marked '(!)')", file=sys.stderr)
+        print(f"{len(flagged)} verdicts contradict their expectation ('as expected' column: NO)", file=sys.stderr)
     if not result.controls_passed:
         print("a positive control failed or a cell did not run: this evaluation proves nothing", file=sys.stderr)
     if json_path is not None:

@@ -53,6 +53,7 @@ from threat_models.attacks.metrics import (
     EXACT_DB,
     RECOGNISABLE_DB,
     Baselines,
+    Matching,
     baselines,
     match_reconstructions,
     psnr_matrix,
@@ -75,6 +76,8 @@ except ImportError as exc:  # the core install has no torch
 
 __all__ = [
     "Family",
+    "Outcome",
+    "Expectation",
     "Row",
     "ImagePanel",
     "Series",
@@ -87,6 +90,8 @@ __all__ = [
     "CELLS",
     "run_evaluation",
     "summary_table",
+    "VERDICT_LEGEND",
+    "TABLE_WIDTH",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -99,6 +104,25 @@ class Family(str, enum.Enum):
     MEMBERSHIP = "membership_inference"
     MODEL_LEVEL = "malicious_server_model"
     PROTOCOL_LEVEL = "malicious_server_protocol"
+
+
+class Outcome(str, enum.Enum):
+    """What the attack did in a cell, by the success criteria of the module docstring."""
+
+    SUCCEEDED = "succeeded"
+    STOPPED = "stopped"
+
+
+class Expectation(str, enum.Enum):
+    """Whether a cell's outcome is the one an honest harness must observe."""
+
+    MET = "yes"
+    #: a defense let through an attack it must stop
+    REGRESSION = "NO (regression)"
+    #: a positive control did not succeed: the evaluation proves nothing
+    CONTROL_FAILED = "NO (control failed)"
+    #: no claim in this cell (e.g. intermediate noise levels)
+    NO_CLAIM = "-"
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,20 @@ class Row:
         """Whether the verdict matches the expectation (True when there is none)."""
         return self.expected is None or self.expected == self.succeeded
 
+    @property
+    def outcome(self) -> Outcome:
+        """``succeeded`` or ``stopped``: the attack's verdict in words."""
+        return Outcome.SUCCEEDED if self.succeeded else Outcome.STOPPED
+
+    @property
+    def expectation(self) -> Expectation:
+        """``yes``, ``NO (regression)``, ``NO (control failed)`` or ``-`` (no claim)."""
+        if self.expected is None:
+            return Expectation.NO_CLAIM
+        if self.as_expected:
+            return Expectation.MET
+        return Expectation.CONTROL_FAILED if self.expected else Expectation.REGRESSION
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["family"] = self.family.value
@@ -148,8 +186,13 @@ class ImagePanel:
         name: file stem, unique in a run.
         title: caption.
         originals: ``(N, C, H, W)`` in ``[0, 1]``.
-        reconstructions: ``(N, C, H, W)``, matched to the originals.
-        psnr_db: per original, the PSNR of its reconstruction.
+        reconstructions: ``(N, C, H, W)``, matched to the originals (a blank image where
+            the attack produced no candidate for an original).
+        psnr_db: per original, the PSNR of its reconstruction as scored by the cell (0 for
+            an original without a candidate).
+        unmatched: per original, whether the attack produced no candidate for it (empty:
+            every original has one). Image grids label these "no candidate" instead of a
+            PSNR, and every other image with the PSNR of the picture shown.
     """
 
     name: str
@@ -157,6 +200,7 @@ class ImagePanel:
     originals: torch.Tensor
     reconstructions: torch.Tensor
     psnr_db: tuple[float, ...]
+    unmatched: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -355,9 +399,24 @@ def _gradient_rows(
     return rows
 
 
+PANEL_LIMIT = 8
+
+
 def _panel(name: str, title: str, originals: torch.Tensor, recon: torch.Tensor, psnrs: Sequence[float] | F64) -> ImagePanel:
-    limit = 8
+    limit = PANEL_LIMIT
     return ImagePanel(name, title, originals[:limit].detach().clone(), recon[:limit].detach().clamp(0, 1).clone(), tuple(float(p) for p in list(psnrs)[:limit]))
+
+
+def _matched_panel(name: str, title: str, originals: torch.Tensor, candidates: torch.Tensor, match: Matching) -> ImagePanel:
+    """A panel of matched candidates: a blank image, marked unmatched, where there is none.
+
+    A blank rather than a stand-in (e.g. the data set's mean image): a picture shown above
+    a "0 dB" label would contradict it.
+    """
+    blank = torch.zeros_like(originals[0])
+    panel = _panel(name, title, originals, match.ordered(candidates, blank), match.psnr_db)
+    unmatched = tuple(bool(i < 0) for i in match.candidate_index.tolist()[:PANEL_LIMIT])
+    return replace(panel, unmatched=unmatched)
 
 
 @contextmanager
@@ -510,7 +569,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
                 note="matched by Hungarian assignment; label counts from the last bias gradient",
                 multi=True,
             )
-            panels.append(_panel(f"sum_joint_{ds_name.value}_{'feasible' if feasible else 'infeasible'}", f"joint DLG on a secure sum of {n} ({ds_name.value}, {label})", xs, match.ordered(res.images, data.mean_image()[0]), match.psnr_db))
+            panels.append(_matched_panel(f"sum_joint_{ds_name.value}_{'feasible' if feasible else 'infeasible'}", f"joint DLG on a secure sum of {n} ({ds_name.value}, {label})", xs, res.images, match))
 
         # (3) a ReLU first layer leaks individual images through the sum
         relu_hidden = 256
@@ -531,7 +590,7 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
             note=f"{n} guesses, ranked without ground truth; a neuron active for one image isolates it",
             multi=True,
         )
-        panels.append(_panel(f"sum_relu_{ds_name.value}", f"per-neuron closed form on a secure sum of {n} ({ds_name.value}, ReLU)", xs, match.ordered(cands, data.mean_image()[0]), match.psnr_db))
+        panels.append(_matched_panel(f"sum_relu_{ds_name.value}", f"per-neuron closed form on a secure sum of {n} ({ds_name.value}, ReLU)", xs, cands, match))
     return CellOutput(tuple(rows), tuple(panels))
 
 
@@ -890,7 +949,7 @@ def cell_trap_weights(ctx: EvaluationContext) -> CellOutput:
     match = match_reconstructions(cands, xs)
     leaked = match.count_above(RECOGNISABLE_DB)
     cell = _gradient_rows(family=Family.MODEL_LEVEL, attack="trap/imprint weights", defense=f"secure aggregation, model consistency checks pass ({ctx.aggregator_name})", setting=setting, psnrs=list(match.psnr_db), base=base, succeeded=leaked >= 1, expected=True, positive_control=True, multi=True, note="the same malicious model goes to every client")
-    panels.append(_panel("trap_secagg", "trap weights through secure aggregation", xs, match.ordered(cands, data.mean_image()[0]), match.psnr_db))
+    panels.append(_matched_panel("trap_secagg", "trap weights through secure aggregation", xs, cands, match))
     # distributed DP on the same round
     dim = next(iter(updates.values())).size
     clip = max(float(np.linalg.norm(u)) for u in updates.values())
@@ -902,7 +961,7 @@ def cell_trap_weights(ctx: EvaluationContext) -> CellOutput:
     match = match_reconstructions(cands, xs)
     leaked = match.count_above(RECOGNISABLE_DB)
     cell += _gradient_rows(family=Family.MODEL_LEVEL, attack="trap/imprint weights", defense=f"secure aggregation + distributed DP (z={z:.3g})", setting=setting + "; per-client SNR 0.1", psnrs=list(match.psnr_db), base=base, succeeded=leaked >= 1, expected=False, multi=True)
-    panels.append(_panel("trap_ddp", "trap weights against distributed DP", xs, match.ordered(cands, data.mean_image()[0]), match.psnr_db))
+    panels.append(_matched_panel("trap_ddp", "trap weights against distributed DP", xs, cands, match))
     rows += cell
     return CellOutput(tuple(rows), tuple(panels))
 
@@ -1134,36 +1193,102 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
 
 
+#: Width of the terminal table (columns).
+TABLE_WIDTH = 100
+
+#: Short names of the metrics, for the terminal table.
+METRIC_LABELS: Mapping[str, str] = {
+    "psnr_db": "PSNR (dB)",
+    "images_above_20db": "images >= 20 dB",
+    "images_above_30db": "images >= 30 dB",
+    "auc": "AUC",
+    "tpr_at_1pct_fpr": "TPR at 1% FPR",
+    "round_aborted": "round aborted",
+    "victim_update_max_error": "error on victim",
+    "residual_noise_std": "residual noise std",
+    "psnr_monotone_in_noise": "PSNR falls with noise",
+}
+
+VERDICT_LEGEND = (
+    "attack: succeeded = the attack met its success criterion (an image at PSNR >= 20 dB; "
+    "membership AUC >= 0.6 or TPR >= 3% at 1% FPR; one client's update isolated within two "
+    "quantisation steps); stopped = it did not. "
+    "as expected: yes = the outcome the harness requires; NO (regression) = a defense let "
+    "through an attack it must stop; NO (control failed) = a positive control did not "
+    "succeed, so the evaluation proves nothing; - = no claim in this cell (intermediate noise)."
+)
+
+
 def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ...]]]:
     out: list[tuple[Family, tuple[str, ...]]] = []
     for r in result.rows:
         if not r.primary:
             continue
-        expected = "-" if r.expected is None else ("succeed" if r.expected else "fail")
-        verdict = ("yes" if r.succeeded else "no") + ("" if r.as_expected else " (!)")
         attack = r.attack + (" [control]" if r.positive_control else "")
-        out.append((r.family, (attack, r.defense, r.metric, _fmt(r.value), _fmt(r.baseline), verdict, expected)))
+        out.append((r.family, (attack, r.defense, r.metric, _fmt(r.value), _fmt(r.baseline), r.outcome.value, r.expectation.value)))
     return out
 
 
-def summary_table(result: EvaluationResult, *, markdown: bool = False, width: int = 46) -> str:
-    """The primary rows as a text table grouped by family (or one markdown table)."""
-    header = ("attack", "defense", "metric", "value", "baseline", "succeeded", "expected")
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+
+
+def _block(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -> list[str]:
+    """One table row as lines: every cell wrapped to its column, columns side by side.
+
+    Continuation lines of the first column are indented, so a wrapped name never reads as
+    the next row.
+    """
+    wrapped = [_wrap(c, w, "  " if i == 0 else "") for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+    height = max(len(w) for w in wrapped)
+    lines = []
+    for i in range(height):
+        parts = [
+            (w[i] if i < len(w) else "").rjust(width) if r else (w[i] if i < len(w) else "").ljust(width)
+            for w, width, r in zip(wrapped, widths, right, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return lines
+
+
+def summary_table(result: EvaluationResult, *, markdown: bool = False, width: int = TABLE_WIDTH) -> str:
+    """The primary rows as a text table grouped by family (or one markdown table).
+
+    The text table fits in ``width`` columns (100 by default): each row is the attack with
+    its figures and verdicts, then the defense on an indented line below it; long texts
+    wrap. Two verdict columns: ``attack`` (``succeeded`` / ``stopped``) and ``as expected``
+    (``yes``, ``NO (regression)``, ``NO (control failed)``, ``-`` for no claim); the legend
+    (:data:`VERDICT_LEGEND`) follows the table.
+    """
     lines = _summary_lines(result)
     if markdown:
-        out = ["| family | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
-        out += ["| " + " | ".join((fam.value, *cells)).replace("\n", " ") + " |" for fam, cells in lines]
+        header = ("family", "attack", "defense", "metric", "value", "baseline", "attack result", "as expected")
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
+            shown = f"**{expectation}**" if expectation.startswith("NO") else expectation
+            cells = (fam.value, attack, defense, metric, value, baseline, outcome, shown)
+            out.append("| " + " | ".join(cells).replace("\n", " ") + " |")
         return "\n".join(out)
 
-    def fit(text: str, w: int) -> str:
-        return text if len(text) <= w else text[: w - 1] + "~"
-
-    widths = [min(max([len(h)] + [len(c[i]) for _, c in lines]), width) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    right = (False, False, True, True, False, False)
+    fixed = [
+        max([len("metric")] + [min(len(METRIC_LABELS.get(c[2], c[2])), 15) for _, c in lines]),
+        max([len("value")] + [len(c[3]) for _, c in lines]),
+        max([len("baseline")] + [len(c[4]) for _, c in lines]),
+        len(Outcome.SUCCEEDED.value),
+        len("(regression)"),
+    ]
+    attack_width = max(20, width - sum(fixed) - 2 * len(fixed))
+    widths = [attack_width, *fixed]
+    out = _block(("attack", "metric", "value", "baseline", "attack", "as expected"), widths, right)
+    out += ["    defense"]
     current: Family | None = None
-    for fam, cells in lines:
+    for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
         if fam is not current:
-            out.append(f"-- {fam.value} " + "-" * max(0, sum(widths) + 2 * len(widths) - len(fam.value) - 4))
+            out.append(f"-- {fam.value} ".ljust(width, "-"))
             current = fam
-        out.append("  ".join(fit(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        out += _block((attack, METRIC_LABELS.get(metric, metric.replace("_", " ")), value, baseline, outcome, expectation), widths, right)
+        out += ["    " + text for text in _wrap(f"defense: {defense}", width - 4, "  ")]
     return "\n".join(out)

@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
-from threat_models.evaluate import EvaluationResult, Family, Figure, ImagePanel, Row, summary_table
+from threat_models.attacks.metrics import psnr
+from threat_models.evaluate import (
+    VERDICT_LEGEND,
+    EvaluationResult,
+    Family,
+    Figure,
+    ImagePanel,
+    Row,
+    summary_table,
+)
 
 try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -25,7 +34,7 @@ try:
 except ImportError as exc:  # the core install has no matplotlib
     raise_missing_extra(exc, "eval", "threat_models.report")
 
-__all__ = ["save_image_grid", "save_figure", "write_report", "markdown_report", "WHY_NOT_STOPPED"]
+__all__ = ["image_labels", "save_image_grid", "save_figure", "write_report", "markdown_report", "WHY_NOT_STOPPED"]
 
 WHY_NOT_STOPPED: dict[str, str] = {
     "closed_form per ReLU neuron": (
@@ -81,11 +90,34 @@ def _save(fig: MplFigure, path: Path) -> Path:
     return path
 
 
-def save_image_grid(panel: ImagePanel, path: Path) -> Path:
-    """Originals on the top row, reconstructions below, each titled with its PSNR."""
+NO_CANDIDATE = "no candidate"
+
+
+def image_labels(panel: ImagePanel) -> tuple[str, ...]:
+    """The label under each reconstruction of a grid.
+
+    The PSNR (dB) of the reconstruction *as shown* against the original above it, so that a
+    label can never contradict its picture; ``"no candidate"`` where the attack produced
+    none for that original (``panel.unmatched``; the image is left blank).
+    """
     count = int(panel.originals.shape[0])
     if count == 0 or panel.reconstructions.shape[0] != count:
         raise InvalidParameterError("a panel needs as many reconstructions as originals")
+    if panel.unmatched and len(panel.unmatched) != count:
+        raise InvalidParameterError("a panel's unmatched flags need one entry per original")
+    labels = []
+    for j in range(count):
+        if panel.unmatched and panel.unmatched[j]:
+            labels.append(NO_CANDIDATE)
+        else:
+            labels.append(f"{psnr(panel.reconstructions[j], panel.originals[j]):.1f} dB")
+    return tuple(labels)
+
+
+def save_image_grid(panel: ImagePanel, path: Path) -> Path:
+    """Originals on the top row, reconstructions below, each labelled by :func:`image_labels`."""
+    labels = image_labels(panel)
+    count = len(labels)
     fig = MplFigure(figsize=(1.3 * count + 0.8, 3.0))
     axes = fig.subplots(2, count, squeeze=False)
     for j in range(count):
@@ -96,7 +128,7 @@ def save_image_grid(panel: ImagePanel, path: Path) -> Path:
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(label)
-        axes[1][j].set_title(f"{panel.psnr_db[j]:.1f} dB", fontsize=8)
+        axes[1][j].set_title(labels[j], fontsize=8)
     fig.suptitle(panel.title, fontsize=9)
     return _save(fig, path)
 
@@ -176,13 +208,16 @@ def _hardening_section(result: EvaluationResult) -> list[str]:
 
 
 def _rows_table(rows: Sequence[Row]) -> list[str]:
-    out = ["| attack | defense | metric | value | baseline | succeeded | expected | note |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| attack | defense | metric | value | baseline | attack result | as expected | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        expected = "-" if r.expected is None else ("succeed" if r.expected else "fail")
-        flag = "" if r.as_expected else " **(unexpected)**"
+        expectation = r.expectation.value
+        shown = f"**{expectation}**" if not r.as_expected else expectation
         out.append(
             f"| {r.attack}{' (control)' if r.positive_control else ''} | {r.defense} | {r.metric} | {_fmt(r.value)} | "
-            f"{_fmt(r.baseline)} ({r.baseline_name}) | {'yes' if r.succeeded else 'no'}{flag} | {expected} | {r.note} |"
+            f"{_fmt(r.baseline)} ({r.baseline_name}) | {r.outcome.value} | {shown} | {r.note} |"
         )
     return out
 
@@ -215,7 +250,7 @@ def markdown_report(result: EvaluationResult, *, images: Sequence[tuple[ImagePan
         lines += ["## Unexpected verdicts", ""] + _rows_table(unexpected) + [""]
     lines += _not_stopped_section(result)
     lines += _hardening_section(result)
-    lines += ["## Summary", "", summary_table(result, markdown=True), ""]
+    lines += ["## Summary", "", summary_table(result, markdown=True), "", VERDICT_LEGEND, ""]
     for family in Family:
         fam_rows = [r for r in result.rows if r.family is family]
         if not fam_rows:

@@ -14,11 +14,14 @@ from secagg.errors import InvalidParameterError
 from threat_models import cli
 from threat_models.evaluate import (
     CELLS,
+    TABLE_WIDTH,
     CellOutput,
     EvaluationConfig,
     EvaluationContext,
     EvaluationResult,
+    Expectation,
     Family,
+    Outcome,
     Row,
     run_evaluation,
     summary_table,
@@ -83,9 +86,17 @@ def test_report_lists_what_secure_aggregation_does_not_stop(fast_result: Evaluat
 def test_summary_table_marks_controls_and_surprises(fast_result: EvaluationResult) -> None:
     text = summary_table(fast_result)
     assert "[control]" in text and Family.PROTOCOL_LEVEL.value in text
-    assert "(!)" not in text
+    assert max(len(line) for line in text.splitlines()) <= TABLE_WIDTH == 100
+    header = text.splitlines()[0].split()
+    assert header[-3:] == ["attack", "as", "expected"]
+    assert "NO (" not in text
+    rows = [line for line in text.splitlines() if line.rstrip().endswith((" yes", " -"))]
+    assert rows and all(" succeeded " in line or " stopped " in line for line in rows)
+    assert sum("defense: " in line for line in text.splitlines()) == sum(r.primary for r in fast_result.rows)
     markdown = summary_table(fast_result, markdown=True)
-    assert markdown.splitlines()[0].startswith("| family | attack | defense")
+    assert markdown.splitlines()[0] == (
+        "| family | attack | defense | metric | value | baseline | attack result | as expected |"
+    )
 
 
 def _broken(ctx: EvaluationContext) -> CellOutput:
@@ -103,7 +114,9 @@ def test_a_failed_control_or_a_broken_cell_is_reported() -> None:
     assert "broken" in result.errors and "boom" in result.errors["broken"]
     assert not result.controls_passed
     assert [r.attack for r in result.unexpected] == ["dlg"]
-    assert "(!)" in summary_table(result)
+    text = summary_table(result)
+    assert "NO (control" in text and "failed)" in text  # wrapped in its 12-column cell
+    assert "**NO (control failed)**" in summary_table(result, markdown=True)
     with pytest.raises(InvalidParameterError):
         run_evaluation(EvaluationConfig(quick=True, families=frozenset({Family.MEMBERSHIP})), cells=cells)
 
@@ -118,11 +131,29 @@ def test_secagg_evaluate_writes_json_and_report(tmp_path: Path, capsys: pytest.C
     assert code == 0
     assert torch.get_num_threads() == before
     printed = capsys.readouterr().out
-    assert "victim_update_max_error" in printed and "report:" in printed
+    assert "error on victim" in printed and "report:" in printed
+    assert "as expected: yes = the outcome the harness requires" in printed.replace("\n", " ")
+    table = printed.split("\n\n")[0]
+    assert max(len(line) for line in table.splitlines()) <= 100
     payload = json.loads(out_json.read_text())
     assert payload["controls_passed"] is True
     assert payload["rows"] and all(REQUIRED_KEYS <= r.keys() for r in payload["rows"])
     assert (tmp_path / "report" / "report.md").exists()
+
+
+def _row(*, succeeded: bool, expected: bool | None, control: bool = False) -> Row:
+    return Row(Family.MODEL_LEVEL, "a", "d", "s", "psnr_db", 1.0, 0.0, "b", succeeded, expected, positive_control=control)
+
+
+def test_every_outcome_and_expectation_reads_unambiguously() -> None:
+    assert _row(succeeded=True, expected=True, control=True).expectation is Expectation.MET
+    assert _row(succeeded=False, expected=False).expectation is Expectation.MET
+    assert _row(succeeded=True, expected=False).expectation is Expectation.REGRESSION
+    assert _row(succeeded=False, expected=True, control=True).expectation is Expectation.CONTROL_FAILED
+    assert _row(succeeded=True, expected=None).expectation is Expectation.NO_CLAIM
+    assert _row(succeeded=True, expected=None).outcome is Outcome.SUCCEEDED
+    assert _row(succeeded=False, expected=None).outcome is Outcome.STOPPED
+    assert Expectation.REGRESSION.value == "NO (regression)"
 
 
 def test_config_is_validated() -> None:
