@@ -63,6 +63,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from typing import Any
 
 import dp_accounting
@@ -94,6 +95,7 @@ __all__ = [
     "configure",
     "run",
     "parameter_curve",
+    "plot_labels",
     "poisson_amplification_assumption",
 ]
 
@@ -498,6 +500,64 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+#: Width the printed summary keeps to.
+TEXT_WIDTH = 100
+
+
+def _figures(result: dict[str, Any]) -> list[tuple[str, float | None, str]]:
+    """(name, epsilon, basis) of every figure of the result, the headline first."""
+    pc = result["per_client"]
+    who = f"client {pc['worst_client']} of {pc['clients']}; " if pc.get("worst_client") else ""
+    rows: list[tuple[str, float | None, str]] = [
+        ("per-client (worst client)", result["epsilon_per_client"], f"{who}{pc['basis']}")
+    ]
+    if result["epsilon_amplified"] is not None:
+        if result["mode"] == "parameters":
+            basis = f"Poisson sampling at rate {result['parameters']['sampling_rate']:g}"
+        else:
+            basis = "each round's recorded sampling"
+        rows.append(("amplified by sampling", result["epsilon_amplified"], basis))
+    else:
+        rows.append(("amplified by sampling", None, "every round takes the whole population"))
+    if "epsilon_every_round" in result:
+        rows.append(("every round", result["epsilon_every_round"], "a client in every round"))
+    if "sample_level" in result:
+        sl = result["sample_level"]
+        rows.append(
+            (
+                "sample-level (worst client)",
+                result["epsilon_sample_level"],
+                f"client {sl['worst_client']} of {sl['clients']}; its own DP-SGD noise",
+            )
+        )
+    return rows
+
+
+def _explanation(result: dict[str, Any]) -> list[str]:
+    """Which figure holds against whom: one short line per figure shown."""
+    lines = [f"per-client: the worst client; {PER_CLIENT_HOLDS_AGAINST}."]
+    if result["epsilon_amplified"] is not None:
+        lines.append(
+            "amplified: holds only against an adversary who neither chooses nor learns the sample."
+        )
+    if "epsilon_every_round" in result:
+        lines.append(f"every round: {EVERY_ROUND_HOLDS_AGAINST}.")
+    if "sample_level" in result:
+        lines.append(f"sample-level: {SAMPLE_LEVEL_HOLDS_AGAINST}.")
+    return [
+        wrapped
+        for line in lines
+        for wrapped in textwrap.wrap(line, TEXT_WIDTH, subsequent_indent="  ")
+    ]
+
+
+_BUDGET_FIGURE = {
+    BudgetScope.POPULATION.value: "amplified",
+    BudgetScope.PER_CLIENT.value: "per-client",
+    BudgetScope.SAMPLE_LEVEL.value: "sample-level",
+}
+
+
 def _print_table(result: dict[str, Any]) -> None:
     e = _eps_symbol()
     if result["mode"] == "parameters":
@@ -514,34 +574,60 @@ def _print_table(result: dict[str, Any]) -> None:
     print(f"{'round':>8}  {column:>12}")
     for t, v in result["curve"]:
         print(f"{t:>8d}  {v:>12.4f}")
-    pc = result["per_client"]
-    who = f"client {pc['worst_client']} of {pc['clients']}; " if pc.get("worst_client") else ""
-    print(
-        f"per-client {e} (worst client; {pc['holds_against']}): "
-        f"{_fmt(result['epsilon_per_client'])} at delta {result['delta']:g} "
-        f"after {result['rounds']} rounds ({who}{pc['basis']})"
-    )
-    if result["epsilon_amplified"] is not None:
-        print(
-            f"{result['amplification_assumption']}: "
-            f"{e} = {_fmt(result['epsilon_amplified'])} at delta {result['delta']:g}"
-        )
-    else:
-        print("no amplification by sampling: every round takes the whole population")
-    if "epsilon_every_round" in result:
-        print(f"{e} ({EVERY_ROUND_HOLDS_AGAINST}): {_fmt(result['epsilon_every_round'])}")
-    if "sample_level" in result:
-        sl = result["sample_level"]
-        print(
-            f"sample-level {e} (worst client; {sl['holds_against']}): "
-            f"{_fmt(result['epsilon_sample_level'])} (client {sl['worst_client']} of {sl['clients']})"
-        )
+    print()
+    figures = _figures(result)
+    name_width = max(len(name) for name, _, _ in figures)
+    eps_head = f"{e} at delta {result['delta']:g}"
+    eps_width = max(len(eps_head), 8)
+    basis_width = TEXT_WIDTH - name_width - eps_width - 4
+    print(f"{'figure':<{name_width}}  {eps_head:>{eps_width}}  basis")
+    for name, value, basis in figures:
+        parts = textwrap.wrap(basis, basis_width) or [""]
+        print(f"{name:<{name_width}}  {_fmt(value):>{eps_width}}  {parts[0]}")
+        for more in parts[1:]:
+            print(f"{'':<{name_width}}  {'':>{eps_width}}  {more}")
+    for line in _explanation(result):
+        print(line)
     for b in result.get("budgets", []):
         flag = "EXCEEDED" if b["exceeded"] else "ok"
+        figure = _BUDGET_FIGURE[b["scope"]]
+        if b["scope"] == BudgetScope.POPULATION.value and "epsilon_every_round" in result:
+            figure = "every round"
         print(
-            f"budget {b['scope']} ({b['holds_against']}): {b['epsilon_spent']:.4f} of "
+            f"budget {b['scope']} ({figure} figure): {b['epsilon_spent']:.4f} of "
             f"{b['epsilon_budget']:g} at delta {b['delta']:g} [{flag}]"
         )
+
+
+_CURVE_WHAT = {
+    "epsilon_amplified": (
+        "amplified by sampling",
+        "holds only against an adversary who neither chooses nor learns the sample",
+    ),
+    "epsilon_per_client": (
+        "per-client, no amplification",
+        "a client in every round; holds against a server that chooses the cohort",
+    ),
+    "epsilon_every_round": (
+        "a client in every round, no amplification",
+        "bounds every client; holds against any server",
+    ),
+}
+
+
+def plot_labels(result: dict[str, Any]) -> tuple[str, str, str]:
+    """``(title, x label, y label)`` of the ``--plot`` figure for an audit result.
+
+    The title and the y axis name the level (user-level: one client's whole data), which
+    epsilon the curve is (amplified by sampling, per-client, or a client in every round),
+    against whom it holds, the accountant and the delta.
+    """
+    what, holds = _CURVE_WHAT[result["curve_of"]]
+    delta = f"δ = {result['delta']:g}"
+    title = (
+        f"user-level ε, {what} ({result['accountant']} accountant, {delta})\n{holds}"
+    )
+    return title, "round", f"user-level ε ({what}) at {delta}"
 
 
 def _plot(result: dict[str, Any], path: str) -> None:
@@ -549,28 +635,29 @@ def _plot(result: dict[str, Any], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [t for t, _ in result["curve"]]
     eps = [e for _, e in result["curve"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    title, xlabel, ylabel = plot_labels(result)
+    what, _ = _CURVE_WHAT[result["curve_of"]]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     amplified = result["curve_of"] == "epsilon_amplified"
-    what = "amplified by sampling" if amplified else "no amplification by sampling"
-    ax.plot(
-        rounds, eps, marker="o", markersize=3, label=f"{what} ({result['accountant']} accountant)"
-    )
+    ax.plot(rounds, eps, marker="o", markersize=3, label=f"user-level ε, {what}")
     for b in result.get("budgets", []):
         if (b["scope"] == BudgetScope.POPULATION.value) == amplified:
-            ax.axhline(b["epsilon_budget"], color="red", linestyle="--", label="budget")
-    ax.set_xlabel("round")
-    ax.set_ylabel(f"epsilon (delta = {result['delta']:g})")
-    ax.set_title(
-        "user-level privacy loss, amplified (sample hidden from the adversary)"
-        if amplified
-        else "user-level privacy loss per client (server chooses the cohort)",
-        fontsize=9,
-    )
+            ax.axhline(
+                b["epsilon_budget"],
+                color="red",
+                linestyle="--",
+                label=f"budget ({b['scope'].replace('_', '-')}, δ = {b['delta']:g})",
+            )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -78,14 +78,17 @@ def test_parameters_mode_json_and_plot(tmp_path, capsys) -> None:  # type: ignor
     assert result["curve"][-1][1] == result["epsilon_amplified"]
     assert png.read_bytes()[:8] == PNG_MAGIC
     table = capsys.readouterr().out
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    figures = {line.split("  ")[0]: line.split() for line in lines if "  " in line}
+    assert figures["amplified by sampling"][3] == f"{result['epsilon_amplified']:.4f}"
+    assert " ".join(figures["amplified by sampling"][4:]) == "Poisson sampling at rate 0.2"
+    assert figures["per-client (worst client)"][3] == f"{result['epsilon_per_client']:.4f}"
+    # below the table: which figure holds against whom
+    assert f"per-client: the worst client; {PER_CLIENT_HOLDS_AGAINST}." in lines
     assert (
-        "amplified by Poisson sampling at rate 0.2 (assumes the sample is hidden from the "
-        f"adversary): ε = {result['epsilon_amplified']:.4f}"
-    ) in table
-    assert (
-        f"per-client ε (worst client; {PER_CLIENT_HOLDS_AGAINST}): "
-        f"{result['epsilon_per_client']:.4f}"
-    ) in table
+        "amplified: holds only against an adversary who neither chooses nor learns the sample."
+    ) in lines
 
 
 def test_full_participation_with_the_rdp_accountant(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -153,12 +156,20 @@ def test_ledger_mode(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert not any(b["exceeded"] for b in result["budgets"])
     assert png.read_bytes()[:8] == PNG_MAGIC
     table = capsys.readouterr().out
-    assert (
-        f"per-client ε (worst client; {PER_CLIENT_HOLDS_AGAINST}): "
-        f"{result['epsilon_per_client']:.4f}"
-    ) in table
-    assert f"{AMPLIFICATION_ASSUMPTION}: ε = {result['epsilon_amplified']:.4f}" in table
-    assert "budget population (amplified by sampling" in table
+    lines = table.splitlines()
+    assert max(len(line) for line in lines[1:]) <= 100  # the first names the ledger's path
+    per_client = next(line for line in lines if line.startswith("per-client (worst client)"))
+    amplified = next(line for line in lines if line.startswith("amplified by sampling"))
+    assert per_client.split()[3] == f"{result['epsilon_per_client']:.4f}"
+    assert "client a of 3" in per_client
+    assert amplified.split()[3] == f"{result['epsilon_amplified']:.4f}"
+    explanation = lines[lines.index(amplified) + 1 :]
+    assert explanation[0].startswith("sample-level (worst client)")
+    assert f"per-client: the worst client; {PER_CLIENT_HOLDS_AGAINST}." in explanation
+    assert "amplified: holds only against an adversary who neither chooses nor learns the sample." in explanation
+    assert any(line.startswith("sample-level: one record of a client's local data") for line in explanation)
+    budget = f"budget population (amplified figure): {result['epsilon_amplified']:.4f} of 8 at delta 1e-05 [ok]"
+    assert budget in lines
 
 
 def test_ledger_with_an_unknown_cohort_counts_every_round(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -419,3 +430,29 @@ def test_console_script(tmp_path) -> None:  # type: ignore[no-untyped-def]
         "curve",
     }
     assert result["curve"][-1] == [10, result["epsilon_per_client"]]
+
+
+def test_plot_labels_say_which_epsilon_against_whom_and_at_what_delta(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dp.cli import plot_labels
+
+    sampled, every_client = tmp_path / "sampled.json", tmp_path / "all.json"
+    base = ["audit", "--noise-multiplier", "1", "--rounds", "5", "--delta", "1e-6", "--quiet"]
+    assert main([*base, "--sampling-rate", "0.1", "--json", str(sampled)]) == 0
+    assert main([*base, "--sampling-rate", "1", "--json", str(every_client)]) == 0
+    title, xlabel, ylabel = plot_labels(json.loads(sampled.read_text()))
+    assert xlabel == "round"
+    assert title.startswith("user-level ε, amplified by sampling (pld accountant, δ = 1e-06)")
+    assert "neither chooses nor learns the sample" in title
+    assert ylabel == "user-level ε (amplified by sampling) at δ = 1e-06"
+    title, _, ylabel = plot_labels(json.loads(every_client.read_text()))
+    assert title.startswith("user-level ε, per-client, no amplification (pld accountant, δ = 1e-06)")
+    assert "server that chooses the cohort" in title
+    assert ylabel == "user-level ε (per-client, no amplification) at δ = 1e-06"
+    ledger_path, out = tmp_path / "ledger.json", tmp_path / "ledger_audit.json"
+    ledger = PrivacyLedger()
+    for cohort in (("a", "b"), ("a",)):
+        ledger.spend(RoundRecord(dp_accounting.GaussianDpEvent(2.0), ClientSampling.full(), participants=cohort))
+    ledger.save(ledger_path)
+    assert main(["audit", str(ledger_path), "--delta", "1e-5", "--quiet", "--json", str(out)]) == 0
+    title, _, ylabel = plot_labels(json.loads(out.read_text()))
+    assert "a client in every round" in title and "δ = 1e-05" in ylabel
