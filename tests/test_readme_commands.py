@@ -182,6 +182,13 @@ MAPPED: tuple[Mapped, ...] = (
         parts=("def test_ci_runs_the_readme_test_command",),
         files=(".ci/test", ".ci/run"),
     ),
+    Mapped(
+        r"^(DOCS_OUT=\S+ )?bash \.ci/docs$",
+        "tests/test_readme_commands.py::test_ci_runs_the_readme_test_command",
+        parts=('"bash .ci/docs"', "DOCS_OUT"),
+        via=(".ci/docs",),
+        files=(".ci/docs",),
+    ),
     Mapped(r"^(\.venv/bin/)?secagg demo\b", "tests/test_demo.py", parts=('"demo"',)),
     Mapped(r"^(\.venv/bin/)?secagg evaluate\b", "tests/threat_models/test_evaluate.py", parts=("evaluate",)),
     Mapped(r"^(\.venv/bin/)?secagg bench\b", "tests/test_bench.py", parts=("bench",)),
