@@ -151,18 +151,19 @@ def bench_encoder(d: int, repeat: int) -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
+    draws = sorted({r["draws"] for r in rows if r["what"] == "sampler"})
     lines = [
-        "Samplers: median seconds for the draws; ratios per round (ours / reference); "
-        f"target: {SAMPLER_TARGET.label}",
-        f"{'sampler':<19}{'param':>9}{'draws':>10}{'ours s':>9}{'s / 1M':>8}{'verdict':>9}"
-        f"{'words/draw':>11}{'floor s':>9}{'x floor':>9}{'numpy s':>9}{'x numpy':>9}",
+        f"Samplers: median seconds for {' / '.join(f'{n:,}' for n in draws)} draws; ratios per "
+        f"round (ours / reference); target: {SAMPLER_TARGET.label}",
+        f"{'sampler':<18}{'param':>9}{'ours s':>9}{'s / 1M':>8}{'verdict':>9}"
+        f"{'words/draw':>12}{'floor s':>9}{'x floor':>9}{'numpy s':>9}{'x numpy':>9}",
     ]
     for r in rows:
         if r["what"] == "sampler":
             lines.append(
-                f"{r['sampler']:<19}{r['parameter']:>9.3g}{r['draws']:>10}{r['ours_s']:>9.3f}"
+                f"{r['sampler']:<18}{r['parameter']:>9.3g}{r['ours_s']:>9.3f}"
                 f"{r['seconds_per_million_draws']:>8.3f}{verdict(r):>9}"
-                f"{r['words_per_draw']:>11.2f}{r['floor_s']:>9.4f}{r['ours_vs_floor']:>9.1f}"
+                f"{r['words_per_draw']:>12.2f}{r['floor_s']:>9.4f}{r['ours_vs_floor']:>9.1f}"
                 f"{r['peer_s']:>9.3f}{r['ours_vs_peer']:>9.1f}"
             )
     lines.append("")
