@@ -355,17 +355,17 @@ def test_wire_round_trip_and_strict_decoding() -> None:
             with pytest.raises(MessageError):
                 decode_keygen_message(corrupted, params)
     # a pairwise phase in a broadcast, an unknown phase, a broadcast phase in shares
-    data = bytearray(encode_keygen_message(broadcast, params))
-    data[14 + 8] = KeygenPhase.SIEVE.value
+    raw = bytearray(encode_keygen_message(broadcast, params))
+    raw[14 + 8] = KeygenPhase.SIEVE.value
     with pytest.raises(MessageError):
-        decode_keygen_message(bytes(data), params)
-    data[14 + 8] = 99
+        decode_keygen_message(bytes(raw), params)
+    raw[14 + 8] = 99
     with pytest.raises(MessageError):
-        decode_keygen_message(bytes(data), params)
-    data = bytearray(encode_keygen_message(shares, params))
-    data[14 + 16] = KeygenPhase.THETA.value
+        decode_keygen_message(bytes(raw), params)
+    raw = bytearray(encode_keygen_message(shares, params))
+    raw[14 + 16] = KeygenPhase.THETA.value
     with pytest.raises(MessageError):
-        decode_keygen_message(bytes(data), params)
+        decode_keygen_message(bytes(raw), params)
     with pytest.raises(MessageError):
         decode_keygen_message("text", params)  # type: ignore[arg-type]
     with pytest.raises(MessageError):
