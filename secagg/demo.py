@@ -323,6 +323,7 @@ def train_federated(
     progress: bool = False,
     echo: bool = False,
     label: str = "",
+    threads: int | None = 1,
 ) -> tuple[TrainingResult, list[list[int]]]:
     """FedAvg on ``data``: securely aggregated through ``aggregator``, or plain if ``None``.
 
@@ -343,6 +344,9 @@ def train_federated(
         progress: show a progress bar over the rounds.
         echo: print one line per round.
         label: prefix of the progress bar.
+        threads: torch's intra-op threads for the local training (default 1, the fastest
+            for these small models, above all on a loaded machine); ``None`` leaves torch's
+            setting alone.
 
     Returns:
         ``(result, cohorts)``.
@@ -352,7 +356,8 @@ def train_federated(
     import torch
     from tqdm import tqdm
 
-    torch.set_num_threads(1)
+    if threads is not None:
+        torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     global_model = make_model(model, data.num_features, data.num_classes, seed=seed)
     logs: list[RoundLog] = []
@@ -437,7 +442,12 @@ def train_federated(
                 line += f" (amplified {amplified:.3f})"
             if difference is not None:
                 line += f"  max|secure - plaintext| {difference:.2e}"
+            seconds = logs[-1].seconds
+            if seconds >= 10.0:
+                line += f"  ({seconds:.0f} s)"
             tqdm.write(line)
+            if rnd == 0 and rounds > 1 and seconds >= 10.0:
+                tqdm.write(f"  about {seconds * (rounds - 1) / 60:.1f} min to go at this pace")
     bar.close()
     final_eps = logs[-1].epsilon if logs else None
     result = TrainingResult(
@@ -504,9 +514,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=100, help="population size (default: 100)")
     parser.add_argument("--clients-per-round", type=int, default=None,
                         help="expected cohort per round, Poisson-sampled (default: half the clients)")
-    parser.add_argument("--rounds", type=int, default=30, help="training rounds (default: 30)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"training rounds (default: 30; {PAILLIER_DEMO_ROUNDS} with --protocol paillier)")
     parser.add_argument("--protocol", choices=["secagg", "secagg+", "paillier"], default="secagg+",
                         help="secure aggregation protocol (default: secagg+)")
+    parser.add_argument("--paillier-key-bits", type=int, choices=[2048, 3072], default=None,
+                        help=f"Paillier modulus (demo default: {PAILLIER_DEMO_KEY_BITS}, 112-bit security, so that "
+                        "the demo takes minutes; the recipe's default and the secure choice: 3072)")
+    parser.add_argument("--paillier-committee", type=int, default=None,
+                        help=f"Paillier decryption committee (demo default: {PAILLIER_DEMO_COMMITTEE}; the recipe's: 10); "
+                        "every member verifies every upload")
+    parser.add_argument("--key-generation", choices=["dealer", "distributed"], default=None,
+                        help="who makes the Paillier key: a trusted dealer (default) or the decryption committee "
+                        "itself, with no dealer (distributed: an honest majority of at least 3 members)")
     parser.add_argument("--dp", choices=["none", "central", "distributed", "local"], default="distributed",
                         help="differential privacy (default: distributed discrete Gaussian)")
     parser.add_argument("--noise-multiplier", type=float, default=None,
@@ -528,9 +548,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also compute each aggregate in plaintext on the side (from the noised inputs) "
                         "and report the largest difference")
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain-FedAvg comparison run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, model and local training")
-    parser.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
-    parser.add_argument("--plot", metavar="PATH", default=None, help="write accuracy and epsilon curves (PNG)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the data split, model, local training and simulated dropouts; cohorts and DP "
+                        "noise stay on the OS CSPRNG unless --reproducible")
+    parser.add_argument("--reproducible", action="store_true",
+                        help="seeded simulation: cohorts, DP noise and rounding also come from --seed "
+                        "(SecureAggregator(simulation_seed=SEED)), so two runs with the same --seed print the same "
+                        "accuracies and epsilons. NOT private: whoever knows the seed can predict the cohorts and "
+                        "remove the noise. Not with --dp local (DP-SGD noise is Opacus's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for local training (default: 1, the fastest for these small models)")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="write the results as JSON (missing parent directories are created; an unwritable "
+                        "path is refused before any training)")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="write accuracy and epsilon curves as PNG (same rule for the path as --json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-round lines")
 
 
@@ -539,8 +571,20 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InvalidParameterError("--clients must be at least 3")
     if args.clients_per_round is not None and not 3 <= args.clients_per_round <= args.clients:
         raise InvalidParameterError("--clients-per-round must lie in [3, --clients]")
-    if args.rounds < 1:
+    if args.rounds is not None and args.rounds < 1:
         raise InvalidParameterError("--rounds must be positive")
+    if args.threads < 1:
+        raise InvalidParameterError("--threads must be positive")
+    if args.paillier_committee is not None and not 2 <= args.paillier_committee <= args.clients:
+        raise InvalidParameterError("--paillier-committee must lie in [2, --clients]")
+    if args.protocol != "paillier" and (args.paillier_key_bits is not None or args.paillier_committee is not None):
+        raise InvalidParameterError("--paillier-key-bits and --paillier-committee need --protocol paillier")
+    if args.protocol != "paillier" and args.key_generation is not None:
+        raise InvalidParameterError("--key-generation needs --protocol paillier")
+    if args.reproducible and args.dp == "local":
+        raise InvalidParameterError(
+            "--reproducible does not cover --dp local: the clients' DP-SGD noise comes from Opacus, not the recipe"
+        )
     if not 0.0 <= args.dropout < 0.5:
         raise InvalidParameterError("--dropout must lie in [0, 0.5)")
     for name in ("noise_multiplier", "target_epsilon", "clip", "delta"):
@@ -551,6 +595,81 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InvalidParameterError("give --noise-multiplier or --target-epsilon, not both")
     if args.target_epsilon is not None and args.dp not in ("central", "distributed"):
         raise InvalidParameterError("--target-epsilon needs --dp central or distributed")
+
+
+#: The Paillier demo's own defaults (the recipe's stay 3072 bits and a committee of 10): at
+#: 3072 bits a round of 50 uploads, each verified by the server and 10 committee members,
+#: takes about a minute on a 2-core machine, so 30 rounds would take half an hour.
+PAILLIER_DEMO_KEY_BITS = 2048
+PAILLIER_DEMO_COMMITTEE = 4
+PAILLIER_DEMO_ROUNDS = 8
+#: Rough seconds per operation at 3072 bits on a 2-core machine (profiled from one round of
+#: 50 uploads of the demo's 650 coordinates): encrypting and proving one upload, verifying
+#: one upload's proof, one partial decryption with its proof. Other sizes scale as
+#: ``(bits / 3072) ** 1.5`` (exponentiations ~ bits^2.5, fewer slots per ciphertext ~ 1 / bits).
+_PAILLIER_SECONDS_3072 = {"upload": 0.31, "verify": 0.11, "partial": 1.0}
+
+
+def paillier_round_seconds(key_bits: int, cohort: int, committee: int, threshold: int) -> float:
+    """Rough wall time of one Paillier round of the demo (before any measurement)."""
+    scale = float((key_bits / 3072) ** 1.5)
+    unit = {k: v * scale for k, v in _PAILLIER_SECONDS_3072.items()}
+    return cohort * (unit["upload"] + (committee + 1) * unit["verify"]) + threshold * unit["partial"]
+
+
+def _check_output(path: str | None, option: str) -> str | None:
+    """Create ``path``'s missing parent directories and check the file can be written.
+
+    Returns an error message, or ``None`` when the path is fine (or not given). A file
+    that did not exist is created to test it and removed again.
+    """
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        return f"cannot write {option} {path}: it is a directory"
+    existed = target.exists()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a"):
+            pass
+    except OSError as exc:
+        return f"cannot write {option} {path}: {exc.strerror or exc}"
+    if not existed:
+        target.unlink()
+    return None
+
+
+def _describe_paillier(
+    args: argparse.Namespace, aggregator: Any, clients_per_round: int, *, default_rounds: bool
+) -> None:
+    """Say which Paillier settings the demo chose, why, and roughly what the run will cost."""
+    from threat_models.paillier import paillier_parameters
+
+    key_bits = int(aggregator._paillier_key_bits)
+    committee = int(aggregator.paillier_committee)
+    threshold = paillier_parameters(clients_per_round, aggregator.threat_model, n_decryptors=committee).threshold
+    chosen = []
+    if args.paillier_key_bits is None:
+        chosen.append(f"a {key_bits}-bit key (112-bit security; the recipe's default is 3072, 128-bit)")
+    if args.paillier_committee is None:
+        chosen.append(f"a {committee}-member decryption committee (threshold {threshold}; the recipe's default is 10)")
+    if default_rounds:
+        chosen.append(f"{args.rounds} rounds (30 for the other protocols)")
+    if chosen:
+        print(
+            "paillier demo settings: " + ", ".join(chosen) + ". Every upload is encrypted, proven and verified "
+            "by the server and each committee member, so a 3072-bit round with a committee of 10 takes about a "
+            "minute on 2 cores; pass --paillier-key-bits 3072 --paillier-committee 10 --rounds 30 for the "
+            "recipe's settings"
+        )
+    per_round = paillier_round_seconds(key_bits, clients_per_round, committee, threshold)
+    print(
+        f"estimated cost: about {per_round:.0f} s per round of ~{clients_per_round} uploads, "
+        f"{per_round * args.rounds / 60:.1f} min for {args.rounds} rounds, plus the key generation "
+        "(a random time, from seconds to minutes) -- rough figures for a 2-core machine; each round's "
+        "time is printed as it ends"
+    )
 
 
 def _build_aggregator(args: argparse.Namespace, clients_per_round: int) -> Any:
@@ -569,7 +688,13 @@ def _build_aggregator(args: argparse.Namespace, clients_per_round: int) -> Any:
         "threat_model": threat_model,
         "delta": args.delta,
         "verify": args.verify,
+        "progress": not args.quiet,
+        "simulation_seed": args.seed if args.reproducible else None,
     }
+    if args.protocol == "paillier":
+        kwargs["hazmat_paillier_key_bits"] = args.paillier_key_bits or PAILLIER_DEMO_KEY_BITS
+        kwargs["paillier_committee"] = min(args.paillier_committee or PAILLIER_DEMO_COMMITTEE, args.clients)
+        kwargs["key_generation"] = args.key_generation or "dealer"
     if dp.user_level:
         kwargs["clip_norm"] = clip
         if args.target_epsilon is not None:
@@ -581,7 +706,9 @@ def _build_aggregator(args: argparse.Namespace, clients_per_round: int) -> Any:
     return SecureAggregator(**kwargs)
 
 
-def _plot(path: str, secure: TrainingResult, plain: TrainingResult | None, title: str, label: str) -> None:
+def _plot(
+    path: str, secure: TrainingResult, plain: TrainingResult | None, title: str, label: str, level: str | None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -605,13 +732,18 @@ def _plot(path: str, secure: TrainingResult, plain: TrainingResult | None, title
         if r.epsilon_amplified is not None and math.isfinite(r.epsilon_amplified)
     ]
     if eps:
+        headline = (
+            "largest client's DP-SGD (sample-level)" if level == "sample"
+            else "per client, worst client (holds against the server)"
+        )
         ax_eps.plot([e[0] for e in eps], [e[1] for e in eps], color="tab:red", marker="o", markersize=3,
-                    label="per client, worst client (holds against the server)")
+                    label=headline)
         if amplified and amplified != eps:
             ax_eps.plot([e[0] for e in amplified], [e[1] for e in amplified], color="tab:red", linestyle=":",
                         label="amplified (only if the server neither chooses nor sees cohorts)")
         ax_eps.legend(loc="upper left", fontsize="small")
-        ax_eps.set_ylabel(f"epsilon (delta = {secure.delta:.0e})" if secure.delta else "epsilon")
+        kind = "sample-level epsilon (one training example)" if level == "sample" else "user-level epsilon (one client)"
+        ax_eps.set_ylabel(f"{kind}, delta = {secure.delta:.0e}" if secure.delta else kind)
     else:
         ax_eps.text(0.5, 0.5, "no differential privacy", ha="center", va="center", transform=ax_eps.transAxes)
     ax_eps.set_xlabel("round")
@@ -631,13 +763,28 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     _check_args(args)
+    for path, option in ((args.json, "--json"), (args.plot, "--plot")):
+        problem = _check_output(path, option)
+        if problem is not None:  # refused before any work, not after the training
+            print(f"secagg demo: error: {problem}", file=sys.stderr)
+            return 2
+    paillier = args.protocol == "paillier"
+    default_rounds = args.rounds is None
+    if args.rounds is None:
+        args.rounds = PAILLIER_DEMO_ROUNDS if paillier else 30
     # dp-accounting logs a warning for every RDP order it skips; they are not actionable here
     logging.getLogger("absl").setLevel(logging.ERROR)
     interactive = not args.quiet and sys.stderr.isatty()
     echo = not args.quiet
     clients_per_round = args.clients_per_round or max(3, args.clients // 2)
     data = load_federated(args.clients, dataset=args.dataset, alpha=args.alpha, seed=args.seed)
-    aggregator = _build_aggregator(args, clients_per_round)
+    import warnings
+
+    from secagg.simulation import UnsafeSimulationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsafeSimulationWarning)  # said once, below, in the demo's words
+        aggregator = _build_aggregator(args, clients_per_round)
     local_dp = None
     if args.dp == "local":
         local_dp = {
@@ -645,9 +792,18 @@ def run(args: argparse.Namespace) -> int:
             "max_grad_norm": args.clip if args.clip is not None else 1.0,
         }
     setting = f"{args.protocol}, no DP" if args.dp == "none" else f"{args.protocol} + {args.dp} DP"
-    title = f"{args.dataset}, {args.clients} clients (~{clients_per_round}/round), {setting}"
+    title = (
+        f"{args.dataset}, {args.clients} clients (~{clients_per_round}/round), {setting}, "
+        f"dropout {args.dropout:.0%}" + (" -- seeded simulation, NOT private" if args.reproducible else "")
+    )
+    if args.reproducible:
+        from secagg.simulation import SIMULATION_WARNING
+
+        print(f"secagg demo: warning: --reproducible (seed {args.seed}): {SIMULATION_WARNING}", file=sys.stderr)
     if echo:
         print(f"secagg demo: {title}, {args.rounds} rounds, non-IID (Dirichlet alpha={args.alpha})")
+        if paillier:
+            _describe_paillier(args, aggregator, clients_per_round, default_rounds=default_rounds)
     train_kwargs: dict[str, Any] = {
         "rounds": args.rounds,
         "model": args.model,
@@ -656,6 +812,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "progress": interactive,
         "echo": echo,
+        "threads": args.threads,
     }
     secure, cohorts = train_federated(
         data, aggregator=aggregator, dropout=args.dropout, local_dp=local_dp, label="secure", **train_kwargs
@@ -690,6 +847,13 @@ def run(args: argparse.Namespace) -> int:
         "dataset": args.dataset,
         "model": args.model,
         "seed": args.seed,
+        "reproducible": args.reproducible,
+        "simulation_seed": statement.simulation_seed,
+        "private": statement.private,
+        "simulation_warning": statement.to_dict()["simulation_warning"],
+        "threads": args.threads,
+        "paillier_key_bits": int(aggregator._paillier_key_bits) if args.protocol == "paillier" else None,
+        "paillier_committee": int(aggregator.paillier_committee) if args.protocol == "paillier" else None,
         "seconds": secure.seconds,
         "plain_seconds": None if plain is None else plain.seconds,
         "max_abs_difference": max(differences) if differences else None,
@@ -742,6 +906,8 @@ def run(args: argparse.Namespace) -> int:
                 )
         else:
             print("epsilon: none (no differential privacy)")
+        if args.reproducible:
+            print(f"  note: seeded simulation (--reproducible, seed {args.seed}): reproducible figures, NOT private")
         if args.verify:
             shown = "n/a" if result["max_abs_difference"] is None else f"{result['max_abs_difference']:.3e}"
             print(f"verify: largest |secure - plaintext| over all rounds: {shown}")
@@ -749,5 +915,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.plot:
-        _plot(args.plot, secure, plain, title, setting)
+        _plot(args.plot, secure, plain, title, setting, level)
     return 0

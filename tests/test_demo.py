@@ -101,3 +101,64 @@ def test_demo_prints_the_per_client_and_the_amplified_epsilon(capsys: pytest.Cap
     assert "epsilon per client:" in out and "holds against the server" in out
     assert "(user-level, smaller of the RDP and Gaussian-PLD bounds;" in out  # distributed DP
     assert "epsilon amplified by sampling:" in out and "neither chooses nor learns" in out
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_demo_refuses_an_unwritable_output_path_before_training(
+    tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    target = blocker / "out" / "x.json"  # its parent cannot be created: a file is in the way
+    status = main(["demo", "--clients", "12", "--rounds", "1", "--no-baseline", option, str(target)])
+    assert status == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("secagg demo: error: cannot write " + option)
+    assert "round" not in captured.out  # nothing was trained
+
+
+def test_demo_creates_missing_parent_directories(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "dir" / "demo.json"
+    status = main(["demo", "--clients", "10", "--clients-per-round", "10", "--rounds", "1", "--dp", "none",
+                   "--no-baseline", "--quiet", "--json", str(out)])
+    assert status == 0 and json.loads(out.read_text())["rounds"] == 1
+
+
+def test_reproducible_demo_repeats_its_accuracies_and_epsilons(tmp_path: Path) -> None:
+    def run(name: str, *extra: str) -> dict[str, object]:
+        out = tmp_path / name
+        command = ["demo", "--clients", "12", "--clients-per-round", "8", "--rounds", "2", "--no-baseline",
+                   "--quiet", "--seed", "4", "--json", str(out), *extra]
+        assert main(command) == 0
+        return dict(json.loads(out.read_text()))
+
+    def figures(result: dict[str, object]) -> list[tuple[object, ...]]:
+        curve = result["curve"]
+        assert isinstance(curve, list)
+        return [(r["accuracy"], r["epsilon_per_client"], r["epsilon_amplified"], r["clients"]) for r in curve]
+
+    first, second = run("a.json", "--reproducible"), run("b.json", "--reproducible")
+    assert figures(first) == figures(second)
+    assert first["reproducible"] is True and first["simulation_seed"] == 4 and first["private"] is False
+    assert "NOT private" in str(first["simulation_warning"])
+    default = run("c.json")
+    assert default["reproducible"] is False and default["private"] is True and default["simulation_seed"] is None
+
+
+def test_reproducible_mode_refuses_local_dp(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--dp", "local", "--reproducible", "--quiet"]) == 1
+    assert "--reproducible" in capsys.readouterr().err
+
+
+def test_paillier_demo_states_its_settings_and_cost(capsys: pytest.CaptureFixture[str]) -> None:
+    from secagg.demo import PAILLIER_DEMO_ROUNDS, paillier_round_seconds
+
+    # the estimate grows with the key, the cohort and the committee
+    assert paillier_round_seconds(3072, 50, 10, 6) > paillier_round_seconds(2048, 50, 10, 6)
+    assert paillier_round_seconds(2048, 50, 10, 6) > paillier_round_seconds(2048, 50, 4, 3)
+    assert paillier_round_seconds(2048, 50, 4, 3) > paillier_round_seconds(2048, 20, 4, 3)
+    assert PAILLIER_DEMO_ROUNDS < 30
+    assert main(["demo", "--protocol", "paillier", "--paillier-committee", "20", "--clients", "10"]) == 1
+    assert main(["demo", "--paillier-key-bits", "2048", "--quiet"]) == 1
+    assert "need --protocol paillier" in capsys.readouterr().err
