@@ -695,6 +695,12 @@ class SecureAggregator:
             the cost of a round grows with it.
         hazmat_paillier_key_bits: Paillier modulus size (3072, 128-bit security). Below
             2048 is INSECURE and meant for tests only.
+        key_generation: who makes the Paillier key (``protocol="paillier"`` only):
+            ``"dealer"`` (default) -- a trusted dealer that knows the factorisation and must
+            forget it; ``"distributed"`` -- the decryption committee generates the key itself
+            (:mod:`protocols.paillier_keygen`: no dealer, an honest majority of at least 3
+            semi-honest committee members; textbook encryption randomness; about a minute of
+            CPU per member for a 2048-bit key, once per run).
         simulation_seed: ``None`` (default) for a private run. An int makes the run
             *reproducible and not private*: cohorts (:meth:`sample_cohort`), the DP noise
             (distributed shares, central noise), the distributed-DP rotation and the
@@ -734,6 +740,7 @@ class SecureAggregator:
         paillier_committee: int | None = None,
         hazmat_paillier_key_bits: int = 3072,
         simulation_seed: int | None = None,
+        key_generation: str = "dealer",
     ) -> None:
         from threat_models.model import ThreatModel as ThreatModelClass
 
@@ -789,6 +796,9 @@ class SecureAggregator:
         ):
             raise InvalidParameterError("hazmat_paillier_key_bits must be an int >= 128")
         self._paillier_key_bits = hazmat_paillier_key_bits
+        from protocols.paillier_keygen import KeyGeneration
+
+        self.key_generation: KeyGeneration = _coerce(KeyGeneration, key_generation, "key generation")
         if paillier_committee is None:
             paillier_committee = min(_PAILLIER_COMMITTEE, population)
         if (
@@ -800,6 +810,12 @@ class SecureAggregator:
                 f"paillier_committee must be an int in [2, population={population}], got {paillier_committee!r}"
             )
         self.paillier_committee = paillier_committee
+        if self.key_generation is KeyGeneration.DISTRIBUTED and (
+            self.protocol is not AggregationProtocol.PAILLIER or paillier_committee < 3
+        ):
+            raise InvalidParameterError(
+                "key_generation='distributed' needs protocol='paillier' and a committee of at least 3"
+            )
         self._simulation: SimulationRandomness | None = None
         if simulation_seed is not None:
             self._simulation = SimulationRandomness(simulation_seed)
@@ -1482,6 +1498,7 @@ class SecureAggregator:
         )
 
     def _paillier_config(self, threat_model: Any, n: int) -> dict[str, Any]:
+        from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
         from secagg.threshold_paillier import deal_threshold_key
         from threat_models.paillier import paillier_parameters
 
@@ -1491,12 +1508,25 @@ class SecureAggregator:
             # round's cohort, for which the round's threat model was derived
             params = paillier_parameters(n, threat_model, n_decryptors=committee)
             key_bits = self._paillier_key_bits
-            self._paillier_key = deal_threshold_key(
-                n_decryptors=committee,
-                threshold=params.threshold,
-                key_bits=key_bits,
-                hazmat_allow_weak_key=key_bits < 2048,
-            )
+            if self.key_generation is KeyGeneration.DISTRIBUTED:
+                distributed = generate_distributed_key(
+                    list(range(1, committee + 1)),
+                    threshold=params.threshold,
+                    key_bits=key_bits,
+                    hazmat_allow_weak_key=key_bits < 2048,
+                    restart=False,
+                )
+                self._paillier_key = (
+                    distributed.public_key,
+                    tuple(sorted(distributed.shares.values(), key=lambda share: share.index)),
+                )
+            else:
+                self._paillier_key = deal_threshold_key(
+                    n_decryptors=committee,
+                    threshold=params.threshold,
+                    key_bits=key_bits,
+                    hazmat_allow_weak_key=key_bits < 2048,
+                )
         return {"key": self._paillier_key, "committee_size": committee}
 
     def _run_protocol(

@@ -469,3 +469,57 @@ def test_real_2048_bit_generation() -> None:
     plain = combine_partial_decryptions(public, vector, partials)
     assert np.array_equal(packing.unpack(plain, 3, summands=1), values)
 
+
+
+# --------------------------------------------------------------------------- recipe and demo
+
+
+def test_recipe_with_a_distributed_key() -> None:
+    from secagg.recipe import SecureAggregator
+
+    rng = np.random.default_rng(5)
+    updates = [{"w": rng.normal(size=(3, 2)), "b": rng.normal(size=4)} for _ in range(5)]
+    aggregator = SecureAggregator(
+        population=5,
+        protocol="paillier",
+        dp="none",
+        key_generation="distributed",
+        paillier_committee=4,
+        hazmat_paillier_key_bits=BITS,  # INSECURE size, to keep the test fast
+    )
+    for _ in range(2):  # the committee's key serves every round
+        mean = aggregator.mean(updates)
+        expected = sum(u["b"] for u in updates) / 5
+        assert np.max(np.abs(mean["b"] - expected)) < 1e-6
+    assert aggregator._paillier_key[0].encryption_base is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"protocol": "secagg+", "key_generation": "distributed"},
+        {"protocol": "paillier", "key_generation": "distributed", "paillier_committee": 2},
+        {"protocol": "paillier", "key_generation": "trusted-friend"},
+    ],
+)
+def test_recipe_refuses_contradictory_key_generation(kwargs: dict[str, Any]) -> None:
+    from secagg.recipe import SecureAggregator
+
+    with pytest.raises(InvalidParameterError):
+        SecureAggregator(population=5, dp="none", **kwargs)
+
+
+def test_demo_takes_the_key_generation_option() -> None:
+    import argparse
+
+    from secagg.demo import _check_args, configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--protocol", "paillier", "--key-generation", "distributed"])
+    assert args.key_generation == "distributed"
+    _check_args(args)
+    with pytest.raises(InvalidParameterError, match="--key-generation"):
+        _check_args(parser.parse_args(["--key-generation", "distributed"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--protocol", "paillier", "--key-generation", "oracle"])
