@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     print(summary_table(result))
     print()
-    print(textwrap.fill(VERDICT_LEGEND, TABLE_WIDTH))
+    for paragraph in VERDICT_LEGEND:
+        print(textwrap.fill(paragraph, TABLE_WIDTH, subsequent_indent="  "))
     print()
     print(f"{len(result.rows)} rows, {sum(r.primary for r in result.rows)} shown; {wall:.0f} s; secure sums by the {result.aggregator}")
     for name, message in result.errors.items():

@@ -1209,13 +1209,14 @@ METRIC_LABELS: Mapping[str, str] = {
     "psnr_monotone_in_noise": "PSNR falls with noise",
 }
 
-VERDICT_LEGEND = (
+#: What the two verdict columns mean: one paragraph per column.
+VERDICT_LEGEND: tuple[str, str] = (
     "attack: succeeded = the attack met its success criterion (an image at PSNR >= 20 dB; "
     "membership AUC >= 0.6 or TPR >= 3% at 1% FPR; one client's update isolated within two "
-    "quantisation steps); stopped = it did not. "
+    "quantisation steps); stopped = it did not.",
     "as expected: yes = the outcome the harness requires; NO (regression) = a defense let "
     "through an attack it must stop; NO (control failed) = a positive control did not "
-    "succeed, so the evaluation proves nothing; - = no claim in this cell (intermediate noise)."
+    "succeed, so the evaluation proves nothing; - = no claim in this cell (intermediate noise).",
 )
 
 

@@ -250,7 +250,8 @@ def markdown_report(result: EvaluationResult, *, images: Sequence[tuple[ImagePan
         lines += ["## Unexpected verdicts", ""] + _rows_table(unexpected) + [""]
     lines += _not_stopped_section(result)
     lines += _hardening_section(result)
-    lines += ["## Summary", "", summary_table(result, markdown=True), "", VERDICT_LEGEND, ""]
+    lines += ["## Summary", "", summary_table(result, markdown=True), ""]
+    lines += [f"- {paragraph}" for paragraph in VERDICT_LEGEND] + [""]
     for family in Family:
         fam_rows = [r for r in result.rows if r.family is family]
         if not fam_rows:

@@ -132,7 +132,9 @@ def test_secagg_evaluate_writes_json_and_report(tmp_path: Path, capsys: pytest.C
     assert torch.get_num_threads() == before
     printed = capsys.readouterr().out
     assert "error on victim" in printed and "report:" in printed
-    assert "as expected: yes = the outcome the harness requires" in printed.replace("\n", " ")
+    legend = [line for line in printed.splitlines() if line.startswith(("attack: ", "as expected: "))]
+    assert [line.split(":")[0] for line in legend] == ["attack", "as expected"]
+    assert "as expected: yes = the outcome the harness requires" in printed.replace("\n  ", " ")
     table = printed.split("\n\n")[0]
     assert max(len(line) for line in table.splitlines()) <= 100
     payload = json.loads(out_json.read_text())
