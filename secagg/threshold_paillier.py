@@ -43,6 +43,17 @@ Security: with ``t - 1`` or fewer shares, nothing about ``d`` (beyond the public
 leaks (Shoup's simulation argument, which uses that ``m`` has only large prime factors); DCR
 gives semantic security of the ciphertexts. The dealer is trusted: it learns the
 factorisation and must erase it.
+
+Keys without a dealer (:mod:`secagg.distributed_paillier`, :mod:`protocols.paillier_keygen`)
+use the same decryption, combination and proofs: their exponent ``d`` is a multiple of
+``phi(n)`` (not of ``m``) with ``d = 1 mod n``, which gives the same ``c^(4 Delta^2 d)``; their
+shares are integer points, possibly negative and longer than ``|n^2|``
+(:attr:`ThresholdPublicKey.share_bits` sizes the proof responses); they have no checked
+fixed base (``encryption_base`` is ``None``: ``Randomness.STANDARD``). Their primes are not
+safe primes, so the batching argument above covers only the component of order ``n`` (the
+one that carries the plaintext): a partial with a small-order error in the other component
+can pass its proof, and then either cancels in the combination or makes it fail the
+``1 mod n`` check (:class:`AuthenticationError`), never yielding a wrong plaintext.
 """
 
 from __future__ import annotations
@@ -230,7 +241,11 @@ class ThresholdPublicKey:
 
 @dataclass(frozen=True)
 class KeyShare:
-    """Decryptor ``index``'s share ``s_i = f(i) mod n m`` of the decryption exponent. Secret."""
+    """Decryptor ``index``'s share of the decryption exponent. Secret.
+
+    ``s_i = f(i) mod n m`` from the dealer; an integer point (possibly negative) of the
+    committee's polynomial for a distributed key.
+    """
 
     index: int
     secret: int = field(repr=False)

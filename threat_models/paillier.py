@@ -2,15 +2,38 @@
 
 Parties:
 
-* **Dealer** (trusted). Generates the modulus from two safe primes, Shamir-shares the
-  decryption exponent over the integers among ``l`` decryptors, publishes the public key
-  (modulus, fixed encryption base, verification keys) and erases the factorisation
-  (:func:`secagg.threshold_paillier.deal_threshold_key`). Whoever knows the factorisation
-  can decrypt every ciphertext: the dealer must not collude with the server, and must
-  really erase it. In practice the dealer is a one-off ceremony run by a party the clients
-  trust (or inside an enclave); distributed key generation (no dealer) is not implemented.
-  The public key must reach the clients authenticated (pinned, or signed by the dealer):
-  a server that substitutes its own key, or a fixed base of small order, reads every update.
+* **Key generation**, one of two (``key_generation=`` of :func:`protocols.paillier.run_round`,
+  of the recipe and of ``secagg demo``):
+
+  - ``"dealer"`` (default; trusted). Generates the modulus from two safe primes,
+    Shamir-shares the decryption exponent over the integers among ``l`` decryptors,
+    publishes the public key (modulus, fixed encryption base, verification keys) and
+    erases the factorisation (:func:`secagg.threshold_paillier.deal_threshold_key`).
+    Whoever knows the factorisation can decrypt every ciphertext: the dealer must not
+    collude with the server, and must really erase it. In practice the dealer is a
+    one-off ceremony run by a party the clients trust (or inside an enclave).
+  - ``"distributed"`` (no dealer): the ``l >= 3`` decryptors generate the key themselves
+    (:mod:`protocols.paillier_keygen`, arithmetic in :mod:`secagg.distributed_paillier`:
+    Boneh--Franklin with BGW). Nobody ever holds the factorisation or the exponent,
+    *provided that* at most ``floor((l-1)/2)`` members collude (an honest majority, a
+    stronger requirement than ``t > c`` for large ``t``) and that every member follows the
+    key-generation protocol (semi-honest: a member that deviates during key generation
+    can make it fail or corrupt a share; there is no verifiable secret sharing). The
+    server only relays (pairwise shares are encrypted and authenticated, broadcasts
+    signed, so it can delay or drop messages but not read or forge them); a member that
+    vanishes stalls the session, which restarts without it. What the distributed key
+    gives up: there is no checked fixed encryption base (encryption uses textbook
+    randomness, about 3x slower per ciphertext), the shares are longer (partial
+    decryption about 1.7x slower), and the primes are not safe primes, so a verified
+    proof of partial decryption guarantees that the partial does not shift the plaintext
+    but not that it is right in its small-order part: a malicious decryptor can make the
+    combination fail (an :class:`~secagg.errors.AuthenticationError`, the round aborts),
+    never make it return a wrong sum. Robustness against a malicious decryptor therefore
+    holds for dealt keys only; privacy and correctness hold for both.
+
+  Either way the public key must reach the clients authenticated (pinned, or signed by
+  the dealer or by the committee): a server that substitutes its own key, or a fixed base
+  of small order, reads every update.
 * **PKI.** Every client and every decryptor has a long-term Ed25519 identity key whose
   public half the others get from a PKI the server does not control.
 * **Decryptors** (a committee of ``l``, or the clients themselves). Each holds one key share
@@ -74,7 +97,8 @@ therefore a requirement of every server class that may deviate.
 
 What collusion breaks it:
 
-* the dealer with the server: everything;
+* the dealer with the server: everything; with distributed key generation, more than
+  ``floor((l-1)/2)`` committee members pooling their key-generation views: everything;
 * ``t`` decryptors with the server: any ciphertext (the threshold is the key), hence
   ``t > c`` in every class, the curious one included;
 * ``2t - l <= c``: two quorums that overlap only in colluders, hence one client's update by
