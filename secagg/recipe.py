@@ -1042,10 +1042,13 @@ class SecureAggregator:
             elif ids != self.population_ids:
                 raise InvalidParameterError("clients must be the population's ids (see client_ids)")
         if self._pending_cohort is None:
-            source = None if self._cohort_stream is None else self._cohort_stream.read
-            self._pending_cohort = tuple(
-                poisson_sample(pool, self.clients_per_round, self.population, random_bytes=source)
-            )
+            if self._cohort_stream is None:
+                drawn = poisson_sample(pool, self.clients_per_round, self.population)
+            else:
+                drawn = poisson_sample(
+                    pool, self.clients_per_round, self.population, random_bytes=self._cohort_stream.read
+                )
+            self._pending_cohort = tuple(drawn)
         return list(self._pending_cohort)
 
     # -- aggregation -------------------------------------------------------------------
