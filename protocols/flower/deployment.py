@@ -8,7 +8,14 @@ terminated (process groups first, then any descendant found under ``/proc``)::
 
     with LocalDeployment(app_dir, num_supernodes=4) as deployment:
         run = deployment.run({"result-path": "out.json"})
-        deployment.wait_for_file("out.json", timeout=120)
+        deployment.wait_for_file("out.json", timeout=120, on_line=print_progress)
+
+With ``simulation=True`` the SuperLink runs Flower's simulation runtime instead
+(``flower-superlink --simulation``) and ``num_supernodes`` virtual SuperNodes are
+created for each run (``flwr run --federation-config num-supernodes=N``): Flower's
+recommended way to simulate, in place of the deprecated ``flwr.simulation.run_simulation``.
+Every process writes its log into the work directory; ``on_line`` callbacks see each new
+line as it is written.
 
 Nothing reaches the network: telemetry and update checks are switched off, and run-time
 installation of app dependencies is disabled (the app's dependencies must already be
@@ -31,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +46,17 @@ from typing import Any
 
 from secagg.errors import InvalidParameterError, SecAggError
 
-__all__ = ["LocalDeployment", "DeploymentError", "free_port", "process_alive", "OFFLINE_ENVIRONMENT"]
+__all__ = [
+    "LocalDeployment",
+    "DeploymentError",
+    "LogLineHandler",
+    "free_port",
+    "process_alive",
+    "OFFLINE_ENVIRONMENT",
+]
+
+#: Called with a process' name (``superlink``, ``supernode-2``, ``run-0``) and one line of its log.
+LogLineHandler = Callable[[str, str], None]
 
 #: Environment that keeps every Flower process off the network and quick to react.
 OFFLINE_ENVIRONMENT: Mapping[str, str] = {
@@ -131,6 +148,31 @@ class _Managed:
     log_path: Path
 
 
+class _LogFollower:
+    """Hands every complete new line of a set of log files to a callback, once."""
+
+    def __init__(self) -> None:
+        self._offsets: dict[Path, int] = {}
+        self._partial: dict[Path, bytes] = {}
+
+    def poll(self, logs: Sequence[tuple[str, Path]], on_line: LogLineHandler) -> None:
+        for name, path in logs:
+            try:
+                with open(path, "rb") as log:
+                    log.seek(self._offsets.get(path, 0))
+                    chunk = log.read()
+            except OSError:
+                continue
+            if not chunk:
+                continue
+            self._offsets[path] = self._offsets.get(path, 0) + len(chunk)
+            *lines, rest = (self._partial.pop(path, b"") + chunk).split(b"\n")
+            if rest:
+                self._partial[path] = rest
+            for line in lines:
+                on_line(name, line.decode("utf-8", errors="replace").rstrip("\r"))
+
+
 def _stop_all(managed: list[_Managed], sig: signal.Signals = signal.SIGTERM) -> set[int]:
     """Stop processes, their process groups and every descendant; escalate to SIGKILL.
 
@@ -156,6 +198,11 @@ def _stop_all(managed: list[_Managed], sig: signal.Signals = signal.SIGTERM) -> 
     for m in managed:
         with contextlib.suppress(subprocess.TimeoutExpired):
             m.process.wait(timeout=2.0)
+    # a killed process may take a moment to be gone (Ray's, unmapping a large object
+    # store): return only once none of them runs, or after a bounded wait
+    deadline = time.monotonic() + _STOP_GRACE_S
+    while time.monotonic() < deadline and any(process_alive(pid) for pid in signalled):
+        time.sleep(0.05)
     return signalled
 
 
@@ -165,14 +212,20 @@ class LocalDeployment:
     Args:
         app_dir: the Flower app (a directory with a ``pyproject.toml`` declaring
             ``[tool.flwr.app.components]``).
-        num_supernodes: how many SuperNodes to start (each its own process).
+        num_supernodes: how many SuperNodes to start (each its own process); with
+            ``simulation``, how many virtual SuperNodes each run simulates.
         node_configs: per SuperNode, its ``--node-config`` entries (default
-            ``partition-id=i num-partitions=N``).
+            ``partition-id=i num-partitions=N``; not with ``simulation``, whose virtual
+            SuperNodes get ``partition-id`` and ``num-partitions`` from Flower).
         workdir: where logs and ``FLWR_HOME`` go (default: a fresh temporary directory,
             removed on exit unless ``keep_workdir``).
         env: extra environment variables for every process.
         startup_timeout: seconds to wait for the SuperLink to listen.
         keep_workdir: keep the working directory (logs) after exit.
+        simulation: run the SuperLink's simulation runtime (Ray) instead of starting
+            SuperNode processes.
+        announce: called with one line for every process started or stopped (its pid
+            and log file), e.g. ``print``.
 
     Raises:
         InvalidParameterError: no such app directory or a bad count.
@@ -189,6 +242,8 @@ class LocalDeployment:
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
         keep_workdir: bool = False,
+        simulation: bool = False,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         if not (self.app_dir / "pyproject.toml").is_file():
@@ -197,7 +252,12 @@ class LocalDeployment:
             raise InvalidParameterError(f"num_supernodes must be a positive int, got {num_supernodes!r}")
         if node_configs is not None and len(node_configs) != num_supernodes:
             raise InvalidParameterError("node_configs needs one entry per SuperNode")
+        if simulation and node_configs is not None:
+            raise InvalidParameterError("node_configs are for SuperNode processes, not for a simulation")
         self.num_supernodes = num_supernodes
+        self.simulation = bool(simulation)
+        self._announce = announce
+        self._follower = _LogFollower()
         self.node_configs: list[Mapping[str, str | int | float]] = (
             list(node_configs)
             if node_configs is not None
@@ -255,6 +315,8 @@ class LocalDeployment:
                 env=self._env,
                 start_new_session=True,  # its own process group, so it can be killed whole
             )
+        if self._announce is not None:
+            self._announce(f"started {name} (pid {process.pid}, {Path(argv[0]).name}), log {log_path}")
         return _Managed(name, process, log_path)
 
     def start(self) -> LocalDeployment:
@@ -278,10 +340,13 @@ class LocalDeployment:
                     "--port",
                     str(self.superlink_port),
                     "--disable-runtime-dependency-installation",
+                    *(["--simulation"] if self.simulation else []),
                 ],
             )
             self._wait_listening(self._superlink, self.superlink_port)
-            for i, node_config in enumerate(self.node_configs):
+            if self._announce is not None:
+                self._announce(f"superlink listens on {_LOOPBACK}:{self.superlink_port}")
+            for i, node_config in enumerate([] if self.simulation else self.node_configs):
                 port = free_port()
                 self.supernode_ports.append(port)
                 config = " ".join(f"{k}={_toml_value(v)}" for k, v in node_config.items())
@@ -319,8 +384,22 @@ class LocalDeployment:
 
     # -- runs and faults ---------------------------------------------------------------
 
-    def run(self, run_config: Mapping[str, str | int | float | bool] | None = None) -> subprocess.Popen[bytes]:
-        """Submit the app with ``flwr run`` (logs streamed to ``run-K.log``); returns the process."""
+    def run(
+        self,
+        run_config: Mapping[str, str | int | float | bool] | None = None,
+        *,
+        federation_config: Mapping[str, str | int | float | bool] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Submit the app with ``flwr run`` (logs streamed to ``run-K.log``); returns the process.
+
+        Args:
+            run_config: overrides of the app's ``[tool.flwr.app.config]``.
+            federation_config: with ``simulation``, overrides of the simulation runtime
+                (``num-supernodes`` defaults to ``num_supernodes``; e.g.
+                ``client-resources-num-cpus``, ``init-args-num-cpus``).
+        """
+        if federation_config is not None and not self.simulation:
+            raise InvalidParameterError("federation_config configures a simulation (simulation=True)")
         if self._superlink is None:
             raise DeploymentError("start() the deployment first")
         argv = ["flwr", "run", str(self.app_dir), "local", "--stream"]
@@ -330,6 +409,9 @@ class LocalDeployment:
             overrides = self.workdir / f"run-{index}-config.toml"
             overrides.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in run_config.items()))
             argv += ["--run-config", str(overrides)]
+        if self.simulation:
+            federation = {"num-supernodes": self.num_supernodes, **(federation_config or {})}
+            argv += ["--federation-config", " ".join(f"{k}={_toml_value(v)}" for k, v in federation.items())]
         managed = self._spawn(f"run-{index}", argv, cwd=self.app_dir)
         self._runs.append(managed)
         return managed.process
@@ -353,8 +435,16 @@ class LocalDeployment:
         if self._superlink is None or self._superlink.process.poll() is not None:
             raise DeploymentError(f"the SuperLink is not running:\n{self.tail('superlink')}")
 
-    def wait_for_file(self, *paths: str | os.PathLike[str], timeout: float) -> Path:
+    def wait_for_file(
+        self, *paths: str | os.PathLike[str], timeout: float, on_line: LogLineHandler | None = None
+    ) -> Path:
         """Wait until one of ``paths`` exists (written by an app); returns it.
+
+        Args:
+            paths: the files to wait for.
+            timeout: seconds.
+            on_line: called meanwhile with every new line of every log, as
+                ``on_line(process_name, line)`` (see :meth:`follow_logs`).
 
         Raises:
             DeploymentError: none appeared in time, or the SuperLink exited meanwhile
@@ -364,8 +454,12 @@ class LocalDeployment:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             runs_over = bool(self._runs) and all(r.process.poll() is not None for r in self._runs)
+            if on_line is not None:
+                self.follow_logs(on_line)
             for target in targets:
                 if target.exists():
+                    if on_line is not None:
+                        self.follow_logs(on_line)
                     return target
             if runs_over:  # every submitted run ended without writing the file
                 raise DeploymentError(f"the run ended without writing {targets[0]}\n{self.logs_summary()}")
@@ -374,7 +468,35 @@ class LocalDeployment:
         names = ", ".join(str(t) for t in targets)
         raise DeploymentError(f"{names} did not appear within {timeout} s\n{self.logs_summary()}")
 
+    def wait_for_runs(self, timeout: float, on_line: LogLineHandler | None = None) -> bool:
+        """Wait until every submitted ``flwr run --stream`` has ended (its run finished and
+        its log is complete); returns whether they all did within ``timeout`` seconds.
+
+        An app's result file can appear before the last lines of its log reach the
+        stream: call this after :meth:`wait_for_file` to see them all.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            ended = all(r.process.poll() is not None for r in self._runs)
+            if on_line is not None:
+                self.follow_logs(on_line)
+            if ended or time.monotonic() >= deadline:
+                return ended
+            time.sleep(0.2)
+
     # -- logs --------------------------------------------------------------------------
+
+    def log_paths(self) -> dict[str, Path]:
+        """Every log written so far, by process name (``superlink``, ``supernode-i``, ``run-k``)."""
+        return {path.stem: path for path in sorted(self.workdir.glob("*.log"))}
+
+    def follow_logs(self, on_line: LogLineHandler) -> None:
+        """Call ``on_line(process_name, line)`` for every line logged since the last call.
+
+        Only complete lines are passed on; a line still being written waits for the next
+        call. Each line is passed once over the deployment's life.
+        """
+        self._follower.poll(list(self.log_paths().items()), on_line)
 
     def tail(self, name: str, lines: int = 30) -> str:
         """The last ``lines`` lines of one process' log (``superlink``, ``supernode-0``, ``run-0``)."""
@@ -386,7 +508,7 @@ class LocalDeployment:
 
     def logs_summary(self, lines: int = 15) -> str:
         """The tail of every log, for error messages."""
-        names = ["superlink"] + [f"supernode-{i}" for i in range(self.num_supernodes)]
+        names = ["superlink"] + [f"supernode-{i}" for i in range(0 if self.simulation else self.num_supernodes)]
         names += [f"run-{i}" for i in range(len(self._runs))]
         return "\n".join(f"--- {n} ---\n{self.tail(n, lines)}" for n in names)
 
@@ -402,6 +524,8 @@ class LocalDeployment:
         if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
+        if managed and self._announce is not None:
+            self._announce(f"stopped {len(managed)} process(es) and everything they started")
         self._runs.clear()
         self._supernodes = [None] * len(self._supernodes)
         self._superlink = None

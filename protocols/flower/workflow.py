@@ -428,9 +428,7 @@ class SecureAggregationWorkflow:
         update = self._reduce(total, result.ring_sum[code_length:], len(result.survivors), n, encoder.bits)
         new_vector = global_vector + self.server_lr * update
         order = list(arrays.keys())
-        epsilon = None
-        if self._ledger is not None:
-            epsilon = float(self._ledger.population_epsilon(self.effective_delta))
+        epsilon = self.epsilon_spent
         return FlowerRoundResult(
             round=server_round,
             arrays=layout.unflatten(new_vector, order=order),
@@ -537,6 +535,14 @@ class SecureAggregationWorkflow:
     def effective_delta(self) -> float:
         """The delta of the reported epsilon (``1 / (10 population)`` unless given)."""
         return self.delta if self.delta is not None else 1.0 / (10 * max(2, self.population or 2))
+
+    @property
+    def epsilon_spent(self) -> float | None:
+        """User-level epsilon (at :attr:`effective_delta`) spent so far; ``None`` before any
+        noised update was released or without user-level DP."""
+        if self._ledger is None:
+            return None
+        return float(self._ledger.population_epsilon(self.effective_delta))
 
     def _privacy_ledger(self) -> Any:
         """The ledger of user-level mechanisms (created on first use)."""

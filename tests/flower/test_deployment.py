@@ -22,6 +22,7 @@ pytest.importorskip("flwr")
 from protocols.flower.deployment import LocalDeployment, process_alive  # noqa: E402
 from protocols.flower.policy import SecAggPolicy  # noqa: E402
 from secagg.encoding import FixedPointEncoder  # noqa: E402
+from secagg.errors import InvalidParameterError  # noqa: E402
 from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402
 
@@ -75,3 +76,67 @@ def test_real_deployment_survives_a_supernode_killed_mid_round(tmp_path: Path) -
     # fixed-point encoding: each update is off by less than one quantum, so the mean too
     quantum = cast(FixedPointEncoder, POLICY.encoder(NODES, len(expected))).quantum
     assert np.max(np.abs(got - expected)) < quantum
+
+
+def test_logs_are_followed_line_by_line_once(tmp_path: Path) -> None:
+    deployment = LocalDeployment(APP_DIR, num_supernodes=2, workdir=tmp_path)
+    seen: list[tuple[str, str]] = []
+    (tmp_path / "superlink.log").write_text("one\ntw")
+    deployment.follow_logs(lambda name, line: seen.append((name, line)))
+    assert seen == [("superlink", "one")]  # "tw" is not a line yet
+    with open(tmp_path / "superlink.log", "a") as log:
+        log.write("o\r\nthree\n")
+    (tmp_path / "run-0.log").write_text("\x1b[92mINFO\x1b[0m: [round 1]\n")
+    deployment.follow_logs(lambda name, line: seen.append((name, line)))
+    deployment.follow_logs(lambda name, line: seen.append((name, line)))
+    assert seen == [
+        ("superlink", "one"),
+        ("run-0", "\x1b[92mINFO\x1b[0m: [round 1]"),
+        ("superlink", "two"),
+        ("superlink", "three"),
+    ]
+
+
+def test_simulation_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="not for a simulation"):
+        LocalDeployment(APP_DIR, num_supernodes=2, simulation=True, node_configs=[{}, {}], workdir=tmp_path)
+    deployment = LocalDeployment(APP_DIR, num_supernodes=2, workdir=tmp_path)
+    with pytest.raises(InvalidParameterError, match="simulation=True"):
+        deployment.run(federation_config={"num-supernodes": 2})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_simulation_runtime_runs_the_app_through_flwr_run(tmp_path: Path) -> None:
+    """``flower-superlink --simulation`` + ``flwr run --federation-config``: Flower's
+    replacement for the deprecated ``run_simulation``, with progress streamed from the logs."""
+    results = tmp_path / "results"
+    results.mkdir()
+    nodes = NODES  # the cohort deploy_app's policy is made for
+    announced: list[str] = []
+    lines: list[tuple[str, str]] = []
+    with LocalDeployment(
+        APP_DIR, num_supernodes=nodes, workdir=tmp_path / "flwr", simulation=True, announce=announced.append
+    ) as deployment:
+        deployment.run(
+            {"result-dir": str(results), "victim": -1, "expected-nodes": nodes},
+            federation_config={"client-resources-num-cpus": 1, "init-args-num-cpus": 2},
+        )
+        deployment.wait_for_file(results / "server.json", timeout=240, on_line=lambda n, t: lines.append((n, t)))
+        assert deployment.wait_for_runs(60, on_line=lambda n, t: lines.append((n, t)))
+        logs = deployment.logs_summary()
+    assert [pid for pid in deployment.stopped_pids if process_alive(pid)] == [], logs
+    assert announced[0].startswith("started superlink (pid ")
+    assert any(a.startswith("started run-0 (pid ") for a in announced)
+    assert not any(a.startswith("started supernode") for a in announced)  # virtual SuperNodes only
+    server = json.loads((results / "server.json").read_text())
+    assert "error" not in server, f"{server.get('error')}\n{logs}"
+    assert server["dropped"] == [] and len(server["survivors"]) == nodes
+    by_node = {c["node_id"]: c for c in (json.loads((results / f"client-{p}.json").read_text()) for p in range(nodes))}
+    assert sorted(by_node) == sorted(server["survivors"])
+    expected = np.mean([c["update"] for c in by_node.values()], axis=0)
+    quantum = cast(FixedPointEncoder, POLICY.encoder(nodes, len(expected))).quantum
+    assert np.max(np.abs(np.asarray(server["update"]) - expected)) < quantum
+    # the ServerApp's log reached the runner line by line, and Flower printed no deprecation
+    assert any(name == "run-0" and "[secagg round 1] stage unmasking" in text for name, text in lines)
+    assert not [text for _, text in lines if "DEPRECATED" in text]

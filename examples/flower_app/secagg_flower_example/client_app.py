@@ -10,14 +10,24 @@ from secagg_flower_example import make_model, partition, secure_aggregation_mod
 
 
 def train(msg: Message, context: Context) -> Message:
-    """Two epochs of SGD from the global model; the mod turns the result into a masked update."""
+    """Local SGD from the global model (``local-epochs``, ``learning-rate`` of the run config).
+
+    The mod turns the trained model into a clipped, noised, masked update.
+    """
+    import torch
+
     from secagg.demo import train_locally
 
+    # a softmax regression gains nothing from intra-op threads, and on a machine whose
+    # cores are shared by several ClientApp processes they make it several times slower
+    torch.set_num_threads(1)
     data, pid = partition(context)
     model = make_model()
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     rng = np.random.default_rng(int(context.node_id) % 2**32)
-    train_locally(model, data.client_x[pid], data.client_y[pid], epochs=2, lr=0.3, batch_size=16, rng=rng)
+    epochs = int(context.run_config.get("local-epochs", 2))
+    lr = float(context.run_config.get("learning-rate", 0.3))
+    train_locally(model, data.client_x[pid], data.client_y[pid], epochs=epochs, lr=lr, batch_size=16, rng=rng)
     content = RecordDict(
         {
             "arrays": ArrayRecord(model.state_dict()),
@@ -27,9 +37,9 @@ def train(msg: Message, context: Context) -> Message:
     return Message(content, reply_to=msg)
 
 
-def build(key_dir: str | None = None) -> ClientApp:
-    """The ClientApp (``key_dir``: identity keys of a simulation, see the package docstring)."""
-    client_app = ClientApp(mods=[secure_aggregation_mod(key_dir)])
+def build() -> ClientApp:
+    """The ClientApp (identity keys: see :func:`secagg_flower_example.secure_aggregation_mod`)."""
+    client_app = ClientApp(mods=[secure_aggregation_mod()])
     client_app.train()(train)
     return client_app
 

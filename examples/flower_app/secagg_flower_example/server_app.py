@@ -1,8 +1,13 @@
-"""ServerApp: securely aggregated FedAvg with a central test-set evaluation after each round."""
+"""ServerApp: securely aggregated FedAvg with a central test-set evaluation after each round.
+
+Every round it logs one line ``[round N] test accuracy A, user-level epsilon E``, which
+the runners forward while the run goes on.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, MetricRecord
@@ -39,19 +44,32 @@ def build(num_rounds: int | None = None, result_path: str | None = None, pki_pat
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # the evaluation is tiny; the cores belong to the clients
         rounds = num_rounds if num_rounds is not None else int(context.run_config["num-rounds"])
         path = result_path if result_path is not None else str(context.run_config.get("result-path", ""))
         test = load_federated(3, seed=0)  # the held-out test set does not depend on the split
         model = make_model()
 
+        pki = load_pki(pki_path if pki_path is not None else pki_file(context))
+        workflow = SecureAggregationWorkflow(POLICY, stage_timeout=120.0, pki=pki)
+        started = time.monotonic()
+
         def accuracy(server_round: int, arrays: ArrayRecord) -> MetricRecord:
             model.load_state_dict(arrays.to_torch_state_dict())
             value = evaluate(model, test.test_x, test.test_y)
-            log(INFO, "[round %d] test accuracy %.4f", server_round, value)
+            spent = workflow.epsilon_spent
+            log(
+                INFO,
+                "[round %d] test accuracy %.4f, user-level epsilon %s (%.0f s)",
+                server_round,
+                value,
+                "0" if spent is None else f"{spent:.2f}",
+                time.monotonic() - started,
+            )
             return MetricRecord({"accuracy": value})
 
-        pki = load_pki(pki_path if pki_path is not None else pki_file(context))
-        workflow = SecureAggregationWorkflow(POLICY, stage_timeout=120.0, pki=pki)
         result = workflow.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds, evaluate_fn=accuracy)
         last = result.rounds[-1] if result.rounds else None
         epsilon = last.epsilon if last is not None else None
