@@ -62,6 +62,11 @@ def load_suite(name: str) -> Any:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``secagg bench``."""
     names = ", ".join(available_suites())
+    parser.epilog = (
+        "The suites are installed with the package (secagg.benchmarks): this runs the same "
+        "after pip install as from a source checkout. Every row with a target says met or "
+        "MISSED and a summary line counts them; --quick sizes are indicative only."
+    )
     parser.add_argument(
         "suite_name",
         nargs="?",

@@ -42,7 +42,7 @@ EXIT_CONTROLS_FAILED = 3
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``secagg evaluate``."""
     parser.add_argument("--quick", action="store_true", help="smaller matrix: a few minutes on a 2-core CPU, every attack family with its positive control")
-    parser.add_argument("--json", metavar="PATH", type=Path, help=f"write every row of the matrix as JSON ({OUTPUT_RULE}; checked before the matrix runs)")
+    parser.add_argument("--json", metavar="PATH", type=Path, help=f"write every row of the matrix as JSON ({OUTPUT_RULE}; checked before the matrix runs: a path that cannot be written exits with status 2)")
     parser.add_argument("--out", metavar="DIR", type=Path, help="write image grids, plots and report.md here (created with its parents; checked before the matrix runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation (data, models, simulated noise)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
