@@ -437,7 +437,10 @@ def train_federated(
         if echo:
             line = f"{label + ' ' if label else ''}round {rnd + 1:>3}/{rounds}  clients {survivors:>3}/{len(cohort):<3}  accuracy {accuracy:.4f}"
             if epsilon is not None:
-                line += f"  epsilon per client {epsilon:.3f}"
+                if aggregator is not None and not aggregator.dp.user_level:
+                    line += f"  sample-level epsilon (largest client) {epsilon:.3f}"
+                else:
+                    line += f"  epsilon per client {epsilon:.3f}"
             if amplified is not None and args_show_amplified(aggregator):
                 line += f" (amplified {amplified:.3f})"
             if difference is not None:
@@ -706,6 +709,21 @@ def _build_aggregator(args: argparse.Namespace, clients_per_round: int) -> Any:
     return SecureAggregator(**kwargs)
 
 
+def epsilon_axis_label(level: str | None, delta: float | None) -> str:
+    """The epsilon axis of the demo's plot: which level the figure is (user or sample) and its delta."""
+    kind = "sample-level epsilon" if level == "sample" else "user-level epsilon"
+    return f"{kind} (delta = {delta:.0e})" if delta else kind
+
+
+def plot_title(args: argparse.Namespace, clients_per_round: int) -> str:
+    """The demo's plot title: data, population, protocol, DP mode, dropout rate (and a seeded run)."""
+    setting = f"{args.protocol}, no DP" if args.dp == "none" else f"{args.protocol} + {args.dp} DP"
+    return (
+        f"{args.dataset}, {args.clients} clients (~{clients_per_round}/round), {setting}, "
+        f"dropout {args.dropout:.0%}" + (" -- seeded simulation, NOT private" if args.reproducible else "")
+    )
+
+
 def _plot(
     path: str, secure: TrainingResult, plain: TrainingResult | None, title: str, label: str, level: str | None
 ) -> None:
@@ -742,12 +760,15 @@ def _plot(
             ax_eps.plot([e[0] for e in amplified], [e[1] for e in amplified], color="tab:red", linestyle=":",
                         label="amplified (only if the server neither chooses nor sees cohorts)")
         ax_eps.legend(loc="upper left", fontsize="small")
-        kind = "sample-level epsilon (one training example)" if level == "sample" else "user-level epsilon (one client)"
-        ax_eps.set_ylabel(f"{kind}, delta = {secure.delta:.0e}" if secure.delta else kind)
+        ax_eps.set_ylabel(epsilon_axis_label(level, secure.delta))
     else:
         ax_eps.text(0.5, 0.5, "no differential privacy", ha="center", va="center", transform=ax_eps.transAxes)
     ax_eps.set_xlabel("round")
     ax_eps.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (ax_acc, ax_eps):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -792,10 +813,7 @@ def run(args: argparse.Namespace) -> int:
             "max_grad_norm": args.clip if args.clip is not None else 1.0,
         }
     setting = f"{args.protocol}, no DP" if args.dp == "none" else f"{args.protocol} + {args.dp} DP"
-    title = (
-        f"{args.dataset}, {args.clients} clients (~{clients_per_round}/round), {setting}, "
-        f"dropout {args.dropout:.0%}" + (" -- seeded simulation, NOT private" if args.reproducible else "")
-    )
+    title = plot_title(args, clients_per_round)
     if args.reproducible:
         from secagg.simulation import SIMULATION_WARNING
 

@@ -162,3 +162,18 @@ def test_paillier_demo_states_its_settings_and_cost(capsys: pytest.CaptureFixtur
     assert main(["demo", "--protocol", "paillier", "--paillier-committee", "20", "--clients", "10"]) == 1
     assert main(["demo", "--paillier-key-bits", "2048", "--quiet"]) == 1
     assert "need --protocol paillier" in capsys.readouterr().err
+
+
+def test_plot_title_and_epsilon_axis_name_the_setting_and_the_level() -> None:
+    import argparse
+
+    from secagg.demo import configure, epsilon_axis_label, plot_title
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--protocol", "secagg", "--dp", "central", "--dropout", "0.2"])
+    title = plot_title(args, 50)
+    assert "secagg + central DP" in title and "dropout 20%" in title and "NOT private" not in title
+    assert "NOT private" in plot_title(parser.parse_args(["--reproducible"]), 50)
+    assert epsilon_axis_label("sample", 0.01).startswith("sample-level epsilon")
+    assert epsilon_axis_label("user", 0.001) == "user-level epsilon (delta = 1e-03)"
