@@ -33,8 +33,11 @@ naming the members that did not send, and :func:`generate_distributed_key` resta
 session: nothing of the stalled one is reused) without them while at least
 ``max(3, threshold)`` remain, else raises :class:`~secagg.errors.ThresholdNotMetError`.
 
-Wire format (:func:`encode_keygen_message`, :func:`decode_keygen_message`):
-``magic "SAPK" | version 1 | type | session (u64) | body``, strictly decoded.
+Wire format (:func:`encode_keygen_message`, :func:`decode_keygen_message`, in
+:mod:`protocols.paillier_keygen_messages` and re-exported here):
+``magic "SAPK" | version 1 | type | session (u64) | body``, strictly decoded. The relay
+delivers one phase's messages before the next phase's (a party refuses a message of a
+phase it has not reached with :class:`~secagg.errors.StageError`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,8 +56,27 @@ import gmpy2
 import numpy as np
 from phe import paillier as phe_paillier
 
-from secagg.aead import NONCE_BYTES as AEAD_NONCE_BYTES
-from secagg.aead import TAG_BYTES as AEAD_TAG_BYTES
+from protocols.paillier_keygen_messages import (
+    DIGEST_BYTES,
+    MAX_ATTEMPTS,
+    PROTOCOL,
+    KeygenBroadcast,
+    KeygenHello,
+    KeygenMessage,
+    KeygenPhase,
+    KeygenShares,
+    broadcast_transcript,
+    channel_round,
+    decode_keygen_message,
+    encode_keygen_message,
+    hello_transcript,
+    is_u64,
+    pack_ints,
+    pack_residues,
+    signed_width,
+    unpack_ints,
+    unpack_residues,
+)
 from secagg.aead import ShareCipher
 from secagg.distributed_paillier import (
     I64,
@@ -90,7 +111,7 @@ from secagg.errors import (
 )
 from secagg.keys import KeyPair, Purpose, derive_pair_key
 from secagg.paillier import DEFAULT_KEY_BITS
-from secagg.signing import SIGNATURE_BYTES, IdentityKey, verify_signature
+from secagg.signing import IdentityKey, verify_signature
 from secagg.threshold_paillier import KeyShare, ThresholdPublicKey
 from secagg.transcript import canonical
 
@@ -111,18 +132,6 @@ __all__ = [
     "generate_distributed_key",
 ]
 
-_MAGIC = b"SAPK"
-_VERSION = 1
-_HEADER = struct.Struct(">4sBBQ")
-_HELLO = struct.Struct(">Q32s64s")
-_SHARES = struct.Struct(">QQBII")
-_BROADCAST = struct.Struct(">QBII")
-_PROTOCOL = "secagg/paillier-keygen/v1"
-_U64_LIMIT = 1 << 64
-_DIGEST_BYTES = 32
-_MAX_ATTEMPTS = 1 << 20
-
-
 class KeyGeneration(Enum):
     """Who makes a Paillier round's threshold key (``key_generation=`` of the drivers)."""
 
@@ -134,283 +143,6 @@ class KeyGeneration(Enum):
     """The decryption committee itself (:func:`generate_distributed_key`): nobody ever knows
     the factorisation, assuming an honest majority of semi-honest members; textbook
     encryption randomness; see :mod:`secagg.distributed_paillier` for what else differs."""
-
-
-class KeygenPhase(Enum):
-    """The message rounds of a distributed key generation, in order."""
-
-    HELLO = 1
-    SIEVE = 2
-    SIEVE_OPEN = 3
-    MODULUS = 4
-    MODULUS_OPEN = 5
-    BIPRIMALITY = 6
-    BIPRIMALITY_CONFIRM = 7
-    EXPONENT = 8
-    THETA = 9
-    KEY_SHARES = 10
-    VERIFICATION = 11
-
-    @property
-    def pairwise(self) -> bool:
-        """Whether each party sends one encrypted message per peer (else one signed broadcast)."""
-        return self in _PAIRWISE
-
-
-_PAIRWISE = frozenset(
-    {KeygenPhase.SIEVE, KeygenPhase.MODULUS, KeygenPhase.EXPONENT, KeygenPhase.KEY_SHARES}
-)
-
-
-class _Kind(Enum):
-    HELLO = 1
-    SHARES = 2
-    BROADCAST = 3
-
-
-def _is_u64(value: object) -> bool:
-    return type(value) is int and 0 <= value < _U64_LIMIT
-
-
-def _check_u64(name: str, value: object) -> None:
-    if not _is_u64(value):
-        raise MessageError(f"{name} must be an int in [0, 2^64), got {value!r}")
-
-
-def _check_attempt(value: object) -> None:
-    if type(value) is not int or not 0 <= value < _MAX_ATTEMPTS:
-        raise MessageError(f"attempt must be an int in [0, {_MAX_ATTEMPTS}), got {value!r}")
-
-
-@dataclass(frozen=True)
-class KeygenHello:
-    """Party -> everyone: its X25519 key for this session, signed with its identity key."""
-
-    session: int
-    sender: int
-    exchange_key: bytes
-    signature: bytes
-
-    def __post_init__(self) -> None:
-        _check_u64("session", self.session)
-        _check_u64("sender", self.sender)
-        if not isinstance(self.exchange_key, bytes) or len(self.exchange_key) != 32:
-            raise MessageError("exchange_key must be 32 bytes")
-        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
-            raise MessageError(f"signature must be {SIGNATURE_BYTES} bytes")
-
-
-@dataclass(frozen=True)
-class KeygenShares:
-    """Party -> one peer (relayed): an AES-GCM ciphertext of this phase's shares for it."""
-
-    session: int
-    sender: int
-    recipient: int
-    phase: KeygenPhase
-    attempt: int
-    ciphertext: bytes = field(repr=False)
-
-    def __post_init__(self) -> None:
-        _check_u64("session", self.session)
-        _check_u64("sender", self.sender)
-        _check_u64("recipient", self.recipient)
-        if not isinstance(self.phase, KeygenPhase) or not self.phase.pairwise:
-            raise MessageError("shares must belong to a pairwise phase")
-        _check_attempt(self.attempt)
-        if not isinstance(self.ciphertext, bytes) or len(self.ciphertext) < (
-            AEAD_NONCE_BYTES + AEAD_TAG_BYTES
-        ):
-            raise MessageError("ciphertext is too short")
-        if self.sender == self.recipient:
-            raise MessageError("a party does not send shares to itself")
-
-
-@dataclass(frozen=True)
-class KeygenBroadcast:
-    """Party -> everyone (relayed): this phase's public values, signed with its identity key."""
-
-    session: int
-    sender: int
-    phase: KeygenPhase
-    attempt: int
-    payload: bytes = field(repr=False)
-    signature: bytes = b""
-
-    def __post_init__(self) -> None:
-        _check_u64("session", self.session)
-        _check_u64("sender", self.sender)
-        if not isinstance(self.phase, KeygenPhase) or self.phase.pairwise or (
-            self.phase is KeygenPhase.HELLO
-        ):
-            raise MessageError("a broadcast must belong to a broadcast phase")
-        _check_attempt(self.attempt)
-        if not isinstance(self.payload, bytes):
-            raise MessageError("payload must be bytes")
-        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
-            raise MessageError(f"signature must be {SIGNATURE_BYTES} bytes")
-
-
-KeygenMessage = KeygenHello | KeygenShares | KeygenBroadcast
-
-
-def _hello_transcript(session: int, sender: int, exchange_key: bytes) -> bytes:
-    return canonical(_PROTOCOL, "hello", session, sender, exchange_key)
-
-
-def _broadcast_transcript(
-    session: int, sender: int, phase: KeygenPhase, attempt: int, payload: bytes
-) -> bytes:
-    return canonical(
-        _PROTOCOL, "broadcast", session, sender, phase.value, attempt, hashlib.sha256(payload).digest()
-    )
-
-
-def _channel_round(session: int, attempt: int, phase: KeygenPhase) -> int:
-    # the AEAD's associated-data "round" binds session, attempt and phase (an injective map)
-    digest = hashlib.sha256(canonical(_PROTOCOL, "channel", session, attempt, phase.value)).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-def _max_payload(params: KeygenParameters) -> int:
-    # the SIEVE shares dominate; every other payload is far below this for sane sizes
-    sieve = 3 * params.batch_size * len(params.sieve_moduli) * 4
-    field_width = (params.field_prime.bit_length() + 7) // 8
-    modulus = 3 * params.batch_size * field_width
-    bounds = params.bounds
-    big = 8 * (max(bounds.key_share_bits, bounds.product_bits + params.key_bits) // 8 + 16)
-    return max(sieve, modulus, big, 2 * params.key_bits // 8 * (params.biprimality_rounds + 1))
-
-
-def encode_keygen_message(message: KeygenMessage, params: KeygenParameters) -> bytes:
-    """Compact binary encoding of a key-generation message.
-
-    Raises:
-        MessageError: not a key-generation message, or a field out of its wire range.
-    """
-    if isinstance(message, KeygenHello):
-        kind = _Kind.HELLO
-        body = _HELLO.pack(message.sender, message.exchange_key, message.signature)
-    elif isinstance(message, KeygenShares):
-        kind = _Kind.SHARES
-        body = _SHARES.pack(
-            message.sender,
-            message.recipient,
-            message.phase.value,
-            message.attempt,
-            len(message.ciphertext),
-        ) + message.ciphertext
-    elif isinstance(message, KeygenBroadcast):
-        kind = _Kind.BROADCAST
-        body = (
-            _BROADCAST.pack(message.sender, message.phase.value, message.attempt, len(message.payload))
-            + message.payload
-            + message.signature
-        )
-    else:
-        raise MessageError(f"not a key-generation message: {type(message).__name__}")
-    if len(body) > _max_payload(params) + 256:
-        raise MessageError("message exceeds the size this key generation allows")
-    return _HEADER.pack(_MAGIC, _VERSION, kind.value, message.session) + body
-
-
-def _phase(value: int) -> KeygenPhase:
-    try:
-        return KeygenPhase(value)
-    except ValueError:
-        raise MessageError("unknown key-generation phase") from None
-
-
-def decode_keygen_message(data: bytes | bytearray | memoryview, params: KeygenParameters) -> KeygenMessage:
-    """Strictly decode a key-generation message (sizes checked against ``params``).
-
-    Raises:
-        MessageError: unknown magic, version, type or phase, wrong sizes, malformed fields.
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MessageError("message must be bytes")
-    data = bytes(data)
-    if len(data) < _HEADER.size:
-        raise MessageError("message is truncated")
-    magic, version, kind_value, session = _HEADER.unpack_from(data)
-    if magic != _MAGIC or version != _VERSION:
-        raise MessageError("not a key-generation message of a supported version")
-    try:
-        kind = _Kind(kind_value)
-    except ValueError:
-        raise MessageError("unknown message type") from None
-    body = data[_HEADER.size :]
-    if kind is _Kind.HELLO:
-        if len(body) != _HELLO.size:
-            raise MessageError("hello has the wrong size")
-        sender, key, signature = _HELLO.unpack(body)
-        return KeygenHello(session=session, sender=sender, exchange_key=key, signature=signature)
-    limit = _max_payload(params) + AEAD_NONCE_BYTES + AEAD_TAG_BYTES
-    if kind is _Kind.SHARES:
-        if len(body) < _SHARES.size:
-            raise MessageError("shares are truncated")
-        sender, recipient, phase, attempt, length = _SHARES.unpack_from(body)
-        if length > limit or len(body) != _SHARES.size + length:
-            raise MessageError("shares have the wrong size")
-        return KeygenShares(
-            session=session,
-            sender=sender,
-            recipient=recipient,
-            phase=_phase(phase),
-            attempt=attempt,
-            ciphertext=body[_SHARES.size :],
-        )
-    if len(body) < _BROADCAST.size:
-        raise MessageError("broadcast is truncated")
-    sender, phase, attempt, length = _BROADCAST.unpack_from(body)
-    if length > limit or len(body) != _BROADCAST.size + length + SIGNATURE_BYTES:
-        raise MessageError("broadcast has the wrong size")
-    start = _BROADCAST.size
-    return KeygenBroadcast(
-        session=session,
-        sender=sender,
-        phase=_phase(phase),
-        attempt=attempt,
-        payload=body[start : start + length],
-        signature=body[start + length :],
-    )
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-def _pack(values: Iterable[int], width: int) -> bytes:
-    try:
-        return b"".join(int(v).to_bytes(width, "big", signed=True) for v in values)
-    except OverflowError:
-        raise ProtocolAbortError("a value exceeds its wire width") from None
-
-
-def _unpack(payload: bytes, width: int, count: int) -> list[int]:
-    if len(payload) != width * count:
-        raise MessageError(f"payload has {len(payload)} bytes, expected {width * count}")
-    return [
-        int.from_bytes(payload[k * width : (k + 1) * width], "big", signed=True)
-        for k in range(count)
-    ]
-
-
-def _pack_residues(values: I64) -> bytes:
-    return np.ascontiguousarray(values, dtype=">i4").tobytes()
-
-
-def _unpack_residues(payload: bytes, shape: tuple[int, ...], moduli: Sequence[int]) -> I64:
-    expected = int(np.prod(shape)) * 4
-    if len(payload) != expected:
-        raise MessageError(f"payload has {len(payload)} bytes, expected {expected}")
-    out = np.frombuffer(payload, dtype=">i4").astype(np.int64).reshape(shape)
-    if (out < 0).any() or (out >= np.asarray(moduli, dtype=np.int64)).any():
-        raise MessageError("residue out of range")
-    return out
-
-
-def _signed_width(bits: int) -> int:
-    return (bits + 1 + 7) // 8
 
 
 # --------------------------------------------------------------------------- party
@@ -463,7 +195,7 @@ class KeygenParty:
     ) -> None:
         if not isinstance(params, KeygenParameters):
             raise InvalidParameterError("params must be KeygenParameters")
-        if not _is_u64(session):
+        if not is_u64(session):
             raise InvalidParameterError("session must be an int in [0, 2^64)")
         ids = sorted(committee)
         if len(ids) != params.n_parties or not all(
@@ -527,7 +259,7 @@ class KeygenParty:
         return self._result[1]
 
     def _context(self, attempt: int) -> bytes:
-        return canonical(_PROTOCOL, "context", self._session, sorted(self._committee), attempt)
+        return canonical(PROTOCOL, "context", self._session, sorted(self._committee), attempt)
 
     # ------------------------------------------------------------------ sending
 
@@ -542,13 +274,13 @@ class KeygenParty:
                 session=self._session,
                 sender=self._id,
                 exchange_key=key,
-                signature=self._identity.sign(_hello_transcript(self._session, self._id, key)),
+                signature=self._identity.sign(hello_transcript(self._session, self._id, key)),
             )
         ]
 
     def _send_pairwise(self, phase: KeygenPhase, payloads: Mapping[int, bytes]) -> list[KeygenMessage]:
         self._phase = phase
-        channel = _channel_round(self._session, self._attempt_no, phase)
+        channel = channel_round(self._session, self._attempt_no, phase)
         out: list[KeygenMessage] = []
         for pid, payload in sorted(payloads.items()):
             out.append(
@@ -568,7 +300,7 @@ class KeygenParty:
     def _send_broadcast(self, phase: KeygenPhase, payload: bytes) -> list[KeygenMessage]:
         self._phase = phase
         signature = self._identity.sign(
-            _broadcast_transcript(self._session, self._id, phase, self._attempt_no, payload)
+            broadcast_transcript(self._session, self._id, phase, self._attempt_no, payload)
         )
         return [
             KeygenBroadcast(
@@ -610,7 +342,7 @@ class KeygenParty:
             verify_signature(
                 self._committee[sender],
                 message.signature,
-                _hello_transcript(self._session, sender, message.exchange_key),
+                hello_transcript(self._session, sender, message.exchange_key),
             )
             if self._exchange is None:
                 raise StageError("exchange key already erased")
@@ -640,7 +372,7 @@ class KeygenParty:
                 raise MessageError("shares addressed to another party")
             payload = self._ciphers[sender].decrypt(
                 message.ciphertext,
-                round_id=_channel_round(self._session, self._attempt_no, message.phase),
+                round_id=channel_round(self._session, self._attempt_no, message.phase),
                 sender=sender,
                 recipient=self._id,
             )
@@ -648,7 +380,7 @@ class KeygenParty:
             verify_signature(
                 self._committee[sender],
                 message.signature,
-                _broadcast_transcript(
+                broadcast_transcript(
                     self._session, sender, message.phase, message.attempt, message.payload
                 ),
             )
@@ -680,31 +412,31 @@ class KeygenParty:
         b = self._params.bounds
         log_l = self._n.bit_length()
         top = max(b.phi_coefficient_bits, b.beta_coefficient_bits) + self._params.degree * log_l + 2
-        return _signed_width(top)
+        return signed_width(top)
 
     def _theta_width(self) -> int:
         b = self._params.bounds
-        return _signed_width(max(b.product_bits, self._params.key_bits + b.mask_bits) + 2)
+        return signed_width(max(b.product_bits, self._params.key_bits + b.mask_bits) + 2)
 
     def _key_share_width(self) -> int:
         b = self._params.bounds
-        return _signed_width(b.exponent_coefficient_bits + self._params.threshold * self._n.bit_length() + 2)
+        return signed_width(b.exponent_coefficient_bits + self._params.threshold * self._n.bit_length() + 2)
 
     def _parse(self, phase: KeygenPhase, payload: bytes) -> Any:
         params = self._params
         attempt = self._attempt
         moduli = params.sieve_moduli
         if phase is KeygenPhase.SIEVE:
-            return _unpack_residues(payload, (3, params.batch_size, len(moduli)), moduli)
+            return unpack_residues(payload, (3, params.batch_size, len(moduli)), moduli)
         if phase is KeygenPhase.SIEVE_OPEN:
-            return _unpack_residues(payload, (params.batch_size, len(moduli)), moduli)
+            return unpack_residues(payload, (params.batch_size, len(moduli)), moduli)
         if phase is KeygenPhase.MODULUS:
-            values = _unpack(payload, self._field_width(), 3 * len(attempt.survivors))
+            values = unpack_ints(payload, self._field_width(), 3 * len(attempt.survivors))
             if any(not 0 <= v < params.field_prime for v in values):
                 raise MessageError("field element out of range")
             return values
         if phase is KeygenPhase.MODULUS_OPEN:
-            values = _unpack(payload, self._field_width(), len(attempt.survivors))
+            values = unpack_ints(payload, self._field_width(), len(attempt.survivors))
             if any(not 0 <= v < params.field_prime for v in values):
                 raise MessageError("field element out of range")
             return values
@@ -714,7 +446,7 @@ class KeygenParty:
                 if phase is KeygenPhase.BIPRIMALITY
                 else params.biprimality_rounds - 1
             )
-            values = _unpack(payload, self._modulus_width(), count)
+            values = unpack_ints(payload, self._modulus_width(), count)
             moduli_list = (
                 [n for _, n in attempt.moduli]
                 if phase is KeygenPhase.BIPRIMALITY
@@ -724,17 +456,17 @@ class KeygenParty:
                 raise MessageError("biprimality value is not a unit")
             return values
         if phase is KeygenPhase.EXPONENT:
-            return _unpack(payload, self._exponent_width(), 2)
+            return unpack_ints(payload, self._exponent_width(), 2)
         if phase is KeygenPhase.THETA:
-            (value,) = _unpack(payload, self._theta_width(), 1)
+            (value,) = unpack_ints(payload, self._theta_width(), 1)
             return value
         if phase is KeygenPhase.KEY_SHARES:
-            (value,) = _unpack(payload, self._key_share_width(), 1)
+            (value,) = unpack_ints(payload, self._key_share_width(), 1)
             return value
         # VERIFICATION: v_i (n^2 width) and the transcript digest
         n = self._chosen_modulus()
         width = (2 * params.key_bits + 7) // 8
-        if len(payload) != width + _DIGEST_BYTES:
+        if len(payload) != width + DIGEST_BYTES:
             raise MessageError("verification message has the wrong size")
         key = int.from_bytes(payload[:width], "big")
         if not 0 < key < n * n or gmpy2.gcd(key, n) != 1:
@@ -749,7 +481,7 @@ class KeygenParty:
     def _new_attempt(self, *, first: bool = False) -> list[KeygenMessage]:
         if not first:
             self._attempt_no += 1
-        if self._attempt_no >= _MAX_ATTEMPTS:
+        if self._attempt_no >= MAX_ATTEMPTS:
             raise ProtocolAbortError("no key found within the attempt limit")
         self.attempts += 1
         params = self._params
@@ -771,7 +503,7 @@ class KeygenParty:
         )  # (l, 3, K, J)
         self._attempt.own = points[self.index - 1]
         payloads = {
-            pid: _pack_residues(points[self._index_of[pid] - 1])
+            pid: pack_residues(points[self._index_of[pid] - 1])
             for pid in self._committee
             if pid != self._id
         }
@@ -808,7 +540,7 @@ class KeygenParty:
         point = (total[0] * total[1] + total[2]) % moduli
         self._attempt.own = point
         self._attempt.received = {}
-        return self._send_broadcast(KeygenPhase.SIEVE_OPEN, _pack_residues(point))
+        return self._send_broadcast(KeygenPhase.SIEVE_OPEN, pack_residues(point))
 
     def _after_sieve_open(self) -> list[KeygenMessage]:
         params = self._params
@@ -831,7 +563,7 @@ class KeygenParty:
         attempt.own = shared[self.index - 1] + zeros[self.index - 1]
         attempt.received = {}
         payloads = {
-            pid: _pack(shared[self._index_of[pid] - 1] + zeros[self._index_of[pid] - 1], width)
+            pid: pack_ints(shared[self._index_of[pid] - 1] + zeros[self._index_of[pid] - 1], width)
             for pid in self._committee
             if pid != self._id
         }
@@ -848,7 +580,7 @@ class KeygenParty:
         ]
         self._attempt.own = points
         self._attempt.received = {}
-        return self._send_broadcast(KeygenPhase.MODULUS_OPEN, _pack(points, self._field_width()))
+        return self._send_broadcast(KeygenPhase.MODULUS_OPEN, pack_ints(points, self._field_width()))
 
     def _after_modulus_open(self) -> list[KeygenMessage]:
         params = self._params
@@ -877,7 +609,7 @@ class KeygenParty:
             (g,) = biprimality_bases(n, self._context(self._attempt_no), 1)
             values += biprimality_values(self.index, n, attempt.p_shares[c], attempt.q_shares[c], [g])
         attempt.own = values
-        return self._send_broadcast(KeygenPhase.BIPRIMALITY, _pack(values, self._modulus_width()))
+        return self._send_broadcast(KeygenPhase.BIPRIMALITY, pack_ints(values, self._modulus_width()))
 
     def _after_biprimality(self) -> list[KeygenMessage]:
         attempt = self._attempt
@@ -898,7 +630,7 @@ class KeygenParty:
         bases = biprimality_bases(n, self._context(self._attempt_no), rounds, start=1)
         values = biprimality_values(self.index, n, attempt.p_shares[c], attempt.q_shares[c], bases)
         attempt.own = values
-        return self._send_broadcast(KeygenPhase.BIPRIMALITY_CONFIRM, _pack(values, self._modulus_width()))
+        return self._send_broadcast(KeygenPhase.BIPRIMALITY_CONFIRM, pack_ints(values, self._modulus_width()))
 
     def _after_confirm(self) -> list[KeygenMessage]:
         points = self._by_index()
@@ -926,7 +658,7 @@ class KeygenParty:
         width = self._exponent_width()
         attempt.own = [phi_points[self.index - 1], beta_points[self.index - 1]]
         payloads = {
-            pid: _pack(
+            pid: pack_ints(
                 [phi_points[self._index_of[pid] - 1], beta_points[self._index_of[pid] - 1]], width
             )
             for pid in self._committee
@@ -947,7 +679,7 @@ class KeygenParty:
         w = a + n * random_mask(params)
         attempt.own = w
         attempt.received = {}
-        return self._send_broadcast(KeygenPhase.THETA, _pack([w], self._theta_width()))
+        return self._send_broadcast(KeygenPhase.THETA, pack_ints([w], self._theta_width()))
 
     def _after_theta(self) -> list[KeygenMessage]:
         params = self._params
@@ -969,7 +701,7 @@ class KeygenParty:
         width = self._key_share_width()
         attempt.own = points[self.index - 1]
         payloads = {
-            pid: _pack([points[self._index_of[pid] - 1]], width)
+            pid: pack_ints([points[self._index_of[pid] - 1]], width)
             for pid in self._committee
             if pid != self._id
         }
@@ -981,7 +713,7 @@ class KeygenParty:
         width = (self._params.key_bits + 7) // 8
         return hashlib.sha256(
             canonical(
-                _PROTOCOL,
+                PROTOCOL,
                 "public-transcript",
                 self._context(self._attempt_no),
                 n.to_bytes(width, "big"),
@@ -1067,7 +799,7 @@ class KeygenServer:
             verify_signature(
                 self._committee[message.sender],
                 message.signature,
-                _hello_transcript(self._session, message.sender, message.exchange_key),
+                hello_transcript(self._session, message.sender, message.exchange_key),
             )
             slot = (-1, KeygenPhase.HELLO)
         else:
@@ -1077,7 +809,7 @@ class KeygenServer:
                 verify_signature(
                     self._committee[message.sender],
                     message.signature,
-                    _broadcast_transcript(
+                    broadcast_transcript(
                         self._session, message.sender, message.phase, message.attempt, message.payload
                     ),
                 )

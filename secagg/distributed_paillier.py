@@ -39,12 +39,13 @@ Steps, and the paper each follows:
    ``v_1 / prod v_i = g^(phi / 4) = +-1 mod N`` for every base. One base screens every
    candidate, ``biprimality_rounds - 1`` more confirm the first one passing. Together with
    ``gcd(N, p + q - 1) = gcd(N, phi) = 1``, which step 5 checks, a non-biprime passes each
-   base with probability at most 1/2 (Boneh--Franklin, theorem 4.1), so at most
+   base with probability at most 1/2 (Boneh--Franklin's analysis of the test), so at most
    ``2^-biprimality_rounds``. The published values hide ``p_i + q_i`` only up to a discrete
    logarithm modulo ``N`` (as in Boneh--Franklin).
-5. *The decryption exponent* (the Paillier variant of Boneh--Franklin's exponent step, as in
-   Nishide--Sakurai 2010 and Hazay--Mikkelsen--Rabin--Toft 2012, with the product computed
-   by BGW *over the integers*): ``phi`` is additively shared (``phi_1 = N - p_1 - q_1 + 1``,
+5. *The decryption exponent* (the Paillier variant of Boneh--Franklin's exponent step, in
+   the manner of Nishide--Sakurai 2010 and Hazay--Mikkelsen--Rabin--Toft 2012: a masked
+   multiple of ``phi`` is revealed and inverted modulo ``N``; here the product is computed
+   by BGW *over the integers*, so that its shares add up exactly): ``phi`` is additively shared (``phi_1 = N - p_1 - q_1 + 1``,
    ``phi_i = -p_i - q_i``); each party draws ``beta_i`` of ``|N| + 128`` bits and Shamir-shares
    ``phi_i`` and ``beta_i`` with integer coefficients (degree ``k``). The first ``2k + 1``
    parties hold points of a degree-``2k`` integer polynomial whose value at 0 is
@@ -70,8 +71,9 @@ Steps, and the paper each follows:
 
 Integer sharings use coefficients of ``|secret| + 128 + 2 |Delta|`` bits (statistically
 hiding, distance about ``2^-128``); the key shares are therefore longer than the dealer's
-(:attr:`secagg.threshold_paillier.ThresholdPublicKey.share_bits`), which makes a partial
-decryption about 1.7 times slower.
+(:attr:`secagg.threshold_paillier.ThresholdPublicKey.share_bits`, about 6,700 bits against
+the dealer's 4,096 at 2048 bits), which makes a partial decryption about 1.8 times slower
+(``benchmarks/RESULTS.md``).
 
 What these keys do *not* give, compared with the dealer's (see
 :mod:`threat_models.paillier`):
@@ -345,13 +347,16 @@ class KeygenParameters:
 
     @property
     def default_batch_size(self) -> int:
-        """About 8 candidates expected to pass the sieve per attempt."""
+        """About 48 candidates expected to pass the sieve per attempt (at least 64 drawn).
+
+        Larger batches mean fewer message rounds (each costs a signature per party and a
+        verification per receiver) for the same number of candidates."""
         survive = 1.0
         for m in self.sieve_moduli:
             for p in _odd_primes_upto(min(self.sieve_limit, m)):
                 if m % p == 0:
                     survive *= (1 - 1 / p) ** 2
-        return max(16, min(4096, int(8 / survive)))
+        return max(64, min(4096, int(48 / survive)))
 
     @cached_property
     def bounds(self) -> ExponentBounds:

@@ -699,8 +699,8 @@ class SecureAggregator:
             ``"dealer"`` (default) -- a trusted dealer that knows the factorisation and must
             forget it; ``"distributed"`` -- the decryption committee generates the key itself
             (:mod:`protocols.paillier_keygen`: no dealer, an honest majority of at least 3
-            semi-honest committee members; textbook encryption randomness; about a minute of
-            CPU per member for a 2048-bit key, once per run).
+            semi-honest committee members; textbook encryption randomness; 10-30 s of CPU
+            per member for a 2048-bit key with 3-10 members, once per run).
         simulation_seed: ``None`` (default) for a private run. An int makes the run
             *reproducible and not private*: cohorts (:meth:`sample_cohort`), the DP noise
             (distributed shares, central noise), the distributed-DP rotation and the

@@ -23,8 +23,8 @@ Parties:
     signed, so it can delay or drop messages but not read or forge them); a member that
     vanishes stalls the session, which restarts without it. What the distributed key
     gives up: there is no checked fixed encryption base (encryption uses textbook
-    randomness, about 3x slower per ciphertext), the shares are longer (partial
-    decryption about 1.7x slower), and the primes are not safe primes, so a verified
+    randomness, about 7x slower per ciphertext at 2048 bits), the shares are longer
+    (partial decryption about 1.8x slower), and the primes are not safe primes, so a verified
     proof of partial decryption guarantees that the partial does not shift the plaintext
     but not that it is right in its small-order part: a malicious decryptor can make the
     combination fail (an :class:`~secagg.errors.AuthenticationError`, the round aborts),
