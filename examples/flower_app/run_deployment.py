@@ -10,9 +10,9 @@ directory), named at the start and kept after the run; each process started and 
 stage and round the ServerApp logs (test accuracy, user-level epsilon) are printed as they
 happen, the ServerApp's JSON summary at the end. A deployed SuperNode starts a fresh
 ClientApp process for every message (six per round), so a round costs seconds per
-SuperNode: the default run (five SuperNodes, four rounds) takes about 4 to 11 minutes on
-two cores, the longer on a busy machine; the start prints an estimate and every round
-re-estimates the time left. With five clients the distributed DP noise is large next to
+SuperNode: the default run (five SuperNodes, four rounds) took 9.5 minutes on two cores
+busy with other work (load 7 to 9), less on an idle machine; the start prints an estimate
+and every round re-estimates the time left. With five clients the distributed DP noise is large next to
 the clipped updates (noise multiplier 1 on a mean of five): accuracy rises from chance
 (0.1) to about 0.3 in three or four rounds and keeps rising slowly; more SuperNodes
 divide the noise, at the price of slower rounds.
@@ -50,9 +50,10 @@ _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 _ROUND_DONE = re.compile(r"\[round (\d+)\] test accuracy .*\((\d+) s\)")
 
-#: seconds per round and SuperNode, measured on two cores: idle-ish and busy (load ~12)
-_ROUND_S_PER_NODE = (12.0, 33.0)
-_STARTUP_S = 30.0
+#: measured on two cores busy with other work (load 7 to 9): 134 s a round with five
+#: SuperNodes, 40 s to start and stop
+_ROUND_S_PER_NODE = 27.0
+_STARTUP_S = 40.0
 
 
 class Progress:
@@ -88,11 +89,11 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.logs.resolve() if args.logs else Path(tempfile.mkdtemp(prefix="secagg-flower-deployment-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    fast, slow = (_STARTUP_S + s * args.supernodes * args.rounds for s in _ROUND_S_PER_NODE)
+    estimate = _STARTUP_S + _ROUND_S_PER_NODE * args.supernodes * args.rounds
     print(f"keys and logs: {workdir} (kept after the run)", flush=True)
     print(
-        f"{args.supernodes} SuperNodes, {args.rounds} rounds: about {fast / 60:.0f} to {slow / 60:.0f} min "
-        "on two cores (the longer on a busy machine)",
+        f"{args.supernodes} SuperNodes, {args.rounds} rounds: about {estimate / 60:.0f} min on two busy cores "
+        "(a fresh ClientApp process per message), less on an idle machine",
         flush=True,
     )
     keys = workdir / "keys"
