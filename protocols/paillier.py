@@ -2018,7 +2018,7 @@ def run_round(
     quiet = not progress or not sys.stderr.isatty()
     # work units: each upload encrypted (clients), verified by the server and by every
     # committee member, and the threshold's decryption shares
-    units = len(ids) * (len(runner.server.committee) + 2) + runner.config.public_key.threshold
+    units = len(ids) * (runner.config.public_key.n_decryptors + 2) + runner.config.public_key.threshold
     with tqdm(total=units, desc="paillier round", unit="op", disable=quiet, leave=False) as bar:
         runner.progress_bar = None if quiet else bar
         while not runner.finished:
