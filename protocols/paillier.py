@@ -1951,7 +1951,8 @@ def run_round(
         decryptor_dropouts: committee indices (1-based) that vanish before decrypting.
         randomness: encryption randomness (default ``FIXED_BASE`` for a dealt key,
             ``STANDARD`` for a distributed one).
-        progress: show a progress bar over the uploads (only on a terminal).
+        progress: show a progress bar through the round -- encrypting uploads, verifying
+            them, decryption shares (only on a terminal).
         hardening: the decryptors' checks (default all on; ``PaillierHardening.unhardened()``
             only to demonstrate attacks).
         key_generation: ``"dealer"`` (default): a trusted dealer makes the key and must

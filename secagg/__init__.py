@@ -27,8 +27,17 @@ from secagg.errors import SecAggError
 
 if TYPE_CHECKING:
     from secagg.recipe import AggregationProtocol, DPMode, RoundReport, SecureAggregator
+    from secagg.simulation import UnsafeSimulationWarning
 
-__all__ = ["SecAggError", "__version__", "SecureAggregator", "AggregationProtocol", "DPMode", "RoundReport"]
+__all__ = [
+    "SecAggError",
+    "__version__",
+    "SecureAggregator",
+    "AggregationProtocol",
+    "DPMode",
+    "RoundReport",
+    "UnsafeSimulationWarning",
+]
 __version__ = "0.1.0"
 """The installed release of secagg-fl (the ``version`` of ``pyproject.toml``)."""
 
@@ -42,4 +51,8 @@ def __getattr__(name: str) -> object:
         from secagg import recipe
 
         return getattr(recipe, name)
+    if name == "UnsafeSimulationWarning":
+        from secagg import simulation
+
+        return simulation.UnsafeSimulationWarning
     raise AttributeError(f"module 'secagg' has no attribute {name!r}")
