@@ -91,6 +91,7 @@ from secagg.distributed_paillier import (
     phi_share,
     product_share,
     random_mask,
+    rerandomised_product_share,
     residue_survivors,
     residues_of,
     share_field,
@@ -99,6 +100,7 @@ from secagg.distributed_paillier import (
     theta_inverse,
     verification_base,
     verification_keys_consistent,
+    zero_mask,
 )
 from secagg.errors import (
     InvalidParameterError,
@@ -162,6 +164,7 @@ class _Attempt:
     chosen: tuple[int, int] | None = None
     phi_share: int | None = field(default=None, repr=False)
     product_share: int | None = field(default=None, repr=False)
+    zero_masks_out: list[int] = field(default_factory=list, repr=False)
     theta: int | None = None
     exponent_share: int | None = field(default=None, repr=False)
     key_share: int | None = field(default=None, repr=False)
@@ -412,7 +415,7 @@ class KeygenParty:
         b = self._params.bounds
         log_l = self._n.bit_length()
         top = max(b.phi_coefficient_bits, b.beta_coefficient_bits) + self._params.degree * log_l + 2
-        return signed_width(top)
+        return signed_width(max(top, b.zero_mask_bits + 1))
 
     def _theta_width(self) -> int:
         b = self._params.bounds
@@ -456,7 +459,7 @@ class KeygenParty:
                 raise MessageError("biprimality value is not a unit")
             return values
         if phase is KeygenPhase.EXPONENT:
-            return unpack_ints(payload, self._exponent_width(), 2)
+            return unpack_ints(payload, self._exponent_width(), 3)
         if phase is KeygenPhase.THETA:
             (value,) = unpack_ints(payload, self._theta_width(), 1)
             return value
@@ -656,13 +659,18 @@ class KeygenParty:
         beta_points = share_integer(beta_i, params.degree, self._n, bounds.beta_coefficient_bits)
         del phi_i, beta_i
         width = self._exponent_width()
-        attempt.own = [phi_points[self.index - 1], beta_points[self.index - 1]]
+        # the third value is a pairwise sharing of zero that re-randomises the product
+        # shares before they are published (THETA): without it they would reveal the
+        # product polynomial modulo N
+        attempt.own = [phi_points[self.index - 1], beta_points[self.index - 1], 0]
+        masks = {pid: zero_mask(params) for pid in self._committee if pid != self._id}
+        attempt.zero_masks_out = list(masks.values())
         payloads = {
             pid: pack_ints(
-                [phi_points[self._index_of[pid] - 1], beta_points[self._index_of[pid] - 1]], width
+                [phi_points[self._index_of[pid] - 1], beta_points[self._index_of[pid] - 1], mask],
+                width,
             )
-            for pid in self._committee
-            if pid != self._id
+            for pid, mask in masks.items()
         }
         return self._send_pairwise(KeygenPhase.EXPONENT, payloads)
 
@@ -673,8 +681,12 @@ class KeygenParty:
         received = self._by_index().values()
         phi_point = sum(int(v[0]) for v in received)
         beta_point = sum(int(v[1]) for v in received)
-        a = product_share(params, self.index, phi_point, beta_point)
-        del phi_point, beta_point
+        masks_in = [int(v[2]) for v in received]
+        a = rerandomised_product_share(
+            product_share(params, self.index, phi_point, beta_point), masks_in, attempt.zero_masks_out
+        )
+        del phi_point, beta_point, masks_in
+        attempt.zero_masks_out = []
         attempt.product_share = a
         w = a + n * random_mask(params)
         attempt.own = w

@@ -51,12 +51,19 @@ Steps, and the paper each follows:
    parties hold points of a degree-``2k`` integer polynomial whose value at 0 is
    ``phi * beta``; with the integer Lagrange coefficients ``lambda_j = Delta prod m/(m - j)``
    (``Delta = l!``) their values ``a_j = lambda_j Phi(j) B(j)`` are additive shares of
-   ``Delta phi beta``. Everyone publishes ``a_j + N R_j`` (``R_j`` masks ``a_j`` with
-   128 bits to spare), so ``theta = Delta phi beta + N R`` is revealed; ``theta mod N`` is a
+   ``Delta phi beta``. These ``a_j`` are points of the product polynomial, and published
+   as they are they would reveal that polynomial modulo ``N`` (all its coefficients, not
+   only ``phi beta``), so first they are re-randomised by a pairwise sharing of zero
+   (each party sends every other one a random ``z`` of ``|a_j| + 128`` bits with its
+   exponent shares; ``a'_j = a_j + sum z_in - sum z_out``, still summing to
+   ``Delta phi beta``): the published values are then a statistically uniform additive
+   sharing of their sum, for any coalition of fewer than ``l - 1`` parties. Everyone
+   publishes ``a'_j + N R_j`` (``R_j`` masks ``a'_j`` with 128 bits to spare), so
+   ``theta = Delta phi beta + N R`` is revealed; ``theta mod N`` is a
    uniform unit (``beta`` is uniform modulo ``N`` up to ``2^-128``) unless
    ``gcd(N, phi) != 1``, in which case the candidate is rejected. With ``mu = theta^-1 mod N``
    the integer ``d = Delta phi beta mu`` has ``d = 0 mod phi`` and ``d = 1 mod N``, and
-   ``d_j = a_j mu`` are additive shares of it.
+   ``d_j = a'_j mu`` are additive shares of it.
 6. *Threshold shares of d* (integer resharing, Rabin 1998; Damgard--Thorbek 2006): every
    party Shamir-shares its ``d_j`` (0 outside the first ``2k + 1``) with integer coefficients
    of degree ``t - 1``; party ``i``'s key share is ``s_i = sum_j F_j(i)``, an integer point of a
@@ -136,6 +143,8 @@ __all__ = [
     "integer_lagrange",
     "product_share",
     "random_mask",
+    "zero_mask",
+    "rerandomised_product_share",
     "theta_inverse",
     "verification_base",
     "verification_keys_consistent",
@@ -213,7 +222,10 @@ class ExponentBounds:
     Attributes:
         beta_bits: length of each party's ``beta_i``.
         phi_coefficient_bits, beta_coefficient_bits: coefficients of their integer sharings.
-        product_bits: bound on ``|a_j|`` (an additive share of ``Delta phi beta``).
+        zero_mask_bits: length of each pairwise zero-sharing mask ``z`` (the bound on the
+            un-randomised ``|a_j|`` plus the statistical parameter).
+        product_bits: bound on ``|a'_j|`` (an additive share of ``Delta phi beta``,
+            re-randomised by the pairwise sharing of zero).
         mask_bits: length of each ``R_j`` (``N R_j`` exceeds ``product_bits`` by 128 bits).
         exponent_share_bits: bound on ``|d_j|``.
         exponent_coefficient_bits: coefficients of the degree ``t - 1`` resharing of ``d_j``.
@@ -223,6 +235,7 @@ class ExponentBounds:
     beta_bits: int
     phi_coefficient_bits: int
     beta_coefficient_bits: int
+    zero_mask_bits: int
     product_bits: int
     mask_bits: int
     exponent_share_bits: int
@@ -372,7 +385,9 @@ class KeygenParameters:
         phi_point = phi_coefficient_bits + k * log_l + 1 + log_l
         beta_point = beta_coefficient_bits + k * log_l + 1 + log_l
         lam = self.delta.bit_length() + 2 * k * log_l
-        product_bits = lam + phi_point + beta_point
+        # |a_j| before re-randomisation; |a'_j| <= |a_j| + 2 (l - 1) 2^zero_mask_bits
+        zero_mask_bits = lam + phi_point + beta_point + kappa
+        product_bits = zero_mask_bits + log_l + 2
         mask_bits = product_bits + log_l + kappa - self.key_bits + 2
         exponent_share_bits = product_bits + self.key_bits
         exponent_coefficient_bits = exponent_share_bits + kappa + spread
@@ -383,6 +398,7 @@ class KeygenParameters:
             beta_bits=beta_bits,
             phi_coefficient_bits=phi_coefficient_bits,
             beta_coefficient_bits=beta_coefficient_bits,
+            zero_mask_bits=zero_mask_bits,
             product_bits=product_bits,
             mask_bits=mask_bits,
             exponent_share_bits=exponent_share_bits,
@@ -667,6 +683,20 @@ def product_share(params: KeygenParameters, index: int, phi_point: int, beta_poi
         return 0
     lam = integer_lagrange(params.product_parties, params.delta)[index]
     return int(lam * gmpy2.mpz(phi_point) * beta_point)
+
+
+def zero_mask(params: KeygenParameters) -> int:
+    """One pairwise mask ``z`` of :attr:`ExponentBounds.zero_mask_bits` bits.
+
+    The sender subtracts it from its product share and the recipient adds it, so the
+    product shares keep their sum and each published one is statistically uniform.
+    """
+    return secrets.randbits(params.bounds.zero_mask_bits)
+
+
+def rerandomised_product_share(share: int, masks_in: Sequence[int], masks_out: Sequence[int]) -> int:
+    """``a'_j = a_j + sum z_in - sum z_out`` (the re-randomised additive share)."""
+    return int(share) + sum(int(z) for z in masks_in) - sum(int(z) for z in masks_out)
 
 
 def random_mask(params: KeygenParameters) -> int:

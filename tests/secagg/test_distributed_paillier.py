@@ -28,6 +28,7 @@ from secagg.distributed_paillier import (
     product_share,
     random_mask,
     random_residues,
+    rerandomised_product_share,
     residue_survivors,
     residues_of,
     share_field,
@@ -36,6 +37,7 @@ from secagg.distributed_paillier import (
     theta_inverse,
     verification_base,
     verification_keys_consistent,
+    zero_mask,
 )
 from secagg.errors import InvalidParameterError, ShareError
 from secagg.paillier import Randomness
@@ -289,3 +291,55 @@ def test_integer_lagrange_is_exact_and_refuses_out_of_range_indices() -> None:
     assert sum(lam[i] * points[i - 1] for i in (1, 2, 4)) == delta * secret
     with pytest.raises(ShareError):
         integer_lagrange([1, 2, 9, 11], delta)
+
+
+def _interpolate_mod(points: dict[int, int], x: int, modulus: int) -> int:
+    """Lagrange interpolation modulo ``modulus`` (a test-side attacker's tool)."""
+    total = 0
+    for i, y in points.items():
+        num, den = 1, 1
+        for j in points:
+            if j != i:
+                num = num * (x - j) % modulus
+                den = den * (i - j) % modulus
+        total = (total + y * num * pow(den, -1, modulus)) % modulus
+    return total
+
+
+@pytest.mark.parametrize("rerandomised", [False, True])
+def test_published_product_shares_reveal_only_their_sum(rerandomised: bool) -> None:
+    """An observer of THETA interpolates the product polynomial modulo N from the published
+    values: without the pairwise sharing of zero (positive control) it learns the secret
+    point Phi(4) B(4) of a party outside the product set; with it, it does not."""
+    size, t = 4, 3
+    params = _params(n=size, t=t, bits=512)
+    assert params.product_parties == (1, 2, 3)
+    p, q = _prime_3_mod_4(256), _prime_3_mod_4(256)
+    n = p * q
+    ps, qs = _split(p, params), _split(q, params)
+    phis = [phi_share(i, n, ps[i - 1], qs[i - 1]) for i in range(1, size + 1)]
+    bounds = params.bounds
+    betas = [secrets.randbits(bounds.beta_bits) for _ in range(size)]
+    fp = [share_integer(x, params.degree, size, bounds.phi_coefficient_bits) for x in phis]
+    fb = [share_integer(x, params.degree, size, bounds.beta_coefficient_bits) for x in betas]
+    phi_points = [sum(f[j] for f in fp) for j in range(size)]
+    beta_points = [sum(f[j] for f in fb) for j in range(size)]
+    a = [product_share(params, j, phi_points[j - 1], beta_points[j - 1]) for j in range(1, size + 1)]
+    if rerandomised:
+        masks = {(i, j): zero_mask(params) for i in range(size) for j in range(size) if i != j}
+        a = [
+            rerandomised_product_share(
+                a[j],
+                [masks[(i, j)] for i in range(size) if i != j],
+                [masks[(j, i)] for i in range(size) if i != j],
+            )
+            for j in range(size)
+        ]
+        assert all(abs(x).bit_length() <= bounds.product_bits for x in a)
+    assert sum(a) == params.delta * sum(phis) * sum(betas)
+    published = [x + n * random_mask(params) for x in a]
+    lam = integer_lagrange(params.product_parties, params.delta)
+    observed = {j: published[j - 1] * pow(lam[j], -1, n) % n for j in params.product_parties}
+    secret_point = phi_points[3] * beta_points[3] % n
+    leaked = _interpolate_mod(observed, 4, n) == secret_point
+    assert leaked is not rerandomised
