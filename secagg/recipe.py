@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
+from protocols.paillier_keygen import KeyGeneration
 from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import InvalidParameterError, SecAggError, ThresholdNotMetError
 from secagg.simulation import (
@@ -796,8 +797,6 @@ class SecureAggregator:
         ):
             raise InvalidParameterError("hazmat_paillier_key_bits must be an int >= 128")
         self._paillier_key_bits = hazmat_paillier_key_bits
-        from protocols.paillier_keygen import KeyGeneration
-
         self.key_generation: KeyGeneration = _coerce(KeyGeneration, key_generation, "key generation")
         if paillier_committee is None:
             paillier_committee = min(_PAILLIER_COMMITTEE, population)
@@ -1501,7 +1500,7 @@ class SecureAggregator:
         )
 
     def _paillier_config(self, threat_model: Any, n: int) -> dict[str, Any]:
-        from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
+        from protocols.paillier_keygen import generate_distributed_key
         from secagg.threshold_paillier import deal_threshold_key
         from threat_models.paillier import paillier_parameters
 
