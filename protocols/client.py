@@ -72,7 +72,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols.config import Hardening, RoundConfig
-from protocols.graph import Ring, seeded_ring
+from protocols.graph import MAX_CLIENT_ID, Ring, seeded_ring
 from protocols.masking import apply_masks, reduce_words
 from protocols.messages import (
     AdvertiseKeys,
@@ -129,7 +129,6 @@ __all__ = [
 
 MODEL_HASH_BYTES = 32
 FULL_HARDENING = Hardening()
-MAX_CLIENT_ID = (1 << 63) - 1
 ROUND_LOG_SCOPE = "secagg"
 """The :class:`~protocols.round_log.RoundLog` scope under which clients record their rounds."""
 

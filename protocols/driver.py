@@ -359,6 +359,7 @@ def _translate_config(config: Mapping[str, Any], to_wire: Mapping[Any, int]) -> 
 
 
 def _pow2_ceiling(x: float) -> float:
+    """The smallest power of two ``>= x`` (1.0 for ``x <= 0``): the default encoder bound."""
     return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
 

@@ -28,6 +28,8 @@ from secagg.errors import InvalidParameterError
 __all__ = ["CommunicationGraph", "Ring", "complete_graph", "harary_graph", "seeded_ring", "MAX_CLIENT_ID"]
 
 MAX_CLIENT_ID = (1 << 63) - 1
+"""The largest client id (ids are in ``[1, 2^63 - 1]``; 0 is the server); the one bound the
+wire codec, the graphs, the clients and the Flower PKI all enforce."""
 
 
 def _check_ids(ids: Iterable[int]) -> tuple[int, ...]:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from protocols.graph import MAX_CLIENT_ID
 from secagg.errors import MessageError
 
 __all__ = [
@@ -68,7 +69,6 @@ MAGIC = b"SA"
 MAX_MESSAGE_BYTES = 1 << 32
 """Default ceiling for :func:`decode_message` (4 GiB); receivers may pass a tighter one."""
 
-MAX_CLIENT_ID = (1 << 63) - 1
 MAX_ROUND_ID = (1 << 64) - 1
 MAX_LIST = 1 << 20  # ids or records in one message
 MAX_BLOB = 1 << 12  # one ciphertext, signature or share

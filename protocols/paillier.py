@@ -88,7 +88,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from protocols.driver import SimulationResult, parse_dropouts
+from protocols.driver import SimulationResult, _pow2_ceiling, parse_dropouts
 from protocols.messages import Stage
 from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
 from protocols.round_log import RoundLog, identity_log
@@ -1557,10 +1557,6 @@ class PaillierRoundOutcome:
     config: PaillierRoundConfig
     parameters: PaillierParameters
     weight_sum: float | None = None
-
-
-def _pow2_ceiling(x: float) -> float:
-    return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
 
 class PaillierRoundRunner(SteppedRound[PaillierMessage, PaillierResult]):

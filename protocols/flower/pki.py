@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from protocols.graph import MAX_CLIENT_ID as _MAX_CLIENT_ID
 from protocols.round_log import RoundLog
 from secagg.errors import InvalidParameterError
 from secagg.signing import IdentityKey
@@ -56,7 +57,6 @@ CLIENT_ID_KEY = "secagg-client-id"
 IDENTITY_KEY = "secagg-identity"
 PKI_KEY = "secagg-pki"
 ROUND_LOG_KEY = "secagg-round-log"
-_MAX_CLIENT_ID = (1 << 63) - 1
 
 
 def _check_id(client_id: object) -> int:
