@@ -492,6 +492,20 @@ PaillierMessage = (
     | DecryptionRequest
     | PartialDecryptionMessage
 )
+_MESSAGE_CLASSES = (
+    NonceRequest,
+    DecryptorNonce,
+    UploadRequest,
+    Upload,
+    DecryptionRequest,
+    PartialDecryptionMessage,
+)
+
+
+def _check_message(message: object) -> None:
+    """Refuse an object that is not a message of this protocol (malformed input)."""
+    if not isinstance(message, _MESSAGE_CLASSES):
+        raise MessageError(f"not a Paillier message: {type(message).__name__}")
 
 
 def _unit_width(config: PaillierRoundConfig) -> int:
@@ -865,11 +879,11 @@ class PaillierClient:
         """Answer the server's :class:`UploadRequest` with this client's :class:`Upload`.
 
         Raises:
-            StageError: not an upload request.
+            StageError: a Paillier message other than an upload request.
             ReplayError: a request of another round, or this client (its round log) already
                 took part in an execution of this round.
-            MessageError: a request addressed to someone else, or a nonce from a party that
-                is not a decryptor of the round.
+            MessageError: not a Paillier message, a request addressed to someone else, or a
+                nonce from a party that is not a decryptor of the round.
             AuthenticationError: a decryptor's nonce signature does not verify.
             ThresholdNotMetError: fewer than ``t`` decryptors committed to the execution.
             AlreadyFinalizedError: this client object already uploaded.
@@ -877,6 +891,7 @@ class PaillierClient:
                 cannot be written.
             EncodingError: the update does not fit the encoder.
         """
+        _check_message(message)
         if not isinstance(message, UploadRequest):
             raise StageError(f"a client does not accept {type(message).__name__}")
         if self._update is None:
@@ -1357,9 +1372,11 @@ class PaillierDecryptor:
             ProtocolAbortError: a decryption request for anything but the product of at least
                 ``min_aggregate_size`` contributions it received itself.
             StageError, MessageError, AuthenticationError, ThresholdNotMetError: a message
-                out of order, malformed, unauthenticated or with too few committed decryptors.
+                out of order, malformed (``MessageError`` also for an object that is not a
+                Paillier message), unauthenticated or with too few committed decryptors.
             InvalidParameterError: the round log cannot be written.
         """
+        _check_message(message)
         if isinstance(message, (NonceRequest, UploadRequest, Upload, DecryptionRequest)):
             _check_round(self.config, message.round_id)
         if self._decrypted and self.hardening.single_decryption:
@@ -1445,7 +1462,13 @@ class PaillierParty:
 
         An upload request is checked by both roles before either acts on it, so that a
         refused request changes neither.
+
+        Raises:
+            MessageError: not a Paillier message.
+            StageError: a message neither of its roles accepts.
+            the errors of :meth:`PaillierClient.handle` and :meth:`PaillierDecryptor.handle`.
         """
+        _check_message(message)
         if isinstance(message, UploadRequest):
             decryptor = self.decryptor
             execution = None

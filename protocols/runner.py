@@ -15,7 +15,8 @@ A round is a sequence of stages; each stage goes through three steps:
 
 Between the steps a test or a scripted attack may inject messages
 (:meth:`~SteppedRound.send_to_server`, :meth:`~SteppedRound.send_to_client`) and inspect
-what every party received.
+what every party received. Once the round is over (:attr:`~SteppedRound.finished`) every
+step raises :class:`~secagg.errors.StageError`, as ``server.advance()`` does.
 
 A subclass supplies the protocol-specific parts: the wire codec (:meth:`~SteppedRound._encode`,
 :meth:`~SteppedRound._decode`), which of the server's messages are requests to whom
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from protocols.messages import Stage
-from secagg.errors import InvalidParameterError, MessageError
+from secagg.errors import InvalidParameterError, MessageError, StageError
 
 __all__ = ["StagedServer", "StagedParty", "SteppedRound"]
 
@@ -178,7 +179,7 @@ class SteppedRound(ABC, Generic[MessageT, ResultT]):
     def _running(self) -> Stage:
         stage = self.stage
         if stage is None:
-            raise InvalidParameterError("the round is over")
+            raise StageError("the round is over")
         return stage
 
     def _reply_to_server(self, sender: int, reply: MessageT) -> None:
@@ -242,13 +243,22 @@ class SteppedRound(ABC, Generic[MessageT, ResultT]):
         self._requests_delivered = self._replies_delivered = False
 
     def step(self) -> Stage:
-        """Collect and close the current stage; return it."""
+        """Collect and close the current stage; return it.
+
+        Raises:
+            StageError: the round is over.
+        """
         stage = self._running()
         self.close()
         return stage
 
     def run_until(self, stage: Stage) -> None:
-        """Close every stage before ``stage`` (its requests are then :attr:`pending`)."""
+        """Close every stage before ``stage`` (its requests are then :attr:`pending`).
+
+        Raises:
+            InvalidParameterError: this round has no such stage.
+            StageError: the round ended before ``stage``.
+        """
         target = Stage(stage)
         if target not in self.stages:
             raise InvalidParameterError(f"this round has no stage {target.value!r}")

@@ -205,6 +205,20 @@ def _inputs(n: int = 6, d: int = 16) -> dict[int, npt.NDArray[np.uint64]]:
     return {cid: rng.integers(0, 1 << 20, d, dtype=np.uint64) for cid in range(1, n + 1)}
 
 
+def test_stepping_a_finished_round_is_a_stage_error() -> None:
+    runner = setup_round(_inputs(), bits=24, protocol="secagg", threat_model=CURIOUS)
+    runner.run()
+    assert runner.finished
+    for step in (runner.step, runner.deliver_requests, runner.deliver_replies, runner.close):
+        with pytest.raises(StageError, match="the round is over"):
+            step()
+    with pytest.raises(StageError):
+        runner.run_until(Stage.UNMASKING)
+    # a stage the round does not have is still a bad argument
+    with pytest.raises(InvalidParameterError):
+        runner.run_until(Stage.CONSISTENCY_CHECK)
+
+
 def test_server_lifecycle_errors() -> None:
     runner = setup_round(_inputs(), bits=24, protocol="secagg", threat_model=CURIOUS)
     server = runner.server

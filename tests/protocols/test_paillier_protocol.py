@@ -21,6 +21,7 @@ from protocols.paillier import (
     PaillierDecryptor,
     PaillierHardening,
     PaillierMessage,
+    PaillierParty,
     PaillierRoundConfig,
     PaillierServer,
     PartialDecryptionMessage,
@@ -394,6 +395,52 @@ def test_malformed_messages_are_typed_errors(rnd: Round) -> None:
             decode_message(blob, cfg)
     with pytest.raises(MessageError):
         decode_message("text", cfg)  # type: ignore[arg-type]
+
+
+def test_every_corrupted_byte_is_a_message_error_or_decodes(rnd: Round) -> None:
+    """The decoder's only refusal for incoming bytes is MessageError, whatever byte is hit."""
+    cfg = rnd.config
+    blobs = [
+        encode_message(rnd.uploads[rnd.ids[0]], cfg),
+        encode_message(rnd.requests[rnd.ids[0]], cfg),
+        encode_message(NonceRequest(round_id=5, recipient=1), cfg),
+        encode_message(DecryptionRequest(round_id=5, recipient=1, contributors=(10, 11)), cfg),
+    ]
+    _honest_upload_phase(rnd)
+    first = rnd.decryptors[0]
+    reply = first.handle(request_for(rnd.server.request_decryption(), first))[0]
+    blobs.append(encode_message(reply, cfg))
+    refused = 0
+    for blob in blobs:
+        for i in range(len(blob)):
+            for value in (0x00, blob[i] ^ 0xFF):
+                try:
+                    decode_message(blob[:i] + bytes([value]) + blob[i + 1 :], cfg)
+                except MessageError:
+                    refused += 1
+    assert refused > 0
+
+
+def test_parties_refuse_objects_that_are_not_messages(rnd: Round) -> None:
+    i = rnd.ids[0]
+    client = PaillierClient(
+        rnd.config, i, rnd.identities[i], update=np.zeros(D), round_log=RoundLog.in_memory()
+    )
+    decryptor = rnd.decryptors[0]
+    for party in (client, decryptor, PaillierParty(client, decryptor), rnd.server):
+        for junk in (b"not a message", None, rnd.config):
+            with pytest.raises(MessageError, match="not a Paillier message"):
+                party.handle(junk)  # type: ignore[arg-type]
+    # a genuine message the role does not accept is a stage error, as documented
+    with pytest.raises(StageError):
+        client.handle(NonceRequest(round_id=5, recipient=i))
+    with pytest.raises(StageError):
+        PaillierParty(client, None).handle(NonceRequest(round_id=5, recipient=i))
+    with pytest.raises(InvalidParameterError, match="without an update"):
+        PaillierClient(rnd.config, i, rnd.identities[i]).handle(rnd.requests[i])
+    client.handle(rnd.requests[i])
+    with pytest.raises(AlreadyFinalizedError):
+        client.handle(rnd.requests[i])
 
 
 # ----------------------------------------------------------------------------- attacks
