@@ -759,7 +759,7 @@ def _plot(
         if amplified and amplified != eps:
             ax_eps.plot([e[0] for e in amplified], [e[1] for e in amplified], color="tab:red", linestyle=":",
                         label="amplified (only if the server neither chooses nor sees cohorts)")
-        ax_eps.legend(loc="upper left", fontsize="small")
+        ax_eps.legend(loc="lower right", fontsize="small")  # the curves rise: keep the legend off them
         ax_eps.set_ylabel(epsilon_axis_label(level, secure.delta))
     else:
         ax_eps.text(0.5, 0.5, "no differential privacy", ha="center", va="center", transform=ax_eps.transAxes)
