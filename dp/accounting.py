@@ -194,6 +194,20 @@ class AccountantKind(str, Enum):
     RDP = "rdp"
     PRV = "prv"
 
+    @classmethod
+    def parse(cls, value: AccountantKind | str) -> AccountantKind:
+        """The accountant named by ``value`` (a member or its name, e.g. ``"pld"``).
+
+        Raises:
+            InvalidParameterError: ``value`` names no accountant; the message lists the
+                allowed names.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(repr(k.value) for k in cls)
+            raise InvalidParameterError(f"unknown accountant {value!r}; choose one of {allowed}") from None
+
 
 # --------------------------------------------------------------------------------------
 # RDP curves of the distributed mechanisms and of Poisson subsampling
@@ -948,7 +962,7 @@ def make_accountant(
     Returns:
         A ``dp_accounting.PrivacyAccountant``.
     """
-    kind = _kind(kind)
+    kind = AccountantKind.parse(kind)
     if kind is AccountantKind.PLD:
         _check_positive("pld_discretization", pld_discretization)
         return PldAccountant(
@@ -959,15 +973,6 @@ def make_accountant(
         orders = None if rdp_orders is None else _check_user_orders(rdp_orders)
         return RdpAccountant(orders=orders, neighboring_relation=neighboring_relation)
     return PrvAccountant(neighboring_relation)
-
-
-def _kind(kind: AccountantKind | str) -> AccountantKind:
-    try:
-        return AccountantKind(kind)
-    except ValueError:
-        raise InvalidParameterError(
-            f"unknown accountant {kind!r}; choose one of {[k.value for k in AccountantKind]}"
-        ) from None
 
 
 def _unsupported(
@@ -996,7 +1001,7 @@ def supports(
     neighboring_relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
 ) -> bool:
     """Whether the accountant of ``kind`` can handle ``event``."""
-    kind = _kind(kind)
+    kind = AccountantKind.parse(kind)
     acc = make_accountant(kind, neighboring_relation=neighboring_relation)
     return _unsupported(acc, kind, event) is None
 
@@ -1013,7 +1018,7 @@ def check_supported(
     """
     if not isinstance(event, dp_accounting.DpEvent):
         raise InvalidParameterError(f"expected a dp_accounting.DpEvent, got {type(event).__name__}")
-    kind = _kind(kind)
+    kind = AccountantKind.parse(kind)
     error = _unsupported(
         make_accountant(kind, neighboring_relation=neighboring_relation), kind, event
     )
@@ -1030,7 +1035,7 @@ def _composed(
 ) -> dp_accounting.PrivacyAccountant:
     if not isinstance(event, dp_accounting.DpEvent):
         raise InvalidParameterError(f"expected a dp_accounting.DpEvent, got {type(event).__name__}")
-    kind = _kind(kind)
+    kind = AccountantKind.parse(kind)
     acc = make_accountant(
         kind,
         neighboring_relation=neighboring_relation,

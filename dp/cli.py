@@ -220,7 +220,7 @@ def parameter_curve(
 
     grid = curve_rounds(rounds, points)
     bar = tqdm(grid, desc="accounting", unit="pt", disable=not (progress and sys.stderr.isatty()))
-    if AccountantKind(accountant) is AccountantKind.RDP:
+    if AccountantKind.parse(accountant) is AccountantKind.RDP:
         orders, per_round = rdp_curve(step)  # RDP adds up over rounds
         return [(t, rdp_to_epsilon(orders, t * per_round, delta)) for t in bar]
     return [
@@ -264,7 +264,7 @@ def _parameters_mode(args: argparse.Namespace) -> dict[str, Any]:
             f"give a LEDGER.json or all of the parameters (missing {', '.join(missing)})"
         )
     delta = _check_delta(args.delta)
-    kind = AccountantKind(args.accountant or AccountantKind.PLD.value)
+    kind = AccountantKind.parse(args.accountant or AccountantKind.PLD)
     curve = parameter_curve(
         args.noise_multiplier,
         args.sampling_rate,
@@ -426,7 +426,7 @@ def _ledger_mode(args: argparse.Namespace) -> dict[str, Any]:
         candidates = population or list(ledger.budgets)
         delta = candidates[0].delta if candidates else None
     delta = _check_delta(delta)
-    kind = AccountantKind(args.accountant) if args.accountant else ledger.accountant
+    kind = AccountantKind.parse(args.accountant) if args.accountant else ledger.accountant
     curve = ledger.epsilon_curve(
         delta, accountant=kind, points=_points(args.points), progress=not args.quiet
     )

@@ -359,13 +359,6 @@ def local_dp_sgd_from_opacus(
     return tuple(result)
 
 
-def _accountant_kind(accountant: AccountantKind | str) -> AccountantKind:
-    try:
-        return AccountantKind(accountant)
-    except ValueError:
-        raise InvalidParameterError(f"unknown accountant {accountant!r}") from None
-
-
 def _normalise_id(client: object) -> str:
     if isinstance(client, bool) or not isinstance(client, (str, int)):
         raise InvalidParameterError(f"client ids must be str or int, got {type(client).__name__}")
@@ -564,7 +557,7 @@ class PrivacyLedger:
         self._budgets = tuple(budgets)
         if not all(isinstance(b, PrivacyBudget) for b in self._budgets):
             raise InvalidParameterError("budgets must be PrivacyBudget instances")
-        self._accountant = _accountant_kind(accountant)
+        self._accountant = AccountantKind.parse(accountant)
         if not isinstance(neighboring_relation, NeighboringRelation):
             raise InvalidParameterError(
                 "neighboring_relation must be a dp_accounting.NeighboringRelation"
@@ -684,7 +677,7 @@ class PrivacyLedger:
 
     # ---------------------------------------------------------------- epsilons
     def _kind(self, accountant: AccountantKind | str | None) -> AccountantKind:
-        return self._accountant if accountant is None else _accountant_kind(accountant)
+        return self._accountant if accountant is None else AccountantKind.parse(accountant)
 
     def _tightest(self, pattern: Pattern, delta: float) -> float:
         """The smallest of the PLD and RDP epsilons: each is a valid upper bound, so is the min.
@@ -858,7 +851,7 @@ class PrivacyLedger:
         two upper bounds is reported (in practice the PLD's; the RDP one where the PLD
         accountant refuses the size). ``accountant`` forces one accountant.
         """
-        kind = None if accountant is None else _accountant_kind(accountant)
+        kind = None if accountant is None else AccountantKind.parse(accountant)
         return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._sample_counts.items()}
 
     def epsilon_curve(
@@ -1012,7 +1005,7 @@ class PrivacyLedger:
 
     def report(self, *, accountant: AccountantKind | str | None = None) -> SpendReport:
         """Current status of every budget."""
-        sample_kind = None if accountant is None else _accountant_kind(accountant)
+        sample_kind = None if accountant is None else AccountantKind.parse(accountant)
         return SpendReport(
             len(self._rounds), self._statuses(None, self._kind(accountant), sample_kind)
         )

@@ -408,7 +408,7 @@ def calibrate_noise_multiplier(
 
     def epsilon(z: float) -> float:
         event = dp_accounting.SelfComposedDpEvent(round_event(z), rounds)
-        if AccountantKind(accountant) is not AccountantKind.PRV and contains_distributed_discrete_gaussian(
+        if AccountantKind.parse(accountant) is not AccountantKind.PRV and contains_distributed_discrete_gaussian(
             event
         ):
             return distributed_epsilon(event, delta)
@@ -1656,13 +1656,14 @@ def _population_ids(clients: Iterable[Any], population: int) -> frozenset[Client
 
 
 def _accountant_option(accountant: str, dp: DPMode) -> str:
-    if accountant not in ("pld", "rdp", "prv"):
-        raise InvalidParameterError(f"unknown accountant {accountant!r}; choose 'pld', 'rdp' or 'prv'")
-    if accountant == "prv" and dp is DPMode.DISTRIBUTED:
+    from dp.accounting import AccountantKind
+
+    kind = AccountantKind.parse(accountant)
+    if kind is AccountantKind.PRV and dp is DPMode.DISTRIBUTED:
         raise InvalidParameterError(
             "the prv accountant cannot account distributed discrete Gaussian noise; use 'pld' or 'rdp'"
         )
-    return accountant
+    return kind.value
 
 
 def _weights(

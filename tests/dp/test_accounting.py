@@ -292,3 +292,33 @@ def test_event_deserialisation_refuses_unknown_and_malformed_input() -> None:
         event_from_dict({"@type": "GaussianDpEvent"})
     with pytest.raises(InvalidParameterError, match="non-finite"):
         event_to_dict(G(math.inf))
+
+
+def test_accountant_kind_parse_accepts_members_and_names() -> None:
+    for kind in AccountantKind:
+        assert AccountantKind.parse(kind) is kind
+        assert AccountantKind.parse(kind.value) is kind
+
+
+@pytest.mark.parametrize("bad", ["PLD", "gdp", "", 3, None])
+def test_accountant_kind_parse_refusal_names_the_allowed_values(bad: object) -> None:
+    with pytest.raises(InvalidParameterError, match="choose one of 'pld', 'rdp', 'prv'"):
+        AccountantKind.parse(bad)  # type: ignore[arg-type]
+
+
+def test_every_accountant_option_is_refused_the_same_way() -> None:
+    from dp.cli import parameter_curve
+    from dp.ledger import PrivacyLedger
+    from secagg import SecureAggregator
+
+    event = dp_accounting.GaussianDpEvent(2.0)
+    refusals = [
+        lambda: compute_epsilon(event, 1e-5, accountant="gdp"),
+        lambda: supports(event, "gdp"),
+        lambda: PrivacyLedger(accountant="gdp"),
+        lambda: parameter_curve(1.0, 0.5, 3, 1e-5, accountant="gdp", points=2),
+        lambda: SecureAggregator(population=4, dp="central", accountant="gdp", noise_multiplier=1.0),
+    ]
+    for refuse in refusals:
+        with pytest.raises(InvalidParameterError, match="unknown accountant 'gdp'; choose one of"):
+            refuse()
