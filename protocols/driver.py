@@ -363,6 +363,65 @@ def _pow2_ceiling(x: float) -> float:
     return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
 
 
+def default_encoder(
+    vectors: Iterable[npt.NDArray[np.float64]], *, bits: int, max_clients: int
+) -> FixedPointEncoder:
+    """The encoder a simulated round uses when none is given.
+
+    A :class:`~secagg.encoding.FixedPointEncoder` of ``bits`` bits on ``[-B, B]``, ``B``
+    the smallest power of two bounding every coordinate of ``vectors`` (the inputs as
+    masked or encrypted, so already weighted), summing up to ``max_clients`` clients.
+    A simulation convenience: a deployment fixes ``B`` in advance.
+    """
+    bound = _pow2_ceiling(max((float(np.max(np.abs(v), initial=0.0)) for v in vectors), default=0.0))
+    return FixedPointEncoder.symmetric(bound, bits=bits, max_clients=max_clients)
+
+
+def client_weights(weights: Mapping[int, float], ids: Iterable[int]) -> dict[int, float]:
+    """Each client's weight for a weighted round, checked.
+
+    Args:
+        weights: client id -> weight.
+        ids: the cohort; every id needs a weight.
+
+    Returns:
+        client id -> weight as a float, in the order of ``ids``.
+
+    Raises:
+        InvalidParameterError: a client has no weight, or a weight is not a finite,
+            non-negative number.
+    """
+    out: dict[int, float] = {}
+    for cid in ids:
+        if cid not in weights:
+            raise InvalidParameterError(f"no weight for client {cid}")
+        try:
+            w = float(weights[cid])
+        except (TypeError, ValueError):
+            raise InvalidParameterError(f"weights must be finite and non-negative, got {weights[cid]!r}") from None
+        if not (math.isfinite(w) and w >= 0):
+            raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
+        out[cid] = w
+    return out
+
+
+def weight_encoder(
+    weights: Mapping[int, float], *, max_weight: float | None, bits: int, max_clients: int
+) -> FixedPointEncoder:
+    """The encoder of the weight coordinate a weighted round appends to each input.
+
+    It covers ``[0, max_weight]`` (default: the largest weight rounded up to a power of
+    two) with ``bits`` bits for up to ``max_clients`` clients.
+
+    Raises:
+        InvalidParameterError: a weight exceeds ``max_weight``.
+    """
+    top = float(max_weight) if max_weight is not None else _pow2_ceiling(max(weights.values(), default=0.0))
+    if any(w > top for w in weights.values()):
+        raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
+    return FixedPointEncoder(bits=bits, lo=0.0, hi=top, max_clients=max_clients)
+
+
 def simulate(
     updates: Mapping[int, npt.ArrayLike],
     *,
@@ -448,22 +507,13 @@ def simulate(
     weights_cfg = config.get("weights")
     weights: dict[int, float] | None = None
     if weights_cfg is not None:
-        weights = {}
-        for cid in ids:
-            if cid not in weights_cfg:
-                raise InvalidParameterError(f"no weight for client {cid}")
-            w = float(weights_cfg[cid])
-            if not (math.isfinite(w) and w >= 0):
-                raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
-            weights[cid] = w
+        weights = client_weights(weights_cfg, ids)
         vectors = {cid: vectors[cid] * weights[cid] for cid in ids}
 
     encoder: VectorEncoder | None = config.get("encoder")
     rng = np.random.default_rng(seed)
     if encoder is None:
-        bits = int(config.get("bits", DEFAULT_BITS))
-        bound = _pow2_ceiling(max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values()))
-        encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=n)
+        encoder = default_encoder(vectors.values(), bits=int(config.get("bits", DEFAULT_BITS)), max_clients=n)
     if encoder.max_clients < n:
         raise CapacityError(f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}")
     bits = encoder.bits
@@ -475,21 +525,17 @@ def simulate(
             return encoder.encode(values, rng=rng)
         return np.asarray(encoder.encode(values), dtype=np.uint64)
 
-    weight_encoder: FixedPointEncoder | None = None
+    weight_coder: FixedPointEncoder | None = None
     if weights is not None:
-        max_weight = config.get("max_weight")
-        top = float(max_weight) if max_weight is not None else _pow2_ceiling(max(weights.values()))
-        if any(w > top for w in weights.values()):
-            raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
-        weight_encoder = FixedPointEncoder(bits=bits, lo=0.0, hi=top, max_clients=n)
+        weight_coder = weight_encoder(weights, max_weight=config.get("max_weight"), bits=bits, max_clients=n)
 
     inputs: dict[int, npt.NDArray[np.uint64]] = {}
     for cid in ids:
         encoded = encode(vectors[cid])
         if encoded.shape != (length,):
             raise InvalidParameterError(f"the encoder returned {encoded.shape}, expected ({length},)")
-        if weight_encoder is not None and weights is not None:
-            encoded = np.concatenate([encoded, weight_encoder.encode([weights[cid]], rng=rng)])
+        if weight_coder is not None and weights is not None:
+            encoded = np.concatenate([encoded, weight_coder.encode([weights[cid]], rng=rng)])
         inputs[cid] = encoded
 
     excluded: set[int] = set()
@@ -529,8 +575,8 @@ def simulate(
     ring_sum = outcome.ring_sum
     aggregate = np.asarray(encoder.decode_sum(ring_sum[:length], len(survivors)), dtype=np.float64)
     weight_sum = None
-    if weight_encoder is not None:
-        weight_sum = float(weight_encoder.decode_sum(ring_sum[length:], len(survivors))[0])
+    if weight_coder is not None:
+        weight_sum = float(weight_coder.decode_sum(ring_sum[length:], len(survivors))[0])
     params = runner.server.config.parameters
     return SimulationResult(
         aggregate=aggregate,

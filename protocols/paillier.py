@@ -75,7 +75,6 @@ Wire messages have a compact, strict binary encoding (:func:`encode_message`,
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import struct
 import sys
@@ -88,7 +87,13 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from protocols.driver import SimulationResult, _pow2_ceiling, parse_dropouts
+from protocols.driver import (
+    SimulationResult,
+    client_weights,
+    default_encoder,
+    parse_dropouts,
+    weight_encoder,
+)
 from protocols.messages import Stage
 from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
 from protocols.round_log import RoundLog, identity_log
@@ -1759,8 +1764,7 @@ def setup_paillier_round(
         raise InvalidParameterError("updates must be non-empty 1-D vectors of one length")
     n = len(ids)
     if encoder is None:
-        bound = _pow2_ceiling(max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values()))
-        encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=n)
+        encoder = default_encoder(vectors.values(), bits=bits, max_clients=n)
     if encoder.max_clients < n:
         raise CapacityError(
             f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}"
@@ -1993,26 +1997,14 @@ def run_round(
     ids = sorted(updates)
     vectors = {i: np.asarray(updates[i], dtype=np.float64) for i in ids}
     ws: dict[int, float] = {}
-    weight_encoder = None
+    weight_coder = None
     if weights is not None:
-        for i in ids:
-            if i not in weights:
-                raise InvalidParameterError(f"no weight for client {i}")
-            w = float(weights[i])
-            if not (math.isfinite(w) and w >= 0):
-                raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
-            ws[i] = w
+        ws = client_weights(weights, ids)
         vectors = {i: vectors[i] * ws[i] for i in ids}
         if encoder is None:
-            bound = _pow2_ceiling(
-                max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values())
-            )
-            encoder = FixedPointEncoder.symmetric(bound, bits=bits, max_clients=len(ids))
-        top = float(max_weight) if max_weight is not None else _pow2_ceiling(max(ws.values()))
-        if any(w > top for w in ws.values()):
-            raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
-        weight_encoder = FixedPointEncoder(bits=encoder.bits, lo=0.0, hi=top, max_clients=len(ids))
-        encoder = WeightedEncoder(encoder, weight_encoder)
+            encoder = default_encoder(vectors.values(), bits=bits, max_clients=len(ids))
+        weight_coder = weight_encoder(ws, max_weight=max_weight, bits=encoder.bits, max_clients=len(ids))
+        encoder = WeightedEncoder(encoder, weight_coder)
         vectors = {i: np.concatenate([vectors[i], [ws[i]]]) for i in ids}
     setup = setup_paillier_round(
         vectors,
@@ -2047,7 +2039,7 @@ def run_round(
     result = runner.server.result
     total = result.aggregate
     weight_sum = None
-    if weight_encoder is not None:
+    if weight_coder is not None:
         weight_sum = float(total[-1])
         total = total[:-1]
     return PaillierRoundOutcome(

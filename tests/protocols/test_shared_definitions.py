@@ -48,5 +48,7 @@ def test_pow2_ceiling(x: float, expected: float) -> None:
     assert protocols.driver._pow2_ceiling(x) == expected
 
 
-def test_paillier_driver_shares_the_encoder_bound_rule() -> None:
-    assert protocols.paillier._pow2_ceiling is protocols.driver._pow2_ceiling
+def test_paillier_driver_shares_the_default_encoder_and_weight_rules() -> None:
+    assert protocols.paillier.default_encoder is protocols.driver.default_encoder
+    assert protocols.paillier.client_weights is protocols.driver.client_weights
+    assert protocols.paillier.weight_encoder is protocols.driver.weight_encoder
