@@ -64,6 +64,7 @@ import math
 import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import dp_accounting
@@ -84,7 +85,7 @@ from secagg.errors import (
     SecAggError,
     require_installed,
 )
-from secagg.outputs import OUTPUT_RULE, prepare_output_file
+from secagg.outputs import OUTPUT_RULE, json_text, prepare_output_file
 
 __all__ = [
     "PER_CLIENT_HOLDS_AGAINST",
@@ -663,17 +664,6 @@ def _plot(result: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
-def _finite_json(value: Any) -> Any:
-    """Strict JSON: an infinite epsilon (a non-private event) is written as ``null``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_json(v) for v in value]
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``secagg audit``; returns the exit status (2 when the input is refused)."""
     try:
@@ -708,8 +698,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_table(result)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(_finite_json(result), fh, indent=2, allow_nan=False)
+        Path(args.json).write_text(json_text(result), encoding="utf-8")
     if args.plot:
         _plot(result, args.plot)
     return 0

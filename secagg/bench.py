@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import platform
 import sys
 import time
@@ -33,7 +32,7 @@ from typing import Any
 from secagg.benchmarks import suite_names
 from secagg.benchmarks.targets import counts
 from secagg.errors import InvalidParameterError, SecAggError
-from secagg.outputs import EXIT_OUTPUT_REFUSED, OUTPUT_RULE, prepare_output_file
+from secagg.outputs import EXIT_OUTPUT_REFUSED, OUTPUT_RULE, json_text, prepare_output_file
 
 SUITES_PACKAGE = "secagg.benchmarks"
 DEFAULT_SUITE = "primitives"
@@ -112,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
     result["targets"] = {"met": met, "missed": missed}
     print(result.get("table", ""))
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        json_path.write_text(json_text(result, default=str))
     return 0

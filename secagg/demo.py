@@ -25,7 +25,6 @@ Everything runs offline; nothing downloads.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -39,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import InvalidParameterError, raise_missing_extra, require_installed
+from secagg.outputs import json_text
 
 if TYPE_CHECKING:
     import torch
@@ -776,7 +776,8 @@ def _plot(
 
 
 def _json_number(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+    # a non-finite value is written as null, and named, by secagg.outputs.json_text
+    return None if value is None else float(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -931,7 +932,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"verify: largest |secure - plaintext| over all rounds: {shown}")
         print(f"time: {secure.seconds:.1f} s secure" + ("" if plain is None else f", {plain.seconds:.1f} s plain"))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        Path(args.json).write_text(json_text(result))
     if args.plot:
         _plot(args.plot, secure, plain, title, setting, level)
     return 0

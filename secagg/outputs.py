@@ -11,22 +11,42 @@ follows one rule, stated in its ``--help``:
 
 Checking first matters because the work can take minutes: a path that cannot be written
 must not cost the user a whole benchmark or audit before a ``FileNotFoundError``.
+
+What every ``--json`` file contains follows one rule too (:func:`json_text`): it is strict
+JSON (RFC 8259). A non-finite number -- an infinite epsilon, a NaN metric -- is written as
+``null``, and the top-level key ``"non_finite"`` (present only then) maps the JSON Pointer
+(RFC 6901) of each such ``null`` to ``"nan"``, ``"inf"`` or ``"-inf"``.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from secagg.errors import InvalidParameterError
 
-__all__ = ["EXIT_OUTPUT_REFUSED", "OUTPUT_RULE", "prepare_output_file", "prepare_output_dir"]
+__all__ = [
+    "EXIT_OUTPUT_REFUSED",
+    "NON_FINITE_KEY",
+    "OUTPUT_RULE",
+    "json_text",
+    "prepare_output_dir",
+    "prepare_output_file",
+    "strict_json",
+]
 
 #: Exit status when an output path is refused (the status of a command-line usage error).
 EXIT_OUTPUT_REFUSED = 2
 
 #: The rule, worded for ``--help`` texts.
 OUTPUT_RULE = "missing parent directories are created"
+
+#: The top-level key of a ``--json`` document naming the numbers written as ``null``.
+NON_FINITE_KEY = "non_finite"
 
 
 def _create_dir(directory: Path, option: str, path: Path) -> None:
@@ -89,3 +109,59 @@ def prepare_output_dir(path: str | os.PathLike[str], option: str) -> Path:
     _create_dir(target, option, target)
     _check_writable(target, option, target)
     return target
+
+
+def _non_finite_name(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    return "inf" if x > 0 else "-inf"
+
+
+def _pointer_token(key: object) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def strict_json(value: object) -> tuple[object, dict[str, str]]:
+    """``value`` with every non-finite number replaced by ``None``, and what was replaced.
+
+    Dicts, lists and tuples are walked (tuples become lists); a real non-integral number
+    (``float``, a numpy floating scalar) becomes a Python ``float``, or ``None`` when it is
+    NaN or infinite. Other objects are returned as they are.
+
+    Returns:
+        ``(clean, replaced)``: ``replaced`` maps the JSON Pointer of each ``None`` put in
+        place of a number (``"/rows/3/value"``) to ``"nan"``, ``"inf"`` or ``"-inf"``.
+    """
+    replaced: dict[str, str] = {}
+
+    def walk(item: object, pointer: str) -> object:
+        if isinstance(item, Mapping):
+            return {k: walk(v, f"{pointer}/{_pointer_token(k)}") for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [walk(v, f"{pointer}/{i}") for i, v in enumerate(item)]
+        if isinstance(item, numbers.Real) and not isinstance(item, numbers.Integral):
+            x = float(item)
+            if math.isfinite(x):
+                return x
+            replaced[pointer] = _non_finite_name(x)
+            return None
+        return item
+
+    return walk(value, ""), replaced
+
+
+def json_text(
+    document: Mapping[str, object], *, default: Callable[[object], object] | None = None
+) -> str:
+    """The strict-JSON text of a ``--json`` document (indented, ending in a newline).
+
+    Non-finite numbers become ``null`` and are listed under :data:`NON_FINITE_KEY` (see
+    the module docstring), so that any JSON parser reads the file; ``default`` is passed
+    to :func:`json.dumps` for objects it cannot serialise.
+    """
+    clean, replaced = strict_json(document)
+    if not isinstance(clean, dict):  # a Mapping always walks to a dict
+        raise TypeError("a --json document must be a mapping")
+    if replaced:
+        clean[NON_FINITE_KEY] = replaced
+    return json.dumps(clean, indent=2, allow_nan=False, default=default) + "\n"

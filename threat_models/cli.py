@@ -17,14 +17,19 @@ Verdicts that contradict an expectation read ``NO (regression)`` in the table's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 from secagg.errors import SecAggError, require_installed
-from secagg.outputs import EXIT_OUTPUT_REFUSED, OUTPUT_RULE, prepare_output_dir, prepare_output_file
+from secagg.outputs import (
+    EXIT_OUTPUT_REFUSED,
+    OUTPUT_RULE,
+    json_text,
+    prepare_output_dir,
+    prepare_output_file,
+)
 from threat_models.evaluate import (
     TABLE_WIDTH,
     VERDICT_LEGEND,
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         payload = result.to_json()
         payload["wall_seconds"] = round(wall, 3)
-        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+        json_path.write_text(json_text(payload))
     if out_dir is not None:
         from threat_models.report import write_report
 

@@ -46,6 +46,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from secagg.errors import InvalidParameterError, SecAggError, raise_missing_extra
+from secagg.outputs import NON_FINITE_KEY, strict_json
 from threat_models.attacks import gradient_inversion as gi
 from threat_models.attacks import membership as mia
 from threat_models.attacks import model_level as ml
@@ -162,20 +163,23 @@ class Row:
             return Expectation.MET
         return Expectation.CONTROL_FAILED if self.expected else Expectation.REGRESSION
 
-    def to_json(self) -> dict[str, Any]:
+    def _fields(self) -> dict[str, Any]:
         out = asdict(self)
         out["family"] = self.family.value
-        out["value"] = _json_float(self.value)
-        out["baseline"] = None if self.baseline is None else _json_float(self.baseline)
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        """The row as strict JSON (the rule of :mod:`secagg.outputs`: a non-finite
+        ``value`` or ``baseline`` is ``null``, named under ``"non_finite"``)."""
+        return _strict_document(self._fields())
 
-def _json_float(x: float) -> float | str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return float(x)
+
+def _strict_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    clean, replaced = strict_json(document)
+    out = dict(clean) if isinstance(clean, dict) else {}
+    if replaced:
+        out[NON_FINITE_KEY] = replaced
+    return out
 
 
 @dataclass(frozen=True)
@@ -1131,7 +1135,9 @@ class EvaluationResult:
         return tuple(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The result as strict JSON (the rule of :mod:`secagg.outputs`: a non-finite
+        number is ``null``, its JSON Pointer named under ``"non_finite"``)."""
+        return _strict_document({
             "quick": self.config.quick,
             "seed": self.config.seed,
             "aggregator": self.aggregator,
@@ -1139,8 +1145,8 @@ class EvaluationResult:
             "unexpected": len(self.unexpected),
             "errors": dict(self.errors),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "rows": [r.to_json() for r in self.rows],
-        }
+            "rows": [r._fields() for r in self.rows],
+        })
 
 
 def run_evaluation(config: EvaluationConfig, *, progress: bool | None = None, cells: Sequence[Cell] = CELLS, aggregator: tuple[ml.Aggregator, str] | None = None) -> EvaluationResult:
