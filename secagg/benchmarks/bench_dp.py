@@ -19,7 +19,6 @@ Run: ``secagg bench dp [--quick] [--json PATH]`` or, from a source checkout,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_pa
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.encoding import FixedPointEncoder
-from secagg.outputs import prepare_output_file
+from secagg.outputs import json_text, prepare_output_file
 from secagg.prg import keystream
 
 
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(quick=args.quick)
     print(result["table"])
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        json_path.write_text(json_text(result, default=str))
     if markdown_path is not None:
         command = "python benchmarks/bench_dp.py" + (" --quick" if args.quick else "")
         markdown_path.write_text(markdown(result, command))

@@ -33,7 +33,6 @@ the wire at 2048 bits.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import textwrap
@@ -49,7 +48,7 @@ from tqdm import tqdm
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.encoding import FixedPointEncoder
-from secagg.outputs import prepare_output_file
+from secagg.outputs import json_text, prepare_output_file
 from secagg.paillier import (
     EncryptedVector,
     PaillierAggregator,
@@ -446,8 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(quick=args.quick)
     print(result["table"])
     if json_path is not None:
-        with open(json_path, "w") as fh:
-            json.dump(result, fh, indent=2, default=str)
+        json_path.write_text(json_text(result, default=str))
     if markdown_path is not None:
         with open(markdown_path, "w") as fh:
             fh.write(table(result["rows"], markdown=True) + "\n")

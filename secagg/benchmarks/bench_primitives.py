@@ -16,7 +16,6 @@ Run: ``secagg bench primitives [--quick] [--json PATH]`` or, from a source check
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
-from secagg.outputs import prepare_output_file
+from secagg.outputs import json_text, prepare_output_file
 from secagg.prg import MaskPRG, PrgAlgorithm
 from secagg.shamir import reconstruct_many, split
 
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(quick=args.quick)
     print(result["table"])
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        json_path.write_text(json_text(result, default=str))
     return 0
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -56,7 +55,7 @@ from protocols import ShareForward, Stage, UnmaskResponse, encode_message, setup
 from protocols.masking import CHUNK_WORDS
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.encoding import FixedPointEncoder
-from secagg.outputs import prepare_output_file
+from secagg.outputs import json_text, prepare_output_file
 from threat_models import GraphKind, ProtocolParameters, ServerClass, ThreatModel, select_parameters
 
 BITS = 32
@@ -715,9 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(result["table"])
     if json_path is not None:
-        with open(json_path, "w") as fh:
-            json.dump(result, fh, indent=2, default=str)
-            fh.write("\n")
+        json_path.write_text(json_text(result, default=str))
     return 0
 
 
