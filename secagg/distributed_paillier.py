@@ -117,7 +117,7 @@ import numpy.typing as npt
 
 from secagg.errors import InvalidParameterError, ShareError
 from secagg.paillier import MIN_KEY_BITS, STATISTICAL_BITS
-from secagg.threshold_paillier import MIN_HAZMAT_KEY_BITS
+from secagg.threshold_paillier import MIN_HAZMAT_KEY_BITS, integer_lagrange
 from secagg.transcript import canonical
 
 __all__ = [
@@ -654,25 +654,6 @@ def share_integer(secret: int, degree: int, n_parties: int, coefficient_bits: in
         for c in reversed(coefficients):
             acc = acc * x + c
         out.append(int(acc * x + secret))
-    return out
-
-
-def integer_lagrange(indices: Sequence[int], delta: int) -> dict[int, int]:
-    """``Delta prod_(j != i) j / (j - i)`` for each ``i`` (integers because ``Delta = l!``).
-
-    Raises:
-        ShareError: if a coefficient is not integral (an index beyond ``l``).
-    """
-    out = {}
-    for i in indices:
-        num, den = delta, 1
-        for j in indices:
-            if j != i:
-                num *= j
-                den *= j - i
-        if num % den:
-            raise ShareError("Lagrange coefficient is not integral")
-        out[i] = num // den
     return out
 
 

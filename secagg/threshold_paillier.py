@@ -106,6 +106,7 @@ __all__ = [
     "proof_response_bits",
     "verify_partial_decryption",
     "combine_partial_decryptions",
+    "integer_lagrange",
 ]
 
 CHALLENGE_BITS = 256
@@ -620,8 +621,12 @@ def verify_partial_decryption(
         raise AuthenticationError()
 
 
-def _lagrange_at_zero(indices: Sequence[int], delta: int) -> dict[int, int]:
-    """Integer coefficients ``Delta prod_(j != i) j / (j - i)`` (exact: ``Delta = l!``)."""
+def integer_lagrange(indices: Sequence[int], delta: int) -> dict[int, int]:
+    """Integer coefficients ``Delta prod_(j != i) j / (j - i)`` at 0 (exact: ``Delta = l!``).
+
+    Raises:
+        ShareError: if a coefficient is not integral (an index beyond the ``l`` shares).
+    """
     coefficients = {}
     for i in indices:
         num, den = delta, 1
@@ -630,7 +635,7 @@ def _lagrange_at_zero(indices: Sequence[int], delta: int) -> dict[int, int]:
                 num *= j
                 den *= j - i
         if num % den:
-            raise ShareError("Lagrange coefficient is not integral: indices exceed the dealt range")
+            raise ShareError("Lagrange coefficient is not integral: indices exceed the number of shares")
         coefficients[i] = num // den
     return coefficients
 
@@ -679,7 +684,7 @@ def combine_partial_decryptions(
             verify_partial_decryption(public_key, ciphertexts, p, context=context)
     chosen = sorted(checked, key=lambda p: p.index)[: public_key.threshold]
     delta = public_key.delta
-    lambdas = _lagrange_at_zero([p.index for p in chosen], delta)
+    lambdas = integer_lagrange([p.index for p in chosen], delta)
     n = gmpy2.mpz(public_key.n)
     n2 = n * n
     scale = gmpy2.invert(4 * delta * delta, n)
