@@ -33,6 +33,9 @@ from protocols.graph import MAX_CLIENT_ID
 from secagg.errors import MessageError
 
 __all__ = [
+    "FRAME_HEADER",
+    "frame",
+    "unframe",
     "Stage",
     "MessageType",
     "SERVER_ID",
@@ -179,6 +182,7 @@ def _check_ids(name: str, value: object) -> tuple[int, ...]:
 
 
 _R = TypeVar("_R")
+_K = TypeVar("_K", bound=Enum)
 
 
 def _check_records(name: str, value: object, kind: type[_R]) -> tuple[_R, ...]:
@@ -927,3 +931,43 @@ def decode_message(data: bytes | bytearray | memoryview, *, max_bytes: int = MAX
         return cls(round_id=round_id, sender=sender, recipient=recipient, **fields)
     except TypeError as exc:  # pragma: no cover - codec and classes are kept in sync
         raise MessageError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- framing
+
+FRAME_HEADER = struct.Struct(">4sBBQ")
+"""Header of the Paillier and key-generation codecs: magic, version, type, a 64-bit field."""
+
+
+def frame(magic: bytes, version: int, kind: Enum, field: int, body: bytes) -> bytes:
+    """``FRAME_HEADER`` (``magic``, ``version``, ``kind.value``, ``field``) followed by ``body``."""
+    return FRAME_HEADER.pack(magic, version, kind.value, field) + body
+
+
+def unframe(
+    data: bytes | bytearray | memoryview, *, magic: bytes, version: int, kinds: type[_K], what: str
+) -> tuple[_K, int, bytes]:
+    """Strictly split a framed message into ``(kind, field, body)``.
+
+    Args:
+        data: the received bytes.
+        magic, version: what the codec writes; anything else is refused.
+        kinds: the codec's message-type enum.
+        what: the codec's messages, for the error (e.g. ``"a Paillier round message"``).
+
+    Raises:
+        MessageError: not bytes, truncated, another magic or version, an unknown type.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MessageError("message must be bytes")
+    data = bytes(data)
+    if len(data) < FRAME_HEADER.size:
+        raise MessageError("message is truncated")
+    got_magic, got_version, kind_value, field = FRAME_HEADER.unpack_from(data)
+    if got_magic != magic or got_version != version:
+        raise MessageError(f"not {what} of a supported version")
+    try:
+        kind = kinds(kind_value)
+    except ValueError:
+        raise MessageError("unknown message type") from None
+    return kind, field, data[FRAME_HEADER.size :]

@@ -94,7 +94,7 @@ from protocols.driver import (
     parse_dropouts,
     weight_encoder,
 )
-from protocols.messages import Stage
+from protocols.messages import Stage, frame, unframe
 from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
 from protocols.round_log import RoundLog, identity_log
 from protocols.runner import SteppedRound
@@ -174,7 +174,6 @@ __all__ = [
 
 _MAGIC = b"SAPM"
 _VERSION = 2
-_HEADER = struct.Struct(">4sBBQ")
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _PROTOCOL = "secagg/paillier-round/v2"
@@ -598,7 +597,7 @@ def _encode(message: PaillierMessage, config: PaillierRoundConfig) -> bytes:
         kind = MessageType.PARTIAL_DECRYPTION
     else:
         raise MessageError(f"not a Paillier message: {type(message).__name__}")
-    return _HEADER.pack(_MAGIC, _VERSION, kind.value, message.round_id) + body
+    return frame(_MAGIC, _VERSION, kind, message.round_id, body)
 
 
 def _decode_nonce(body: bytes, offset: int, round_id: int) -> tuple[DecryptorNonce, int]:
@@ -621,19 +620,9 @@ def decode_message(data: bytes, config: PaillierRoundConfig) -> PaillierMessage:
     Raises:
         MessageError: unknown magic, version or type, wrong sizes, malformed fields.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MessageError("message must be bytes")
-    data = bytes(data)
-    if len(data) < _HEADER.size:
-        raise MessageError("message is truncated")
-    magic, version, kind_value, round_id = _HEADER.unpack_from(data)
-    if magic != _MAGIC or version != _VERSION:
-        raise MessageError("not a Paillier round message of a supported version")
-    try:
-        kind = MessageType(kind_value)
-    except ValueError:
-        raise MessageError("unknown message type") from None
-    body = data[_HEADER.size :]
+    kind, round_id, body = unframe(
+        data, magic=_MAGIC, version=_VERSION, kinds=MessageType, what="a Paillier round message"
+    )
     if kind is MessageType.UPLOAD:
         head = _U64.size + CONTEXT_BYTES
         if len(body) < head + 1:

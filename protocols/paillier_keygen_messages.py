@@ -20,6 +20,7 @@ from enum import Enum
 
 import numpy as np
 
+from protocols.messages import frame, unframe
 from secagg.aead import NONCE_BYTES as AEAD_NONCE_BYTES
 from secagg.aead import TAG_BYTES as AEAD_TAG_BYTES
 from secagg.distributed_paillier import I64, KeygenParameters
@@ -51,7 +52,6 @@ __all__ = [
 
 _MAGIC = b"SAPK"
 _VERSION = 1
-_HEADER = struct.Struct(">4sBBQ")
 _HELLO = struct.Struct(">Q32s64s")
 _SHARES = struct.Struct(">QQBII")
 _BROADCAST = struct.Struct(">QBII")
@@ -239,7 +239,7 @@ def encode_keygen_message(message: KeygenMessage, params: KeygenParameters) -> b
         raise MessageError(f"not a key-generation message: {type(message).__name__}")
     if len(body) > _max_payload(params) + 256:
         raise MessageError("message exceeds the size this key generation allows")
-    return _HEADER.pack(_MAGIC, _VERSION, kind.value, message.session) + body
+    return frame(_MAGIC, _VERSION, kind, message.session, body)
 
 
 def _phase(value: int) -> KeygenPhase:
@@ -255,19 +255,9 @@ def decode_keygen_message(data: bytes | bytearray | memoryview, params: KeygenPa
     Raises:
         MessageError: unknown magic, version, type or phase, wrong sizes, malformed fields.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MessageError("message must be bytes")
-    data = bytes(data)
-    if len(data) < _HEADER.size:
-        raise MessageError("message is truncated")
-    magic, version, kind_value, session = _HEADER.unpack_from(data)
-    if magic != _MAGIC or version != _VERSION:
-        raise MessageError("not a key-generation message of a supported version")
-    try:
-        kind = _Kind(kind_value)
-    except ValueError:
-        raise MessageError("unknown message type") from None
-    body = data[_HEADER.size :]
+    kind, session, body = unframe(
+        data, magic=_MAGIC, version=_VERSION, kinds=_Kind, what="a key-generation message"
+    )
     if kind is _Kind.HELLO:
         if len(body) != _HELLO.size:
             raise MessageError("hello has the wrong size")
