@@ -1,7 +1,7 @@
 """Distributed threshold Paillier key generation against the trusted dealer.
 
 For each modulus size and committee size, one in-process key generation
-(:func:`protocols.paillier_keygen.generate_distributed_key`, every message through its wire
+(:func:`protocols.paillier.keygen.generate_distributed_key`, every message through its wire
 encoding): wall time, CPU time per party, message rounds, candidate batches and pairs
 tried, bytes sent per party. The trusted dealer (:func:`deal_threshold_key`) runs in the same
 process for comparison, and the cost of the distributed key in use (longer shares, textbook
@@ -28,10 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from protocols.paillier_keygen import generate_distributed_key
-from secagg.distributed_paillier import KeygenParameters
-from secagg.paillier import Randomness
-from secagg.threshold_paillier import ThresholdPublicKey, deal_threshold_key, partial_decrypt
+from protocols.paillier.keygen import generate_distributed_key
+from secagg.primitives.distributed_paillier import KeygenParameters
+from secagg.primitives.paillier import Randomness
+from secagg.primitives.threshold_paillier import (
+    ThresholdPublicKey,
+    deal_threshold_key,
+    partial_decrypt,
+)
 
 
 def _expected_candidates(params: KeygenParameters) -> float:

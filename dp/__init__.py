@@ -26,6 +26,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from secagg import _moved
+
 if TYPE_CHECKING:
     from dp.accounting import (
         AccountantKind,
@@ -209,3 +211,5 @@ def __getattr__(name: str) -> object:
     if module is None:
         raise AttributeError(f"module 'dp' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+_moved.install()

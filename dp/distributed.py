@@ -99,14 +99,14 @@ from dp.samplers import (
     sample_discrete_gaussian,
     sample_skellam,
 )
-from secagg.encoding import from_ring_centered, ring_mask
 from secagg.errors import (
     CapacityError,
     EncodingError,
     InfeasibleThreatModelError,
     InvalidParameterError,
 )
-from secagg.prg import MaskPRG
+from secagg.primitives.encoding import from_ring_centered, ring_mask
+from secagg.primitives.prg import MaskPRG
 
 __all__ = [
     "DistributedMechanism",
@@ -542,7 +542,7 @@ def select_parameters_for_threat_model(
 
 
 class DistributedDPEncoder:
-    """A :class:`secagg.encoding.VectorEncoder` that rotates, clips, rounds and noises.
+    """A :class:`secagg.primitives.encoding.VectorEncoder` that rotates, clips, rounds and noises.
 
     Plug it into any masking protocol in place of a fixed-point encoder: each client's
     :meth:`encode` returns its noised update in Z_(2^b) (length ``D``); the server's
@@ -647,7 +647,7 @@ class DistributedDPEncoder:
             values: the client's update, a 1-D real vector of the configured dimension
                 (any norm: it is clipped here).
             rng: generator for the randomized rounding only (as
-                :meth:`secagg.encoding.FixedPointEncoder.encode`); default the encoder's.
+                :meth:`secagg.primitives.encoding.FixedPointEncoder.encode`); default the encoder's.
 
         Returns:
             ``uint64`` vector of length ``D`` with entries in Z_(2^b).

@@ -1,6 +1,6 @@
 """Noise samplers driven by a cryptographic PRG: discrete Gaussian, Skellam, Gaussian.
 
-Every random bit comes from AES-256-CTR (:class:`secagg.prg.MaskPRG`) keyed with
+Every random bit comes from AES-256-CTR (:class:`secagg.primitives.prg.MaskPRG`) keyed with
 ``os.urandom(32)``; numpy's generators are never used for noise. A ``seed`` argument
 exists only so that tests can replay a stream.
 
@@ -75,7 +75,7 @@ import numpy.typing as npt
 from scipy import special
 
 from secagg.errors import InvalidParameterError
-from secagg.prg import MaskPRG
+from secagg.primitives.prg import MaskPRG
 
 __all__ = [
     "sample_discrete_gaussian",

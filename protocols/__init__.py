@@ -15,15 +15,15 @@ True
 :class:`SimulationResult` (``.aggregate``, ``.survivors``, ``.server_view``, ``.mean``,
 ``.weight_sum``); rounds that cannot finish raise
 :class:`~secagg.errors.ThresholdNotMetError`. Options (``threat_model``, ``encoder`` — any
-:class:`~secagg.encoding.VectorEncoder` —, ``weights``, ``hardening``, ``model_hash``,
-``wire``, ...) are documented on :func:`~protocols.driver.simulate`.
+:class:`~secagg.primitives.encoding.VectorEncoder` —, ``weights``, ``hardening``, ``model_hash``,
+``wire``, ...) are documented on :func:`~protocols.simulate.simulate`.
 ``protocol="paillier"`` dispatches to ``protocols.paillier.simulate_paillier``.
 
 The parties
 -----------
 :class:`SecAggClient` and :class:`SecAggServer` (SecAgg with the complete graph, SecAgg+
 with a Harary graph: one implementation) exchange the frozen messages of
-:mod:`protocols.messages` through ``handle(message) -> list[message]``; the server also has
+:mod:`protocols.masking.messages` through ``handle(message) -> list[message]``; the server also has
 ``start()`` and ``advance()`` (the transport owns the clock). Stages: :class:`Stage`
 (``advertise_keys``, ``share_keys``, ``masked_input``, ``consistency_check`` — malicious
 variant only —, ``unmasking``). :class:`RoundRunner` steps a round stage by stage;
@@ -75,24 +75,17 @@ valid signatures.
 
 from __future__ import annotations
 
-from protocols.client import (
+from protocols.inputs import parse_dropouts, wire_ids
+from protocols.masking.client import (
     SecAggClient,
     ShareKind,
     advertise_transcript,
     consistency_transcript,
 )
-from protocols.config import Hardening, RoundConfig, round_stages
-from protocols.driver import (
-    ProtocolName,
-    RoundRunner,
-    SimulationResult,
-    parse_dropouts,
-    setup_round,
-    simulate,
-    wire_ids,
-)
-from protocols.graph import CommunicationGraph, complete_graph, harary_graph
-from protocols.messages import (
+from protocols.masking.config import Hardening, RoundConfig, round_stages
+from protocols.masking.driver import RoundRunner, setup_round
+from protocols.masking.graph import CommunicationGraph, complete_graph, harary_graph
+from protocols.masking.messages import (
     SERVER_ID,
     AdvertiseKeys,
     Attestation,
@@ -118,8 +111,12 @@ from protocols.messages import (
     decode_message,
     encode_message,
 )
+from protocols.masking.server import AggregateResult, SecAggServer
+from protocols.options import ProtocolName
+from protocols.result import SimulationResult
 from protocols.round_log import RoundLog, identity_log
-from protocols.server import AggregateResult, SecAggServer
+from protocols.simulate import simulate
+from secagg import _moved
 
 __all__ = [
     "simulate",
@@ -168,3 +165,5 @@ __all__ = [
     "encode_message",
     "decode_message",
 ]
+
+_moved.install()

@@ -1,6 +1,6 @@
 """Stage-by-stage in-process transport shared by the round runners.
 
-:class:`SteppedRound` is the machinery that :class:`protocols.driver.RoundRunner` (the
+:class:`SteppedRound` is the machinery that :class:`protocols.masking.driver.RoundRunner` (the
 masking protocols) and :class:`protocols.paillier.PaillierRoundRunner` have in common.
 A round is a sequence of stages; each stage goes through three steps:
 
@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from protocols.messages import Stage
+from protocols.masking.messages import Stage
 from secagg.errors import InvalidParameterError, MessageError, StageError
 
 __all__ = ["StagedServer", "StagedParty", "SteppedRound"]

@@ -8,11 +8,11 @@ recipe users drive from their training loop.
   :class:`DPMode` and the per-round :class:`RoundReport`.
 * Errors: every error of the library derives from :class:`SecAggError`
   (:mod:`secagg.errors`).
-* Primitives, each parameterised by its caller: :mod:`secagg.encoding` (fixed-point
-  vectors in ``Z_(2^b)``), :mod:`secagg.prg` (AES-CTR / ChaCha20 masks),
-  :mod:`secagg.keys` (X25519 + HKDF), :mod:`secagg.aead` (AES-GCM share cipher),
-  :mod:`secagg.signing` (Ed25519), :mod:`secagg.shamir`, :mod:`secagg.paillier`,
-  :mod:`secagg.threshold_paillier`, :mod:`secagg.transcript`.
+* Primitives, each parameterised by its caller: :mod:`secagg.primitives.encoding` (fixed-point
+  vectors in ``Z_(2^b)``), :mod:`secagg.primitives.prg` (AES-CTR / ChaCha20 masks),
+  :mod:`secagg.primitives.keys` (X25519 + HKDF), :mod:`secagg.primitives.aead` (AES-GCM share cipher),
+  :mod:`secagg.primitives.signing` (Ed25519), :mod:`secagg.primitives.shamir`, :mod:`secagg.primitives.paillier`,
+  :mod:`secagg.primitives.threshold_paillier`, :mod:`secagg.primitives.transcript`.
 * The ``secagg`` console script: :mod:`secagg.cli`.
 
 The protocols built on them are in :mod:`protocols`, the privacy accounting in :mod:`dp`,
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from secagg import _moved
 from secagg.errors import SecAggError
 
 if TYPE_CHECKING:
+    from secagg.primitives.simulation import UnsafeSimulationWarning
     from secagg.recipe import AggregationProtocol, DPMode, RoundReport, SecureAggregator
-    from secagg.simulation import UnsafeSimulationWarning
 
 __all__ = [
     "SecAggError",
@@ -52,7 +53,9 @@ def __getattr__(name: str) -> object:
 
         return getattr(recipe, name)
     if name == "UnsafeSimulationWarning":
-        from secagg import simulation
+        from secagg.primitives import simulation
 
         return simulation.UnsafeSimulationWarning
     raise AttributeError(f"module 'secagg' has no attribute {name!r}")
+
+_moved.install()

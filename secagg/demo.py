@@ -802,7 +802,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_federated(args.clients, dataset=args.dataset, alpha=args.alpha, seed=args.seed)
     import warnings
 
-    from secagg.simulation import UnsafeSimulationWarning
+    from secagg.primitives.simulation import UnsafeSimulationWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnsafeSimulationWarning)  # said once, below, in the demo's words
@@ -816,7 +816,7 @@ def run(args: argparse.Namespace) -> int:
     setting = f"{args.protocol}, no DP" if args.dp == "none" else f"{args.protocol} + {args.dp} DP"
     title = plot_title(args, clients_per_round)
     if args.reproducible:
-        from secagg.simulation import SIMULATION_WARNING
+        from secagg.primitives.simulation import SIMULATION_WARNING
 
         print(f"secagg demo: warning: --reproducible (seed {args.seed}): {SIMULATION_WARNING}", file=sys.stderr)
     if echo:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from secagg import bench
 from secagg.benchmarks import suite_names
 from secagg.benchmarks.targets import Target, counts, judge, summary_line, verdict
-from secagg.cli import main
+from secagg.cli import bench, main
 
 REPO = Path(__file__).resolve().parent.parent
 

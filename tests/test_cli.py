@@ -90,12 +90,12 @@ def test_audit_creates_the_missing_parent_of_json_and_plot(tmp_path, capsys) -> 
 def test_audit_refuses_an_unwritable_output_before_accounting(  # type: ignore[no-untyped-def]
     option: str, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dp.cli
+    import secagg.cli.audit
 
     def must_not_run(*args: object, **kwargs: object) -> object:
         raise AssertionError("the accounting ran before the output path was checked")
 
-    monkeypatch.setattr(dp.cli, "parameter_curve", must_not_run)
+    monkeypatch.setattr(secagg.cli.audit, "parameter_curve", must_not_run)
     blocker = tmp_path / "file"
     blocker.write_text("")
     target = blocker / "dir" / "x.json"
@@ -109,12 +109,12 @@ def test_audit_refuses_an_unwritable_output_before_accounting(  # type: ignore[n
 def test_evaluate_refuses_an_unwritable_output_before_the_matrix(  # type: ignore[no-untyped-def]
     tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threat_models.cli
+    import secagg.cli.evaluate
 
     def must_not_run(*args: object, **kwargs: object) -> object:
         raise AssertionError("the evaluation ran before the output path was checked")
 
-    monkeypatch.setattr(threat_models.cli, "run_evaluation", must_not_run)
+    monkeypatch.setattr(secagg.cli.evaluate, "run_evaluation", must_not_run)
     blocker = tmp_path / "file"
     blocker.write_text("")
     for option in ("--json", "--out"):

@@ -47,8 +47,8 @@ GUARDED_MODULES = {
     "threat_models.attacks": "eval",
     "threat_models.attacks.lying_server": "eval",
     "threat_models.data": "eval",
-    "threat_models.evaluate": "eval",
-    "threat_models.report": "eval",
+    "threat_models.evaluation": "eval",
+    "threat_models.evaluation.report": "eval",
     "secagg.demo": "eval",
 }
 
@@ -67,9 +67,9 @@ _SOURCES = ("pyproject.toml", "README.md", "LICENSE", "secagg", "dp", "protocols
 def test_raise_missing_extra_names_the_extra_for_its_modules() -> None:
     cause = ImportError("No module named 'torch'", name="torch.nn")
     with pytest.raises(MissingExtraError) as info:
-        raise_missing_extra(cause, "eval", "threat_models.evaluate")
+        raise_missing_extra(cause, "eval", "threat_models.evaluation")
     err = info.value
-    assert (err.extra, err.module, err.feature) == ("eval", "torch", "threat_models.evaluate")
+    assert (err.extra, err.module, err.feature) == ("eval", "torch", "threat_models.evaluation")
     assert isinstance(err, ImportError) and isinstance(err, SecAggError)
     assert err.__cause__ is cause
     assert "pip install 'secagg-fl[eval]'" in str(err)

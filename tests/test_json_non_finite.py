@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import dp.cli
-import secagg.bench
+import secagg.cli.audit
+import secagg.cli.bench
+import secagg.cli.evaluate
 import secagg.demo
-import threat_models.cli
 from secagg.cli import main
 from secagg.outputs import NON_FINITE_KEY, json_text, strict_json
-from threat_models.evaluate import EvaluationConfig, EvaluationResult, Family, Row
+from threat_models.evaluation import EvaluationConfig, EvaluationResult, Family, Row
 
 
 def _refuse_constant(name: str) -> float:
@@ -59,12 +59,12 @@ def test_json_text_of_finite_numbers_adds_no_note() -> None:
 
 
 def test_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = dp.cli._parameters_mode
+    real = secagg.cli.audit._parameters_mode
 
     def infinite(args: argparse.Namespace) -> dict[str, Any]:
         return {**real(args), "epsilon": math.inf}
 
-    monkeypatch.setattr(dp.cli, "_parameters_mode", infinite)
+    monkeypatch.setattr(secagg.cli.audit, "_parameters_mode", infinite)
     out = tmp_path / "audit.json"
     args = ["audit", "--noise-multiplier", "2.0", "--sampling-rate", "0.2", "--rounds", "3", "--points", "2", "--delta", "1e-5"]
     assert main([*args, "--quiet", "--json", str(out)]) == 0
@@ -73,7 +73,7 @@ def test_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real: Callable[[str], Any] = secagg.bench.load_suite
+    real: Callable[[str], Any] = secagg.cli.bench.load_suite
 
     def with_a_nan(name: str) -> Any:
         suite = real(name)
@@ -85,7 +85,7 @@ def test_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         return SimpleNamespace(run=run)
 
-    monkeypatch.setattr(secagg.bench, "load_suite", with_a_nan)
+    monkeypatch.setattr(secagg.cli.bench, "load_suite", with_a_nan)
     out = tmp_path / "bench.json"
     assert main(["bench", "primitives", "--quick", "--json", str(out)]) == 0
     document = _strict_load(out)
@@ -117,7 +117,7 @@ def test_evaluate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def evaluation(config: EvaluationConfig, *, progress: bool | None = None) -> EvaluationResult:
         return EvaluationResult(config, (row,), (), (), {"cell": 0.5}, "masking", {})
 
-    monkeypatch.setattr(threat_models.cli, "run_evaluation", evaluation)
+    monkeypatch.setattr(secagg.cli.evaluate, "run_evaluation", evaluation)
     out = tmp_path / "evaluate.json"
     main(["evaluate", "--quick", "--json", str(out), "--no-progress"])
     document = _strict_load(out)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from secagg.errors import InvalidParameterError
+from secagg.primitives.simulation import SIMULATION_WARNING, SimulationRandomness
 from secagg.recipe import SecureAggregator, UnsafeSimulationWarning, poisson_sample
-from secagg.simulation import SIMULATION_WARNING, SimulationRandomness
 
 UPDATES = {c: np.random.default_rng(c).normal(0, 0.1, 24) for c in range(10)}
 

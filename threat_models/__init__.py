@@ -16,6 +16,7 @@ this package).
 
 from __future__ import annotations
 
+from secagg import _moved
 from threat_models.model import ServerClass, ThreatModel
 from threat_models.parameters import (
     GraphKind,
@@ -36,3 +37,5 @@ __all__ = [
     "secagg_plus_parameters",
     "select_parameters",
 ]
+
+_moved.install()

@@ -8,12 +8,12 @@ Parties:
   - ``"dealer"`` (default; trusted). Generates the modulus from two safe primes,
     Shamir-shares the decryption exponent over the integers among ``l`` decryptors,
     publishes the public key (modulus, fixed encryption base, verification keys) and
-    erases the factorisation (:func:`secagg.threshold_paillier.deal_threshold_key`).
+    erases the factorisation (:func:`secagg.primitives.threshold_paillier.deal_threshold_key`).
     Whoever knows the factorisation can decrypt every ciphertext: the dealer must not
     collude with the server, and must really erase it. In practice the dealer is a
     one-off ceremony run by a party the clients trust (or inside an enclave).
   - ``"distributed"`` (no dealer): the ``l >= 3`` decryptors generate the key themselves
-    (:mod:`protocols.paillier_keygen`, arithmetic in :mod:`secagg.distributed_paillier`:
+    (:mod:`protocols.paillier.keygen`, arithmetic in :mod:`secagg.primitives.distributed_paillier`:
     Boneh--Franklin with BGW). Nobody ever holds the factorisation or the exponent,
     *provided that* at most ``floor((l-1)/2)`` members collude (an honest majority, a
     stronger requirement than ``t > c`` for large ``t``) and that every member follows the

@@ -22,7 +22,7 @@ the trained arrays and the metrics never leave the node (``forward_metrics`` opt
 sending the metrics).
 
 What the client checks before it takes part (on top of every check of
-:class:`~protocols.client.SecAggClient`): the server's policy digest equals its own; the
+:class:`~protocols.masking.client.SecAggClient`): the server's policy digest equals its own; the
 announced ``k``/``t`` satisfy its own threat model; the ring and vector length follow
 from its policy; the global model it is asked to train is the one whose digest it signed
 (model-bound signatures, so peers detect a server that sends different models); a round
@@ -48,8 +48,6 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
-from protocols.client import ROUND_LOG_SCOPE, SecAggClient
-from protocols.config import Hardening, RoundConfig
 from protocols.flower.pki import node_client_id, node_identity, node_pki, node_round_log
 from protocols.flower.policy import SecAggPolicy, UpdateKind
 from protocols.flower.records import (
@@ -66,7 +64,9 @@ from protocols.flower.records import (
     unpack_message,
 )
 from protocols.flower.state import dump_client, load_client
-from protocols.messages import (
+from protocols.masking.client import ROUND_LOG_SCOPE, SecAggClient
+from protocols.masking.config import Hardening, RoundConfig
+from protocols.masking.messages import (
     ConsistencyRequest,
     KeyBroadcast,
     RoundStart,
@@ -75,7 +75,7 @@ from protocols.messages import (
     Stage,
     UnmaskRequest,
 )
-from protocols.messages import Message as ProtocolMessage
+from protocols.masking.messages import Message as ProtocolMessage
 from protocols.round_log import RoundLog
 from secagg.errors import (
     EncodingError,
@@ -85,7 +85,7 @@ from secagg.errors import (
     ReplayError,
     StageError,
 )
-from secagg.signing import IdentityKey
+from secagg.primitives.signing import IdentityKey
 
 __all__ = ["SecureAggregationMod", "STATE_KEY"]
 

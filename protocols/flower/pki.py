@@ -33,10 +33,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocols.graph import MAX_CLIENT_ID as _MAX_CLIENT_ID
+from protocols.masking.graph import MAX_CLIENT_ID as _MAX_CLIENT_ID
 from protocols.round_log import RoundLog
 from secagg.errors import InvalidParameterError
-from secagg.signing import IdentityKey
+from secagg.primitives.signing import IdentityKey
 
 __all__ = [
     "CLIENT_ID_KEY",

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import InvalidParameterError
+from secagg.primitives.encoding import FixedPointEncoder, VectorEncoder
 from secagg.recipe import (
     AggregationProtocol,
     DPMode,

@@ -1,6 +1,6 @@
 """How protocol messages and model updates travel in Flower ``Message`` records.
 
-A protocol message (:mod:`protocols.messages`, already a strict binary encoding) rides in
+A protocol message (:mod:`protocols.masking.messages`, already a strict binary encoding) rides in
 ``content.array_records["secagg.message"]`` as one ``uint8`` array, so that Flower chunks
 large masked vectors like any model array. Small metadata (stage, version, round
 announcement) rides in ``content.config_records["secagg"]``. At the masked-input stage
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from protocols.messages import MAX_MESSAGE_BYTES, Message, decode_message, encode_message
+from protocols.masking.messages import MAX_MESSAGE_BYTES, Message, decode_message, encode_message
 from secagg.errors import EncodingError, MessageError
 
 __all__ = [

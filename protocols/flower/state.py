@@ -1,7 +1,7 @@
 """Keeping a client's round state between Flower messages.
 
 A deployed SuperNode starts a fresh ClientApp process for every message, so the
-:class:`~protocols.client.SecAggClient` of a round must be saved into the node's
+:class:`~protocols.masking.client.SecAggClient` of a round must be saved into the node's
 ``Context`` after each stage and restored at the next. The context lives on the
 SuperNode (it is never sent to the SuperLink); it holds the round's secrets -- the
 ephemeral private keys, the per-round signing key, the graph-seed contribution and the
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from protocols.client import SecAggClient
+from protocols.masking.client import SecAggClient
 from protocols.round_log import RoundLog
 from secagg.errors import MessageError
 
@@ -36,20 +36,20 @@ __all__ = ["dump_client", "load_client"]
 
 _ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
-        ("protocols.client", "SecAggClient"),
-        ("protocols.client", "_Held"),
-        ("protocols.client", "ShareKind"),
-        ("protocols.config", "Hardening"),
-        ("protocols.config", "RoundConfig"),
-        ("protocols.graph", "Ring"),
-        ("protocols.messages", "PeerKeys"),
-        ("protocols.messages", "SeedEntry"),
-        ("protocols.messages", "Stage"),
-        ("secagg.aead", "ShareCipher"),
-        ("secagg.keys", "KeyPair"),
-        ("secagg.prg", "PrgAlgorithm"),
-        ("secagg.shamir", "Share"),
-        ("secagg.signing", "IdentityKey"),
+        ("protocols.masking.client", "SecAggClient"),
+        ("protocols.masking.client", "_Held"),
+        ("protocols.masking.client", "ShareKind"),
+        ("protocols.masking.config", "Hardening"),
+        ("protocols.masking.config", "RoundConfig"),
+        ("protocols.masking.graph", "Ring"),
+        ("protocols.masking.messages", "PeerKeys"),
+        ("protocols.masking.messages", "SeedEntry"),
+        ("protocols.masking.messages", "Stage"),
+        ("secagg.primitives.aead", "ShareCipher"),
+        ("secagg.primitives.keys", "KeyPair"),
+        ("secagg.primitives.prg", "PrgAlgorithm"),
+        ("secagg.primitives.shamir", "Share"),
+        ("secagg.primitives.signing", "IdentityKey"),
         ("threat_models.model", "ServerClass"),
         ("threat_models.parameters", "GraphKind"),
         ("threat_models.parameters", "ProtocolParameters"),

@@ -10,7 +10,7 @@ Use it from a ``ServerApp`` built on Flower's Message API::
         workflow = SecureAggregationWorkflow(SecAggPolicy(), pki=pki)
         result = workflow.start(grid, ArrayRecord(model.state_dict()), num_rounds=10)
 
-Each round is one run of :class:`~protocols.server.SecAggServer`: every protocol stage is
+Each round is one run of :class:`~protocols.masking.server.SecAggServer`: every protocol stage is
 one exchange of Flower ``train`` messages with the cohort's nodes (the global model and
 the train configuration travel with the masked-input stage, when the clients train), so
 the server never holds an individual update -- only masked vectors, then the sum of the
@@ -50,7 +50,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
-from protocols.config import RoundConfig
 from protocols.flower.policy import SecAggPolicy
 from protocols.flower.records import (
     ARRAYS_KEY,
@@ -65,9 +64,10 @@ from protocols.flower.records import (
     pack_message,
     unpack_message,
 )
-from protocols.messages import Message as ProtocolMessage
-from protocols.messages import Stage
-from protocols.server import SecAggServer
+from protocols.masking.config import RoundConfig
+from protocols.masking.messages import Message as ProtocolMessage
+from protocols.masking.messages import Stage
+from protocols.masking.server import SecAggServer
 from secagg.errors import (
     InvalidParameterError,
     ProtocolAbortError,

@@ -6,7 +6,7 @@
   non-cryptographic, floating-point samplers (``Generator.normal`` / ``poisson``), the
   usual but insecure choice. Also the words of keystream each sampler consumes per draw.
 * The distributed-DP client encoding (rotate, clip, scale, round, noise, reduce) against
-  plain fixed-point quantisation (:class:`secagg.encoding.FixedPointEncoder`) of the same
+  plain fixed-point quantisation (:class:`secagg.primitives.encoding.FixedPointEncoder`) of the same
   vector, and the server's decode.
 
 Target: a million draws of either sampler well under a second (at most 1 s; the quick run
@@ -30,9 +30,9 @@ from dp import samplers
 from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
-from secagg.encoding import FixedPointEncoder
 from secagg.outputs import json_text, prepare_output_file
-from secagg.prg import keystream
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.prg import keystream
 
 
 class _CountingStream(samplers._WordStream):
@@ -188,7 +188,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         "### Noise samplers, one million draws",
         "",
-        "Floor: the AES-256-CTR keystream for one 64-bit word per draw (`secagg.prg.keystream`).",
+        "Floor: the AES-256-CTR keystream for one 64-bit word per draw (`secagg.primitives.prg.keystream`).",
         "Reference: numpy's non-cryptographic float samplers (`rint(normal)` -- not a discrete",
         "Gaussian -- and `poisson - poisson`), the common but insecure choice. Words/draw: AES-CTR",
         "words our sampler consumes per output.",

@@ -47,15 +47,15 @@ from tqdm import tqdm
 
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
-from secagg.encoding import FixedPointEncoder
 from secagg.outputs import json_text, prepare_output_file
-from secagg.paillier import (
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.paillier import (
     EncryptedVector,
     PaillierAggregator,
     Randomness,
     verify_plaintext_knowledge,
 )
-from secagg.threshold_paillier import (
+from secagg.primitives.threshold_paillier import (
     combine_partial_decryptions,
     deal_threshold_key,
     partial_decrypt,

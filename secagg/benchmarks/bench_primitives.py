@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.outputs import json_text, prepare_output_file
-from secagg.prg import MaskPRG, PrgAlgorithm
-from secagg.shamir import reconstruct_many, split
+from secagg.primitives.prg import MaskPRG, PrgAlgorithm
+from secagg.primitives.shamir import reconstruct_many, split
 
 EXPAND_TARGET = Target(1.3, True, "<= 1.3x floor")
 

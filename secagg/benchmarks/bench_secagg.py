@@ -52,10 +52,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from tqdm import tqdm
 
 from protocols import ShareForward, Stage, UnmaskResponse, encode_message, setup_round
-from protocols.masking import CHUNK_WORDS
+from protocols.masking.masks import CHUNK_WORDS
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
-from secagg.encoding import FixedPointEncoder
 from secagg.outputs import json_text, prepare_output_file
+from secagg.primitives.encoding import FixedPointEncoder
 from threat_models import GraphKind, ProtocolParameters, ServerClass, ThreatModel, select_parameters
 
 BITS = 32
@@ -403,7 +403,7 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dict[str, Any]:
-    """Run the suite; returns ``{"suite", "rows", "table", ...}`` (see ``secagg.bench``)."""
+    """Run the suite; returns ``{"suite", "rows", "table", ...}`` (see ``secagg.cli.bench``)."""
     if quick:
         round_grid = [(10, 10_000), (20, 10_000)]
         reps_for = {10_000: 3}

@@ -44,10 +44,10 @@ import pytest
 
 from protocols import Stage, round_stages, setup_round
 from protocols.paillier import setup_paillier_round
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import RoundRestartError, SecAggError
-from secagg.prg import PrgAlgorithm
-from secagg.threshold_paillier import KeyShare, ThresholdPublicKey, deal_threshold_key
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.prg import PrgAlgorithm
+from secagg.primitives.threshold_paillier import KeyShare, ThresholdPublicKey, deal_threshold_key
 from threat_models import ServerClass, ThreatModel
 from threat_models.paillier import PaillierParameters, paillier_parameters
 from threat_models.parameters import GraphKind, select_parameters

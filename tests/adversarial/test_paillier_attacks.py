@@ -42,7 +42,6 @@ from protocols.paillier import (
     setup_paillier_round,
 )
 from protocols.round_log import RoundLog
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
@@ -53,8 +52,9 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.paillier import aggregate
-from secagg.threshold_paillier import (
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.paillier import aggregate
+from secagg.primitives.threshold_paillier import (
     PartialDecryption,
     combine_partial_decryptions,
     partial_decrypt,

@@ -28,10 +28,10 @@ from protocols import (
     setup_round,
     simulate,
 )
-from protocols.messages import Message
+from protocols.masking.messages import Message
 from secagg.errors import ReplayError, RoundRestartError, SecAggError
-from secagg.shamir import Share
-from secagg.signing import IdentityKey
+from secagg.primitives.shamir import Share
+from secagg.primitives.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
 from threat_models.attacks.lying_server import (
     LyingServer,

@@ -307,9 +307,9 @@ def test_accountant_kind_parse_refusal_names_the_allowed_values(bad: object) -> 
 
 
 def test_every_accountant_option_is_refused_the_same_way() -> None:
-    from dp.cli import parameter_curve
     from dp.ledger import PrivacyLedger
     from secagg import SecureAggregator
+    from secagg.cli.audit import parameter_curve
 
     event = dp_accounting.GaussianDpEvent(2.0)
     refusals = [

@@ -14,7 +14,6 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from dp.accounting import gaussian_dp_epsilon
-from dp.cli import AMPLIFICATION_ASSUMPTION, EXIT_REFUSED, PER_CLIENT_HOLDS_AGAINST
 from dp.ledger import (
     BudgetScope,
     ClientSampling,
@@ -24,6 +23,7 @@ from dp.ledger import (
     RoundRecord,
 )
 from secagg.cli import main
+from secagg.cli.audit import AMPLIFICATION_ASSUMPTION, EXIT_REFUSED, PER_CLIENT_HOLDS_AGAINST
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -433,7 +433,7 @@ def test_console_script(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_plot_labels_say_which_epsilon_against_whom_and_at_what_delta(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from dp.cli import plot_labels
+    from secagg.cli.audit import plot_labels
 
     sampled, every_client = tmp_path / "sampled.json", tmp_path / "all.json"
     base = ["audit", "--noise-multiplier", "1", "--rounds", "5", "--delta", "1e-6", "--quiet"]

@@ -23,13 +23,13 @@ from dp.distributed import (
     select_parameters_for_threat_model,
 )
 from dp.events import DistributedDiscreteGaussianDpEvent, DistributedSkellamDpEvent
-from secagg.encoding import VectorEncoder, from_ring_centered, ring_mask
 from secagg.errors import (
     CapacityError,
     EncodingError,
     InfeasibleThreatModelError,
     InvalidParameterError,
 )
+from secagg.primitives.encoding import VectorEncoder, from_ring_centered, ring_mask
 from threat_models import ThreatModel
 
 MECHANISMS = [DistributedMechanism.DISCRETE_GAUSSIAN, DistributedMechanism.SKELLAM]

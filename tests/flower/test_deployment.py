@@ -21,8 +21,8 @@ pytest.importorskip("flwr")
 
 from protocols.flower.deployment import LocalDeployment, process_alive  # noqa: E402
 from protocols.flower.policy import SecAggPolicy  # noqa: E402
-from secagg.encoding import FixedPointEncoder  # noqa: E402
 from secagg.errors import InvalidParameterError  # noqa: E402
+from secagg.primitives.encoding import FixedPointEncoder  # noqa: E402
 from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The Flower client mod, the shared policy, state saving and identity files -- in process.
 
 Messages are real Flower ``Message`` objects and the server side is the real
-:class:`~protocols.server.SecAggServer`; a tiny loop here plays the transport, so that the
+:class:`~protocols.masking.server.SecAggServer`; a tiny loop here plays the transport, so that the
 mod's checks can be exercised message by message in seconds.
 """
 
@@ -20,8 +20,6 @@ pytest.importorskip("flwr")
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
-from protocols.config import RoundConfig  # noqa: E402
-from protocols.driver import setup_round  # noqa: E402
 from protocols.flower import SecAggPolicy, SecureAggregationMod  # noqa: E402
 from protocols.flower.mod import STATE_KEY  # noqa: E402
 from protocols.flower.pki import (  # noqa: E402
@@ -45,9 +43,10 @@ from protocols.flower.records import (  # noqa: E402
     unpack_message,
 )
 from protocols.flower.state import dump_client, load_client  # noqa: E402
-from protocols.messages import Stage  # noqa: E402
-from protocols.server import SecAggServer  # noqa: E402
-from secagg.encoding import FixedPointEncoder  # noqa: E402
+from protocols.masking.config import RoundConfig  # noqa: E402
+from protocols.masking.driver import setup_round  # noqa: E402
+from protocols.masking.messages import Stage  # noqa: E402
+from protocols.masking.server import SecAggServer  # noqa: E402
 from secagg.errors import (  # noqa: E402
     InfeasibleThreatModelError,
     InvalidParameterError,
@@ -55,6 +54,7 @@ from secagg.errors import (  # noqa: E402
     ProtocolAbortError,
     ReplayError,
 )
+from secagg.primitives.encoding import FixedPointEncoder  # noqa: E402
 from secagg.recipe import AggregationProtocol, DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402
 

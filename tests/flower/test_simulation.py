@@ -29,7 +29,7 @@ from flwr.simulation import run_simulation  # noqa: E402
 
 from protocols.flower import SecAggPolicy, SecureAggregationMod, SecureAggregationWorkflow  # noqa: E402
 from protocols.flower.pki import load_identity, load_pki, write_identities  # noqa: E402
-from secagg.encoding import FixedPointEncoder  # noqa: E402
+from secagg.primitives.encoding import FixedPointEncoder  # noqa: E402
 from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ThreatModel  # noqa: E402
 

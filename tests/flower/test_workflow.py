@@ -25,7 +25,7 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 from protocols.flower import SecAggPolicy, SecureAggregationMod, SecureAggregationWorkflow  # noqa: E402
 from protocols.flower.pki import load_identity, load_pki, round_log_path, write_identities  # noqa: E402
 from protocols.flower.records import ARRAYS_KEY, CONFIG_KEY  # noqa: E402
-from protocols.messages import Stage  # noqa: E402
+from protocols.masking.messages import Stage  # noqa: E402
 from secagg.errors import InvalidParameterError, RoundRestartError  # noqa: E402
 from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402

@@ -43,7 +43,7 @@ non-claim or is skipped with that reason.
 
 Protocol-specific behaviour lives in the hooks below, each documented. The round object
 returned by :meth:`open_round` must offer the stepping interface of
-:class:`protocols.driver.RoundRunner`: ``stages``, ``stage``, ``pending``,
+:class:`protocols.masking.driver.RoundRunner`: ``stages``, ``stage``, ``pending``,
 ``requests``, ``outbox``, ``replies``, ``server_view``, ``deliver_requests()``,
 ``deliver_replies()``, ``collect()``, ``close()``, ``step()``, ``run_until(stage)``,
 ``send_to_server(msg | bytes)``, ``send_to_client(cid, msg | bytes)``.

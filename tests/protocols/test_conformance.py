@@ -35,8 +35,8 @@ from protocols import (
     round_stages,
     setup_round,
 )
-from secagg.encoding import FixedPointEncoder
-from secagg.signing import IdentityKey
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
 from threat_models.attacks.lying_server import LyingServer, padded_survivors_attack
 

@@ -21,7 +21,6 @@ from protocols import (
     setup_round,
     simulate,
 )
-from secagg.encoding import FixedPointEncoder, from_ring_centered, to_ring
 from secagg.errors import (
     AlreadyFinalizedError,
     CapacityError,
@@ -32,7 +31,8 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.shamir import Share
+from secagg.primitives.encoding import FixedPointEncoder, from_ring_centered, to_ring
+from secagg.primitives.shamir import Share
 from threat_models import ServerClass, ThreatModel, check_parameters
 
 CURIOUS = ThreatModel(server=ServerClass.CURIOUS)

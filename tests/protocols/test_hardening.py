@@ -31,10 +31,10 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.keys import KeyPair, Purpose, derive_pair_key
-from secagg.prg import MaskPRG
-from secagg.shamir import Share, reconstruct
-from secagg.signing import IdentityKey
+from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+from secagg.primitives.prg import MaskPRG
+from secagg.primitives.shamir import Share, reconstruct
+from secagg.primitives.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
 
 BITS = 24

@@ -1,4 +1,4 @@
-"""Signed sums of PRG expansions match secagg.prg.MaskPRG exactly."""
+"""Signed sums of PRG expansions match secagg.primitives.prg.MaskPRG exactly."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from protocols.masking import CHUNK_WORDS, apply_masks, reduce_words
+from protocols.masking.masks import CHUNK_WORDS, apply_masks, reduce_words
 from secagg.errors import InvalidParameterError
-from secagg.prg import MaskPRG, PrgAlgorithm
+from secagg.primitives.prg import MaskPRG, PrgAlgorithm
 
 
 @pytest.mark.parametrize("bits", [1, 7, 32, 33, 62, 64])

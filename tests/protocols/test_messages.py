@@ -35,7 +35,7 @@ from protocols import (
     decode_message,
     encode_message,
 )
-from protocols.messages import WIRE_VERSION
+from protocols.masking.messages import WIRE_VERSION
 from secagg.errors import MessageError
 
 RID = 0xDEADBEEF

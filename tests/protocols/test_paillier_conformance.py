@@ -42,11 +42,11 @@ from protocols.paillier import (
     plaintext_proof_context,
     setup_paillier_round,
 )
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import AuthenticationError, ProtocolAbortError, SecAggError
-from secagg.paillier import EncryptedVector, aggregate
-from secagg.signing import IdentityKey
-from secagg.threshold_paillier import (
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.paillier import EncryptedVector, aggregate
+from secagg.primitives.signing import IdentityKey
+from secagg.primitives.threshold_paillier import (
     KeyShare,
     ThresholdPublicKey,
     combine_partial_decryptions,

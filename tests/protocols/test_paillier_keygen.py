@@ -1,4 +1,4 @@
-"""Distributed threshold Paillier key generation (protocols.paillier_keygen).
+"""Distributed threshold Paillier key generation (protocols.paillier.keygen).
 
 Keys are 512-bit (INSECURE, for speed) except in the one slow test that makes a real
 2048-bit key. The Paillier conformance suite runs again on distributed keys.
@@ -19,7 +19,7 @@ from test_paillier_conformance import TestPaillierConformance as _DealtConforman
 
 from protocols import simulate
 from protocols.paillier import PaillierRoundConfig, setup_paillier_round
-from protocols.paillier_keygen import (
+from protocols.paillier.keygen import (
     DistributedKey,
     KeygenBroadcast,
     KeyGeneration,
@@ -34,8 +34,6 @@ from protocols.paillier_keygen import (
     encode_keygen_message,
     generate_distributed_key,
 )
-from secagg.distributed_paillier import KeygenParameters, integer_lagrange
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import (
     AuthenticationError,
     InvalidParameterError,
@@ -45,9 +43,11 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.paillier import Randomness
-from secagg.signing import IdentityKey
-from secagg.threshold_paillier import (
+from secagg.primitives.distributed_paillier import KeygenParameters, integer_lagrange
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.paillier import Randomness
+from secagg.primitives.signing import IdentityKey
+from secagg.primitives.threshold_paillier import (
     KeyShare,
     ThresholdPublicKey,
     combine_partial_decryptions,

@@ -34,7 +34,6 @@ from protocols.paillier import (
     run_round,
 )
 from protocols.round_log import RoundLog
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
@@ -45,9 +44,10 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.paillier import EncryptedVector, PaillierEncryptor, aggregate
-from secagg.signing import IdentityKey
-from secagg.threshold_paillier import (
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.paillier import EncryptedVector, PaillierEncryptor, aggregate
+from secagg.primitives.signing import IdentityKey
+from secagg.primitives.threshold_paillier import (
     KeyShare,
     ThresholdPublicKey,
     combine_partial_decryptions,

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from protocols.driver import client_weights, default_encoder, simulate, weight_encoder
+from protocols import simulate
+from protocols.inputs import client_weights, default_encoder, weight_encoder
 from protocols.paillier import simulate_paillier
 from secagg.errors import InvalidParameterError
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-import protocols.client
-import protocols.driver
-import protocols.graph
-import protocols.messages
+import protocols.inputs
+import protocols.masking.client
+import protocols.masking.driver
+import protocols.masking.graph
+import protocols.masking.messages
 import protocols.paillier
-from protocols.graph import MAX_CLIENT_ID, complete_graph
-from protocols.messages import UnmaskRequest
+from protocols.masking.graph import MAX_CLIENT_ID, complete_graph
+from protocols.masking.messages import UnmaskRequest
 from secagg.errors import InvalidParameterError, MessageError
 
 
 def test_one_client_id_bound() -> None:
     assert MAX_CLIENT_ID == (1 << 63) - 1
-    assert protocols.messages.MAX_CLIENT_ID is protocols.graph.MAX_CLIENT_ID
-    assert protocols.client.MAX_CLIENT_ID is protocols.graph.MAX_CLIENT_ID
+    assert protocols.masking.messages.MAX_CLIENT_ID is protocols.masking.graph.MAX_CLIENT_ID
+    assert protocols.masking.client.MAX_CLIENT_ID is protocols.masking.graph.MAX_CLIENT_ID
 
 
 def test_wire_and_graph_accept_the_bound_and_refuse_one_past_it() -> None:
@@ -45,10 +46,10 @@ def test_flower_pki_uses_the_same_bound() -> None:
     ("x", "expected"), [(-1.0, 1.0), (0.0, 1.0), (0.3, 0.5), (1.0, 1.0), (3.0, 4.0), (4.0, 4.0)]
 )
 def test_pow2_ceiling(x: float, expected: float) -> None:
-    assert protocols.driver._pow2_ceiling(x) == expected
+    assert protocols.inputs.pow2_ceiling(x) == expected
 
 
 def test_paillier_driver_shares_the_default_encoder_and_weight_rules() -> None:
-    assert protocols.paillier.default_encoder is protocols.driver.default_encoder
-    assert protocols.paillier.client_weights is protocols.driver.client_weights
-    assert protocols.paillier.weight_encoder is protocols.driver.weight_encoder
+    assert protocols.paillier.default_encoder is protocols.inputs.default_encoder
+    assert protocols.paillier.client_weights is protocols.inputs.client_weights
+    assert protocols.paillier.weight_encoder is protocols.inputs.weight_encoder

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from secagg.aead import NONCE_BYTES, ShareCipher
 from secagg.errors import AuthenticationError, InvalidParameterError
-from secagg.signing import IdentityKey, verify_fields, verify_signature
-from secagg.transcript import canonical
+from secagg.primitives.aead import NONCE_BYTES, ShareCipher
+from secagg.primitives.signing import IdentityKey, verify_fields, verify_signature
+from secagg.primitives.transcript import canonical
 
 CTX = {"round_id": 5, "sender": 10, "recipient": 20}
 

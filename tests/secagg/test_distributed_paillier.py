@@ -1,4 +1,4 @@
-"""The arithmetic of distributed Paillier key generation (secagg.distributed_paillier).
+"""The arithmetic of distributed Paillier key generation (secagg.primitives.distributed_paillier).
 
 Each step is checked against the integers it stands for, computed here in the clear from
 primes the test draws itself (so the test may know p and q; the protocol never does).
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from phe import paillier as phe_paillier
 
-from secagg.distributed_paillier import (
+from secagg.errors import InvalidParameterError, ShareError
+from secagg.primitives.distributed_paillier import (
     KeygenParameters,
     biprimality_bases,
     biprimality_holds,
@@ -39,9 +40,8 @@ from secagg.distributed_paillier import (
     verification_keys_consistent,
     zero_mask,
 )
-from secagg.errors import InvalidParameterError, ShareError
-from secagg.paillier import Randomness
-from secagg.threshold_paillier import (
+from secagg.primitives.paillier import Randomness
+from secagg.primitives.threshold_paillier import (
     KeyShare,
     ThresholdPublicKey,
     combine_partial_decryptions,

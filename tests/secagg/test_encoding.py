@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secagg.encoding import FixedPointEncoder, from_ring_centered, ring_mask, to_ring
 from secagg.errors import CapacityError, EncodingError, InvalidParameterError
+from secagg.primitives.encoding import FixedPointEncoder, from_ring_centered, ring_mask, to_ring
 
 
 @given(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from secagg.errors import AuthenticationError, InvalidParameterError
-from secagg.keys import KeyPair, Purpose, derive_key, derive_pair_key, hkdf_info
+from secagg.primitives.keys import KeyPair, Purpose, derive_key, derive_pair_key, hkdf_info
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "hkdf.json").read_text())
 

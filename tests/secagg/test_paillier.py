@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phe import paillier as phe_paillier
 
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import (
     AuthenticationError,
     CapacityError,
@@ -25,7 +24,8 @@ from secagg.errors import (
     InvalidParameterError,
     MessageError,
 )
-from secagg.paillier import (
+from secagg.primitives.encoding import FixedPointEncoder
+from secagg.primitives.paillier import (
     DEFAULT_KEY_BITS,
     EncryptedVector,
     PackingScheme,
@@ -39,7 +39,7 @@ from secagg.paillier import (
     random_encryption_base,
     verify_plaintext_knowledge,
 )
-from secagg.threshold_paillier import deal_threshold_key
+from secagg.primitives.threshold_paillier import deal_threshold_key
 
 KeyPair = tuple[phe_paillier.PaillierPublicKey, phe_paillier.PaillierPrivateKey]
 

@@ -24,8 +24,8 @@ from secagg.errors import (
     ShareError,
     ThresholdNotMetError,
 )
-from secagg.paillier import EncryptedVector, aggregate
-from secagg.threshold_paillier import (
+from secagg.primitives.paillier import EncryptedVector, aggregate
+from secagg.primitives.threshold_paillier import (
     DecryptionProof,
     KeyShare,
     PartialDecryption,

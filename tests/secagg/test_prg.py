@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from secagg.errors import InvalidParameterError
-from secagg.prg import MaskPRG, PrgAlgorithm, expand_mask, keystream, secure_uint64
+from secagg.primitives.prg import MaskPRG, PrgAlgorithm, expand_mask, keystream, secure_uint64
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "prg.json").read_text())
 

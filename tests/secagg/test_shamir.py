@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg.errors import InvalidParameterError, ShareError, ThresholdNotMetError
-from secagg.shamir import (
+from secagg.primitives.shamir import (
     PRIME,
     SHARE_BYTES,
     Share,

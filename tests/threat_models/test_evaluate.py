@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from secagg.cli import evaluate as cli
 from secagg.cli import main
 from secagg.errors import InvalidParameterError
-from threat_models import cli
-from threat_models.evaluate import (
+from threat_models.evaluation import (
     CELLS,
     TABLE_WIDTH,
     CellOutput,
@@ -26,7 +26,7 @@ from threat_models.evaluate import (
     run_evaluation,
     summary_table,
 )
-from threat_models.report import write_report
+from threat_models.evaluation.report import write_report
 
 FAST = frozenset({Family.MODEL_LEVEL, Family.PROTOCOL_LEVEL})
 REQUIRED_KEYS = {"attack", "defense", "metric", "value", "baseline", "succeeded"}

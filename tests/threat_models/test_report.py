@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from threat_models.attacks.metrics import match_reconstructions
-from threat_models.evaluate import ImagePanel, _matched_panel
-from threat_models.report import NO_CANDIDATE, image_labels, save_image_grid
+from threat_models.evaluation import ImagePanel, _matched_panel
+from threat_models.evaluation.report import NO_CANDIDATE, image_labels, save_image_grid
 
 
 def _digits(count: int) -> torch.Tensor:

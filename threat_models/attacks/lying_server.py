@@ -1,6 +1,6 @@
 """A scripted lying server for SecAgg / SecAgg+: it drives the real clients, stage by stage.
 
-:class:`LyingServer` takes a :class:`~protocols.driver.RoundRunner` (real clients, real
+:class:`LyingServer` takes a :class:`~protocols.masking.driver.RoundRunner` (real clients, real
 cryptography, real wire format) and replaces the honest server from the key broadcast on:
 it decides what each client is shown -- whose keys, whose shares, which survivor set, which
 dropped list, which signatures and attestations -- and collects whatever the clients
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from protocols.client import SecAggClient
-from protocols.driver import RoundRunner
-from protocols.graph import harary_graph, seeded_ring
-from protocols.masking import apply_masks, reduce_words
-from protocols.messages import (
+from protocols.masking.client import SecAggClient
+from protocols.masking.driver import RoundRunner
+from protocols.masking.graph import harary_graph, seeded_ring
+from protocols.masking.masks import apply_masks, reduce_words
+from protocols.masking.messages import (
     AdvertiseKeys,
     Attestation,
     ConsistencyRequest,
@@ -44,8 +44,8 @@ from protocols.messages import (
     UnmaskResponse,
 )
 from secagg.errors import InvalidParameterError, SecAggError, ShareError
-from secagg.keys import KeyPair, Purpose, derive_pair_key
-from secagg.shamir import Share, reconstruct
+from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+from secagg.primitives.shamir import Share, reconstruct
 
 __all__ = [
     "LyingServer",

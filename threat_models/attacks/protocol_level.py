@@ -66,8 +66,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg.encoding import FixedPointEncoder
 from secagg.errors import InvalidParameterError, SecAggError
+from secagg.primitives.encoding import FixedPointEncoder
 from threat_models.attacks.model_level import Aggregator
 
 __all__ = [
@@ -223,7 +223,7 @@ def _setup(updates: Mapping[int, F64], victim: int, *, hardening: object, parame
 
 def _unmask(rnd: _Round, masked: U64, self_seed: bytes, pair_seeds_add: Sequence[bytes], pair_seeds_sub: Sequence[bytes]) -> F64:
     """Remove the victim's self mask and pairwise masks, decode its input."""
-    from protocols.masking import apply_masks, reduce_words
+    from protocols.masking.masks import apply_masks, reduce_words
 
     runner = rnd.runner
     config = runner.server.config  # type: ignore[attr-defined]
@@ -312,8 +312,8 @@ def _reconstruct_victim(rnd: _Round, responses: Mapping[int, object]) -> tuple[F
     ``u``'s (``t`` shares of ``s_u``, when ``u`` was declared dropped).
     """
     from protocols import Stage
-    from secagg.keys import KeyPair, Purpose, derive_pair_key
-    from secagg.shamir import Share, reconstruct
+    from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+    from secagg.primitives.shamir import Share, reconstruct
 
     runner = rnd.runner
     config = runner.server.config  # type: ignore[attr-defined]
@@ -403,10 +403,10 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
         Stage,
         advertise_transcript,
     )
-    from protocols.client import cohort_digest
-    from secagg.aead import ShareCipher
-    from secagg.keys import KeyPair, Purpose, derive_pair_key
-    from secagg.shamir import SHARE_BYTES, Share, reconstruct, split
+    from protocols.masking.client import cohort_digest
+    from secagg.primitives.aead import ShareCipher
+    from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+    from secagg.primitives.shamir import SHARE_BYTES, Share, reconstruct, split
 
     runner = rnd.runner
     server = runner.server  # type: ignore[attr-defined]
@@ -570,7 +570,7 @@ def run_paillier_attack(
 
     ``key_bits`` defaults to 512 (INSECURE, for speed: the check does not depend on it).
     """
-    from protocols.messages import Stage
+    from protocols.masking.messages import Stage
     from protocols.paillier import (
         DecryptionRequest,
         PaillierHardening,
@@ -578,7 +578,7 @@ def run_paillier_attack(
         Upload,
         setup_paillier_round,
     )
-    from secagg.threshold_paillier import combine_partial_decryptions, deal_threshold_key
+    from secagg.primitives.threshold_paillier import combine_partial_decryptions, deal_threshold_key
     from threat_models.model import ThreatModel
     from threat_models.paillier import paillier_parameters
 

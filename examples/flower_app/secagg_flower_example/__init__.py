@@ -27,8 +27,8 @@ from protocols.flower.pki import (
 )
 from protocols.round_log import RoundLog
 from secagg.errors import InvalidParameterError
+from secagg.primitives.signing import IdentityKey
 from secagg.recipe import DPMode
-from secagg.signing import IdentityKey
 from threat_models.model import ThreatModel
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ Every derived key is bound, through the HKDF ``info`` string, to:
   the same key and no key is shared between two pairs.
 
 Hence no key is ever used for two purposes, two rounds or two pairs. The ``info`` layout
-is the canonical encoding of :func:`secagg.transcript.canonical`::
+is the canonical encoding of :func:`secagg.primitives.transcript.canonical`::
 
     canonical(PROTOCOL_NAME, PROTOCOL_VERSION, purpose.value, round_id, id_lo, id_hi)
 
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secagg.errors import AuthenticationError, InvalidParameterError
-from secagg.transcript import canonical
+from secagg.primitives.transcript import canonical
 
 __all__ = [
     "PROTOCOL_NAME",

@@ -8,7 +8,7 @@ server there are four stages and the server names the neighbours; against a serv
 may lie (semi-malicious, malicious) there are six, and the client trusts only what it can
 verify itself (:mod:`threat_models.model` gives the argument):
 
-1. ``ADVERTISE_KEYS`` (:class:`~protocols.messages.RoundStart`): check the cohort (lying
+1. ``ADVERTISE_KEYS`` (:class:`~protocols.masking.messages.RoundStart`): check the cohort (lying
    server: sorted, contains this client, ``n`` ids, all in the PKI when signed) or the
    neighbour list (curious: ``k`` distinct ids); record the round in the client's
    :class:`~protocols.round_log.RoundLog` (a second execution of a round id is refused);
@@ -18,30 +18,30 @@ verify itself (:mod:`threat_models.model` gives the argument):
    Malicious: sign ``canonical(protocol, version, "advertise-keys", u, s_pk, c_pk, "round",
    round_id, "model", model_hash, "cohort", H(cohort), "commitment", c_u)`` with the
    identity key.
-2. ``GRAPH_SEED`` (lying server, :class:`~protocols.messages.SeedRequest`): check that the
+2. ``GRAPH_SEED`` (lying server, :class:`~protocols.masking.messages.SeedRequest`): check that the
    committed list holds this client's own commitment, only cohort members, and at least the
    consistency quorum; reveal ``r_u``.
-3. ``SHARE_KEYS`` (:class:`~protocols.messages.KeyBroadcast`): lying server: check every
+3. ``SHARE_KEYS`` (:class:`~protocols.masking.messages.KeyBroadcast`): lying server: check every
    reveal against its commitment and compute the *execution context* (hash of round, cohort,
-   commitments, reveals), which seeds the ring (:func:`~protocols.graph.seeded_ring`):
+   commitments, reveals), which seeds the ring (:func:`~protocols.masking.graph.seeded_ring`):
    ``N(u)`` follows, and a peer outside it is refused. Accept the peers' keys (only
    neighbours, distinct keys, at least ``t`` peers, their commitments as listed, valid
    signatures); draw the self-mask seed ``b_u`` (32 bytes, ``os.urandom``); Shamir-share
    ``b_u`` and ``s_u``'s private half ``t``-of-``|peers|`` with the peers' ids as
    x-coordinates; encrypt each peer's pair of shares with AES-GCM under ``HKDF(c_u x c_v)``,
    bound to ``(round, u, v)``.
-4. ``MASKED_INPUT`` (:class:`~protocols.messages.ShareForward`): decrypt the shares the
+4. ``MASKED_INPUT`` (:class:`~protocols.masking.messages.ShareForward`): decrypt the shares the
    peers sent (at least ``t``); the peers that sent them are the *masking set* ``M(u)``;
    send ``y_u = x_u + PRG(b_u) + sum_{v in M(u)} sign(u, v) PRG(s_uv) mod 2^bits`` with
    ``s_uv = HKDF(s_u x s_v)`` and ``sign = +1`` if ``u < v`` else ``-1``; against a lying
    server, with a signature on ``M(u)`` bound to the execution context (the *attestation*).
-5. ``CONSISTENCY_CHECK`` (lying server, :class:`~protocols.messages.ConsistencyRequest`):
+5. ``CONSISTENCY_CHECK`` (lying server, :class:`~protocols.masking.messages.ConsistencyRequest`):
    check the survivor set ``S`` (this client in it, only committed clients, every surviving
    neighbour in ``M(u)``, at least ``t`` surviving peers and ``min_aggregate_size`` ids, in
    SecAgg+ at most ``D`` declared dropped) and sign ``canonical(..., "consistency-check",
    "round", round_id, "context", context, S)``.
-6. ``UNMASKING`` (:class:`~protocols.messages.UnmaskRequest`): after every check of
-   :class:`~protocols.config.Hardening` -- against a lying server, ``S`` is the set this
+6. ``UNMASKING`` (:class:`~protocols.masking.messages.UnmaskRequest`): after every check of
+   :class:`~protocols.masking.config.Hardening` -- against a lying server, ``S`` is the set this
    client signed and carries valid signatures from the consistency quorum of distinct
    survivors, and every surviving peer's attestation names all of that peer's surviving
    neighbours -- reveal the share of ``b_v`` for each surviving peer and the share of
@@ -71,10 +71,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from protocols.config import Hardening, RoundConfig
-from protocols.graph import MAX_CLIENT_ID, Ring, seeded_ring
-from protocols.masking import apply_masks, reduce_words
-from protocols.messages import (
+from protocols.masking.config import Hardening, RoundConfig
+from protocols.masking.graph import MAX_CLIENT_ID, Ring, seeded_ring
+from protocols.masking.masks import apply_masks, reduce_words
+from protocols.masking.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
     ConsistencySignature,
@@ -96,7 +96,6 @@ from protocols.messages import (
     word_dtype,
 )
 from protocols.round_log import RoundLog, identity_log
-from secagg.aead import ShareCipher
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
@@ -108,10 +107,17 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.keys import PROTOCOL_NAME, PROTOCOL_VERSION, KeyPair, Purpose, derive_pair_key
-from secagg.shamir import SHARE_BYTES, Share, split
-from secagg.signing import IdentityKey, verify_signature
-from secagg.transcript import canonical
+from secagg.primitives.aead import ShareCipher
+from secagg.primitives.keys import (
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    KeyPair,
+    Purpose,
+    derive_pair_key,
+)
+from secagg.primitives.shamir import SHARE_BYTES, Share, split
+from secagg.primitives.signing import IdentityKey, verify_signature
+from secagg.primitives.transcript import canonical
 from threat_models.parameters import consistency_quorum
 
 __all__ = [

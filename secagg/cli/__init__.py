@@ -29,9 +29,9 @@ from secagg.errors import MissingExtraError, SecAggError
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("secagg.demo", "federated training on an offline dataset, wrapped with secure aggregation and DP"),
-    "bench": ("secagg.bench", "benchmarks of the primitives and protocols (figures go in benchmarks/RESULTS.md)"),
-    "evaluate": ("threat_models.cli", "attack x defense evaluation matrix with a report"),
-    "audit": ("dp.cli", "privacy accounting from parameters or from a saved ledger"),
+    "bench": ("secagg.cli.bench", "benchmarks of the primitives and protocols (figures go in benchmarks/RESULTS.md)"),
+    "evaluate": ("secagg.cli.evaluate", "attack x defense evaluation matrix with a report"),
+    "audit": ("secagg.cli.audit", "privacy accounting from parameters or from a saved ledger"),
 }
 
 

@@ -9,8 +9,8 @@ where ``s`` is a random *n-th residue*. Multiplying ciphertexts adds plaintexts 
 which is all an aggregating server needs.
 
 Packing (BatchCrypt, Zhang et al., USENIX ATC 2020). Values are elements of Z_(2^b) produced
-by a :class:`~secagg.encoding.VectorEncoder`, each at most a bound ``B`` (``2^b - 1`` in
-general; ``L``, the number of levels, for a :class:`~secagg.encoding.FixedPointEncoder`, whose
+by a :class:`~secagg.primitives.encoding.VectorEncoder`, each at most a bound ``B`` (``2^b - 1`` in
+general; ``L``, the number of levels, for a :class:`~secagg.primitives.encoding.FixedPointEncoder`, whose
 values never exceed it). A plaintext holds ``k`` slots of ``w`` bits each, slot ``j`` at bit
 offset ``j w``::
 
@@ -42,7 +42,7 @@ Encryption randomness (:class:`Randomness`):
   times a uniform square is a uniform square whatever ``M`` is. The exponentiation uses a
   fixed-base window table precomputed once per key, which is what makes it several times
   faster than ``r^n``. The base ``g`` must come from an authenticated public key (the trusted
-  dealer makes it and checks its order, see :mod:`secagg.threshold_paillier`): a forged base
+  dealer makes it and checks its order, see :mod:`secagg.primitives.threshold_paillier`): a forged base
   of small order would expose plaintexts, exactly as a forged ``n`` would. (The ciphertext is
   also ``(1 + n)^M (g^a mod n)^n``, so the sender knows an ``r`` for the textbook form, which
   its proof of plaintext knowledge uses.)
@@ -76,7 +76,6 @@ import numpy as np
 import numpy.typing as npt
 from phe import paillier as phe_paillier
 
-from secagg.encoding import MAX_RING_BITS, FixedPointEncoder, VectorEncoder
 from secagg.errors import (
     AuthenticationError,
     CapacityError,
@@ -84,7 +83,8 @@ from secagg.errors import (
     InvalidParameterError,
     MessageError,
 )
-from secagg.transcript import canonical
+from secagg.primitives.encoding import MAX_RING_BITS, FixedPointEncoder, VectorEncoder
+from secagg.primitives.transcript import canonical
 
 __all__ = [
     "DEFAULT_KEY_BITS",
@@ -911,7 +911,7 @@ def decrypt_with_private_key(
     """Decrypt with a single whole private key (``phe``'s CRT decryption) and unpack.
 
     For tests and for the single-key baseline only: in the protocols no party holds the whole
-    key; see :mod:`secagg.threshold_paillier`.
+    key; see :mod:`secagg.primitives.threshold_paillier`.
     """
     if not isinstance(private_key, phe_paillier.PaillierPrivateKey):
         raise InvalidParameterError("expected a phe.paillier.PaillierPrivateKey")

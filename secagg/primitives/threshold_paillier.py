@@ -17,7 +17,7 @@ Key generation (the dealer, who forgets everything but the public values afterwa
   of squares of ``Z*_(n^2)`` (order ``n m``; the dealer checks this with the factorisation),
   and verification keys ``v_i = v^(Delta s_i) mod n^2``;
 * the public fixed base ``g = x^2 mod n`` of order exactly ``m`` in ``QR_n`` (checked by the
-  dealer), used by :attr:`secagg.paillier.Randomness.FIXED_BASE` encryption.
+  dealer), used by :attr:`secagg.primitives.paillier.Randomness.FIXED_BASE` encryption.
 
 Partial decryption by decryptor ``i``: ``c_i = c^(2 Delta s_i) mod n^2``.
 
@@ -44,7 +44,7 @@ leaks (Shoup's simulation argument, which uses that ``m`` has only large prime f
 gives semantic security of the ciphertexts. The dealer is trusted: it learns the
 factorisation and must erase it.
 
-Keys without a dealer (:mod:`secagg.distributed_paillier`, :mod:`protocols.paillier_keygen`)
+Keys without a dealer (:mod:`secagg.primitives.distributed_paillier`, :mod:`protocols.paillier.keygen`)
 use the same decryption, combination and proofs: their exponent ``d`` is a multiple of
 ``phi(n)`` (not of ``m``) with ``d = 1 mod n``, which gives the same ``c^(4 Delta^2 d)``; their
 shares are integer points, possibly negative and longer than ``|n^2|``
@@ -70,7 +70,6 @@ import gmpy2
 import numpy as np
 from phe import paillier as phe_paillier
 
-from secagg.encoding import VectorEncoder
 from secagg.errors import (
     AuthenticationError,
     InvalidParameterError,
@@ -78,7 +77,8 @@ from secagg.errors import (
     ShareError,
     ThresholdNotMetError,
 )
-from secagg.paillier import (
+from secagg.primitives.encoding import VectorEncoder
+from secagg.primitives.paillier import (
     DEFAULT_KEY_BITS,
     MIN_KEY_BITS,
     STATISTICAL_BITS,
@@ -91,7 +91,7 @@ from secagg.paillier import (
     public_key_id,
     validate_ciphertext,
 )
-from secagg.transcript import canonical
+from secagg.primitives.transcript import canonical
 
 __all__ = [
     "CHALLENGE_BITS",
@@ -135,7 +135,7 @@ class ThresholdPublicKey:
         verification_keys: ``v_i = v^(Delta s_i)`` for ``i = 1..l``.
         encryption_base: ``g`` in ``QR_n``, the fixed base for :attr:`Randomness.FIXED_BASE`;
             ``None`` for a key whose base nobody could check (distributed key generation,
-            :mod:`secagg.distributed_paillier`): such a key encrypts with
+            :mod:`secagg.primitives.distributed_paillier`): such a key encrypts with
             :attr:`Randomness.STANDARD` only.
         share_bits: bound on the bit length of ``|s_i|`` when the shares are not reduced
             modulo ``n m`` (distributed keys, whose shares are integer points and may be

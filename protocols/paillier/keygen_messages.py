@@ -1,4 +1,4 @@
-"""Wire messages of distributed Paillier key generation (:mod:`protocols.paillier_keygen`).
+"""Wire messages of distributed Paillier key generation (:mod:`protocols.paillier.keygen`).
 
 Three typed, frozen messages, each validated at construction (:class:`~secagg.errors.MessageError`):
 :class:`KeygenHello` (a member's signed X25519 key), :class:`KeygenShares` (an AES-GCM
@@ -20,13 +20,13 @@ from enum import Enum
 
 import numpy as np
 
-from protocols.messages import frame, unframe
-from secagg.aead import NONCE_BYTES as AEAD_NONCE_BYTES
-from secagg.aead import TAG_BYTES as AEAD_TAG_BYTES
-from secagg.distributed_paillier import I64, KeygenParameters
+from protocols.masking.messages import frame, unframe
 from secagg.errors import MessageError, ProtocolAbortError
-from secagg.signing import SIGNATURE_BYTES
-from secagg.transcript import canonical
+from secagg.primitives.aead import NONCE_BYTES as AEAD_NONCE_BYTES
+from secagg.primitives.aead import TAG_BYTES as AEAD_TAG_BYTES
+from secagg.primitives.distributed_paillier import I64, KeygenParameters
+from secagg.primitives.signing import SIGNATURE_BYTES
+from secagg.primitives.transcript import canonical
 
 __all__ = [
     "PROTOCOL",

@@ -13,8 +13,8 @@ One execution of a round (the threat model and the parameters are in
    (:func:`execution_context`) is the hash of key, round and those nonces. A client checks
    the nonce signatures and that at least ``t`` decryptors committed, claims
    ``("paillier-upload", round)`` in its round log, quantises its update (a
-   :class:`~secagg.encoding.VectorEncoder`), packs and encrypts it under the dealt key
-   (:mod:`secagg.paillier`), proves that it knows the plaintexts and signs
+   :class:`~secagg.primitives.encoding.VectorEncoder`), packs and encrypts it under the dealt key
+   (:mod:`secagg.primitives.paillier`), proves that it knows the plaintexts and signs
    ``(key id, round, context, client id, ciphertext digest)``; the proof is bound to the same
    context and sender. A decryptor adopts the context only if it holds its own nonce of
    this execution. The server verifies each :class:`Upload` on receipt (round, stage,
@@ -64,7 +64,7 @@ object) and changes no state.
 
 Parties are driven like the masking protocols' (``start`` / ``handle`` / ``advance`` on the
 server, ``handle`` on the others); :class:`PaillierRoundRunner` is the in-process
-transport with the stepping interface of :class:`protocols.driver.RoundRunner`, and
+transport with the stepping interface of :class:`protocols.masking.driver.RoundRunner`, and
 :func:`simulate_paillier` is what ``protocols.simulate(..., protocol="paillier")`` runs.
 :class:`PaillierHardening` switches single decryptor checks off for attack demonstrations.
 
@@ -87,18 +87,12 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from protocols.driver import (
-    SimulationResult,
-    client_weights,
-    default_encoder,
-    parse_dropouts,
-    weight_encoder,
-)
-from protocols.messages import Stage, frame, unframe
-from protocols.paillier_keygen import KeyGeneration, generate_distributed_key
+from protocols.inputs import client_weights, default_encoder, parse_dropouts, weight_encoder
+from protocols.masking.messages import Stage, frame, unframe
+from protocols.paillier.keygen import KeyGeneration, generate_distributed_key
+from protocols.result import SimulationResult
 from protocols.round_log import RoundLog, identity_log
 from protocols.runner import SteppedRound
-from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
@@ -111,7 +105,8 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.paillier import (
+from secagg.primitives.encoding import FixedPointEncoder, VectorEncoder
+from secagg.primitives.paillier import (
     DEFAULT_KEY_BITS,
     PLAINTEXT_CHALLENGE_BITS,
     EncryptedVector,
@@ -122,8 +117,8 @@ from secagg.paillier import (
     validate_ciphertext,
     verify_plaintext_knowledge,
 )
-from secagg.signing import SIGNATURE_BYTES, IdentityKey, verify_signature
-from secagg.threshold_paillier import (
+from secagg.primitives.signing import SIGNATURE_BYTES, IdentityKey, verify_signature
+from secagg.primitives.threshold_paillier import (
     CHALLENGE_BITS,
     DecryptionProof,
     KeyShare,
@@ -135,7 +130,7 @@ from secagg.threshold_paillier import (
     proof_response_bits,
     verify_partial_decryption,
 )
-from secagg.transcript import canonical
+from secagg.primitives.transcript import canonical
 from threat_models.model import ThreatModel
 from threat_models.paillier import PaillierParameters, paillier_parameters
 
@@ -1514,7 +1509,7 @@ class WeightedEncoder:
     """``[w x_1 .. w x_d, w]`` -> the base encoding of ``w x`` followed by the encoded weight.
 
     Lets the server learn ``sum w x`` and ``sum w`` only (a weighted mean without revealing
-    any weight). Implements :class:`~secagg.encoding.VectorEncoder`.
+    any weight). Implements :class:`~secagg.primitives.encoding.VectorEncoder`.
     """
 
     base: VectorEncoder
@@ -1729,8 +1724,8 @@ def setup_paillier_round(
     (the process-wide log of its identity key).
 
     Without ``key``, ``key_generation`` says who makes the key: ``"dealer"`` (default, the
-    trusted dealer of :func:`~secagg.threshold_paillier.deal_threshold_key`) or
-    ``"distributed"`` (the decryptors themselves, :mod:`protocols.paillier_keygen`; at
+    trusted dealer of :func:`~secagg.primitives.threshold_paillier.deal_threshold_key`) or
+    ``"distributed"`` (the decryptors themselves, :mod:`protocols.paillier.keygen`; at
     least 3 decryptors; a member that vanishes during key generation raises
     :class:`~secagg.errors.RoundRestartError` naming it). ``randomness`` defaults to
     ``FIXED_BASE`` for a dealt key and ``STANDARD`` for a distributed one (which has no
@@ -1969,7 +1964,7 @@ def run_round(
             only to demonstrate attacks).
         key_generation: ``"dealer"`` (default): a trusted dealer makes the key and must
             forget the factorisation; ``"distributed"``: the decryptors generate it among
-            themselves (:mod:`protocols.paillier_keygen`, at least 3 decryptors, an honest
+            themselves (:mod:`protocols.paillier.keygen`, at least 3 decryptors, an honest
             majority of them, no dealer). See :mod:`threat_models.paillier` for what each
             trusts.
 

@@ -73,7 +73,7 @@ try:
     import torch
     from torch import nn
 except ImportError as exc:  # the core install has no torch
-    raise_missing_extra(exc, "eval", "threat_models.evaluate")
+    raise_missing_extra(exc, "eval", "threat_models.evaluation")
 
 __all__ = [
     "Family",

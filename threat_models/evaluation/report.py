@@ -18,7 +18,7 @@ from pathlib import Path
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.metrics import psnr
-from threat_models.evaluate import (
+from threat_models.evaluation import (
     VERDICT_LEGEND,
     EvaluationResult,
     Family,
@@ -32,7 +32,7 @@ try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 except ImportError as exc:  # the core install has no matplotlib
-    raise_missing_extra(exc, "eval", "threat_models.report")
+    raise_missing_extra(exc, "eval", "threat_models.evaluation.report")
 
 __all__ = ["image_labels", "save_image_grid", "save_figure", "write_report", "markdown_report", "WHY_NOT_STOPPED"]
 

@@ -1,11 +1,11 @@
 """Distributed threshold Paillier key generation by the decryption committee: parties and driver.
 
-The committee of ``l >= 3`` parties runs the steps of :mod:`secagg.distributed_paillier`
+The committee of ``l >= 3`` parties runs the steps of :mod:`secagg.primitives.distributed_paillier`
 (Boneh--Franklin candidates, distributed sieving and BGW for ``N``, the biprimality test,
 the exponent and its integer resharing, verification keys) through the aggregation server,
 which relays and learns only public values. Nobody ever holds ``p``, ``q``, ``phi`` or the
-decryption exponent; each party ends with a :class:`~secagg.threshold_paillier.KeyShare`
-that :func:`~secagg.threshold_paillier.partial_decrypt` uses unchanged.
+decryption exponent; each party ends with a :class:`~secagg.primitives.threshold_paillier.KeyShare`
+that :func:`~secagg.primitives.threshold_paillier.partial_decrypt` uses unchanged.
 
 Phases (:class:`KeygenPhase`), each one message from every party:
 
@@ -19,22 +19,22 @@ Phases (:class:`KeygenPhase`), each one message from every party:
    attempt), ``KEY_SHARES`` (pairwise), ``VERIFICATION`` (broadcast ``v_i`` and a digest of the
    public transcript, which every party compares with its own).
 
-Pairwise payloads travel under AES-GCM (:class:`secagg.aead.ShareCipher`) with a key from
-X25519 + HKDF per session and pair (:func:`secagg.keys.derive_pair_key`), the associated data
+Pairwise payloads travel under AES-GCM (:class:`secagg.primitives.aead.ShareCipher`) with a key from
+X25519 + HKDF per session and pair (:func:`secagg.primitives.keys.derive_pair_key`), the associated data
 binding session, attempt, phase, sender and recipient; broadcasts are signed over the same
 fields. The server can therefore drop or delay messages but not read, forge, redirect or
 replay them: a party rejects every message that is not of its current session, attempt and
 phase, from a committee member, once (typed errors, no state change).
 
 Adversary: semi-honest committee members with an honest majority (see
-:mod:`secagg.distributed_paillier`), and a server that controls delivery. A member that
+:mod:`secagg.primitives.distributed_paillier`), and a server that controls delivery. A member that
 vanishes stalls the phase: the runner raises :class:`~secagg.errors.RoundRestartError`
 naming the members that did not send, and :func:`generate_distributed_key` restarts (a new
 session: nothing of the stalled one is reused) without them while at least
 ``max(3, threshold)`` remain, else raises :class:`~secagg.errors.ThresholdNotMetError`.
 
 Wire format (:func:`encode_keygen_message`, :func:`decode_keygen_message`, in
-:mod:`protocols.paillier_keygen_messages` and re-exported here):
+:mod:`protocols.paillier.keygen_messages` and re-exported here):
 ``magic "SAPK" | version 1 | type | session (u64) | body``, strictly decoded. The relay
 delivers one phase's messages before the next phase's (a party refuses a message of a
 phase it has not reached with :class:`~secagg.errors.StageError`).
@@ -56,7 +56,7 @@ import gmpy2
 import numpy as np
 from phe import paillier as phe_paillier
 
-from protocols.paillier_keygen_messages import (
+from protocols.paillier.keygen_messages import (
     DIGEST_BYTES,
     MAX_ATTEMPTS,
     PROTOCOL,
@@ -77,8 +77,17 @@ from protocols.paillier_keygen_messages import (
     unpack_ints,
     unpack_residues,
 )
-from secagg.aead import ShareCipher
-from secagg.distributed_paillier import (
+from secagg.errors import (
+    InvalidParameterError,
+    MessageError,
+    ProtocolAbortError,
+    ReplayError,
+    RoundRestartError,
+    StageError,
+    ThresholdNotMetError,
+)
+from secagg.primitives.aead import ShareCipher
+from secagg.primitives.distributed_paillier import (
     I64,
     KeygenParameters,
     biprimality_bases,
@@ -102,20 +111,11 @@ from secagg.distributed_paillier import (
     verification_keys_consistent,
     zero_mask,
 )
-from secagg.errors import (
-    InvalidParameterError,
-    MessageError,
-    ProtocolAbortError,
-    ReplayError,
-    RoundRestartError,
-    StageError,
-    ThresholdNotMetError,
-)
-from secagg.keys import KeyPair, Purpose, derive_pair_key
-from secagg.paillier import DEFAULT_KEY_BITS
-from secagg.signing import IdentityKey, verify_signature
-from secagg.threshold_paillier import KeyShare, ThresholdPublicKey
-from secagg.transcript import canonical
+from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+from secagg.primitives.paillier import DEFAULT_KEY_BITS
+from secagg.primitives.signing import IdentityKey, verify_signature
+from secagg.primitives.threshold_paillier import KeyShare, ThresholdPublicKey
+from secagg.primitives.transcript import canonical
 
 __all__ = [
     "KeyGeneration",
@@ -138,13 +138,13 @@ class KeyGeneration(Enum):
     """Who makes a Paillier round's threshold key (``key_generation=`` of the drivers)."""
 
     DEALER = "dealer"
-    """A trusted dealer (:func:`secagg.threshold_paillier.deal_threshold_key`): it knows the
+    """A trusted dealer (:func:`secagg.primitives.threshold_paillier.deal_threshold_key`): it knows the
     factorisation and must forget it; safe primes, a checked fixed encryption base."""
 
     DISTRIBUTED = "distributed"
     """The decryption committee itself (:func:`generate_distributed_key`): nobody ever knows
     the factorisation, assuming an honest majority of semi-honest members; textbook
-    encryption randomness; see :mod:`secagg.distributed_paillier` for what else differs."""
+    encryption randomness; see :mod:`secagg.primitives.distributed_paillier` for what else differs."""
 
 
 # --------------------------------------------------------------------------- party

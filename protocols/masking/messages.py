@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from protocols.graph import MAX_CLIENT_ID
+from protocols.masking.graph import MAX_CLIENT_ID
 from secagg.errors import MessageError
 
 __all__ = [
@@ -268,7 +268,7 @@ class SurvivorSignature:
 
 @dataclass(frozen=True, slots=True)
 class RevealedShare:
-    """A Shamir share (``secagg.shamir.Share.to_bytes``) of ``owner``'s secret."""
+    """A Shamir share (``secagg.primitives.shamir.Share.to_bytes``) of ``owner``'s secret."""
 
     owner: int
     share: bytes

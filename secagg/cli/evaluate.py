@@ -30,7 +30,7 @@ from secagg.outputs import (
     prepare_output_dir,
     prepare_output_file,
 )
-from threat_models.evaluate import (
+from threat_models.evaluation import (
     TABLE_WIDTH,
     VERDICT_LEGEND,
     EvaluationConfig,
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         payload["wall_seconds"] = round(wall, 3)
         json_path.write_text(json_text(payload))
     if out_dir is not None:
-        from threat_models.report import write_report
+        from threat_models.evaluation.report import write_report
 
         report = write_report(result, out_dir)
         print(f"report: {report}")

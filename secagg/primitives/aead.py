@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from secagg.errors import AuthenticationError, InvalidParameterError
-from secagg.keys import PROTOCOL_NAME, PROTOCOL_VERSION
-from secagg.transcript import canonical
+from secagg.primitives.keys import PROTOCOL_NAME, PROTOCOL_VERSION
+from secagg.primitives.transcript import canonical
 
 __all__ = ["ShareCipher", "NONCE_BYTES", "TAG_BYTES", "associated_data"]
 
@@ -35,7 +35,7 @@ def associated_data(*, round_id: int, sender: int, recipient: int) -> bytes:
 
 
 class ShareCipher:
-    """AES-256-GCM keyed with a 32-byte pair key (see :func:`secagg.keys.derive_pair_key`)."""
+    """AES-256-GCM keyed with a 32-byte pair key (see :func:`secagg.primitives.keys.derive_pair_key`)."""
 
     __slots__ = ("_aead", "_key")
 

@@ -2,7 +2,7 @@
 
 The decryption committee of ``l >= 3`` parties generates the modulus ``N = p q`` and Shamir
 shares of a decryption exponent without anyone learning ``p``, ``q``, ``phi = (p-1)(q-1)`` or
-the exponent. The parties and their messages are in :mod:`protocols.paillier_keygen`; this
+the exponent. The parties and their messages are in :mod:`protocols.paillier.keygen`; this
 module holds what one party computes. Adversary: **semi-honest parties with an honest
 majority** (``floor((l-1)/2)`` of them may collude and pool their views); what a malicious
 member could do is said at each step.
@@ -67,7 +67,7 @@ Steps, and the paper each follows:
 6. *Threshold shares of d* (integer resharing, Rabin 1998; Damgard--Thorbek 2006): every
    party Shamir-shares its ``d_j`` (0 outside the first ``2k + 1``) with integer coefficients
    of degree ``t - 1``; party ``i``'s key share is ``s_i = sum_j F_j(i)``, an integer point of a
-   polynomial with ``F(0) = d``. The dealer's combination (:mod:`secagg.threshold_paillier`)
+   polynomial with ``F(0) = d``. The dealer's combination (:mod:`secagg.primitives.threshold_paillier`)
    works unchanged: for any ``t`` partials ``sum lambda_i s_i = Delta d`` over the integers,
    and ``c^(4 Delta^2 d) = (1 + N)^(4 Delta^2 M)`` because ``d`` is a multiple of ``phi``,
    which the order of every n-th residue divides, and ``d = 1 mod N``.
@@ -78,7 +78,7 @@ Steps, and the paper each follows:
 
 Integer sharings use coefficients of ``|secret| + 128 + 2 |Delta|`` bits (statistically
 hiding, distance about ``2^-128``); the key shares are therefore longer than the dealer's
-(:attr:`secagg.threshold_paillier.ThresholdPublicKey.share_bits`, about 6,700 bits against
+(:attr:`secagg.primitives.threshold_paillier.ThresholdPublicKey.share_bits`, about 6,700 bits against
 the dealer's 4,096 at 2048 bits), which makes a partial decryption about 1.8 times slower
 (``benchmarks/RESULTS.md``).
 
@@ -94,7 +94,7 @@ What these keys do *not* give, compared with the dealer's (see
   sum: correctness holds, robustness against a malicious decryptor does not;
 * there is no checked fixed encryption base (its order cannot be checked without the
   factorisation): distributed keys use textbook encryption randomness
-  (:attr:`secagg.paillier.Randomness.STANDARD`);
+  (:attr:`secagg.primitives.paillier.Randomness.STANDARD`);
 * a malicious committee member can make key generation fail or produce a key with a wrong
   share (BGW here is the semi-honest protocol, without verifiable sharing).
 
@@ -116,9 +116,9 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import InvalidParameterError, ShareError
-from secagg.paillier import MIN_KEY_BITS, STATISTICAL_BITS
-from secagg.threshold_paillier import MIN_HAZMAT_KEY_BITS, integer_lagrange
-from secagg.transcript import canonical
+from secagg.primitives.paillier import MIN_KEY_BITS, STATISTICAL_BITS
+from secagg.primitives.threshold_paillier import MIN_HAZMAT_KEY_BITS, integer_lagrange
+from secagg.primitives.transcript import canonical
 
 __all__ = [
     "DEFAULT_BIPRIMALITY_ROUNDS",

@@ -12,7 +12,7 @@ window ``[start, stop)`` without generating what precedes it, and :meth:`MaskPRG
 streams the mask into an accumulator in fixed-size chunks so memory stays O(chunk).
 
 Secrets: seeds must come from ``secrets``/``os.urandom`` or from a key derivation
-(:mod:`secagg.keys`); nothing here ever touches numpy's random generators.
+(:mod:`secagg.primitives.keys`); nothing here ever touches numpy's random generators.
 """
 
 from __future__ import annotations

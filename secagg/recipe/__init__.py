@@ -81,10 +81,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
-from protocols.paillier_keygen import KeyGeneration
-from secagg.encoding import FixedPointEncoder, VectorEncoder
+from protocols.paillier.keygen import KeyGeneration
 from secagg.errors import InvalidParameterError, SecAggError, ThresholdNotMetError
-from secagg.simulation import (
+from secagg.primitives.encoding import FixedPointEncoder, VectorEncoder
+from secagg.primitives.simulation import (
     SIMULATION_WARNING,
     SimulationRandomness,
     SimulationStream,
@@ -221,7 +221,7 @@ class PrivacyStatement:
         simulation_seed: ``None`` for a private run; otherwise the seed of a reproducible
             simulation (``SecureAggregator(simulation_seed=...)``), whose cohorts and noise
             anyone knowing the seed can predict: the epsilons then hold for nobody
-            (:data:`secagg.simulation.SIMULATION_WARNING`).
+            (:data:`secagg.primitives.simulation.SIMULATION_WARNING`).
     """
 
     level: str | None
@@ -332,7 +332,7 @@ def poisson_sample(
         numerator: see above.
         denominator: see above.
         random_bytes: the source of the coins' bytes, ``secrets.token_bytes`` by default.
-            Anything else (e.g. a seeded :class:`secagg.simulation.SimulationStream`'s
+            Anything else (e.g. a seeded :class:`secagg.primitives.simulation.SimulationStream`'s
             ``read``) makes the cohort predictable to whoever knows the source: simulations
             only, never a private run.
 
@@ -699,14 +699,14 @@ class SecureAggregator:
         key_generation: who makes the Paillier key (``protocol="paillier"`` only):
             ``"dealer"`` (default) -- a trusted dealer that knows the factorisation and must
             forget it; ``"distributed"`` -- the decryption committee generates the key itself
-            (:mod:`protocols.paillier_keygen`: no dealer, an honest majority of at least 3
+            (:mod:`protocols.paillier.keygen`: no dealer, an honest majority of at least 3
             semi-honest committee members; textbook encryption randomness; 10-30 s of CPU
             per member for a 2048-bit key with 3-10 members, once per run).
         simulation_seed: ``None`` (default) for a private run. An int makes the run
             *reproducible and not private*: cohorts (:meth:`sample_cohort`), the DP noise
             (distributed shares, central noise), the distributed-DP rotation and the
             stochastic rounding are drawn from AES-256-CTR streams keyed by a hash of the
-            seed (:class:`secagg.simulation.SimulationRandomness`), through the same
+            seed (:class:`secagg.primitives.simulation.SimulationRandomness`), through the same
             samplers as a private run; masks, keys, shares and Paillier keys still come
             from the OS CSPRNG. Whoever knows the seed can predict the cohorts and remove
             the noise, so the epsilons hold for nobody: the constructor warns
@@ -1500,8 +1500,8 @@ class SecureAggregator:
         )
 
     def _paillier_config(self, threat_model: Any, n: int) -> dict[str, Any]:
-        from protocols.paillier_keygen import generate_distributed_key
-        from secagg.threshold_paillier import deal_threshold_key
+        from protocols.paillier.keygen import generate_distributed_key
+        from secagg.primitives.threshold_paillier import deal_threshold_key
         from threat_models.paillier import paillier_parameters
 
         committee = self.paillier_committee

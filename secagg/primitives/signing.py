@@ -1,7 +1,7 @@
 """Ed25519 identity keys for the malicious-server variant.
 
 Clients hold long-term identity keys (distributed through a PKI or pinned out of band).
-They sign canonical encodings (:func:`secagg.transcript.canonical`) of protocol
+They sign canonical encodings (:func:`secagg.primitives.transcript.canonical`) of protocol
 transcripts: the round-bound public keys they advertise, and the survivor set in the
 consistency check. Verification failures raise the opaque
 :class:`~secagg.errors.AuthenticationError`.
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from secagg.errors import AuthenticationError, InvalidParameterError
-from secagg.transcript import Field, canonical
+from secagg.primitives.transcript import Field, canonical
 
 __all__ = ["IdentityKey", "verify_signature", "verify_fields", "SIGNATURE_BYTES", "PUBLIC_KEY_BYTES"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from protocols.messages import MAX_ROUND_ID, MAX_WORDS, Stage
+from protocols.masking.messages import MAX_ROUND_ID, MAX_WORDS, Stage
 from secagg.errors import InvalidParameterError
-from secagg.prg import PrgAlgorithm
+from secagg.primitives.prg import PrgAlgorithm
 from threat_models.model import ServerClass
 from threat_models.parameters import ProtocolParameters
 

@@ -2,7 +2,7 @@
 
 A masked input is ``y = x + PRG(b) + sum_v sign(u, v) PRG(s_uv) mod 2^bits``; unmasking
 subtracts the same expansions from a sum. This module computes such signed sums of
-expansions with exactly the semantics of :class:`secagg.prg.MaskPRG` (element ``i`` of the
+expansions with exactly the semantics of :class:`secagg.primitives.prg.MaskPRG` (element ``i`` of the
 expansion of ``seed`` is the ``i``-th little-endian 64-bit word of the AES-256-CTR (or
 ChaCha20) keystream under ``seed`` and a zero nonce, reduced mod ``2^bits``), but with less
 work per mask than calling :meth:`MaskPRG.add_into` once per seed:
@@ -26,7 +26,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from secagg.errors import InvalidParameterError
-from secagg.prg import PrgAlgorithm
+from secagg.primitives.prg import PrgAlgorithm
 
 __all__ = ["apply_masks", "reduce_words", "CHUNK_WORDS"]
 

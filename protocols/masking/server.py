@@ -19,12 +19,12 @@ request. Unmasking computes::
 
 where ``M(u)`` is the masking set of ``u`` (the peers whose shares the server forwarded to
 ``u``), ``b_u`` is rebuilt from ``t`` self-mask shares and ``s_v``'s private key from ``t``
-masking-key shares (:func:`secagg.shamir.reconstruct_many`, one batched call), and every
+masking-key shares (:func:`secagg.primitives.shamir.reconstruct_many`, one batched call), and every
 rebuilt secret is checked against the client's commitment (``SHA-256(b_u)``) or
 advertised public key before use.
 
 Against a server class that may lie the round has two more stages (``graph_seed``,
-``consistency_check``, see :mod:`protocols.client`); the honest server then also verifies
+``consistency_check``, see :mod:`protocols.masking.client`); the honest server then also verifies
 everything it relays -- signed keys (with the PKI), reveals against commitments, masking-set
 attestations, survivor-set signatures -- and refuses a message that fails, so that its
 sender counts as dropped instead of making honest clients abort. If a committed client does
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from protocols.client import (
+from protocols.masking.client import (
     MODEL_HASH_BYTES,
     advertise_transcript,
     cohort_digest,
@@ -58,10 +58,10 @@ from protocols.client import (
     masking_set_transcript,
     seed_commitment,
 )
-from protocols.config import RoundConfig
-from protocols.graph import CommunicationGraph, complete_graph, harary_graph, seeded_ring
-from protocols.masking import apply_masks, reduce_words
-from protocols.messages import (
+from protocols.masking.config import RoundConfig
+from protocols.masking.graph import CommunicationGraph, complete_graph, harary_graph, seeded_ring
+from protocols.masking.masks import apply_masks, reduce_words
+from protocols.masking.messages import (
     AdvertiseKeys,
     Attestation,
     ConsistencyRequest,
@@ -95,9 +95,9 @@ from secagg.errors import (
     StageError,
     ThresholdNotMetError,
 )
-from secagg.keys import KeyPair, Purpose, derive_pair_key
-from secagg.shamir import Share, reconstruct, reconstruct_many
-from secagg.signing import verify_signature
+from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+from secagg.primitives.shamir import Share, reconstruct, reconstruct_many
+from secagg.primitives.signing import verify_signature
 
 __all__ = ["SecAggServer", "AggregateResult"]
 

@@ -2,8 +2,8 @@
 
 :func:`simulate` is the entry point that tests, the recipe, the DP and the attack code use.
 It encodes each client's float vector, derives ``k`` and ``t`` from the threat model,
-builds one :class:`~protocols.server.SecAggServer` and one
-:class:`~protocols.client.SecAggClient` per client, runs every stage (passing each message
+builds one :class:`~protocols.masking.server.SecAggServer` and one
+:class:`~protocols.masking.client.SecAggClient` per client, runs every stage (passing each message
 through the binary wire format unless ``wire=False``), removes the clients named in
 ``dropouts`` at the stage given, unmasks and decodes the sum.
 
@@ -19,26 +19,33 @@ operating system's CSPRNG.
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from protocols.client import MODEL_HASH_BYTES, SecAggClient
-from protocols.config import Hardening, RoundConfig
-from protocols.graph import MAX_CLIENT_ID, CommunicationGraph
-from protocols.messages import Message, Stage, decode_message, encode_message
+from protocols.inputs import (
+    DEFAULT_BITS,
+    client_weights,
+    default_encoder,
+    parse_dropouts,
+    weight_encoder,
+    wire_ids,
+)
+from protocols.masking.client import MODEL_HASH_BYTES, SecAggClient
+from protocols.masking.config import Hardening, RoundConfig
+from protocols.masking.graph import CommunicationGraph
+from protocols.masking.messages import Message, Stage, decode_message, encode_message
+from protocols.masking.server import AggregateResult, SecAggServer
+from protocols.options import ProtocolName
+from protocols.result import SimulationResult
 from protocols.runner import SteppedRound
-from protocols.server import AggregateResult, SecAggServer
-from secagg.encoding import FixedPointEncoder, VectorEncoder
 from secagg.errors import CapacityError, InvalidParameterError, RoundRestartError
-from secagg.prg import PrgAlgorithm
-from secagg.signing import IdentityKey
+from secagg.primitives.encoding import FixedPointEncoder, VectorEncoder
+from secagg.primitives.prg import PrgAlgorithm
+from secagg.primitives.signing import IdentityKey
 from threat_models.model import ThreatModel
 from threat_models.parameters import (
     GraphKind,
@@ -46,97 +53,10 @@ from threat_models.parameters import (
     select_parameters,
 )
 
-__all__ = [
-    "ProtocolName",
-    "SimulationResult",
-    "RoundRunner",
-    "setup_round",
-    "simulate",
-    "parse_dropouts",
-    "wire_ids",
-    "DEFAULT_BITS",
-]
+__all__ = ["RoundRunner", "setup_round", "simulate_masking"]
 
-DEFAULT_BITS = 32
+_V = TypeVar("_V")
 F64 = npt.NDArray[np.float64]
-
-
-class ProtocolName(str, Enum):
-    """Protocols :func:`simulate` can run."""
-
-    SECAGG = "secagg"
-    SECAGG_PLUS = "secagg+"
-    PAILLIER = "paillier"
-
-
-@dataclass(frozen=True, eq=False)
-class SimulationResult:
-    """Outcome of one simulated round (shared by every protocol, Paillier included).
-
-    Attributes:
-        aggregate: the decoded sum of the survivors' inputs (float64, the input length);
-            with weights, the sum of ``w_u * x_u``.
-        survivors: sorted ids whose inputs are in the sum.
-        server_view: every message the server accepted, in arrival order.
-        protocol: the protocol's name (:class:`ProtocolName` value).
-        dropped: sorted ids whose inputs are not in the sum.
-        weight_sum: with weights, the decoded sum of the survivors' weights (the only
-            thing the server learns about the weights); otherwise ``None``.
-        parameters: the protocol parameters used (``ProtocolParameters`` for the masking
-            protocols; protocol-specific otherwise).
-        details: protocol-specific extras (degree, threshold, round id, ...).
-    """
-
-    aggregate: F64 = field(repr=False)
-    survivors: tuple[int, ...]
-    server_view: tuple[Any, ...] = field(repr=False)
-    protocol: str = ""
-    dropped: tuple[int, ...] = ()
-    weight_sum: float | None = None
-    parameters: Any = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def mean(self) -> F64:
-        """``aggregate / weight_sum`` with weights, else ``aggregate / len(survivors)``."""
-        denominator = self.weight_sum if self.weight_sum is not None else float(len(self.survivors))
-        if not denominator:
-            raise InvalidParameterError("the mean of an empty aggregate is undefined")
-        return np.asarray(self.aggregate, dtype=np.float64) / denominator
-
-
-def parse_dropouts(
-    dropouts: Mapping[str | Stage, Iterable[int]] | None, *, stages: Iterable[Stage], cohort: Iterable[int]
-) -> dict[Stage, frozenset[int]]:
-    """Validate a ``stage name -> client ids`` mapping.
-
-    Raises:
-        InvalidParameterError: an unknown stage, a stage the round does not have, an id
-            outside the cohort, or an id listed at two stages.
-    """
-    allowed = tuple(stages)
-    members = frozenset(cohort)
-    out: dict[Stage, frozenset[int]] = {}
-    seen: set[int] = set()
-    for key, ids in (dropouts or {}).items():
-        try:
-            stage = Stage(key)
-        except ValueError:
-            raise InvalidParameterError(
-                f"unknown stage {key!r}; stages: {[s.value for s in Stage]}"
-            ) from None
-        if stage not in allowed:
-            raise InvalidParameterError(
-                f"this round has no stage {stage.value!r}; its stages are {[s.value for s in allowed]}"
-            )
-        group = frozenset(int(i) for i in ids)
-        if not group <= members:
-            raise InvalidParameterError(f"dropouts name clients outside the cohort: {sorted(group - members)}")
-        if group & seen:
-            raise InvalidParameterError(f"clients listed at two stages: {sorted(group & seen)}")
-        seen |= group
-        out[stage] = group
-    return out
 
 
 class RoundRunner(SteppedRound[Message, AggregateResult]):
@@ -305,41 +225,6 @@ def setup_round(
     return runner
 
 
-_CONFIG_KEYS = {
-    "threat_model",
-    "encoder",
-    "bits",
-    "weights",
-    "max_weight",
-    "round_id",
-    "parameters",
-    "hardening",
-    "model_hash",
-    "graph",
-    "prg",
-    "wire",
-    "record_view",
-}
-
-
-def wire_ids(updates: Mapping[Any, object]) -> dict[Any, int]:
-    """User client id -> the protocol's id (also its Shamir evaluation point).
-
-    Positive ints are kept; non-negative ints that include 0 (as Flower's ``partition-id``)
-    are shifted by one; strings are numbered 1, 2, ... in sorted order.
-
-    Raises:
-        InvalidParameterError: ids of mixed or unsupported types, or out of range.
-    """
-    keys = list(updates)
-    if keys and all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
-        if any(k < 0 or k >= MAX_CLIENT_ID for k in keys):
-            raise InvalidParameterError(f"integer client ids must lie in [0, 2^63 - 2], got {min(keys)}..{max(keys)}")
-        shift = 1 if min(keys) == 0 else 0
-        return {k: k + shift for k in keys}
-    if keys and all(isinstance(k, str) for k in keys):
-        return {k: i + 1 for i, k in enumerate(sorted(keys))}
-    raise InvalidParameterError("client ids must be all non-negative ints or all strings")
 
 
 def _member(to_wire: Mapping[Any, int], cid: object) -> object:
@@ -348,87 +233,32 @@ def _member(to_wire: Mapping[Any, int], cid: object) -> object:
     return cid
 
 
-def _translate_config(config: Mapping[str, Any], to_wire: Mapping[Any, int]) -> dict[str, Any]:
-    """The per-client options keyed by protocol ids."""
-    out = dict(config)
-    for key in ("weights", "hardening", "model_hash"):
-        value = out.get(key)
-        if isinstance(value, Mapping):
-            out[key] = {to_wire[_member(to_wire, c)]: v for c, v in value.items()}
-    return out
+def _by_wire_id(value: _V | Mapping[Any, _V] | None, to_wire: Mapping[Any, int]) -> _V | dict[int, _V] | None:
+    """A per-client option keyed by protocol ids (a single value is left as it is)."""
+    if isinstance(value, Mapping):
+        return {to_wire[_member(to_wire, c)]: v for c, v in value.items()}
+    return value
 
 
-def _pow2_ceiling(x: float) -> float:
-    """The smallest power of two ``>= x`` (1.0 for ``x <= 0``): the default encoder bound."""
-    return 1.0 if x <= 0 else float(2.0 ** math.ceil(math.log2(x)))
-
-
-def default_encoder(
-    vectors: Iterable[npt.NDArray[np.float64]], *, bits: int, max_clients: int
-) -> FixedPointEncoder:
-    """The encoder a simulated round uses when none is given.
-
-    A :class:`~secagg.encoding.FixedPointEncoder` of ``bits`` bits on ``[-B, B]``, ``B``
-    the smallest power of two bounding every coordinate of ``vectors`` (the inputs as
-    masked or encrypted, so already weighted), summing up to ``max_clients`` clients.
-    A simulation convenience: a deployment fixes ``B`` in advance.
-    """
-    bound = _pow2_ceiling(max((float(np.max(np.abs(v), initial=0.0)) for v in vectors), default=0.0))
-    return FixedPointEncoder.symmetric(bound, bits=bits, max_clients=max_clients)
-
-
-def client_weights(weights: Mapping[int, float], ids: Iterable[int]) -> dict[int, float]:
-    """Each client's weight for a weighted round, checked.
-
-    Args:
-        weights: client id -> weight.
-        ids: the cohort; every id needs a weight.
-
-    Returns:
-        client id -> weight as a float, in the order of ``ids``.
-
-    Raises:
-        InvalidParameterError: a client has no weight, or a weight is not a finite,
-            non-negative number.
-    """
-    out: dict[int, float] = {}
-    for cid in ids:
-        if cid not in weights:
-            raise InvalidParameterError(f"no weight for client {cid}")
-        try:
-            w = float(weights[cid])
-        except (TypeError, ValueError):
-            raise InvalidParameterError(f"weights must be finite and non-negative, got {weights[cid]!r}") from None
-        if not (math.isfinite(w) and w >= 0):
-            raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
-        out[cid] = w
-    return out
-
-
-def weight_encoder(
-    weights: Mapping[int, float], *, max_weight: float | None, bits: int, max_clients: int
-) -> FixedPointEncoder:
-    """The encoder of the weight coordinate a weighted round appends to each input.
-
-    It covers ``[0, max_weight]`` (default: the largest weight rounded up to a power of
-    two) with ``bits`` bits for up to ``max_clients`` clients.
-
-    Raises:
-        InvalidParameterError: a weight exceeds ``max_weight``.
-    """
-    top = float(max_weight) if max_weight is not None else _pow2_ceiling(max(weights.values(), default=0.0))
-    if any(w > top for w in weights.values()):
-        raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
-    return FixedPointEncoder(bits=bits, lo=0.0, hi=top, max_clients=max_clients)
-
-
-def simulate(
-    updates: Mapping[int, npt.ArrayLike],
+def simulate_masking(
+    updates: Mapping[Any, npt.ArrayLike],
     *,
-    protocol: str = "secagg+",
-    dropouts: Mapping[str | Stage, Iterable[int]] | None = None,
+    protocol: ProtocolName | str = ProtocolName.SECAGG_PLUS,
+    dropouts: Mapping[str | Stage, Iterable[Any]] | None = None,
     seed: int | None = None,
-    **config: Any,
+    threat_model: ThreatModel | None = None,
+    encoder: VectorEncoder | None = None,
+    bits: int = DEFAULT_BITS,
+    weights: Mapping[Any, float] | None = None,
+    max_weight: float | None = None,
+    round_id: int | None = None,
+    wire: bool = True,
+    record_view: bool = True,
+    hardening: Hardening | Mapping[Any, Hardening] | None = None,
+    parameters: ProtocolParameters | None = None,
+    model_hash: bytes | Mapping[Any, bytes] | None = None,
+    graph: CommunicationGraph | None = None,
+    prg: PrgAlgorithm | None = None,
 ) -> SimulationResult:
     """Run one secure aggregation round in process and decode the survivors' sum.
 
@@ -442,24 +272,9 @@ def simulate(
         dropouts: stage name (``Stage`` value) -> client ids that vanish at that stage.
         seed: makes the simulation's own randomness reproducible (stochastic rounding
             of the default encoder); never any cryptographic secret.
-        **config: keyword options:
-
-            * ``threat_model`` (:class:`ThreatModel`, default ``ThreatModel()``: malicious
-              server, 5 % colluders, 10 % dropouts);
-            * ``encoder`` (any :class:`~secagg.encoding.VectorEncoder`; default a
-              :class:`~secagg.encoding.FixedPointEncoder` on ``[-B, B]`` with ``B`` the
-              smallest power of two bounding the (weighted) inputs, ``bits`` bits and
-              capacity ``n`` — a simulation convenience: deployments fix ``B`` in advance);
-            * ``bits`` (default 32, for the default encoder);
-            * ``weights`` (client id -> non-negative weight): each client masks
-              ``[w x, w]`` so that the server learns ``sum w x`` and ``sum w`` only;
-              ``max_weight`` is the public bound on a weight (default: the largest
-              weight rounded up to a power of two);
-            * ``round_id``, ``parameters`` (explicit ``ProtocolParameters``),
-              ``hardening`` (:class:`Hardening` or per-client mapping), ``model_hash``
-              (32 bytes or per-client mapping), ``graph``, ``prg``;
-            * ``wire`` (default True: every message goes through the binary encoding)
-              and ``record_view`` (default True).
+        threat_model, encoder, bits, weights, max_weight, round_id, wire, record_view,
+            hardening, parameters, model_hash, graph, prg: as documented on
+            :func:`protocols.simulate`.
 
     A client that withholds its graph-seed contribution makes the server start a new round
     without it (fresh round id; ``details["restarts"]`` counts them), as a deployment's
@@ -474,28 +289,15 @@ def simulate(
         InfeasibleThreatModelError: no parameters satisfy the threat model.
         SecAggError: any other protocol failure.
     """
-    try:
-        name = ProtocolName(protocol)
-    except ValueError:
-        raise InvalidParameterError(
-            f"unknown protocol {protocol!r}; choose one of {[p.value for p in ProtocolName]}"
-        ) from None
-    if name is ProtocolName.PAILLIER:
-        from protocols import paillier  # lazy: optional module
-
-        result: SimulationResult = paillier.simulate_paillier(updates, dropouts=dropouts, seed=seed, **config)
-        if not result.protocol:
-            result = replace(result, protocol=name.value)
-        return result
-    unknown = set(config) - _CONFIG_KEYS
-    if unknown:
-        raise InvalidParameterError(f"unknown simulate() options: {sorted(unknown)}")
+    name = ProtocolName.parse(protocol)
     if not isinstance(updates, Mapping) or not updates:
         raise InvalidParameterError("updates must be a non-empty mapping of client id -> vector")
     to_wire = wire_ids(updates)
     from_wire = {w: u for u, w in to_wire.items()}
     updates = {to_wire[u]: v for u, v in updates.items()}
-    config = _translate_config(config, to_wire)
+    weights_given = _by_wire_id(weights, to_wire)
+    hardening = _by_wire_id(hardening, to_wire)
+    model_hash = _by_wire_id(model_hash, to_wire)
     dropouts = {stage: [to_wire[_member(to_wire, c)] for c in members] for stage, members in (dropouts or {}).items()}
     ids = sorted(updates)
     vectors = {cid: np.asarray(updates[cid], dtype=np.float64) for cid in ids}
@@ -504,16 +306,14 @@ def simulate(
         raise InvalidParameterError("every update must be a 1-D vector of the same length")
     n = len(ids)
 
-    weights_cfg = config.get("weights")
     weights: dict[int, float] | None = None
-    if weights_cfg is not None:
-        weights = client_weights(weights_cfg, ids)
+    if weights_given is not None:
+        weights = client_weights(weights_given, ids)
         vectors = {cid: vectors[cid] * weights[cid] for cid in ids}
 
-    encoder: VectorEncoder | None = config.get("encoder")
     rng = np.random.default_rng(seed)
     if encoder is None:
-        encoder = default_encoder(vectors.values(), bits=int(config.get("bits", DEFAULT_BITS)), max_clients=n)
+        encoder = default_encoder(vectors.values(), bits=bits, max_clients=n)
     if encoder.max_clients < n:
         raise CapacityError(f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}")
     bits = encoder.bits
@@ -527,7 +327,7 @@ def simulate(
 
     weight_coder: FixedPointEncoder | None = None
     if weights is not None:
-        weight_coder = weight_encoder(weights, max_weight=config.get("max_weight"), bits=bits, max_clients=n)
+        weight_coder = weight_encoder(weights, max_weight=max_weight, bits=bits, max_clients=n)
 
     inputs: dict[int, npt.NDArray[np.uint64]] = {}
     for cid in ids:
@@ -546,27 +346,27 @@ def simulate(
             {cid: inputs[cid] for cid in live},
             bits=bits,
             protocol=name,
-            threat_model=config.get("threat_model"),
-            parameters=config.get("parameters"),
+            threat_model=threat_model,
+            parameters=parameters,
             # a restarted round is a new execution: it needs a fresh round id
-            round_id=config.get("round_id") if not restarts else None,
-            hardening=config.get("hardening"),
-            model_hash=config.get("model_hash", bytes(MODEL_HASH_BYTES)),
+            round_id=round_id if not restarts else None,
+            hardening=hardening,
+            model_hash=model_hash if model_hash is not None else bytes(MODEL_HASH_BYTES),
             dropouts={
                 stage: [c for c in members if c not in excluded]
                 for stage, members in dropouts.items()
                 if not restarts or stage not in (Stage.GRAPH_SEED, Stage.GRAPH_SEED.value)
             },
-            graph=config.get("graph"),
-            prg=config.get("prg", PrgAlgorithm.AES_256_CTR),
-            wire=bool(config.get("wire", True)),
-            record_view=bool(config.get("record_view", True)),
+            graph=graph,
+            prg=prg if prg is not None else PrgAlgorithm.AES_256_CTR,
+            wire=wire,
+            record_view=record_view,
         )
         try:
             outcome = runner.run()
             break
         except RoundRestartError as exc:
-            if config.get("parameters") is not None or not exc.excluded & set(live):
+            if parameters is not None or not exc.excluded & set(live):
                 raise
             excluded |= exc.excluded
             restarts += 1
