@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar, cast
 
 import numpy.typing as npt
 
@@ -19,7 +20,8 @@ from protocols.masking.driver import simulate_masking
 from protocols.masking.graph import CommunicationGraph
 from protocols.masking.messages import Stage
 from protocols.options import ProtocolName
-from protocols.paillier import KeyGeneration, PaillierHardening, simulate_paillier
+from protocols.paillier import PaillierHardening, simulate_paillier
+from protocols.paillier.keygen import KeyGeneration
 from protocols.result import SimulationResult
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import VectorEncoder
@@ -31,26 +33,26 @@ from threat_models.parameters import ProtocolParameters
 
 __all__ = ["simulate"]
 
-ClientKey = int | str
+_K = TypeVar("_K", int, str)
 
 
 def simulate(
-    updates: Mapping[ClientKey, npt.ArrayLike],
+    updates: Mapping[_K, npt.ArrayLike],
     *,
     protocol: ProtocolName | str = ProtocolName.SECAGG_PLUS,
-    dropouts: Mapping[str | Stage, Iterable[ClientKey]] | None = None,
+    dropouts: Mapping[str | Stage, Iterable[_K]] | None = None,
     seed: int | None = None,
     threat_model: ThreatModel | None = None,
     encoder: VectorEncoder | None = None,
     bits: int = DEFAULT_BITS,
-    weights: Mapping[ClientKey, float] | None = None,
+    weights: Mapping[_K, float] | None = None,
     max_weight: float | None = None,
     round_id: int | None = None,
     wire: bool = True,
     record_view: bool = True,
-    hardening: Hardening | Mapping[ClientKey, Hardening] | PaillierHardening | None = None,
+    hardening: Hardening | Mapping[_K, Hardening] | PaillierHardening | None = None,
     parameters: ProtocolParameters | None = None,
-    model_hash: bytes | Mapping[ClientKey, bytes] | None = None,
+    model_hash: bytes | Mapping[_K, bytes] | None = None,
     graph: CommunicationGraph | None = None,
     prg: PrgAlgorithm | None = None,
     key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
@@ -138,14 +140,16 @@ def simulate(
             raise InvalidParameterError(f"options of the masking protocols given to Paillier: {given}")
         if hardening is not None and not isinstance(hardening, PaillierHardening):
             raise InvalidParameterError("Paillier's hardening must be a PaillierHardening")
+        if not all(isinstance(c, int) for c in updates):
+            raise InvalidParameterError("the Paillier protocol takes integer client ids")
         return simulate_paillier(
-            updates,
-            dropouts=dropouts,
+            {int(c): v for c, v in updates.items()},
+            dropouts=None if dropouts is None else {s: [int(c) for c in m] for s, m in dropouts.items()},
             seed=seed,
             threat_model=threat_model,
             encoder=encoder,
             bits=bits,
-            weights=weights,
+            weights=None if weights is None else {int(c): w for c, w in weights.items()},
             max_weight=max_weight,
             round_id=round_id,
             wire=wire,
@@ -188,7 +192,7 @@ def simulate(
         round_id=round_id,
         wire=wire,
         record_view=record_view,
-        hardening=hardening,
+        hardening=cast("Hardening | Mapping[_K, Hardening] | None", hardening),
         parameters=parameters,
         model_hash=model_hash,
         graph=graph,

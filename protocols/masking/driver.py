@@ -295,7 +295,9 @@ def simulate_masking(
     to_wire = wire_ids(updates)
     from_wire = {w: u for u, w in to_wire.items()}
     updates = {to_wire[u]: v for u, v in updates.items()}
-    weights_given = _by_wire_id(weights, to_wire)
+    weights_given: dict[int, float] | None = None
+    if weights is not None:
+        weights_given = {to_wire[_member(to_wire, c)]: w for c, w in weights.items()}
     hardening = _by_wire_id(hardening, to_wire)
     model_hash = _by_wire_id(model_hash, to_wire)
     dropouts = {stage: [to_wire[_member(to_wire, c)] for c in members] for stage, members in (dropouts or {}).items()}
@@ -306,10 +308,10 @@ def simulate_masking(
         raise InvalidParameterError("every update must be a 1-D vector of the same length")
     n = len(ids)
 
-    weights: dict[int, float] | None = None
+    checked_weights: dict[int, float] | None = None
     if weights_given is not None:
-        weights = client_weights(weights_given, ids)
-        vectors = {cid: vectors[cid] * weights[cid] for cid in ids}
+        checked_weights = client_weights(weights_given, ids)
+        vectors = {cid: vectors[cid] * checked_weights[cid] for cid in ids}
 
     rng = np.random.default_rng(seed)
     if encoder is None:
@@ -326,16 +328,16 @@ def simulate_masking(
         return np.asarray(encoder.encode(values), dtype=np.uint64)
 
     weight_coder: FixedPointEncoder | None = None
-    if weights is not None:
-        weight_coder = weight_encoder(weights, max_weight=max_weight, bits=bits, max_clients=n)
+    if checked_weights is not None:
+        weight_coder = weight_encoder(checked_weights, max_weight=max_weight, bits=bits, max_clients=n)
 
     inputs: dict[int, npt.NDArray[np.uint64]] = {}
     for cid in ids:
         encoded = encode(vectors[cid])
         if encoded.shape != (length,):
             raise InvalidParameterError(f"the encoder returned {encoded.shape}, expected ({length},)")
-        if weight_coder is not None and weights is not None:
-            encoded = np.concatenate([encoded, weight_coder.encode([weights[cid]], rng=rng)])
+        if weight_coder is not None and checked_weights is not None:
+            encoded = np.concatenate([encoded, weight_coder.encode([checked_weights[cid]], rng=rng)])
         inputs[cid] = encoded
 
     excluded: set[int] = set()

@@ -1481,27 +1481,6 @@ class PaillierParty:
 _EARLY_STAGES = ("advertise_keys", "graph_seed", "share_keys", "masked_input")
 _DEFAULT_BITS = 32
 _STAGES = ("advertise_keys", "masked_input", "unmasking")
-_CONFIG_KEYS = frozenset(
-    {
-        "threat_model",
-        "encoder",
-        "bits",
-        "weights",
-        "max_weight",
-        "round_id",
-        "wire",
-        "record_view",
-        "key",
-        "key_bits",
-        "hazmat_allow_weak_key",
-        "committee_size",
-        "decryptor_dropouts",
-        "randomness",
-        "progress",
-        "hardening",
-        "key_generation",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -2042,7 +2021,23 @@ def simulate_paillier(
     *,
     dropouts: Mapping[Any, Iterable[int]] | None = None,
     seed: int | None = None,
-    **config: Any,
+    threat_model: ThreatModel | None = None,
+    encoder: VectorEncoder | None = None,
+    bits: int = _DEFAULT_BITS,
+    weights: Mapping[int, float] | None = None,
+    max_weight: float | None = None,
+    round_id: int | None = None,
+    wire: bool = True,
+    record_view: bool = True,
+    key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
+    key_bits: int = DEFAULT_KEY_BITS,
+    hazmat_allow_weak_key: bool = False,
+    committee_size: int | None = None,
+    decryptor_dropouts: Iterable[int] = (),
+    randomness: Randomness | None = None,
+    progress: bool = False,
+    hardening: PaillierHardening | None = None,
+    key_generation: KeyGeneration | str = KeyGeneration.DEALER,
 ) -> SimulationResult:
     """``protocols.simulate(updates, protocol="paillier", ...)``.
 
@@ -2053,14 +2048,29 @@ def simulate_paillier(
     ``progress`` and ``key_generation`` (``"dealer"``, the default, or ``"distributed"``: the
     decryptors generate the key themselves, no dealer).
 
-    Raises:
-        InvalidParameterError: an unknown option (the masking protocols' ``parameters``,
-            ``model_hash``, ``graph`` and ``prg`` do not apply).
     """
-    unknown = set(config) - _CONFIG_KEYS
-    if unknown:
-        raise InvalidParameterError(f"unknown options for the Paillier protocol: {sorted(unknown)}")
-    outcome = run_round(updates, dropouts=dropouts, seed=seed, **config)
+    outcome = run_round(
+        updates,
+        dropouts=dropouts,
+        seed=seed,
+        threat_model=threat_model,
+        encoder=encoder,
+        bits=bits,
+        weights=weights,
+        max_weight=max_weight,
+        round_id=round_id,
+        wire=wire,
+        record_view=record_view,
+        key=key,
+        key_bits=key_bits,
+        hazmat_allow_weak_key=hazmat_allow_weak_key,
+        committee_size=committee_size,
+        decryptor_dropouts=decryptor_dropouts,
+        randomness=randomness,
+        progress=progress,
+        hardening=hardening,
+        key_generation=key_generation,
+    )
     pk = outcome.config.public_key
     return SimulationResult(
         aggregate=outcome.aggregate,
