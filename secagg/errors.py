@@ -105,7 +105,8 @@ class ProtocolAbortError(SecAggError):
 
 
 class RoundRestartError(ThresholdNotMetError):
-    """The round cannot continue with these clients; start a new round (new id) without ``excluded``.
+    """The round cannot continue with these clients; start a new round (new id) without
+    ``excluded``.
 
     Raised by a server when committed clients withheld their contribution to the graph
     seed: the seed must contain every committed contribution (otherwise the server could
@@ -132,7 +133,8 @@ class UnsupportedEventError(SecAggError, TypeError):
 
 
 class LedgerIntegrityError(SecAggError):
-    """A saved privacy ledger failed its integrity check (modified, rolled back, unsigned, or no key)."""
+    """A saved privacy ledger failed its integrity check (modified, rolled back, unsigned, or no
+    key)."""
 
 
 class MissingExtraError(SecAggError, ImportError):
@@ -153,8 +155,7 @@ class MissingExtraError(SecAggError, ImportError):
         self.module = module
         self.extra = extra
         super().__init__(
-            f"{feature} needs {module!r}, which is not installed: "
-            f"pip install 'secagg-fl[{extra}]'",
+            f"{feature} needs {module!r}, which is not installed: pip install 'secagg-fl[{extra}]'",
             name=module,
         )
 

@@ -105,7 +105,9 @@ def prepare_output_dir(path: str | os.PathLike[str], option: str) -> Path:
     """
     target = Path(path)
     if target.exists() and not target.is_dir():
-        raise InvalidParameterError(f"cannot write {option} {target}: it is a file, not a directory")
+        raise InvalidParameterError(
+            f"cannot write {option} {target}: it is a file, not a directory"
+        )
     _create_dir(target, option, target)
     _check_writable(target, option, target)
     return target

@@ -4,7 +4,8 @@ Each check returns the value in its canonical type (an ``int``, a ``float``, ``b
 or raises the error class it is given (default
 :class:`~secagg.errors.InvalidParameterError`; message codecs pass
 :class:`~secagg.errors.MessageError`). ``bool`` is never accepted as a number, although
-Python makes it an ``int``; numpy integers and floats are.
+Python makes it an ``int``. The ``require_*`` checks accept numpy integers and floats and
+return the Python value; :func:`is_int` is the exact predicate (a Python ``int``).
 
 >>> require_int("threshold", 3, lo=2, hi=10)
 3
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TypeGuard
 
 from secagg.errors import InvalidParameterError, SecAggError
 
@@ -33,9 +35,10 @@ __all__ = [
 ]
 
 
-def is_int(value: object) -> bool:
-    """``value`` is an integer (a Python or numpy int) and not a ``bool``."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def is_int(value: object) -> TypeGuard[int]:
+    """``value`` is a Python ``int`` and not a ``bool`` (numpy integers are not: use
+    :func:`require_int` to accept and convert them)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_real(value: object) -> bool:

@@ -177,7 +177,9 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
     labels = {
         Randomness.FIXED_BASE: "encryption (us/value), FIXED_BASE (default)",
         Randomness.STANDARD: "encryption (us/value), STANDARD (packing only)",
-        Randomness.SHORT_EXPONENT: "encryption (us/value), SHORT_EXPONENT (opt-in, extra assumption)",
+        Randomness.SHORT_EXPONENT: (
+            "encryption (us/value), SHORT_EXPONENT (opt-in, extra assumption)"
+        ),
     }
     series = [
         (labels[r], [t / d for t in times])
@@ -400,7 +402,9 @@ def table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
         return "\n".join(lines)
     widths = [max(len(c[i]) for c in [header, *body]) for i in range(len(header))]
     # the metric column wraps so that the table keeps to TABLE_WIDTH columns
-    widths[1] = max(24, min(widths[1], TABLE_WIDTH - sum(widths) + widths[1] - 2 * (len(widths) - 1)))
+    widths[1] = max(
+        24, min(widths[1], TABLE_WIDTH - sum(widths) + widths[1] - 2 * (len(widths) - 1))
+    )
     fmt = "  ".join(f"{{:{'<' if i == 1 else '>'}{w}}}" for i, w in enumerate(widths))
     lines = []
     for cells in [header, *body]:

@@ -44,7 +44,9 @@ def _median_time(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples)
 
 
-def _raw_keystream(seed: bytes, nbytes: int, algorithm: PrgAlgorithm, zeros: bytes, buf: bytearray) -> None:
+def _raw_keystream(
+    seed: bytes, nbytes: int, algorithm: PrgAlgorithm, zeros: bytes, buf: bytearray
+) -> None:
     if algorithm is PrgAlgorithm.AES_256_CTR:
         cipher = Cipher(algorithms.AES(seed), modes.CTR(bytes(16)))
     else:
@@ -75,20 +77,22 @@ def bench_prg(d: int, repeat: int) -> list[dict[str, Any]]:
             expand = statistics.median(expand_t)
             stream = statistics.median(stream_t)
             row: dict[str, Any] = {
-                    "what": "prg",
-                    "algorithm": algorithm.value,
-                    "bits": bits,
-                    "d": d,
-                    "keystream_bytes": nbytes,
-                    "floor_s": floor,
-                    "expand_s": expand,
-                    "add_into_s": stream,
-                    # median of per-round ratios: robust to load that changes between rounds
-                    "expand_vs_floor": median_ratio(expand_t, floor_t),
-                    "add_into_vs_floor": median_ratio(stream_t, floor_t),
-                    "expand_MB_per_s": nbytes / expand / 1e6,
-                }
-            judge(row, row["expand_vs_floor"], EXPAND_TARGET, f"expand {algorithm.value} {bits}-bit")
+                "what": "prg",
+                "algorithm": algorithm.value,
+                "bits": bits,
+                "d": d,
+                "keystream_bytes": nbytes,
+                "floor_s": floor,
+                "expand_s": expand,
+                "add_into_s": stream,
+                # median of per-round ratios: robust to load that changes between rounds
+                "expand_vs_floor": median_ratio(expand_t, floor_t),
+                "add_into_vs_floor": median_ratio(stream_t, floor_t),
+                "expand_MB_per_s": nbytes / expand / 1e6,
+            }
+            judge(
+                row, row["expand_vs_floor"], EXPAND_TARGET, f"expand {algorithm.value} {bits}-bit"
+            )
             rows.append(row)
     return rows
 
@@ -120,7 +124,9 @@ def bench_shamir(count: int, threshold: int, n: int, repeat: int) -> list[dict[s
     shares = flwr_shamir.create_shares(secret, threshold, n)
     if flwr_shamir.combine_shares(shares[:threshold]) != secret:
         raise RuntimeError("flower reconstruction mismatch")
-    flwr_s = _median_time(lambda: flwr_shamir.combine_shares(shares[:threshold]), max(3, repeat // 2))
+    flwr_s = _median_time(
+        lambda: flwr_shamir.combine_shares(shares[:threshold]), max(3, repeat // 2)
+    )
     row["flower_reconstruct_ms_per_secret"] = flwr_s * 1e3
     row["speedup_per_secret_vs_flower"] = flwr_s / (ours / count)
     return [row]
@@ -143,13 +149,16 @@ def _table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
         if r["what"] == "shamir":
             lines.append("")
             lines.append(
-                f"Shamir: {r['secrets']} secrets x {r['shares_per_secret']} shares reconstructed in "
-                f"{r['reconstruct_s_total']:.4f} s ({r['reconstruct_ms_per_secret']:.4f} ms/secret); "
+                f"Shamir: {r['secrets']} secrets x {r['shares_per_secret']} shares reconstructed "
+                f"in "
+                f"{r['reconstruct_s_total']:.4f} s ({r['reconstruct_ms_per_secret']:.4f} "
+                f"ms/secret); "
                 f"split {r['secrets']} secrets into 50 shares: {r['split_s_total']:.3f} s"
             )
             if r.get("flower_reconstruct_ms_per_secret") is not None:
                 lines.append(
-                    f"Flower combine_shares, one 32-byte secret from {r['shares_per_secret']} shares: "
+                    f"Flower combine_shares, one 32-byte secret from {r['shares_per_secret']} "
+                    f"shares: "
                     f"{r['flower_reconstruct_ms_per_secret']:.1f} ms -> ours is "
                     f"{r['speedup_per_secret_vs_flower']:.0f}x faster per secret"
                 )

@@ -75,7 +75,9 @@ class _Progress:
     """A tqdm bar over the benchmark's runs (silent when quiet or not on a terminal)."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        self.bar = tqdm(total=total, disable=quiet or not sys.stderr.isatty(), desc="secagg bench", unit="run")
+        self.bar = tqdm(
+            total=total, disable=quiet or not sys.stderr.isatty(), desc="secagg bench", unit="run"
+        )
         self.quiet = quiet
 
     def done(self, text: str) -> None:
@@ -103,7 +105,9 @@ def mask_floor_seconds(num_masks: int, d: int, num_exchanges: int) -> float:
     zeros = bytes(8 * d)
     seeds = [os.urandom(32) for _ in range(num_masks)]
     private = X25519PrivateKey.generate()
-    peers = [X25519PrivateKey.generate().public_key() for _ in range(min(max(num_exchanges, 1), 64))]
+    peers = [
+        X25519PrivateKey.generate().public_key() for _ in range(min(max(num_exchanges, 1), 64))
+    ]
 
     started = _clock()
     for i in range(num_exchanges):
@@ -279,7 +283,9 @@ def run_flower(
     class Strategy:
         result: Any = None
 
-        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> list[Any]:
+        def configure_fit(
+            self, server_round: int, parameters: Any, client_manager: Any
+        ) -> list[Any]:
             return [(Proxy(i), FitIns(parameters, {})) for i in ids]
 
         def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
@@ -293,7 +299,8 @@ def run_flower(
             self.stage = 0
             self.client_seconds = 0.0
             self.contexts = {
-                i: Context(run_id=1, node_id=i, node_config={}, state=RecordDict(), run_config={}) for i in ids
+                i: Context(run_id=1, node_id=i, node_config={}, state=RecordDict(), run_config={})
+                for i in ids
             }
 
         def set_run(self, run: Any) -> None:
@@ -395,7 +402,9 @@ def _fmt(seconds: float | None) -> str:
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
     out = [title, line, "-" * len(line)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -425,7 +434,10 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
     measured: dict[tuple[int, str, int], dict[str, Any]] = {}
     with_flower = flower and flower_available()
     progress = _Progress(
-        2 * len(round_grid) + 2 * len(floor_configs) + (len(flower_grid) if with_flower else 0) + len(scale_sizes),
+        2 * len(round_grid)
+        + 2 * len(floor_configs)
+        + (len(flower_grid) if with_flower else 0)
+        + len(scale_sizes),
         quiet,
     )
 
@@ -462,31 +474,41 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
             k = ours["degree"]
             client_floor = statistics.median(mask_floor_seconds(k + 1, d, k) for _ in range(3))
             client_row: dict[str, Any] = {
-                    "section": "client_masking",
-                    "n": n,
-                    "graph": graph.value,
-                    "k": k,
-                    "d": d,
-                    "seconds": ours["client_masking_seconds"],
-                    "floor_seconds": client_floor,
-                    "ratio": ours["client_masking_seconds"] / client_floor,
-                }
-            judge(client_row, client_row["ratio"], CLIENT_TARGET, f"client masking n={n} {graph.value} d={d:,}")
+                "section": "client_masking",
+                "n": n,
+                "graph": graph.value,
+                "k": k,
+                "d": d,
+                "seconds": ours["client_masking_seconds"],
+                "floor_seconds": client_floor,
+                "ratio": ours["client_masking_seconds"] / client_floor,
+            }
+            judge(
+                client_row,
+                client_row["ratio"],
+                CLIENT_TARGET,
+                f"client masking n={n} {graph.value} d={d:,}",
+            )
             rows.append(client_row)
             server_floor = mask_floor_seconds(ours["server_masks"], d, ours["server_pairs"])
             server_row: dict[str, Any] = {
-                    "section": "server_unmasking",
-                    "n": n,
-                    "graph": graph.value,
-                    "k": k,
-                    "d": d,
-                    "dropped": n - ours["survivors"],
-                    "masks": ours["server_masks"],
-                    "seconds": ours["server_unmask_seconds"],
-                    "floor_seconds": server_floor,
-                    "ratio": ours["server_unmask_seconds"] / server_floor,
-                }
-            judge(server_row, server_row["ratio"], SERVER_TARGET, f"server unmasking n={n} {graph.value} d={d:,}")
+                "section": "server_unmasking",
+                "n": n,
+                "graph": graph.value,
+                "k": k,
+                "d": d,
+                "dropped": n - ours["survivors"],
+                "masks": ours["server_masks"],
+                "seconds": ours["server_unmask_seconds"],
+                "floor_seconds": server_floor,
+                "ratio": ours["server_unmask_seconds"] / server_floor,
+            }
+            judge(
+                server_row,
+                server_row["ratio"],
+                SERVER_TARGET,
+                f"server unmasking n={n} {graph.value} d={d:,}",
+            )
             rows.append(server_row)
             progress.done(f"floors n={n} {graph.value} d={d} done")
 
@@ -507,25 +529,30 @@ def run(*, quick: bool = False, quiet: bool = False, flower: bool = True) -> dic
             ]
             ours_curious = sorted(curious_runs, key=lambda r: r["seconds"])[len(curious_runs) // 2]
             flower_row: dict[str, Any] = {
-                    "section": "flower",
-                    "n": n,
-                    "graph": graph.value,
-                    "k": params.degree,
-                    "t": params.threshold,
-                    "d": d,
-                    "dropped": len(drop),
-                    "seconds": ours["seconds"],
-                    "curious_seconds": ours_curious["seconds"],
-                    "peer_seconds": peer["seconds"],
-                    "ratio": peer["seconds"] / ours["seconds"],
-                    "curious_ratio": peer["seconds"] / ours_curious["seconds"],
-                    "peer_server_unmask_seconds": peer["server_unmask_seconds"],
-                    "server_unmask_seconds": ours["server_unmask_seconds"],
-                    "peer_max_error": peer["max_error"],
-                    "max_error": ours["max_error"],
-                }
+                "section": "flower",
+                "n": n,
+                "graph": graph.value,
+                "k": params.degree,
+                "t": params.threshold,
+                "d": d,
+                "dropped": len(drop),
+                "seconds": ours["seconds"],
+                "curious_seconds": ours_curious["seconds"],
+                "peer_seconds": peer["seconds"],
+                "ratio": peer["seconds"] / ours["seconds"],
+                "curious_ratio": peer["seconds"] / ours_curious["seconds"],
+                "peer_server_unmask_seconds": peer["server_unmask_seconds"],
+                "server_unmask_seconds": ours["server_unmask_seconds"],
+                "peer_max_error": peer["max_error"],
+                "max_error": ours["max_error"],
+            }
             if (n, graph, d) == FLOWER_REFERENCE:
-                judge(flower_row, flower_row["ratio"], FLOWER_TARGET, f"Flower/ours n={n} {graph.value} d={d:,}")
+                judge(
+                    flower_row,
+                    flower_row["ratio"],
+                    FLOWER_TARGET,
+                    f"Flower/ours n={n} {graph.value} d={d:,}",
+                )
             rows.append(flower_row)
             progress.done(f"flower n={n} {graph.value} d={d}: {_fmt(peer['seconds'])}")
 
@@ -575,7 +602,18 @@ def format_table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
         parts.append(
             _table(
                 "Ours vs the physical floor (same run)",
-                ["what", "n", "graph", "k", "d", "ours", "floor", "ours/floor", "target", "verdict"],
+                [
+                    "what",
+                    "n",
+                    "graph",
+                    "k",
+                    "d",
+                    "ours",
+                    "floor",
+                    "ours/floor",
+                    "target",
+                    "verdict",
+                ],
                 [
                     [
                         r["section"].replace("_", " "),
@@ -598,7 +636,18 @@ def format_table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
         parts.append(
             _table(
                 "Whole round, in process (malicious-server variant, 10% dropped at masked_input)",
-                ["n", "graph", "k", "t", "d", "reps", "round", "client mask", "server unmask", "max |err|"],
+                [
+                    "n",
+                    "graph",
+                    "k",
+                    "t",
+                    "d",
+                    "reps",
+                    "round",
+                    "client mask",
+                    "server unmask",
+                    "max |err|",
+                ],
                 [
                     [
                         str(r["n"]),
@@ -693,7 +742,10 @@ def _flower_note(rows: list[dict[str, Any]]) -> str:
     n, graph, d = FLOWER_REFERENCE
     if not flower:
         return "\n  Flower comparison not run (flwr not installed, or --no-flower)"
-    return f"\n  the Flower target ({FLOWER_TARGET.label}) is for n={n}, {graph.value}, d={d:,}: full run only"
+    return (
+        f"\n  the Flower target ({FLOWER_TARGET.label}) is for n={n}, {graph.value}, d={d:,}: "
+        "full run only"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,9 @@ def counts(rows: Iterable[Mapping[str, object]]) -> tuple[int, int]:
     return sum(judged), len(judged) - sum(judged)
 
 
-def summary_line(rows: Iterable[Mapping[str, object]], *, quick: bool = False, none_note: str = "") -> str:
+def summary_line(
+    rows: Iterable[Mapping[str, object]], *, quick: bool = False, none_note: str = ""
+) -> str:
     """How many targets were met (one line), then one indented line per missed target.
 
     Args:

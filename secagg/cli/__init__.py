@@ -24,12 +24,19 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
+from secagg import __version__
 from secagg.errors import MissingExtraError, SecAggError
 
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("secagg.demo", "federated training on an offline dataset, wrapped with secure aggregation and DP"),
-    "bench": ("secagg.cli.bench", "benchmarks of the primitives and protocols (figures go in benchmarks/RESULTS.md)"),
+    "demo": (
+        "secagg.demo",
+        "federated training on an offline dataset, wrapped with secure aggregation and DP",
+    ),
+    "bench": (
+        "secagg.cli.bench",
+        "benchmarks of the primitives and protocols (figures go in benchmarks/RESULTS.md)",
+    ),
     "evaluate": ("secagg.cli.evaluate", "attack x defense evaluation matrix with a report"),
     "audit": ("secagg.cli.audit", "privacy accounting from parameters or from a saved ledger"),
 }
@@ -45,8 +52,6 @@ def version() -> str:
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        from secagg import __version__
-
         return __version__
 
 

@@ -31,11 +31,14 @@ TAG_BYTES = 16
 
 def associated_data(*, round_id: int, sender: int, recipient: int) -> bytes:
     """The associated data binding a ciphertext to (round, sender, recipient)."""
-    return canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "share-ciphertext", round_id, sender, recipient)
+    return canonical(
+        PROTOCOL_NAME, PROTOCOL_VERSION, "share-ciphertext", round_id, sender, recipient
+    )
 
 
 class ShareCipher:
-    """AES-256-GCM keyed with a 32-byte pair key (see :func:`secagg.primitives.keys.derive_pair_key`)."""
+    """AES-256-GCM keyed with a 32-byte pair key (see
+    :func:`secagg.primitives.keys.derive_pair_key`)."""
 
     __slots__ = ("_aead", "_key")
 

@@ -45,7 +45,8 @@ Steps, and the paper each follows:
 5. *The decryption exponent* (the Paillier variant of Boneh--Franklin's exponent step, in
    the manner of Nishide--Sakurai 2010 and Hazay--Mikkelsen--Rabin--Toft 2012: a masked
    multiple of ``phi`` is revealed and inverted modulo ``N``; here the product is computed
-   by BGW *over the integers*, so that its shares add up exactly): ``phi`` is additively shared (``phi_1 = N - p_1 - q_1 + 1``,
+   by BGW *over the integers*, so that its shares add up exactly): ``phi`` is additively shared
+   (``phi_1 = N - p_1 - q_1 + 1``,
    ``phi_i = -p_i - q_i``); each party draws ``beta_i`` of ``|N| + 128`` bits and Shamir-shares
    ``phi_i`` and ``beta_i`` with integer coefficients (degree ``k``). The first ``2k + 1``
    parties hold points of a degree-``2k`` integer polynomial whose value at 0 is
@@ -67,7 +68,8 @@ Steps, and the paper each follows:
 6. *Threshold shares of d* (integer resharing, Rabin 1998; Damgard--Thorbek 2006): every
    party Shamir-shares its ``d_j`` (0 outside the first ``2k + 1``) with integer coefficients
    of degree ``t - 1``; party ``i``'s key share is ``s_i = sum_j F_j(i)``, an integer point of a
-   polynomial with ``F(0) = d``. The dealer's combination (:mod:`secagg.primitives.threshold_paillier`)
+   polynomial with ``F(0) = d``. The dealer's combination
+   (:mod:`secagg.primitives.threshold_paillier`)
    works unchanged: for any ``t`` partials ``sum lambda_i s_i = Delta d`` over the integers,
    and ``c^(4 Delta^2 d) = (1 + N)^(4 Delta^2 M)`` because ``d`` is a multiple of ``phi``,
    which the order of every n-th residue divides, and ``d = 1 mod N``.
@@ -78,7 +80,8 @@ Steps, and the paper each follows:
 
 Integer sharings use coefficients of ``|secret| + 128 + 2 |Delta|`` bits (statistically
 hiding, distance about ``2^-128``); the key shares are therefore longer than the dealer's
-(:attr:`secagg.primitives.threshold_paillier.ThresholdPublicKey.share_bits`, about 6,700 bits against
+(:attr:`secagg.primitives.threshold_paillier.ThresholdPublicKey.share_bits`, about 6,700 bits
+against
 the dealer's 4,096 at 2048 bits), which makes a partial decryption about 1.8 times slower
 (``benchmarks/RESULTS.md``).
 
@@ -116,9 +119,10 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import InvalidParameterError, ShareError
-from secagg.primitives.paillier import MIN_KEY_BITS, STATISTICAL_BITS
+from secagg.primitives.paillier_group import MIN_KEY_BITS, STATISTICAL_BITS
 from secagg.primitives.threshold_paillier import MIN_HAZMAT_KEY_BITS, integer_lagrange
 from secagg.primitives.transcript import canonical
+from secagg.validation import is_int
 
 __all__ = [
     "DEFAULT_BIPRIMALITY_ROUNDS",
@@ -210,7 +214,7 @@ def _int_bytes(value: int) -> bytes:
 
 
 def _check_int(name: str, value: object, lo: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+    if not is_int(value) or value < lo:
         raise InvalidParameterError(f"{name} must be an int >= {lo}, got {value!r}")
     return value
 
@@ -391,9 +395,7 @@ class KeygenParameters:
         mask_bits = product_bits + log_l + kappa - self.key_bits + 2
         exponent_share_bits = product_bits + self.key_bits
         exponent_coefficient_bits = exponent_share_bits + kappa + spread
-        key_share_bits = (
-            exponent_coefficient_bits + (self.threshold - 1) * log_l + 1 + log_l
-        )
+        key_share_bits = exponent_coefficient_bits + (self.threshold - 1) * log_l + 1 + log_l
         return ExponentBounds(
             beta_bits=beta_bits,
             phi_coefficient_bits=phi_coefficient_bits,
@@ -408,15 +410,19 @@ class KeygenParameters:
 
     def check_index(self, index: int) -> int:
         """Validate a 1-based party index."""
-        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= self.n_parties:
-            raise InvalidParameterError(f"party index must be in [1, {self.n_parties}], got {index!r}")
+        if not is_int(index) or not 1 <= index <= self.n_parties:
+            raise InvalidParameterError(
+                f"party index must be in [1, {self.n_parties}], got {index!r}"
+            )
         return index
 
 
 # --------------------------------------------------------------------------- candidates
 
 
-def draw_candidate_shares(params: KeygenParameters, index: int, count: int) -> tuple[list[int], list[int]]:
+def draw_candidate_shares(
+    params: KeygenParameters, index: int, count: int
+) -> tuple[list[int], list[int]]:
     """Party ``index``'s additive shares ``(p_i, q_i)`` of ``count`` candidate pairs.
 
     Party 1: ``offset + L x``; the others: ``L x``, with ``x`` uniform of
@@ -606,7 +612,8 @@ def _biprimality_exponent(index: int, modulus: int, p_share: int, q_share: int) 
 def biprimality_values(
     index: int, modulus: int, p_share: int, q_share: int, bases: Sequence[int]
 ) -> list[int]:
-    """Party ``index``'s published ``g^((N - p_1 - q_1 + 1)/4)`` (party 1) or ``g^((p_i + q_i)/4)``."""
+    """Party ``index``'s published ``g^((N - p_1 - q_1 + 1)/4)`` (party 1) or
+    ``g^((p_i + q_i)/4)``."""
     n = gmpy2.mpz(modulus)
     e = _biprimality_exponent(index, modulus, p_share, q_share)
     return [int(gmpy2.powmod(g, e, n)) for g in bases]
@@ -675,7 +682,9 @@ def zero_mask(params: KeygenParameters) -> int:
     return secrets.randbits(params.bounds.zero_mask_bits)
 
 
-def rerandomised_product_share(share: int, masks_in: Sequence[int], masks_out: Sequence[int]) -> int:
+def rerandomised_product_share(
+    share: int, masks_in: Sequence[int], masks_out: Sequence[int]
+) -> int:
     """``a'_j = a_j + sum z_in - sum z_out`` (the re-randomised additive share)."""
     return int(share) + sum(int(z) for z in masks_in) - sum(int(z) for z in masks_out)
 
@@ -700,7 +709,10 @@ def verification_base(modulus: int, context: bytes) -> int:
     counter = 0
     while True:
         seed = canonical(
-            "secagg/distributed-paillier/verification-base/v1", context, _int_bytes(modulus), counter
+            "secagg/distributed-paillier/verification-base/v1",
+            context,
+            _int_bytes(modulus),
+            counter,
         )
         counter += 1
         x = gmpy2.mpz(int.from_bytes(hashlib.shake_256(seed).digest(width), "big")) % n2

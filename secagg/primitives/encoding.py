@@ -35,8 +35,16 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import CapacityError, EncodingError, InvalidParameterError
+from secagg.validation import is_int
 
-__all__ = ["VectorEncoder", "FixedPointEncoder", "to_ring", "from_ring_centered", "ring_mask", "MAX_RING_BITS"]
+__all__ = [
+    "VectorEncoder",
+    "FixedPointEncoder",
+    "to_ring",
+    "from_ring_centered",
+    "ring_mask",
+    "MAX_RING_BITS",
+]
 
 MAX_RING_BITS = 62
 
@@ -46,7 +54,7 @@ F64 = npt.NDArray[np.float64]
 
 
 def _check_ring_bits(bits: int) -> None:
-    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_RING_BITS:
+    if not is_int(bits) or not 1 <= bits <= MAX_RING_BITS:
         raise InvalidParameterError(f"bits must be an int in [1, {MAX_RING_BITS}], got {bits!r}")
 
 
@@ -72,13 +80,16 @@ def to_ring(values: npt.ArrayLike, bits: int) -> U64:
     half = 1 << (bits - 1)
     if arr.size and (int(arr.min()) < -half or int(arr.max()) >= half):
         raise EncodingError(f"integers out of the signed range of Z_(2^{bits})")
-    return arr.view(np.uint64) & ring_mask(bits) if arr.flags.c_contiguous else (
-        np.ascontiguousarray(arr).view(np.uint64) & ring_mask(bits)
+    return (
+        arr.view(np.uint64) & ring_mask(bits)
+        if arr.flags.c_contiguous
+        else (np.ascontiguousarray(arr).view(np.uint64) & ring_mask(bits))
     )
 
 
 def from_ring_centered(values: npt.ArrayLike, bits: int) -> I64:
-    """Map elements of Z_(2^bits) to their centred representatives in ``[-2^(bits-1), 2^(bits-1))``."""
+    """Map elements of Z_(2^bits) to their centred representatives in
+    ``[-2^(bits-1), 2^(bits-1))``."""
     _check_ring_bits(bits)
     arr = np.ascontiguousarray(np.asarray(values, dtype=np.uint64)) & ring_mask(bits)
     half = np.uint64(1 << (bits - 1))
@@ -89,7 +100,8 @@ def from_ring_centered(values: npt.ArrayLike, bits: int) -> I64:
 
 @dataclass(frozen=True)
 class FixedPointEncoder:
-    """Stochastic fixed-point encoding of ``[lo, hi]`` into Z_(2^bits) for up to ``max_clients`` summands.
+    """Stochastic fixed-point encoding of ``[lo, hi]`` into Z_(2^bits) for up to ``max_clients``
+    summands.
 
     Args:
         bits: ring exponent b, 1..62.
@@ -117,7 +129,9 @@ class FixedPointEncoder:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or not self.hi > self.lo:
             raise InvalidParameterError(f"need finite lo < hi, got [{self.lo}, {self.hi}]")
         if not isinstance(self.max_clients, int) or self.max_clients < 1:
-            raise InvalidParameterError(f"max_clients must be a positive int, got {self.max_clients!r}")
+            raise InvalidParameterError(
+                f"max_clients must be a positive int, got {self.max_clients!r}"
+            )
         top = (1 << self.bits) - 1
         levels = self.levels or top // self.max_clients
         if levels < 1 or self.max_clients * levels > top:
@@ -130,10 +144,14 @@ class FixedPointEncoder:
             levels = 1 << 53
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "scale", levels / (self.hi - self.lo))
-        object.__setattr__(self, "_offset_int", math.floor(-self.lo * (levels / (self.hi - self.lo))))
+        object.__setattr__(
+            self, "_offset_int", math.floor(-self.lo * (levels / (self.hi - self.lo)))
+        )
 
     @classmethod
-    def symmetric(cls, bound: float, *, bits: int, max_clients: int, levels: int = 0) -> FixedPointEncoder:
+    def symmetric(
+        cls, bound: float, *, bits: int, max_clients: int, levels: int = 0
+    ) -> FixedPointEncoder:
         """Encoder for ``[-bound, bound]``."""
         return cls(bits=bits, lo=-bound, hi=bound, max_clients=max_clients, levels=levels)
 
@@ -177,7 +195,8 @@ class FixedPointEncoder:
             x = np.clip(x, self.lo, self.hi)
         elif x.size and (float(x.min()) < self.lo or float(x.max()) > self.hi):
             raise EncodingError(
-                f"values outside [{self.lo}, {self.hi}] (min {float(x.min())}, max {float(x.max())}); "
+                f"values outside [{self.lo}, {self.hi}] (min {float(x.min())}, max "
+                f"{float(x.max())}); "
                 "clip the update first or pass clip=True"
             )
         gen = rng if rng is not None else np.random.default_rng()
@@ -197,10 +216,14 @@ class FixedPointEncoder:
         if not isinstance(n, int) or n < 0:
             raise InvalidParameterError(f"n must be a non-negative int, got {n!r}")
         if n > self.max_clients:
-            raise CapacityError(f"sum of {n} encodings exceeds the encoder's capacity of {self.max_clients}")
+            raise CapacityError(
+                f"sum of {n} encodings exceeds the encoder's capacity of {self.max_clients}"
+            )
         s = np.asarray(summed, dtype=np.uint64) & ring_mask(self.bits)
         if s.size and int(s.max()) > n * self.levels:
-            raise EncodingError("value exceeds n * levels: not a sum of n encodings of this encoder")
+            raise EncodingError(
+                "value exceeds n * levels: not a sum of n encodings of this encoder"
+            )
         # exact integer part first, so that float64 never cancels two large numbers
         k = self._offset_int
         centred = s.astype(np.int64) - np.int64(n * k)

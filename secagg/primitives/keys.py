@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secagg.errors import AuthenticationError, InvalidParameterError
 from secagg.primitives.transcript import canonical
+from secagg.validation import is_int
 
 __all__ = [
     "PROTOCOL_NAME",
@@ -54,7 +55,7 @@ class Purpose(str, Enum):
 
 
 def _check_id(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= _MAX_ID:
+    if not is_int(value) or not 0 < value <= _MAX_ID:
         raise InvalidParameterError(f"{name} must be an int in [1, 2^63 - 1], got {value!r}")
 
 

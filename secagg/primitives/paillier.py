@@ -10,7 +10,8 @@ which is all an aggregating server needs.
 
 Packing (BatchCrypt, Zhang et al., USENIX ATC 2020). Values are elements of Z_(2^b) produced
 by a :class:`~secagg.primitives.encoding.VectorEncoder`, each at most a bound ``B`` (``2^b - 1`` in
-general; ``L``, the number of levels, for a :class:`~secagg.primitives.encoding.FixedPointEncoder`, whose
+general; ``L``, the number of levels, for a :class:`~secagg.primitives.encoding.FixedPointEncoder`,
+whose
 values never exceed it). A plaintext holds ``k`` slots of ``w`` bits each, slot ``j`` at bit
 offset ``j w``::
 
@@ -42,7 +43,8 @@ Encryption randomness (:class:`Randomness`):
   times a uniform square is a uniform square whatever ``M`` is. The exponentiation uses a
   fixed-base window table precomputed once per key, which is what makes it several times
   faster than ``r^n``. The base ``g`` must come from an authenticated public key (the trusted
-  dealer makes it and checks its order, see :mod:`secagg.primitives.threshold_paillier`): a forged base
+  dealer makes it and checks its order, see :mod:`secagg.primitives.threshold_paillier`): a forged
+  base
   of small order would expose plaintexts, exactly as a forged ``n`` would. (The ciphertext is
   also ``(1 + n)^M (g^a mod n)^n``, so the sender knows an ``r`` for the textbook form, which
   its proof of plaintext knowledge uses.)
@@ -64,8 +66,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
@@ -83,8 +84,22 @@ from secagg.errors import (
     InvalidParameterError,
     MessageError,
 )
-from secagg.primitives.encoding import MAX_RING_BITS, FixedPointEncoder, VectorEncoder
+from secagg.primitives.packing import EncryptedVector, PackingScheme
+from secagg.primitives.paillier_group import (
+    DEFAULT_KEY_BITS,
+    MIN_KEY_BITS,
+    STATISTICAL_BITS,
+    check_encryption_base,
+    ciphertext_width,
+    key_modulus,
+    multi_exponent,
+    public_key_id,
+    random_encryption_base,
+    security_bits,
+    validate_ciphertext,
+)
 from secagg.primitives.transcript import canonical
+from secagg.validation import require_int
 
 __all__ = [
     "DEFAULT_KEY_BITS",
@@ -109,18 +124,6 @@ __all__ = [
     "decrypt_with_private_key",
 ]
 
-DEFAULT_KEY_BITS = 3072
-"""Default modulus size: about 128-bit security (NIST SP 800-57)."""
-
-MIN_KEY_BITS = 2048
-"""Smallest modulus accepted without the explicit hazmat opt-in (about 112-bit security)."""
-
-STATISTICAL_BITS = 128
-"""Statistical security parameter for full-length random exponents and proof masking."""
-
-_WIRE_MAGIC = b"SAPV"
-_WIRE_VERSION = 1
-_WIRE_HEADER = struct.Struct(">4sB32sQI")
 _TABLE_BUDGET_BYTES = 64 << 20
 
 U64 = npt.NDArray[np.uint64]
@@ -137,363 +140,6 @@ class Randomness(Enum):
 
     SHORT_EXPONENT = "short_exponent"
     """``h^a`` with a short ``a``: fastest, needs an extra hardness assumption (opt-in only)."""
-
-
-def security_bits(modulus_bits: int) -> int:
-    """Symmetric-equivalent security of an RSA/Paillier modulus (NIST SP 800-57 Part 1, Table 2)."""
-    if modulus_bits >= 15360:
-        return 256
-    if modulus_bits >= 7680:
-        return 192
-    if modulus_bits >= 3072:
-        return 128
-    if modulus_bits >= 2048:
-        return 112
-    return 80
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidParameterError(f"{name} must be an int, got {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise InvalidParameterError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _modulus(public_key: Any) -> int:
-    if not isinstance(public_key, phe_paillier.PaillierPublicKey):
-        raise InvalidParameterError(
-            f"expected a phe.paillier.PaillierPublicKey, got {type(public_key).__name__}"
-        )
-    return int(public_key.n)
-
-
-def public_key_id(public_key: phe_paillier.PaillierPublicKey) -> bytes:
-    """SHA-256 fingerprint of a Paillier modulus; every ciphertext vector carries it."""
-    n = _modulus(public_key)
-    return hashlib.sha256(
-        canonical("secagg/paillier/public-key/v1", n.to_bytes((n.bit_length() + 7) // 8, "big"))
-    ).digest()
-
-
-def random_encryption_base(public_key: phe_paillier.PaillierPublicKey) -> int:
-    """A fresh fixed base ``g = x^2 mod n`` for :attr:`Randomness.FIXED_BASE`.
-
-    ``x`` is uniform in ``Z*_n``; ``g`` then generates ``QR_n`` (and ``h = g^n mod n^2`` the
-    squared n-th residues) except with probability about ``1/p' + 1/q'`` (negligible). The
-    key owner (or the trusted dealer, which can also *check* the order) makes ``g`` and
-    publishes it with the key.
-    """
-    n = gmpy2.mpz(_modulus(public_key))
-    while True:
-        x = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
-        if gmpy2.gcd(x, n) == 1:
-            g = gmpy2.powmod(x, 2, n)
-            if g != 1:
-                return int(g)
-
-
-def check_encryption_base(base: object, n: int) -> int:
-    """Validate a public fixed base ``g`` (an element of ``Z*_n`` other than +-1).
-
-    Raises:
-        InvalidParameterError: if it is not.
-    """
-    if (
-        not isinstance(base, int)
-        or isinstance(base, bool)
-        or not 1 < base < n - 1
-        or gmpy2.gcd(base, n) != 1
-    ):
-        raise InvalidParameterError("encryption_base is not a valid fixed base for this key")
-    return base
-
-
-def multi_exponent(bases: Sequence[int], exponents: Sequence[int], modulus: int) -> int:
-    """``prod_j bases[j]^exponents[j] mod modulus`` for non-negative exponents (bucket method).
-
-    With ``k`` bases and ``E``-bit exponents it costs about ``E/4 (k + 30) + E`` modular
-    multiplications instead of ``k 1.25 E`` for separate exponentiations.
-    """
-    if len(bases) != len(exponents):
-        raise InvalidParameterError("need one exponent per base")
-    if any(e < 0 for e in exponents):
-        raise InvalidParameterError("exponents must be non-negative")
-    mod = gmpy2.mpz(modulus)
-    top = max((int(e).bit_length() for e in exponents), default=0)
-    window = 4
-    mask = (1 << window) - 1
-    bs = [gmpy2.mpz(b) for b in bases]
-    es = [int(e) for e in exponents]
-    acc = gmpy2.mpz(1)
-    for shift in range(((top + window - 1) // window - 1) * window, -1, -window):
-        if acc != 1:
-            for _ in range(window):
-                acc = acc * acc % mod
-        buckets = [gmpy2.mpz(1)] * (mask + 1)
-        for b, e in zip(bs, es, strict=True):
-            digit = (e >> shift) & mask
-            if digit:
-                buckets[digit] = buckets[digit] * b % mod
-        running = gmpy2.mpz(1)
-        total = gmpy2.mpz(1)
-        for digit in range(mask, 0, -1):
-            running = running * buckets[digit] % mod
-            total = total * running % mod
-        acc = acc * total % mod
-    return int(acc % mod)
-
-
-def validate_ciphertext(value: object, n: int, n_squared: int) -> int:
-    """Check that ``value`` is an element of ``Z*_(n^2)``; return it as an int.
-
-    Raises:
-        MessageError: if it is not an int in ``[1, n^2)`` coprime to ``n``.
-    """
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise MessageError("ciphertext is not an integer")
-    if not 0 < value < n_squared or gmpy2.gcd(value, n) != 1:
-        raise MessageError("ciphertext is not a unit modulo n^2")
-    return value
-
-
-@dataclass(frozen=True)
-class PackingScheme:
-    """Layout of ``b``-bit ring elements in Paillier plaintexts, with headroom for a sum.
-
-    Args:
-        value_bits: ``b``, the ring exponent of the encoder (values are in Z_(2^b)).
-        max_clients: the most ciphertexts that may ever be added together.
-        plaintext_bits: usable plaintext bits, ``|n| - 1`` for a modulus ``n`` (use
-            :meth:`for_key`).
-        value_bound: ``B``, the largest value one contribution may put in a slot; ``0``
-            (default) means ``2^b - 1``. :meth:`for_encoder` sets it to a
-            ``FixedPointEncoder``'s ``levels``, whose encodings already leave room for the sum.
-
-    Attributes:
-        slot_bits: ``w = bitlength(max_clients * B)``.
-        headroom_bits: ``w - bitlength(B)``.
-        slots: ``k = floor(plaintext_bits / w)`` values per ciphertext.
-
-    Raises:
-        InvalidParameterError: malformed arguments.
-        CapacityError: if not even one slot fits in a plaintext, or a slot would not fit in
-            64 bits.
-    """
-
-    value_bits: int
-    max_clients: int
-    plaintext_bits: int
-    value_bound: int = 0
-    headroom_bits: int = field(init=False)
-    slot_bits: int = field(init=False)
-    slots: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        _check_int("value_bits", self.value_bits, 1, MAX_RING_BITS)
-        _check_int("max_clients", self.max_clients, 1)
-        _check_int("plaintext_bits", self.plaintext_bits, 1)
-        top = (1 << self.value_bits) - 1
-        bound = _check_int("value_bound", self.value_bound, 0, top) or top
-        slot_bits = (self.max_clients * bound).bit_length()
-        if slot_bits > 64:
-            raise CapacityError(
-                f"slot of {slot_bits} bits for {self.max_clients} x {bound} exceeds 64; "
-                "use fewer value bits or a smaller max_clients"
-            )
-        slots = self.plaintext_bits // slot_bits
-        if slots < 1:
-            raise CapacityError(
-                f"a {slot_bits}-bit slot does not fit in a {self.plaintext_bits}-bit plaintext"
-            )
-        object.__setattr__(self, "value_bound", bound)
-        object.__setattr__(self, "headroom_bits", slot_bits - bound.bit_length())
-        object.__setattr__(self, "slot_bits", slot_bits)
-        object.__setattr__(self, "slots", slots)
-
-    @classmethod
-    def for_key(
-        cls,
-        public_key: phe_paillier.PaillierPublicKey,
-        *,
-        value_bits: int,
-        max_clients: int,
-        value_bound: int = 0,
-    ) -> PackingScheme:
-        """The densest packing for this key: ``plaintext_bits = |n| - 1``."""
-        return cls(
-            value_bits=value_bits,
-            max_clients=max_clients,
-            plaintext_bits=_modulus(public_key).bit_length() - 1,
-            value_bound=value_bound,
-        )
-
-    @classmethod
-    def for_encoder(
-        cls, public_key: phe_paillier.PaillierPublicKey, encoder: VectorEncoder
-    ) -> PackingScheme:
-        """Packing for an encoder's ring and cohort (``value_bound = levels`` when it has one)."""
-        levels = encoder.levels if isinstance(encoder, FixedPointEncoder) else 0
-        return cls.for_key(
-            public_key,
-            value_bits=encoder.bits,
-            max_clients=encoder.max_clients,
-            value_bound=levels,
-        )
-
-    def num_ciphertexts(self, length: int) -> int:
-        """Ciphertexts needed for ``length`` values: ``ceil(length / k)``."""
-        _check_int("length", length, 1)
-        return -(-length // self.slots)
-
-    def pack(self, values: npt.ArrayLike) -> list[int]:
-        """Pack a 1-D vector of ring elements (integers in ``[0, B]``) into plaintext integers.
-
-        Raises:
-            EncodingError: if the input is not a non-empty 1-D integer vector in ``[0, B]``.
-        """
-        arr = np.asarray(values)
-        if arr.ndim != 1 or arr.size == 0:
-            raise EncodingError(f"expected a non-empty 1-D vector, got shape {arr.shape}")
-        if arr.dtype.kind not in "iu":
-            raise EncodingError(f"expected ring elements (integers), got dtype {arr.dtype}")
-        if arr.dtype.kind == "i" and int(arr.min()) < 0:
-            raise EncodingError("ring elements must be non-negative")
-        vals = arr.astype(np.uint64)
-        if int(vals.max()) > self.value_bound:
-            raise EncodingError(
-                f"values must lie in Z_(2^{self.value_bits}) and not exceed {self.value_bound}"
-            )
-        k, w = self.slots, self.slot_bits
-        count = self.num_ciphertexts(vals.size)
-        padded = np.zeros(count * k, dtype=np.uint64)
-        padded[: vals.size] = vals
-        # bit j of slot i goes to bit i*w + j of the plaintext (little-endian throughout)
-        bits = ((padded[:, None] >> np.arange(w, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-        packed = np.packbits(bits.reshape(count, k * w), axis=1, bitorder="little")
-        return [int.from_bytes(row.tobytes(), "little") for row in packed]
-
-    def unpack(self, plaintexts: Sequence[int], length: int, *, summands: int) -> U64:
-        """Unpack the plaintext sum of ``summands`` packed vectors into ring sums in Z_(2^b).
-
-        Each slot holds the integer sum of ``summands`` values in ``[0, B]``; the result is that
-        sum modulo ``2^b`` (what an encoder's ``decode_sum`` expects).
-
-        Raises:
-            CapacityError: if ``summands`` exceeds ``max_clients``.
-            EncodingError: if a plaintext or a slot is larger than such a sum can be (a malformed
-                contribution or a wrong decryption).
-        """
-        _check_int("summands", summands, 0)
-        if summands > self.max_clients:
-            raise CapacityError(
-                f"{summands} summands exceed the packing headroom of {self.max_clients}"
-            )
-        count = self.num_ciphertexts(length)
-        if len(plaintexts) != count:
-            raise EncodingError(
-                f"expected {count} plaintexts for {length} values, got {len(plaintexts)}"
-            )
-        k, w = self.slots, self.slot_bits
-        nbytes = (k * w + 7) // 8
-        chunks = []
-        for m in plaintexts:
-            m = int(m)
-            if m < 0 or m.bit_length() > k * w:
-                raise EncodingError("plaintext exceeds the packed layout")
-            chunks.append(m.to_bytes(nbytes, "little"))
-        raw = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, nbytes)
-        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : k * w].reshape(count * k, w)
-        slot_sums: U64 = (bits.astype(np.uint64) << np.arange(w, dtype=np.uint64)).sum(
-            axis=1, dtype=np.uint64
-        )
-        bound = summands * self.value_bound
-        if int(slot_sums.max()) > bound or (
-            length < count * k and int(slot_sums[length:].max()) != 0
-        ):
-            raise EncodingError("slot exceeds the sum of the declared number of contributions")
-        ring_sums: U64 = slot_sums[:length] & np.uint64((1 << self.value_bits) - 1)
-        return ring_sums
-
-
-@dataclass(frozen=True)
-class EncryptedVector:
-    """A packed, encrypted vector: ``length`` ring elements in ``len(ciphertexts)`` ciphertexts.
-
-    Attributes:
-        key_id: :func:`public_key_id` of the key it is encrypted under.
-        length: number of packed values.
-        ciphertexts: elements of ``Z*_(n^2)``.
-    """
-
-    key_id: bytes
-    length: int
-    ciphertexts: tuple[int, ...]
-
-    def to_bytes(self, public_key: phe_paillier.PaillierPublicKey) -> bytes:
-        """Wire encoding: ``magic | version | key_id | length | count | fixed-width ciphertexts``."""
-        n = _modulus(public_key)
-        width = _ciphertext_width(n)
-        body = b"".join(int(c).to_bytes(width, "big") for c in self.ciphertexts)
-        return (
-            _WIRE_HEADER.pack(
-                _WIRE_MAGIC, _WIRE_VERSION, self.key_id, self.length, len(self.ciphertexts)
-            )
-            + body
-        )
-
-    @classmethod
-    def from_bytes(
-        cls, data: bytes, public_key: phe_paillier.PaillierPublicKey, packing: PackingScheme
-    ) -> EncryptedVector:
-        """Strictly decode and validate a wire encoding (see :meth:`to_bytes`).
-
-        Raises:
-            MessageError: wrong magic, version, key, size, count, or a ciphertext that is not a
-                unit modulo ``n^2``.
-        """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise MessageError("encrypted vector must be bytes")
-        data = bytes(data)
-        n = _modulus(public_key)
-        if len(data) < _WIRE_HEADER.size:
-            raise MessageError("encrypted vector is truncated")
-        magic, version, key_id, length, count = _WIRE_HEADER.unpack_from(data)
-        if magic != _WIRE_MAGIC or version != _WIRE_VERSION:
-            raise MessageError("not an encrypted vector of a supported version")
-        if key_id != public_key_id(public_key):
-            raise MessageError("encrypted vector is under another key")
-        if length < 1 or count != packing.num_ciphertexts(length):
-            raise MessageError("ciphertext count does not match the vector length")
-        width = _ciphertext_width(n)
-        if len(data) != _WIRE_HEADER.size + count * width:
-            raise MessageError("encrypted vector has the wrong size")
-        n2 = n * n
-        body = memoryview(data)[_WIRE_HEADER.size :]
-        cts = tuple(
-            validate_ciphertext(int.from_bytes(body[i * width : (i + 1) * width], "big"), n, n2)
-            for i in range(count)
-        )
-        return cls(key_id=key_id, length=length, ciphertexts=cts)
-
-    def digest(self) -> bytes:
-        """SHA-256 over the canonical encoding of (key, length, ciphertexts): what contributors sign."""
-        h = hashlib.sha256(
-            canonical("secagg/paillier/encrypted-vector/v1", self.key_id, self.length)
-        )
-        for c in self.ciphertexts:
-            c = int(c)
-            h.update(canonical(c.to_bytes((c.bit_length() + 7) // 8 or 1, "big")))
-        return h.digest()
-
-    def wire_size(self, public_key: phe_paillier.PaillierPublicKey) -> int:
-        """Bytes of :meth:`to_bytes` without building it."""
-        return _WIRE_HEADER.size + len(self.ciphertexts) * _ciphertext_width(_modulus(public_key))
-
-
-def _ciphertext_width(n: int) -> int:
-    return ((n * n).bit_length() + 7) // 8
 
 
 class _FixedBaseTable:
@@ -639,7 +285,7 @@ class PaillierEncryptor:
         randomness: Randomness = Randomness.FIXED_BASE,
         encryption_base: int | None = None,
     ) -> None:
-        n = _modulus(public_key)
+        n = key_modulus(public_key)
         if not isinstance(packing, PackingScheme):
             raise InvalidParameterError("packing must be a PackingScheme")
         if packing.slots * packing.slot_bits > n.bit_length() - 1:
@@ -662,7 +308,7 @@ class PaillierEncryptor:
         self.key_id = public_key_id(public_key)
         self._n = gmpy2.mpz(n)
         self._n2 = gmpy2.mpz(n2)
-        self._width = _ciphertext_width(n)
+        self._width = ciphertext_width(n)
         self._base = encryption_base
         self._h = None if encryption_base is None else int(gmpy2.powmod(encryption_base, n, n2))
         if randomness is Randomness.SHORT_EXPONENT:
@@ -777,7 +423,7 @@ def verify_plaintext_knowledge(
     Raises:
         AuthenticationError: missing, malformed or invalid proof (opaque).
     """
-    n = _modulus(public_key)
+    n = key_modulus(public_key)
     n2 = n * n
     if (
         not isinstance(proof, PlaintextProof)
@@ -794,7 +440,7 @@ def verify_plaintext_knowledge(
     ):
         raise AuthenticationError()
     key_id = public_key_id(public_key)
-    width = _ciphertext_width(n)
+    width = ciphertext_width(n)
     weights = _plaintext_weights(key_id, vector, bytes(context), width)
     combined = multi_exponent(list(vector.ciphertexts), weights, n2)
     if gmpy2.gcd(combined, n) != 1:
@@ -829,12 +475,12 @@ class PaillierAggregator:
     def __init__(
         self, public_key: phe_paillier.PaillierPublicKey, packing: PackingScheme, length: int
     ) -> None:
-        n = _modulus(public_key)
+        n = key_modulus(public_key)
         if not isinstance(packing, PackingScheme):
             raise InvalidParameterError("packing must be a PackingScheme")
         self.public_key = public_key
         self.packing = packing
-        self.length = _check_int("length", length, 1)
+        self.length = require_int("length", length, lo=1)
         self.key_id = public_key_id(public_key)
         self._n = n
         self._n2 = gmpy2.mpz(n) * n

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from secagg.errors import InvalidParameterError
+from secagg.validation import is_int
 
 __all__ = ["PrgAlgorithm", "MaskPRG", "expand_mask", "keystream", "secure_uint64", "MAX_BITS"]
 
@@ -58,7 +59,7 @@ class PrgAlgorithm(str, Enum):
 
 
 def _check_bits(bits: int) -> None:
-    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 64:
+    if not is_int(bits) or not 1 <= bits <= 64:
         raise InvalidParameterError(f"bits must be an int in [1, 64], got {bits!r}")
 
 
@@ -200,8 +201,11 @@ def expand_mask(
     return MaskPRG(seed, bits, algorithm=algorithm).expand(d)
 
 
-def keystream(seed: bytes, nbytes: int, *, algorithm: PrgAlgorithm = PrgAlgorithm.AES_256_CTR) -> bytes:
-    """Raw keystream bytes from offset 0: the physical floor mask expansion is benchmarked against."""
+def keystream(
+    seed: bytes, nbytes: int, *, algorithm: PrgAlgorithm = PrgAlgorithm.AES_256_CTR
+) -> bytes:
+    """Raw keystream bytes from offset 0: the physical floor mask expansion is benchmarked
+    against."""
     return MaskPRG(seed, 64, algorithm=algorithm)._keystream_at(0, nbytes)
 
 

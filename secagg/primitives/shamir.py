@@ -85,13 +85,16 @@ class Share:
 
     def to_bytes(self) -> bytes:
         """Fixed-size encoding: ``sharing_id || threshold (u16) || index (u64) || value (33 B)``."""
-        return self.sharing_id + _HEADER.pack(self.threshold, self.index) + self.value.to_bytes(
-            _VALUE_BYTES, "big"
+        return (
+            self.sharing_id
+            + _HEADER.pack(self.threshold, self.index)
+            + self.value.to_bytes(_VALUE_BYTES, "big")
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Share:
-        """Strict inverse of :meth:`to_bytes`; wrong sizes or out-of-range fields raise ShareError."""
+        """Strict inverse of :meth:`to_bytes`; wrong sizes or out-of-range fields raise
+        ShareError."""
         if not isinstance(data, (bytes, bytearray)) or len(data) != SHARE_BYTES:
             raise ShareError(f"a share is exactly {SHARE_BYTES} bytes")
         data = bytes(data)
@@ -146,7 +149,8 @@ def split_with_coefficients(
 
 
 def split(secret: bytes, *, threshold: int, indices: Sequence[int]) -> list[Share]:
-    """Split a 32-byte ``secret`` into ``len(indices)`` shares, any ``threshold`` of which reconstruct it.
+    """Split a 32-byte ``secret`` into ``len(indices)`` shares, any ``threshold`` of which
+    reconstruct it.
 
     Any ``threshold - 1`` shares are independent of the secret (uniform in GF(p)).
     """
@@ -256,7 +260,9 @@ def reconstruct(shares: Sequence[Share], *, verify_extra: bool = True) -> bytes:
     return _to_secret(_interpolate(points[:t]))
 
 
-def reconstruct_many(groups: Sequence[Sequence[Share]], *, verify_extra: bool = False) -> list[bytes]:
+def reconstruct_many(
+    groups: Sequence[Sequence[Share]], *, verify_extra: bool = False
+) -> list[bytes]:
     """Reconstruct many secrets at once; Lagrange coefficients are shared per index set.
 
     Each group uses its ``threshold`` lowest-index shares (so groups drawn from the same

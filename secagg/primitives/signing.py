@@ -16,7 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from secagg.errors import AuthenticationError, InvalidParameterError
 from secagg.primitives.transcript import Field, canonical
 
-__all__ = ["IdentityKey", "verify_signature", "verify_fields", "SIGNATURE_BYTES", "PUBLIC_KEY_BYTES"]
+__all__ = [
+    "IdentityKey",
+    "verify_signature",
+    "verify_fields",
+    "SIGNATURE_BYTES",
+    "PUBLIC_KEY_BYTES",
+]
 
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
@@ -63,7 +69,9 @@ def verify_signature(public_bytes: bytes, signature: bytes, message: bytes) -> N
     ):
         raise AuthenticationError()
     try:
-        Ed25519PublicKey.from_public_bytes(bytes(public_bytes)).verify(bytes(signature), bytes(message))
+        Ed25519PublicKey.from_public_bytes(bytes(public_bytes)).verify(
+            bytes(signature), bytes(message)
+        )
     except (InvalidSignature, ValueError):
         raise AuthenticationError() from None
 

@@ -23,8 +23,14 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.errors import InvalidParameterError
+from secagg.validation import is_int
 
-__all__ = ["SIMULATION_WARNING", "SimulationRandomness", "SimulationStream", "UnsafeSimulationWarning"]
+__all__ = [
+    "SIMULATION_WARNING",
+    "SimulationRandomness",
+    "SimulationStream",
+    "UnsafeSimulationWarning",
+]
 
 _DOMAIN = b"secagg-fl simulation v1"
 _KEY_BYTES = 32
@@ -55,7 +61,7 @@ class SimulationStream:
 
     def read(self, count: int) -> bytes:
         """The next ``count`` bytes of the stream (same signature as ``secrets.token_bytes``)."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if not is_int(count) or count < 0:
             raise InvalidParameterError(f"count must be a non-negative int, got {count!r}")
         return self._encryptor.update(bytes(count))
 
@@ -83,8 +89,10 @@ class SimulationRandomness:
     """
 
     def __init__(self, seed: int) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InvalidParameterError(f"a simulation seed must be a non-negative int, got {seed!r}")
+        if not is_int(seed) or seed < 0:
+            raise InvalidParameterError(
+                f"a simulation seed must be a non-negative int, got {seed!r}"
+            )
         self._seed = seed
 
     @property

@@ -1,4 +1,5 @@
-"""Threshold Paillier with a trusted dealer (Shoup 2000; Fouque-Poupard-Stern 2000; Damgard-Jurik 2001, s = 1).
+"""Threshold Paillier with a trusted dealer (Shoup 2000; Fouque-Poupard-Stern 2000; Damgard-Jurik
+2001, s = 1).
 
 No party holds the whole private key: the dealer Shamir-shares the decryption exponent
 *over the integers* among ``l`` decryptors; any ``t`` partial decryptions combine into the
@@ -44,7 +45,8 @@ leaks (Shoup's simulation argument, which uses that ``m`` has only large prime f
 gives semantic security of the ciphertexts. The dealer is trusted: it learns the
 factorisation and must erase it.
 
-Keys without a dealer (:mod:`secagg.primitives.distributed_paillier`, :mod:`protocols.paillier.keygen`)
+Keys without a dealer (:mod:`secagg.primitives.distributed_paillier`,
+:mod:`protocols.paillier.keygen`)
 use the same decryption, combination and proofs: their exponent ``d`` is a multiple of
 ``phi(n)`` (not of ``m``) with ``d = 1 mod n``, which gives the same ``c^(4 Delta^2 d)``; their
 shares are integer points, possibly negative and longer than ``|n^2|``
@@ -78,20 +80,19 @@ from secagg.errors import (
     ThresholdNotMetError,
 )
 from secagg.primitives.encoding import VectorEncoder
-from secagg.primitives.paillier import (
+from secagg.primitives.packing import EncryptedVector, PackingScheme
+from secagg.primitives.paillier import PaillierEncryptor, Randomness
+from secagg.primitives.paillier_group import (
     DEFAULT_KEY_BITS,
     MIN_KEY_BITS,
     STATISTICAL_BITS,
-    EncryptedVector,
-    PackingScheme,
-    PaillierEncryptor,
-    Randomness,
     check_encryption_base,
     multi_exponent,
     public_key_id,
     validate_ciphertext,
 )
 from secagg.primitives.transcript import canonical
+from secagg.validation import is_int
 
 __all__ = [
     "CHALLENGE_BITS",
@@ -165,11 +166,7 @@ class ThresholdPublicKey:
             validate_ciphertext(value, n, n2)
         if self.encryption_base is not None:
             check_encryption_base(self.encryption_base, n)
-        if self.share_bits is not None and (
-            not isinstance(self.share_bits, int)
-            or isinstance(self.share_bits, bool)
-            or self.share_bits < 1
-        ):
+        if self.share_bits is not None and (not is_int(self.share_bits) or self.share_bits < 1):
             raise InvalidParameterError("share_bits must be a positive int or None")
 
     @property
@@ -301,7 +298,7 @@ def generate_safe_prime(bits: int) -> int:
     Raises:
         InvalidParameterError: if ``bits < 16``.
     """
-    if not isinstance(bits, int) or isinstance(bits, bool) or bits < 16:
+    if not is_int(bits) or bits < 16:
         raise InvalidParameterError(f"bits must be an int >= 16, got {bits!r}")
     primes = [s for s in _small_primes() if s.bit_length() < bits - 2]
     top = bits - 1  # p' has bits - 1 bits
@@ -359,18 +356,14 @@ def deal_threshold_key(
     Raises:
         InvalidParameterError: on bad arguments or a weak key size without the opt-in.
     """
-    if not isinstance(n_decryptors, int) or isinstance(n_decryptors, bool) or n_decryptors < 2:
+    if not is_int(n_decryptors) or n_decryptors < 2:
         raise InvalidParameterError(f"n_decryptors must be an int >= 2, got {n_decryptors!r}")
-    if (
-        not isinstance(threshold, int)
-        or isinstance(threshold, bool)
-        or not 2 <= threshold <= n_decryptors
-    ):
+    if not is_int(threshold) or not 2 <= threshold <= n_decryptors:
         raise InvalidParameterError(
             f"threshold must be an int in [2, n_decryptors={n_decryptors}], got {threshold!r}; "
             "a threshold of 1 would give every decryptor the whole key"
         )
-    if not isinstance(key_bits, int) or isinstance(key_bits, bool) or key_bits % 2:
+    if not is_int(key_bits) or key_bits % 2:
         raise InvalidParameterError(f"key_bits must be an even int, got {key_bits!r}")
     floor = MIN_HAZMAT_KEY_BITS if hazmat_allow_weak_key else MIN_KEY_BITS
     if key_bits < floor:
@@ -635,7 +628,9 @@ def integer_lagrange(indices: Sequence[int], delta: int) -> dict[int, int]:
                 num *= j
                 den *= j - i
         if num % den:
-            raise ShareError("Lagrange coefficient is not integral: indices exceed the number of shares")
+            raise ShareError(
+                "Lagrange coefficient is not integral: indices exceed the number of shares"
+            )
         coefficients[i] = num // den
     return coefficients
 

@@ -31,7 +31,8 @@ def _encode_uint(value: int) -> bytes:
 
 
 def _encode_uints(values: Sequence[int]) -> bytes:
-    """Big-endian u64s, one ``struct.pack`` call (survivor sets and masking sets hold up to n ids)."""
+    """Big-endian u64s, one ``struct.pack`` call (survivor sets and masking sets hold up to n
+    ids)."""
     items = [int(v) for v in values]
     if items and (min(items) < 0 or max(items) >= 1 << 64):
         bad = next(v for v in items if not 0 <= v < 1 << 64)
