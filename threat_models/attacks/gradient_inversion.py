@@ -36,11 +36,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
+import numpy.typing as npt
 
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, raise_missing_extra
+
+try:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.attacks.gradient_inversion")
 
 __all__ = [
     "InversionResult",
@@ -50,6 +55,8 @@ __all__ = [
     "first_linear",
     "last_linear",
     "closed_form_first_layer",
+    "first_layer_reconstruction",
+    "Prior",
     "closed_form_per_neuron",
     "infer_labels",
     "label_accuracy",
@@ -60,6 +67,9 @@ __all__ = [
 ]
 
 Gradients = list[torch.Tensor]
+
+Prior = tuple[torch.Tensor, torch.Tensor]
+"""``(mean, variance)`` images of the data distribution, which a server has."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,7 @@ def closed_form_first_layer(
     image_shape: Sequence[int],
     *,
     noise_std: float = 0.0,
-    prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    prior: Prior | None = None,
 ) -> torch.Tensor:
     """Recover the input of a dense first layer from one example's gradient.
 
@@ -190,6 +200,42 @@ def closed_form_first_layer(
         return torch.zeros((1, *image_shape), dtype=torch.float32)
     x = (b @ w) / power
     return x.reshape(1, *image_shape).to(torch.float32)
+
+
+def first_layer_reconstruction(
+    model: nn.Module,
+    update: Sequence[torch.Tensor] | torch.Tensor | npt.NDArray[np.float64],
+    image_shape: Sequence[int],
+    *,
+    noise_std: float = 0.0,
+    prior: Prior | None = None,
+) -> torch.Tensor:
+    """:func:`closed_form_first_layer` on the first dense layer of ``model``'s gradient.
+
+    What a server does with an update (one client's, or a sum whose first layer is one
+    client's): take the first layer's ``(dL/dW, dL/db)`` out of the update and read the
+    input as their least-squares ratio (with the Wiener shrinkage towards ``prior`` when
+    ``noise_std > 0``).
+
+    Args:
+        model: the model the update is a gradient of.
+        update: the gradient, one tensor per parameter, or flat (as uploaded: a tensor or
+            a float64 array, in ``model.parameters()`` order).
+        image_shape: ``(C, H, W)`` of one input.
+        noise_std: std of the noise on every coordinate of the update (0: none).
+        prior: ``(mean, variance)`` images; used only when ``noise_std > 0``.
+
+    Returns:
+        ``(1, C, H, W)`` float32 reconstruction (not clamped).
+    """
+    if isinstance(update, np.ndarray):
+        update = torch.from_numpy(np.asarray(update, dtype=np.float64))
+    if isinstance(update, torch.Tensor):
+        grads: Sequence[torch.Tensor] = unflatten_like(update, list(model.parameters()))
+    else:
+        grads = update
+    weight, bias = first_linear(model, grads)
+    return closed_form_first_layer(weight, bias, image_shape, noise_std=noise_std, prior=prior)
 
 
 def closed_form_per_neuron(

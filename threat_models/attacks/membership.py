@@ -29,12 +29,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-from secagg.errors import InvalidParameterError, require_installed
+from secagg.errors import InvalidParameterError, raise_missing_extra, require_installed
+
+try:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.attacks.membership")
+
 from threat_models.attacks.metrics import RocCurve, roc_curve
 from threat_models.data import Activation, ImageData, make_mlp
 

@@ -25,10 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from scipy.optimize import linear_sum_assignment
 
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, raise_missing_extra
+
+try:
+    import torch
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.attacks.metrics")
 
 __all__ = [
     "PSNR_CAP_DB",

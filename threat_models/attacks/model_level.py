@@ -33,18 +33,25 @@ summed:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
 
-from secagg.errors import InvalidParameterError
+from secagg.errors import InvalidParameterError, raise_missing_extra
+from threat_models.attacks.aggregation import Aggregator, plain_secure_sum, ring_sum
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.attacks.model_level")
+
 from threat_models.attacks.gradient_inversion import (
-    closed_form_first_layer,
+    Prior,
     closed_form_per_neuron,
+    first_layer_reconstruction,
     first_linear,
     flatten,
     model_gradient,
@@ -67,24 +74,8 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
-Aggregator = Callable[[Mapping[int, F64]], F64]
-"""Computes what secure aggregation reveals: the sum of the given clients' flat updates."""
 
 ClientBatch = tuple[torch.Tensor, torch.Tensor]
-
-
-def plain_secure_sum(updates: Mapping[int, F64]) -> F64:
-    """The sum of the updates, computed directly: exactly what secure aggregation reveals.
-
-    An ideal-functionality stand-in for a protocol run (``protocols.simulate``), which
-    reveals the same sum up to fixed-point quantisation.
-    """
-    if not updates:
-        raise InvalidParameterError("need at least one update")
-    vectors = [np.asarray(v, dtype=np.float64) for v in updates.values()]
-    if any(v.shape != vectors[0].shape or v.ndim != 1 for v in vectors):
-        raise InvalidParameterError("updates must be 1-D vectors of one length")
-    return np.asarray(np.sum(vectors, axis=0), dtype=np.float64)
 
 
 def client_updates(models: Mapping[int, nn.Module], data: Mapping[int, ClientBatch]) -> dict[int, F64]:
@@ -137,6 +128,8 @@ def model_inconsistency_attack(
     aggregator: Aggregator,
     *,
     image_shape: Sequence[int],
+    noise_std: float = 0.0,
+    prior: Prior | None = None,
 ) -> ModelLevelResult:
     """Send the real model to ``target`` and a dead-first-layer model to everyone else.
 
@@ -144,8 +137,12 @@ def model_inconsistency_attack(
         model: the honest global model (ReLU after its first dense layer).
         target: the victim's client id.
         data: client id -> its local batch (used only to run the clients' honest code).
-        aggregator: the secure sum over the cohort.
+        aggregator: the secure sum over the cohort (errors it raises, e.g. a hardened
+            round's refusal, propagate).
         image_shape: ``(C, H, W)`` of one input.
+        noise_std: std of the noise on each coordinate of the aggregate (distributed DP;
+            public), 0 for none.
+        prior: ``(mean, variance)`` images the reconstruction shrinks towards under noise.
 
     Returns:
         The closed-form reconstruction from the first layer of the aggregate.
@@ -155,15 +152,16 @@ def model_inconsistency_attack(
     dead = dead_first_layer_model(model)
     models = {cid: (model if cid == target else dead) for cid in data}
     aggregate = aggregator(client_updates(models, data))
-    grads = unflatten_like(torch.from_numpy(aggregate), list(model.parameters()))
-    weight, bias = first_linear(model, grads)
-    return ModelLevelResult(closed_form_first_layer(weight, bias, image_shape), None)
+    reconstruction = first_layer_reconstruction(
+        model, aggregate, image_shape, noise_std=noise_std, prior=prior
+    )
+    return ModelLevelResult(reconstruction, None)
 
 
 def sybil_attack(
     target_update: F64,
     sybil_updates: Mapping[int, F64],
-    aggregator: Callable[[Mapping[int, F64]], F64],
+    aggregator: Aggregator,
     *,
     target: int = 0,
 ) -> F64:
@@ -298,23 +296,3 @@ def disaggregate(aggregates: npt.ArrayLike, participation: npt.ArrayLike) -> F64
         raise InvalidParameterError("aggregates must be (rounds, d) and participation (rounds, clients)")
     solution, *_ = np.linalg.lstsq(p, a, rcond=None)
     return np.asarray(solution, dtype=np.float64)
-
-
-def ring_sum(encodings: Mapping[int, npt.NDArray[np.uint64]], bits: int) -> npt.NDArray[np.uint64]:
-    """Sum of ring encodings in Z_(2^bits): what a masking protocol reveals for encoded inputs.
-
-    Used for distributed DP, where each client's encoder (clip, rotate, scale, round, add
-    its noise share) runs before masking and the server decodes the ring sum.
-    """
-    if not encodings:
-        raise InvalidParameterError("need at least one encoding")
-    if not 1 <= bits <= 64:
-        raise InvalidParameterError("bits must be in [1, 64]")
-    arrays = [np.asarray(e, dtype=np.uint64) for e in encodings.values()]
-    if any(a.shape != arrays[0].shape or a.ndim != 1 for a in arrays):
-        raise InvalidParameterError("encodings must be 1-D vectors of one length")
-    total = np.zeros_like(arrays[0])
-    for a in arrays:
-        total += a  # uint64 arithmetic wraps modulo 2^64
-    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
-    return np.asarray(total & mask, dtype=np.uint64)

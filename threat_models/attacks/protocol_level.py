@@ -58,17 +58,54 @@ even at that low threshold. Paillier's baseline is
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from protocols.masking.client import advertise_transcript, cohort_digest
+from protocols.masking.config import Hardening
+from protocols.masking.driver import RoundRunner, setup_round
+from protocols.masking.masks import apply_masks, reduce_words
+from protocols.masking.messages import (
+    AdvertiseKeys,
+    Attestation,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShare,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    PeerKeys,
+    ShareForward,
+    ShareKeys,
+    Stage,
+    SurvivorSignature,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from protocols.paillier import (
+    DecryptionRequest,
+    PaillierHardening,
+    PartialDecryptionMessage,
+    Upload,
+    setup_paillier_round,
+)
+from protocols.simulate import simulate
 from secagg.errors import InvalidParameterError, SecAggError
+from secagg.primitives.aead import ShareCipher
 from secagg.primitives.encoding import FixedPointEncoder
-from threat_models.attacks.model_level import Aggregator
+from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
+from secagg.primitives.shamir import SHARE_BYTES, Share, reconstruct, split
+from secagg.primitives.threshold_paillier import combine_partial_decryptions, deal_threshold_key
+from threat_models.attacks.aggregation import Aggregator
+from threat_models.model import ServerClass, ThreatModel
+from threat_models.paillier import paillier_parameters
+from threat_models.parameters import GraphKind, ProtocolParameters, select_parameters
 
 __all__ = [
     "ProtocolAttack",
@@ -139,19 +176,33 @@ class AttackOutcome:
 
 def model_hash(model_state: bytes) -> bytes:
     """SHA-256 of a serialised global model: what clients bind into their signed keys."""
-    import hashlib
-
     return hashlib.sha256(model_state).digest()
 
 
 # ----------------------------------------------------------------------------- secure sum
 
 
-def secure_sum(updates: Mapping[int, F64], *, protocol: str = "secagg+", seed: int | None = 0, **config: Any) -> F64:
-    """The decoded sum from a real ``protocols.simulate`` round (all clients survive)."""
-    from protocols import simulate
+def secure_sum(
+    updates: Mapping[int, F64],
+    *,
+    protocol: str = "secagg+",
+    seed: int | None = 0,
+    hardening: Hardening | None = None,
+    model_hash: bytes | Mapping[int, bytes] | None = None,
+) -> F64:
+    """The decoded sum from a real ``protocols.simulate`` round (all clients survive).
 
-    result = simulate(dict(updates), protocol=protocol, seed=seed, **config)
+    Args:
+        updates: client id (>= 1) -> flat update.
+        protocol: ``"secagg"`` or ``"secagg+"``.
+        seed: seed of the simulation's randomness.
+        hardening: the clients' checks (default: every check on).
+        model_hash: the global model's hash each client binds into its signed keys (one
+            for all, or per client: a server sending different models).
+    """
+    result = simulate(
+        dict(updates), protocol=protocol, seed=seed, hardening=hardening, model_hash=model_hash
+    )
     return np.asarray(result.aggregate, dtype=np.float64)
 
 
@@ -161,19 +212,13 @@ def secure_ring_sum(encodings: Mapping[int, U64], *, bits: int, protocol: str = 
     Each client's encoder runs before masking; the real clients mask the encodings and
     the real server unmasks their sum in Z_(2^bits).
     """
-    from protocols import setup_round
-
     runner = setup_round({cid: np.asarray(v, dtype=np.uint64) for cid, v in encodings.items()}, bits=bits, protocol=protocol)
     return np.asarray(runner.run().ring_sum, dtype=np.uint64)
 
 
-def protocol_aggregator(protocol: str = "secagg+") -> tuple[Aggregator, str] | None:
-    """An :data:`Aggregator` backed by ``protocols.simulate``, or None if protocols is absent."""
-    try:
-        import protocols  # noqa: F401
-    except ImportError:  # pragma: no cover - protocols is part of this distribution
-        return None
-
+def protocol_aggregator(protocol: str = "secagg+") -> tuple[Aggregator, str]:
+    """An :data:`~threat_models.attacks.aggregation.Aggregator` backed by a real
+    ``protocols.simulate`` round, and its name for the evaluation's rows."""
     def aggregate(updates: Mapping[int, F64]) -> F64:
         ids = sorted(updates)
         # simulate() numbers clients from 1; keep the caller's ids when they already are
@@ -188,11 +233,27 @@ def protocol_aggregator(protocol: str = "secagg+") -> tuple[Aggregator, str] | N
 
 @dataclass
 class _Round:
-    runner: object
+    runner: RoundRunner
     encoder: FixedPointEncoder
     ids: tuple[int, ...]
     victim: int
     truth: F64
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _of_kind(messages: Mapping[int, Message], kind: type[_M]) -> dict[int, _M]:
+    """The messages of one kind: what a stage's requests or replies all are."""
+    return {cid: m for cid, m in messages.items() if isinstance(m, kind)}
+
+
+def _reply(messages: Sequence[Message], kind: type[_M]) -> _M:
+    """A client's one reply, of the kind its stage answers with."""
+    first = messages[0]
+    if not isinstance(first, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(first).__name__}")
+    return first
 
 
 def _encoder_for(updates: Mapping[int, F64], n: int) -> FixedPointEncoder:
@@ -201,9 +262,15 @@ def _encoder_for(updates: Mapping[int, F64], n: int) -> FixedPointEncoder:
     return FixedPointEncoder.symmetric(float(bound), bits=_BITS, max_clients=n)
 
 
-def _setup(updates: Mapping[int, F64], victim: int, *, hardening: object, parameters: object = None, seed: int = 0, round_id: int | None = None) -> _Round:
-    from protocols import setup_round
-
+def _setup(
+    updates: Mapping[int, F64],
+    victim: int,
+    *,
+    hardening: Hardening,
+    parameters: ProtocolParameters | None = None,
+    seed: int = 0,
+    round_id: int | None = None,
+) -> _Round:
     ids = tuple(sorted(updates))
     if victim not in ids:
         raise InvalidParameterError("the victim must be one of the clients")
@@ -214,8 +281,8 @@ def _setup(updates: Mapping[int, F64], victim: int, *, hardening: object, parame
         inputs,
         bits=_BITS,
         protocol="secagg",
-        hardening=hardening,  # type: ignore[arg-type]
-        parameters=parameters,  # type: ignore[arg-type]
+        hardening=hardening,
+        parameters=parameters,
         round_id=round_id,
     )
     return _Round(runner, encoder, ids, victim, np.asarray(updates[victim], dtype=np.float64))
@@ -223,10 +290,8 @@ def _setup(updates: Mapping[int, F64], victim: int, *, hardening: object, parame
 
 def _unmask(rnd: _Round, masked: U64, self_seed: bytes, pair_seeds_add: Sequence[bytes], pair_seeds_sub: Sequence[bytes]) -> F64:
     """Remove the victim's self mask and pairwise masks, decode its input."""
-    from protocols.masking.masks import apply_masks, reduce_words
-
     runner = rnd.runner
-    config = runner.server.config  # type: ignore[attr-defined]
+    config = runner.server.config
     acc = np.array(masked, dtype=np.uint64, copy=True)
     # the client added PRG(b) and +PRG(s_uv) for u < v ... so subtract what it added
     apply_masks(acc, add=pair_seeds_sub, subtract=[self_seed, *pair_seeds_add], algorithm=config.prg)
@@ -244,16 +309,17 @@ def _outcome(rnd: _Round, attack: ProtocolAttack, configuration: Configuration, 
 
 def _honest_until_consistency(rnd: _Round) -> None:
     runner = rnd.runner
-    from protocols import Stage
 
-    while runner.stage is not Stage.CONSISTENCY_CHECK:  # type: ignore[attr-defined]
-        runner.step()  # type: ignore[attr-defined]
+    while runner.stage is not Stage.CONSISTENCY_CHECK:
+        runner.step()
 
 
 # ----------------------------------------------------------------------------- unmasking lies
 
 
-def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[int, ...]]]) -> tuple[dict[int, object], list[str]]:
+def _lying_unmask(
+    rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[int, ...]]]
+) -> tuple[dict[int, UnmaskResponse], list[str]]:
     """Consistency check and unmask requests with per-client ``(survivors, dropped)`` lies.
 
     The scripted server hands every client all it can to make its lie pass: the signatures
@@ -262,21 +328,22 @@ def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[
 
     Returns the clients' unmask responses and the names of the errors they raised.
     """
-    from protocols import Attestation, ConsistencyRequest, Stage, SurvivorSignature, UnmaskRequest
-
     runner = rnd.runner
-    config = runner.server.config  # type: ignore[attr-defined]
-    sharers = tuple(sorted(runner.history[Stage.SHARE_KEYS][1]))  # type: ignore[attr-defined]
-    masked = runner.history[Stage.MASKED_INPUT][1]  # type: ignore[attr-defined]
+    config = runner.server.config
+    sharers = tuple(sorted(runner.history[Stage.SHARE_KEYS][1]))
+    masked = _of_kind(runner.history[Stage.MASKED_INPUT][1], MaskedInput)
     signatures: dict[int, tuple[tuple[int, ...], bytes]] = {}
     errors: list[str] = []
     for cid, (survivors, _) in sorted(views.items()):
         try:
-            reply = runner.send_to_client(cid, ConsistencyRequest(round_id=config.round_id, recipient=cid, survivors=survivors))  # type: ignore[attr-defined]
-            signatures[cid] = (survivors, reply[0].signature)
+            request = ConsistencyRequest(
+                round_id=config.round_id, recipient=cid, survivors=survivors
+            )
+            reply = _reply(runner.send_to_client(cid, request), ConsistencySignature)
+            signatures[cid] = (survivors, reply.signature)
         except SecAggError as exc:
             errors.append(type(exc).__name__)
-    responses: dict[int, object] = {}
+    responses: dict[int, UnmaskResponse] = {}
     for cid, (survivors, dropped) in sorted(views.items()):
         if cid not in signatures:
             continue
@@ -285,9 +352,9 @@ def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[
             for signer, (their_set, sig) in sorted(signatures.items())
             if their_set == survivors and signer in survivors
         )
-        held = runner.clients[cid].masking_set  # type: ignore[attr-defined]
+        held = runner.clients[cid].masking_set
         attestations = tuple(Attestation(u, masked[u].attestation) for u in sorted(held & set(survivors)) if u in masked)
-        request = UnmaskRequest(
+        unmask = UnmaskRequest(
             round_id=config.round_id,
             recipient=cid,
             survivors=survivors,
@@ -297,41 +364,38 @@ def _lying_unmask(rnd: _Round, views: Mapping[int, tuple[tuple[int, ...], tuple[
             attestations=attestations,
         )
         try:
-            reply = runner.send_to_client(cid, request)  # type: ignore[attr-defined]
-            responses[cid] = reply[0]
+            responses[cid] = _reply(runner.send_to_client(cid, unmask), UnmaskResponse)
         except SecAggError as exc:
             errors.append(type(exc).__name__)
     return responses, errors
 
 
-def _reconstruct_victim(rnd: _Round, responses: Mapping[int, object]) -> tuple[F64 | None, str]:
+def _reconstruct_victim(
+    rnd: _Round, responses: Mapping[int, UnmaskResponse]
+) -> tuple[F64 | None, str]:
     """Strip the victim's masks with what the unmask responses revealed.
 
     The self mask needs ``t`` shares of ``b_v``. Each pairwise mask ``PRG(s_uv)`` needs
     either ``v``'s masking key (``t`` shares of ``s_v``, the both-lists lie) or the peer
     ``u``'s (``t`` shares of ``s_u``, when ``u`` was declared dropped).
     """
-    from protocols import Stage
-    from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
-    from secagg.primitives.shamir import Share, reconstruct
-
     runner = rnd.runner
-    config = runner.server.config  # type: ignore[attr-defined]
+    config = runner.server.config
     v, t, rid = rnd.victim, config.threshold, config.round_id
     self_mask: dict[int, list[Share]] = {}
     mask_key: dict[int, list[Share]] = {}
     for r in responses.values():
-        for item in r.self_mask_shares:  # type: ignore[attr-defined]
+        for item in r.self_mask_shares:
             self_mask.setdefault(item.owner, []).append(Share.from_bytes(item.share))
-        for item in r.mask_key_shares:  # type: ignore[attr-defined]
+        for item in r.mask_key_shares:
             mask_key.setdefault(item.owner, []).append(Share.from_bytes(item.share))
     if len(self_mask.get(v, [])) < t:
         return None, f"{len(self_mask.get(v, []))} shares of the victim's self-mask seed, {t} needed"
     b_seed = reconstruct(self_mask[v])
-    requests, replies = runner.history[Stage.MASKED_INPUT]  # type: ignore[attr-defined]
-    masked = np.asarray(replies[v].words, dtype=np.uint64)
-    authors = sorted(s.peer for s in requests[v].shares)
-    advertised = runner.history[Stage.ADVERTISE_KEYS][1]  # type: ignore[attr-defined]
+    requests, replies = runner.history[Stage.MASKED_INPUT]
+    masked = np.asarray(_of_kind(replies, MaskedInput)[v].words, dtype=np.uint64)
+    authors = sorted(s.peer for s in _of_kind(requests, ShareForward)[v].shares)
+    advertised = _of_kind(runner.history[Stage.ADVERTISE_KEYS][1], AdvertiseKeys)
     victim_keys = KeyPair.from_private_bytes(reconstruct(mask_key[v])) if len(mask_key.get(v, [])) >= t else None
     plus: list[bytes] = []
     minus: list[bytes] = []
@@ -365,7 +429,7 @@ def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
     _honest_until_consistency(rnd)
     v, everyone = rnd.victim, rnd.ids
     others = [c for c in everyone if c != v]
-    t = rnd.runner.server.config.threshold  # type: ignore[attr-defined]
+    t = rnd.runner.server.config.threshold
     group_a, group_b = others[:t], others[t:]
     without_v = tuple(c for c in everyone if c != v)
     views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {c: (everyone, ()) for c in [*group_a, v]}
@@ -378,7 +442,9 @@ def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
 # ----------------------------------------------------------------------------- key substitution
 
 
-def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tuple[F64 | None, str, str]:
+def _attack_substitution(
+    rnd: _Round, *, replay: bool, hardening: Hardening
+) -> tuple[F64 | None, str, str]:
     """Man in the middle between the victim and its peers with server-known key pairs.
 
     The server runs the advertisement and graph-seed stages honestly (the victim's
@@ -395,30 +461,17 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
     commitment, which binds the older round id and fails the victim's commitment check
     (``ProtocolAbortError``) whatever the hardening; the script isolates the round binding.
     """
-    from protocols import (
-        EncryptedShare,
-        KeyBroadcast,
-        PeerKeys,
-        ShareForward,
-        Stage,
-        advertise_transcript,
-    )
-    from protocols.masking.client import cohort_digest
-    from secagg.primitives.aead import ShareCipher
-    from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
-    from secagg.primitives.shamir import SHARE_BYTES, Share, reconstruct, split
-
     runner = rnd.runner
-    server = runner.server  # type: ignore[attr-defined]
+    server = runner.server
     config = server.config
     rid = config.round_id
     t = config.threshold
     v = rnd.victim
     # advertise keys and graph seed, honestly: the key broadcasts are then pending
-    while runner.stage is not Stage.SHARE_KEYS:  # type: ignore[attr-defined]
-        runner.step()  # type: ignore[attr-defined]
-    honest = runner.pending[v]  # type: ignore[attr-defined]
-    replies = runner.history[Stage.ADVERTISE_KEYS][1]  # type: ignore[attr-defined]
+    while runner.stage is not Stage.SHARE_KEYS:
+        runner.step()
+    honest = _of_kind(runner.pending, KeyBroadcast)[v]
+    replies = _of_kind(runner.history[Stage.ADVERTISE_KEYS][1], AdvertiseKeys)
     victim_keys = replies[v]
     neighbours = sorted(server.neighbours(v) & set(replies))
     digest = cohort_digest(rnd.ids) if config.consistent else None
@@ -428,13 +481,13 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
         if replay:
             # signed by u in an older round (u's software binds the round only if hardened)
             old_round = (rid + 1) % (1 << 63)
-            signature = runner.identities[u].sign(  # type: ignore[attr-defined]
+            signature = runner.identities[u].sign(
                 advertise_transcript(
                     client_id=u,
                     mask_public=mask_kp.public_bytes,
                     share_public=share_kp.public_bytes,
-                    round_id=old_round if hardening.round_bound_signatures else None,  # type: ignore[attr-defined]
-                    model_hash=bytes(32) if hardening.model_bound_signatures else None,  # type: ignore[attr-defined]
+                    round_id=old_round if hardening.round_bound_signatures else None,
+                    model_hash=bytes(32) if hardening.model_bound_signatures else None,
                     cohort=digest,
                     commitment=replies[u].seed_commitment if config.consistent else None,
                 )
@@ -459,7 +512,7 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
         reveals=honest.reveals,
     )
     try:
-        share_reply = runner.send_to_client(v, broadcast)[0]  # type: ignore[attr-defined]
+        share_reply = _reply(runner.send_to_client(v, broadcast), ShareKeys)
     except SecAggError as exc:
         return None, type(exc).__name__, "the victim rejected the substituted keys"
     # decrypt the shares the victim addressed to its (fake) peers
@@ -479,7 +532,8 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
         key = derive_pair_key(fake[u][1], victim_keys.share_public, purpose=Purpose.SHARE_ENCRYPTION, round_id=rid, self_id=u, peer_id=v)
         token = ShareCipher(key).encrypt(dummy_b.to_bytes() + dummy_s.to_bytes(), round_id=rid, sender=u, recipient=v)
         forged.append(EncryptedShare(u, token))
-    masked_reply = runner.send_to_client(v, ShareForward(round_id=rid, recipient=v, shares=tuple(forged)))[0]  # type: ignore[attr-defined]
+    forward = ShareForward(round_id=rid, recipient=v, shares=tuple(forged))
+    masked_reply = _reply(runner.send_to_client(v, forward), MaskedInput)
     masked = np.asarray(masked_reply.words, dtype=np.uint64)
     plus: list[bytes] = []
     minus: list[bytes] = []
@@ -493,12 +547,10 @@ def _attack_substitution(rnd: _Round, *, replay: bool, hardening: object) -> tup
 # ----------------------------------------------------------------------------- entry points
 
 
-def _configuration(attack: ProtocolAttack, configuration: Configuration, n: int) -> tuple[object, object, str]:
+def _configuration(
+    attack: ProtocolAttack, configuration: Configuration, n: int
+) -> tuple[Hardening, ProtocolParameters, str]:
     """``(hardening, parameters, description)`` for an attack and a configuration."""
-    from protocols import Hardening
-    from threat_models.model import ServerClass, ThreatModel
-    from threat_models.parameters import GraphKind, select_parameters
-
     threat = ThreatModel()
     params = select_parameters(n, threat, graph=GraphKind.COMPLETE)
     if configuration is Configuration.HARDENED:
@@ -570,18 +622,6 @@ def run_paillier_attack(
 
     ``key_bits`` defaults to 512 (INSECURE, for speed: the check does not depend on it).
     """
-    from protocols.masking.messages import Stage
-    from protocols.paillier import (
-        DecryptionRequest,
-        PaillierHardening,
-        PartialDecryptionMessage,
-        Upload,
-        setup_paillier_round,
-    )
-    from secagg.primitives.threshold_paillier import combine_partial_decryptions, deal_threshold_key
-    from threat_models.model import ThreatModel
-    from threat_models.paillier import paillier_parameters
-
     ids = sorted(updates)
     if victim not in ids:
         raise InvalidParameterError("the victim must be one of the clients")
