@@ -27,6 +27,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from secagg.benchmarks import suite_names
@@ -43,7 +44,7 @@ def available_suites() -> list[str]:
     return suite_names()
 
 
-def load_suite(name: str) -> Any:
+def load_suite(name: str) -> ModuleType:
     """Import the suite ``name`` (``secagg.benchmarks.bench_<name>``).
 
     Raises:
@@ -53,7 +54,7 @@ def load_suite(name: str) -> Any:
     if name not in names:
         raise InvalidParameterError(
             f"unknown benchmark suite {name!r}; available: {', '.join(names) or 'none'} "
-            f"(looked in {Path(__file__).resolve().parent / 'benchmarks'})"
+            f"(looked in {Path(__file__).resolve().parents[1] / 'benchmarks'})"
         )
     return importlib.import_module(f"{SUITES_PACKAGE}.bench_{name}")
 

@@ -143,7 +143,7 @@ class ThresholdPublicKey:
             negative); ``None`` for dealt keys (``|n^2|``). Proof responses are sized from it.
     """
 
-    paillier: Any
+    paillier: phe_paillier.PaillierPublicKey
     n_decryptors: int
     threshold: int
     verification_base: int
