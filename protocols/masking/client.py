@@ -62,17 +62,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from protocols.masking.config import Hardening, RoundConfig
-from protocols.masking.graph import MAX_CLIENT_ID, Ring, seeded_ring
+from protocols.masking.graph import Ring, seeded_ring
 from protocols.masking.masks import apply_masks, reduce_words
 from protocols.masking.messages import (
     AdvertiseKeys,
@@ -95,6 +93,27 @@ from protocols.masking.messages import (
     UnmaskResponse,
     word_dtype,
 )
+from protocols.masking.request_checks import (
+    check_attestations,
+    check_peer_keys,
+    check_quorum,
+    check_reveals,
+    check_round_start,
+    check_seed_request,
+    check_survivor_set,
+    check_unmask_lists,
+    strictly_increasing,
+)
+from protocols.masking.transcripts import (
+    MODEL_HASH_BYTES,
+    advertise_transcript,
+    cohort_digest,
+    consistency_transcript,
+    execution_context,
+    masking_set_transcript,
+    seed_commitment,
+)
+from protocols.parties import MAX_CLIENT_ID
 from protocols.round_log import RoundLog, identity_log
 from secagg.errors import (
     AlreadyFinalizedError,
@@ -109,16 +128,13 @@ from secagg.errors import (
 )
 from secagg.primitives.aead import ShareCipher
 from secagg.primitives.keys import (
-    PROTOCOL_NAME,
-    PROTOCOL_VERSION,
     KeyPair,
     Purpose,
     derive_pair_key,
 )
 from secagg.primitives.shamir import SHARE_BYTES, Share, split
-from secagg.primitives.signing import IdentityKey, verify_signature
-from secagg.primitives.transcript import canonical
-from threat_models.parameters import consistency_quorum
+from secagg.primitives.signing import IdentityKey
+from secagg.validation import require_bytes, require_int
 
 __all__ = [
     "SecAggClient",
@@ -133,7 +149,6 @@ __all__ = [
     "ROUND_LOG_SCOPE",
 ]
 
-MODEL_HASH_BYTES = 32
 FULL_HARDENING = Hardening()
 ROUND_LOG_SCOPE = "secagg"
 """The :class:`~protocols.round_log.RoundLog` scope under which clients record their rounds."""
@@ -146,117 +161,12 @@ class ShareKind(str, Enum):
     MASK_KEY = "mask_key"
 
 
-def cohort_digest(cohort: Sequence[int]) -> bytes:
-    """SHA-256 of the sorted cohort (bound into signed advertisements)."""
-    return hashlib.sha256(canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "cohort", tuple(cohort))).digest()
-
-
-_COMMITMENT_PREFIX = canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "graph-seed-commitment")
-
-
-def seed_commitment(*, round_id: int, client_id: int, reveal: bytes) -> bytes:
-    """The commitment a client advertises to its 32-byte contribution to the graph seed.
-
-    ``SHA-256(prefix || round_id u64 || client_id u64 || reveal)``: a fixed layout (the
-    prefix is a canonical, domain-separated encoding), checked ``n`` times by every client.
-    """
-    if not isinstance(reveal, bytes) or len(reveal) != 32:
-        raise InvalidParameterError("a graph-seed contribution is 32 bytes")
-    return hashlib.sha256(_COMMITMENT_PREFIX + struct.pack(">QQ", round_id, client_id) + reveal).digest()
-
-
-def execution_context(
-    *,
-    round_id: int,
-    cohort: Sequence[int],
-    entries: Sequence[SeedEntry],
-    reveals: Sequence[bytes],
-) -> bytes:
-    """The execution context: SHA-256 of the round id, the cohort and every commitment and reveal.
-
-    It is the graph seed, and every signature made after the keys is bound to it. It is
-    fresh in each execution as long as one honest client's reveal is in it (each client
-    checks its own), and nobody can steer it: all commitments are fixed before any reveal.
-    """
-    return hashlib.sha256(
-        canonical(
-            PROTOCOL_NAME,
-            PROTOCOL_VERSION,
-            "execution-context",
-            round_id,
-            tuple(cohort),
-            tuple(e.client_id for e in entries),
-            b"".join(e.commitment for e in entries),
-            b"".join(reveals),
-        )
-    ).digest()
-
-
-def advertise_transcript(
-    *,
-    client_id: int,
-    mask_public: bytes,
-    share_public: bytes,
-    round_id: int | None,
-    model_hash: bytes | None,
-    cohort: bytes | None = None,
-    commitment: bytes | None = None,
-) -> bytes:
-    """The bytes a client signs over its advertised keys.
-
-    ``round_id`` / ``model_hash`` are left out only when the corresponding hardening is
-    switched off (unhardened baselines); ``cohort`` (:func:`cohort_digest`) and
-    ``commitment`` (:func:`seed_commitment`) are present in rounds with a graph seed.
-    """
-    fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "advertise-keys", client_id, mask_public, share_public]
-    if round_id is not None:
-        fields += ["round", round_id]
-    if model_hash is not None:
-        fields += ["model", model_hash]
-    if cohort is not None:
-        fields += ["cohort", cohort]
-    if commitment is not None:
-        fields += ["commitment", commitment]
-    return canonical(*fields)
-
-
-def consistency_transcript(
-    *, survivors: Sequence[int], round_id: int | None, context: bytes | None = None
-) -> bytes:
-    """The bytes a client signs in the consistency check (the sorted survivor set)."""
-    fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "consistency-check"]
-    if round_id is not None:
-        fields += ["round", round_id]
-    if context is not None:
-        fields += ["context", context]
-    fields.append(tuple(survivors))
-    return canonical(*fields)
-
-
-def masking_set_transcript(
-    *, client_id: int, masking_set: Sequence[int], round_id: int | None, context: bytes | None
-) -> bytes:
-    """The bytes a client signs over its masking set (sorted) when it sends its masked input."""
-    fields: list[Any] = [PROTOCOL_NAME, PROTOCOL_VERSION, "masking-set", client_id]
-    if round_id is not None:
-        fields += ["round", round_id]
-    if context is not None:
-        fields += ["context", context]
-    fields.append(tuple(sorted(masking_set)))
-    return canonical(*fields)
-
-
 @dataclass(frozen=True, slots=True)
 class _Held:
     """The two shares a peer entrusted to this client."""
 
     self_mask: Share
     mask_key: Share
-
-
-def _strictly_increasing(name: str, ids: Sequence[int]) -> None:
-    if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
-        raise MessageError(f"{name} must be sorted and free of duplicates")
 
 
 class SecAggClient:
@@ -297,19 +207,21 @@ class SecAggClient:
     ) -> None:
         if not isinstance(config, RoundConfig):
             raise InvalidParameterError("config must be a RoundConfig")
-        if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 < client_id <= MAX_CLIENT_ID:
-            raise InvalidParameterError(f"client_id must be an int in [1, 2^63 - 1], got {client_id!r}")
-        if not isinstance(model_hash, bytes) or len(model_hash) != MODEL_HASH_BYTES:
-            raise InvalidParameterError("model_hash must be 32 bytes")
+        client_id = require_int("client_id", client_id, lo=1, hi=MAX_CLIENT_ID)
+        require_bytes("model_hash", model_hash, size=MODEL_HASH_BYTES)
         if not isinstance(hardening, Hardening):
             raise InvalidParameterError("hardening must be a Hardening")
         if round_log is not None and not isinstance(round_log, RoundLog):
             raise InvalidParameterError("round_log must be a RoundLog")
         if config.signed:
             if not isinstance(identity, IdentityKey):
-                raise InvalidParameterError("a signed (malicious-server) round needs the client's identity key")
+                raise InvalidParameterError(
+                    "a signed (malicious-server) round needs the client's identity key"
+                )
             if pki is None:
-                raise InvalidParameterError("a signed (malicious-server) round needs the PKI of identity keys")
+                raise InvalidParameterError(
+                    "a signed (malicious-server) round needs the PKI of identity keys"
+                )
         self.config = config
         self.client_id = client_id
         self.hardening = hardening
@@ -389,10 +301,13 @@ class SecAggClient:
         arr = np.asarray(input_vector)
         if arr.ndim != 1 or arr.shape[0] != self.config.vector_length:
             raise InvalidParameterError(
-                f"input must be a 1-D vector of {self.config.vector_length} ring elements, got shape {arr.shape}"
+                f"input must be a 1-D vector of {self.config.vector_length} ring elements, "
+                f"got shape {arr.shape}"
             )
         if arr.dtype.kind not in "ui":
-            raise InvalidParameterError(f"input must be integers in Z_(2^bits), got dtype {arr.dtype}")
+            raise InvalidParameterError(
+                f"input must be integers in Z_(2^bits), got dtype {arr.dtype}"
+            )
         bits = self.config.bits
         if arr.size:
             lo, hi = int(arr.min()), int(arr.max())
@@ -431,7 +346,9 @@ class SecAggClient:
         if not message.FROM_SERVER:
             raise MessageError(f"{type(message).__name__} is not a server message")
         if self._stage is None:
-            raise AlreadyFinalizedError("the client finished this round and accepts no more messages")
+            raise AlreadyFinalizedError(
+                "the client finished this round and accepts no more messages"
+            )
         if message.round_id != self.config.round_id:
             raise ReplayError("message belongs to another round")
         if message.recipient != self.client_id:
@@ -486,28 +403,10 @@ class SecAggClient:
     # ------------------------------------------------------------------ stage 1
 
     def _on_round_start(self, m: RoundStart) -> AdvertiseKeys:
-        params = self.config.parameters
         consistent = self.config.consistent
-        neighbours: frozenset[int] = frozenset()
-        cohort: tuple[int, ...] = ()
-        if consistent:
-            cohort = m.cohort
-            _strictly_increasing("cohort", cohort)
-            if self.client_id not in cohort:
-                raise MessageError("the cohort does not list this client")
-            if len(cohort) != params.num_clients:
-                raise MessageError(f"expected a cohort of {params.num_clients}, got {len(cohort)}")
-            if self.config.signed and any(v not in self._pki for v in cohort):
-                raise AuthenticationError()
-        else:
-            _strictly_increasing("neighbours", m.neighbours)
-            if self.client_id in m.neighbours:
-                raise MessageError("a client cannot be its own neighbour")
-            if len(m.neighbours) != params.degree:
-                raise MessageError(f"expected {params.degree} neighbours, got {len(m.neighbours)}")
-            if self.config.signed and any(v not in self._pki for v in m.neighbours):
-                raise AuthenticationError()
-            neighbours = frozenset(m.neighbours)
+        cohort, neighbours = check_round_start(
+            m, client_id=self.client_id, config=self.config, pki=self._pki
+        )
         mask_keys = KeyPair.generate()
         share_keys = KeyPair.generate()
         reveal: bytes | None = None
@@ -515,7 +414,9 @@ class SecAggClient:
         round_key: IdentityKey | None = None
         if consistent:
             reveal = os.urandom(32)
-            commitment = seed_commitment(round_id=self.config.round_id, client_id=self.client_id, reveal=reveal)
+            commitment = seed_commitment(
+                round_id=self.config.round_id, client_id=self.client_id, reveal=reveal
+            )
             if not self.config.signed:
                 round_key = IdentityKey.generate()
         signature = b""
@@ -558,22 +459,19 @@ class SecAggClient:
     def _on_seed_request(self, m: SeedRequest) -> SeedReveal:
         if self._reveal is None:  # pragma: no cover - stage order
             raise StageError("no contribution committed")
-        ids = [e.client_id for e in m.entries]
-        _strictly_increasing("seed entries", ids)
-        cohort = set(self._cohort)
-        if any(v not in cohort for v in ids):
-            raise MessageError("seed entries name a client outside the cohort")
-        mine = [e for e in m.entries if e.client_id == self.client_id]
-        if not mine or mine[0].commitment != self._commitment:
-            raise ProtocolAbortError("the server dropped or replaced this client's seed commitment")
-        params = self.config.parameters
-        if self.hardening.check_survivor_count and len(ids) < params.consistency_quorum:
-            raise ThresholdNotMetError(
-                f"{len(ids)} clients committed, the consistency quorum is {params.consistency_quorum}"
-            )
-        reply = SeedReveal(round_id=self.config.round_id, sender=self.client_id, reveal=self._reveal)
+        committed = check_seed_request(
+            m,
+            client_id=self.client_id,
+            config=self.config,
+            hardening=self.hardening,
+            cohort=self._cohort,
+            commitment=self._commitment,
+        )
+        reply = SeedReveal(
+            round_id=self.config.round_id, sender=self.client_id, reveal=self._reveal
+        )
         self._entries = m.entries
-        self._committed = frozenset(ids)
+        self._committed = committed
         self._stage = self._next_stage(Stage.GRAPH_SEED)
         return reply
 
@@ -591,16 +489,12 @@ class SecAggClient:
         neighbours = self._neighbours
         commitments: dict[int, bytes] = {}
         if consistent:
-            entries = self._entries
-            if len(m.reveals) != len(entries):
-                raise ProtocolAbortError("the key broadcast does not carry every committed contribution")
-            for entry, reveal in zip(entries, m.reveals, strict=True):
-                expected = seed_commitment(round_id=self.config.round_id, client_id=entry.client_id, reveal=reveal)
-                if expected != entry.commitment:
-                    raise ProtocolAbortError(f"the contribution of client {entry.client_id} does not match its commitment")
-                commitments[entry.client_id] = entry.commitment
+            commitments = check_reveals(self._entries, m.reveals, round_id=self.config.round_id)
             context = execution_context(
-                round_id=self.config.round_id, cohort=self._cohort, entries=entries, reveals=m.reveals
+                round_id=self.config.round_id,
+                cohort=self._cohort,
+                entries=self._entries,
+                reveals=m.reveals,
             )
             if self.hardening.derive_graph:
                 ring = seeded_ring(self._cohort, self.config.parameters.degree, context)
@@ -608,41 +502,19 @@ class SecAggClient:
             else:
                 # trusts the server's graph: whoever it lists is a neighbour
                 neighbours = frozenset(ids)
-            if any(v not in commitments for v in ids):
-                raise MessageError("key broadcast lists a client without a committed contribution")
-        if any(v not in neighbours for v in ids):
-            raise MessageError("key broadcast lists a client that is not a neighbour")
+        peer_signing = check_peer_keys(
+            m.peers,
+            config=self.config,
+            hardening=self.hardening,
+            neighbours=neighbours,
+            commitments=commitments,
+            own_keys={self._mask_keys.public_bytes, self._share_keys.public_bytes},
+            pki=self._pki,
+            cohort=self._cohort,
+            round_id=self._signing_round(),
+            model_hash=self._signing_model(),
+        )
         t = self.config.threshold
-        if len(ids) < t:
-            raise ThresholdNotMetError(f"{len(ids)} peers advertised keys, {t} needed")
-        own = {self._mask_keys.public_bytes, self._share_keys.public_bytes}
-        keys = [p.mask_public for p in m.peers] + [p.share_public for p in m.peers]
-        if len(set(keys)) != len(keys) or own & set(keys):
-            raise MessageError("public keys must all be distinct")
-        peer_signing: dict[int, bytes] = {}
-        for p in m.peers:
-            if consistent and p.seed_commitment != commitments[p.client_id]:
-                raise ProtocolAbortError(f"client {p.client_id}'s keys carry another seed commitment")
-            if consistent and not self.config.signed:
-                if len(p.round_public) != 32:
-                    raise MessageError("a peer's round signing key is missing")
-                peer_signing[p.client_id] = p.round_public
-        if self.config.signed and self.hardening.authenticate_keys:
-            digest = cohort_digest(self._cohort) if consistent else None
-            for p in m.peers:
-                verify_signature(
-                    self._pki[p.client_id],
-                    p.signature,
-                    advertise_transcript(
-                        client_id=p.client_id,
-                        mask_public=p.mask_public,
-                        share_public=p.share_public,
-                        round_id=self._signing_round(),
-                        model_hash=self._signing_model(),
-                        cohort=digest,
-                        commitment=p.seed_commitment if consistent else None,
-                    ),
-                )
         seed = os.urandom(32)
         order = sorted(ids)
         b_shares = split(seed, threshold=t, indices=order)
@@ -663,7 +535,10 @@ class SecAggClient:
             # the same pair key decrypts v's shares in the next stage
             ciphers[v] = ShareCipher(key)
             token = ciphers[v].encrypt(
-                b_share.to_bytes() + s_share.to_bytes(), round_id=round_id, sender=self.client_id, recipient=v
+                b_share.to_bytes() + s_share.to_bytes(),
+                round_id=round_id,
+                sender=self.client_id,
+                recipient=v,
             )
             out.append(EncryptedShare(v, token))
         reply = ShareKeys(
@@ -772,32 +647,15 @@ class SecAggClient:
     # ------------------------------------------------------------------ stage 4
 
     def _check_survivor_set(self, survivors: Sequence[int]) -> None:
-        _strictly_increasing("survivors", survivors)
-        params = self.config.parameters
-        if self.hardening.check_survivor_lists:
-            if self.client_id not in set(survivors):
-                raise ProtocolAbortError("server lists this client as dropped but asks it to continue")
-            surviving_neighbours = self._neighbours.intersection(survivors)
-            if not surviving_neighbours <= self._held.keys():
-                raise ProtocolAbortError("survivor list names a neighbour that never shared keys")
-            if self.config.consistent:
-                if any(v not in self._committed for v in survivors):
-                    raise ProtocolAbortError("survivor list names a client that never committed to the graph seed")
-        if self.hardening.check_survivor_count:
-            if len(survivors) < params.min_aggregate_size:
-                raise ThresholdNotMetError(
-                    f"{len(survivors)} survivors, below the minimum aggregate size {params.min_aggregate_size}"
-                )
-            alive = len(self._held.keys() & set(survivors))
-            if alive < params.threshold:
-                raise ThresholdNotMetError(f"{alive} surviving peers, {params.threshold} needed")
-            if self.config.consistent and not params.complete and self.hardening.derive_graph:
-                dropped = params.num_clients - len(survivors)
-                if dropped > params.max_dropouts:
-                    raise ThresholdNotMetError(
-                        f"{dropped} clients declared dropped; the graph's connectivity bound allows "
-                        f"{params.max_dropouts}"
-                    )
+        check_survivor_set(
+            survivors,
+            client_id=self.client_id,
+            config=self.config,
+            hardening=self.hardening,
+            neighbours=self._neighbours,
+            held=self._held.keys(),
+            committed=self._committed,
+        )
 
     def _on_consistency_request(self, m: ConsistencyRequest) -> ConsistencySignature:
         self._check_survivor_set(m.survivors)
@@ -805,10 +663,14 @@ class SecAggClient:
             raise InvalidParameterError("missing signing key")
         signature = self._signer.sign(
             consistency_transcript(
-                survivors=m.survivors, round_id=self._signing_round(), context=self._signing_context()
+                survivors=m.survivors,
+                round_id=self._signing_round(),
+                context=self._signing_context(),
             )
         )
-        reply = ConsistencySignature(round_id=self.config.round_id, sender=self.client_id, signature=signature)
+        reply = ConsistencySignature(
+            round_id=self.config.round_id, sender=self.client_id, signature=signature
+        )
         self._signed_survivors = m.survivors
         self._own_signature = signature
         self._stage = self._next_stage(Stage.CONSISTENCY_CHECK)
@@ -816,78 +678,37 @@ class SecAggClient:
 
     # ------------------------------------------------------------------ stage 5
 
-    def _check_quorum(self, m: UnmaskRequest, survivor_set: set[int]) -> None:
-        """``Q`` valid signatures on the survivor set, from distinct survivors."""
-        params = self.config.parameters
-        if self._signed_survivors is None or tuple(m.survivors) != self._signed_survivors:
-            raise ProtocolAbortError("survivor set differs from the one this client signed")
-        signers = [s.signer for s in m.signatures]
-        if len(set(signers)) != len(signers):
-            raise MessageError("two signatures from the same signer")
-        if any(v not in survivor_set for v in signers):
-            raise MessageError("signature from a client that is not a survivor")
-        if self.hardening.verified_survivors:
-            quorum = params.consistency_quorum
-        else:
-            # the majority part of the quorum only (what counted before list entries were verified)
-            quorum = min(params.consistency_quorum, consistency_quorum(params.num_clients, params.max_colluders, 2))
-        if len(signers) < quorum:
-            raise ThresholdNotMetError(f"{len(signers)} survivors signed the survivor set, {quorum} needed")
-        transcript = consistency_transcript(
-            survivors=m.survivors, round_id=self._signing_round(), context=self._signing_context()
-        )
-        # the server verified every signature it relays: any invalid one shows a lying server
-        for s in sorted(m.signatures, key=lambda sig: sig.signer)[:quorum]:
-            if s.signer == self.client_id:
-                if s.signature != self._own_signature:
-                    raise ProtocolAbortError("the server relayed another signature in this client's name")
-                continue
-            verify_signature(self._verify_key(s.signer, s.signer_key), s.signature, transcript)
-
-    def _check_attestations(self, m: UnmaskRequest, survivor_set: set[int]) -> None:
-        """Every surviving peer masked with all its surviving neighbours (its signed masking set)."""
-        held = self._held.keys()
-        sharers = m.key_sharers
-        _strictly_increasing("key_sharers", sharers)
-        sharer_set = set(sharers)
-        if not survivor_set <= sharer_set or not sharer_set <= self._committed or not held <= sharer_set:
-            raise ProtocolAbortError("the key-sharer list contradicts the survivors or this client's peers")
-        by_peer = {a.peer: a.signature for a in m.attestations}
-        if len(by_peer) != len(m.attestations):
-            raise MessageError("two attestations from the same peer")
-        for v in sorted(held & survivor_set):
-            nbrs = self._neighbours_of(v)
-            if nbrs is None:
-                continue
-            signature = by_peer.get(v)
-            if signature is None:
-                raise ProtocolAbortError(f"no masking-set attestation from surviving peer {v}")
-            masking_set = sorted(nbrs & sharer_set)
-            verify_signature(
-                self._verify_key(v),
-                signature,
-                masking_set_transcript(
-                    client_id=v, masking_set=masking_set, round_id=self._signing_round(), context=self._signing_context()
-                ),
-            )
-
     def _on_unmask_request(self, m: UnmaskRequest) -> UnmaskResponse:
         survivors, dropped = m.survivors, m.dropped
-        _strictly_increasing("dropped", dropped)
+        strictly_increasing("dropped", dropped)
         self._check_survivor_set(survivors)
         survivor_set, dropped_set = set(survivors), set(dropped)
         held = self._held.keys()
-        if self.hardening.check_survivor_lists:
-            if survivor_set & dropped_set:
-                raise ProtocolAbortError("server lists a client as both dropped and surviving")
-            if not dropped_set <= held:
-                raise ProtocolAbortError("dropped list names a client that never shared keys with this one")
-            if not held <= survivor_set | dropped_set:
-                raise ProtocolAbortError("server omits a peer from both the surviving and the dropped list")
+        check_unmask_lists(survivor_set, dropped_set, held=held, hardening=self.hardening)
         if self.config.consistent and self.hardening.consistency_check:
-            self._check_quorum(m, survivor_set)
+            check_quorum(
+                m,
+                survivor_set,
+                client_id=self.client_id,
+                config=self.config,
+                hardening=self.hardening,
+                signed_survivors=self._signed_survivors,
+                own_signature=self._own_signature,
+                round_id=self._signing_round(),
+                context=self._signing_context(),
+                verify_key=self._verify_key,
+            )
         if self.config.consistent and self.hardening.attest_masking_sets:
-            self._check_attestations(m, survivor_set)
+            check_attestations(
+                m,
+                survivor_set,
+                held=held,
+                committed=self._committed,
+                round_id=self._signing_round(),
+                context=self._signing_context(),
+                neighbours_of=self._neighbours_of,
+                verify_key=self._verify_key,
+            )
         revealed: dict[int, frozenset[ShareKind]] = {}
         self_mask: list[RevealedShare] = []
         mask_key: list[RevealedShare] = []
@@ -895,7 +716,9 @@ class SecAggClient:
             self_mask.append(RevealedShare(v, self._held[v].self_mask.to_bytes()))
             revealed[v] = frozenset({ShareKind.SELF_MASK})
         for v in sorted(held & dropped_set):
-            if self.hardening.check_survivor_lists and v in revealed:  # pragma: no cover - disjoint above
+            if (
+                self.hardening.check_survivor_lists and v in revealed
+            ):  # pragma: no cover - disjoint above
                 raise ProtocolAbortError("refusing to reveal both shares of one peer")
             mask_key.append(RevealedShare(v, self._held[v].mask_key.to_bytes()))
             revealed[v] = revealed.get(v, frozenset()) | {ShareKind.MASK_KEY}

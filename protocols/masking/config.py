@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from protocols.masking.messages import MAX_ROUND_ID, MAX_WORDS, Stage
+from protocols.masking.records import MAX_ROUND_ID, MAX_WORDS
+from protocols.stages import Stage
 from secagg.errors import InvalidParameterError
 from secagg.primitives.prg import PrgAlgorithm
+from secagg.validation import require_int
 from threat_models.model import ServerClass
 from threat_models.parameters import ProtocolParameters
 
@@ -124,19 +126,14 @@ class RoundConfig:
     prg: PrgAlgorithm = PrgAlgorithm.AES_256_CTR
 
     def __post_init__(self) -> None:
-        if isinstance(self.round_id, bool) or not isinstance(self.round_id, int) or not 0 <= self.round_id <= MAX_ROUND_ID:
-            raise InvalidParameterError(f"round_id must be an int in [0, 2^64), got {self.round_id!r}")
+        set_field = object.__setattr__
+        set_field(self, "round_id", require_int("round_id", self.round_id, lo=0, hi=MAX_ROUND_ID))
         if not isinstance(self.parameters, ProtocolParameters):
             raise InvalidParameterError("parameters must be a ProtocolParameters")
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 64:
-            raise InvalidParameterError(f"bits must be an int in [1, 64], got {self.bits!r}")
-        if (
-            isinstance(self.vector_length, bool)
-            or not isinstance(self.vector_length, int)
-            or not 1 <= self.vector_length <= MAX_WORDS
-        ):
-            raise InvalidParameterError(f"vector_length must be a positive int, got {self.vector_length!r}")
-        object.__setattr__(self, "prg", PrgAlgorithm(self.prg))
+        set_field(self, "bits", require_int("bits", self.bits, lo=1, hi=64))
+        length = require_int("vector_length", self.vector_length, lo=1, hi=MAX_WORDS)
+        set_field(self, "vector_length", length)
+        set_field(self, "prg", PrgAlgorithm(self.prg))
 
     @property
     def threshold(self) -> int:

@@ -165,20 +165,26 @@ def setup_round(
     """
     name = ProtocolName(protocol)
     if name is ProtocolName.PAILLIER:
-        raise InvalidParameterError("setup_round builds masking rounds; Paillier has its own driver")
+        raise InvalidParameterError(
+            "setup_round builds masking rounds; Paillier has its own driver"
+        )
     ids = sorted(inputs)
     tm = threat_model if threat_model is not None else ThreatModel()
     if parameters is None:
         graph_kind = GraphKind.COMPLETE if name is ProtocolName.SECAGG else GraphKind.HARARY
         parameters = select_parameters(len(ids), tm, graph=graph_kind)
     elif parameters.num_clients != len(ids):
-        raise InvalidParameterError(f"parameters are for {parameters.num_clients} clients, got {len(ids)}")
+        raise InvalidParameterError(
+            f"parameters are for {parameters.num_clients} clients, got {len(ids)}"
+        )
     lengths = {np.asarray(v).shape[0] if np.asarray(v).ndim == 1 else -1 for v in inputs.values()}
     if len(lengths) != 1 or -1 in lengths:
         raise InvalidParameterError("every input must be a 1-D vector of the same length")
     length = lengths.pop()
     rid = round_id if round_id is not None else secrets.randbits(63)
-    config = RoundConfig(round_id=rid, parameters=parameters, bits=bits, vector_length=length, prg=prg)
+    config = RoundConfig(
+        round_id=rid, parameters=parameters, bits=bits, vector_length=length, prg=prg
+    )
     keys: dict[int, IdentityKey] = {}
     pki: dict[int, bytes] = {}
     if config.signed:
@@ -187,7 +193,11 @@ def setup_round(
         pki = {cid: key.public_bytes for cid, key in keys.items()}
     clients = {}
     for cid in ids:
-        hard = hardening.get(cid, Hardening()) if isinstance(hardening, Mapping) else (hardening or Hardening())
+        hard = (
+            hardening.get(cid, Hardening())
+            if isinstance(hardening, Mapping)
+            else (hardening or Hardening())
+        )
         clients[cid] = SecAggClient(
             config,
             cid,
@@ -197,12 +207,15 @@ def setup_round(
             model_hash=_model_hash_for(model_hash, cid),
             hardening=hard,
         )
-    hardenings = list(hardening.values()) if isinstance(hardening, Mapping) else [hardening or Hardening()]
+    hardenings = (
+        list(hardening.values()) if isinstance(hardening, Mapping) else [hardening or Hardening()]
+    )
     hashes = set(model_hash.values()) if isinstance(model_hash, Mapping) else {model_hash}
     # a baseline whose clients sign weaker transcripts, or a server that sent several models,
     # cannot be checked by an honest server's verification: it relays unverified
     verifiable = len(hashes) == 1 and all(
-        h.round_bound_signatures and h.model_bound_signatures and h.fresh_signatures for h in hardenings
+        h.round_bound_signatures and h.model_bound_signatures and h.fresh_signatures
+        for h in hardenings
     )
     server_hash = next(iter(hashes)) if len(hashes) == 1 else bytes(MODEL_HASH_BYTES)
     server = SecAggServer(
@@ -225,15 +238,15 @@ def setup_round(
     return runner
 
 
-
-
 def _member(to_wire: Mapping[Any, int], cid: object) -> object:
     if cid not in to_wire:
         raise InvalidParameterError(f"dropout id {cid!r} is not in the cohort")
     return cid
 
 
-def _by_wire_id(value: _V | Mapping[Any, _V] | None, to_wire: Mapping[Any, int]) -> _V | dict[int, _V] | None:
+def _by_wire_id(
+    value: _V | Mapping[Any, _V] | None, to_wire: Mapping[Any, int]
+) -> _V | dict[int, _V] | None:
     """A per-client option keyed by protocol ids (a single value is left as it is)."""
     if isinstance(value, Mapping):
         return {to_wire[_member(to_wire, c)]: v for c, v in value.items()}
@@ -300,7 +313,10 @@ def simulate_masking(
         weights_given = {to_wire[_member(to_wire, c)]: w for c, w in weights.items()}
     hardening = _by_wire_id(hardening, to_wire)
     model_hash = _by_wire_id(model_hash, to_wire)
-    dropouts = {stage: [to_wire[_member(to_wire, c)] for c in members] for stage, members in (dropouts or {}).items()}
+    dropouts = {
+        stage: [to_wire[_member(to_wire, c)] for c in members]
+        for stage, members in (dropouts or {}).items()
+    }
     ids = sorted(updates)
     vectors = {cid: np.asarray(updates[cid], dtype=np.float64) for cid in ids}
     shapes = {v.shape for v in vectors.values()}
@@ -317,7 +333,9 @@ def simulate_masking(
     if encoder is None:
         encoder = default_encoder(vectors.values(), bits=bits, max_clients=n)
     if encoder.max_clients < n:
-        raise CapacityError(f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}")
+        raise CapacityError(
+            f"the encoder sums at most {encoder.max_clients} clients, the cohort has {n}"
+        )
     bits = encoder.bits
     d = next(iter(vectors.values())).shape[0]
     length = encoder.encoded_length(d)
@@ -329,15 +347,21 @@ def simulate_masking(
 
     weight_coder: FixedPointEncoder | None = None
     if checked_weights is not None:
-        weight_coder = weight_encoder(checked_weights, max_weight=max_weight, bits=bits, max_clients=n)
+        weight_coder = weight_encoder(
+            checked_weights, max_weight=max_weight, bits=bits, max_clients=n
+        )
 
     inputs: dict[int, npt.NDArray[np.uint64]] = {}
     for cid in ids:
         encoded = encode(vectors[cid])
         if encoded.shape != (length,):
-            raise InvalidParameterError(f"the encoder returned {encoded.shape}, expected ({length},)")
+            raise InvalidParameterError(
+                f"the encoder returned {encoded.shape}, expected ({length},)"
+            )
         if weight_coder is not None and checked_weights is not None:
-            encoded = np.concatenate([encoded, weight_coder.encode([checked_weights[cid]], rng=rng)])
+            encoded = np.concatenate(
+                [encoded, weight_coder.encode([checked_weights[cid]], rng=rng)]
+            )
         inputs[cid] = encoded
 
     excluded: set[int] = set()
@@ -400,4 +424,3 @@ def simulate_masking(
             "wire_ids": dict(to_wire),
         },
     )
-

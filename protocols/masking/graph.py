@@ -23,20 +23,22 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from protocols.parties import MAX_CLIENT_ID
 from secagg.errors import InvalidParameterError
+from secagg.validation import require_int
 
-__all__ = ["CommunicationGraph", "Ring", "complete_graph", "harary_graph", "seeded_ring", "MAX_CLIENT_ID"]
+__all__ = [
+    "CommunicationGraph",
+    "Ring",
+    "complete_graph",
+    "harary_graph",
+    "seeded_ring",
+    "MAX_CLIENT_ID",
+]
 
-MAX_CLIENT_ID = (1 << 63) - 1
-"""The largest client id (ids are in ``[1, 2^63 - 1]``; 0 is the server); the one bound the
-wire codec, the graphs, the clients and the Flower PKI all enforce."""
 
-
-def _check_ids(ids: Iterable[int]) -> tuple[int, ...]:
-    out = tuple(ids)
-    for i in out:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 < i <= MAX_CLIENT_ID:
-            raise InvalidParameterError(f"client ids must be ints in [1, 2^63 - 1], got {i!r}")
+def _distinct_ids(ids: Iterable[int]) -> tuple[int, ...]:
+    out = tuple(require_int("client id", i, lo=1, hi=MAX_CLIENT_ID) for i in ids)
     if len(set(out)) != len(out):
         raise InvalidParameterError("client ids must be distinct")
     return out
@@ -82,7 +84,7 @@ class CommunicationGraph:
 
 def complete_graph(ids: Sequence[int]) -> CommunicationGraph:
     """The complete graph over ``ids`` (SecAgg)."""
-    nodes = sorted(_check_ids(ids))
+    nodes = sorted(_distinct_ids(ids))
     if len(nodes) < 2:
         raise InvalidParameterError("a graph needs at least two clients")
     return CommunicationGraph(
@@ -90,7 +92,9 @@ def complete_graph(ids: Sequence[int]) -> CommunicationGraph:
     )
 
 
-def harary_graph(ids: Sequence[int], degree: int, *, order: Sequence[int] | None = None) -> CommunicationGraph:
+def harary_graph(
+    ids: Sequence[int], degree: int, *, order: Sequence[int] | None = None
+) -> CommunicationGraph:
     """The Harary graph ``H(n, k)`` over ``ids`` on a CSPRNG-shuffled ring (SecAgg+).
 
     Args:
@@ -102,14 +106,15 @@ def harary_graph(ids: Sequence[int], degree: int, *, order: Sequence[int] | None
     Raises:
         InvalidParameterError: bad ids, degree or order.
     """
-    nodes = _check_ids(ids)
+    nodes = _distinct_ids(ids)
     n = len(nodes)
-    if isinstance(degree, bool) or not isinstance(degree, int) or not 2 <= degree <= n - 1:
-        raise InvalidParameterError(f"degree must be an int in [2, n - 1 = {n - 1}], got {degree!r}")
+    degree = require_int("degree", degree, lo=2, hi=n - 1)
     if degree == n - 1:
         return complete_graph(nodes)
     if degree % 2:
-        raise InvalidParameterError(f"a Harary graph below the complete graph needs an even degree, got {degree}")
+        raise InvalidParameterError(
+            f"a Harary graph below the complete graph needs an even degree, got {degree}"
+        )
     if order is None:
         ring = list(nodes)
         # Fisher-Yates with the OS CSPRNG
@@ -117,7 +122,7 @@ def harary_graph(ids: Sequence[int], degree: int, *, order: Sequence[int] | None
             j = secrets.randbelow(i + 1)
             ring[i], ring[j] = ring[j], ring[i]
     else:
-        ring = list(_check_ids(order))
+        ring = list(_distinct_ids(order))
         if sorted(ring) != sorted(nodes):
             raise InvalidParameterError("order must be a permutation of ids")
     half = degree // 2
@@ -166,7 +171,9 @@ class Ring:
         if len(set(self.order)) != n or not 2 <= self.degree <= n - 1:
             raise InvalidParameterError("a ring needs distinct ids and a degree in [2, n - 1]")
         if self.degree < n - 1 and self.degree % 2:
-            raise InvalidParameterError("a Harary graph below the complete graph needs an even degree")
+            raise InvalidParameterError(
+                "a Harary graph below the complete graph needs an even degree"
+            )
         object.__setattr__(self, "_position", {v: i for i, v in enumerate(self.order)})
 
     @property
@@ -198,7 +205,7 @@ def seeded_ring(ids: Sequence[int], degree: int, seed: bytes) -> Ring:
     Raises:
         InvalidParameterError: bad ids, degree or seed.
     """
-    nodes = sorted(_check_ids(ids))
+    nodes = sorted(_distinct_ids(ids))
     if not isinstance(seed, bytes) or len(seed) < 16:
         raise InvalidParameterError("the graph seed must be at least 16 bytes")
     words = _words(seed)

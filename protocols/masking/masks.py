@@ -2,10 +2,11 @@
 
 A masked input is ``y = x + PRG(b) + sum_v sign(u, v) PRG(s_uv) mod 2^bits``; unmasking
 subtracts the same expansions from a sum. This module computes such signed sums of
-expansions with exactly the semantics of :class:`secagg.primitives.prg.MaskPRG` (element ``i`` of the
-expansion of ``seed`` is the ``i``-th little-endian 64-bit word of the AES-256-CTR (or
-ChaCha20) keystream under ``seed`` and a zero nonce, reduced mod ``2^bits``), but with less
-work per mask than calling :meth:`MaskPRG.add_into` once per seed:
+expansions with exactly the semantics of :class:`secagg.primitives.prg.MaskPRG` (element
+``i`` of the expansion of ``seed`` is the ``i``-th little-endian 64-bit word of the
+AES-256-CTR (or ChaCha20) keystream under ``seed`` and a zero nonce, reduced mod
+``2^bits``), but with less work per mask than calling :meth:`MaskPRG.add_into` once per
+seed:
 
 * the accumulator holds unreduced ``uint64`` words and numpy's wrapping arithmetic works
   modulo ``2^64``; since ``2^bits`` divides ``2^64``, one reduction at the very end gives

@@ -41,23 +41,12 @@ validate the server's: a bad one raises a typed error and changes nothing.
 
 from __future__ import annotations
 
-import hashlib
-import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from protocols.masking.client import (
-    MODEL_HASH_BYTES,
-    advertise_transcript,
-    cohort_digest,
-    consistency_transcript,
-    execution_context,
-    masking_set_transcript,
-    seed_commitment,
-)
 from protocols.masking.config import RoundConfig
 from protocols.masking.graph import CommunicationGraph, complete_graph, harary_graph, seeded_ring
 from protocols.masking.masks import apply_masks, reduce_words
@@ -71,7 +60,6 @@ from protocols.masking.messages import (
     MaskedInput,
     Message,
     PeerKeys,
-    RevealedShare,
     RoundStart,
     SeedEntry,
     SeedRequest,
@@ -83,6 +71,21 @@ from protocols.masking.messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from protocols.masking.transcripts import (
+    MODEL_HASH_BYTES,
+    advertise_transcript,
+    cohort_digest,
+    consistency_transcript,
+    execution_context,
+    masking_set_transcript,
+    seed_commitment,
+)
+from protocols.masking.unmasking import (
+    mask_key_check,
+    parse_revealed_shares,
+    reconstruct_secrets,
+    self_mask_check,
+)
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
@@ -91,13 +94,13 @@ from secagg.errors import (
     ProtocolAbortError,
     ReplayError,
     RoundRestartError,
-    ShareError,
     StageError,
     ThresholdNotMetError,
 )
 from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
-from secagg.primitives.shamir import Share, reconstruct, reconstruct_many
+from secagg.primitives.shamir import Share
 from secagg.primitives.signing import verify_signature
+from secagg.validation import require_bytes
 
 __all__ = ["SecAggServer", "AggregateResult"]
 
@@ -162,15 +165,20 @@ class SecAggServer:
         if graph is None and not config.consistent:
             graph = complete_graph(ids) if params.complete else harary_graph(ids, params.degree)
         if graph is not None and (
-            not isinstance(graph, CommunicationGraph) or graph.nodes != ids or graph.degree != params.degree
+            not isinstance(graph, CommunicationGraph)
+            or graph.nodes != ids
+            or graph.degree != params.degree
         ):
-            raise InvalidParameterError("graph must cover exactly the cohort with the configured degree")
-        if not isinstance(model_hash, bytes) or len(model_hash) != MODEL_HASH_BYTES:
-            raise InvalidParameterError("model_hash must be 32 bytes")
+            raise InvalidParameterError(
+                "graph must cover exactly the cohort with the configured degree"
+            )
+        require_bytes("model_hash", model_hash, size=MODEL_HASH_BYTES)
         if not isinstance(verify_relayed, bool):
             raise InvalidParameterError("verify_relayed must be a bool")
         if config.signed and verify_relayed and pki is None:
-            raise InvalidParameterError("a signed round's server needs the PKI to verify what it relays")
+            raise InvalidParameterError(
+                "a signed round's server needs the PKI to verify what it relays"
+            )
         if pki is not None and any(cid not in pki for cid in ids):
             raise InvalidParameterError("the PKI has no key for some client of the cohort")
         self.config = config
@@ -182,7 +190,9 @@ class SecAggServer:
         self._cohort = frozenset(ids)
         self._cohort_digest = cohort_digest(ids) if config.consistent else None
         self._survivor_transcript = b""
-        self._nbrs: dict[int, frozenset[int]] = {u: frozenset(graph[u]) for u in ids} if graph is not None else {}
+        self._nbrs: dict[int, frozenset[int]] = (
+            {u: frozenset(graph[u]) for u in ids} if graph is not None else {}
+        )
         self._stage: Stage | None = None
         self._started = False
         self._expected: frozenset[int] = frozenset()
@@ -255,8 +265,14 @@ class SecAggServer:
         self._expected = self._cohort
         rid = self.config.round_id
         if self.config.consistent:
-            return [RoundStart(round_id=rid, recipient=u, neighbours=(), cohort=self._ids) for u in self._ids]
-        return [RoundStart(round_id=rid, recipient=u, neighbours=tuple(sorted(self._nbrs[u]))) for u in self._ids]
+            return [
+                RoundStart(round_id=rid, recipient=u, neighbours=(), cohort=self._ids)
+                for u in self._ids
+            ]
+        return [
+            RoundStart(round_id=rid, recipient=u, neighbours=tuple(sorted(self._nbrs[u])))
+            for u in self._ids
+        ]
 
     def handle(self, message: Message) -> list[Message]:
         """Accept one client reply for the current stage (always returns ``[]``).
@@ -353,13 +369,17 @@ class SecAggServer:
             return self._pki[client_id]
         return self._keys[client_id].round_public
 
-    def _check_signature(self, client_id: int, signature: bytes, transcript: bytes, what: str) -> None:
+    def _check_signature(
+        self, client_id: int, signature: bytes, transcript: bytes, what: str
+    ) -> None:
         if not self._verify:
             return
         try:
             verify_signature(self._verify_key(client_id), signature, transcript)
         except AuthenticationError:
-            raise MessageError(f"client {client_id}'s {what} does not verify; the client counts as dropped") from None
+            raise MessageError(
+                f"client {client_id}'s {what} does not verify; the client counts as dropped"
+            ) from None
 
     def _check_live_peers(self, alive: frozenset[int], members: Iterable[int], what: str) -> None:
         t = self.config.threshold
@@ -380,7 +400,9 @@ class SecAggServer:
         if m.mask_public == m.share_public:
             raise MessageError("the masking and encryption keys must differ")
         if self.config.signed != bool(m.signature):
-            raise MessageError("signature required" if self.config.signed else "unexpected signature")
+            raise MessageError(
+                "signature required" if self.config.signed else "unexpected signature"
+            )
         if m.mask_public in self._seen_keys or m.share_public in self._seen_keys:
             raise MessageError("public key already advertised by another client")
         for key in (m.mask_public, m.share_public):
@@ -415,7 +437,9 @@ class SecAggServer:
             self._expected = u1
             self._stage = Stage.GRAPH_SEED
             self._entries = tuple(SeedEntry(u, self._keys[u].seed_commitment) for u in sorted(u1))
-            return [SeedRequest(round_id=rid, recipient=u, entries=self._entries) for u in sorted(u1)]
+            return [
+                SeedRequest(round_id=rid, recipient=u, entries=self._entries) for u in sorted(u1)
+            ]
         self._check_live_peers(u1, u1, "neighbours with keys")
         self._u1 = u1
         return self._key_broadcast(u1)
@@ -444,9 +468,13 @@ class SecAggServer:
     # ------------------------------------------------------------------ graph seed
 
     def _on_reveal(self, m: SeedReveal) -> None:
-        expected = seed_commitment(round_id=self.config.round_id, client_id=m.sender, reveal=m.reveal)
+        expected = seed_commitment(
+            round_id=self.config.round_id, client_id=m.sender, reveal=m.reveal
+        )
         if self._verify and expected != self._keys[m.sender].seed_commitment:
-            raise MessageError(f"client {m.sender}'s reveal does not match its commitment; it counts as dropped")
+            raise MessageError(
+                f"client {m.sender}'s reveal does not match its commitment; it counts as dropped"
+            )
         self._reveals[m.sender] = m.reveal
 
     def _after_seed(self, revealed: frozenset[int]) -> list[Message]:
@@ -459,7 +487,9 @@ class SecAggServer:
                 excluded=missing,
             )
         reveals = [self._reveals[e.client_id] for e in self._entries]
-        context = execution_context(round_id=self.config.round_id, cohort=self._ids, entries=self._entries, reveals=reveals)
+        context = execution_context(
+            round_id=self.config.round_id, cohort=self._ids, entries=self._entries, reveals=reveals
+        )
         params = self.config.parameters
         if params.complete:
             self.graph = complete_graph(self._ids)
@@ -476,7 +506,9 @@ class SecAggServer:
     def _on_share_keys(self, m: ShareKeys) -> None:
         targets = [s.peer for s in m.shares]
         if len(set(targets)) != len(targets) or set(targets) != self._nbrs[m.sender] & self._u1:
-            raise MessageError("shares must go to exactly the sender's neighbours that advertised keys")
+            raise MessageError(
+                "shares must go to exactly the sender's neighbours that advertised keys"
+            )
         self._shared[m.sender] = m
 
     def _after_share_keys(self, u2: frozenset[int]) -> list[Message]:
@@ -503,10 +535,13 @@ class SecAggServer:
 
     def _on_masked_input(self, m: MaskedInput) -> None:
         if m.bits != self.config.bits:
-            raise MessageError(f"masked input in Z_(2^{m.bits}), the round uses Z_(2^{self.config.bits})")
+            raise MessageError(
+                f"masked input in Z_(2^{m.bits}), the round uses Z_(2^{self.config.bits})"
+            )
         if m.words.shape[0] != self.config.vector_length:
             raise MessageError(
-                f"masked input has {m.words.shape[0]} elements, the round uses {self.config.vector_length}"
+                f"masked input has {m.words.shape[0]} elements, "
+                f"the round uses {self.config.vector_length}"
             )
         if self._sum is None:  # pragma: no cover - allocated when the stage opens
             raise StageError("no accumulator")
@@ -533,7 +568,11 @@ class SecAggServer:
 
     def _secrets_needed(self, survivors: frozenset[int]) -> tuple[list[int], list[int]]:
         """(survivors whose self mask must go, dropped clients whose pairwise masks must go)."""
-        dropped = [v for v in sorted(self._u2 - survivors) if any(v in self._forwarded[u] for u in self._nbrs[v] & survivors)]
+        dropped = [
+            v
+            for v in sorted(self._u2 - survivors)
+            if any(v in self._forwarded[u] for u in self._nbrs[v] & survivors)
+        ]
         return sorted(survivors), dropped
 
     def _check_recoverable(self, survivors: frozenset[int], helpers: frozenset[int]) -> None:
@@ -541,7 +580,9 @@ class SecAggServer:
         live, dropped = self._secrets_needed(survivors)
         for v in live + dropped:
             n = len(self._holders(v) & helpers)
-            self._abort_if(n < t, f"only {n} clients can reveal shares of client {v}, threshold is {t}")
+            self._abort_if(
+                n < t, f"only {n} clients can reveal shares of client {v}, threshold is {t}"
+            )
 
     def _after_masked_input(self, u3: frozenset[int]) -> list[Message]:
         accused = {v for u, peers in self._accusations.items() if u in u3 for v in peers}
@@ -564,7 +605,10 @@ class SecAggServer:
         params = self.config.parameters
         if self.config.consistent and not params.complete:
             gone = params.num_clients - len(u3)
-            self._abort_if(gone > params.max_dropouts, f"{gone} dropouts exceed the {params.max_dropouts} tolerated")
+            self._abort_if(
+                gone > params.max_dropouts,
+                f"{gone} dropouts exceed the {params.max_dropouts} tolerated",
+            )
         self._check_recoverable(u3, u3)
         self._u3 = u3
         self._expected = u3
@@ -575,7 +619,10 @@ class SecAggServer:
                 survivors=survivors, round_id=self.config.round_id, context=self._context
             )
             self._stage = Stage.CONSISTENCY_CHECK
-            return [ConsistencyRequest(round_id=rid, recipient=u, survivors=survivors) for u in survivors]
+            return [
+                ConsistencyRequest(round_id=rid, recipient=u, survivors=survivors)
+                for u in survivors
+            ]
         self._u4 = u3
         self._stage = Stage.UNMASKING
         return self._unmask_requests()
@@ -583,12 +630,16 @@ class SecAggServer:
     # ------------------------------------------------------------------ stage 4
 
     def _on_consistency_signature(self, m: ConsistencySignature) -> None:
-        self._check_signature(m.sender, m.signature, self._survivor_transcript, "survivor-set signature")
+        self._check_signature(
+            m.sender, m.signature, self._survivor_transcript, "survivor-set signature"
+        )
         self._signatures[m.sender] = m.signature
 
     def _after_consistency(self, u4: frozenset[int]) -> list[Message]:
         quorum = self.config.parameters.consistency_quorum
-        self._abort_if(len(u4) < quorum, f"{len(u4)} clients signed the survivor set, the quorum is {quorum}")
+        self._abort_if(
+            len(u4) < quorum, f"{len(u4)} clients signed the survivor set, the quorum is {quorum}"
+        )
         self._check_recoverable(self._u3, u4)
         self._u4 = u4
         self._expected = u4
@@ -609,7 +660,11 @@ class SecAggServer:
             # the quorum is all a client needs (and all it checks): O(Q) per request, not O(n)
             quorum = self.config.parameters.consistency_quorum
             sigs = tuple(
-                SurvivorSignature(v, self._signatures[v], b"" if self.config.signed else self._keys[v].round_public)
+                SurvivorSignature(
+                    v,
+                    self._signatures[v],
+                    b"" if self.config.signed else self._keys[v].round_public,
+                )
                 for v in sorted(self._u4)[:quorum]
             )
             sharers = tuple(sorted(self._u2))
@@ -618,7 +673,9 @@ class SecAggServer:
             dropped = tuple(sorted(held & gone))
             attestations: tuple[Attestation, ...] = ()
             if self.config.consistent:
-                attestations = tuple(Attestation(v, self._attestations[v]) for v in sorted(held & self._u3))
+                attestations = tuple(
+                    Attestation(v, self._attestations[v]) for v in sorted(held & self._u3)
+                )
             self._requested[u] = (held & self._u3, frozenset(dropped))
             out.append(
                 UnmaskRequest(
@@ -633,73 +690,15 @@ class SecAggServer:
             )
         return out
 
-    @staticmethod
-    def _parse_shares(items: Sequence[object], owners: frozenset[int], sender: int, t: int) -> list[tuple[int, Share]]:
-        got = [r.owner for r in items if isinstance(r, RevealedShare)]
-        if len(got) != len(items) or len(set(got)) != len(got) or set(got) != owners:
-            raise MessageError("revealed shares do not match the request")
-        out = []
-        for r in items:
-            if not isinstance(r, RevealedShare):  # pragma: no cover - checked above
-                raise MessageError("expected RevealedShare")
-            try:
-                share = Share.from_bytes(r.share)
-            except ShareError as exc:
-                raise MessageError(f"malformed share: {exc}") from None
-            if share.index != sender or share.threshold != t:
-                raise MessageError("share carries the wrong index or threshold")
-            out.append((r.owner, share))
-        return out
-
     def _on_unmask_response(self, m: UnmaskResponse) -> None:
         want_self, want_key = self._requested[m.sender]
         t = self.config.threshold
-        self_shares = self._parse_shares(m.self_mask_shares, want_self, m.sender, t)
-        key_shares = self._parse_shares(m.mask_key_shares, want_key, m.sender, t)
+        self_shares = parse_revealed_shares(m.self_mask_shares, want_self, m.sender, t)
+        key_shares = parse_revealed_shares(m.mask_key_shares, want_key, m.sender, t)
         for owner, share in self_shares:
             self._self_mask_shares.setdefault(owner, []).append(share)
         for owner, share in key_shares:
             self._mask_key_shares.setdefault(owner, []).append(share)
-
-    def _self_mask_check(self, v: int) -> Callable[[bytes], bool]:
-        commitment = self._shared[v].commitment
-        return lambda seed: hashlib.sha256(seed).digest() == commitment
-
-    def _mask_key_check(self, v: int) -> Callable[[bytes], bool]:
-        public = self._keys[v].mask_public
-
-        def check(private: bytes) -> bool:
-            try:
-                return KeyPair.from_private_bytes(private).public_bytes == public
-            except InvalidParameterError:
-                return False
-
-        return check
-
-    def _reconstruct_all(
-        self, owners: list[int], groups: list[list[Share]], checks: list[Callable[[bytes], bool]]
-    ) -> list[bytes]:
-        """Every secret, each checked against its commitment or public key.
-
-        Fast path: one batched reconstruction from the lowest-index shares. A secret that
-        fails its check (a client revealed a wrong share) is rebuilt from other subsets of
-        ``t`` shares; the responders whose shares then prove inconsistent are left out of every
-        later reconstruction. Only if no subset works does the round abort.
-        """
-        try:
-            out: list[bytes | None] = list(reconstruct_many(groups))
-        except ShareError:
-            out = [None] * len(groups)
-        failed = [i for i, (secret, check) in enumerate(zip(out, checks, strict=True)) if secret is None or not check(secret)]
-        bad: set[int] = set()
-        for i in failed:
-            secret, liars = _robust_reconstruct(groups[i], checks[i], self.config.threshold, bad)
-            if secret is None:
-                self._stage = None
-                raise ProtocolAbortError(f"the revealed shares of client {owners[i]}'s secret are inconsistent")
-            bad |= liars
-            out[i] = secret
-        return [s for s in out if s is not None]
 
     def _finish(self, u5: frozenset[int]) -> None:
         t = self.config.threshold
@@ -707,15 +706,25 @@ class SecAggServer:
         groups: list[list[Share]] = []
         for v in live:
             shares = self._self_mask_shares.get(v, [])
-            self._abort_if(len(shares) < t, f"{len(shares)} self-mask shares of client {v}, threshold is {t}")
+            self._abort_if(
+                len(shares) < t, f"{len(shares)} self-mask shares of client {v}, threshold is {t}"
+            )
             groups.append(shares)
         for v in dropped:
             shares = self._mask_key_shares.get(v, [])
-            self._abort_if(len(shares) < t, f"{len(shares)} masking-key shares of client {v}, threshold is {t}")
+            self._abort_if(
+                len(shares) < t, f"{len(shares)} masking-key shares of client {v}, threshold is {t}"
+            )
             groups.append(shares)
         owners = live + dropped
-        checks = [self._self_mask_check(v) for v in live] + [self._mask_key_check(v) for v in dropped]
-        secrets_ = self._reconstruct_all(owners, groups, checks)
+        checks = [self_mask_check(self._shared[v].commitment) for v in live] + [
+            mask_key_check(self._keys[v].mask_public) for v in dropped
+        ]
+        try:
+            secrets_ = reconstruct_secrets(owners, groups, checks, threshold=t)
+        except ProtocolAbortError:
+            self._stage = None
+            raise
         rid = self.config.round_id
         minus: list[bytes] = []
         plus: list[bytes] = []
@@ -726,7 +735,12 @@ class SecAggServer:
                 if v not in self._forwarded[u]:
                     continue
                 seed = derive_pair_key(
-                    keys, self._keys[u].mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=v, peer_id=u
+                    keys,
+                    self._keys[u].mask_public,
+                    purpose=Purpose.MASK_SEED,
+                    round_id=rid,
+                    self_id=v,
+                    peer_id=u,
                 )
                 # u added +PRG(s_uv) when u < v and -PRG(s_uv) otherwise
                 (minus if u < v else plus).append(seed)
@@ -742,44 +756,3 @@ class SecAggServer:
             dropped=tuple(sorted(self._cohort - self._u3)),
         )
         self._stage = None
-
-
-_ROBUST_ATTEMPTS = 512
-
-
-def _robust_reconstruct(
-    shares: list[Share], check: Callable[[bytes], bool], t: int, known_bad: set[int]
-) -> tuple[bytes | None, set[int]]:
-    """A secret from some ``t`` of ``shares`` that passes ``check``, and the inconsistent responders.
-
-    Shares of the responders in ``known_bad`` are tried last. Subsets are drawn by a seeded
-    (non-secret) generator: choosing which public shares to combine needs no secrecy.
-    """
-    by_sharing: dict[bytes, list[Share]] = {}
-    for share in shares:
-        by_sharing.setdefault(share.sharing_id, []).append(share)
-    rng = random.Random(len(shares))
-    for group in sorted(by_sharing.values(), key=len, reverse=True):
-        if len(group) < t:
-            continue
-        trusted = sorted((s for s in group if s.index not in known_bad), key=lambda s: s.index)
-        pool = trusted if len(trusted) >= t else sorted(group, key=lambda s: s.index)
-        for attempt in range(_ROBUST_ATTEMPTS):
-            subset = pool[:t] if attempt == 0 else rng.sample(pool, t)
-            try:
-                secret = reconstruct(subset, verify_extra=False)
-            except ShareError:
-                continue
-            if not check(secret):
-                continue
-            liars = set()
-            for other in group:
-                if other in subset:
-                    continue
-                try:
-                    reconstruct([*subset, other], verify_extra=True)
-                except ShareError:
-                    liars.add(other.index)
-            liars |= {s.index for s in shares if s.sharing_id != group[0].sharing_id}
-            return secret, liars
-    return None, set()
