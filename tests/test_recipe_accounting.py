@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-import secagg.recipe as recipe
+import secagg.recipe.aggregator as recipe_aggregator
 from dp.accounting import compute_epsilon
 from dp.ledger import LocalDpSgd
 from secagg import SecureAggregator
@@ -131,11 +131,11 @@ def test_a_too_small_sample_is_charged_and_releases_nothing(monkeypatch: pytest.
         population=30, clients_per_round=10, protocol="secagg", dp="central", noise_multiplier=1.0,
         threat_model=CURIOUS,
     )
-    monkeypatch.setattr(recipe, "poisson_sample", lambda pool, num, den: [3])
+    monkeypatch.setattr(recipe_aggregator, "poisson_sample", lambda pool, num, den: [3])
     assert aggregator.sample_cohort() == [3]
     with pytest.raises(CohortTooSmallError):
         aggregator.mean(ones([3]))
-    monkeypatch.setattr(recipe, "poisson_sample", lambda pool, num, den: [])
+    monkeypatch.setattr(recipe_aggregator, "poisson_sample", lambda pool, num, den: [])
     assert aggregator.sample_cohort() == []
     with pytest.raises(CohortTooSmallError):
         aggregator.mean({})

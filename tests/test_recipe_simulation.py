@@ -88,7 +88,8 @@ def test_seeded_mode_warns_and_marks_the_ledger_and_the_statement() -> None:
 
 def test_seeded_noise_has_the_configured_spread() -> None:
     """The seeded shares go through the same sampler: the decoded noise of a sum of zeros matches."""
-    from secagg.recipe import _SeededNoiseEncoder, distributed_encoder
+    from secagg.recipe.encoders import SeededNoiseEncoder
+    from secagg.recipe.planning import distributed_encoder
     from threat_models.model import ThreatModel
 
     threat_model = ThreatModel()
@@ -97,7 +98,7 @@ def test_seeded_noise_has_the_configured_spread() -> None:
     )
     params = inner.parameters
     randomness = SimulationRandomness(0)
-    encoder = _SeededNoiseEncoder(inner, noise=randomness.stream("n"), rounding=randomness.stream("r").numpy_generator())
+    encoder = SeededNoiseEncoder(inner, noise=randomness.stream("n"), rounding=randomness.stream("r").numpy_generator())
     summed = sum(encoder.encode(np.zeros(1024)) for _ in range(8)) & np.uint64((1 << 32) - 1)
     noise = encoder.decode_sum(summed, 8)
     expected = params.aggregate_error_stddev(8)
