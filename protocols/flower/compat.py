@@ -31,7 +31,9 @@ FLWR_MINIMUM: tuple[int, int] = (1, 41)
 #: The first release not vouched for (exclusive upper bound), as ``(major, minor)``.
 FLWR_UPPER_BOUND: tuple[int, int] = (1, 43)
 #: The supported range as a requirement specifier (the ``flower`` extra pins the same).
-FLWR_SUPPORTED = f">={FLWR_MINIMUM[0]}.{FLWR_MINIMUM[1]},<{FLWR_UPPER_BOUND[0]}.{FLWR_UPPER_BOUND[1]}"
+FLWR_SUPPORTED = (
+    f">={FLWR_MINIMUM[0]}.{FLWR_MINIMUM[1]},<{FLWR_UPPER_BOUND[0]}.{FLWR_UPPER_BOUND[1]}"
+)
 
 _RELEASE = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?(.*)$")
 
@@ -72,5 +74,7 @@ def check_flower_version(version: str) -> bool:
 
 
 #: The installed Flower release (checked against :data:`FLWR_SUPPORTED` on import).
-FLWR_VERSION: str = str(getattr(require_extra("flwr", "flower", "protocols.flower"), "__version__", "unknown"))
+FLWR_VERSION: str = str(
+    getattr(require_extra("flwr", "flower", "protocols.flower"), "__version__", "unknown")
+)
 check_flower_version(FLWR_VERSION)

@@ -249,11 +249,15 @@ class LocalDeployment:
         if not (self.app_dir / "pyproject.toml").is_file():
             raise InvalidParameterError(f"{self.app_dir} is not a Flower app (no pyproject.toml)")
         if not isinstance(num_supernodes, int) or num_supernodes < 1:
-            raise InvalidParameterError(f"num_supernodes must be a positive int, got {num_supernodes!r}")
+            raise InvalidParameterError(
+                f"num_supernodes must be a positive int, got {num_supernodes!r}"
+            )
         if node_configs is not None and len(node_configs) != num_supernodes:
             raise InvalidParameterError("node_configs needs one entry per SuperNode")
         if simulation and node_configs is not None:
-            raise InvalidParameterError("node_configs are for SuperNode processes, not for a simulation")
+            raise InvalidParameterError(
+                "node_configs are for SuperNode processes, not for a simulation"
+            )
         self.num_supernodes = num_supernodes
         self.simulation = bool(simulation)
         self._announce = announce
@@ -261,7 +265,9 @@ class LocalDeployment:
         self.node_configs: list[Mapping[str, str | int | float]] = (
             list(node_configs)
             if node_configs is not None
-            else [{"partition-id": i, "num-partitions": num_supernodes} for i in range(num_supernodes)]
+            else [
+                {"partition-id": i, "num-partitions": num_supernodes} for i in range(num_supernodes)
+            ]
         )
         self._own_workdir = workdir is None
         self._keep_workdir = keep_workdir
@@ -303,7 +309,9 @@ class LocalDeployment:
     def _spawn(self, name: str, argv: Sequence[str], cwd: Path | None = None) -> _Managed:
         exe = shutil.which(argv[0], path=self._env["PATH"])
         if exe is None:
-            raise DeploymentError(f"{argv[0]} not found; install the flower extra: pip install 'secagg-fl[flower]'")
+            raise DeploymentError(
+                f"{argv[0]} not found; install the flower extra: pip install 'secagg-fl[flower]'"
+            )
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -316,7 +324,9 @@ class LocalDeployment:
                 start_new_session=True,  # its own process group, so it can be killed whole
             )
         if self._announce is not None:
-            self._announce(f"started {name} (pid {process.pid}, {Path(argv[0]).name}), log {log_path}")
+            self._announce(
+                f"started {name} (pid {process.pid}, {Path(argv[0]).name}), log {log_path}"
+            )
         return _Managed(name, process, log_path)
 
     def start(self) -> LocalDeployment:
@@ -376,11 +386,15 @@ class LocalDeployment:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if managed.process.poll() is not None:
-                raise DeploymentError(f"{managed.name} exited during start-up:\n{self.tail(managed.name)}")
+                raise DeploymentError(
+                    f"{managed.name} exited during start-up:\n{self.tail(managed.name)}"
+                )
             if _port_open(port):
                 return
             time.sleep(0.2)
-        raise DeploymentError(f"{managed.name} did not listen on port {port} within {self.startup_timeout} s")
+        raise DeploymentError(
+            f"{managed.name} did not listen on port {port} within {self.startup_timeout} s"
+        )
 
     # -- runs and faults ---------------------------------------------------------------
 
@@ -399,7 +413,9 @@ class LocalDeployment:
                 ``client-resources-num-cpus``, ``init-args-num-cpus``).
         """
         if federation_config is not None and not self.simulation:
-            raise InvalidParameterError("federation_config configures a simulation (simulation=True)")
+            raise InvalidParameterError(
+                "federation_config configures a simulation (simulation=True)"
+            )
         if self._superlink is None:
             raise DeploymentError("start() the deployment first")
         argv = ["flwr", "run", str(self.app_dir), "local", "--stream"]
@@ -407,11 +423,16 @@ class LocalDeployment:
         if run_config:
             # a TOML file, so that values may contain spaces
             overrides = self.workdir / f"run-{index}-config.toml"
-            overrides.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in run_config.items()))
+            overrides.write_text(
+                "".join(f"{k} = {_toml_value(v)}\n" for k, v in run_config.items())
+            )
             argv += ["--run-config", str(overrides)]
         if self.simulation:
             federation = {"num-supernodes": self.num_supernodes, **(federation_config or {})}
-            argv += ["--federation-config", " ".join(f"{k}={_toml_value(v)}" for k, v in federation.items())]
+            argv += [
+                "--federation-config",
+                " ".join(f"{k}={_toml_value(v)}" for k, v in federation.items()),
+            ]
         managed = self._spawn(f"run-{index}", argv, cwd=self.app_dir)
         self._runs.append(managed)
         return managed.process
@@ -462,7 +483,9 @@ class LocalDeployment:
                         self.follow_logs(on_line)
                     return target
             if runs_over:  # every submitted run ended without writing the file
-                raise DeploymentError(f"the run ended without writing {targets[0]}\n{self.logs_summary()}")
+                raise DeploymentError(
+                    f"the run ended without writing {targets[0]}\n{self.logs_summary()}"
+                )
             self.check_alive()
             time.sleep(0.2)
         names = ", ".join(str(t) for t in targets)
@@ -499,7 +522,10 @@ class LocalDeployment:
         self._follower.poll(list(self.log_paths().items()), on_line)
 
     def tail(self, name: str, lines: int = 30) -> str:
-        """The last ``lines`` lines of one process' log (``superlink``, ``supernode-0``, ``run-0``)."""
+        """The last ``lines`` lines of one process' log.
+
+        ``name`` is ``superlink``, ``supernode-0``, ... or ``run-0``, ...
+        """
         path = self.workdir / f"{name}.log"
         if not path.exists():
             return ""
@@ -508,7 +534,9 @@ class LocalDeployment:
 
     def logs_summary(self, lines: int = 15) -> str:
         """The tail of every log, for error messages."""
-        names = ["superlink"] + [f"supernode-{i}" for i in range(0 if self.simulation else self.num_supernodes)]
+        names = ["superlink"] + [
+            f"supernode-{i}" for i in range(0 if self.simulation else self.num_supernodes)
+        ]
         names += [f"run-{i}" for i in range(len(self._runs))]
         return "\n".join(f"--- {n} ---\n{self.tail(n, lines)}" for n in names)
 
@@ -521,7 +549,10 @@ class LocalDeployment:
         if self._superlink is not None:
             managed.append(self._superlink)
         self.stopped_pids |= _stop_all(managed)
-        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+        if (
+            self._previous_sigterm is not None
+            and threading.current_thread() is threading.main_thread()
+        ):
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
         if managed and self._announce is not None:

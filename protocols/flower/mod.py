@@ -102,7 +102,12 @@ _REQUESTS: dict[Stage, type[ProtocolMessage]] = {
     Stage.UNMASKING: UnmaskRequest,
 }
 
-RoundLogSource = RoundLog | str | os.PathLike[str] | Callable[[Context], "RoundLog | str | os.PathLike[str] | None"]
+RoundLogSource = (
+    RoundLog
+    | str
+    | os.PathLike[str]
+    | Callable[[Context], "RoundLog | str | os.PathLike[str] | None"]
+)
 
 
 def _resolve(source: Any, context: Context) -> Any:
@@ -147,8 +152,12 @@ class SecureAggregationMod:
         if not isinstance(self.policy, SecAggPolicy):
             raise InvalidParameterError("policy must be a SecAggPolicy")
         if self.policy.signed:
-            client_id = client_id if client_id is not None else (lambda c: node_client_id(c.node_config))
-            identity = identity if identity is not None else (lambda c: node_identity(c.node_config))
+            client_id = (
+                client_id if client_id is not None else (lambda c: node_client_id(c.node_config))
+            )
+            identity = (
+                identity if identity is not None else (lambda c: node_identity(c.node_config))
+            )
             pki = pki if pki is not None else (lambda c: node_pki(c.node_config))
         self._client_id = client_id
         self._identity = identity
@@ -163,7 +172,10 @@ class SecureAggregationMod:
     # -- dispatch ----------------------------------------------------------------------
 
     def __call__(self, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        if msg.metadata.message_type != MessageType.TRAIN or CONFIG_KEY not in msg.content.config_records:
+        if (
+            msg.metadata.message_type != MessageType.TRAIN
+            or CONFIG_KEY not in msg.content.config_records
+        ):
             return call_next(msg, context)
         header = msg.content.config_records[CONFIG_KEY]
         if header.get("version") != WIRE_VERSION:
@@ -190,11 +202,15 @@ class SecureAggregationMod:
             self._clear(context)
         else:
             self._save(context, client, meta)
-        return self._reply(msg, stage.value, client.client_id, replies[0] if replies else None, metrics)
+        return self._reply(
+            msg, stage.value, client.client_id, replies[0] if replies else None, metrics
+        )
 
     # -- stages ------------------------------------------------------------------------
 
-    def _advertise(self, msg: Message, context: Context, header: ConfigRecord, request: RoundStart) -> Message:
+    def _advertise(
+        self, msg: Message, context: Context, header: ConfigRecord, request: RoundStart
+    ) -> Message:
         announcement = RoundAnnouncement.from_record(header)
         if announcement.policy_digest != self._digest:
             raise ProtocolAbortError("the server announced a different secure aggregation policy")
@@ -208,10 +224,19 @@ class SecureAggregationMod:
         if client_id != announcement.client_id or client_id != request.recipient:
             raise ProtocolAbortError("the server addressed this client under another id")
         policy = self.policy
-        params = policy.check_parameters(announcement.cohort, announcement.degree, announcement.threshold)
-        encoder = policy.encoder(announcement.cohort, announcement.dimension, announcement.rotation_seed or None)
-        if encoder.bits != announcement.bits or policy.vector_length(encoder, announcement.dimension) != announcement.vector_length:
-            raise ProtocolAbortError("the announced ring or vector length does not follow from the policy")
+        params = policy.check_parameters(
+            announcement.cohort, announcement.degree, announcement.threshold
+        )
+        encoder = policy.encoder(
+            announcement.cohort, announcement.dimension, announcement.rotation_seed or None
+        )
+        if (
+            encoder.bits != announcement.bits
+            or policy.vector_length(encoder, announcement.dimension) != announcement.vector_length
+        ):
+            raise ProtocolAbortError(
+                "the announced ring or vector length does not follow from the policy"
+            )
         config = RoundConfig(
             round_id=announcement.round_id,
             parameters=params,
@@ -254,13 +279,17 @@ class SecureAggregationMod:
             raise MessageError("the masked-input stage carries no global model")
         global_arrays = content.array_records[ARRAYS_KEY]
         if arrays_digest(global_arrays).hex() != meta["model_digest"]:
-            raise ProtocolAbortError("the global model differs from the one announced at the start of the round")
+            raise ProtocolAbortError(
+                "the global model differs from the one announced at the start of the round"
+            )
         global_vector, layout = flatten_arrays(global_arrays)
         if layout.size != meta["dimension"]:
             raise ProtocolAbortError("the global model's size differs from the announced dimension")
 
         # the user's train function sees the round's content without the protocol records
-        user_content = RecordDict({k: v for k, v in content.items() if k not in (CONFIG_KEY, MESSAGE_KEY)})
+        user_content = RecordDict(
+            {k: v for k, v in content.items() if k not in (CONFIG_KEY, MESSAGE_KEY)}
+        )
         msg.content = user_content
         try:
             trained = call_next(msg, context)
@@ -273,19 +302,31 @@ class SecureAggregationMod:
         elif len(trained.content.array_records) == 1:
             returned = next(iter(trained.content.array_records.values()))
         else:
-            raise EncodingError(f"the train function must return one ArrayRecord (named {ARRAYS_KEY!r})")
+            raise EncodingError(
+                f"the train function must return one ArrayRecord (named {ARRAYS_KEY!r})"
+            )
         vector, returned_layout = flatten_arrays(returned)
         if not returned_layout.same_as(layout):
-            raise EncodingError("the train function returned arrays of another structure than the global model")
+            raise EncodingError(
+                "the train function returned arrays of another structure than the global model"
+            )
         update = vector - global_vector if self.policy.update is UpdateKind.MODEL else vector
-        metrics = trained.content.metric_records.get(METRICS_KEY) if trained.content.metric_records else None
+        metrics = (
+            trained.content.metric_records.get(METRICS_KEY)
+            if trained.content.metric_records
+            else None
+        )
         encoded = self._encode(update, meta, client.config.bits, metrics)
         client.set_input(encoded)
         replies = client.handle(request)
         return replies, (metrics if self.forward_metrics else None)
 
     def _encode(
-        self, update: np.ndarray[Any, Any], meta: dict[str, Any], bits: int, metrics: MetricRecord | None
+        self,
+        update: np.ndarray[Any, Any],
+        meta: dict[str, Any],
+        bits: int,
+        metrics: MetricRecord | None,
     ) -> np.ndarray[Any, Any]:
         policy = self.policy
         cohort, dimension = int(meta["cohort"]), int(meta["dimension"])
@@ -306,9 +347,14 @@ class SecureAggregationMod:
             raise EncodingError("num-examples must be a number")
         weight = float(raw_weight)
         if not 0 < weight <= policy.max_weight:
-            raise EncodingError(f"a weighted mean needs 0 < num-examples <= {policy.max_weight}, got {weight}")
+            raise EncodingError(
+                f"a weighted mean needs 0 < num-examples <= {policy.max_weight}, got {weight}"
+            )
         return np.concatenate(
-            [np.asarray(encoder.encode(x * weight), dtype=np.uint64), weight_encoder.encode([weight])]
+            [
+                np.asarray(encoder.encode(x * weight), dtype=np.uint64),
+                weight_encoder.encode([weight]),
+            ]
         )
 
     # -- context state -----------------------------------------------------------------
@@ -372,7 +418,9 @@ class SecureAggregationMod:
 
     @staticmethod
     def _remember_round(context: Context, round_ids: list[int]) -> None:
-        context.state.config_records[_ROUNDS_KEY] = ConfigRecord({"ids": [r.to_bytes(8, "big") for r in round_ids]})
+        context.state.config_records[_ROUNDS_KEY] = ConfigRecord(
+            {"ids": [r.to_bytes(8, "big") for r in round_ids]}
+        )
 
     # -- replies -----------------------------------------------------------------------
 
@@ -393,4 +441,3 @@ class SecureAggregationMod:
         if metrics is not None:
             records[METRICS_KEY] = metrics
         return Message(RecordDict(records), reply_to=msg)
-

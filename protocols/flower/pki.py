@@ -60,7 +60,11 @@ ROUND_LOG_KEY = "secagg-round-log"
 
 
 def _check_id(client_id: object) -> int:
-    if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 < client_id <= _MAX_CLIENT_ID:
+    if (
+        isinstance(client_id, bool)
+        or not isinstance(client_id, int)
+        or not 0 < client_id <= _MAX_CLIENT_ID
+    ):
         raise InvalidParameterError(f"client ids must be ints in [1, 2^63 - 1], got {client_id!r}")
     return client_id
 
@@ -77,7 +81,9 @@ def write_identities(directory: str | os.PathLike[str], client_ids: Iterable[int
         cid = _check_id(client_id)
         private = Ed25519PrivateKey.generate()
         raw = private.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
         )
         path = folder / f"identity-{cid}.key"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

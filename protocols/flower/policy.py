@@ -20,18 +20,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
+from protocols.inputs import weight_encoder
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import FixedPointEncoder, VectorEncoder
-from secagg.recipe import (
-    AggregationProtocol,
-    DPMode,
+from secagg.recipe.options import AggregationProtocol, DPMode
+from secagg.recipe.planning import (
     distributed_encoder,
     distributed_ring_bits,
     dp_minimum_threat_model,
     fixed_point_encoder,
 )
+from secagg.validation import is_int, is_real, require_int, require_positive
 from threat_models.model import ThreatModel
 from threat_models.parameters import (
     GraphKind,
@@ -63,6 +63,8 @@ class SecAggPolicy:
     Attributes:
         protocol: ``secagg+`` (default) or ``secagg`` (Paillier needs a dealt key and a
             decryption committee; use it through :class:`secagg.recipe.SecureAggregator`).
+            :class:`~secagg.recipe.options.AggregationProtocol` is
+            :class:`protocols.options.ProtocolName`.
         threat_model: the adversary; default ``ThreatModel()`` (malicious server: clients
             need identity keys and a PKI, see :mod:`protocols.flower.pki`).
         dp: ``distributed`` (default), ``central`` or ``none``. (Local DP-SGD happens in
@@ -100,7 +102,8 @@ class SecAggPolicy:
             raise InvalidParameterError(str(exc)) from None
         if self.protocol is AggregationProtocol.PAILLIER:
             raise InvalidParameterError(
-                "the Flower integration runs secagg or secagg+; Paillier runs through SecureAggregator"
+                "the Flower integration runs secagg or secagg+; Paillier runs through "
+                "SecureAggregator"
             )
         if self.dp is DPMode.LOCAL:
             raise InvalidParameterError(
@@ -109,25 +112,19 @@ class SecAggPolicy:
         if not isinstance(self.threat_model, ThreatModel):
             raise InvalidParameterError("threat_model must be a ThreatModel")
         for name in ("noise_multiplier", "value_bound", "max_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
-        if self.clip_norm is not None and (
-            isinstance(self.clip_norm, bool)
-            or not isinstance(self.clip_norm, (int, float))
-            or not (math.isfinite(self.clip_norm) and self.clip_norm > 0)
-        ):
-            raise InvalidParameterError(f"clip_norm must be None or positive, got {self.clip_norm!r}")
+            require_positive(name, getattr(self, name))
+        clip = self.clip_norm
+        if clip is not None and not (is_real(clip) and math.isfinite(clip) and clip > 0):
+            raise InvalidParameterError(f"clip_norm must be None or positive, got {clip!r}")
         if self.dp.user_level and self.clip_norm is None:
             raise InvalidParameterError(f"dp={self.dp.value!r} needs a clip_norm (the sensitivity)")
         if self.weighted and self.dp.user_level:
             raise InvalidParameterError("weighted means are not available with user-level DP")
-        if isinstance(self.max_clients, bool) or not isinstance(self.max_clients, int) or self.max_clients < 3:
-            raise InvalidParameterError("max_clients must be an int >= 3")
+        require_int("max_clients", self.max_clients, lo=3)
 
     # -- agreement ---------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Every field, JSON-compatible (the threat model field by field)."""
         tm = self.threat_model
         return {
@@ -163,15 +160,18 @@ class SecAggPolicy:
 
     @property
     def graph(self) -> GraphKind:
-        return GraphKind.COMPLETE if self.protocol is AggregationProtocol.SECAGG else GraphKind.HARARY
+        """The masking graph: complete for ``secagg``, a Harary graph for ``secagg+``."""
+        return (
+            GraphKind.COMPLETE if self.protocol is AggregationProtocol.SECAGG else GraphKind.HARARY
+        )
 
     # -- per-round derivations (identical on both sides) ---------------------------------
 
     def round_threat_model(self, cohort: int) -> ThreatModel:
-        """The threat model of a round of ``cohort`` clients (raised minimum aggregate with DDG)."""
+        """The threat model of a round of ``cohort`` clients (raised minimum aggregate with
+        distributed DP)."""
         if self.dp is DPMode.DISTRIBUTED:
-            tm: ThreatModel = dp_minimum_threat_model(self.threat_model, cohort)
-            return tm
+            return dp_minimum_threat_model(self.threat_model, cohort)
         return self.threat_model
 
     def parameters(self, cohort: int) -> ProtocolParameters:
@@ -180,7 +180,8 @@ class SecAggPolicy:
         return select_parameters(cohort, self.round_threat_model(cohort), graph=self.graph)
 
     def check_parameters(self, cohort: int, degree: int, threshold: int) -> ProtocolParameters:
-        """Client side: accept the announced ``k`` and ``t`` only if the policy's threat model does.
+        """Client side: accept the announced ``k`` and ``t`` only if the policy's threat model
+        does.
 
         Raises:
             InvalidParameterError, InfeasibleThreatModelError: the announcement is refused.
@@ -189,19 +190,27 @@ class SecAggPolicy:
         expected = self.graph
         params = check_parameters(cohort, degree, threshold, self.round_threat_model(cohort))
         if params.graph is not expected and not (expected is GraphKind.HARARY and params.complete):
-            raise InvalidParameterError(f"the policy runs a {expected.value} graph, not {params.graph.value}")
+            raise InvalidParameterError(
+                f"the policy runs a {expected.value} graph, not {params.graph.value}"
+            )
         return params
 
     def _check_cohort(self, cohort: int) -> None:
-        if isinstance(cohort, bool) or not isinstance(cohort, int) or not 3 <= cohort <= self.max_clients:
-            raise InvalidParameterError(f"a cohort of {cohort!r} clients is outside [3, {self.max_clients}]")
+        if not is_int(cohort) or not 3 <= cohort <= self.max_clients:
+            raise InvalidParameterError(
+                f"a cohort of {cohort!r} clients is outside [3, {self.max_clients}]"
+            )
 
-    def encoder(self, cohort: int, dimension: int, rotation_seed: bytes | None = None) -> VectorEncoder:
+    def encoder(
+        self, cohort: int, dimension: int, rotation_seed: bytes | None = None
+    ) -> VectorEncoder:
         """The round's encoder for ``dimension``-long updates (distributed DP: with the seed)."""
         if self.dp is DPMode.DISTRIBUTED:
             if rotation_seed is None or len(rotation_seed) != 32:
-                raise InvalidParameterError("distributed DP needs the round's 32-byte rotation seed")
-            encoder: VectorEncoder = distributed_encoder(
+                raise InvalidParameterError(
+                    "distributed DP needs the round's 32-byte rotation seed"
+                )
+            return distributed_encoder(
                 self.threat_model,
                 noise_multiplier=self.noise_multiplier,
                 clip_norm=float(self.clip_norm or 1.0),
@@ -210,7 +219,6 @@ class SecAggPolicy:
                 dimension=dimension,
                 rotation_seed=rotation_seed,
             )
-            return encoder
         bound = self.clip_norm if self.clip_norm is not None else self.value_bound
         return fixed_point_encoder(
             float(bound),
@@ -223,7 +231,7 @@ class SecAggPolicy:
         """Encoder of the folded weight (weighted means only), on the update's ring."""
         if not self.weighted:
             return None
-        return FixedPointEncoder(bits=bits, lo=0.0, hi=float(self.max_weight), max_clients=cohort)
+        return weight_encoder({}, max_weight=self.max_weight, bits=bits, max_clients=cohort)
 
     def vector_length(self, encoder: VectorEncoder, dimension: int) -> int:
         """Elements of a masked input: the encoding, plus one for a folded weight."""

@@ -95,7 +95,9 @@ class ArrayLayout:
     def same_as(self, other: ArrayLayout) -> bool:
         return self.names == other.names and self.shapes == other.shapes
 
-    def unflatten(self, vector: npt.ArrayLike, *, order: Sequence[str] | None = None) -> ArrayRecord:
+    def unflatten(
+        self, vector: npt.ArrayLike, *, order: Sequence[str] | None = None
+    ) -> ArrayRecord:
         """An ``ArrayRecord`` from a flat vector (entries in ``order``, default sorted).
 
         Raises:
@@ -207,8 +209,21 @@ class RoundAnnouncement:
             MessageError: a missing or mistyped field.
         """
         try:
-            ints = {k: record[k] for k in ("client-id", "cohort", "degree", "threshold", "bits", "vector-length", "dimension")}
-            blobs = {k: record[k] for k in ("round-id", "policy-digest", "model-digest", "rotation-seed")}
+            ints = {
+                k: record[k]
+                for k in (
+                    "client-id",
+                    "cohort",
+                    "degree",
+                    "threshold",
+                    "bits",
+                    "vector-length",
+                    "dimension",
+                )
+            }
+            blobs = {
+                k: record[k] for k in ("round-id", "policy-digest", "model-digest", "rotation-seed")
+            }
         except KeyError as exc:
             raise MessageError(f"round announcement without {exc}") from None
         for key, value in ints.items():
@@ -217,7 +232,11 @@ class RoundAnnouncement:
         for key, value in blobs.items():
             if not isinstance(value, bytes):
                 raise MessageError(f"round announcement: {key} must be bytes")
-        if len(blobs["round-id"]) != 8 or len(blobs["policy-digest"]) != 32 or len(blobs["model-digest"]) != 32:
+        if (
+            len(blobs["round-id"]) != 8
+            or len(blobs["policy-digest"]) != 32
+            or len(blobs["model-digest"]) != 32
+        ):
             raise MessageError("round announcement: malformed round id or digest")
         if len(blobs["rotation-seed"]) not in (0, 32):
             raise MessageError("round announcement: malformed rotation seed")

@@ -42,14 +42,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from logging import INFO, WARNING
-from typing import Any
+from typing import Any, cast
 
+import dp_accounting
 import numpy as np
 import numpy.typing as npt
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
+from dp.central import CentralGaussianMechanism
+from dp.distributed import DistributedDPEncoder
+from dp.ledger import BudgetScope, ClientSampling, PrivacyBudget, PrivacyLedger, RoundRecord
 from protocols.flower.policy import SecAggPolicy
 from protocols.flower.records import (
     ARRAYS_KEY,
@@ -75,7 +79,9 @@ from secagg.errors import (
     SecAggError,
     ThresholdNotMetError,
 )
-from secagg.recipe import DPMode
+from secagg.primitives.encoding import VectorEncoder
+from secagg.recipe.options import DPMode
+from secagg.validation import is_int
 
 __all__ = ["SecureAggregationWorkflow", "FlowerRoundResult", "WorkflowResult"]
 
@@ -173,29 +179,36 @@ class SecureAggregationWorkflow:
         self.policy = policy if policy is not None else SecAggPolicy()
         if not isinstance(self.policy, SecAggPolicy):
             raise InvalidParameterError("policy must be a SecAggPolicy")
-        for name, value in (("stage_timeout", stage_timeout), ("poll_interval", poll_interval), ("server_lr", server_lr)):
+        for name, value in (
+            ("stage_timeout", stage_timeout),
+            ("poll_interval", poll_interval),
+            ("server_lr", server_lr),
+        ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise InvalidParameterError(f"{name} must be positive, got {value!r}")
         self.stage_timeout = float(stage_timeout)
-        self.train_timeout = float(train_timeout) if train_timeout is not None else self.stage_timeout
+        self.train_timeout = (
+            float(train_timeout) if train_timeout is not None else self.stage_timeout
+        )
         self.poll_interval = float(poll_interval)
         self.population = population
         self.clients_per_round = clients_per_round
         self.delta = delta
         self.epsilon_budget = epsilon_budget
         self.server_lr = float(server_lr)
-        if max_restarts is not None and (
-            isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0
-        ):
-            raise InvalidParameterError(f"max_restarts must be None or a non-negative int, got {max_restarts!r}")
+        if max_restarts is not None and (not is_int(max_restarts) or max_restarts < 0):
+            raise InvalidParameterError(
+                f"max_restarts must be None or a non-negative int, got {max_restarts!r}"
+            )
         self.max_restarts = max_restarts
         if self.policy.signed and pki is None:
             raise InvalidParameterError(
-                "a signed policy (malicious server) needs the PKI: pki=load_pki(path), the clients' identity keys"
+                "a signed policy (malicious server) needs the PKI: pki=load_pki(path), the "
+                "clients' identity keys"
             )
         self.pki: dict[int, bytes] | None = _check_pki(pki) if pki is not None else None
         self._client_ids: dict[int, int] = {}
-        self._ledger: Any = None
+        self._ledger: PrivacyLedger | None = None
 
     # -- the FedAvg loop ---------------------------------------------------------------
 
@@ -217,7 +230,7 @@ class SecureAggregationWorkflow:
         :meth:`aggregate` and applies the update. A round that aborts (too few
         survivors) leaves the model unchanged and is logged.
         """
-        if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
+        if not is_int(num_rounds) or num_rounds < 1:
             raise InvalidParameterError("num_rounds must be a positive int")
         nodes = self.wait_for_nodes(grid, min_nodes, timeout=node_wait_timeout)
         if self.population is None:
@@ -230,10 +243,20 @@ class SecureAggregationWorkflow:
         for server_round in range(1, num_rounds + 1):
             available = sorted(grid.get_node_ids())
             cohort = self._sample(available)
-            log(INFO, "[secagg round %d] cohort of %d nodes (of %d connected)", server_round, len(cohort), len(available))
+            log(
+                INFO,
+                "[secagg round %d] cohort of %d nodes (of %d connected)",
+                server_round,
+                len(cohort),
+                len(available),
+            )
             try:
                 result = self.aggregate(
-                    grid, arrays, train_config=train_config, node_ids=cohort, server_round=server_round
+                    grid,
+                    arrays,
+                    train_config=train_config,
+                    node_ids=cohort,
+                    server_round=server_round,
                 )
             except (ThresholdNotMetError, ProtocolAbortError) as exc:
                 log(WARNING, "[secagg round %d] aborted: %s", server_round, exc)
@@ -261,7 +284,9 @@ class SecureAggregationWorkflow:
             if len(nodes) >= count:
                 return nodes
             if time.monotonic() > deadline:
-                raise ThresholdNotMetError(f"only {len(nodes)} of {count} nodes connected within {timeout} s")
+                raise ThresholdNotMetError(
+                    f"only {len(nodes)} of {count} nodes connected within {timeout} s"
+                )
             time.sleep(self.poll_interval)
 
     def _sample(self, nodes: list[int]) -> list[int]:
@@ -304,7 +329,10 @@ class SecureAggregationWorkflow:
         attempt = 0
         limit = self.max_restarts
         if limit is None:
-            limit = self.policy.round_threat_model(max(len(nodes), 1)).max_colluders(max(len(nodes), 1)) + 1
+            limit = (
+                self.policy.round_threat_model(max(len(nodes), 1)).max_colluders(max(len(nodes), 1))
+                + 1
+            )
         while True:
             try:
                 result = self._execute(grid, arrays, train_config, nodes, server_round)
@@ -317,7 +345,8 @@ class SecureAggregationWorkflow:
                 nodes = [node for node in nodes if node not in left_out]
                 log(
                     WARNING,
-                    "[secagg round %d] restart %d of %d under a fresh round id without nodes %s: %s",
+                    "[secagg round %d] restart %d of %d under a fresh round id without "
+                    "nodes %s: %s",
                     server_round,
                     attempt,
                     limit,
@@ -345,7 +374,9 @@ class SecureAggregationWorkflow:
         """One execution of the protocol (one round id) with ``nodes``."""
         policy = self.policy
         if len(nodes) < 3:
-            raise ThresholdNotMetError(f"secure aggregation needs at least 3 nodes, got {len(nodes)}")
+            raise ThresholdNotMetError(
+                f"secure aggregation needs at least 3 nodes, got {len(nodes)}"
+            )
         if self.population is None:
             self.population = len(nodes)
         cohort_ids = self._client_id_map(grid, nodes, server_round)
@@ -361,14 +392,23 @@ class SecureAggregationWorkflow:
         encoder = policy.encoder(n, d, seed or None)
         length = policy.vector_length(encoder, d)
         config = RoundConfig(
-            round_id=secrets.randbits(63), parameters=params, bits=encoder.bits, vector_length=length
+            round_id=secrets.randbits(63),
+            parameters=params,
+            bits=encoder.bits,
+            vector_length=length,
         )
-        privacy = self._privacy_record(encoder, params.min_aggregate_size, list(cohort_ids.values()))
+        privacy = self._privacy_record(
+            encoder, params.min_aggregate_size, list(cohort_ids.values())
+        )
         if privacy is not None:
             self._privacy_ledger().preview(privacy)  # refuse before anything is sent
 
         model_digest = arrays_digest(arrays)
-        pki = {cid: self.pki[cid] for cid in node_of} if policy.signed and self.pki is not None else None
+        pki = (
+            {cid: self.pki[cid] for cid in node_of}
+            if policy.signed and self.pki is not None
+            else None
+        )
         server = SecAggServer(config, node_of.keys(), pki=pki, model_hash=model_digest)
         digest = policy.digest()
         requests = server.start()
@@ -397,10 +437,15 @@ class SecureAggregationWorkflow:
                         rotation_seed=seed,
                     )
                     header.update(announcement.to_record())
-                records: dict[str, Any] = {CONFIG_KEY: ConfigRecord(header), MESSAGE_KEY: pack_message(request)}
+                records: dict[str, Any] = {
+                    CONFIG_KEY: ConfigRecord(header),
+                    MESSAGE_KEY: pack_message(request),
+                }
                 if stage is Stage.MASKED_INPUT:
                     records[ARRAYS_KEY] = arrays
-                    records[TRAIN_CONFIG_KEY] = train_config if train_config is not None else ConfigRecord()
+                    records[TRAIN_CONFIG_KEY] = (
+                        train_config if train_config is not None else ConfigRecord()
+                    )
                 outgoing.append((node, _request(RecordDict(records), node, server_round)))
             timeout = self.train_timeout if stage is Stage.MASKED_INPUT else self.stage_timeout
             stage_started = time.perf_counter()
@@ -418,14 +463,21 @@ class SecureAggregationWorkflow:
             try:
                 requests = server.advance()
             except RoundRestartError as exc:
-                raise _Restart(exc, frozenset(node_of[c] for c in exc.excluded if c in node_of)) from exc
+                raise _Restart(
+                    exc, frozenset(node_of[c] for c in exc.excluded if c in node_of)
+                ) from exc
 
         result = server.result
         survivors = tuple(sorted(node_of[c] for c in result.survivors))
         dropped = tuple(sorted(node_of[c] for c in result.dropped))
         code_length = encoder.encoded_length(d)
-        total = np.asarray(encoder.decode_sum(result.ring_sum[:code_length], len(result.survivors)), dtype=np.float64)
-        update = self._reduce(total, result.ring_sum[code_length:], len(result.survivors), n, encoder.bits)
+        total = np.asarray(
+            encoder.decode_sum(result.ring_sum[:code_length], len(result.survivors)),
+            dtype=np.float64,
+        )
+        update = self._reduce(
+            total, result.ring_sum[code_length:], len(result.survivors), n, encoder.bits
+        )
         new_vector = global_vector + self.server_lr * update
         order = list(arrays.keys())
         epsilon = self.epsilon_spent
@@ -457,13 +509,17 @@ class SecureAggregationWorkflow:
                 if reply.has_error() or CONFIG_KEY not in reply.content.config_records:
                     continue
                 cid = reply.content.config_records[CONFIG_KEY].get("client-id")
-                if isinstance(cid, int) and not isinstance(cid, bool) and 0 < cid < 1 << 63:
-                    self._client_ids[node] = cid
+                if is_int(cid) and 0 < int(cid) < 1 << 63:
+                    self._client_ids[node] = int(cid)
         known = self.pki if self.pki is not None else {}
         mapping = {node: self._client_ids[node] for node in nodes if node in self._client_ids}
         unknown_ids = sorted(cid for cid in mapping.values() if cid not in known)
         if unknown_ids:
-            log(WARNING, "nodes claim client ids %s that the PKI does not know; they are left out", unknown_ids)
+            log(
+                WARNING,
+                "nodes claim client ids %s that the PKI does not know; they are left out",
+                unknown_ids,
+            )
             mapping = {node: cid for node, cid in mapping.items() if cid in known}
         counts: dict[int, int] = {}
         for cid in mapping.values():
@@ -473,7 +529,9 @@ class SecureAggregationWorkflow:
             log(WARNING, "nodes claim the same client ids %s; they are left out", sorted(clashing))
         return {node: cid for node, cid in mapping.items() if cid not in clashing}
 
-    def _exchange(self, grid: Grid, outgoing: list[tuple[int, Message]], timeout: float) -> list[tuple[int, Message]]:
+    def _exchange(
+        self, grid: Grid, outgoing: list[tuple[int, Message]], timeout: float
+    ) -> list[tuple[int, Message]]:
         """Push messages, then poll for the replies until all arrived or ``timeout`` passed."""
         if not outgoing:
             return []
@@ -514,12 +572,19 @@ class SecureAggregationWorkflow:
         except (SecAggError, KeyError) as exc:
             log(WARNING, "refused the reply of client %d at %s: %s", client_id, stage.value, exc)
 
-    def _reduce(self, total: F64, weight_words: npt.NDArray[np.uint64], survivors: int, cohort: int, bits: int) -> F64:
+    def _reduce(
+        self,
+        total: F64,
+        weight_words: npt.NDArray[np.uint64],
+        survivors: int,
+        cohort: int,
+        bits: int,
+    ) -> F64:
         policy = self.policy
         if policy.dp is DPMode.CENTRAL:
-            from dp.central import CentralGaussianMechanism
-
-            mechanism = CentralGaussianMechanism(policy.noise_multiplier, float(policy.clip_norm or 1.0))
+            mechanism = CentralGaussianMechanism(
+                policy.noise_multiplier, float(policy.clip_norm or 1.0)
+            )
             total = np.asarray(mechanism.add_noise(total).value, dtype=np.float64)
         if policy.dp.user_level:
             return total / float(self.clients_per_round or cohort)
@@ -544,19 +609,21 @@ class SecureAggregationWorkflow:
             return None
         return float(self._ledger.population_epsilon(self.effective_delta))
 
-    def _privacy_ledger(self) -> Any:
+    def _privacy_ledger(self) -> PrivacyLedger:
         """The ledger of user-level mechanisms (created on first use)."""
-        from dp.ledger import BudgetScope, PrivacyBudget, PrivacyLedger
-
         if self._ledger is None:
             budgets = []
             if self.epsilon_budget is not None:
-                budgets.append(PrivacyBudget(self.epsilon_budget, self.effective_delta, BudgetScope.POPULATION))
+                budgets.append(
+                    PrivacyBudget(self.epsilon_budget, self.effective_delta, BudgetScope.POPULATION)
+                )
             accountant = "rdp" if self.policy.dp is DPMode.DISTRIBUTED else "pld"
             self._ledger = PrivacyLedger(budgets=budgets, accountant=accountant)
         return self._ledger
 
-    def _privacy_record(self, encoder: Any, min_survivors: int, client_ids: list[int]) -> Any:
+    def _privacy_record(
+        self, encoder: VectorEncoder, min_survivors: int, client_ids: list[int]
+    ) -> RoundRecord | None:
         """The round's user-level mechanism as a ledger record (``None`` without user-level DP).
 
         The workflow previews it before the round starts (refusing a round over budget
@@ -567,14 +634,10 @@ class SecureAggregationWorkflow:
         policy = self.policy
         if not policy.dp.user_level:
             return None
-        import dp_accounting
-
-        from dp.ledger import ClientSampling, RoundRecord
-
         population = max(self.population or len(client_ids), len(client_ids))
         per_round = min(self.clients_per_round or population, population)
-        if policy.dp is DPMode.DISTRIBUTED:
-            event = encoder.dp_event(min_survivors)
+        if policy.dp is DPMode.DISTRIBUTED:  # the policy's encoder of distributed DP
+            event = cast(DistributedDPEncoder, encoder).dp_event(min_survivors)
         else:
             event = dp_accounting.GaussianDpEvent(policy.noise_multiplier)
         return RoundRecord(
@@ -584,8 +647,9 @@ class SecureAggregationWorkflow:
         )
 
     @property
-    def ledger(self) -> Any:
-        """The :class:`dp.ledger.PrivacyLedger` (``None`` without user-level DP or before a round)."""
+    def ledger(self) -> PrivacyLedger | None:
+        """The :class:`dp.ledger.PrivacyLedger` (``None`` without user-level DP or before a
+        round)."""
         return self._ledger
 
 
@@ -594,7 +658,7 @@ def _check_pki(pki: Mapping[int, bytes]) -> dict[int, bytes]:
         raise InvalidParameterError("pki must map client ids to 32-byte public keys")
     out: dict[int, bytes] = {}
     for cid, key in pki.items():
-        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 < cid < 1 << 63:
+        if not is_int(cid) or not 0 < cid < 1 << 63:
             raise InvalidParameterError(f"PKI client ids are ints in [1, 2^63 - 1], got {cid!r}")
         if not isinstance(key, bytes) or len(key) != 32:
             raise InvalidParameterError(f"the PKI key of client {cid} is not 32 bytes")
@@ -603,7 +667,8 @@ def _check_pki(pki: Mapping[int, bytes]) -> dict[int, bytes]:
 
 
 class _Restart(Exception):
-    """An execution ended with :class:`RoundRestartError`; ``nodes`` are the node ids to leave out."""
+    """An execution ended with :class:`RoundRestartError`; ``nodes``: the node ids to leave
+    out."""
 
     def __init__(self, error: RoundRestartError, nodes: frozenset[int]) -> None:
         super().__init__(error.reason)
@@ -613,4 +678,6 @@ class _Restart(Exception):
 
 def _request(content: RecordDict, node: int, server_round: int) -> Message:
     """A ``train`` message to ``node``, grouped by round (Flower's Message constructor)."""
-    return Message(content, dst_node_id=node, message_type=MessageType.TRAIN, group_id=str(server_round))
+    return Message(
+        content, dst_node_id=node, message_type=MessageType.TRAIN, group_id=str(server_round)
+    )

@@ -236,9 +236,7 @@ class SecureAggregator:
         if not is_int(hazmat_paillier_key_bits) or hazmat_paillier_key_bits < 128:
             raise InvalidParameterError("hazmat_paillier_key_bits must be an int >= 128")
         self._paillier_key_bits = int(hazmat_paillier_key_bits)
-        self.key_generation: KeyGeneration = coerce(
-            KeyGeneration, key_generation, "key generation"
-        )
+        self.key_generation: KeyGeneration = coerce(KeyGeneration, key_generation, "key generation")
         if paillier_committee is None:
             paillier_committee = min(_PAILLIER_COMMITTEE, population)
         if not is_int(paillier_committee) or not 2 <= paillier_committee <= population:
@@ -342,6 +340,7 @@ class SecureAggregator:
     def noise_multiplier(self) -> float | None:
         """``z`` (calibrated on the first round when a ``target_epsilon`` was given)."""
         return self._noise.noise_multiplier
+
     @property
     def epsilon(self) -> float | None:
         """Epsilon spent so far at :attr:`delta`, true against the server (the headline).
@@ -369,6 +368,7 @@ class SecureAggregator:
         once it reaches ``delta``). ``inf`` for ``local``; ``None`` for ``none``.
         """
         return self.privacy().epsilon_amplified
+
     def privacy(self, *, accountant: str | None = None) -> PrivacyStatement:
         """Every epsilon spent so far, each with the adversary it holds against.
 
@@ -496,9 +496,7 @@ class SecureAggregator:
             if self._population_ids is None and not self._history:
                 self._population_ids = ids
             elif ids != self.population_ids:
-                raise InvalidParameterError(
-                    "clients must be the population's ids (see client_ids)"
-                )
+                raise InvalidParameterError("clients must be the population's ids (see client_ids)")
         if self._pending_cohort is None:
             if self._cohort_stream is None:
                 drawn = poisson_sample(pool, self.clients_per_round, self.population)

@@ -104,6 +104,4 @@ def coerce(enum: type[_E], value: object, what: str) -> _E:
         return enum(value)
     except ValueError:
         choices = ", ".join(repr(m.value) for m in enum)
-        raise InvalidParameterError(
-            f"unknown {what} {value!r}; choose one of {choices}"
-        ) from None
+        raise InvalidParameterError(f"unknown {what} {value!r}; choose one of {choices}") from None

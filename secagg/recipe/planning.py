@@ -41,9 +41,7 @@ _UNCLIPPED_LEVEL_BITS = 40
 _MAX_RING_BITS = 62
 
 
-def fixed_point_ring_bits(
-    cohort: int, *, clipped: bool, max_weight: float | None = None
-) -> int:
+def fixed_point_ring_bits(cohort: int, *, clipped: bool, max_weight: float | None = None) -> int:
     """Ring exponent of the fixed-point encoding: ``2^L`` levels per client over ``log2 n``.
 
     With clipping ``L = 24`` (a quantum of ``2C / 2^24``, far below any useful update

@@ -155,9 +155,7 @@ def poisson_sample(
         or denominator < 1
         or not 0 <= numerator <= denominator
     ):
-        raise InvalidParameterError(
-            f"sampling rate {numerator}/{denominator} is not in [0, 1]"
-        )
+        raise InvalidParameterError(f"sampling rate {numerator}/{denominator} is not in [0, 1]")
     pool = list(clients)
     if numerator == denominator:
         return pool

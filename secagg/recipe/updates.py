@@ -114,9 +114,7 @@ def _layout_difference(expected: UpdateLayout, got: UpdateLayout) -> str:
     return "; ".join(shapes) or "different leaves"
 
 
-def flatten_updates(
-    ids: Sequence[ClientId], items: Sequence[object]
-) -> tuple[F64, UpdateLayout]:
+def flatten_updates(ids: Sequence[ClientId], items: Sequence[object]) -> tuple[F64, UpdateLayout]:
     """One float64 row per update, and the layout that rebuilds the first one.
 
     A mapping's keys name its leaves: every mapping is read in the first update's key
@@ -190,8 +188,10 @@ def rebuild_like(update: object, result: object) -> object:
             k: float(v) if type(update[k]) is float else v
             for k, v in zip(update.keys(), result.values())
         }
-    if isinstance(result, list) and isinstance(update, Sequence) and not isinstance(
-        update, Mapping
+    if (
+        isinstance(result, list)
+        and isinstance(update, Sequence)
+        and not isinstance(update, Mapping)
     ):
         return [float(v) if type(u) is float else v for u, v in zip(update, result)]
     return result
@@ -244,9 +244,7 @@ def map_dropouts(
         pids = []
         for cid in clients:
             if cid not in protocol_ids:
-                raise InvalidParameterError(
-                    f"dropouts names client {cid!r}, which sent no update"
-                )
+                raise InvalidParameterError(f"dropouts names client {cid!r}, which sent no update")
             pids.append(protocol_ids[cid])
         mapped[key] = pids
     return mapped
