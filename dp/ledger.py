@@ -39,8 +39,8 @@ records nothing if any budget would be exceeded, and otherwise appends the round
     ledger.save("ledger.json")
 
 The ledger is persisted as versioned JSON (:meth:`PrivacyLedger.to_json`,
-:meth:`PrivacyLedger.load`); the events are serialised with
-:func:`dp.accounting.event_to_dict`. :meth:`PrivacyLedger.save` seals the file with an
+:meth:`PrivacyLedger.load`, written by :mod:`dp.ledger_store`); the events are serialised
+with :func:`dp.event_json.event_to_dict`. :meth:`PrivacyLedger.save` seals the file with an
 HMAC-SHA256 whose key sits in a private key file next to it (or is held by the caller);
 :meth:`PrivacyLedger.load` refuses, with :class:`~secagg.errors.LedgerIntegrityError`, a
 file that was edited, replaced by an older copy or by another run's ledger, and an
@@ -51,52 +51,61 @@ Which epsilon holds against whom: :meth:`PrivacyLedger.population_epsilon` is am
 by the cohort sampling and holds only against an adversary who neither chooses nor learns
 the sample; :meth:`PrivacyLedger.worst_client_epsilon` (the largest per-client figure
 from actual participation) holds against a server that chooses or observes the cohort.
+
+The ledger's parts live in the modules named after them: the entries in
+:mod:`dp.ledger_entries`, the budgets in :mod:`dp.budget`, the file format and its seal
+in :mod:`dp.ledger_store`; this module re-exports their public names.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import math
 import os
 import secrets
-import stat
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from types import MappingProxyType
 from typing import Any
 
 import dp_accounting
 import numpy as np
 import numpy.typing as npt
-from dp_accounting.privacy_accountant import NeighboringRelation
+from tqdm import tqdm
 
-from dp.accounting import (
+from dp.accountants.base import (
     DEFAULT_PLD_DISCRETIZATION,
     AccountantKind,
     AccountantLimitError,
-    check_supported,
-    compute_delta,
-    compute_epsilon,
+    NeighboringRelation,
+)
+from dp.accountants.distributed_pld import (
     contains_distributed_discrete_gaussian,
     distributed_pld_epsilon,
-    event_from_dict,
-    event_key,
-    event_to_dict,
-    rdp_curve,
-    rdp_to_epsilon,
 )
-from secagg.errors import (
-    BudgetExceededError,
-    InvalidParameterError,
-    LedgerIntegrityError,
-    UnsupportedEventError,
+from dp.accountants.factory import check_supported, compute_delta, compute_epsilon, rdp_curve
+from dp.accountants.rdp import rdp_to_epsilon
+from dp.budget import BudgetScope, BudgetStatus, PrivacyBudget, SpendReport, refusal_message
+from dp.event_json import event_key
+from dp.ledger_entries import (
+    ClientSampling,
+    LocalDpSgd,
+    RoundRecord,
+    SamplingScheme,
+    local_dp_sgd_from_opacus,
 )
+from dp.ledger_store import (
+    KEY_SUFFIX,
+    LEDGER_FORMAT,
+    LEDGER_VERSION,
+    READABLE_VERSIONS,
+    check_not_rolled_back,
+    ledger_mac,
+    read_ledger_file,
+    write_ledger_file,
+)
+from secagg.errors import BudgetExceededError, InvalidParameterError, UnsupportedEventError
+from secagg.validation import is_int, require_positive
 
 __all__ = [
     "LEDGER_FORMAT",
@@ -117,389 +126,6 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-LEDGER_FORMAT = "secagg-fl/privacy-ledger"
-LEDGER_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # version 1: no ledger id, never signed
-KEY_FORMAT = "secagg-fl/privacy-ledger-key"
-KEY_SUFFIX = ".key"
-MAC_ALGORITHM = "HMAC-SHA256"
-_MAC_DOMAIN = b"secagg-fl/privacy-ledger/hmac-sha256\x00"
-_KEY_BYTES = 32
-
-
-class BudgetScope(str, Enum):
-    """Which epsilon a budget limits (see the module docstring)."""
-
-    POPULATION = "population"
-    PER_CLIENT = "per_client"
-    SAMPLE_LEVEL = "sample_level"
-
-
-class SamplingScheme(str, Enum):
-    """How a round's cohort is drawn.
-
-    ``POISSON``: each client independently with probability ``rate``
-    (``PoissonSampledDpEvent``, add/remove neighbours). ``FIXED_SIZE``: a uniformly random
-    cohort of exactly ``rate * population`` clients (``SampledWithoutReplacementDpEvent``,
-    accounted by the RDP accountant for replace-one neighbours only).
-    """
-
-    POISSON = "poisson"
-    FIXED_SIZE = "fixed_size"
-
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class PrivacyBudget:
-    """A limit ``epsilon`` on the epsilon at ``delta`` of one :class:`BudgetScope`."""
-
-    epsilon: float
-    delta: float
-    scope: BudgetScope = BudgetScope.POPULATION
-
-    def __post_init__(self) -> None:
-        eps = _finite("budget epsilon", self.epsilon)
-        if eps <= 0:
-            raise InvalidParameterError(f"budget epsilon must be positive, got {eps}")
-        delta = _finite("budget delta", self.delta)
-        if not 0.0 < delta < 1.0:
-            raise InvalidParameterError(f"budget delta must lie in (0, 1), got {delta}")
-        object.__setattr__(self, "scope", BudgetScope(self.scope))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "delta": self.delta, "scope": self.scope.value}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyBudget:
-        try:
-            return cls(float(data["epsilon"]), float(data["delta"]), BudgetScope(data["scope"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParameterError(f"malformed budget {data!r}: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class ClientSampling:
-    """How each round's cohort is drawn from the population.
-
-    Attributes:
-        rate: sampling rate ``q`` in ``(0, 1]``; ``1`` means every client every round.
-        population: number of clients in the population (required for ``FIXED_SIZE``).
-        scheme: :class:`SamplingScheme`.
-    """
-
-    rate: float
-    population: int | None = None
-    scheme: SamplingScheme = SamplingScheme.POISSON
-
-    def __post_init__(self) -> None:
-        rate = _finite("sampling rate", self.rate)
-        if not 0.0 < rate <= 1.0:
-            raise InvalidParameterError(f"sampling rate must lie in (0, 1], got {rate}")
-        object.__setattr__(self, "rate", rate)
-        object.__setattr__(self, "scheme", SamplingScheme(self.scheme))
-        if self.population is not None:
-            _count("population", self.population, 1)
-        if self.scheme is SamplingScheme.FIXED_SIZE:
-            if self.population is None:
-                raise InvalidParameterError("fixed-size sampling needs the population size")
-            size = rate * self.population
-            if abs(size - round(size)) > 1e-9:
-                raise InvalidParameterError(
-                    "fixed-size sampling needs rate * population to be an integer"
-                )
-
-    @classmethod
-    def from_counts(
-        cls,
-        clients_per_round: int,
-        population: int,
-        scheme: SamplingScheme = SamplingScheme.POISSON,
-    ) -> ClientSampling:
-        """Sampling of ``clients_per_round`` (expected, for Poisson) out of ``population``."""
-        _count("clients_per_round", clients_per_round, 1)
-        _count("population", population, 1)
-        if clients_per_round > population:
-            raise InvalidParameterError("clients_per_round cannot exceed the population")
-        return cls(clients_per_round / population, population, scheme)
-
-    @classmethod
-    def full(cls, population: int | None = None) -> ClientSampling:
-        """Every client takes part in every round."""
-        return cls(1.0, population)
-
-    def wrap(self, mechanism: dp_accounting.DpEvent) -> dp_accounting.DpEvent:
-        """The population-level event of one round: ``mechanism`` under this sampling."""
-        if self.rate == 1.0:
-            return mechanism
-        if self.scheme is SamplingScheme.POISSON:
-            return dp_accounting.PoissonSampledDpEvent(self.rate, mechanism)
-        population = int(self.population or 0)
-        return dp_accounting.SampledWithoutReplacementDpEvent(
-            population, int(round(self.rate * population)), mechanism
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rate": self.rate, "population": self.population, "scheme": self.scheme.value}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClientSampling:
-        try:
-            population = data.get("population")
-            return cls(
-                float(data["rate"]),
-                None if population is None else int(population),
-                SamplingScheme(data.get("scheme", SamplingScheme.POISSON.value)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParameterError(f"malformed sampling {data!r}: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class LocalDpSgd:
-    """DP-SGD steps run on one client: ``steps`` Poisson-sampled Gaussian steps.
-
-    One entry of an Opacus accountant's ``history``; record-level (sample-level) DP of
-    the client's local dataset.
-    """
-
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-
-    def __post_init__(self) -> None:
-        nm = _finite("noise_multiplier", self.noise_multiplier)
-        if nm < 0:
-            raise InvalidParameterError("noise_multiplier must be >= 0")
-        q = _finite("sample_rate", self.sample_rate)
-        if not 0.0 <= q <= 1.0:
-            raise InvalidParameterError("sample_rate must lie in [0, 1]")
-        _count("steps", self.steps, 0)
-        object.__setattr__(self, "noise_multiplier", nm)
-        object.__setattr__(self, "sample_rate", q)
-
-    def event(self) -> dp_accounting.DpEvent:
-        step: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(self.noise_multiplier)
-        if self.sample_rate < 1.0:
-            step = dp_accounting.PoissonSampledDpEvent(self.sample_rate, step)
-        return dp_accounting.SelfComposedDpEvent(step, self.steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "noise_multiplier": self.noise_multiplier,
-            "sample_rate": self.sample_rate,
-            "steps": self.steps,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LocalDpSgd:
-        try:
-            return cls(
-                float(data["noise_multiplier"]), float(data["sample_rate"]), int(data["steps"])
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParameterError(f"malformed local DP-SGD entry {data!r}: {exc}") from exc
-
-
-def local_dp_sgd_from_opacus(
-    accountant_or_history: Any, *, since: Any = None
-) -> tuple[LocalDpSgd, ...]:
-    """Local DP-SGD steps from an Opacus accountant, its ``state_dict()`` or its ``history``.
-
-    Args:
-        accountant_or_history: an Opacus ``IAccountant`` (anything with ``history``), a
-            ``state_dict()`` mapping with a ``"history"`` key, or the history list of
-            ``(noise_multiplier, sample_rate, steps)`` tuples.
-        since: optionally the same kind of object captured earlier (e.g. before this
-            round's local training); only the steps taken after it are returned, so a
-            client carrying its accountant state across rounds reports one round's steps.
-
-    Returns:
-        The steps as :class:`LocalDpSgd` entries.
-    """
-
-    def history(obj: Any) -> list[tuple[float, float, int]]:
-        if obj is None:
-            return []
-        if isinstance(obj, Mapping):
-            obj = obj.get("history")
-        elif hasattr(obj, "history"):
-            obj = obj.history
-        if not isinstance(obj, Sequence):
-            raise InvalidParameterError(
-                "expected an Opacus accountant, its state_dict or its history"
-            )
-        out = []
-        for item in obj:
-            if not isinstance(item, Sequence) or len(item) != 3:
-                raise InvalidParameterError(f"malformed Opacus history entry {item!r}")
-            out.append((float(item[0]), float(item[1]), int(item[2])))
-        return out
-
-    now, before = history(accountant_or_history), history(since)
-    remaining: Counter[tuple[float, float]] = Counter()
-    for nm, q, steps in before:
-        remaining[(nm, q)] += steps
-    result = []
-    for nm, q, steps in now:
-        already = min(remaining[(nm, q)], steps)
-        remaining[(nm, q)] -= already
-        if steps - already > 0:
-            result.append(LocalDpSgd(nm, q, steps - already))
-    return tuple(result)
-
-
-def _normalise_id(client: object) -> str:
-    if isinstance(client, bool) or not isinstance(client, (str, int)):
-        raise InvalidParameterError(f"client ids must be str or int, got {type(client).__name__}")
-    return str(client)
-
-
-ClientId = str | int
-
-
-@dataclass(frozen=True, init=False)
-class RoundRecord:
-    """What one round applied. Immutable; client ids are stored as strings.
-
-    Attributes:
-        mechanism: DP event applied to the cohort's aggregate (before client sampling).
-        sampling: how the cohort was drawn.
-        participants: ids of the clients whose data may enter the aggregate (the
-            selected cohort); ``None`` if unknown (per-client accounting then impossible).
-            ``int`` ids are accepted and stored as ``str``.
-        local_dp_sgd: per client id, the DP-SGD steps it ran locally this round
-            (read-only mapping).
-        note: free text.
-    """
-
-    mechanism: dp_accounting.DpEvent
-    sampling: ClientSampling
-    participants: tuple[str, ...] | None
-    local_dp_sgd: Mapping[str, tuple[LocalDpSgd, ...]]
-    note: str
-
-    def __init__(
-        self,
-        mechanism: dp_accounting.DpEvent,
-        sampling: ClientSampling,
-        participants: Iterable[ClientId] | None = None,
-        local_dp_sgd: Mapping[str, Iterable[LocalDpSgd]]
-        | Mapping[int, Iterable[LocalDpSgd]]
-        | Mapping[ClientId, Iterable[LocalDpSgd]]
-        | None = None,
-        note: str = "",
-    ) -> None:
-        if not isinstance(mechanism, dp_accounting.DpEvent):
-            raise InvalidParameterError("mechanism must be a dp_accounting.DpEvent")
-        event_to_dict(mechanism)  # refuses unknown classes and non-finite fields
-        if not isinstance(sampling, ClientSampling):
-            raise InvalidParameterError("sampling must be a ClientSampling")
-        ids: tuple[str, ...] | None = None
-        if participants is not None:
-            if isinstance(participants, (str, bytes)) or not isinstance(participants, Iterable):
-                raise InvalidParameterError(
-                    "participants must be a collection of ids, not a string"
-                )
-            ids = tuple(_normalise_id(c) for c in participants)
-            if len(set(ids)) != len(ids):
-                raise InvalidParameterError("participants contains duplicate ids")
-        if local_dp_sgd is None:
-            local_dp_sgd = {}
-        if not isinstance(local_dp_sgd, Mapping):
-            raise InvalidParameterError("local_dp_sgd must map client ids to DP-SGD steps")
-        local: dict[str, tuple[LocalDpSgd, ...]] = {}
-        for client, steps in local_dp_sgd.items():
-            cid = _normalise_id(client)
-            if cid in local:
-                raise InvalidParameterError(f"client {cid!r} appears twice in local_dp_sgd")
-            entries = tuple(steps)
-            if not all(isinstance(s, LocalDpSgd) for s in entries):
-                raise InvalidParameterError("local_dp_sgd values must be sequences of LocalDpSgd")
-            local[cid] = entries
-        if not isinstance(note, str):
-            raise InvalidParameterError("note must be a string")
-        object.__setattr__(self, "mechanism", mechanism)
-        object.__setattr__(self, "sampling", sampling)
-        object.__setattr__(self, "participants", ids)
-        object.__setattr__(self, "local_dp_sgd", MappingProxyType(local))
-        object.__setattr__(self, "note", note)
-
-    @property
-    def population_event(self) -> dp_accounting.DpEvent:
-        """The round's population-level event: the mechanism under the cohort sampling."""
-        return self.sampling.wrap(self.mechanism)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mechanism": event_to_dict(self.mechanism),
-            "sampling": self.sampling.to_dict(),
-            "participants": None if self.participants is None else list(self.participants),
-            "local_dp_sgd": {
-                c: [s.to_dict() for s in steps] for c, steps in self.local_dp_sgd.items()
-            },
-            "note": self.note,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
-        if not isinstance(data, Mapping):
-            raise InvalidParameterError("a round must be a JSON object")
-        try:
-            local_raw = data.get("local_dp_sgd") or {}
-            local = {
-                str(c): tuple(LocalDpSgd.from_dict(s) for s in steps)
-                for c, steps in local_raw.items()
-            }
-            participants = data.get("participants")
-            return cls(
-                mechanism=event_from_dict(data["mechanism"]),
-                sampling=ClientSampling.from_dict(data["sampling"]),
-                participants=None if participants is None else tuple(str(p) for p in participants),
-                local_dp_sgd=local,
-                note=str(data.get("note", "")),
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise InvalidParameterError(f"malformed round {data!r}: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    """Epsilon tracked for one budget, after the round in question."""
-
-    budget: PrivacyBudget
-    epsilon: float
-    worst_client: str | None = None
-
-    @property
-    def exceeded(self) -> bool:
-        return self.epsilon > self.budget.epsilon
-
-    @property
-    def remaining(self) -> float:
-        return self.budget.epsilon - self.epsilon
-
-
-@dataclass(frozen=True)
-class SpendReport:
-    """Result of :meth:`PrivacyLedger.preview` / :meth:`PrivacyLedger.spend`."""
-
-    round: int
-    statuses: tuple[BudgetStatus, ...]
-
-    @property
-    def exceeded(self) -> tuple[BudgetStatus, ...]:
-        return tuple(s for s in self.statuses if s.exceeded)
 
 
 Pattern = tuple[tuple[str, int], ...]  # sorted (event key, number of compositions)
@@ -563,9 +189,7 @@ class PrivacyLedger:
                 "neighboring_relation must be a dp_accounting.NeighboringRelation"
             )
         self._relation = neighboring_relation
-        self._pld_discretization = _finite("pld_discretization", pld_discretization)
-        if self._pld_discretization <= 0:
-            raise InvalidParameterError("pld_discretization must be positive")
+        self._pld_discretization = require_positive("pld_discretization", pld_discretization)
         self._rounds: list[RoundRecord] = []
         self._keys: list[_RoundKeys] = []
         self._events: dict[str, dp_accounting.DpEvent] = {}
@@ -767,13 +391,9 @@ class PrivacyLedger:
     def _upto(self, upto: int | None) -> int:
         if upto is None:
             return len(self._rounds)
-        if (
-            isinstance(upto, bool)
-            or not isinstance(upto, int)
-            or not 0 <= upto <= len(self._rounds)
-        ):
+        if not is_int(upto) or not 0 <= upto <= len(self._rounds):
             raise InvalidParameterError(f"upto must be an integer in [0, {len(self._rounds)}]")
-        return upto
+        return int(upto)
 
     def population_epsilon(
         self,
@@ -879,8 +499,6 @@ class PrivacyLedger:
         if total == 0:
             return []
         wanted = curve_rounds(total, points)
-        from tqdm import tqdm
-
         bar = tqdm(
             total=len(wanted),
             desc="accounting",
@@ -971,14 +589,7 @@ class PrivacyLedger:
         keys = self._round_keys(record)
         report = SpendReport(len(self._rounds) + 1, self._statuses(keys, self._accountant))
         if report.exceeded:
-            parts = []
-            for s in report.exceeded:
-                who = f" (client {s.worst_client})" if s.worst_client is not None else ""
-                parts.append(
-                    f"{s.budget.scope.value} epsilon would reach {s.epsilon:.4g}{who} at "
-                    f"delta={s.budget.delta:g}, over the budget {s.budget.epsilon:g}"
-                )
-            raise BudgetExceededError(f"round {report.round} refused: " + "; ".join(parts))
+            raise BudgetExceededError(refusal_message(report))
         return report, keys
 
     def preview(self, record: RoundRecord) -> SpendReport:
@@ -1065,36 +676,14 @@ class PrivacyLedger:
             LedgerIntegrityError: the key file is unreadable, not private to its owner, or
                 records more rounds of this ledger than are being saved.
         """
-        path = os.fspath(path)
-        body = self.to_dict()
-        if key is not None:
-            key = _check_key(key)
-            key_file = None
-        else:
-            key_file = os.fspath(key_path) if key_path is not None else path + KEY_SUFFIX
-            key = None
-            if os.path.exists(key_file):
-                stored = _read_key_file(key_file)
-                if stored["ledger_id"] == self._ledger_id:
-                    if stored["rounds"] > len(self._rounds):
-                        raise LedgerIntegrityError(
-                            f"{key_file} records {stored['rounds']} rounds of this ledger; saving "
-                            f"{len(self._rounds)} would roll it back (is this a stale copy?)"
-                        )
-                    key = stored["key"]
-            if key is None:
-                key = secrets.token_bytes(_KEY_BYTES)
-        document = dict(body)
-        document["integrity"] = {"algorithm": MAC_ALGORITHM, "mac": ledger_mac(body, key)}
-        _atomic_write(path, json.dumps(document, indent=2, allow_nan=False), private=False)
-        if key_file is not None:
-            record = {
-                "format": KEY_FORMAT,
-                "key": key.hex(),
-                "ledger_id": self._ledger_id,
-                "rounds": len(self._rounds),
-            }
-            _atomic_write(key_file, json.dumps(record, indent=2), private=True)
+        write_ledger_file(
+            path,
+            self.to_dict(),
+            ledger_id=self._ledger_id,
+            rounds=len(self._rounds),
+            key=key,
+            key_path=key_path,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PrivacyLedger:
@@ -1102,9 +691,9 @@ class PrivacyLedger:
         if not isinstance(data, Mapping) or data.get("format") != LEDGER_FORMAT:
             raise InvalidParameterError(f"not a privacy ledger (expected format {LEDGER_FORMAT!r})")
         version = data.get("version")
-        if version not in _READABLE_VERSIONS:
+        if version not in READABLE_VERSIONS:
             raise InvalidParameterError(
-                f"unsupported ledger version {version!r} (this library reads {_READABLE_VERSIONS})"
+                f"unsupported ledger version {version!r} (this library reads {READABLE_VERSIONS})"
             )
         try:
             relation = NeighboringRelation[data.get("neighboring_relation", "ADD_OR_REMOVE_ONE")]
@@ -1173,150 +762,26 @@ class PrivacyLedger:
                 has fewer rounds than the key file or ``min_rounds`` say.
             InvalidParameterError: the file is not a well-formed ledger.
         """
-        path = os.fspath(path)
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidParameterError(f"ledger is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise InvalidParameterError("not a privacy ledger (expected a JSON object)")
-        if data.get("format") != LEDGER_FORMAT or data.get("version") not in _READABLE_VERSIONS:
-            return cls.from_dict(data)  # raises the precise format/version error
-        integrity = data.pop("integrity", None)
-        if integrity is None:
-            if not allow_unsigned:
-                raise LedgerIntegrityError(
-                    f"{path} is not signed: its contents could have been edited by anyone who "
-                    "could write it; pass allow_unsigned=True only for a ledger you trust that "
-                    "was written before ledgers were signed"
-                )
-            return cls.from_dict(data)
-        stored = None
-        if key is None:
-            key_file = os.fspath(key_path) if key_path is not None else path + KEY_SUFFIX
-            if not os.path.exists(key_file):
-                raise LedgerIntegrityError(
-                    f"no key file {key_file} to check {path} with; pass key= or key_path="
-                )
-            stored = _read_key_file(key_file)
-            key = stored["key"]
-        key = _check_key(key)
-        if (
-            not isinstance(integrity, Mapping)
-            or integrity.get("algorithm") != MAC_ALGORITHM
-            or not isinstance(integrity.get("mac"), str)
-        ):
-            raise LedgerIntegrityError(f"{path}: malformed integrity field")
-        try:
-            expected = ledger_mac(data, key)
-        except (InvalidParameterError, ValueError, TypeError) as exc:
-            raise LedgerIntegrityError(f"{path} cannot be checked: {exc}") from exc
-        if not hmac.compare_digest(expected, str(integrity["mac"])):
-            raise LedgerIntegrityError(
-                f"{path} does not match its MAC: it was modified after it was saved, or it "
-                "was signed with another key"
-            )
-        ledger = cls.from_dict(data)
-        if stored is not None:
-            if stored["ledger_id"] != ledger.ledger_id:
-                raise LedgerIntegrityError(
-                    f"{path} is ledger {ledger.ledger_id}, but its key file is for "
-                    f"{stored['ledger_id']}: another run's ledger was put in its place"
-                )
-            if len(ledger) < stored["rounds"]:
-                raise LedgerIntegrityError(
-                    f"{path} records {len(ledger)} rounds but {stored['rounds']} were saved: "
-                    "an older copy was put in its place"
-                )
-        if min_rounds is not None and len(ledger) < min_rounds:
-            raise LedgerIntegrityError(
-                f"{path} records {len(ledger)} rounds, fewer than the {min_rounds} expected"
+        document = read_ledger_file(
+            path, key=key, key_path=key_path, allow_unsigned=allow_unsigned
+        )
+        ledger = cls.from_dict(document.data)  # raises the precise format/version error
+        if document.signed:
+            check_not_rolled_back(
+                path,
+                ledger_id=ledger.ledger_id,
+                rounds=len(ledger),
+                stored=document.key_record,
+                min_rounds=min_rounds,
             )
         return ledger
-
-
-def _canonical(body: Mapping[str, Any]) -> bytes:
-    try:
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"ledger is not canonical JSON: {exc}") from exc
-    return text.encode("ascii")
-
-
-def ledger_mac(body: Mapping[str, Any], key: bytes) -> str:
-    """HMAC-SHA256 (hex) of a ledger's dictionary (:meth:`PrivacyLedger.to_dict`).
-
-    Input: a domain-separation prefix, then the dictionary as canonical JSON (sorted keys,
-    no whitespace, ASCII, no NaN). JSON numbers round-trip exactly through Python's float
-    repr, so the MAC of a parsed file equals the MAC of the ledger that wrote it.
-    """
-    return hmac.new(_check_key(key), _MAC_DOMAIN + _canonical(body), hashlib.sha256).hexdigest()
-
-
-def _check_key(key: object) -> bytes:
-    if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
-        raise InvalidParameterError("a ledger key must be at least 16 bytes")
-    return bytes(key)
-
-
-def _atomic_write(path: str, text: str, *, private: bool) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ledger-", suffix=".tmp", dir=directory)
-    try:
-        if private:
-            os.chmod(tmp, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if not private:
-            os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _read_key_file(key_file: str) -> dict[str, Any]:
-    try:
-        info = os.stat(key_file)
-        with open(key_file, encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LedgerIntegrityError(f"cannot read the ledger key file {key_file}: {exc}") from exc
-    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise LedgerIntegrityError(
-            f"the ledger key file {key_file} is accessible to other users (mode "
-            f"{stat.S_IMODE(info.st_mode):o}); anyone who can read it can forge the ledger: "
-            "chmod 600 it"
-        )
-    try:
-        if raw["format"] != KEY_FORMAT:
-            raise ValueError("wrong format")
-        key = bytes.fromhex(raw["key"])
-        rounds = raw["rounds"]
-        ledger_id = raw["ledger_id"]
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-            raise ValueError("rounds must be a non-negative integer")
-        if not isinstance(ledger_id, str):
-            raise ValueError("ledger_id must be a string")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise LedgerIntegrityError(f"malformed ledger key file {key_file}: {exc}") from exc
-    return {"key": _check_key(key), "rounds": rounds, "ledger_id": ledger_id}
 
 
 def curve_rounds(total: int, points: int | None) -> list[int]:
     """``points`` rounds evenly spaced in ``1..total``, always ending at ``total`` (all if ``None``)."""
     if points is None or points >= total:
         return list(range(1, total + 1))
-    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+    if not is_int(points) or points < 1:
         raise InvalidParameterError("points must be a positive integer")
     if points == 1:
         return [total]
