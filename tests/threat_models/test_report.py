@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from threat_models.attacks.metrics import match_reconstructions
-from threat_models.evaluation import ImagePanel, _matched_panel
+from threat_models.evaluation import ImagePanel
 from threat_models.evaluation.report import NO_CANDIDATE, image_labels, save_image_grid
+from threat_models.evaluation.scoring import matched_panel
 
 
 def _digits(count: int) -> torch.Tensor:
@@ -35,7 +36,7 @@ def test_an_original_without_a_candidate_is_blank_and_says_so() -> None:
     originals = _digits(3)
     candidates = originals[[2, 0]].clone()  # the attack found two of the three
     match = match_reconstructions(candidates, originals)
-    panel = _matched_panel("trap", "trap weights", originals, candidates, match)
+    panel = matched_panel("trap", "trap weights", originals, candidates, match)
     assert panel.unmatched == (False, True, False)
     assert torch.count_nonzero(panel.reconstructions[1]) == 0
     labels = image_labels(panel)

@@ -18,15 +18,9 @@ from pathlib import Path
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.metrics import psnr
-from threat_models.evaluation import (
-    VERDICT_LEGEND,
-    EvaluationResult,
-    Family,
-    Figure,
-    ImagePanel,
-    Row,
-    summary_table,
-)
+from threat_models.evaluation.matrix import EvaluationResult
+from threat_models.evaluation.rows import Family, Figure, ImagePanel, Protection, Row
+from threat_models.evaluation.table import VERDICT_LEGEND, summary_table
 
 try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -196,8 +190,18 @@ def _hardening_section(result: EvaluationResult) -> list[str]:
         if row.family not in (Family.PROTOCOL_LEVEL, Family.MODEL_LEVEL) or row.attack in attacks:
             continue
         same = [r for r in result.rows if r.attack == row.attack and r.primary]
-        baseline = [r for r in same if r.positive_control and r.succeeded and "baseline" in r.defense]
-        hardened = [r for r in same if not r.positive_control and not r.succeeded and "DP" not in r.defense]
+        baseline = [
+            r
+            for r in same
+            if r.positive_control and r.succeeded and r.protection is Protection.UNHARDENED
+        ]
+        hardened = [
+            r
+            for r in same
+            if not r.positive_control
+            and not r.succeeded
+            and r.protection is Protection.SECURE_AGGREGATION
+        ]
         if baseline and hardened:
             attacks.append(row.attack)
             lines.append(

@@ -1,0 +1,199 @@
+"""Running the attack x defense matrix: the cells, the run, its result and its JSON.
+
+:data:`CELLS` lists every cell with its family; :func:`run_evaluation` runs those of the
+chosen families (one broken cell is recorded in :attr:`EvaluationResult.errors` and does
+not hide the others) and returns an :class:`EvaluationResult`, whose verdicts --
+:attr:`~EvaluationResult.controls_passed`, :attr:`~EvaluationResult.unexpected`,
+:meth:`~EvaluationResult.not_stopped_by_secure_aggregation` -- read the typed fields of
+the rows.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from secagg.errors import InvalidParameterError, raise_missing_extra
+from threat_models.attacks.aggregation import Aggregator
+from threat_models.evaluation.context import Cell, EvaluationConfig, EvaluationContext
+from threat_models.evaluation.gradient_cells import (
+    cell_dp_noise_sweep,
+    cell_plaintext_controls,
+    cell_secure_sum_inversion,
+)
+from threat_models.evaluation.membership_cells import cell_membership
+from threat_models.evaluation.model_cells import (
+    cell_disaggregation,
+    cell_model_inconsistency,
+    cell_sybil,
+    cell_trap_weights,
+)
+from threat_models.evaluation.protocol_cells import cell_protocol_attacks
+from threat_models.evaluation.rows import (
+    Family,
+    Figure,
+    ImagePanel,
+    Protection,
+    Row,
+    strict_document,
+)
+
+try:
+    import torch
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.evaluation")
+
+__all__ = [
+    "CELLS",
+    "NOT_STOPPED_BY",
+    "EvaluationResult",
+    "run_evaluation",
+]
+
+CELLS: tuple[Cell, ...] = (
+    ("plaintext positive controls", Family.GRADIENT_INVERSION, cell_plaintext_controls),
+    ("inversion of secure sums", Family.GRADIENT_INVERSION, cell_secure_sum_inversion),
+    ("inversion under DP noise", Family.GRADIENT_INVERSION, cell_dp_noise_sweep),
+    ("membership inference", Family.MEMBERSHIP, cell_membership),
+    ("model inconsistency", Family.MODEL_LEVEL, cell_model_inconsistency),
+    ("Sybil clients", Family.MODEL_LEVEL, cell_sybil),
+    ("trap / imprint weights", Family.MODEL_LEVEL, cell_trap_weights),
+    ("disaggregation across rounds", Family.MODEL_LEVEL, cell_disaggregation),
+    ("protocol-level attacks", Family.PROTOCOL_LEVEL, cell_protocol_attacks),
+)
+"""Every cell of the matrix: name, family, the function that runs it."""
+
+#: Protections that count as "secure aggregation as deployed": the hardened protocol,
+#: alone or with the distributed DP whose noise relies on it.
+NOT_STOPPED_BY = frozenset({Protection.SECURE_AGGREGATION, Protection.SECURE_AGGREGATION_DP})
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything one run produced.
+
+    Attributes:
+        config: the run's configuration.
+        rows: every number.
+        panels: image grids.
+        figures: plots.
+        seconds: wall time per cell.
+        aggregator: how secure sums were computed.
+        errors: cell name -> the exception that stopped it (an empty mapping when all ran).
+    """
+
+    config: EvaluationConfig
+    rows: tuple[Row, ...]
+    panels: tuple[ImagePanel, ...]
+    figures: tuple[Figure, ...]
+    seconds: Mapping[str, float]
+    aggregator: str
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def controls_passed(self) -> bool:
+        """Whether every cell ran and every positive control succeeded.
+
+        Otherwise the evaluation proves nothing.
+        """
+        return not self.errors and all(r.succeeded for r in self.rows if r.positive_control)
+
+    @property
+    def unexpected(self) -> tuple[Row, ...]:
+        """Rows whose verdict contradicts the expectation."""
+        return tuple(r for r in self.rows if not r.as_expected)
+
+    def not_stopped_by_secure_aggregation(self) -> tuple[Row, ...]:
+        """Primary rows where an attack succeeded against secure aggregation as deployed.
+
+        That is, against the hardened protocol alone or with distributed DP sized for the
+        honest cohort (:data:`NOT_STOPPED_BY`); not against the unhardened baseline, nor
+        against noise that does not rely on secure aggregation.
+        """
+        return tuple(
+            r for r in self.rows if r.primary and r.succeeded and r.protection in NOT_STOPPED_BY
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The result as strict JSON (the rule of :mod:`secagg.outputs`: a non-finite
+        number is ``null``, its JSON Pointer named under ``"non_finite"``)."""
+        return strict_document(
+            {
+                "quick": self.config.quick,
+                "seed": self.config.seed,
+                "aggregator": self.aggregator,
+                "controls_passed": self.controls_passed,
+                "unexpected": len(self.unexpected),
+                "errors": dict(self.errors),
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "rows": [r.json_fields() for r in self.rows],
+            }
+        )
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_evaluation(
+    config: EvaluationConfig,
+    *,
+    progress: bool | None = None,
+    cells: Sequence[Cell] = CELLS,
+    aggregator: tuple[Aggregator, str] | None = None,
+) -> EvaluationResult:
+    """Run the matrix.
+
+    Args:
+        config: sizes and seed.
+        progress: show a tqdm bar (default: when stderr is a terminal).
+        cells: which cells (default all; filtered by ``config.families``).
+        aggregator: ``(function, name)`` computing secure sums (default: the real protocol).
+    """
+    chosen = [c for c in cells if c[1] in config.families]
+    if not chosen:
+        raise InvalidParameterError("no cell selected")
+    ctx = EvaluationContext(config, *(aggregator or (None, None)))
+    show = sys.stderr.isatty() if progress is None else progress
+    rows: list[Row] = []
+    panels: list[ImagePanel] = []
+    figures: list[Figure] = []
+    seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    with (
+        _threads(config.threads),
+        tqdm(chosen, desc="secagg evaluate", unit="cell", disable=not show) as bar,
+    ):
+        for name, _, cell in bar:
+            bar.set_postfix_str(name)
+            start = time.perf_counter()
+            try:
+                out = cell(ctx)
+            except Exception as exc:  # noqa: BLE001 - one broken cell must not hide the others
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                seconds[name] = time.perf_counter() - start
+                continue
+            seconds[name] = time.perf_counter() - start
+            rows += out.rows
+            panels += out.panels
+            figures += out.figures
+    return EvaluationResult(
+        config,
+        tuple(rows),
+        tuple(panels),
+        tuple(figures),
+        seconds,
+        ctx.aggregator_name,
+        errors,
+    )

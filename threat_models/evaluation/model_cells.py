@@ -1,0 +1,542 @@
+"""Model-level cells: a malicious server that chooses the model, the cohort or the clients.
+
+The attacks of :mod:`threat_models.attacks.model_level`, each against secure aggregation
+alone and with distributed DP on top (noise from the library's own encoder, sums from a
+real round):
+
+* :func:`cell_model_inconsistency` -- different models to different clients; the
+  hardened protocol binds the model hash into the signed keys and aborts the round;
+* :func:`cell_sybil` -- the server runs every client but the target; no masking protocol
+  stops it, distributed DP sized for honest clients leaves only the target's own share;
+* :func:`cell_trap_weights` -- the same malicious model to everyone, so consistency
+  checks pass;
+* :func:`cell_disaggregation` -- overlapping cohorts over rounds, solved by least squares.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters
+from protocols.masking.config import Hardening
+from secagg.errors import SecAggError, raise_missing_extra
+from threat_models.attacks import gradient_inversion as gi
+from threat_models.attacks import model_level as ml
+from threat_models.attacks.aggregation import ring_sum
+from threat_models.attacks.metrics import RECOGNISABLE_DB, baselines, match_reconstructions
+from threat_models.attacks.protocol_level import model_hash, secure_ring_sum, secure_sum
+from threat_models.data import Activation, DatasetName, make_mlp, split_indices
+from threat_models.evaluation.context import EvaluationContext
+from threat_models.evaluation.rows import CellOutput, Family, ImagePanel, Protection, Row
+from threat_models.evaluation.scoring import (
+    describe,
+    gradient_rows,
+    image_psnr,
+    matched_panel,
+    panel,
+    pick,
+)
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.evaluation")
+
+__all__ = [
+    "cell_model_inconsistency",
+    "cell_sybil",
+    "cell_trap_weights",
+    "cell_disaggregation",
+]
+
+F64 = npt.NDArray[np.float64]
+
+_DDP_BITS = 32
+
+
+def _ddp_encoder(
+    ctx: EvaluationContext,
+    salt: int,
+    *,
+    z: float,
+    clip: float,
+    n: int,
+    dim: int,
+    colluding_fraction: float = 0.0,
+) -> DistributedDPEncoder:
+    params = select_parameters(
+        mechanism=DistributedMechanism.DISCRETE_GAUSSIAN,
+        noise_multiplier=z,
+        clip_norm=clip,
+        bits=_DDP_BITS,
+        expected_clients=n,
+        dimension=dim,
+        colluding_fraction=colluding_fraction,
+    )
+    return DistributedDPEncoder(
+        params, rotation_seed=ctx.seed_bytes(salt), rounding_rng=ctx.rng(salt)
+    )
+
+
+def _ddp_round(
+    encoder: DistributedDPEncoder,
+    updates: Mapping[int, F64],
+    *,
+    server_controlled: Sequence[int] = (),
+) -> F64:
+    """One real round with distributed DP: clients encode (clip, rotate, scale, round, add
+    their noise share) and mask; server-run clients send zeros; the server decodes."""
+    padded = encoder.parameters.padded_dimension
+    encodings = {
+        cid: (
+            np.zeros(padded, dtype=np.uint64) if cid in server_controlled else encoder.encode(vec)
+        )
+        for cid, vec in updates.items()
+    }
+    if len(encodings) > 1:
+        total = secure_ring_sum(encodings, bits=_DDP_BITS)
+    else:
+        total = ring_sum(encodings, _DDP_BITS)
+    return np.asarray(encoder.decode_sum(total, len(encodings)), dtype=np.float64)
+
+
+def _z_for_snr(snr: float, dim: int, clip: float, norm: float) -> float:
+    """Noise multiplier giving ``||g|| / (z C sqrt(d)) = snr``."""
+    return norm / (snr * clip * math.sqrt(dim))
+
+
+def _model_bytes(model: nn.Module) -> bytes:
+    return b"".join(p.detach().to(torch.float32).numpy().tobytes() for p in model.parameters())
+
+
+def cell_model_inconsistency(ctx: EvaluationContext) -> CellOutput:
+    """Different models to different clients: the target's update comes out of the sum alone.
+
+    Runs :func:`~threat_models.attacks.model_level.model_inconsistency_attack` through the
+    real protocol with per-client model hashes (baseline: keys signed without the model
+    hash; hardened: with it, so the round aborts), then against distributed DP.
+    """
+    cfg = ctx.config
+    data = ctx.dataset(DatasetName.DIGITS)
+    rng = ctx.rng(500)
+    n, hidden = cfg.cohort, 64
+    model = make_mlp(
+        data.input_size, hidden, data.num_classes, activation=Activation.RELU, seed=cfg.seed
+    )
+    parts = split_indices(len(data), n, 1, rng=rng)
+    batches = {i + 1: (data.images[p], data.labels[p]) for i, p in enumerate(parts)}
+    target = 1
+    x = batches[target][0]
+    base = baselines(x, data.images, seed=cfg.seed)
+    setting = (
+        f"{describe(model, data, Activation.RELU, hidden)}; n={n}, target batch 1; "
+        "others get a dead-first-layer model"
+    )
+    rows: list[Row] = []
+    panels: list[ImagePanel] = []
+    attack = "model inconsistency"
+
+    # the real protocol with per-client model hashes: baseline (no model binding) vs hardened
+    dead = ml.dead_first_layer_model(model)
+    hashes = {cid: model_hash(_model_bytes(model if cid == target else dead)) for cid in batches}
+    for hardened in (False, True):
+        if hardened:
+            hardening = Hardening()
+            defense = "SecAgg, keys signed over the round and the model hash (hardened)"
+            protection = Protection.SECURE_AGGREGATION
+        else:
+            hardening = replace(Hardening(), model_bound_signatures=False)
+            defense = "SecAgg, signed keys without the model hash (baseline)"
+            protection = Protection.UNHARDENED
+
+        def round_sum(updates: Mapping[int, F64], hardening: Hardening = hardening) -> F64:
+            return secure_sum(updates, protocol="secagg", hardening=hardening, model_hash=hashes)
+
+        try:
+            result = ml.model_inconsistency_attack(
+                model, target, batches, round_sum, image_shape=data.image_shape
+            )
+        except SecAggError as exc:
+            rows.append(
+                Row(
+                    family=Family.MODEL_LEVEL,
+                    attack=attack,
+                    defense=defense,
+                    setting=setting,
+                    metric="round_aborted",
+                    value=1.0,
+                    baseline=0.0,
+                    baseline_name="honest round",
+                    succeeded=False,
+                    expected=not hardened,
+                    note="clients refused peers' keys signed over another model: "
+                    f"{type(exc).__name__}",
+                    protection=protection,
+                )
+            )
+            continue
+        rec = result.reconstruction
+        p = image_psnr(rec, x)
+        rows += gradient_rows(
+            family=Family.MODEL_LEVEL,
+            attack=attack,
+            defense=defense,
+            setting=setting,
+            psnrs=[p],
+            base=base,
+            succeeded=p >= RECOGNISABLE_DB,
+            expected=not hardened,
+            protection=protection,
+            positive_control=not hardened,
+            note="the round completed; closed form on the first layer of the sum",
+        )
+        panels.append(
+            panel(
+                f"model_inconsistency_protocol_{int(hardened)}",
+                f"model inconsistency: {defense}",
+                x,
+                rec,
+                [p],
+            )
+        )
+
+    # distributed DP: the other clients still add their noise shares (z sized for the cohort)
+    updates = ml.client_updates({cid: (model if cid == target else dead) for cid in batches}, batches)
+    dim = updates[target].size
+    clip = max(float(np.linalg.norm(u)) for u in updates.values())
+    z = _z_for_snr(0.1, dim, clip, float(np.linalg.norm(updates[target])))
+    encoder = _ddp_encoder(ctx, 501, z=z, clip=clip, n=n, dim=dim)
+
+    def noised_sum(cohort: Mapping[int, F64]) -> F64:
+        return _ddp_round(encoder, cohort)
+
+    result = ml.model_inconsistency_attack(
+        model,
+        target,
+        batches,
+        noised_sum,
+        image_shape=data.image_shape,
+        noise_std=encoder.parameters.aggregate_error_stddev(n),
+        prior=(data.mean_image()[0], data.images.var(dim=0)),
+    )
+    rec = result.reconstruction
+    p = image_psnr(rec, x)
+    rows += gradient_rows(
+        family=Family.MODEL_LEVEL,
+        attack=attack,
+        defense=f"secure aggregation + distributed DP (z={z:.3g} for n={n})",
+        setting=setting + "; target SNR 0.1",
+        psnrs=[p],
+        base=base,
+        succeeded=p >= RECOGNISABLE_DB,
+        expected=False,
+        protection=Protection.SECURE_AGGREGATION_DP,
+    )
+    panels.append(
+        panel("model_inconsistency_ddp", "model inconsistency against distributed DP", x, rec, [p])
+    )
+    return CellOutput(tuple(rows), tuple(panels))
+
+
+@dataclass(frozen=True)
+class _SybilCase:
+    """One defense the Sybil attack meets, and what the harness claims about it."""
+
+    protection: Protection
+    expected: bool
+    positive_control: bool = False
+
+
+@dataclass
+class _SybilScores:
+    """Per attacked image: its PSNR, the noise left on the isolated update, the noise the
+    defense intended, the reconstruction."""
+
+    defense: str = ""
+    psnrs: list[float] = field(default_factory=list)
+    residuals: list[float] = field(default_factory=list)
+    intended: list[float] = field(default_factory=list)
+    reconstructions: list[torch.Tensor] = field(default_factory=list)
+
+
+_SYBIL_CASES = (
+    # secure aggregation alone: exact isolation
+    _SybilCase(Protection.SECURE_AGGREGATION, expected=True, positive_control=True),
+    # distributed DP sized for n honest clients: only the target's own share is left
+    _SybilCase(Protection.SECURE_AGGREGATION_DP, expected=True),
+    # distributed DP sized for the Sybils: every client adds the full noise itself
+    _SybilCase(Protection.DP, expected=False),
+)
+
+
+def cell_sybil(ctx: EvaluationContext) -> CellOutput:
+    """Sybils: the server runs every client but the target."""
+    cfg = ctx.config
+    data = ctx.dataset(DatasetName.DIGITS)
+    rng = ctx.rng(600)
+    hidden = 32
+    n = 64 if not cfg.quick else 32
+    model = make_mlp(
+        data.input_size, hidden, data.num_classes, activation=Activation.RELU, seed=cfg.seed
+    )
+    params = list(model.parameters())
+    xs, ys = pick(data, cfg.targets, rng)
+    base = baselines(xs, data.images, seed=cfg.seed)
+    setting = (
+        f"{describe(model, data, Activation.RELU, hidden)}; cohort n={n}: "
+        f"1 honest target + {n - 1} Sybils"
+    )
+    prior = (data.mean_image()[0], data.images.var(dim=0))
+    target = 1
+    sybils = list(range(2, n + 1))
+    rows: list[Row] = []
+    panels: list[ImagePanel] = []
+    intended_snr = 0.3
+    scores = [_SybilScores() for _ in _SYBIL_CASES]
+    for i in range(xs.shape[0]):
+        x, y = xs[i : i + 1], ys[i : i + 1]
+        g = gi.flatten(gi.model_gradient(model, x, y)).numpy()
+        dim = g.size
+        clip = float(np.linalg.norm(g))
+        z = _z_for_snr(intended_snr, dim, clip, clip)
+        zeros = {s: np.zeros(dim) for s in sybils}
+        cohort = {target: g, **zeros}
+        enc = _ddp_encoder(ctx, 610 + i, z=z, clip=clip, n=n, dim=dim)
+        enc_s = _ddp_encoder(
+            ctx, 620 + i, z=z, clip=clip, n=n, dim=dim, colluding_fraction=(n - 1) / n
+        )
+        cases: list[tuple[str, F64, float, float]] = [
+            (
+                f"secure aggregation, any variant ({ctx.aggregator_name})",
+                ml.sybil_attack(g, zeros, ctx.aggregator, target=target),
+                0.0,
+                0.0,
+            ),
+            (
+                f"secure aggregation + distributed DP sized for {n} honest clients (z={z:.3g})",
+                _ddp_round(enc, cohort, server_controlled=sybils),
+                enc.parameters.local_stddev,
+                z * clip,
+            ),
+            (
+                f"distributed DP sized for n-1 colluders (local noise, z={z:.3g})",
+                _ddp_round(enc_s, cohort, server_controlled=sybils),
+                enc_s.parameters.local_stddev,
+                z * clip,
+            ),
+        ]
+        for score, (defense, vec, std, intended) in zip(scores, cases, strict=True):
+            grads = gi.unflatten_like(torch.from_numpy(vec), params)
+            rec = gi.first_layer_reconstruction(
+                model, grads, data.image_shape, noise_std=std, prior=prior
+            )
+            if std > 0:
+                dl = gi.dlg(
+                    model,
+                    grads,
+                    batch_size=1,
+                    image_shape=data.image_shape,
+                    iterations=cfg.dlg_iterations,
+                    seed=cfg.seed + i,
+                ).images
+                if image_psnr(dl, x) > image_psnr(rec, x):
+                    rec = dl
+            score.defense = score.defense or defense
+            score.psnrs.append(image_psnr(rec, x))
+            score.residuals.append(float(np.std(vec - g)))
+            score.intended.append(intended)
+            score.reconstructions.append(rec.detach().clamp(0, 1))
+    for k, (case, score) in enumerate(zip(_SYBIL_CASES, scores, strict=True)):
+        psnrs = score.psnrs
+        ok = float(np.mean(psnrs)) >= RECOGNISABLE_DB
+        cell_rows = gradient_rows(
+            family=Family.MODEL_LEVEL,
+            attack="Sybil",
+            defense=score.defense,
+            setting=setting + f"; intended target SNR {intended_snr:g}",
+            psnrs=psnrs,
+            base=base,
+            succeeded=ok,
+            expected=case.expected,
+            protection=case.protection,
+            positive_control=case.positive_control,
+            note="best of closed form (Wiener) and DLG",
+        )
+        if case.protection is not Protection.SECURE_AGGREGATION:  # a noised defense
+            residual = float(np.mean(score.residuals))
+            intended = float(np.mean(score.intended))
+            if case.protection is Protection.SECURE_AGGREGATION_DP:
+                note = (
+                    f"ratio {residual / intended:.3f} vs 1/sqrt(n) = {1 / math.sqrt(n):.3f}: "
+                    "the target's own share is all that is left"
+                )
+            else:
+                note = "each client's own noise is the full z*C"
+            cell_rows.append(
+                Row(
+                    family=Family.MODEL_LEVEL,
+                    attack="Sybil",
+                    defense=score.defense,
+                    setting=setting,
+                    metric="residual_noise_std",
+                    value=residual,
+                    baseline=intended,
+                    baseline_name="intended noise std z*C",
+                    succeeded=ok,
+                    expected=case.expected,
+                    primary=False,
+                    note=note,
+                    protection=case.protection,
+                )
+            )
+        rows += cell_rows
+        recs = torch.cat(score.reconstructions)
+        panels.append(panel(f"sybil_{k}", f"Sybil attack: {score.defense}", xs, recs, psnrs))
+    return CellOutput(tuple(rows), tuple(panels))
+
+
+def cell_trap_weights(ctx: EvaluationContext) -> CellOutput:
+    """Imprint / trap weights sent to every client: individual images out of the aggregate."""
+    cfg = ctx.config
+    data = ctx.dataset(DatasetName.DIGITS)
+    rng = ctx.rng(700)
+    n, batch, bins = cfg.cohort, 4, 256
+    honest = make_mlp(
+        data.input_size, bins, data.num_classes, activation=Activation.RELU, seed=cfg.seed
+    )
+    public = data.images[torch.as_tensor(rng.choice(len(data), size=500, replace=False))]
+    trap = ml.imprint_model(honest, public, seed=cfg.seed)
+    parts = split_indices(len(data), n, batch, rng=rng)
+    batches = {i + 1: (data.images[p], data.labels[p]) for i, p in enumerate(parts)}
+    xs = torch.cat([batches[c][0] for c in sorted(batches)])
+    base = baselines(xs, data.images, seed=cfg.seed)
+    setting = (
+        f"digits, trap MLP {data.input_size}-{bins}-10 relu (same shapes as the honest model); "
+        f"n={n} clients x batch {batch} = {n * batch} images"
+    )
+    panels: list[ImagePanel] = []
+    updates = ml.client_updates({c: trap for c in batches}, batches)
+    aggregate = ctx.aggregator(updates)
+    cands, _ = ml.imprint_reconstruct(
+        trap, torch.from_numpy(aggregate), data.image_shape, max_candidates=n * batch
+    )
+    match = match_reconstructions(cands, xs)
+    rows = gradient_rows(
+        family=Family.MODEL_LEVEL,
+        attack="trap/imprint weights",
+        defense=f"secure aggregation, model consistency checks pass ({ctx.aggregator_name})",
+        setting=setting,
+        psnrs=list(match.psnr_db),
+        base=base,
+        succeeded=match.count_above(RECOGNISABLE_DB) >= 1,
+        expected=True,
+        protection=Protection.SECURE_AGGREGATION,
+        positive_control=True,
+        multi=True,
+        note="the same malicious model goes to every client",
+    )
+    panels.append(
+        matched_panel("trap_secagg", "trap weights through secure aggregation", xs, cands, match)
+    )
+    # distributed DP on the same round
+    dim = next(iter(updates.values())).size
+    clip = max(float(np.linalg.norm(u)) for u in updates.values())
+    mean_norm = float(np.mean([np.linalg.norm(u) for u in updates.values()]))
+    z = _z_for_snr(0.1, dim, clip, mean_norm)
+    enc = _ddp_encoder(ctx, 701, z=z, clip=clip, n=n, dim=dim)
+    noised = _ddp_round(enc, updates)
+    cands, _ = ml.imprint_reconstruct(
+        trap, torch.from_numpy(noised), data.image_shape, max_candidates=n * batch
+    )
+    match = match_reconstructions(cands, xs)
+    rows += gradient_rows(
+        family=Family.MODEL_LEVEL,
+        attack="trap/imprint weights",
+        defense=f"secure aggregation + distributed DP (z={z:.3g})",
+        setting=setting + "; per-client SNR 0.1",
+        psnrs=list(match.psnr_db),
+        base=base,
+        succeeded=match.count_above(RECOGNISABLE_DB) >= 1,
+        expected=False,
+        protection=Protection.SECURE_AGGREGATION_DP,
+        multi=True,
+    )
+    panels.append(
+        matched_panel("trap_ddp", "trap weights against distributed DP", xs, cands, match)
+    )
+    return CellOutput(tuple(rows), tuple(panels))
+
+
+def cell_disaggregation(ctx: EvaluationContext) -> CellOutput:
+    """Aggregates of overlapping cohorts over rounds, disaggregated by least squares."""
+    cfg = ctx.config
+    data = ctx.dataset(DatasetName.DIGITS)
+    rng = ctx.rng(800)
+    n, per_round, rounds, hidden = cfg.cohort, cfg.cohort - 2, 2 * cfg.cohort, 32
+    model = make_mlp(
+        data.input_size, hidden, data.num_classes, activation=Activation.RELU, seed=cfg.seed
+    )
+    parts = split_indices(len(data), n, 1, rng=rng)
+    batches = {i + 1: (data.images[p], data.labels[p]) for i, p in enumerate(parts)}
+    ids = sorted(batches)
+    xs = torch.cat([batches[c][0] for c in ids])
+    base = baselines(xs, data.images, seed=cfg.seed)
+    updates = ml.client_updates({c: model for c in ids}, batches)
+    participation = ml.participation_matrix(rounds, n, per_round, rng=rng)
+    setting = (
+        f"{describe(model, data, Activation.RELU, hidden)}; {n} clients, {rounds} rounds of "
+        f"{per_round} (= minimum aggregate size), model frozen by the server"
+    )
+    dim = updates[ids[0]].size
+    clip = max(float(np.linalg.norm(u)) for u in updates.values())
+    mean_norm = float(np.mean([np.linalg.norm(u) for u in updates.values()]))
+    z = _z_for_snr(0.1, dim, clip, mean_norm)
+    rows: list[Row] = []
+    panels: list[ImagePanel] = []
+    cases = (
+        (f"secure aggregation per round ({ctx.aggregator_name})", Protection.SECURE_AGGREGATION),
+        (
+            f"secure aggregation + distributed DP per round (z={z:.3g})",
+            Protection.SECURE_AGGREGATION_DP,
+        ),
+    )
+    for k, (defense, protection) in enumerate(cases):
+        noised = protection is Protection.SECURE_AGGREGATION_DP
+        sums = []
+        for r in range(rounds):
+            cohort = {c: updates[c] for j, c in enumerate(ids) if participation[r, j]}
+            if noised:
+                enc = _ddp_encoder(ctx, 810 + r, z=z, clip=clip, n=per_round, dim=dim)
+                sums.append(_ddp_round(enc, cohort))
+            else:
+                sums.append(ctx.aggregator(cohort))
+        estimate = ml.disaggregate(np.stack(sums), participation)
+        recs = [
+            gi.first_layer_reconstruction(model, estimate[j], data.image_shape).clamp(0, 1)
+            for j in range(n)
+        ]
+        rec = torch.cat(recs)
+        psnrs = [image_psnr(rec[j : j + 1], xs[j : j + 1]) for j in range(n)]
+        leaked = sum(p >= RECOGNISABLE_DB for p in psnrs)
+        rows += gradient_rows(
+            family=Family.MODEL_LEVEL,
+            attack="disaggregation across rounds",
+            defense=defense,
+            setting=setting,
+            psnrs=psnrs,
+            base=base,
+            succeeded=leaked >= 1,
+            expected=not noised,
+            protection=protection,
+            positive_control=not noised,
+            multi=True,
+            note="least squares on A = P U with known participation P",
+        )
+        panels.append(panel(f"disaggregation_{k}", f"disaggregation: {defense}", xs, rec, psnrs))
+    return CellOutput(tuple(rows), tuple(panels))

@@ -1,0 +1,131 @@
+"""The summary table of an evaluation: the primary rows, grouped by family.
+
+:func:`summary_table` prints what ``secagg evaluate`` shows (a text table that fits in
+:data:`TABLE_WIDTH` columns) or the markdown table of the report; :data:`VERDICT_LEGEND`
+says what its two verdict columns mean.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+
+from threat_models.evaluation.matrix import EvaluationResult
+from threat_models.evaluation.rows import Family, Outcome
+
+__all__ = ["TABLE_WIDTH", "METRIC_LABELS", "VERDICT_LEGEND", "summary_table"]
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    if abs(x) < 1e-3 or abs(x) >= 1e4:
+        return f"{x:.2e}"
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
+
+
+#: Width of the terminal table (columns).
+TABLE_WIDTH = 100
+
+#: Short names of the metrics, for the terminal table.
+METRIC_LABELS: Mapping[str, str] = {
+    "psnr_db": "PSNR (dB)",
+    "images_above_20db": "images >= 20 dB",
+    "images_above_30db": "images >= 30 dB",
+    "auc": "AUC",
+    "tpr_at_1pct_fpr": "TPR at 1% FPR",
+    "round_aborted": "round aborted",
+    "victim_update_max_error": "error on victim",
+    "residual_noise_std": "residual noise std",
+    "psnr_monotone_in_noise": "PSNR falls with noise",
+}
+
+#: What the two verdict columns mean: one paragraph per column.
+VERDICT_LEGEND: tuple[str, str] = (
+    "attack: succeeded = the attack met its success criterion (an image at PSNR >= 20 dB; "
+    "membership AUC >= 0.6 or TPR >= 3% at 1% FPR; one client's update isolated within two "
+    "quantisation steps); stopped = it did not.",
+    "as expected: yes = the outcome the harness requires; NO (regression) = a defense let "
+    "through an attack it must stop; NO (control failed) = a positive control did not "
+    "succeed, so the evaluation proves nothing; - = no claim in this cell (intermediate noise).",
+)
+
+
+def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ...]]]:
+    out: list[tuple[Family, tuple[str, ...]]] = []
+    for r in result.rows:
+        if not r.primary:
+            continue
+        attack = r.attack + (" [control]" if r.positive_control else "")
+        out.append((r.family, (attack, r.defense, r.metric, _fmt(r.value), _fmt(r.baseline), r.outcome.value, r.expectation.value)))
+    return out
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+
+
+def _block(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -> list[str]:
+    """One table row as lines: every cell wrapped to its column, columns side by side.
+
+    Continuation lines of the first column are indented, so a wrapped name never reads as
+    the next row.
+    """
+    wrapped = [_wrap(c, w, "  " if i == 0 else "") for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+    height = max(len(w) for w in wrapped)
+    lines = []
+    for i in range(height):
+        parts = [
+            (w[i] if i < len(w) else "").rjust(width) if r else (w[i] if i < len(w) else "").ljust(width)
+            for w, width, r in zip(wrapped, widths, right, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return lines
+
+
+def summary_table(result: EvaluationResult, *, markdown: bool = False, width: int = TABLE_WIDTH) -> str:
+    """The primary rows as a text table grouped by family (or one markdown table).
+
+    The text table fits in ``width`` columns (100 by default): each row is the attack with
+    its figures and verdicts, then the defense on an indented line below it; long texts
+    wrap. Two verdict columns: ``attack`` (``succeeded`` / ``stopped``) and ``as expected``
+    (``yes``, ``NO (regression)``, ``NO (control failed)``, ``-`` for no claim); the legend
+    (:data:`VERDICT_LEGEND`) follows the table.
+    """
+    lines = _summary_lines(result)
+    if markdown:
+        header = ("family", "attack", "defense", "metric", "value", "baseline", "attack result", "as expected")
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
+            shown = f"**{expectation}**" if expectation.startswith("NO") else expectation
+            cells = (fam.value, attack, defense, metric, value, baseline, outcome, shown)
+            out.append("| " + " | ".join(cells).replace("\n", " ") + " |")
+        return "\n".join(out)
+
+    right = (False, False, True, True, False, False)
+    fixed = [
+        max([len("metric")] + [min(len(METRIC_LABELS.get(c[2], c[2])), 15) for _, c in lines]),
+        max([len("value")] + [len(c[3]) for _, c in lines]),
+        max([len("baseline")] + [len(c[4]) for _, c in lines]),
+        len(Outcome.SUCCEEDED.value),
+        len("(regression)"),
+    ]
+    attack_width = max(20, width - sum(fixed) - 2 * len(fixed))
+    widths = [attack_width, *fixed]
+    out = _block(("attack", "metric", "value", "baseline", "attack", "as expected"), widths, right)
+    out += ["    defense"]
+    current: Family | None = None
+    for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
+        if fam is not current:
+            out.append(f"-- {fam.value} ".ljust(width, "-"))
+            current = fam
+        out += _block((attack, METRIC_LABELS.get(metric, metric.replace("_", " ")), value, baseline, outcome, expectation), widths, right)
+        out += ["    " + text for text in _wrap(f"defense: {defense}", width - 4, "  ")]
+    return "\n".join(out)
