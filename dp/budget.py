@@ -28,7 +28,6 @@ class BudgetScope(str, Enum):
     SAMPLE_LEVEL = "sample_level"
 
 
-
 @dataclass(frozen=True)
 class PrivacyBudget:
     """A limit ``epsilon`` on the epsilon at ``delta`` of one :class:`BudgetScope`."""
@@ -55,7 +54,6 @@ class PrivacyBudget:
             return cls(float(data["epsilon"]), float(data["delta"]), BudgetScope(data["scope"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameterError(f"malformed budget {data!r}: {exc}") from exc
-
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,6 @@ class SpendReport:
     @property
     def exceeded(self) -> tuple[BudgetStatus, ...]:
         return tuple(s for s in self.statuses if s.exceeded)
-
 
 
 def refusal_message(report: SpendReport) -> str:

@@ -69,24 +69,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import dp_accounting
-import numpy as np
-import numpy.typing as npt
 from tqdm import tqdm
 
-from dp.accountants.base import (
-    DEFAULT_PLD_DISCRETIZATION,
-    AccountantKind,
-    AccountantLimitError,
-    NeighboringRelation,
-)
-from dp.accountants.distributed_pld import (
-    contains_distributed_discrete_gaussian,
-    distributed_pld_epsilon,
-)
-from dp.accountants.factory import check_supported, compute_delta, compute_epsilon, rdp_curve
-from dp.accountants.rdp import rdp_to_epsilon
+from dp.accountants.base import DEFAULT_PLD_DISCRETIZATION, AccountantKind, NeighboringRelation
+from dp.accountants.distributed_pld import contains_distributed_discrete_gaussian
+from dp.accountants.factory import check_supported, compute_delta
 from dp.budget import BudgetScope, BudgetStatus, PrivacyBudget, SpendReport, refusal_message
-from dp.event_json import event_key
+from dp.compositions import CompositionCache, Pattern, pattern_of
 from dp.ledger_entries import (
     ClientSampling,
     LocalDpSgd,
@@ -124,26 +113,6 @@ __all__ = [
     "ledger_mac",
     "KEY_SUFFIX",
 ]
-
-FloatArray = npt.NDArray[np.float64]
-
-
-Pattern = tuple[tuple[str, int], ...]  # sorted (event key, number of compositions)
-
-
-def _pattern(counts: Mapping[str, int]) -> Pattern:
-    return tuple(sorted((k, n) for k, n in counts.items() if n > 0))
-
-
-def _compose_pattern(
-    pattern: Pattern, events: Mapping[str, dp_accounting.DpEvent]
-) -> dp_accounting.DpEvent:
-    parts = [
-        events[k] if n == 1 else dp_accounting.SelfComposedDpEvent(events[k], n) for k, n in pattern
-    ]
-    if not parts:
-        return dp_accounting.NoOpDpEvent()
-    return parts[0] if len(parts) == 1 else dp_accounting.ComposedDpEvent(parts)
 
 
 @dataclass(frozen=True)
@@ -192,13 +161,11 @@ class PrivacyLedger:
         self._pld_discretization = require_positive("pld_discretization", pld_discretization)
         self._rounds: list[RoundRecord] = []
         self._keys: list[_RoundKeys] = []
-        self._events: dict[str, dp_accounting.DpEvent] = {}
         self._population_counts: Counter[str] = Counter()
         self._client_counts: dict[str, Counter[str]] = {}
         self._unknown_counts: Counter[str] = Counter()  # rounds without a participant list
         self._sample_counts: dict[str, Counter[str]] = {}
-        self._cache: dict[tuple[str, float, Pattern], float] = {}
-        self._rdp_cache: dict[str, tuple[FloatArray, FloatArray]] = {}
+        self._compositions = CompositionCache(neighboring_relation, self._pld_discretization)
         self._ledger_id = secrets.token_hex(16)
 
     # ---------------------------------------------------------------- properties
@@ -242,24 +209,21 @@ class PrivacyLedger:
         return tuple(seen)
 
     # ---------------------------------------------------------------- bookkeeping
-    def _key(self, event: dp_accounting.DpEvent) -> str:
-        key = event_key(event)
-        self._events.setdefault(key, event)
-        return key
-
     def _round_keys(self, record: RoundRecord) -> _RoundKeys:
         local = []
         for client, steps in record.local_dp_sgd.items():
             counts: Counter[str] = Counter()
             for s in steps:
                 if s.steps > 0:
-                    counts[self._key(LocalDpSgd(s.noise_multiplier, s.sample_rate, 1).event())] += (
-                        s.steps
-                    )
-            local.append((client, _pattern(counts)))
+                    counts[
+                        self._compositions.key(
+                            LocalDpSgd(s.noise_multiplier, s.sample_rate, 1).event()
+                        )
+                    ] += s.steps
+            local.append((client, pattern_of(counts)))
         return _RoundKeys(
-            population=self._key(record.population_event),
-            mechanism=self._key(record.mechanism),
+            population=self._compositions.key(record.population_event),
+            mechanism=self._compositions.key(record.mechanism),
             participants=record.participants,
             local=tuple(local),
         )
@@ -279,114 +243,25 @@ class PrivacyLedger:
 
     def _population_pattern(self, upto: int) -> Pattern:
         if upto == len(self._keys):
-            return _pattern(self._population_counts)
-        return _pattern(Counter(k.population for k in self._keys[:upto]))
+            return pattern_of(self._population_counts)
+        return pattern_of(Counter(k.population for k in self._keys[:upto]))
 
     # ---------------------------------------------------------------- events
     def population_event(self, upto: int | None = None) -> dp_accounting.DpEvent:
         """Composed population-level event of rounds ``1..upto`` (all by default)."""
-        return _compose_pattern(self._population_pattern(self._upto(upto)), self._events)
+        return self._compositions.event(self._population_pattern(self._upto(upto)))
 
     def client_events(self) -> dict[str, dp_accounting.DpEvent]:
         """Per client, the composed mechanisms of the rounds it took part in (no sampling)."""
-        return {
-            c: _compose_pattern(_pattern(n), self._events) for c, n in self._client_counts.items()
-        }
+        return {c: self._compositions.event(pattern_of(n)) for c, n in self._client_counts.items()}
 
     def sample_level_events(self) -> dict[str, dp_accounting.DpEvent]:
         """Per client, the composed local DP-SGD steps (record-level)."""
-        return {
-            c: _compose_pattern(_pattern(n), self._events) for c, n in self._sample_counts.items()
-        }
+        return {c: self._compositions.event(pattern_of(n)) for c, n in self._sample_counts.items()}
 
     # ---------------------------------------------------------------- epsilons
     def _kind(self, accountant: AccountantKind | str | None) -> AccountantKind:
         return self._accountant if accountant is None else AccountantKind.parse(accountant)
-
-    def _tightest(self, pattern: Pattern, delta: float) -> float:
-        """The smallest of the PLD and RDP epsilons: each is a valid upper bound, so is the min.
-
-        An accountant that refuses (too large, unsupported) is skipped; if both refuse, the
-        PLD accountant's error is raised.
-        """
-        results: list[float] = []
-        first_error: Exception | None = None
-        for kind in (AccountantKind.PLD, AccountantKind.RDP):
-            try:
-                results.append(self._epsilon(pattern, delta, kind))
-            except (AccountantLimitError, UnsupportedEventError) as exc:
-                first_error = first_error or exc
-        if not results and first_error is not None:
-            raise first_error
-        return min(results)
-
-    def _epsilon(self, pattern: Pattern, delta: float, kind: AccountantKind | None) -> float:
-        """Epsilon of a composition; ``kind=None`` is the tightest valid (:meth:`_tightest`)."""
-        if kind is None:
-            return self._tightest(pattern, delta) if pattern else 0.0
-        ddg = kind is not AccountantKind.PRV and bool(pattern) and self._has_ddg(pattern)
-        # the pld and rdp figures of distributed discrete Gaussians are one and the same
-        key = ("ddg" if ddg else kind.value, float(delta), pattern)
-        cached = self._cache.get(key)
-        if cached is None:
-            if not pattern:
-                cached = 0.0
-            elif ddg:
-                cached = self._ddg_epsilon(pattern, delta)
-            elif kind is AccountantKind.RDP:
-                cached = self._rdp_epsilon(pattern, delta)
-            else:
-                cached = compute_epsilon(
-                    _compose_pattern(pattern, self._events),
-                    delta,
-                    accountant=kind,
-                    neighboring_relation=self._relation,
-                    pld_discretization=self._pld_discretization,
-                )
-            self._cache[key] = cached
-        return cached
-
-    def _has_ddg(self, pattern: Pattern) -> bool:
-        return any(contains_distributed_discrete_gaussian(self._events[k]) for k, _ in pattern)
-
-    def _ddg_epsilon(self, pattern: Pattern, delta: float) -> float:
-        """Distributed discrete Gaussian: the smaller of two valid upper bounds.
-
-        The RDP bound of Kairouz, Liu, Steinke (:func:`dp.accounting.ddg_rdp`, with the
-        general subsampling bound) and the Gaussian PLD of the same noise multiplier plus
-        the closeness correction (:func:`dp.accounting.distributed_pld_epsilon`), which is
-        far tighter wherever the scaled noise is large (e.g. 5.10 instead of 7.58 at the
-        demo's defaults) and is skipped where it does not apply (Skellam noise, too little
-        noise per client).
-        """
-        candidates = [self._rdp_epsilon(pattern, delta)]
-        try:
-            candidates.append(
-                distributed_pld_epsilon(
-                    _compose_pattern(pattern, self._events),
-                    delta,
-                    neighboring_relation=self._relation,
-                    pld_discretization=self._pld_discretization,
-                )
-            )
-        except (AccountantLimitError, UnsupportedEventError):
-            pass
-        return min(candidates)
-
-    def _rdp_epsilon(self, pattern: Pattern, delta: float) -> float:
-        """RDP adds up: one cached curve per distinct event, scaled by its count."""
-        orders: FloatArray | None = None
-        total: FloatArray | None = None
-        for key, n in pattern:
-            curve = self._rdp_cache.get(key)
-            if curve is None:
-                curve = rdp_curve(self._events[key], neighboring_relation=self._relation)
-                self._rdp_cache[key] = curve
-            orders = curve[0]
-            total = n * curve[1] if total is None else total + n * curve[1]
-        if orders is None or total is None:
-            return 0.0
-        return rdp_to_epsilon(orders, total, delta)
 
     def _upto(self, upto: int | None) -> int:
         if upto is None:
@@ -410,7 +285,7 @@ class PrivacyLedger:
         were sampled; a server that picks or sees the cohort is bounded by
         :meth:`worst_client_epsilon` instead.
         """
-        return self._epsilon(
+        return self._compositions.epsilon(
             self._population_pattern(self._upto(upto)), delta, self._kind(accountant)
         )
 
@@ -438,7 +313,10 @@ class PrivacyLedger:
     ) -> dict[str, float]:
         """Per-client epsilon at ``delta`` from actual participation (no amplification)."""
         kind = self._kind(accountant)
-        return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._client_counts.items()}
+        return {
+            c: self._compositions.epsilon(pattern_of(n), delta, kind)
+            for c, n in self._client_counts.items()
+        }
 
     def worst_client_epsilon(
         self, delta: float, *, accountant: AccountantKind | str | None = None
@@ -456,9 +334,11 @@ class PrivacyLedger:
         """
         kind = self._kind(accountant)
         unknown: Counter[str] = Counter(self._unknown_counts)
-        worst = self._epsilon(_pattern(unknown), delta, kind) if unknown else 0.0
+        worst = self._compositions.epsilon(pattern_of(unknown), delta, kind) if unknown else 0.0
         for counts in self._client_counts.values():
-            worst = max(worst, self._epsilon(_pattern(counts + unknown), delta, kind))
+            worst = max(
+                worst, self._compositions.epsilon(pattern_of(counts + unknown), delta, kind)
+            )
         return worst
 
     def sample_level_epsilons(
@@ -472,7 +352,10 @@ class PrivacyLedger:
         accountant refuses the size). ``accountant`` forces one accountant.
         """
         kind = None if accountant is None else AccountantKind.parse(accountant)
-        return {c: self._epsilon(_pattern(n), delta, kind) for c, n in self._sample_counts.items()}
+        return {
+            c: self._compositions.epsilon(pattern_of(n), delta, kind)
+            for c, n in self._sample_counts.items()
+        }
 
     def epsilon_curve(
         self,
@@ -513,7 +396,7 @@ class PrivacyLedger:
             for t, keys in enumerate(self._keys, start=1):
                 counts[keys.population] += 1
                 if t == target:
-                    curve.append((t, self._epsilon(_pattern(counts), delta, kind)))
+                    curve.append((t, self._compositions.epsilon(pattern_of(counts), delta, kind)))
                     bar.update(1)
                     target = next(targets, 0)
         return curve
@@ -531,7 +414,7 @@ class PrivacyLedger:
             counter: Counter[str] = Counter(counts.get(client, Counter()))
             for k, n in extra.get(client, ()):
                 counter[k] += n
-            eps = self._epsilon(_pattern(counter), delta, kind)
+            eps = self._compositions.epsilon(pattern_of(counter), delta, kind)
             if worst is None or eps > worst_eps or (eps == worst_eps and client < worst):
                 worst, worst_eps = client, eps
         return worst, worst_eps
@@ -553,7 +436,10 @@ class PrivacyLedger:
         for budget in self._budgets:
             if budget.scope is BudgetScope.POPULATION:
                 statuses.append(
-                    BudgetStatus(budget, self._epsilon(_pattern(population), budget.delta, kind))
+                    BudgetStatus(
+                        budget,
+                        self._compositions.epsilon(pattern_of(population), budget.delta, kind),
+                    )
                 )
             elif budget.scope is BudgetScope.PER_CLIENT:
                 who, eps = self._scope_max(self._client_counts, client_extra, budget.delta, kind)
@@ -573,7 +459,7 @@ class PrivacyLedger:
         ):
             raise InvalidParameterError("a per-client budget needs the round's participants")
         # Refuse a mechanism the ledger's accountant cannot account for, budget or not
-        # (distributed discrete Gaussian noise is always accounted, see _ddg_epsilon).
+        # (distributed discrete Gaussian noise is always accounted, see dp.compositions).
         try:
             check_supported(
                 record.population_event, self._accountant, neighboring_relation=self._relation
@@ -762,9 +648,7 @@ class PrivacyLedger:
                 has fewer rounds than the key file or ``min_rounds`` say.
             InvalidParameterError: the file is not a well-formed ledger.
         """
-        document = read_ledger_file(
-            path, key=key, key_path=key_path, allow_unsigned=allow_unsigned
-        )
+        document = read_ledger_file(path, key=key, key_path=key_path, allow_unsigned=allow_unsigned)
         ledger = cls.from_dict(document.data)  # raises the precise format/version error
         if document.signed:
             check_not_rolled_back(
@@ -778,7 +662,10 @@ class PrivacyLedger:
 
 
 def curve_rounds(total: int, points: int | None) -> list[int]:
-    """``points`` rounds evenly spaced in ``1..total``, always ending at ``total`` (all if ``None``)."""
+    """``points`` rounds evenly spaced in ``1..total``, always ending at ``total``.
+
+    All rounds if ``points`` is ``None``.
+    """
     if points is None or points >= total:
         return list(range(1, total + 1))
     if not is_int(points) or points < 1:

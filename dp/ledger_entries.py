@@ -50,7 +50,6 @@ class SamplingScheme(str, Enum):
     FIXED_SIZE = "fixed_size"
 
 
-
 @dataclass(frozen=True)
 class ClientSampling:
     """How each round's cohort is drawn from the population.
@@ -72,9 +71,7 @@ class ClientSampling:
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "scheme", SamplingScheme(self.scheme))
         if self.population is not None:
-            object.__setattr__(
-                self, "population", require_int("population", self.population, lo=1)
-            )
+            object.__setattr__(self, "population", require_int("population", self.population, lo=1))
         if self.scheme is SamplingScheme.FIXED_SIZE:
             if self.population is None:
                 raise InvalidParameterError("fixed-size sampling needs the population size")

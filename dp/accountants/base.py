@@ -183,8 +183,7 @@ def validate_event(event: dp_accounting.DpEvent) -> None:
             _finite_nonnegative("sampling_probability", q, node)
             if float(q) > 1.0:
                 raise InvalidParameterError(
-                    "sampling_probability of PoissonSampledDpEvent must lie in [0, 1], "
-                    f"got {q!r}"
+                    f"sampling_probability of PoissonSampledDpEvent must lie in [0, 1], got {q!r}"
                 )
             stack.append(node.event)
         elif isinstance(node, dp_accounting.SampledWithoutReplacementDpEvent):

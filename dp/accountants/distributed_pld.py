@@ -112,7 +112,9 @@ def ddg_gaussian_closeness(
 
 
 def _substitute_ddg(
-    event: dp_accounting.DpEvent, multiplicity: int, found: list[tuple[DistributedDiscreteGaussianDpEvent, int]]
+    event: dp_accounting.DpEvent,
+    multiplicity: int,
+    found: list[tuple[DistributedDiscreteGaussianDpEvent, int]],
 ) -> dp_accounting.DpEvent:
     if isinstance(event, DistributedDiscreteGaussianDpEvent):
         validate_distributed(event)
@@ -231,7 +233,9 @@ def contains_distributed_discrete_gaussian(event: dp_accounting.DpEvent) -> bool
     if isinstance(event, dp_accounting.ComposedDpEvent):
         return any(contains_distributed_discrete_gaussian(e) for e in event.events)
     inner = getattr(event, "event", None)
-    return isinstance(inner, dp_accounting.DpEvent) and contains_distributed_discrete_gaussian(inner)
+    return isinstance(inner, dp_accounting.DpEvent) and contains_distributed_discrete_gaussian(
+        inner
+    )
 
 
 def distributed_epsilon(

@@ -230,4 +230,3 @@ def rdp_curve(
         event, AccountantKind.RDP, neighboring_relation, DEFAULT_PLD_DISCRETIZATION, rdp_orders
     )
     return np.asarray(acc.orders, dtype=np.float64), np.asarray(acc.rdp, dtype=np.float64)
-

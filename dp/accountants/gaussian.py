@@ -46,4 +46,3 @@ def gaussian_dp_epsilon(mu: float, delta: float) -> float:
         if hi - lo < 1e-12:
             break
     return hi
-

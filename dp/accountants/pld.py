@@ -114,9 +114,7 @@ class PldAccountant(ValidatingAccountant, pld_privacy_accountant.PLDAccountant):
                 "(--accountant rdp), a larger noise multiplier or a coarser discretization"
             )
 
-    def _losses(
-        self, mechanism: dp_accounting.DpEvent, sampling_prob: float
-    ) -> list[Any]:
+    def _losses(self, mechanism: dp_accounting.DpEvent, sampling_prob: float) -> list[Any]:
         adjacencies = (
             [plm.AdjacencyType.REPLACE]
             if self.neighboring_relation is NeighboringRelation.REPLACE_ONE
@@ -152,7 +150,9 @@ class PldAccountant(ValidatingAccountant, pld_privacy_accountant.PLDAccountant):
                 span = _pmf_span(pmf)
                 # dp-accounting composes small sparse PMFs pairwise while size**count
                 # stays under 1000; anything larger goes to the dense FFT path below.
-                if count > 1 and count * math.log(max(getattr(pmf, "size", span), 2)) > math.log(1000):
+                if count > 1 and count * math.log(max(getattr(pmf, "size", span), 2)) > math.log(
+                    1000
+                ):
                     pmf = pmf.to_dense_pmf() if hasattr(pmf, "to_dense_pmf") else pmf
                 if hasattr(pmf, "_probs"):
                     lower, upper = common.compute_self_convolve_bounds(
@@ -211,14 +211,22 @@ class PldAccountant(ValidatingAccountant, pld_privacy_accountant.PLDAccountant):
             and q > 0
             and (sampled or isinstance(inner, dp_accounting.LaplaceDpEvent))
         ):
-            if isinstance(inner, dp_accounting.LaplaceDpEvent) and self.neighboring_relation not in (
+            if isinstance(
+                inner, dp_accounting.LaplaceDpEvent
+            ) and self.neighboring_relation not in (
                 NeighboringRelation.ADD_OR_REMOVE_ONE,
                 NeighboringRelation.REPLACE_SPECIAL,
             ):
                 return super()._maybe_compose(event, count, do_compose)  # refused there
             if do_compose:
-                name = "noise multiplier" if isinstance(inner, dp_accounting.GaussianDpEvent) else "Laplace parameter"
-                what = f"{name} {float(inner.noise_multiplier):g}" + (f" at q = {q:g}" if sampled else "")
+                name = (
+                    "noise multiplier"
+                    if isinstance(inner, dp_accounting.GaussianDpEvent)
+                    else "Laplace parameter"
+                )
+                what = f"{name} {float(inner.noise_multiplier):g}" + (
+                    f" at q = {q:g}" if sampled else ""
+                )
                 self._check_build(what, self._losses(inner, q))
                 if isinstance(inner, dp_accounting.GaussianDpEvent):
                     pld = pld_lib.from_gaussian_mechanism(
@@ -243,4 +251,3 @@ class PldAccountant(ValidatingAccountant, pld_privacy_accountant.PLDAccountant):
                 _PLD_BUILD_BYTES_PER_POINT,
             )
         return super()._maybe_compose(event, count, do_compose)
-

@@ -202,7 +202,9 @@ class PrvAccountant(ValidatingAccountant):
             return float(self._opacus().get_epsilon(target_delta, eps_error=self._eps_error))
 
     def get_delta(self, target_epsilon: float) -> float:
-        """An upper bound on delta at ``target_epsilon``: ``delta_hat(eps - eps_error) + delta_error``.
+        """An upper bound on delta at ``target_epsilon``.
+
+        ``delta_hat(eps - eps_error) + delta_error``, with Opacus' estimate ``delta_hat``.
 
         Raises:
             InvalidParameterError: ``target_epsilon`` is not finite.
@@ -225,4 +227,3 @@ class PrvAccountant(ValidatingAccountant):
                 dprv.compute_delta_estimate(max(0.0, target_epsilon - self._eps_error))
             )
         return min(1.0, max(0.0, estimate) + delta_error)
-

@@ -243,7 +243,6 @@ def poisson_subsampled_rdp(
     return np.minimum(out, direct)
 
 
-
 def _is_gaussian_only(event: dp_accounting.DpEvent) -> bool:
     if isinstance(event, dp_accounting.GaussianDpEvent):
         return True
@@ -289,7 +288,8 @@ class RdpAccountant(ValidatingAccountant, rdp_privacy_accountant.RdpAccountant):
             ):
                 return CompositionErrorDetails(
                     invalid_event=event,
-                    error_message="Poisson subsampling is accounted for add/remove neighbours only; "
+                    error_message="Poisson subsampling is accounted for add/remove neighbours "
+                    "only; "
                     f"found {self.neighboring_relation}",
                 )
             max_order = int(np.ceil(np.max(self._orders)))
@@ -324,4 +324,3 @@ def rdp_to_epsilon(orders: FloatArray, rdp: FloatArray, delta: float) -> float:
     delta = require_real("delta", delta, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     eps, _ = rdp_privacy_accountant.compute_epsilon(orders, rdp, delta)
     return max(0.0, float(eps))
-
