@@ -51,9 +51,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
+from dp.budget import BudgetScope, PrivacyBudget
 from dp.central import CentralGaussianMechanism
 from dp.distributed import DistributedDPEncoder
-from dp.ledger import BudgetScope, ClientSampling, PrivacyBudget, PrivacyLedger, RoundRecord
+from dp.ledger import PrivacyLedger
+from dp.ledger_entries import ClientSampling, RoundRecord
 from protocols.flower.policy import SecAggPolicy
 from protocols.flower.records import (
     ARRAYS_KEY,

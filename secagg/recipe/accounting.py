@@ -15,12 +15,11 @@ from typing import TypeVar
 import dp_accounting
 from scipy.stats import binom
 
-from dp.ledger import (
-    BudgetScope,
+from dp.budget import BudgetScope, PrivacyBudget
+from dp.ledger import PrivacyLedger
+from dp.ledger_entries import (
     ClientSampling,
     LocalDpSgd,
-    PrivacyBudget,
-    PrivacyLedger,
     RoundRecord,
     local_dp_sgd_from_opacus,
 )

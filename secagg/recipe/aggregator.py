@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dp.central import CentralGaussianMechanism
-from dp.ledger import PrivacyLedger, RoundRecord
+from dp.ledger import PrivacyLedger
+from dp.ledger_entries import RoundRecord
 from protocols.paillier.keygen import KeyGeneration
 from secagg.errors import InfeasibleThreatModelError, InvalidParameterError, SecAggError
 from secagg.primitives.simulation import (

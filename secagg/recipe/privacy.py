@@ -20,12 +20,12 @@ from typing import TypeVar
 import dp_accounting
 import numpy as np
 
-from dp.accounting import (
-    AccountantKind,
-    compute_epsilon,
+from dp.accountants.base import AccountantKind
+from dp.accountants.distributed_pld import (
     contains_distributed_discrete_gaussian,
     distributed_epsilon,
 )
+from dp.accountants.factory import compute_epsilon
 from secagg.errors import InvalidParameterError
 from secagg.primitives.simulation import SIMULATION_WARNING
 from secagg.recipe.options import DPMode
