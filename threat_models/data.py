@@ -95,7 +95,7 @@ class ImageData:
         return int(self.images.shape[0])
 
     def mean_image(self) -> torch.Tensor:
-        """Pixel-wise mean over the data set, shape ``(1, C, H, W)``: the "dataset mean" baseline."""
+        """Pixel-wise mean over the data set, ``(1, C, H, W)``: the "dataset mean" baseline."""
         return self.images.mean(dim=0, keepdim=True)
 
     def subset(self, indices: npt.ArrayLike) -> ImageData:
@@ -104,7 +104,9 @@ class ImageData:
         if idx.ndim != 1:
             raise InvalidParameterError("indices must be one-dimensional")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
-            raise InvalidParameterError(f"indices out of range for a data set of {len(self)} examples")
+            raise InvalidParameterError(
+                f"indices out of range for a data set of {len(self)} examples"
+            )
         return ImageData(self.name, self.images[idx], self.labels[idx], self.num_classes)
 
 
@@ -121,7 +123,9 @@ def load_dataset(name: DatasetName | str) -> ImageData:
     try:
         dataset = DatasetName(name) if not isinstance(name, DatasetName) else name
     except ValueError as exc:
-        raise InvalidParameterError(f"unknown data set {name!r}; choose one of {[d.value for d in DatasetName]}") from exc
+        raise InvalidParameterError(
+            f"unknown data set {name!r}; choose one of {[d.value for d in DatasetName]}"
+        ) from exc
     if dataset is DatasetName.DIGITS:
         from sklearn.datasets import load_digits
 
@@ -164,7 +168,9 @@ def make_mlp(
     """
     widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     if input_size < 1 or num_classes < 2 or not widths or any(w < 1 for w in widths):
-        raise InvalidParameterError("input_size, hidden widths must be positive and num_classes >= 2")
+        raise InvalidParameterError(
+            "input_size, hidden widths must be positive and num_classes >= 2"
+        )
     act: type[nn.Module] = {
         Activation.SIGMOID: nn.Sigmoid,
         Activation.RELU: nn.ReLU,
@@ -201,6 +207,8 @@ def split_indices(
         InvalidParameterError: when ``parts * per_part > count``.
     """
     if parts < 1 or per_part < 1 or parts * per_part > count:
-        raise InvalidParameterError(f"cannot draw {parts} disjoint sets of {per_part} from {count} examples")
+        raise InvalidParameterError(
+            f"cannot draw {parts} disjoint sets of {per_part} from {count} examples"
+        )
     chosen = rng.permutation(count)[: parts * per_part].astype(np.int64)
     return [chosen[i * per_part : (i + 1) * per_part] for i in range(parts)]

@@ -95,6 +95,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from secagg.errors import InvalidParameterError
+from secagg.validation import is_int, is_real, require_int
 
 __all__ = ["ServerClass", "ThreatModel", "DEFAULT_SECURITY_BITS", "DEFAULT_CORRECTNESS_BITS"]
 
@@ -165,39 +166,34 @@ class ThreatModel:
             ) from None
         for name in ("colluding_fraction", "dropout_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_real(value):
                 raise InvalidParameterError(f"{name} must be a float in [0, 1), got {value!r}")
             if not (math.isfinite(value) and 0.0 <= value < 1.0):
                 raise InvalidParameterError(f"{name} must lie in [0, 1), got {value!r}")
             object.__setattr__(self, name, float(value))
         size = self.min_aggregate_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 2):
+        if size is not None and (not is_int(size) or size < 2):
             raise InvalidParameterError(
                 f"min_aggregate_size must be None or an int >= 2, got {size!r}"
             )
         for name in ("security_bits", "correctness_bits"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+            if not is_int(value) or not 1 <= value <= 128:
                 raise InvalidParameterError(f"{name} must be an int in [1, 128], got {value!r}")
 
     def max_colluders(self, n: int) -> int:
         """``C = ceil(gamma * n)``: colluding clients to defend against in a cohort of ``n``."""
-        _check_cohort(n)
+        require_int("the cohort size", n, lo=1)
         return max(0, math.ceil(self.colluding_fraction * n - _EPSILON))
 
     def max_dropouts(self, n: int) -> int:
         """``D = ceil(delta * n)``: dropouts to survive in a cohort of ``n``."""
-        _check_cohort(n)
+        require_int("the cohort size", n, lo=1)
         return max(0, math.ceil(self.dropout_fraction * n - _EPSILON))
 
     def effective_min_aggregate_size(self, n: int) -> int:
         """The minimum aggregate size for ``n`` clients (``C + 2`` unless set explicitly)."""
         if self.min_aggregate_size is None:
             return self.max_colluders(n) + 2
-        _check_cohort(n)
+        require_int("the cohort size", n, lo=1)
         return self.min_aggregate_size
-
-
-def _check_cohort(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InvalidParameterError(f"the cohort size must be a positive int, got {n!r}")

@@ -136,6 +136,7 @@ import math
 from dataclasses import dataclass, replace
 
 from secagg.errors import InfeasibleThreatModelError, InvalidParameterError
+from secagg.validation import is_int, is_real
 from threat_models.model import ServerClass, ThreatModel
 
 __all__ = ["PaillierParameters", "paillier_parameters", "minimum_decryption_threshold"]
@@ -172,7 +173,7 @@ class PaillierParameters:
 
 
 def _fraction(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise InvalidParameterError(f"{name} must be a float in [0, 1), got {value!r}")
     if not (math.isfinite(value) and 0.0 <= value < 1.0):
         raise InvalidParameterError(f"{name} must lie in [0, 1), got {value!r}")
@@ -180,7 +181,7 @@ def _fraction(name: str, value: float) -> float:
 
 
 def minimum_decryption_threshold(server: ServerClass, n_decryptors: int, colluding: int) -> int:
-    """Smallest safe ``t``: ``t >= 2`` and ``t > c``, and ``2t - l > c`` when the server may deviate.
+    """Smallest safe ``t``: ``t >= 2``, ``t > c``, and ``2t - l > c`` when the server may deviate.
 
     Args:
         server: the server class.
@@ -188,7 +189,7 @@ def minimum_decryption_threshold(server: ServerClass, n_decryptors: int, colludi
         colluding: ``c``, colluding decryptors (count them with
             :meth:`ThreatModel.max_colluders`).
     """
-    if isinstance(colluding, bool) or not isinstance(colluding, int) or colluding < 0:
+    if not is_int(colluding) or colluding < 0:
         raise InvalidParameterError(f"colluding must be a non-negative int, got {colluding!r}")
     t = max(2, colluding + 1)
     if server is not ServerClass.CURIOUS:
@@ -229,13 +230,13 @@ def paillier_parameters(
     """
     if not isinstance(threat_model, ThreatModel):
         raise InvalidParameterError("threat_model must be a ThreatModel")
-    if isinstance(n_clients, bool) or not isinstance(n_clients, int) or n_clients < 2:
+    if not is_int(n_clients) or n_clients < 2:
         raise InvalidParameterError(f"n_clients must be an int >= 2, got {n_clients!r}")
     committee = n_clients if n_decryptors is None else n_decryptors
-    if isinstance(committee, bool) or not isinstance(committee, int) or committee < 2:
+    if not is_int(committee) or committee < 2:
         raise InvalidParameterError(f"n_decryptors must be an int >= 2, got {committee!r}")
     capacity = n_clients if max_clients is None else max_clients
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < n_clients:
+    if not is_int(capacity) or capacity < n_clients:
         raise InvalidParameterError(
             f"max_clients must be an int >= n_clients = {n_clients}, got {capacity!r}"
         )

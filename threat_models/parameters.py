@@ -71,6 +71,7 @@ import numpy.typing as npt
 from scipy import special
 
 from secagg.errors import InfeasibleThreatModelError, InvalidParameterError
+from secagg.validation import is_int
 from threat_models.model import ServerClass, ThreatModel
 
 __all__ = [
@@ -145,25 +146,25 @@ class ProtocolParameters:
 
     def __post_init__(self) -> None:
         n, k, t = self.num_clients, self.degree, self.threshold
-        if not (isinstance(n, int) and n >= MIN_CLIENTS):
+        if not (is_int(n) and n >= MIN_CLIENTS):
             raise InvalidParameterError(f"num_clients must be an int >= {MIN_CLIENTS}, got {n!r}")
-        if not (isinstance(k, int) and 2 <= k <= n - 1):
+        if not (is_int(k) and 2 <= k <= n - 1):
             raise InvalidParameterError(f"degree must be an int in [2, n - 1], got {k!r}")
         if k < n - 1 and k % 2:
             raise InvalidParameterError(f"a Harary graph needs an even degree, got {k}")
-        if not (isinstance(t, int) and 2 <= t <= k):
+        if not (is_int(t) and 2 <= t <= k):
             raise InvalidParameterError(f"threshold must be an int in [2, degree], got {t!r}")
         expected = GraphKind.COMPLETE if k == n - 1 else GraphKind.HARARY
         if GraphKind(self.graph) is not expected:
             raise InvalidParameterError(f"degree {k} with {n} clients is a {expected.value} graph")
-        if not (isinstance(self.min_aggregate_size, int) and 2 <= self.min_aggregate_size <= n):
+        if not (is_int(self.min_aggregate_size) and 2 <= self.min_aggregate_size <= n):
             raise InvalidParameterError("min_aggregate_size must be an int in [2, n]")
         for name in ("max_colluders", "max_dropouts"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+            if not is_int(value) or not 0 <= value < n:
                 raise InvalidParameterError(f"{name} must be an int in [0, n), got {value!r}")
         q = self.consistency_quorum
-        if isinstance(q, bool) or not isinstance(q, int) or not 2 <= q <= n:
+        if not is_int(q) or not 2 <= q <= n:
             raise InvalidParameterError(f"consistency_quorum must be an int in [2, n], got {q!r}")
 
     @property
@@ -184,7 +185,8 @@ class ProtocolParameters:
 def _check_hypergeometric(population: int, marked: int, draws: int) -> None:
     if not (0 <= marked <= population and 0 <= draws <= population):
         raise InvalidParameterError(
-            f"hypergeometric needs 0 <= marked, draws <= population, got {population}, {marked}, {draws}"
+            "hypergeometric needs 0 <= marked, draws <= population, "
+            f"got {population}, {marked}, {draws}"
         )
 
 
@@ -290,7 +292,7 @@ def minimum_threshold(server: ServerClass, degree: int, colluding_bound: int) ->
 def _check_inputs(n: int, threat_model: ThreatModel) -> None:
     if not isinstance(threat_model, ThreatModel):
         raise InvalidParameterError("threat_model must be a ThreatModel")
-    if isinstance(n, bool) or not isinstance(n, int):
+    if not is_int(n):
         raise InvalidParameterError(f"the number of clients must be an int, got {n!r}")
     if n < MIN_CLIENTS:
         raise InfeasibleThreatModelError(
@@ -345,7 +347,8 @@ def _evaluate(
     if threat_model.server.lies_about_dropouts and n - dropouts < quorum:
         return None, (
             f"consistency quorum: {quorum} survivor-set signatures are needed (more than half of "
-            f"n + {colluders} colluders), but only {n - dropouts} of {n} clients are expected to survive"
+            f"n + {colluders} colluders), but only {n - dropouts} of {n} clients are expected "
+            "to survive"
         )
     params = ProtocolParameters(
         num_clients=n,
@@ -374,11 +377,17 @@ def _log_pmf(population: int, marked: int, draws: int) -> npt.NDArray[np.float64
     support = (x <= marked) & (draws - x <= unmarked)
     xs = np.where(support, x, 0.0)
     log_pmf = (
-        special.gammaln(marked + 1) - special.gammaln(xs + 1) - special.gammaln(marked - xs + 1)
-        + special.gammaln(unmarked + 1) - special.gammaln(draws - xs + 1)
+        special.gammaln(marked + 1)
+        - special.gammaln(xs + 1)
+        - special.gammaln(marked - xs + 1)
+        + special.gammaln(unmarked + 1)
+        - special.gammaln(draws - xs + 1)
         - special.gammaln(unmarked - draws + xs + 1)
-        - (special.gammaln(population + 1) - special.gammaln(draws + 1)
-           - special.gammaln(population - draws + 1))
+        - (
+            special.gammaln(population + 1)
+            - special.gammaln(draws + 1)
+            - special.gammaln(population - draws + 1)
+        )
     )
     return np.where(support, log_pmf, -np.inf)
 
@@ -396,9 +405,13 @@ def _plausible(n: int, degree: int, threat_model: ThreatModel) -> bool:
     bad = colluders + dropouts
     if degree <= bad:
         log_disc = (
-            math.log(n) + math.log(n - degree - 1) - math.log(2)
-            + math.lgamma(bad + 1) - math.lgamma(bad - degree + 1)
-            + math.lgamma(n - degree + 1) - math.lgamma(n + 1)
+            math.log(n)
+            + math.log(n - degree - 1)
+            - math.log(2)
+            + math.lgamma(bad + 1)
+            - math.lgamma(bad - degree + 1)
+            + math.lgamma(n - degree + 1)
+            - math.lgamma(n + 1)
         )
         if log_disc >= -(sigma + 1) * math.log(2) + _SCREEN_SLACK:
             return False
@@ -461,11 +474,11 @@ def check_parameters(
         InfeasibleThreatModelError: a bound fails; the message names it.
     """
     _check_inputs(n, threat_model)
-    if isinstance(degree, bool) or not isinstance(degree, int) or not 2 <= degree <= n - 1:
+    if not is_int(degree) or not 2 <= degree <= n - 1:
         raise InvalidParameterError(f"degree must be an int in [2, {n - 1}], got {degree!r}")
     if degree < n - 1 and degree % 2:
         raise InvalidParameterError(f"a Harary graph needs an even degree, got {degree}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 2 <= threshold <= degree:
+    if not is_int(threshold) or not 2 <= threshold <= degree:
         raise InvalidParameterError(f"threshold must be an int in [2, {degree}], got {threshold!r}")
     min_size = _aggregate_size(n, threat_model)
     params, why = _evaluate(n, degree, threat_model, min_size)

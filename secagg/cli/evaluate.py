@@ -30,14 +30,10 @@ from secagg.outputs import (
     prepare_output_dir,
     prepare_output_file,
 )
-from threat_models.evaluation import (
-    TABLE_WIDTH,
-    VERDICT_LEGEND,
-    EvaluationConfig,
-    Family,
-    run_evaluation,
-    summary_table,
-)
+from threat_models.evaluation.context import EvaluationConfig
+from threat_models.evaluation.matrix import run_evaluation
+from threat_models.evaluation.rows import Family
+from threat_models.evaluation.table import TABLE_WIDTH, VERDICT_LEGEND, summary_table
 
 __all__ = ["configure", "run"]
 
@@ -46,10 +42,29 @@ EXIT_CONTROLS_FAILED = 3
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``secagg evaluate``."""
-    parser.add_argument("--quick", action="store_true", help="smaller matrix: a few minutes on a 2-core CPU, every attack family with its positive control")
-    parser.add_argument("--json", metavar="PATH", type=Path, help=f"write every row of the matrix as JSON ({OUTPUT_RULE}; checked before the matrix runs: a path that cannot be written exits with status 2)")
-    parser.add_argument("--out", metavar="DIR", type=Path, help="write image grids, plots and report.md here (created with its parents; checked before the matrix runs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulation (data, models, simulated noise)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller matrix: a few minutes on a 2-core CPU, every attack family with its "
+        "positive control",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        type=Path,
+        help=f"write every row of the matrix as JSON ({OUTPUT_RULE}; checked before the "
+        "matrix runs: a path that cannot be written exits with status 2)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="write image grids, plots and report.md here (created with its parents; "
+        "checked before the matrix runs)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the simulation (data, models, simulated noise)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
         "--family",
@@ -71,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"secagg evaluate: error: {exc}", file=sys.stderr)
         return EXIT_OUTPUT_REFUSED
     families = frozenset(Family(f) for f in args.family) if args.family else frozenset(Family)
-    config = EvaluationConfig(quick=bool(args.quick), seed=int(args.seed), threads=int(args.threads), families=families)
+    config = EvaluationConfig(
+        quick=bool(args.quick), seed=int(args.seed), threads=int(args.threads), families=families
+    )
     start = time.perf_counter()
     result = run_evaluation(config, progress=None if not args.no_progress else False)
     wall = time.perf_counter() - start
@@ -80,20 +97,30 @@ def run(args: argparse.Namespace) -> int:
     for paragraph in VERDICT_LEGEND:
         print(textwrap.fill(paragraph, TABLE_WIDTH, subsequent_indent="  "))
     print()
-    print(f"{len(result.rows)} rows, {sum(r.primary for r in result.rows)} shown; {wall:.0f} s; secure sums by the {result.aggregator}")
+    shown = sum(r.primary for r in result.rows)
+    print(
+        f"{len(result.rows)} rows, {shown} shown; {wall:.0f} s; "
+        f"secure sums by the {result.aggregator}"
+    )
     for name, message in result.errors.items():
         print(f"cell failed: {name}: {message}", file=sys.stderr)
     flagged = result.unexpected
     if flagged:
-        print(f"{len(flagged)} verdicts contradict their expectation ('as expected' column: NO)", file=sys.stderr)
+        print(
+            f"{len(flagged)} verdicts contradict their expectation ('as expected' column: NO)",
+            file=sys.stderr,
+        )
     if not result.controls_passed:
-        print("a positive control failed or a cell did not run: this evaluation proves nothing", file=sys.stderr)
+        print(
+            "a positive control failed or a cell did not run: this evaluation proves nothing",
+            file=sys.stderr,
+        )
     if json_path is not None:
         payload = result.to_json()
         payload["wall_seconds"] = round(wall, 3)
         json_path.write_text(json_text(payload))
     if out_dir is not None:
-        from threat_models.evaluation.report import write_report
+        from threat_models.evaluation.report import write_report  # needs matplotlib
 
         report = write_report(result, out_dir)
         print(f"report: {report}")

@@ -41,7 +41,9 @@ def _pick(data: ImageData, count: int, seed: int) -> tuple[torch.Tensor, torch.T
     return data.images[idx], data.labels[idx]
 
 
-def _sum_of_singletons(model: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> list[torch.Tensor]:
+def _sum_of_singletons(
+    model: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor
+) -> list[torch.Tensor]:
     grads = [gi.model_gradient(model, xs[i : i + 1], ys[i : i + 1]) for i in range(xs.shape[0])]
     return [torch.stack(parts).sum(dim=0) for parts in zip(*grads, strict=True)]
 
@@ -106,7 +108,9 @@ def test_plaintext_closed_form_and_dlg_reach_exact_recovery(digits: ImageData) -
         grads = gi.model_gradient(model, x, y)
         weight, bias = gi.first_linear(model, grads)
         assert psnr(gi.closed_form_first_layer(weight, bias, digits.image_shape), x) > 60.0
-        result = gi.dlg(model, grads, batch_size=1, image_shape=digits.image_shape, iterations=100, seed=i)
+        result = gi.dlg(
+            model, grads, batch_size=1, image_shape=digits.image_shape, iterations=100, seed=i
+        )
         assert int(result.labels[0]) == int(y[0])  # iDLG
         assert psnr(result.images, x) > 40.0
 
@@ -115,7 +119,9 @@ def test_inverting_gradients_recovers_one_image(digits: ImageData) -> None:
     model = make_mlp(digits.input_size, 32, 10, activation=Activation.SIGMOID, seed=0)
     x, y = _pick(digits, 1, 2)
     grads = gi.model_gradient(model, x, y)
-    result = gi.inverting_gradients(model, grads, batch_size=1, image_shape=digits.image_shape, iterations=300)
+    result = gi.inverting_gradients(
+        model, grads, batch_size=1, image_shape=digits.image_shape, iterations=300
+    )
     assert psnr(result.images, x) > 30.0
 
 
@@ -133,16 +139,30 @@ def test_single_target_attack_on_a_sum_of_eight_stays_near_the_baselines(digits:
     assert psnr_matrix(blend, xs).max() < base.dataset_mean_db + 5.0
 
 
-def test_joint_reconstruction_succeeds_exactly_when_n_inputs_fit_in_the_parameters(digits: ImageData) -> None:
+def test_joint_reconstruction_succeeds_exactly_when_n_inputs_fit_in_the_parameters(
+    digits: ImageData,
+) -> None:
     xs, ys = _pick(digits, 8, 4)
     feasible = make_mlp(digits.input_size, 32, 10, activation=Activation.SIGMOID, seed=0)
     assert 8 * digits.input_size < num_parameters(feasible)
-    res = gi.dlg(feasible, _sum_of_singletons(feasible, xs, ys), batch_size=8, image_shape=digits.image_shape, iterations=300)
+    res = gi.dlg(
+        feasible,
+        _sum_of_singletons(feasible, xs, ys),
+        batch_size=8,
+        image_shape=digits.image_shape,
+        iterations=300,
+    )
     assert gi.label_accuracy(res.labels, ys, 10) == 1.0
     assert match_reconstructions(res.images, xs).count_above(30.0) >= 4
     infeasible = make_mlp(digits.input_size, 2, 10, activation=Activation.SIGMOID, seed=0)
     assert 8 * digits.input_size > num_parameters(infeasible)
-    res = gi.dlg(infeasible, _sum_of_singletons(infeasible, xs, ys), batch_size=8, image_shape=digits.image_shape, iterations=300)
+    res = gi.dlg(
+        infeasible,
+        _sum_of_singletons(infeasible, xs, ys),
+        batch_size=8,
+        image_shape=digits.image_shape,
+        iterations=300,
+    )
     assert match_reconstructions(res.images, xs).count_above(20.0) == 0
 
 
@@ -150,7 +170,9 @@ def test_relu_first_layer_leaks_individual_images_through_the_sum(digits: ImageD
     model = make_mlp(digits.input_size, 256, 10, activation=Activation.RELU, seed=0)
     xs, ys = _pick(digits, 8, 5)
     weight, bias = gi.first_linear(model, _sum_of_singletons(model, xs, ys))
-    candidates, support = gi.closed_form_per_neuron(weight, bias, digits.image_shape, max_candidates=8)
+    candidates, support = gi.closed_form_per_neuron(
+        weight, bias, digits.image_shape, max_candidates=8
+    )
     assert candidates.shape[0] <= 8 and support.shape[0] == candidates.shape[0]
     assert match_reconstructions(candidates, xs).count_above(30.0) >= 2
 
@@ -179,7 +201,9 @@ def test_reconstruction_quality_falls_with_noise_to_the_baseline(digits: ImageDa
             std = float(flat.norm()) / (snr * flat.numel() ** 0.5)
             noisy = gi.noisy(grads, std, rng=np.random.default_rng(i))
             weight, bias = gi.first_linear(model, noisy)
-            rec = gi.closed_form_first_layer(weight, bias, digits.image_shape, noise_std=std, prior=prior)
+            rec = gi.closed_form_first_layer(
+                weight, bias, digits.image_shape, noise_std=std, prior=prior
+            )
             scores.append(psnr(rec, xs[i : i + 1]))
         curve.append(float(np.mean(scores)))
     assert curve[0] > 40.0

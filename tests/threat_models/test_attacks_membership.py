@@ -1,4 +1,4 @@
-"""Membership inference: the attacks work on an overfit model; DP-SGD is accounted as Opacus does."""
+"""Membership inference: the attacks work on an overfit model; DP-SGD accounted as Opacus does."""
 
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ def test_lira_scores_separate_gaussians() -> None:
 @pytest.fixture(scope="module")
 def plain(population: ImageData) -> mia.MembershipResult:
     return mia.run_membership_experiment(
-        population, mia.TrainingConfig(hidden=32, epochs=100, learning_rate=0.01), num_shadows=4, seed=1
+        population,
+        mia.TrainingConfig(hidden=32, epochs=100, learning_rate=0.01),
+        num_shadows=4,
+        seed=1,
     )
 
 
@@ -55,14 +58,21 @@ def test_dp_sgd_epsilon_is_opacus_rdp_accounting(population: ImageData) -> None:
     members[:200] = True
     config = mia.TrainingConfig(hidden=16, epochs=3, batch_size=50, learning_rate=0.01)
     history = [(1.5, 50 / 200, 3 * 4)]  # (noise multiplier, sample rate, steps)
-    for accountant, reference in ((mia.Accountant.RDP, RDPAccountant()), (mia.Accountant.PRV, PRVAccountant())):
-        dp = mia.DpSgdConfig(noise_multiplier=1.5, max_grad_norm=1.0, delta=1e-5, accountant=accountant)
+    for accountant, reference in (
+        (mia.Accountant.RDP, RDPAccountant()),
+        (mia.Accountant.PRV, PRVAccountant()),
+    ):
+        dp = mia.DpSgdConfig(
+            noise_multiplier=1.5, max_grad_norm=1.0, delta=1e-5, accountant=accountant
+        )
         trained = mia.train_model(population, members, config, dp=dp, seed=0)
         reference.history = list(history)
         assert trained.epsilon is not None
         assert trained.epsilon == pytest.approx(reference.get_epsilon(1e-5), rel=1e-6)
     # the returned module is a plain torch module again (no Opacus hooks left behind)
-    assert not any(hasattr(p, "grad_sample") and p.grad_sample is not None for p in trained.model.parameters())
+    assert not any(
+        hasattr(p, "grad_sample") and p.grad_sample is not None for p in trained.model.parameters()
+    )
     out = trained.model(population.images[:3])
     assert out.shape == (3, 10)
 

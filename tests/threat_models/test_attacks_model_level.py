@@ -31,7 +31,9 @@ def digits() -> ImageData:
     return load_dataset(DatasetName.DIGITS)
 
 
-def _batches(data: ImageData, n: int, batch: int, seed: int) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    data: ImageData, n: int, batch: int, seed: int
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     parts = split_indices(len(data), n, batch, rng=np.random.default_rng(seed))
     return {i + 1: (data.images[p], data.labels[p]) for i, p in enumerate(parts)}
 
@@ -43,7 +45,9 @@ def _bytes(model: torch.nn.Module) -> bytes:
 def test_dead_first_layer_has_zero_first_layer_gradient(digits: ImageData) -> None:
     model = make_mlp(digits.input_size, 16, 10, activation=Activation.RELU, seed=0)
     dead = ml.dead_first_layer_model(model)
-    weight, bias = gi.first_linear(dead, gi.model_gradient(dead, digits.images[:5], digits.labels[:5]))
+    weight, bias = gi.first_linear(
+        dead, gi.model_gradient(dead, digits.images[:5], digits.labels[:5])
+    )
     assert float(weight.abs().max()) == 0.0 and float(bias.abs().max()) == 0.0
     assert float(next(model.parameters()).detach().abs().sum()) > 0  # the original is untouched
     with pytest.raises(InvalidParameterError):
@@ -55,15 +59,22 @@ def test_model_inconsistency_through_the_real_protocol(digits: ImageData) -> Non
     batches = _batches(digits, 6, 1, seed=1)
     target = 2
     # ideal sum and real protocol without model binding: the target comes out exactly
-    result = ml.model_inconsistency_attack(model, target, batches, ml.plain_secure_sum, image_shape=digits.image_shape)
+    result = ml.model_inconsistency_attack(
+        model, target, batches, ml.plain_secure_sum, image_shape=digits.image_shape
+    )
     assert psnr(result.reconstruction, batches[target][0]) > 60.0
     dead = ml.dead_first_layer_model(model)
     updates = ml.client_updates({c: (model if c == target else dead) for c in batches}, batches)
     hashes = {c: model_hash(_bytes(model if c == target else dead)) for c in batches}
     unbound = replace(Hardening(), model_bound_signatures=False)
     total = secure_sum(updates, protocol="secagg", hardening=unbound, model_hash=hashes)
-    weight, bias = gi.first_linear(model, gi.unflatten_like(torch.from_numpy(total), list(model.parameters())))
-    assert psnr(gi.closed_form_first_layer(weight, bias, digits.image_shape), batches[target][0]) > 60.0
+    weight, bias = gi.first_linear(
+        model, gi.unflatten_like(torch.from_numpy(total), list(model.parameters()))
+    )
+    assert (
+        psnr(gi.closed_form_first_layer(weight, bias, digits.image_shape), batches[target][0])
+        > 60.0
+    )
     # hardened: keys are signed over the model hash, peers on another model refuse them
     with pytest.raises(AuthenticationError):
         secure_sum(updates, protocol="secagg", hardening=Hardening(), model_hash=hashes)
@@ -85,7 +96,9 @@ def test_trap_weights_pull_most_images_out_of_the_aggregate(digits: ImageData) -
     assert [p.shape for p in trap.parameters()] == [p.shape for p in honest.parameters()]
     batches = _batches(digits, 8, 4, seed=2)
     aggregate = secure_sum(ml.client_updates({c: trap for c in batches}, batches))
-    candidates, _ = ml.imprint_reconstruct(trap, torch.from_numpy(aggregate), digits.image_shape, max_candidates=32)
+    candidates, _ = ml.imprint_reconstruct(
+        trap, torch.from_numpy(aggregate), digits.image_shape, max_candidates=32
+    )
     originals = torch.cat([batches[c][0] for c in sorted(batches)])
     assert match_reconstructions(candidates, originals).count_above(30.0) >= 16
 
@@ -97,11 +110,20 @@ def test_disaggregation_recovers_every_client_from_round_sums(digits: ImageData)
     updates = ml.client_updates({c: model for c in batches}, batches)
     participation = ml.participation_matrix(12, 6, 4, rng=np.random.default_rng(4))
     assert np.all(participation.sum(axis=1) == 4) and np.linalg.matrix_rank(participation) == 6
-    sums = np.stack([ml.plain_secure_sum({c: updates[c] for j, c in enumerate(ids) if participation[r, j]}) for r in range(12)])
+    sums = np.stack(
+        [
+            ml.plain_secure_sum({c: updates[c] for j, c in enumerate(ids) if participation[r, j]})
+            for r in range(12)
+        ]
+    )
     estimate = ml.disaggregate(sums, participation)
     for j, c in enumerate(ids):
-        weight, bias = gi.first_linear(model, gi.unflatten_like(torch.from_numpy(estimate[j]), list(model.parameters())))
-        assert psnr(gi.closed_form_first_layer(weight, bias, digits.image_shape), batches[c][0]) > 60.0
+        weight, bias = gi.first_linear(
+            model, gi.unflatten_like(torch.from_numpy(estimate[j]), list(model.parameters()))
+        )
+        assert (
+            psnr(gi.closed_form_first_layer(weight, bias, digits.image_shape), batches[c][0]) > 60.0
+        )
     with pytest.raises(InvalidParameterError):
         ml.participation_matrix(3, 6, 4, rng=np.random.default_rng(0))
 

@@ -32,7 +32,9 @@ def updates() -> dict[int, np.ndarray]:
 
 
 @pytest.mark.parametrize("attack", MASKING_ATTACKS, ids=lambda a: a.name.lower())
-def test_positive_control_against_the_unhardened_baseline(attack: ProtocolAttack, updates: dict[int, np.ndarray]) -> None:
+def test_positive_control_against_the_unhardened_baseline(
+    attack: ProtocolAttack, updates: dict[int, np.ndarray]
+) -> None:
     outcome = run_protocol_attack(attack, Configuration.UNHARDENED, updates, victim=4)
     assert outcome.succeeded and outcome.positive_control
     assert outcome.recovered is not None
@@ -42,7 +44,9 @@ def test_positive_control_against_the_unhardened_baseline(attack: ProtocolAttack
 
 
 @pytest.mark.parametrize("attack", MASKING_ATTACKS, ids=lambda a: a.name.lower())
-def test_attack_fails_against_the_hardened_protocol(attack: ProtocolAttack, updates: dict[int, np.ndarray]) -> None:
+def test_attack_fails_against_the_hardened_protocol(
+    attack: ProtocolAttack, updates: dict[int, np.ndarray]
+) -> None:
     outcome = run_protocol_attack(attack, Configuration.HARDENED, updates, victim=4)
     assert not outcome.succeeded
     assert outcome.recovered is None and outcome.error == float("inf")
@@ -61,14 +65,23 @@ def test_paillier_single_ciphertext_decryption(updates: dict[int, np.ndarray]) -
 
 def test_arguments_are_checked(updates: dict[int, np.ndarray]) -> None:
     with pytest.raises(InvalidParameterError):
-        run_protocol_attack(ProtocolAttack.PAILLIER_SINGLE_DECRYPTION, Configuration.HARDENED, updates, victim=1)
+        run_protocol_attack(
+            ProtocolAttack.PAILLIER_SINGLE_DECRYPTION, Configuration.HARDENED, updates, victim=1
+        )
     with pytest.raises(InvalidParameterError):
         run_protocol_attack(ProtocolAttack.BOTH_LISTS, Configuration.HARDENED, updates, victim=99)
     with pytest.raises(InvalidParameterError):
-        run_protocol_attack(ProtocolAttack.BOTH_LISTS, Configuration.HARDENED, {1: updates[1], 2: updates[2]}, victim=1)
+        run_protocol_attack(
+            ProtocolAttack.BOTH_LISTS,
+            Configuration.HARDENED,
+            {1: updates[1], 2: updates[2]},
+            victim=1,
+        )
 
 
-def test_the_consistency_quorum_stops_the_split_view_even_at_a_low_threshold(updates: dict[int, np.ndarray]) -> None:
+def test_the_consistency_quorum_stops_the_split_view_even_at_a_low_threshold(
+    updates: dict[int, np.ndarray],
+) -> None:
     """At the baseline's curious-server threshold, the consistency check alone decides."""
     from dataclasses import replace
 
@@ -77,9 +90,13 @@ def test_the_consistency_quorum_stops_the_split_view_even_at_a_low_threshold(upd
 
     _, weak, _ = _configuration(ProtocolAttack.SPLIT_VIEW, Configuration.UNHARDENED, len(updates))
     assert weak.threshold < weak.consistency_quorum
-    recovered, refusal, _ = _attack_split_view(_setup(updates, 4, hardening=Hardening(), parameters=weak))
+    recovered, refusal, _ = _attack_split_view(
+        _setup(updates, 4, hardening=Hardening(), parameters=weak)
+    )
     assert recovered is None and refusal == "ThresholdNotMetError"
-    recovered, refusal, _ = _attack_split_view(_setup(updates, 4, hardening=replace(Hardening(), consistency_check=False), parameters=weak))
+    recovered, refusal, _ = _attack_split_view(
+        _setup(updates, 4, hardening=replace(Hardening(), consistency_check=False), parameters=weak)
+    )
     assert recovered is not None and refusal == ""
     assert np.max(np.abs(recovered - updates[4])) <= 1e-6
 

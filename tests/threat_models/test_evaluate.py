@@ -66,7 +66,9 @@ def test_sybils_leave_only_the_targets_noise_share(fast_result: EvaluationResult
     assert own_share.succeeded and not sized_for_sybils.succeeded
 
 
-def test_report_lists_what_secure_aggregation_does_not_stop(fast_result: EvaluationResult, tmp_path: Path) -> None:
+def test_report_lists_what_secure_aggregation_does_not_stop(
+    fast_result: EvaluationResult, tmp_path: Path
+) -> None:
     not_stopped = {r.attack for r in fast_result.not_stopped_by_secure_aggregation()}
     assert {"Sybil", "trap/imprint weights", "disaggregation across rounds"} <= not_stopped
     report = write_report(fast_result, tmp_path)
@@ -92,7 +94,9 @@ def test_summary_table_marks_controls_and_surprises(fast_result: EvaluationResul
     assert "NO (" not in text
     rows = [line for line in text.splitlines() if line.rstrip().endswith((" yes", " -"))]
     assert rows and all(" succeeded " in line or " stopped " in line for line in rows)
-    assert sum("defense: " in line for line in text.splitlines()) == sum(r.primary for r in fast_result.rows)
+    assert sum("defense: " in line for line in text.splitlines()) == sum(
+        r.primary for r in fast_result.rows
+    )
     markdown = summary_table(fast_result, markdown=True)
     assert markdown.splitlines()[0] == (
         "| family | attack | defense | metric | value | baseline | attack result | as expected |"
@@ -104,12 +108,27 @@ def _broken(ctx: EvaluationContext) -> CellOutput:
 
 
 def _failed_control(ctx: EvaluationContext) -> CellOutput:
-    row = Row(Family.GRADIENT_INVERSION, "dlg", "none", "test", "psnr_db", 5.0, 11.0, "mean", False, True, positive_control=True)
+    row = Row(
+        Family.GRADIENT_INVERSION,
+        "dlg",
+        "none",
+        "test",
+        "psnr_db",
+        5.0,
+        11.0,
+        "mean",
+        False,
+        True,
+        positive_control=True,
+    )
     return CellOutput((row,))
 
 
 def test_a_failed_control_or_a_broken_cell_is_reported() -> None:
-    cells = (("broken", Family.GRADIENT_INVERSION, _broken), ("failed control", Family.GRADIENT_INVERSION, _failed_control))
+    cells = (
+        ("broken", Family.GRADIENT_INVERSION, _broken),
+        ("failed control", Family.GRADIENT_INVERSION, _failed_control),
+    )
     result = run_evaluation(EvaluationConfig(quick=True), progress=False, cells=cells)
     assert "broken" in result.errors and "boom" in result.errors["broken"]
     assert not result.controls_passed
@@ -118,21 +137,39 @@ def test_a_failed_control_or_a_broken_cell_is_reported() -> None:
     assert "NO (control" in text and "failed)" in text  # wrapped in its 12-column cell
     assert "**NO (control failed)**" in summary_table(result, markdown=True)
     with pytest.raises(InvalidParameterError):
-        run_evaluation(EvaluationConfig(quick=True, families=frozenset({Family.MEMBERSHIP})), cells=cells)
+        run_evaluation(
+            EvaluationConfig(quick=True, families=frozenset({Family.MEMBERSHIP})), cells=cells
+        )
 
 
-def test_secagg_evaluate_writes_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_secagg_evaluate_writes_json_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     assert parser.parse_args(["--quick"]).quick
     out_json = tmp_path / "rows.json"
     before = torch.get_num_threads()
-    code = main(["evaluate", "--quick", "--family", "malicious_server_protocol", "--json", str(out_json), "--out", str(tmp_path / "report"), "--no-progress"])
+    code = main(
+        [
+            "evaluate",
+            "--quick",
+            "--family",
+            "malicious_server_protocol",
+            "--json",
+            str(out_json),
+            "--out",
+            str(tmp_path / "report"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert torch.get_num_threads() == before
     printed = capsys.readouterr().out
     assert "error on victim" in printed and "report:" in printed
-    legend = [line for line in printed.splitlines() if line.startswith(("attack: ", "as expected: "))]
+    legend = [
+        line for line in printed.splitlines() if line.startswith(("attack: ", "as expected: "))
+    ]
     assert [line.split(":")[0] for line in legend] == ["attack", "as expected"]
     assert "as expected: yes = the outcome the harness requires" in printed.replace("\n  ", " ")
     table = printed.split("\n\n")[0]
@@ -144,14 +181,28 @@ def test_secagg_evaluate_writes_json_and_report(tmp_path: Path, capsys: pytest.C
 
 
 def _row(*, succeeded: bool, expected: bool | None, control: bool = False) -> Row:
-    return Row(Family.MODEL_LEVEL, "a", "d", "s", "psnr_db", 1.0, 0.0, "b", succeeded, expected, positive_control=control)
+    return Row(
+        Family.MODEL_LEVEL,
+        "a",
+        "d",
+        "s",
+        "psnr_db",
+        1.0,
+        0.0,
+        "b",
+        succeeded,
+        expected,
+        positive_control=control,
+    )
 
 
 def test_every_outcome_and_expectation_reads_unambiguously() -> None:
     assert _row(succeeded=True, expected=True, control=True).expectation is Expectation.MET
     assert _row(succeeded=False, expected=False).expectation is Expectation.MET
     assert _row(succeeded=True, expected=False).expectation is Expectation.REGRESSION
-    assert _row(succeeded=False, expected=True, control=True).expectation is Expectation.CONTROL_FAILED
+    assert (
+        _row(succeeded=False, expected=True, control=True).expectation is Expectation.CONTROL_FAILED
+    )
     assert _row(succeeded=True, expected=None).expectation is Expectation.NO_CLAIM
     assert _row(succeeded=True, expected=None).outcome is Outcome.SUCCEEDED
     assert _row(succeeded=False, expected=None).outcome is Outcome.STOPPED

@@ -33,16 +33,24 @@ SEMI = ServerClass.SEMI_MALICIOUS
 MALICIOUS = ServerClass.MALICIOUS
 
 
-@pytest.mark.parametrize(("population", "marked", "draws"), [(50, 7, 12), (999, 100, 40), (30, 29, 10), (10, 0, 4)])
+@pytest.mark.parametrize(
+    ("population", "marked", "draws"), [(50, 7, 12), (999, 100, 40), (30, 29, 10), (10, 0, 4)]
+)
 def test_exact_tails_agree_with_scipy(population: int, marked: int, draws: int) -> None:
     for x in range(-1, draws + 1):
         num, den = hypergeometric_upper_tail(population, marked, draws, x)
-        assert float(Fraction(num, den)) == pytest.approx(stats.hypergeom.sf(x, population, marked, draws), rel=1e-9, abs=1e-300)
+        assert float(Fraction(num, den)) == pytest.approx(
+            stats.hypergeom.sf(x, population, marked, draws), rel=1e-9, abs=1e-300
+        )
         num, den = hypergeometric_lower_tail(population, marked, draws, x + 1)
-        assert float(Fraction(num, den)) == pytest.approx(stats.hypergeom.cdf(x, population, marked, draws), rel=1e-9, abs=1e-300)
+        assert float(Fraction(num, den)) == pytest.approx(
+            stats.hypergeom.cdf(x, population, marked, draws), rel=1e-9, abs=1e-300
+        )
 
 
-@pytest.mark.parametrize(("n", "colluders", "degree"), [(100, 10, 20), (1000, 50, 60), (200, 0, 10), (60, 59, 8)])
+@pytest.mark.parametrize(
+    ("n", "colluders", "degree"), [(100, 10, 20), (1000, 50, 60), (200, 0, 10), (60, 59, 8)]
+)
 def test_colluding_bound_is_the_smallest_admissible(n: int, colluders: int, degree: int) -> None:
     sigma = 40
     t1 = colluding_neighbour_bound(n, colluders, degree, sigma)
@@ -52,7 +60,9 @@ def test_colluding_bound_is_the_smallest_admissible(n: int, colluders: int, degr
         assert Fraction(*hypergeometric_upper_tail(n - 1, colluders, degree, t1 - 1)) > limit
 
 
-@pytest.mark.parametrize(("n", "dropouts", "degree"), [(100, 10, 20), (1000, 100, 60), (50, 0, 10), (40, 30, 8)])
+@pytest.mark.parametrize(
+    ("n", "dropouts", "degree"), [(100, 10, 20), (1000, 100, 60), (50, 0, 10), (40, 30, 8)]
+)
 def test_surviving_bound_is_the_largest_admissible(n: int, dropouts: int, degree: int) -> None:
     rho = 20
     t2 = surviving_neighbour_bound(n, dropouts, degree, rho)
@@ -110,11 +120,18 @@ def test_complete_graph_hand_computed() -> None:
     # n = 10: C = ceil(0.2 * 10) = 2 colluders, D = ceil(0.1 * 10) = 1 dropout, k = 9
     tm = ThreatModel(server=CURIOUS, colluding_fraction=0.2, dropout_fraction=0.1)
     p = secagg_parameters(10, tm)
-    assert (p.degree, p.graph, p.colluding_neighbour_bound, p.surviving_neighbour_bound) == (9, GraphKind.COMPLETE, 2, 8)
+    assert (p.degree, p.graph, p.colluding_neighbour_bound, p.surviving_neighbour_bound) == (
+        9,
+        GraphKind.COMPLETE,
+        2,
+        8,
+    )
     assert p.threshold == 3  # t > C
     assert p.min_aggregate_size == 4  # C + 2
     assert p.dropout_tolerance == 6
-    semi = secagg_parameters(10, ThreatModel(server=SEMI, colluding_fraction=0.2, dropout_fraction=0.1))
+    semi = secagg_parameters(
+        10, ThreatModel(server=SEMI, colluding_fraction=0.2, dropout_fraction=0.1)
+    )
     assert semi.threshold == 6  # 2t > 9 + 2
 
 
@@ -152,18 +169,24 @@ def test_infeasible_models_name_the_failing_bound() -> None:
     with pytest.raises(InfeasibleThreatModelError, match="at least 3 clients"):
         secagg_parameters(2, ThreatModel())
     with pytest.raises(InfeasibleThreatModelError, match="threshold"):
-        secagg_parameters(10, ThreatModel(server=SEMI, colluding_fraction=0.3, dropout_fraction=0.3))
+        secagg_parameters(
+            10, ThreatModel(server=SEMI, colluding_fraction=0.3, dropout_fraction=0.3)
+        )
     with pytest.raises(InfeasibleThreatModelError, match="min_aggregate_size"):
         secagg_parameters(10, ThreatModel(colluding_fraction=0.3, min_aggregate_size=3))
     with pytest.raises(InfeasibleThreatModelError, match="survive"):
-        secagg_parameters(10, ThreatModel(dropout_fraction=0.5, min_aggregate_size=6, colluding_fraction=0.0))
+        secagg_parameters(
+            10, ThreatModel(dropout_fraction=0.5, min_aggregate_size=6, colluding_fraction=0.0)
+        )
     tm = ThreatModel(server=CURIOUS, colluding_fraction=0.1, dropout_fraction=0.1)
     with pytest.raises(InfeasibleThreatModelError, match="security bound"):
         check_parameters(100, 98, 2, tm)
     with pytest.raises(InfeasibleThreatModelError, match="surviving-neighbour"):
         check_parameters(100, 98, 97, tm)
     with pytest.raises(InfeasibleThreatModelError, match="connectivity"):
-        check_parameters(1000, 4, 2, ThreatModel(server=CURIOUS, colluding_fraction=0.2, dropout_fraction=0.2))
+        check_parameters(
+            1000, 4, 2, ThreatModel(server=CURIOUS, colluding_fraction=0.2, dropout_fraction=0.2)
+        )
 
 
 def test_structural_errors() -> None:

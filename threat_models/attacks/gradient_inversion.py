@@ -133,13 +133,17 @@ def _linear_indices(model: nn.Module) -> list[int]:
     return positions
 
 
-def first_linear(model: nn.Module, grads: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def first_linear(
+    model: nn.Module, grads: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dL/dW, dL/db)`` of the model's first dense layer, taken from ``grads``."""
     i = _linear_indices(model)[0]
     return grads[i], grads[i + 1]
 
 
-def last_linear(model: nn.Module, grads: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def last_linear(
+    model: nn.Module, grads: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dL/dW, dL/db)`` of the model's last dense layer, taken from ``grads``."""
     i = _linear_indices(model)[-1]
     return grads[i], grads[i + 1]
@@ -182,7 +186,9 @@ def closed_form_first_layer(
     w = weight_grad.detach().to(torch.float64)
     b = bias_grad.detach().to(torch.float64)
     if w.ndim != 2 or b.shape != (w.shape[0],) or math.prod(image_shape) != w.shape[1]:
-        raise InvalidParameterError("weight_grad must be (H, D), bias_grad (H,), and image_shape hold D pixels")
+        raise InvalidParameterError(
+            "weight_grad must be (H, D), bias_grad (H,), and image_shape hold D pixels"
+        )
     if noise_std < 0 or not math.isfinite(noise_std):
         raise InvalidParameterError("noise_std must be finite and non-negative")
     power = float((b * b).sum())
@@ -262,7 +268,9 @@ def closed_form_per_neuron(
     w = weight_grad.detach().to(torch.float64)
     b = bias_grad.detach().to(torch.float64)
     if w.ndim != 2 or b.shape != (w.shape[0],) or math.prod(image_shape) != w.shape[1]:
-        raise InvalidParameterError("weight_grad must be (H, D), bias_grad (H,), and image_shape hold D pixels")
+        raise InvalidParameterError(
+            "weight_grad must be (H, D), bias_grad (H,), and image_shape hold D pixels"
+        )
     scale = float(b.abs().max()) if b.numel() else 0.0
     empty = torch.zeros((0, *image_shape), dtype=torch.float32), torch.zeros(0, dtype=torch.int64)
     if scale == 0.0:
@@ -302,7 +310,11 @@ def closed_form_per_neuron(
 
 
 def infer_labels(
-    last_bias_grad: torch.Tensor, count: int, *, loss_scale: float = 1.0, mean_probabilities: torch.Tensor | None = None
+    last_bias_grad: torch.Tensor,
+    count: int,
+    *,
+    loss_scale: float = 1.0,
+    mean_probabilities: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Labels of the examples behind a gradient, from the last layer's bias gradient.
 
@@ -388,7 +400,9 @@ def _prepare(
     if batch_size < 1 or loss_scale <= 0:
         raise InvalidParameterError("batch_size and loss_scale must be positive")
     params = [p for p in model.parameters() if p.requires_grad]
-    if len(params) != len(target) or any(p.shape != t.shape for p, t in zip(params, target, strict=True)):
+    if len(params) != len(target) or any(
+        p.shape != t.shape for p, t in zip(params, target, strict=True)
+    ):
         raise InvalidParameterError("target gradients do not match the model's parameters")
     tgt = [t.detach().to(params[0].dtype) for t in target]
     if labels is None:
@@ -449,9 +463,13 @@ def dlg(
 
     optimiser.step(closure)  # type: ignore[no-untyped-call]
     with torch.enable_grad():
-        final = float(_gradient_distance(model, dummy, labels, tgt, loss_scale, _squared_l2).detach())
+        final = float(
+            _gradient_distance(model, dummy, labels, tgt, loss_scale, _squared_l2).detach()
+        )
     state = optimiser.state[optimiser._params[0]]
-    return InversionResult(dummy.detach().clamp(0.0, 1.0), labels, final, int(state.get("n_iter", 0)))
+    return InversionResult(
+        dummy.detach().clamp(0.0, 1.0), labels, final, int(state.get("n_iter", 0))
+    )
 
 
 def inverting_gradients(
@@ -496,6 +514,11 @@ def inverting_gradients(
     return InversionResult(dummy.detach().clone(), labels, final, iterations)
 
 
-def noisy(grads: Sequence[torch.Tensor], noise_std: float, *, rng: np.random.Generator) -> Gradients:
+def noisy(
+    grads: Sequence[torch.Tensor], noise_std: float, *, rng: np.random.Generator
+) -> Gradients:
     """``grads`` plus i.i.d. Gaussian noise of std ``noise_std`` (simulation of a noised update)."""
-    return [g + torch.from_numpy(rng.normal(0.0, noise_std, size=tuple(g.shape))).to(g.dtype) for g in grads]
+    return [
+        g + torch.from_numpy(rng.normal(0.0, noise_std, size=tuple(g.shape))).to(g.dtype)
+        for g in grads
+    ]

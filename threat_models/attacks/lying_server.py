@@ -118,7 +118,9 @@ class LyingServer:
             if stage in runner.stages:
                 runner.step()
         self.advertised = {
-            cid: m for cid, m in runner.history[Stage.ADVERTISE_KEYS][1].items() if isinstance(m, AdvertiseKeys)
+            cid: m
+            for cid, m in runner.history[Stage.ADVERTISE_KEYS][1].items()
+            if isinstance(m, AdvertiseKeys)
         }
         pending = next(iter(runner.pending.values()))
         if isinstance(pending, KeyBroadcast):
@@ -127,7 +129,9 @@ class LyingServer:
     def peer_keys(self, v: int) -> PeerKeys:
         """``v``'s advertisement as the server relays it."""
         a = self.advertised[v]
-        return PeerKeys(v, a.mask_public, a.share_public, a.signature, a.round_public, a.seed_commitment)
+        return PeerKeys(
+            v, a.mask_public, a.share_public, a.signature, a.round_public, a.seed_commitment
+        )
 
     def true_neighbours(self, v: int) -> frozenset[int]:
         """``v``'s neighbours in the graph the clients derive (or the honest server chose)."""
@@ -143,7 +147,9 @@ class LyingServer:
         for u in self.ids:
             if u in gone:
                 continue
-            peers = sorted(set(neighbours[u]) if neighbours is not None else self.true_neighbours(u))
+            peers = sorted(
+                set(neighbours[u]) if neighbours is not None else self.true_neighbours(u)
+            )
             peers = [p for p in peers if p in self.advertised and p not in gone]
             message = KeyBroadcast(
                 round_id=self.config.round_id,
@@ -158,7 +164,7 @@ class LyingServer:
     def forward_shares(
         self, only: Mapping[int, Iterable[int]] | None = None, *, skip: Iterable[int] = ()
     ) -> None:
-        """Forward to each client the shares addressed to it (``only[client]``: just those authors)."""
+        """Forward to each client the shares addressed to it (``only[client]``: those authors)."""
         gone = set(skip)
         inbox: dict[int, list[EncryptedShare]] = {u: [] for u in self.share_keys}
         for author, message in sorted(self.share_keys.items()):
@@ -172,7 +178,9 @@ class LyingServer:
                 allowed = set(only[u])
                 items = [e for e in items if e.peer in allowed]
             self.forwarded[u] = tuple(e.peer for e in items)
-            reply = self.send(u, ShareForward(round_id=self.config.round_id, recipient=u, shares=tuple(items)))
+            reply = self.send(
+                u, ShareForward(round_id=self.config.round_id, recipient=u, shares=tuple(items))
+            )
             if isinstance(reply, MaskedInput):
                 self.masked[u] = reply
 
@@ -182,7 +190,9 @@ class LyingServer:
             return
         for u, survivors in sorted(views.items()):
             s = tuple(sorted(survivors))
-            reply = self.send(u, ConsistencyRequest(round_id=self.config.round_id, recipient=u, survivors=s))
+            reply = self.send(
+                u, ConsistencyRequest(round_id=self.config.round_id, recipient=u, survivors=s)
+            )
             if isinstance(reply, ConsistencySignature):
                 self.signatures.setdefault(s, {})[u] = reply.signature
 
@@ -194,7 +204,11 @@ class LyingServer:
     def _signature_records(self, survivors: tuple[int, ...]) -> tuple[SurvivorSignature, ...]:
         signed = self.config.signed
         return tuple(
-            SurvivorSignature(v, sig, b"" if signed or v not in self.advertised else self.advertised[v].round_public)
+            SurvivorSignature(
+                v,
+                sig,
+                b"" if signed or v not in self.advertised else self.advertised[v].round_public,
+            )
             for v, sig in sorted(self.signatures.get(survivors, {}).items())
         )
 
@@ -238,7 +252,7 @@ class LyingServer:
             return None
 
     def unmask_one(self, v: int) -> U64 | None:
-        """``x_v`` from ``y_v`` alone, if the harvest holds ``b_v`` and every pairwise mask of ``v``."""
+        """``x_v`` from ``y_v`` alone, if the harvest holds ``b_v`` and every mask of ``v``."""
         if v not in self.masked:
             return None
         b_seed = self._secret(self.harvest.self_mask, v)
@@ -250,14 +264,27 @@ class LyingServer:
         own = self._secret(self.harvest.mask_key, v)
         for u in self.forwarded.get(v, ()):
             if own is not None:  # the victim's own masking key: every pairwise seed of v
-                keys, other, pair = KeyPair.from_private_bytes(own), self.advertised[u].mask_public, (v, u)
+                keys, other, pair = (
+                    KeyPair.from_private_bytes(own),
+                    self.advertised[u].mask_public,
+                    (v, u),
+                )
             else:
                 private = self._secret(self.harvest.mask_key, u)
                 if private is None:
                     return None
-                keys, other, pair = KeyPair.from_private_bytes(private), self.advertised[v].mask_public, (u, v)
+                keys, other, pair = (
+                    KeyPair.from_private_bytes(private),
+                    self.advertised[v].mask_public,
+                    (u, v),
+                )
             seed = derive_pair_key(
-                keys, other, purpose=Purpose.MASK_SEED, round_id=rid, self_id=pair[0], peer_id=pair[1]
+                keys,
+                other,
+                purpose=Purpose.MASK_SEED,
+                round_id=rid,
+                self_id=pair[0],
+                peer_id=pair[1],
             )
             # v added +PRG(s_vu) when v < u
             (minus if v < u else plus).append(seed)

@@ -115,7 +115,9 @@ class DpSgdConfig:
 
     def __post_init__(self) -> None:
         if not self.noise_multiplier > 0 or not self.max_grad_norm > 0 or not 0 < self.delta < 1:
-            raise InvalidParameterError("noise_multiplier and max_grad_norm must be positive, delta in (0, 1)")
+            raise InvalidParameterError(
+                "noise_multiplier and max_grad_norm must be positive, delta in (0, 1)"
+            )
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,9 @@ def train_model(
     x, y = data.images[idx], data.labels[idx]
     count = int(idx.numel())
     batch = min(config.batch_size or count, count)
-    model = make_mlp(data.input_size, config.hidden, data.num_classes, activation=config.activation, seed=seed)
+    model = make_mlp(
+        data.input_size, config.hidden, data.num_classes, activation=config.activation, seed=seed
+    )
     gen = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if dp is None:
@@ -311,12 +315,19 @@ def run_membership_experiment(
     shadow_in = np.stack([half() for _ in range(num_shadows)])
     shadow_phi = np.stack(
         [
-            logit_confidence(train_model(population, shadow_in[k], config, dp=dp, seed=seed * 1000 + 2 + k).model, population)
+            logit_confidence(
+                train_model(
+                    population, shadow_in[k], config, dp=dp, seed=seed * 1000 + 2 + k
+                ).model,
+                population,
+            )
             for k in range(num_shadows)
         ]
     )
     loss_roc = roc_curve(loss_threshold_scores(target.model, population), members)
-    lira_roc = roc_curve(lira_scores(logit_confidence(target.model, population), shadow_phi, shadow_in), members)
+    lira_roc = roc_curve(
+        lira_scores(logit_confidence(target.model, population), shadow_phi, shadow_in), members
+    )
     return MembershipResult(
         loss_roc=loss_roc,
         lira_roc=lira_roc,

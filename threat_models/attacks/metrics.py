@@ -88,7 +88,9 @@ def psnr_matrix(candidates: torch.Tensor, originals: torch.Tensor) -> F64:
 def psnr(candidate: torch.Tensor, original: torch.Tensor) -> float:
     """PSNR (dB, capped) of one image against another of the same shape."""
     if candidate.shape != original.shape:
-        raise InvalidParameterError(f"shapes differ: {tuple(candidate.shape)} vs {tuple(original.shape)}")
+        raise InvalidParameterError(
+            f"shapes differ: {tuple(candidate.shape)} vs {tuple(original.shape)}"
+        )
     return float(psnr_matrix(candidate.reshape(1, -1), original.reshape(1, -1))[0, 0])
 
 
@@ -115,7 +117,7 @@ class Matching:
         return int(np.sum(self.psnr_db >= threshold_db))
 
     def ordered(self, candidates: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-        """The matched candidate of each original, ``fill`` where there is none (for image grids)."""
+        """The matched candidate of each original, ``fill`` where there is none (image grids)."""
         rows = [
             candidates[i].detach().clamp(0.0, 1.0) if i >= 0 else fill.reshape(candidates.shape[1:])
             for i in self.candidate_index.tolist()
@@ -231,7 +233,7 @@ def roc_curve(scores: npt.ArrayLike, is_member: npt.ArrayLike) -> RocCurve:
 
 
 def signal_to_noise(signal: torch.Tensor | F64, noise_std: float) -> float:
-    """Signal-to-noise ratio of an update with i.i.d. Gaussian noise of std ``noise_std`` per coordinate.
+    """Signal-to-noise ratio of an update with i.i.d. Gaussian noise of std ``noise_std`` each.
 
     ``SNR = ||g||_2 / E||n||_2 ~= ||g||_2 / (sigma sqrt(d))``: the ratio of the update's norm
     to the noise vector's norm. It, not sigma alone, decides whether an inversion attack

@@ -78,7 +78,9 @@ F64 = npt.NDArray[np.float64]
 ClientBatch = tuple[torch.Tensor, torch.Tensor]
 
 
-def client_updates(models: Mapping[int, nn.Module], data: Mapping[int, ClientBatch]) -> dict[int, F64]:
+def client_updates(
+    models: Mapping[int, nn.Module], data: Mapping[int, ClientBatch]
+) -> dict[int, F64]:
     """Each client's flat update: the gradient of its mean loss on the model *it* received."""
     if set(models) != set(data):
         raise InvalidParameterError("models and data must name the same clients")
@@ -97,7 +99,11 @@ def dead_first_layer_model(model: nn.Module, *, bias: float = -1e4) -> nn.Module
     dead = copy.deepcopy(model)
     modules = list(dead.modules())
     linear_pos = next((i for i, m in enumerate(modules) if isinstance(m, nn.Linear)), None)
-    if linear_pos is None or linear_pos + 1 >= len(modules) or not isinstance(modules[linear_pos + 1], nn.ReLU):
+    if (
+        linear_pos is None
+        or linear_pos + 1 >= len(modules)
+        or not isinstance(modules[linear_pos + 1], nn.ReLU)
+    ):
         raise InvalidParameterError("model inconsistency needs a ReLU after the first nn.Linear")
     first = modules[linear_pos]
     if not isinstance(first, nn.Linear) or first.bias is None:
@@ -181,7 +187,9 @@ def sybil_attack(
         raise InvalidParameterError("the target cannot also be a Sybil")
     cohort = dict(sybil_updates)
     cohort[target] = np.asarray(target_update, dtype=np.float64)
-    known = plain_secure_sum(dict(sybil_updates)) if sybil_updates else np.zeros_like(cohort[target])
+    known = (
+        plain_secure_sum(dict(sybil_updates)) if sybil_updates else np.zeros_like(cohort[target])
+    )
     return np.asarray(aggregator(cohort) - known, dtype=np.float64)
 
 
@@ -243,7 +251,11 @@ def imprint_reconstruct(
         ``(candidates, support)``.
     """
     params = list(trap.parameters())
-    grads = unflatten_like(aggregate.reshape(-1), params) if isinstance(aggregate, torch.Tensor) else list(aggregate)
+    grads = (
+        unflatten_like(aggregate.reshape(-1), params)
+        if isinstance(aggregate, torch.Tensor)
+        else list(aggregate)
+    )
     weight, bias = first_linear(trap, grads)
     first = next(m for m in trap.modules() if isinstance(m, nn.Linear))
     if first.bias is None:
@@ -253,7 +265,9 @@ def imprint_reconstruct(
     b = bias.detach().to(torch.float64)[order]
     dw = torch.cat([w[:-1] - w[1:], w[-1:]])
     db = torch.cat([b[:-1] - b[1:], b[-1:]])
-    return closed_form_per_neuron(dw, db, image_shape, max_candidates=max_candidates, duplicate_psnr_db=90.0)
+    return closed_form_per_neuron(
+        dw, db, image_shape, max_candidates=max_candidates, duplicate_psnr_db=90.0
+    )
 
 
 def participation_matrix(
@@ -293,6 +307,8 @@ def disaggregate(aggregates: npt.ArrayLike, participation: npt.ArrayLike) -> F64
     a = np.asarray(aggregates, dtype=np.float64)
     p = np.asarray(participation, dtype=np.float64)
     if a.ndim != 2 or p.ndim != 2 or a.shape[0] != p.shape[0]:
-        raise InvalidParameterError("aggregates must be (rounds, d) and participation (rounds, clients)")
+        raise InvalidParameterError(
+            "aggregates must be (rounds, d) and participation (rounds, clients)"
+        )
     solution, *_ = np.linalg.lstsq(p, a, rcond=None)
     return np.asarray(solution, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Protocol-level attacks: a scripted malicious server driving the real client state machines.
 
-Every attack here talks to genuine :class:`protocols.SecAggClient` objects (or, for
+Every attack here talks to genuine :class:`protocols.masking.client.SecAggClient` objects (or, for
 Paillier, genuine :class:`protocols.paillier.PaillierDecryptor` objects) through the wire
 format, exactly as a deployed server would, and tries to learn one victim's *individual*
 update. It runs twice: against the hardened configuration (it must fail, with a typed
@@ -16,30 +16,27 @@ it can to make the lie pass: the real seed commitments and reveals, the signatur
 every client that signed the survivor set it is shown, the real key-sharer list and the
 masking-set attestations the clients sent with their masked inputs.
 
-=================================  ==============================================  ==========================================
-attack (:class:`ProtocolAttack`)   how the server gets the victim ``v``'s update   what stops it (:class:`protocols.Hardening`)
-=================================  ==============================================  ==========================================
-``BOTH_LISTS``                     lists ``v`` as surviving *and* dropped: every   ``check_survivor_lists``
-                                   peer reveals the share of ``b_v`` and of        (``ProtocolAbortError``)
-                                   ``s_v``.
-``FAKE_DROPOUTS``                  claims everyone but ``v`` dropped: the          ``check_survivor_lists`` (the asked client
-                                   "aggregate" is ``x_v`` alone, below the         is not in the set), then
-                                   minimum size.                                   ``check_survivor_count``
-                                                                                   (``ProtocolAbortError``)
-``KEY_SUBSTITUTION``               after the graph-seed stage, replaces ``v``'s    ``authenticate_keys``: the peers'
-                                   peers' public keys with its own (keeping their  signatures do not cover the substituted
-                                   seed commitments and every reveal): decrypts    keys (``AuthenticationError``)
-                                   the shares ``v`` sends, knows every mask.
-``REPLAYED_KEYS``                  same, with keys the peers *signed* in an older  ``round_bound_signatures``
-                                   round, whose private halves colluders handed    (``AuthenticationError``)
-                                   over.
-``SPLIT_VIEW``                     shows ``t`` peers (and ``v``) a survivor set    ``consistency_check``: only one survivor
-                                   with ``v`` and the other peers one without:     set can gather the consistency quorum
-                                   shares of ``b_v`` and of ``s_v`` arrive.        ``Q`` of signatures
-                                                                                   (``ThresholdNotMetError``)
-``PAILLIER_SINGLE_DECRYPTION``     asks the decryptors to decrypt ``v``'s          the decryptors' aggregate check
-                                   ciphertext alone.                               (``ProtocolAbortError``)
-=================================  ==============================================  ==========================================
+Each attack (:class:`ProtocolAttack`), how the server gets the victim ``v``'s update, and
+what stops it (:class:`protocols.masking.config.Hardening`):
+
+* ``BOTH_LISTS``: lists ``v`` as surviving *and* dropped, so every peer reveals the share
+  of ``b_v`` and of ``s_v``. Stopped by ``check_survivor_lists`` (``ProtocolAbortError``).
+* ``FAKE_DROPOUTS``: claims everyone but ``v`` dropped, so the "aggregate" is ``x_v``
+  alone, below the minimum size. Stopped by ``check_survivor_lists`` (the asked client is
+  not in the set), then ``check_survivor_count`` (``ProtocolAbortError``).
+* ``KEY_SUBSTITUTION``: after the graph-seed stage, replaces ``v``'s peers' public keys
+  with its own (keeping their seed commitments and every reveal); it decrypts the shares
+  ``v`` sends and knows every mask. Stopped by ``authenticate_keys``: the peers'
+  signatures do not cover the substituted keys (``AuthenticationError``).
+* ``REPLAYED_KEYS``: the same, with keys the peers *signed* in an older round, whose
+  private halves colluders handed over. Stopped by ``round_bound_signatures``
+  (``AuthenticationError``).
+* ``SPLIT_VIEW``: shows ``t`` peers (and ``v``) a survivor set with ``v`` and the other
+  peers one without, so shares of ``b_v`` and of ``s_v`` arrive. Stopped by
+  ``consistency_check``: only one survivor set can gather the consistency quorum ``Q`` of
+  signatures (``ThresholdNotMetError``).
+* ``PAILLIER_SINGLE_DECRYPTION``: asks the decryptors to decrypt ``v``'s ciphertext alone.
+  Stopped by the decryptors' aggregate check (``ProtocolAbortError``).
 
 The baselines: every client-side check off (:meth:`protocols.Hardening.unhardened`, as
 Flower 1.41's client) for both lists, fake dropouts and key substitution. The replay's
@@ -58,7 +55,6 @@ even at that low threshold. Paillier's baseline is
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -95,14 +91,18 @@ from protocols.paillier import (
     Upload,
     setup_paillier_round,
 )
-from protocols.simulate import simulate
 from secagg.errors import InvalidParameterError, SecAggError
 from secagg.primitives.aead import ShareCipher
 from secagg.primitives.encoding import FixedPointEncoder
 from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
 from secagg.primitives.shamir import SHARE_BYTES, Share, reconstruct, split
 from secagg.primitives.threshold_paillier import combine_partial_decryptions, deal_threshold_key
-from threat_models.attacks.aggregation import Aggregator
+from threat_models.attacks.aggregation import (
+    model_hash,
+    protocol_aggregator,
+    secure_ring_sum,
+    secure_sum,
+)
 from threat_models.model import ServerClass, ThreatModel
 from threat_models.paillier import paillier_parameters
 from threat_models.parameters import GraphKind, ProtocolParameters, select_parameters
@@ -174,60 +174,6 @@ class AttackOutcome:
         return self.configuration is Configuration.UNHARDENED
 
 
-def model_hash(model_state: bytes) -> bytes:
-    """SHA-256 of a serialised global model: what clients bind into their signed keys."""
-    return hashlib.sha256(model_state).digest()
-
-
-# ----------------------------------------------------------------------------- secure sum
-
-
-def secure_sum(
-    updates: Mapping[int, F64],
-    *,
-    protocol: str = "secagg+",
-    seed: int | None = 0,
-    hardening: Hardening | None = None,
-    model_hash: bytes | Mapping[int, bytes] | None = None,
-) -> F64:
-    """The decoded sum from a real ``protocols.simulate`` round (all clients survive).
-
-    Args:
-        updates: client id (>= 1) -> flat update.
-        protocol: ``"secagg"`` or ``"secagg+"``.
-        seed: seed of the simulation's randomness.
-        hardening: the clients' checks (default: every check on).
-        model_hash: the global model's hash each client binds into its signed keys (one
-            for all, or per client: a server sending different models).
-    """
-    result = simulate(
-        dict(updates), protocol=protocol, seed=seed, hardening=hardening, model_hash=model_hash
-    )
-    return np.asarray(result.aggregate, dtype=np.float64)
-
-
-def secure_ring_sum(encodings: Mapping[int, U64], *, bits: int, protocol: str = "secagg+") -> U64:
-    """The ring sum of already encoded inputs (e.g. distributed-DP encodings) from a real round.
-
-    Each client's encoder runs before masking; the real clients mask the encodings and
-    the real server unmasks their sum in Z_(2^bits).
-    """
-    runner = setup_round({cid: np.asarray(v, dtype=np.uint64) for cid, v in encodings.items()}, bits=bits, protocol=protocol)
-    return np.asarray(runner.run().ring_sum, dtype=np.uint64)
-
-
-def protocol_aggregator(protocol: str = "secagg+") -> tuple[Aggregator, str]:
-    """An :data:`~threat_models.attacks.aggregation.Aggregator` backed by a real
-    ``protocols.simulate`` round, and its name for the evaluation's rows."""
-    def aggregate(updates: Mapping[int, F64]) -> F64:
-        ids = sorted(updates)
-        # simulate() numbers clients from 1; keep the caller's ids when they already are
-        renumbered = {cid: updates[cid] for cid in ids} if ids[0] >= 1 else {i + 1: updates[cid] for i, cid in enumerate(ids)}
-        return secure_sum(renumbered, protocol=protocol)
-
-    return aggregate, f"{protocol} protocol"
-
-
 # ----------------------------------------------------------------------------- round plumbing
 
 
@@ -276,7 +222,9 @@ def _setup(
         raise InvalidParameterError("the victim must be one of the clients")
     encoder = _encoder_for(updates, len(ids))
     rng = np.random.default_rng(seed)
-    inputs = {cid: encoder.encode(np.asarray(updates[cid], dtype=np.float64), rng=rng) for cid in ids}
+    inputs = {
+        cid: encoder.encode(np.asarray(updates[cid], dtype=np.float64), rng=rng) for cid in ids
+    }
     runner = setup_round(
         inputs,
         bits=_BITS,
@@ -288,23 +236,51 @@ def _setup(
     return _Round(runner, encoder, ids, victim, np.asarray(updates[victim], dtype=np.float64))
 
 
-def _unmask(rnd: _Round, masked: U64, self_seed: bytes, pair_seeds_add: Sequence[bytes], pair_seeds_sub: Sequence[bytes]) -> F64:
+def _unmask(
+    rnd: _Round,
+    masked: U64,
+    self_seed: bytes,
+    pair_seeds_add: Sequence[bytes],
+    pair_seeds_sub: Sequence[bytes],
+) -> F64:
     """Remove the victim's self mask and pairwise masks, decode its input."""
     runner = rnd.runner
     config = runner.server.config
     acc = np.array(masked, dtype=np.uint64, copy=True)
     # the client added PRG(b) and +PRG(s_uv) for u < v ... so subtract what it added
-    apply_masks(acc, add=pair_seeds_sub, subtract=[self_seed, *pair_seeds_add], algorithm=config.prg)
+    apply_masks(
+        acc, add=pair_seeds_sub, subtract=[self_seed, *pair_seeds_add], algorithm=config.prg
+    )
     reduce_words(acc, config.bits)
     return np.asarray(rnd.encoder.decode_sum(acc, 1), dtype=np.float64)
 
 
-def _outcome(rnd: _Round, attack: ProtocolAttack, configuration: Configuration, defense: str, recovered: F64 | None, refusal: str, note: str) -> AttackOutcome:
+def _outcome(
+    rnd: _Round,
+    attack: ProtocolAttack,
+    configuration: Configuration,
+    defense: str,
+    recovered: F64 | None,
+    refusal: str,
+    note: str,
+) -> AttackOutcome:
     tolerance = 2.0 * rnd.encoder.quantum
     if recovered is None:
-        return AttackOutcome(attack, configuration, defense, False, float("inf"), tolerance, refusal, None, note)
+        return AttackOutcome(
+            attack, configuration, defense, False, float("inf"), tolerance, refusal, None, note
+        )
     error = float(np.max(np.abs(recovered - rnd.truth)))
-    return AttackOutcome(attack, configuration, defense, error <= tolerance, error, tolerance, refusal, recovered, note)
+    return AttackOutcome(
+        attack,
+        configuration,
+        defense,
+        error <= tolerance,
+        error,
+        tolerance,
+        refusal,
+        recovered,
+        note,
+    )
 
 
 def _honest_until_consistency(rnd: _Round) -> None:
@@ -353,7 +329,11 @@ def _lying_unmask(
             if their_set == survivors and signer in survivors
         )
         held = runner.clients[cid].masking_set
-        attestations = tuple(Attestation(u, masked[u].attestation) for u in sorted(held & set(survivors)) if u in masked)
+        attestations = tuple(
+            Attestation(u, masked[u].attestation)
+            for u in sorted(held & set(survivors))
+            if u in masked
+        )
         unmask = UnmaskRequest(
             round_id=config.round_id,
             recipient=cid,
@@ -390,25 +370,50 @@ def _reconstruct_victim(
         for item in r.mask_key_shares:
             mask_key.setdefault(item.owner, []).append(Share.from_bytes(item.share))
     if len(self_mask.get(v, [])) < t:
-        return None, f"{len(self_mask.get(v, []))} shares of the victim's self-mask seed, {t} needed"
+        return (
+            None,
+            f"{len(self_mask.get(v, []))} shares of the victim's self-mask seed, {t} needed",
+        )
     b_seed = reconstruct(self_mask[v])
     requests, replies = runner.history[Stage.MASKED_INPUT]
     masked = np.asarray(_of_kind(replies, MaskedInput)[v].words, dtype=np.uint64)
     authors = sorted(s.peer for s in _of_kind(requests, ShareForward)[v].shares)
     advertised = _of_kind(runner.history[Stage.ADVERTISE_KEYS][1], AdvertiseKeys)
-    victim_keys = KeyPair.from_private_bytes(reconstruct(mask_key[v])) if len(mask_key.get(v, [])) >= t else None
+    victim_keys = (
+        KeyPair.from_private_bytes(reconstruct(mask_key[v]))
+        if len(mask_key.get(v, [])) >= t
+        else None
+    )
     plus: list[bytes] = []
     minus: list[bytes] = []
     for u in authors:
         if victim_keys is not None:
-            seed = derive_pair_key(victim_keys, advertised[u].mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=v, peer_id=u)
+            seed = derive_pair_key(
+                victim_keys,
+                advertised[u].mask_public,
+                purpose=Purpose.MASK_SEED,
+                round_id=rid,
+                self_id=v,
+                peer_id=u,
+            )
         elif len(mask_key.get(u, [])) >= t:
             peer_keys = KeyPair.from_private_bytes(reconstruct(mask_key[u]))
-            seed = derive_pair_key(peer_keys, advertised[v].mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=u, peer_id=v)
+            seed = derive_pair_key(
+                peer_keys,
+                advertised[v].mask_public,
+                purpose=Purpose.MASK_SEED,
+                round_id=rid,
+                self_id=u,
+                peer_id=v,
+            )
         else:
             return None, f"the pairwise mask of the victim with client {u} stays hidden"
         (plus if v < u else minus).append(seed)
-    how = "the victim's own masking key" if victim_keys is not None else "the masking keys of the 'dropped' peers"
+    how = (
+        "the victim's own masking key"
+        if victim_keys is not None
+        else "the masking keys of the 'dropped' peers"
+    )
     return _unmask(rnd, masked, b_seed, plus, minus), f"self-mask seed and {how} reconstructed"
 
 
@@ -417,7 +422,9 @@ def _attack_lists(rnd: _Round, attack: ProtocolAttack) -> tuple[F64 | None, str,
     v, everyone = rnd.victim, rnd.ids
     others = tuple(c for c in everyone if c != v)
     if attack is ProtocolAttack.BOTH_LISTS:
-        views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {c: (everyone, (v,)) for c in others}
+        views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+            c: (everyone, (v,)) for c in others
+        }
     else:  # FAKE_DROPOUTS: "everyone but v dropped"
         views = {c: ((v,), tuple(o for o in others)) for c in others}
     responses, errors = _lying_unmask(rnd, views)
@@ -432,11 +439,17 @@ def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
     t = rnd.runner.server.config.threshold
     group_a, group_b = others[:t], others[t:]
     without_v = tuple(c for c in everyone if c != v)
-    views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {c: (everyone, ()) for c in [*group_a, v]}
+    views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+        c: (everyone, ()) for c in [*group_a, v]
+    }
     views.update({c: (without_v, (v,)) for c in group_b})
     responses, errors = _lying_unmask(rnd, views)
     recovered, note = _reconstruct_victim(rnd, responses)
-    return recovered, ",".join(sorted(set(errors))), f"{len(group_a)} peers told v survived, {len(group_b)} told v dropped; {note}"
+    return (
+        recovered,
+        ",".join(sorted(set(errors))),
+        f"{len(group_a)} peers told v survived, {len(group_b)} told v dropped; {note}",
+    )
 
 
 # ----------------------------------------------------------------------------- key substitution
@@ -518,7 +531,14 @@ def _attack_substitution(
     # decrypt the shares the victim addressed to its (fake) peers
     b_shares, s_shares = [], []
     for enc in share_reply.shares:
-        key = derive_pair_key(fake[enc.peer][1], victim_keys.share_public, purpose=Purpose.SHARE_ENCRYPTION, round_id=rid, self_id=enc.peer, peer_id=v)
+        key = derive_pair_key(
+            fake[enc.peer][1],
+            victim_keys.share_public,
+            purpose=Purpose.SHARE_ENCRYPTION,
+            round_id=rid,
+            self_id=enc.peer,
+            peer_id=v,
+        )
         plain = ShareCipher(key).decrypt(enc.ciphertext, round_id=rid, sender=v, recipient=enc.peer)
         b_shares.append(Share.from_bytes(plain[:SHARE_BYTES]))
         s_shares.append(Share.from_bytes(plain[SHARE_BYTES:]))
@@ -529,8 +549,17 @@ def _attack_substitution(
     for u in neighbours:
         dummy_b = next(s for s in split(os.urandom(32), threshold=t, indices=order) if s.index == v)
         dummy_s = next(s for s in split(os.urandom(32), threshold=t, indices=order) if s.index == v)
-        key = derive_pair_key(fake[u][1], victim_keys.share_public, purpose=Purpose.SHARE_ENCRYPTION, round_id=rid, self_id=u, peer_id=v)
-        token = ShareCipher(key).encrypt(dummy_b.to_bytes() + dummy_s.to_bytes(), round_id=rid, sender=u, recipient=v)
+        key = derive_pair_key(
+            fake[u][1],
+            victim_keys.share_public,
+            purpose=Purpose.SHARE_ENCRYPTION,
+            round_id=rid,
+            self_id=u,
+            peer_id=v,
+        )
+        token = ShareCipher(key).encrypt(
+            dummy_b.to_bytes() + dummy_s.to_bytes(), round_id=rid, sender=u, recipient=v
+        )
         forged.append(EncryptedShare(u, token))
     forward = ShareForward(round_id=rid, recipient=v, shares=tuple(forged))
     masked_reply = _reply(runner.send_to_client(v, forward), MaskedInput)
@@ -538,10 +567,21 @@ def _attack_substitution(
     plus: list[bytes] = []
     minus: list[bytes] = []
     for u in neighbours:
-        seed = derive_pair_key(fake[u][0], victim_keys.mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=u, peer_id=v)
+        seed = derive_pair_key(
+            fake[u][0],
+            victim_keys.mask_public,
+            purpose=Purpose.MASK_SEED,
+            round_id=rid,
+            self_id=u,
+            peer_id=v,
+        )
         (plus if v < u else minus).append(seed)
     _ = s_shares  # the victim's masking key is not even needed: the server holds the peers' halves
-    return _unmask(rnd, masked, b_seed, plus, minus), "", "shares decrypted with the substituted keys; masks recomputed"
+    return (
+        _unmask(rnd, masked, b_seed, plus, minus),
+        "",
+        "shares decrypted with the substituted keys; masks recomputed",
+    )
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -554,18 +594,33 @@ def _configuration(
     threat = ThreatModel()
     params = select_parameters(n, threat, graph=GraphKind.COMPLETE)
     if configuration is Configuration.HARDENED:
-        return Hardening(), params, f"SecAgg, malicious-server hardening (t={params.threshold} of k={params.degree}, every check on)"
+        return (
+            Hardening(),
+            params,
+            "SecAgg, malicious-server hardening "
+            f"(t={params.threshold} of k={params.degree}, every check on)",
+        )
     if attack is ProtocolAttack.REPLAYED_KEYS:
-        return replace(Hardening(), round_bound_signatures=False), params, "SecAgg, signatures without the round bound in (baseline)"
+        return (
+            replace(Hardening(), round_bound_signatures=False),
+            params,
+            "SecAgg, signatures without the round bound in (baseline)",
+        )
     if attack is ProtocolAttack.SPLIT_VIEW:
-        curious = select_parameters(n, ThreatModel(server=ServerClass.CURIOUS), graph=GraphKind.COMPLETE)
+        curious = select_parameters(
+            n, ThreatModel(server=ServerClass.CURIOUS), graph=GraphKind.COMPLETE
+        )
         weak = replace(params, threshold=curious.threshold)
         return (
             replace(Hardening(), consistency_check=False),
             weak,
             f"SecAgg, no consistency check, curious-server threshold t={weak.threshold} (baseline)",
         )
-    return Hardening.unhardened(), params, "SecAgg, every client-side check off (baseline, as Flower 1.41's client)"
+    return (
+        Hardening.unhardened(),
+        params,
+        "SecAgg, every client-side check off (baseline, as Flower 1.41's client)",
+    )
 
 
 def run_protocol_attack(
@@ -597,7 +652,9 @@ def run_protocol_attack(
     elif attack is ProtocolAttack.SPLIT_VIEW:
         recovered, refusal, note = _attack_split_view(rnd)
     else:
-        recovered, refusal, note = _attack_substitution(rnd, replay=attack is ProtocolAttack.REPLAYED_KEYS, hardening=hardening)
+        recovered, refusal, note = _attack_substitution(
+            rnd, replay=attack is ProtocolAttack.REPLAYED_KEYS, hardening=hardening
+        )
     if refusal:
         note = f"{note}; refused with {refusal}"
     return _outcome(rnd, attack, configuration, defense, recovered, refusal, note)
@@ -634,7 +691,9 @@ def run_paillier_attack(
     )
     hardened = configuration is Configuration.HARDENED
     hardening = PaillierHardening() if hardened else PaillierHardening.unhardened()
-    setup = setup_paillier_round({c: updates[c] for c in ids}, key=key, seed=seed, hardening=hardening)
+    setup = setup_paillier_round(
+        {c: updates[c] for c in ids}, key=key, seed=seed, hardening=hardening
+    )
     runner = setup.runner
     config = runner.config
     runner.run_until(Stage.MASKED_INPUT)
@@ -646,7 +705,9 @@ def run_paillier_attack(
     partials = []
     errors: list[str] = []
     for party in sorted(config.decryptor_parties):
-        request = DecryptionRequest(round_id=config.round_id, recipient=party, contributors=(victim,))
+        request = DecryptionRequest(
+            round_id=config.round_id, recipient=party, contributors=(victim,)
+        )
         try:
             runner.send_to_client(party, victim_upload)
             replies = runner.send_to_client(party, request)
@@ -655,15 +716,42 @@ def run_paillier_attack(
             errors.append(type(exc).__name__)
     refusal = ",".join(sorted(set(errors)))
     if hardened:
-        defense = f"Paillier, decryptors check the aggregate (>= {config.min_aggregate_size} signed contributions, once per round)"
+        defense = (
+            f"Paillier, decryptors check the aggregate (>= {config.min_aggregate_size} signed "
+            "contributions, once per round)"
+        )
     else:
         defense = "Paillier, decryptors decrypt whatever aggregate they are asked for (baseline)"
     if len(partials) < pk.threshold:
         note = f"{len(partials)} partial decryptions, {pk.threshold} needed; refused with {refusal}"
-        return AttackOutcome(ProtocolAttack.PAILLIER_SINGLE_DECRYPTION, configuration, defense, False, float("inf"), tolerance, refusal, None, note)
-    plain = combine_partial_decryptions(pk, victim_upload.vector, partials[: pk.threshold], verify=False, context=config.context)
+        return AttackOutcome(
+            ProtocolAttack.PAILLIER_SINGLE_DECRYPTION,
+            configuration,
+            defense,
+            False,
+            float("inf"),
+            tolerance,
+            refusal,
+            None,
+            note,
+        )
+    plain = combine_partial_decryptions(
+        pk, victim_upload.vector, partials[: pk.threshold], verify=False, context=config.context
+    )
     ring = config.packing.unpack(plain, config.encoded_length, summands=1)
     recovered = np.asarray(config.encoder.decode_sum(ring, 1), dtype=np.float64)
     error = float(np.max(np.abs(recovered - truth)))
-    note = f"{pk.threshold} partial decryptions of the victim's ciphertext alone (key {key_bits} bits)"
-    return AttackOutcome(ProtocolAttack.PAILLIER_SINGLE_DECRYPTION, configuration, defense, error <= tolerance, error, tolerance, refusal, recovered, note)
+    note = (
+        f"{pk.threshold} partial decryptions of the victim's ciphertext alone (key {key_bits} bits)"
+    )
+    return AttackOutcome(
+        ProtocolAttack.PAILLIER_SINGLE_DECRYPTION,
+        configuration,
+        defense,
+        error <= tolerance,
+        error,
+        tolerance,
+        refusal,
+        recovered,
+        note,
+    )

@@ -16,8 +16,7 @@ import numpy as np
 
 from secagg.errors import InvalidParameterError
 from secagg.validation import is_int
-from threat_models.attacks.aggregation import Aggregator
-from threat_models.attacks.protocol_level import protocol_aggregator
+from threat_models.attacks.aggregation import Aggregator, protocol_aggregator
 from threat_models.data import DatasetName, ImageData, load_dataset
 from threat_models.evaluation.rows import CellOutput, Family
 

@@ -78,11 +78,17 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
         data = ctx.dataset(ds_name)
         rng = ctx.rng(100 + list(DatasetName).index(ds_name))
         hidden = 32 if ds_name is DatasetName.DIGITS else 64
-        model = make_mlp(data.input_size, hidden, data.num_classes, activation=Activation.SIGMOID, seed=cfg.seed)
+        model = make_mlp(
+            data.input_size, hidden, data.num_classes, activation=Activation.SIGMOID, seed=cfg.seed
+        )
         xs, ys = pick(data, cfg.targets, rng)
         base = baselines(xs, data.images, seed=cfg.seed)
         setting = f"{describe(model, data, Activation.SIGMOID, hidden)}; one client, batch 1"
-        results: dict[str, tuple[list[float], list[torch.Tensor], int]] = {"closed_form": ([], [], 0), "dlg": ([], [], 0), "inverting_gradients": ([], [], 0)}
+        results: dict[str, tuple[list[float], list[torch.Tensor], int]] = {
+            "closed_form": ([], [], 0),
+            "dlg": ([], [], 0),
+            "inverting_gradients": ([], [], 0),
+        }
         timing = {"closed_form": 0.0, "dlg": 0.0, "inverting_gradients": 0.0}
         for i in range(cfg.targets):
             x, y = xs[i : i + 1], ys[i : i + 1]
@@ -91,16 +97,38 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
             cf = gi.first_layer_reconstruction(model, grads, data.image_shape)
             timing["closed_form"] += time.perf_counter() - start
             start = time.perf_counter()
-            d = gi.dlg(model, grads, batch_size=1, image_shape=data.image_shape, iterations=cfg.dlg_iterations, seed=cfg.seed + i)
+            d = gi.dlg(
+                model,
+                grads,
+                batch_size=1,
+                image_shape=data.image_shape,
+                iterations=cfg.dlg_iterations,
+                seed=cfg.seed + i,
+            )
             timing["dlg"] += time.perf_counter() - start
             start = time.perf_counter()
-            ig = gi.inverting_gradients(model, grads, batch_size=1, image_shape=data.image_shape, iterations=cfg.ig_iterations, seed=cfg.seed + i)
+            ig = gi.inverting_gradients(
+                model,
+                grads,
+                batch_size=1,
+                image_shape=data.image_shape,
+                iterations=cfg.ig_iterations,
+                seed=cfg.seed + i,
+            )
             timing["inverting_gradients"] += time.perf_counter() - start
-            for key, rec, labels in (("closed_form", cf, None), ("dlg", d.images, d.labels), ("inverting_gradients", ig.images, ig.labels)):
+            for key, rec, labels in (
+                ("closed_form", cf, None),
+                ("dlg", d.images, d.labels),
+                ("inverting_gradients", ig.images, ig.labels),
+            ):
                 ps, recs, correct = results[key]
                 ps.append(float(psnr_matrix(rec, x)[0, 0]))
                 recs.append(rec.detach().clamp(0, 1))
-                results[key] = (ps, recs, correct + int(labels is not None and int(labels[0]) == int(y[0])))
+                results[key] = (
+                    ps,
+                    recs,
+                    correct + int(labels is not None and int(labels[0]) == int(y[0])),
+                )
         for key, (ps, recs, correct) in results.items():
             ok = all(p >= RECOGNISABLE_DB for p in ps)
             rows += gradient_rows(
@@ -134,19 +162,34 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
                     protection=Protection.NONE,
                 )
             )
-            panels.append(panel(f"plaintext_{ds_name.value}_{key}", f"{key} on one plaintext update ({ds_name.value}, batch 1)", xs, torch.cat(recs), ps))
+            panels.append(
+                panel(
+                    f"plaintext_{ds_name.value}_{key}",
+                    f"{key} on one plaintext update ({ds_name.value}, batch 1)",
+                    xs,
+                    torch.cat(recs),
+                    ps,
+                )
+            )
     return CellOutput(tuple(rows), tuple(panels))
 
 
-def _sum_of_clients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, ctx: EvaluationContext) -> list[torch.Tensor]:
+def _sum_of_clients(
+    model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, ctx: EvaluationContext
+) -> list[torch.Tensor]:
     """Each image is one client's batch-1 update; the server gets their secure sum."""
-    updates = {i + 1: gi.flatten(gi.model_gradient(model, xs[i : i + 1], ys[i : i + 1])).numpy() for i in range(xs.shape[0])}
+    updates = {
+        i + 1: gi.flatten(gi.model_gradient(model, xs[i : i + 1], ys[i : i + 1])).numpy()
+        for i in range(xs.shape[0])
+    }
     total = ctx.aggregator(updates)
-    return gi.unflatten_like(torch.from_numpy(np.asarray(total, dtype=np.float64)), list(model.parameters()))
+    return gi.unflatten_like(
+        torch.from_numpy(np.asarray(total, dtype=np.float64)), list(model.parameters())
+    )
 
 
 def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
-    """Inversion of the secure sum of n clients: single target, joint reconstruction, ReLU leakage."""
+    """Inversion of the secure sum of n clients: single target, joint DLG, ReLU leakage."""
     cfg = ctx.config
     rows: list[Row] = []
     panels: list[ImagePanel] = []
@@ -161,16 +204,36 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
 
         # (1) single-target attack: treat the sum as one client's update
         hidden = 32 if ds_name is DatasetName.DIGITS else 64
-        model = make_mlp(data.input_size, hidden, data.num_classes, activation=Activation.SIGMOID, seed=cfg.seed)
+        model = make_mlp(
+            data.input_size, hidden, data.num_classes, activation=Activation.SIGMOID, seed=cfg.seed
+        )
         total = _sum_of_clients(model, xs, ys, ctx)
-        setting = f"{describe(model, data, Activation.SIGMOID, hidden)}; n={n} clients, batch 1 each"
+        setting = (
+            f"{describe(model, data, Activation.SIGMOID, hidden)}; n={n} clients, batch 1 each"
+        )
         single = {
             "closed_form": gi.first_layer_reconstruction(model, total, shape),
-            "dlg": gi.dlg(model, total, batch_size=1, image_shape=shape, iterations=cfg.dlg_iterations, seed=cfg.seed).images,
-            "inverting_gradients": gi.inverting_gradients(model, total, batch_size=1, image_shape=shape, iterations=cfg.ig_iterations, seed=cfg.seed).images,
+            "dlg": gi.dlg(
+                model,
+                total,
+                batch_size=1,
+                image_shape=shape,
+                iterations=cfg.dlg_iterations,
+                seed=cfg.seed,
+            ).images,
+            "inverting_gradients": gi.inverting_gradients(
+                model,
+                total,
+                batch_size=1,
+                image_shape=shape,
+                iterations=cfg.ig_iterations,
+                seed=cfg.seed,
+            ).images,
         }
         for key, rec in single.items():
-            best = float(psnr_matrix(rec, xs).max())  # scored against the best-matching client: generous
+            best = float(
+                psnr_matrix(rec, xs).max()
+            )  # scored against the best-matching client: generous
             rows += gradient_rows(
                 attack=f"{key} (single target) [{ds_name.value}]",
                 defense=defense,
@@ -184,21 +247,43 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
             )
             if ds_name is DatasetName.DIGITS or key == "dlg":
                 order = int(np.argmax(psnr_matrix(rec, xs)[0]))
-                panels.append(panel(f"sum_single_{ds_name.value}_{key}", f"{key} on a secure sum of {n} ({ds_name.value}): closest client", xs[order : order + 1], rec, [best]))
+                panels.append(
+                    panel(
+                        f"sum_single_{ds_name.value}_{key}",
+                        f"{key} on a secure sum of {n} ({ds_name.value}): closest client",
+                        xs[order : order + 1],
+                        rec,
+                        [best],
+                    )
+                )
 
         # (2) joint reconstruction: feasible when n * D < P, hopeless when n * D > P
         for hidden_j, label in ((hidden, "n*D < P"), (2, "n*D > P")):
-            model_j = make_mlp(data.input_size, hidden_j, data.num_classes, activation=Activation.SIGMOID, seed=cfg.seed)
+            model_j = make_mlp(
+                data.input_size,
+                hidden_j,
+                data.num_classes,
+                activation=Activation.SIGMOID,
+                seed=cfg.seed,
+            )
             params = num_parameters(model_j)
             feasible = n * data.input_size < params
             total_j = _sum_of_clients(model_j, xs, ys, ctx)
-            res = gi.dlg(model_j, total_j, batch_size=n, image_shape=shape, iterations=max(cfg.dlg_iterations, 300), seed=cfg.seed)
+            res = gi.dlg(
+                model_j,
+                total_j,
+                batch_size=n,
+                image_shape=shape,
+                iterations=max(cfg.dlg_iterations, 300),
+                seed=cfg.seed,
+            )
             match = match_reconstructions(res.images, xs)
             leaked = match.count_above(RECOGNISABLE_DB)
             rows += gradient_rows(
                 attack=f"dlg joint (all n), {label} [{ds_name.value}]",
                 defense=defense,
-                setting=f"{describe(model_j, data, Activation.SIGMOID, hidden_j)}; n={n}; {label}: n*D={n * data.input_size}, P={params}",
+                setting=f"{describe(model_j, data, Activation.SIGMOID, hidden_j)}; n={n}; "
+                f"{label}: n*D={n * data.input_size}, P={params}",
                 psnrs=list(match.psnr_db),
                 base=base,
                 succeeded=leaked >= 1,
@@ -208,11 +293,25 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
                 note="matched by Hungarian assignment; label counts from the last bias gradient",
                 multi=True,
             )
-            panels.append(matched_panel(f"sum_joint_{ds_name.value}_{'feasible' if feasible else 'infeasible'}", f"joint DLG on a secure sum of {n} ({ds_name.value}, {label})", xs, res.images, match))
+            panels.append(
+                matched_panel(
+                    f"sum_joint_{ds_name.value}_{'feasible' if feasible else 'infeasible'}",
+                    f"joint DLG on a secure sum of {n} ({ds_name.value}, {label})",
+                    xs,
+                    res.images,
+                    match,
+                )
+            )
 
         # (3) a ReLU first layer leaks individual images through the sum
         relu_hidden = 256
-        model_r = make_mlp(data.input_size, relu_hidden, data.num_classes, activation=Activation.RELU, seed=cfg.seed)
+        model_r = make_mlp(
+            data.input_size,
+            relu_hidden,
+            data.num_classes,
+            activation=Activation.RELU,
+            seed=cfg.seed,
+        )
         total_r = _sum_of_clients(model_r, xs, ys, ctx)
         weight, bias = gi.first_linear(model_r, total_r)
         cands, _ = gi.closed_form_per_neuron(weight, bias, shape, max_candidates=n)
@@ -221,16 +320,26 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
         rows += gradient_rows(
             attack=f"closed_form per ReLU neuron [{ds_name.value}]",
             defense=defense,
-            setting=f"{describe(model_r, data, Activation.RELU, relu_hidden)}; n={n}; honest random init",
+            setting=f"{describe(model_r, data, Activation.RELU, relu_hidden)}; n={n}; "
+            "honest random init",
             psnrs=list(match.psnr_db),
             base=base,
             succeeded=leaked >= 1,
             expected=True,
             protection=Protection.SECURE_AGGREGATION,
-            note=f"{n} guesses, ranked without ground truth; a neuron active for one image isolates it",
+            note=f"{n} guesses, ranked without ground truth; "
+            "a neuron active for one image isolates it",
             multi=True,
         )
-        panels.append(matched_panel(f"sum_relu_{ds_name.value}", f"per-neuron closed form on a secure sum of {n} ({ds_name.value}, ReLU)", xs, cands, match))
+        panels.append(
+            matched_panel(
+                f"sum_relu_{ds_name.value}",
+                f"per-neuron closed form on a secure sum of {n} ({ds_name.value}, ReLU)",
+                xs,
+                cands,
+                match,
+            )
+        )
     return CellOutput(tuple(rows), tuple(panels))
 
 
@@ -240,7 +349,9 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
     data = ctx.dataset(DatasetName.DIGITS)
     rng = ctx.rng(300)
     hidden = 32
-    model = make_mlp(data.input_size, hidden, data.num_classes, activation=Activation.RELU, seed=cfg.seed)
+    model = make_mlp(
+        data.input_size, hidden, data.num_classes, activation=Activation.RELU, seed=cfg.seed
+    )
     params = list(model.parameters())
     shape = data.image_shape
     prior = (data.mean_image()[0], data.images.var(dim=0))
@@ -270,9 +381,26 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
             measured.append(float(np.linalg.norm(clipped) / np.linalg.norm(noised - clipped)))
             grads = gi.unflatten_like(torch.from_numpy(noised), params)
             recs = {
-                "closed_form": gi.first_layer_reconstruction(model, grads, shape, noise_std=std, prior=prior),
-                "dlg": gi.dlg(model, grads, batch_size=1, image_shape=shape, labels=None, iterations=cfg.dlg_iterations, seed=cfg.seed + i).images,
-                "inverting_gradients": gi.inverting_gradients(model, grads, batch_size=1, image_shape=shape, iterations=cfg.ig_iterations, seed=cfg.seed + i).images,
+                "closed_form": gi.first_layer_reconstruction(
+                    model, grads, shape, noise_std=std, prior=prior
+                ),
+                "dlg": gi.dlg(
+                    model,
+                    grads,
+                    batch_size=1,
+                    image_shape=shape,
+                    labels=None,
+                    iterations=cfg.dlg_iterations,
+                    seed=cfg.seed + i,
+                ).images,
+                "inverting_gradients": gi.inverting_gradients(
+                    model,
+                    grads,
+                    batch_size=1,
+                    image_shape=shape,
+                    iterations=cfg.ig_iterations,
+                    seed=cfg.seed + i,
+                ).images,
             }
             for key, rec in recs.items():
                 per_attack[key].append(float(psnr_matrix(rec, x)[0, 0]))
@@ -285,17 +413,27 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
             rows += gradient_rows(
                 attack=key,
                 defense=f"DP Gaussian noise, SNR={snr:g}",
-                setting=f"{setting_base}; clip C=||g||, noise multiplier z={z_mean:.3g}; {xs.shape[0]} targets",
+                setting=f"{setting_base}; clip C=||g||, noise multiplier z={z_mean:.3g}; "
+                f"{xs.shape[0]} targets",
                 psnrs=per_attack[key],
                 base=base,
                 succeeded=mean >= RECOGNISABLE_DB,
                 expected=expected,
                 protection=Protection.DP,
                 positive_control=snr >= CONTROL_SNR,
-                note=f"SNR = ||g|| / (z C sqrt(d)), measured ||g|| / ||noise|| = {float(np.mean(measured)):.3g}; mean PSNR over targets",
+                note="SNR = ||g|| / (z C sqrt(d)), measured ||g|| / ||noise|| = "
+                f"{float(np.mean(measured)):.3g}; mean PSNR over targets",
             )
             if level in (0, len(cfg.snr_levels) // 2, len(cfg.snr_levels) - 1):
-                panels.append(panel(f"dp_snr_{snr:g}_{key}".replace(".", "p"), f"{key} at SNR {snr:g}", xs, torch.cat(shown[key]), per_attack[key]))
+                panels.append(
+                    panel(
+                        f"dp_snr_{snr:g}_{key}".replace(".", "p"),
+                        f"{key} at SNR {snr:g}",
+                        xs,
+                        torch.cat(shown[key]),
+                        per_attack[key],
+                    )
+                )
     tolerance = 1.0
     for key in attacks:
         ys_ = curves[key]
@@ -303,7 +441,11 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
         # run-to-run noise of a few tenths of a dB no longer means anything
         floor = base.dataset_mean_db + tolerance
         monotone = all(b <= a + tolerance or b <= floor for a, b in zip(ys_, ys_[1:], strict=False))
-        at_baseline = [s for s, v in zip(cfg.snr_levels, ys_, strict=True) if v <= base.dataset_mean_db + tolerance]
+        at_baseline = [
+            s
+            for s, v in zip(cfg.snr_levels, ys_, strict=True)
+            if v <= base.dataset_mean_db + tolerance
+        ]
         trend = Row(
             family=Family.GRADIENT_INVERSION,
             attack=key,
@@ -338,7 +480,11 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
         xlabel="signal-to-noise ratio ||g|| / ||noise||",
         ylabel="PSNR (dB)",
         series=tuple(Series(k, tuple(cfg.snr_levels), tuple(v)) for k, v in curves.items()),
-        hlines=(("dataset mean", base.dataset_mean_db), ("random image", base.random_image_db), ("recognisable (20 dB)", RECOGNISABLE_DB)),
+        hlines=(
+            ("dataset mean", base.dataset_mean_db),
+            ("random image", base.random_image_db),
+            ("recognisable (20 dB)", RECOGNISABLE_DB),
+        ),
         logx=True,
     )
     return CellOutput(tuple(rows), tuple(panels), (figure,))

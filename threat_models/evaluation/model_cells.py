@@ -27,9 +27,8 @@ from protocols.masking.config import Hardening
 from secagg.errors import SecAggError, raise_missing_extra
 from threat_models.attacks import gradient_inversion as gi
 from threat_models.attacks import model_level as ml
-from threat_models.attacks.aggregation import ring_sum
+from threat_models.attacks.aggregation import model_hash, ring_sum, secure_ring_sum, secure_sum
 from threat_models.attacks.metrics import RECOGNISABLE_DB, baselines, match_reconstructions
-from threat_models.attacks.protocol_level import model_hash, secure_ring_sum, secure_sum
 from threat_models.data import Activation, DatasetName, make_mlp, split_indices
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.rows import CellOutput, Family, ImagePanel, Protection, Row
@@ -207,7 +206,9 @@ def cell_model_inconsistency(ctx: EvaluationContext) -> CellOutput:
         )
 
     # distributed DP: the other clients still add their noise shares (z sized for the cohort)
-    updates = ml.client_updates({cid: (model if cid == target else dead) for cid in batches}, batches)
+    updates = ml.client_updates(
+        {cid: (model if cid == target else dead) for cid in batches}, batches
+    )
     dim = updates[target].size
     clip = max(float(np.linalg.norm(u)) for u in updates.values())
     z = _z_for_snr(0.1, dim, clip, float(np.linalg.norm(updates[target])))

@@ -9,8 +9,7 @@ one digit, so the report can show what the server would have seen.
 
 from __future__ import annotations
 
-import torch
-
+from secagg.errors import raise_missing_extra
 from threat_models.attacks import gradient_inversion as gi
 from threat_models.attacks import model_level as ml
 from threat_models.attacks import protocol_level as pl
@@ -18,6 +17,11 @@ from threat_models.data import Activation, DatasetName, make_mlp, split_indices
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.rows import CellOutput, Family, ImagePanel, Protection, Row
 from threat_models.evaluation.scoring import image_psnr, panel
+
+try:
+    import torch
+except ImportError as exc:  # the core install has no torch
+    raise_missing_extra(exc, "eval", "threat_models.evaluation")
 
 __all__ = ["cell_protocol_attacks"]
 

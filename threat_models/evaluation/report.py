@@ -28,7 +28,14 @@ try:
 except ImportError as exc:  # the core install has no matplotlib
     raise_missing_extra(exc, "eval", "threat_models.evaluation.report")
 
-__all__ = ["image_labels", "save_image_grid", "save_figure", "write_report", "markdown_report", "WHY_NOT_STOPPED"]
+__all__ = [
+    "image_labels",
+    "save_image_grid",
+    "save_figure",
+    "write_report",
+    "markdown_report",
+    "WHY_NOT_STOPPED",
+]
 
 WHY_NOT_STOPPED: dict[str, str] = {
     "closed_form per ReLU neuron": (
@@ -115,9 +122,13 @@ def save_image_grid(panel: ImagePanel, path: Path) -> Path:
     fig = MplFigure(figsize=(1.3 * count + 0.8, 3.0))
     axes = fig.subplots(2, count, squeeze=False)
     for j in range(count):
-        for i, (images, label) in enumerate(((panel.originals, "original"), (panel.reconstructions, "attack"))):
+        for i, (images, label) in enumerate(
+            ((panel.originals, "original"), (panel.reconstructions, "attack"))
+        ):
             ax = axes[i][j]
-            ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.imshow(
+                images[j, 0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest"
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
@@ -135,9 +146,13 @@ def save_figure(figure: Figure, path: Path) -> Path:
         ax.plot(series.x, series.y, marker="o" if len(series.x) < 20 else None, label=series.label)
     for label, value in figure.hlines:
         ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
-        ax.annotate(label, xy=(0.01, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+        ax.annotate(
+            label, xy=(0.01, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom"
+        )
     if figure.diagonal:
-        ax.plot([1e-4, 1.0], [1e-4, 1.0], linestyle=":", color="black", linewidth=0.8, label="chance")
+        ax.plot(
+            [1e-4, 1.0], [1e-4, 1.0], linestyle=":", color="black", linewidth=0.8, label="chance"
+        )
     if figure.logx:
         ax.set_xscale("log")
     if figure.logy:
@@ -167,7 +182,10 @@ def _not_stopped_section(result: EvaluationResult) -> list[str]:
     seen: set[str] = set()
     for row in found:
         key = next((k for k in WHY_NOT_STOPPED if row.attack.startswith(k)), row.attack)
-        lines.append(f"- **{row.attack}** against *{row.defense}*: {row.metric} = {_fmt(row.value)} (baseline {_fmt(row.baseline)}).")
+        lines.append(
+            f"- **{row.attack}** against *{row.defense}*: {row.metric} = {_fmt(row.value)} "
+            f"(baseline {_fmt(row.baseline)})."
+        )
         if key not in seen and key in WHY_NOT_STOPPED:
             lines.append(f"  {WHY_NOT_STOPPED[key]}")
             seen.add(key)
@@ -175,8 +193,9 @@ def _not_stopped_section(result: EvaluationResult) -> list[str]:
     for row in sybil:
         if row.baseline:
             lines.append(
-                f"- Sybils vs distributed DP: the noise left on the target's update has std {_fmt(row.value)} "
-                f"against the intended {_fmt(row.baseline)} (ratio {row.value / row.baseline:.3f}). {row.note}."
+                "- Sybils vs distributed DP: the noise left on the target's update has std "
+                f"{_fmt(row.value)} against the intended {_fmt(row.baseline)} "
+                f"(ratio {row.value / row.baseline:.3f}). {row.note}."
             )
     lines.append("")
     return lines
@@ -220,35 +239,56 @@ def _rows_table(rows: Sequence[Row]) -> list[str]:
         expectation = r.expectation.value
         shown = f"**{expectation}**" if not r.as_expected else expectation
         out.append(
-            f"| {r.attack}{' (control)' if r.positive_control else ''} | {r.defense} | {r.metric} | {_fmt(r.value)} | "
+            f"| {r.attack}{' (control)' if r.positive_control else ''} | {r.defense} | "
+            f"{r.metric} | {_fmt(r.value)} | "
             f"{_fmt(r.baseline)} ({r.baseline_name}) | {r.outcome.value} | {shown} | {r.note} |"
         )
     return out
 
 
-def markdown_report(result: EvaluationResult, *, images: Sequence[tuple[ImagePanel, str]] = (), plots: Sequence[tuple[Figure, str]] = ()) -> str:
+def markdown_report(
+    result: EvaluationResult,
+    *,
+    images: Sequence[tuple[ImagePanel, str]] = (),
+    plots: Sequence[tuple[Figure, str]] = (),
+) -> str:
     """The markdown text of the report (paths are relative to the report's folder)."""
     cfg = result.config
     total = sum(result.seconds.values())
     lines = [
         "# Attack and defense evaluation",
         "",
-        f"Mode: {'quick' if cfg.quick else 'full'}; seed {cfg.seed}; secure sums computed by the {result.aggregator}; "
+        f"Mode: {'quick' if cfg.quick else 'full'}; seed {cfg.seed}; "
+        f"secure sums computed by the {result.aggregator}; "
         f"{total:.0f} s of compute.",
         "",
-        "Every attack first runs as a **positive control** (on a plaintext update, or against the deliberately "
+        "Every attack first runs as a **positive control** (on a plaintext update, or "
+        "against the deliberately "
         "unhardened baseline) where it must succeed. "
-        + ("All positive controls succeeded." if result.controls_passed else "**Some positive control failed or a cell did not run: this evaluation proves nothing about the defenses it lists.**"),
+        + (
+            "All positive controls succeeded."
+            if result.controls_passed
+            else "**Some positive control failed or a cell did not run: this evaluation "
+            "proves nothing about the defenses it lists.**"
+        ),
         "",
-        "Success criteria: an image is leaked at PSNR >= 20 dB (recognisable; 30 dB is visually exact), after matching "
-        "reconstructions to originals; a noise level counts as broken when the mean PSNR over targets reaches 20 dB; "
-        "membership inference succeeds at AUC >= 0.6 or TPR >= 3% at 1% FPR; a protocol-level attack succeeds when "
-        "the server's estimate of one client's update is within two quantisation steps of it. Baselines (what an "
+        "Success criteria: an image is leaked at PSNR >= 20 dB (recognisable; 30 dB is "
+        "visually exact), after matching "
+        "reconstructions to originals; a noise level counts as broken when the mean PSNR "
+        "over targets reaches 20 dB; "
+        "membership inference succeeds at AUC >= 0.6 or TPR >= 3% at 1% FPR; a "
+        "protocol-level attack succeeds when "
+        "the server's estimate of one client's update is within two quantisation steps "
+        "of it. Baselines (what an "
         "attacker gets for free) are shown next to every number.",
         "",
     ]
     if result.errors:
-        lines += ["## Cells that did not run", ""] + [f"- {name}: `{msg}`" for name, msg in result.errors.items()] + [""]
+        lines += (
+            ["## Cells that did not run", ""]
+            + [f"- {name}: `{msg}`" for name, msg in result.errors.items()]
+            + [""]
+        )
     unexpected = result.unexpected
     if unexpected:
         lines += ["## Unexpected verdicts", ""] + _rows_table(unexpected) + [""]
@@ -290,7 +330,11 @@ _FIGURES_OF: dict[Family, tuple[str, ...]] = {
 
 
 def write_report(result: EvaluationResult, out_dir: str | Path) -> Path:
-    """Write images, plots, ``results.json`` and ``report.md`` into ``out_dir``; return the report's path."""
+    """Write images, plots, ``results.json`` and ``report.md`` into ``out_dir``.
+
+    Returns:
+        The path of ``report.md``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = [(panel, f"images/{panel.name}.png") for panel in result.panels]

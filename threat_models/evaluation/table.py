@@ -64,7 +64,20 @@ def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ..
         if not r.primary:
             continue
         attack = r.attack + (" [control]" if r.positive_control else "")
-        out.append((r.family, (attack, r.defense, r.metric, _fmt(r.value), _fmt(r.baseline), r.outcome.value, r.expectation.value)))
+        out.append(
+            (
+                r.family,
+                (
+                    attack,
+                    r.defense,
+                    r.metric,
+                    _fmt(r.value),
+                    _fmt(r.baseline),
+                    r.outcome.value,
+                    r.expectation.value,
+                ),
+            )
+        )
     return out
 
 
@@ -78,19 +91,26 @@ def _block(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -
     Continuation lines of the first column are indented, so a wrapped name never reads as
     the next row.
     """
-    wrapped = [_wrap(c, w, "  " if i == 0 else "") for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+    wrapped = [
+        _wrap(c, w, "  " if i == 0 else "")
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    ]
     height = max(len(w) for w in wrapped)
     lines = []
     for i in range(height):
         parts = [
-            (w[i] if i < len(w) else "").rjust(width) if r else (w[i] if i < len(w) else "").ljust(width)
+            (w[i] if i < len(w) else "").rjust(width)
+            if r
+            else (w[i] if i < len(w) else "").ljust(width)
             for w, width, r in zip(wrapped, widths, right, strict=True)
         ]
         lines.append("  ".join(parts).rstrip())
     return lines
 
 
-def summary_table(result: EvaluationResult, *, markdown: bool = False, width: int = TABLE_WIDTH) -> str:
+def summary_table(
+    result: EvaluationResult, *, markdown: bool = False, width: int = TABLE_WIDTH
+) -> str:
     """The primary rows as a text table grouped by family (or one markdown table).
 
     The text table fits in ``width`` columns (100 by default): each row is the attack with
@@ -101,7 +121,16 @@ def summary_table(result: EvaluationResult, *, markdown: bool = False, width: in
     """
     lines = _summary_lines(result)
     if markdown:
-        header = ("family", "attack", "defense", "metric", "value", "baseline", "attack result", "as expected")
+        header = (
+            "family",
+            "attack",
+            "defense",
+            "metric",
+            "value",
+            "baseline",
+            "attack result",
+            "as expected",
+        )
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
             shown = f"**{expectation}**" if expectation.startswith("NO") else expectation
@@ -126,6 +155,17 @@ def summary_table(result: EvaluationResult, *, markdown: bool = False, width: in
         if fam is not current:
             out.append(f"-- {fam.value} ".ljust(width, "-"))
             current = fam
-        out += _block((attack, METRIC_LABELS.get(metric, metric.replace("_", " ")), value, baseline, outcome, expectation), widths, right)
+        out += _block(
+            (
+                attack,
+                METRIC_LABELS.get(metric, metric.replace("_", " ")),
+                value,
+                baseline,
+                outcome,
+                expectation,
+            ),
+            widths,
+            right,
+        )
         out += ["    " + text for text in _wrap(f"defense: {defense}", width - 4, "  ")]
     return "\n".join(out)
