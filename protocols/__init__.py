@@ -11,23 +11,26 @@ Running a round
 >>> bool(np.allclose(result.aggregate, sum(updates[c] for c in result.survivors), atol=1e-6))
 True
 
-``simulate(updates, *, protocol="secagg+", dropouts=None, seed=None, **config)`` returns a
+``simulate(updates, *, protocol="secagg+", dropouts=None, seed=None, ...)`` returns a
 :class:`SimulationResult` (``.aggregate``, ``.survivors``, ``.server_view``, ``.mean``,
 ``.weight_sum``); rounds that cannot finish raise
-:class:`~secagg.errors.ThresholdNotMetError`. Options (``threat_model``, ``encoder`` — any
-:class:`~secagg.primitives.encoding.VectorEncoder` —, ``weights``, ``hardening``, ``model_hash``,
-``wire``, ...) are documented on :func:`~protocols.simulate.simulate`.
-``protocol="paillier"`` dispatches to ``protocols.paillier.simulate_paillier``.
+:class:`~secagg.errors.ThresholdNotMetError`. Every option (``threat_model``, ``encoder`` —
+any :class:`~secagg.primitives.encoding.VectorEncoder` —, ``weights``, ``hardening``,
+``model_hash``, ``wire``, ...) is a typed keyword documented on
+:func:`~protocols.simulate.simulate`; an unknown one is an
+:class:`~secagg.errors.InvalidParameterError`. ``protocol="paillier"`` dispatches to
+``protocols.paillier.simulate_paillier``.
 
 The parties
 -----------
 :class:`SecAggClient` and :class:`SecAggServer` (SecAgg with the complete graph, SecAgg+
 with a Harary graph: one implementation) exchange the frozen messages of
-:mod:`protocols.masking.messages` through ``handle(message) -> list[message]``; the server also has
-``start()`` and ``advance()`` (the transport owns the clock). Stages: :class:`Stage`
-(``advertise_keys``, ``share_keys``, ``masked_input``, ``consistency_check`` — malicious
-variant only —, ``unmasking``). :class:`RoundRunner` steps a round stage by stage;
-:func:`setup_round` builds one from already encoded inputs.
+:mod:`protocols.masking.messages` through ``handle(message) -> list[message]``; the server
+also has ``start()`` and ``advance()`` (the transport owns the clock). Stages:
+:class:`Stage` (``advertise_keys``, ``graph_seed`` and ``consistency_check`` — against a
+server that may lie only —, ``share_keys``, ``masked_input``, ``unmasking``).
+:class:`RoundRunner` steps a round stage by stage; :func:`setup_round` builds one from
+already encoded inputs.
 
 Driving the real clients with an adversarial server
 ---------------------------------------------------
@@ -76,46 +79,44 @@ valid signatures.
 from __future__ import annotations
 
 from protocols.inputs import parse_dropouts, wire_ids
-from protocols.masking.client import (
-    SecAggClient,
-    ShareKind,
-    advertise_transcript,
-    consistency_transcript,
-)
+from protocols.masking.client import SecAggClient, ShareKind
+from protocols.masking.codec import MessageType
 from protocols.masking.config import Hardening, RoundConfig, round_stages
 from protocols.masking.driver import RoundRunner, setup_round
 from protocols.masking.graph import CommunicationGraph, complete_graph, harary_graph
 from protocols.masking.messages import (
-    SERVER_ID,
     AdvertiseKeys,
-    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
-    EncryptedShare,
     KeyBroadcast,
     MaskedInput,
     Message,
-    MessageType,
-    PeerKeys,
-    RevealedShare,
     RoundStart,
-    SeedEntry,
     SeedRequest,
     SeedReveal,
     ShareForward,
     ShareKeys,
-    Stage,
-    SurvivorSignature,
     UnmaskRequest,
     UnmaskResponse,
     decode_message,
     encode_message,
 )
+from protocols.masking.records import (
+    SERVER_ID,
+    Attestation,
+    EncryptedShare,
+    PeerKeys,
+    RevealedShare,
+    SeedEntry,
+    SurvivorSignature,
+)
 from protocols.masking.server import AggregateResult, SecAggServer
+from protocols.masking.transcripts import advertise_transcript, consistency_transcript
 from protocols.options import ProtocolName
 from protocols.result import SimulationResult
 from protocols.round_log import RoundLog, identity_log
 from protocols.simulate import simulate
+from protocols.stages import Stage
 from secagg import _moved
 
 __all__ = [

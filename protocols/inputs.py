@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from protocols.masking.graph import MAX_CLIENT_ID
-from protocols.masking.messages import Stage
+from protocols.parties import MAX_CLIENT_ID
+from protocols.stages import Stage
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import FixedPointEncoder
+from secagg.validation import is_int
 
 __all__ = [
     "DEFAULT_BITS",
     "wire_ids",
+    "WireIds",
     "parse_dropouts",
     "client_weights",
     "default_encoder",
@@ -33,7 +36,12 @@ DEFAULT_BITS = 32
 """Ring bits of the default encoder of a simulated round."""
 
 
-def wire_ids(updates: Mapping[Any, object]) -> dict[Any, int]:
+K = TypeVar("K", int, str)
+"""A caller's client id (an ``int`` or a ``str``)."""
+V = TypeVar("V")
+
+
+def wire_ids(updates: Mapping[K, object]) -> dict[K, int]:
     """User client id -> the protocol's id (also its Shamir evaluation point).
 
     Positive ints are kept; non-negative ints that include 0 (as Flower's ``partition-id``)
@@ -43,18 +51,65 @@ def wire_ids(updates: Mapping[Any, object]) -> dict[Any, int]:
         InvalidParameterError: ids of mixed or unsupported types, or out of range.
     """
     keys = list(updates)
-    if keys and all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
-        if any(k < 0 or k >= MAX_CLIENT_ID for k in keys):
-            raise InvalidParameterError(f"integer client ids must lie in [0, 2^63 - 2], got {min(keys)}..{max(keys)}")
-        shift = 1 if min(keys) == 0 else 0
-        return {k: k + shift for k in keys}
+    if keys and all(is_int(k) for k in keys):
+        numbers = [int(k) for k in keys]
+        if any(k < 0 or k >= MAX_CLIENT_ID for k in numbers):
+            raise InvalidParameterError(
+                f"integer client ids must lie in [0, 2^63 - 2], got {min(numbers)}..{max(numbers)}"
+            )
+        shift = 1 if min(numbers) == 0 else 0
+        return {k: k_int + shift for k, k_int in zip(keys, numbers, strict=True)}
     if keys and all(isinstance(k, str) for k in keys):
-        return {k: i + 1 for i, k in enumerate(sorted(keys))}
+        return {k: i + 1 for i, k in enumerate(sorted(keys, key=str))}
     raise InvalidParameterError("client ids must be all non-negative ints or all strings")
 
 
+@dataclass(frozen=True)
+class WireIds(Generic[K]):
+    """A cohort's two numberings: the caller's client ids and the protocol's (:func:`wire_ids`).
+
+    Attributes:
+        to_wire: caller's id -> protocol id.
+        from_wire: protocol id -> caller's id.
+    """
+
+    to_wire: Mapping[K, int]
+    from_wire: Mapping[int, K] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "from_wire", {w: u for u, w in self.to_wire.items()})
+
+    @classmethod
+    def of(cls, updates: Mapping[K, object]) -> WireIds[K]:
+        """The numbering of the cohort ``updates`` is keyed by."""
+        return cls(wire_ids(updates))
+
+    def wire(self, cid: object) -> int:
+        """The protocol id of the caller's ``cid``.
+
+        Raises:
+            InvalidParameterError: ``cid`` is not in the cohort.
+        """
+        if cid not in self.to_wire:
+            raise InvalidParameterError(f"dropout id {cid!r} is not in the cohort")
+        return self.to_wire[cast(K, cid)]
+
+    def keyed(self, values: Mapping[K, V]) -> dict[int, V]:
+        """A per-client mapping keyed by protocol ids."""
+        return {self.wire(c): v for c, v in values.items()}
+
+    def per_client(self, value: V | Mapping[K, V] | None) -> V | dict[int, V] | None:
+        """A per-client option keyed by protocol ids (a single value is left as it is)."""
+        if isinstance(value, Mapping):
+            return self.keyed(value)
+        return value
+
+
 def parse_dropouts(
-    dropouts: Mapping[str | Stage, Iterable[int]] | None, *, stages: Iterable[Stage], cohort: Iterable[int]
+    dropouts: Mapping[str | Stage, Iterable[int]] | None,
+    *,
+    stages: Iterable[Stage],
+    cohort: Iterable[int],
 ) -> dict[Stage, frozenset[int]]:
     """Validate a ``stage name -> client ids`` mapping.
 
@@ -75,11 +130,14 @@ def parse_dropouts(
             ) from None
         if stage not in allowed:
             raise InvalidParameterError(
-                f"this round has no stage {stage.value!r}; its stages are {[s.value for s in allowed]}"
+                f"this round has no stage {stage.value!r}; "
+                f"its stages are {[s.value for s in allowed]}"
             )
         group = frozenset(int(i) for i in ids)
         if not group <= members:
-            raise InvalidParameterError(f"dropouts name clients outside the cohort: {sorted(group - members)}")
+            raise InvalidParameterError(
+                f"dropouts name clients outside the cohort: {sorted(group - members)}"
+            )
         if group & seen:
             raise InvalidParameterError(f"clients listed at two stages: {sorted(group & seen)}")
         seen |= group
@@ -127,7 +185,9 @@ def client_weights(weights: Mapping[int, float], ids: Iterable[int]) -> dict[int
         try:
             w = float(weights[cid])
         except (TypeError, ValueError):
-            raise InvalidParameterError(f"weights must be finite and non-negative, got {weights[cid]!r}") from None
+            raise InvalidParameterError(
+                f"weights must be finite and non-negative, got {weights[cid]!r}"
+            ) from None
         if not (math.isfinite(w) and w >= 0):
             raise InvalidParameterError(f"weights must be finite and non-negative, got {w}")
         out[cid] = w
@@ -145,7 +205,11 @@ def weight_encoder(
     Raises:
         InvalidParameterError: a weight exceeds ``max_weight``.
     """
-    top = float(max_weight) if max_weight is not None else pow2_ceiling(max(weights.values(), default=0.0))
+    top = (
+        float(max_weight)
+        if max_weight is not None
+        else pow2_ceiling(max(weights.values(), default=0.0))
+    )
     if any(w > top for w in weights.values()):
         raise InvalidParameterError(f"a weight exceeds max_weight = {top}")
     return FixedPointEncoder(bits=bits, lo=0.0, hi=top, max_clients=max_clients)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import InvalidParameterError
+from threat_models.paillier import PaillierParameters
+from threat_models.parameters import ProtocolParameters
 
 __all__ = ["SimulationResult"]
 
@@ -23,25 +24,28 @@ class SimulationResult:
     Attributes:
         aggregate: the decoded sum of the survivors' inputs (float64, the input length);
             with weights, the sum of ``w_u * x_u``.
-        survivors: sorted ids whose inputs are in the sum.
-        server_view: every message the server accepted, in arrival order.
-        protocol: the protocol's name (:class:`ProtocolName` value).
+        survivors: sorted ids whose inputs are in the sum (the caller's ids).
+        server_view: every message the server accepted, in arrival order (the family's
+            message classes: :class:`~protocols.masking.messages.Message` or the Paillier
+            messages).
+        protocol: the protocol's name (a :class:`~protocols.options.ProtocolName` value).
         dropped: sorted ids whose inputs are not in the sum.
         weight_sum: with weights, the decoded sum of the survivors' weights (the only
             thing the server learns about the weights); otherwise ``None``.
-        parameters: the protocol parameters used (``ProtocolParameters`` for the masking
-            protocols; protocol-specific otherwise).
+        parameters: the protocol parameters used
+            (:class:`~threat_models.parameters.ProtocolParameters` for the masking protocols,
+            :class:`~threat_models.paillier.PaillierParameters` for Paillier).
         details: protocol-specific extras (degree, threshold, round id, ...).
     """
 
     aggregate: F64 = field(repr=False)
-    survivors: tuple[int, ...]
-    server_view: tuple[Any, ...] = field(repr=False)
+    survivors: tuple[int | str, ...]
+    server_view: tuple[object, ...] = field(repr=False)
     protocol: str = ""
-    dropped: tuple[int, ...] = ()
+    dropped: tuple[int | str, ...] = ()
     weight_sum: float | None = None
-    parameters: Any = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+    parameters: ProtocolParameters | PaillierParameters | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def mean(self) -> F64:

@@ -32,18 +32,20 @@ import threading
 from pathlib import Path
 
 from secagg.errors import InvalidParameterError, ReplayError
+from secagg.validation import require_bytes, require_int
 
 __all__ = ["RoundLog", "identity_log"]
 
 _MAX_ROUND_ID = (1 << 64) - 1
 
 
-def _check_key(scope: str, round_id: int) -> str:
+def _entry(scope: str, round_id: int) -> str:
+    """The log line of ``(scope, round_id)``; the scope is the only domain-specific check."""
     if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
-        raise InvalidParameterError(f"scope must be a non-empty string without spaces, got {scope!r}")
-    if isinstance(round_id, bool) or not isinstance(round_id, int) or not 0 <= round_id <= _MAX_ROUND_ID:
-        raise InvalidParameterError(f"round_id must be an int in [0, 2^64), got {round_id!r}")
-    return f"{scope} {round_id}"
+        raise InvalidParameterError(
+            f"scope must be a non-empty string without spaces, got {scope!r}"
+        )
+    return f"{scope} {require_int('round_id', round_id, lo=0, hi=_MAX_ROUND_ID)}"
 
 
 class RoundLog:
@@ -90,7 +92,9 @@ class RoundLog:
         for line in text.splitlines():
             parts = line.split(" ")
             if len(parts) != 2 or not parts[1].isdigit():
-                raise InvalidParameterError(f"the round log {self._path} is corrupt (line {line!r})")
+                raise InvalidParameterError(
+                    f"the round log {self._path} is corrupt (line {line!r})"
+                )
             out.add(line)
         return out
 
@@ -99,7 +103,7 @@ class RoundLog:
             return False
         scope, round_id = key
         try:
-            entry = _check_key(scope, round_id)
+            entry = _entry(scope, round_id)
         except InvalidParameterError:
             return False
         with self._lock:
@@ -121,11 +125,13 @@ class RoundLog:
             ReplayError: this party already took part in that round.
             InvalidParameterError: a bad scope or round id, or the file cannot be written.
         """
-        entry = _check_key(scope, round_id)
+        entry = _entry(scope, round_id)
         with self._lock:
             if self._path is None:
                 if entry in self._claimed:
-                    raise ReplayError(f"round {round_id} ({scope}) was already executed by this party")
+                    raise ReplayError(
+                        f"round {round_id} ({scope}) was already executed by this party"
+                    )
                 self._claimed.add(entry)
                 return
             try:
@@ -137,14 +143,18 @@ class RoundLog:
                         lines = set(fh.read().splitlines())
                         if entry in lines or entry in self._claimed:
                             self._claimed |= lines
-                            raise ReplayError(f"round {round_id} ({scope}) was already executed by this party")
+                            raise ReplayError(
+                                f"round {round_id} ({scope}) was already executed by this party"
+                            )
                         fh.write(entry + "\n")
                         fh.flush()
                         os.fsync(fh.fileno())
                     finally:
                         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             except OSError as exc:
-                raise InvalidParameterError(f"cannot write the round log {self._path}: {exc}") from None
+                raise InvalidParameterError(
+                    f"cannot write the round log {self._path}: {exc}"
+                ) from None
             self._claimed |= lines
             self._claimed.add(entry)
 
@@ -155,7 +165,7 @@ _IDENTITY_LOCK = threading.Lock()
 
 def identity_log(public_key: bytes) -> RoundLog:
     """The process-wide in-memory log of the identity with this public key (created once)."""
-    if not isinstance(public_key, bytes) or not public_key:
+    if not require_bytes("public_key", public_key):
         raise InvalidParameterError("public_key must be non-empty bytes")
     with _IDENTITY_LOCK:
         log = _IDENTITY_LOGS.get(public_key)

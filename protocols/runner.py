@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from protocols.masking.messages import Stage
+from protocols.stages import Stage
 from secagg.errors import InvalidParameterError, MessageError, StageError
 
 __all__ = ["StagedServer", "StagedParty", "SteppedRound"]
@@ -45,7 +45,7 @@ RawMessage = bytes | bytearray | memoryview
 
 
 class StagedServer(Protocol[MessageT, _ResultT_co]):
-    """What a runner needs of a server: ``start`` / ``handle`` / ``advance``, ``stage``, ``result``."""
+    """What a runner needs of a server: start, handle, advance, its stage and its result."""
 
     @property
     def stage(self) -> Stage | None:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar, cast
 
 import numpy.typing as npt
 
-from protocols.inputs import DEFAULT_BITS
+from protocols.inputs import DEFAULT_BITS, K
 from protocols.masking.config import Hardening
 from protocols.masking.driver import simulate_masking
 from protocols.masking.graph import CommunicationGraph
-from protocols.masking.messages import Stage
 from protocols.options import ProtocolName
 from protocols.paillier import PaillierHardening, simulate_paillier
 from protocols.paillier.keygen import KeyGeneration
 from protocols.result import SimulationResult
+from protocols.stages import Stage
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import VectorEncoder
 from secagg.primitives.paillier import DEFAULT_KEY_BITS, Randomness
@@ -33,26 +32,24 @@ from threat_models.parameters import ProtocolParameters
 
 __all__ = ["simulate"]
 
-_K = TypeVar("_K", int, str)
-
 
 def simulate(
-    updates: Mapping[_K, npt.ArrayLike],
+    updates: Mapping[K, npt.ArrayLike],
     *,
     protocol: ProtocolName | str = ProtocolName.SECAGG_PLUS,
-    dropouts: Mapping[str | Stage, Iterable[_K]] | None = None,
+    dropouts: Mapping[str | Stage, Iterable[K]] | None = None,
     seed: int | None = None,
     threat_model: ThreatModel | None = None,
     encoder: VectorEncoder | None = None,
     bits: int = DEFAULT_BITS,
-    weights: Mapping[_K, float] | None = None,
+    weights: Mapping[K, float] | None = None,
     max_weight: float | None = None,
     round_id: int | None = None,
     wire: bool = True,
     record_view: bool = True,
-    hardening: Hardening | Mapping[_K, Hardening] | PaillierHardening | None = None,
+    hardening: Hardening | Mapping[K, Hardening] | PaillierHardening | None = None,
     parameters: ProtocolParameters | None = None,
-    model_hash: bytes | Mapping[_K, bytes] | None = None,
+    model_hash: bytes | Mapping[K, bytes] | None = None,
     graph: CommunicationGraph | None = None,
     prg: PrgAlgorithm | None = None,
     key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
@@ -137,14 +134,18 @@ def simulate(
         if isinstance(hardening, Hardening) or isinstance(hardening, Mapping):
             given.append("hardening (a masking Hardening)")
         if given:
-            raise InvalidParameterError(f"options of the masking protocols given to Paillier: {given}")
+            raise InvalidParameterError(
+                f"options of the masking protocols given to Paillier: {given}"
+            )
         if hardening is not None and not isinstance(hardening, PaillierHardening):
             raise InvalidParameterError("Paillier's hardening must be a PaillierHardening")
         if not all(isinstance(c, int) for c in updates):
             raise InvalidParameterError("the Paillier protocol takes integer client ids")
         return simulate_paillier(
             {int(c): v for c, v in updates.items()},
-            dropouts=None if dropouts is None else {s: [int(c) for c in m] for s, m in dropouts.items()},
+            dropouts=None
+            if dropouts is None
+            else {s: [int(c) for c in m] for s, m in dropouts.items()},
             seed=seed,
             threat_model=threat_model,
             encoder=encoder,
@@ -175,10 +176,15 @@ def simulate(
         "key_generation": KeyGeneration(key_generation) is not KeyGeneration.DEALER,
     }
     given = sorted(k for k, v in paillier_only.items() if v)
+    masking_hardening: Hardening | Mapping[K, Hardening] | None = None
     if isinstance(hardening, PaillierHardening):
         given.append("hardening (a PaillierHardening)")
+    else:
+        masking_hardening = hardening
     if given:
-        raise InvalidParameterError(f"options of the Paillier protocol given to {name.value}: {given}")
+        raise InvalidParameterError(
+            f"options of the Paillier protocol given to {name.value}: {given}"
+        )
     return simulate_masking(
         updates,
         protocol=name,
@@ -192,7 +198,7 @@ def simulate(
         round_id=round_id,
         wire=wire,
         record_view=record_view,
-        hardening=cast("Hardening | Mapping[_K, Hardening] | None", hardening),
+        hardening=masking_hardening,
         parameters=parameters,
         model_hash=model_hash,
         graph=graph,

@@ -76,23 +76,18 @@ from protocols.masking.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
     ConsistencySignature,
-    EncryptedShare,
     KeyBroadcast,
     MaskedInput,
     Message,
-    PeerKeys,
-    RevealedShare,
     RoundStart,
-    SeedEntry,
     SeedRequest,
     SeedReveal,
     ShareForward,
     ShareKeys,
-    Stage,
     UnmaskRequest,
     UnmaskResponse,
-    word_dtype,
 )
+from protocols.masking.records import EncryptedShare, PeerKeys, RevealedShare, SeedEntry, word_dtype
 from protocols.masking.request_checks import (
     check_attestations,
     check_peer_keys,
@@ -115,6 +110,7 @@ from protocols.masking.transcripts import (
 )
 from protocols.parties import MAX_CLIENT_ID
 from protocols.round_log import RoundLog, identity_log
+from protocols.stages import Stage
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
@@ -127,11 +123,7 @@ from secagg.errors import (
     ThresholdNotMetError,
 )
 from secagg.primitives.aead import ShareCipher
-from secagg.primitives.keys import (
-    KeyPair,
-    Purpose,
-    derive_pair_key,
-)
+from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
 from secagg.primitives.shamir import SHARE_BYTES, Share, split
 from secagg.primitives.signing import IdentityKey
 from secagg.validation import require_bytes, require_int

@@ -21,41 +21,38 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from protocols.inputs import (
     DEFAULT_BITS,
+    K,
+    WireIds,
     client_weights,
     default_encoder,
     parse_dropouts,
     weight_encoder,
-    wire_ids,
 )
-from protocols.masking.client import MODEL_HASH_BYTES, SecAggClient
+from protocols.masking.client import SecAggClient
 from protocols.masking.config import Hardening, RoundConfig
 from protocols.masking.graph import CommunicationGraph
-from protocols.masking.messages import Message, Stage, decode_message, encode_message
+from protocols.masking.messages import Message, decode_message, encode_message
 from protocols.masking.server import AggregateResult, SecAggServer
+from protocols.masking.transcripts import MODEL_HASH_BYTES
 from protocols.options import ProtocolName
 from protocols.result import SimulationResult
 from protocols.runner import SteppedRound
+from protocols.stages import Stage
 from secagg.errors import CapacityError, InvalidParameterError, RoundRestartError
 from secagg.primitives.encoding import FixedPointEncoder, VectorEncoder
 from secagg.primitives.prg import PrgAlgorithm
 from secagg.primitives.signing import IdentityKey
 from threat_models.model import ThreatModel
-from threat_models.parameters import (
-    GraphKind,
-    ProtocolParameters,
-    select_parameters,
-)
+from threat_models.parameters import GraphKind, ProtocolParameters, select_parameters
 
 __all__ = ["RoundRunner", "setup_round", "simulate_masking"]
 
-_V = TypeVar("_V")
 F64 = npt.NDArray[np.float64]
 
 
@@ -238,38 +235,23 @@ def setup_round(
     return runner
 
 
-def _member(to_wire: Mapping[Any, int], cid: object) -> object:
-    if cid not in to_wire:
-        raise InvalidParameterError(f"dropout id {cid!r} is not in the cohort")
-    return cid
-
-
-def _by_wire_id(
-    value: _V | Mapping[Any, _V] | None, to_wire: Mapping[Any, int]
-) -> _V | dict[int, _V] | None:
-    """A per-client option keyed by protocol ids (a single value is left as it is)."""
-    if isinstance(value, Mapping):
-        return {to_wire[_member(to_wire, c)]: v for c, v in value.items()}
-    return value
-
-
 def simulate_masking(
-    updates: Mapping[Any, npt.ArrayLike],
+    updates: Mapping[K, npt.ArrayLike],
     *,
     protocol: ProtocolName | str = ProtocolName.SECAGG_PLUS,
-    dropouts: Mapping[str | Stage, Iterable[Any]] | None = None,
+    dropouts: Mapping[str | Stage, Iterable[K]] | None = None,
     seed: int | None = None,
     threat_model: ThreatModel | None = None,
     encoder: VectorEncoder | None = None,
     bits: int = DEFAULT_BITS,
-    weights: Mapping[Any, float] | None = None,
+    weights: Mapping[K, float] | None = None,
     max_weight: float | None = None,
     round_id: int | None = None,
     wire: bool = True,
     record_view: bool = True,
-    hardening: Hardening | Mapping[Any, Hardening] | None = None,
+    hardening: Hardening | Mapping[K, Hardening] | None = None,
     parameters: ProtocolParameters | None = None,
-    model_hash: bytes | Mapping[Any, bytes] | None = None,
+    model_hash: bytes | Mapping[K, bytes] | None = None,
     graph: CommunicationGraph | None = None,
     prg: PrgAlgorithm | None = None,
 ) -> SimulationResult:
@@ -277,11 +259,11 @@ def simulate_masking(
 
     Args:
         updates: client id -> 1-D float vector, all the same length. Ids are non-negative
-            ints (0 included) or strings (:func:`wire_ids` maps them to the protocol's ids;
+            ints (0 included) or strings (:class:`~protocols.inputs.WireIds` maps them to the
+            protocol's ids;
             ``server_view`` and ``details`` use those, the result's survivors use yours).
         protocol: ``"secagg+"`` (default: graph and threshold derived from the threat
-            model), ``"secagg"`` (complete graph) or ``"paillier"`` (dispatched to
-            ``protocols.paillier.simulate_paillier`` with the same arguments).
+            model) or ``"secagg"`` (complete graph).
         dropouts: stage name (``Stage`` value) -> client ids that vanish at that stage.
         seed: makes the simulation's own randomness reproducible (stochastic rounding
             of the default encoder); never any cryptographic secret.
@@ -305,20 +287,16 @@ def simulate_masking(
     name = ProtocolName.parse(protocol)
     if not isinstance(updates, Mapping) or not updates:
         raise InvalidParameterError("updates must be a non-empty mapping of client id -> vector")
-    to_wire = wire_ids(updates)
-    from_wire = {w: u for u, w in to_wire.items()}
-    updates = {to_wire[u]: v for u, v in updates.items()}
-    weights_given: dict[int, float] | None = None
-    if weights is not None:
-        weights_given = {to_wire[_member(to_wire, c)]: w for c, w in weights.items()}
-    hardening = _by_wire_id(hardening, to_wire)
-    model_hash = _by_wire_id(model_hash, to_wire)
-    dropouts = {
-        stage: [to_wire[_member(to_wire, c)] for c in members]
-        for stage, members in (dropouts or {}).items()
+    numbering = WireIds.of(updates)
+    by_wire = numbering.keyed(updates)
+    weights_given = numbering.keyed(weights) if weights is not None else None
+    wire_hardening = numbering.per_client(hardening)
+    wire_model_hash = numbering.per_client(model_hash)
+    wire_dropouts = {
+        stage: [numbering.wire(c) for c in members] for stage, members in (dropouts or {}).items()
     }
-    ids = sorted(updates)
-    vectors = {cid: np.asarray(updates[cid], dtype=np.float64) for cid in ids}
+    ids = sorted(by_wire)
+    vectors = {cid: np.asarray(by_wire[cid], dtype=np.float64) for cid in ids}
     shapes = {v.shape for v in vectors.values()}
     if len(shapes) != 1 or next(iter(shapes)).__len__() != 1:
         raise InvalidParameterError("every update must be a 1-D vector of the same length")
@@ -376,11 +354,11 @@ def simulate_masking(
             parameters=parameters,
             # a restarted round is a new execution: it needs a fresh round id
             round_id=round_id if not restarts else None,
-            hardening=hardening,
-            model_hash=model_hash if model_hash is not None else bytes(MODEL_HASH_BYTES),
+            hardening=wire_hardening,
+            model_hash=wire_model_hash if wire_model_hash is not None else bytes(MODEL_HASH_BYTES),
             dropouts={
                 stage: [c for c in members if c not in excluded]
-                for stage, members in dropouts.items()
+                for stage, members in wire_dropouts.items()
                 if not restarts or stage not in (Stage.GRAPH_SEED, Stage.GRAPH_SEED.value)
             },
             graph=graph,
@@ -396,8 +374,10 @@ def simulate_masking(
                 raise
             excluded |= exc.excluded
             restarts += 1
-    survivors = tuple(from_wire[c] for c in outcome.survivors)
-    dropped = tuple(sorted(from_wire[c] for c in ids if c not in set(outcome.survivors)))
+    survivors = tuple(numbering.from_wire[c] for c in outcome.survivors)
+    # the protocol numbers the cohort in the caller's order: sorted wire ids, sorted user ids
+    summed = set(outcome.survivors)
+    dropped = tuple(numbering.from_wire[c] for c in ids if c not in summed)
     ring_sum = outcome.ring_sum
     aggregate = np.asarray(encoder.decode_sum(ring_sum[:length], len(survivors)), dtype=np.float64)
     weight_sum = None
@@ -421,6 +401,6 @@ def simulate_masking(
             "bits": bits,
             "stages": tuple(s.value for s in runner.stages),
             "restarts": restarts,
-            "wire_ids": dict(to_wire),
+            "wire_ids": dict(numbering.to_wire),
         },
     )

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence, Set
 
 from protocols.masking.config import Hardening, RoundConfig
-from protocols.masking.messages import PeerKeys, RoundStart, SeedEntry, SeedRequest, UnmaskRequest
-from protocols.masking.records import PUBLIC_KEY_BYTES
+from protocols.masking.messages import RoundStart, SeedRequest, UnmaskRequest
+from protocols.masking.records import PUBLIC_KEY_BYTES, PeerKeys, SeedEntry
 from protocols.masking.transcripts import (
     advertise_transcript,
     cohort_digest,

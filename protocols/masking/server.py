@@ -52,24 +52,25 @@ from protocols.masking.graph import CommunicationGraph, complete_graph, harary_g
 from protocols.masking.masks import apply_masks, reduce_words
 from protocols.masking.messages import (
     AdvertiseKeys,
-    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
-    EncryptedShare,
     KeyBroadcast,
     MaskedInput,
     Message,
-    PeerKeys,
     RoundStart,
-    SeedEntry,
     SeedRequest,
     SeedReveal,
     ShareForward,
     ShareKeys,
-    Stage,
-    SurvivorSignature,
     UnmaskRequest,
     UnmaskResponse,
+)
+from protocols.masking.records import (
+    Attestation,
+    EncryptedShare,
+    PeerKeys,
+    SeedEntry,
+    SurvivorSignature,
 )
 from protocols.masking.transcripts import (
     MODEL_HASH_BYTES,
@@ -86,6 +87,7 @@ from protocols.masking.unmasking import (
     reconstruct_secrets,
     self_mask_check,
 )
+from protocols.stages import Stage
 from secagg.errors import (
     AlreadyFinalizedError,
     AuthenticationError,
