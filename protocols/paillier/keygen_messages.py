@@ -20,13 +20,14 @@ from enum import Enum
 
 import numpy as np
 
-from protocols.masking.messages import frame, unframe
+from protocols.framing import frame, unframe
 from secagg.errors import MessageError, ProtocolAbortError
 from secagg.primitives.aead import NONCE_BYTES as AEAD_NONCE_BYTES
 from secagg.primitives.aead import TAG_BYTES as AEAD_TAG_BYTES
 from secagg.primitives.distributed_paillier import I64, KeygenParameters
 from secagg.primitives.signing import SIGNATURE_BYTES
 from secagg.primitives.transcript import canonical
+from secagg.validation import is_int, require_bytes, require_int
 
 __all__ = [
     "PROTOCOL",
@@ -48,6 +49,7 @@ __all__ = [
     "unpack_residues",
     "signed_width",
     "is_u64",
+    "MAX_SESSION",
 ]
 
 _MAGIC = b"SAPK"
@@ -57,7 +59,8 @@ _SHARES = struct.Struct(">QQBII")
 _BROADCAST = struct.Struct(">QBII")
 PROTOCOL = "secagg/paillier-keygen/v1"
 """Domain separator of every transcript of the key generation."""
-_U64_LIMIT = 1 << 64
+MAX_SESSION = (1 << 64) - 1
+"""The largest session (and party) id: they travel as unsigned 64-bit integers."""
 DIGEST_BYTES = 32
 """Length of the public-transcript digest in the verification broadcast."""
 MAX_ATTEMPTS = 1 << 20
@@ -97,17 +100,20 @@ class _Kind(Enum):
 
 
 def is_u64(value: object) -> bool:
-    return type(value) is int and 0 <= value < _U64_LIMIT
+    """``value`` is a Python ``int`` in ``[0, 2^64)`` (a session or party id on the wire)."""
+    return is_int(value) and 0 <= value <= MAX_SESSION
 
 
-def _check_u64(name: str, value: object) -> None:
-    if not is_u64(value):
-        raise MessageError(f"{name} must be an int in [0, 2^64), got {value!r}")
+def _u64(message: object, name: str) -> None:
+    """Check the field ``name`` is in ``[0, 2^64)``; store it as a Python ``int``."""
+    value = require_int(name, getattr(message, name), lo=0, hi=MAX_SESSION, error=MessageError)
+    object.__setattr__(message, name, value)
 
 
-def _check_attempt(value: object) -> None:
-    if type(value) is not int or not 0 <= value < MAX_ATTEMPTS:
-        raise MessageError(f"attempt must be an int in [0, {MAX_ATTEMPTS}), got {value!r}")
+def _attempt(message: KeygenShares | KeygenBroadcast) -> None:
+    """Check the attempt number is in ``[0, MAX_ATTEMPTS)``; store it as a Python ``int``."""
+    checked = require_int("attempt", message.attempt, lo=0, hi=MAX_ATTEMPTS - 1, error=MessageError)
+    object.__setattr__(message, "attempt", checked)
 
 
 @dataclass(frozen=True)
@@ -120,12 +126,10 @@ class KeygenHello:
     signature: bytes
 
     def __post_init__(self) -> None:
-        _check_u64("session", self.session)
-        _check_u64("sender", self.sender)
-        if not isinstance(self.exchange_key, bytes) or len(self.exchange_key) != 32:
-            raise MessageError("exchange_key must be 32 bytes")
-        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
-            raise MessageError(f"signature must be {SIGNATURE_BYTES} bytes")
+        _u64(self, "session")
+        _u64(self, "sender")
+        require_bytes("exchange_key", self.exchange_key, size=32, error=MessageError)
+        require_bytes("signature", self.signature, size=SIGNATURE_BYTES, error=MessageError)
 
 
 @dataclass(frozen=True)
@@ -140,15 +144,14 @@ class KeygenShares:
     ciphertext: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        _check_u64("session", self.session)
-        _check_u64("sender", self.sender)
-        _check_u64("recipient", self.recipient)
+        _u64(self, "session")
+        _u64(self, "sender")
+        _u64(self, "recipient")
         if not isinstance(self.phase, KeygenPhase) or not self.phase.pairwise:
             raise MessageError("shares must belong to a pairwise phase")
-        _check_attempt(self.attempt)
-        if not isinstance(self.ciphertext, bytes) or len(self.ciphertext) < (
-            AEAD_NONCE_BYTES + AEAD_TAG_BYTES
-        ):
+        _attempt(self)
+        require_bytes("ciphertext", self.ciphertext, error=MessageError)
+        if len(self.ciphertext) < AEAD_NONCE_BYTES + AEAD_TAG_BYTES:
             raise MessageError("ciphertext is too short")
         if self.sender == self.recipient:
             raise MessageError("a party does not send shares to itself")
@@ -166,36 +169,48 @@ class KeygenBroadcast:
     signature: bytes = b""
 
     def __post_init__(self) -> None:
-        _check_u64("session", self.session)
-        _check_u64("sender", self.sender)
-        if not isinstance(self.phase, KeygenPhase) or self.phase.pairwise or (
-            self.phase is KeygenPhase.HELLO
+        _u64(self, "session")
+        _u64(self, "sender")
+        if (
+            not isinstance(self.phase, KeygenPhase)
+            or self.phase.pairwise
+            or self.phase is KeygenPhase.HELLO
         ):
             raise MessageError("a broadcast must belong to a broadcast phase")
-        _check_attempt(self.attempt)
-        if not isinstance(self.payload, bytes):
-            raise MessageError("payload must be bytes")
-        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
-            raise MessageError(f"signature must be {SIGNATURE_BYTES} bytes")
+        _attempt(self)
+        require_bytes("payload", self.payload, error=MessageError)
+        require_bytes("signature", self.signature, size=SIGNATURE_BYTES, error=MessageError)
 
 
 KeygenMessage = KeygenHello | KeygenShares | KeygenBroadcast
 
 
 def hello_transcript(session: int, sender: int, exchange_key: bytes) -> bytes:
+    """What a member signs with its hello: ``(protocol, session, sender, X25519 key)``."""
     return canonical(PROTOCOL, "hello", session, sender, exchange_key)
 
 
 def broadcast_transcript(
     session: int, sender: int, phase: KeygenPhase, attempt: int, payload: bytes
 ) -> bytes:
+    """What a member signs with a broadcast: session, sender, phase, attempt, payload hash."""
     return canonical(
-        PROTOCOL, "broadcast", session, sender, phase.value, attempt, hashlib.sha256(payload).digest()
+        PROTOCOL,
+        "broadcast",
+        session,
+        sender,
+        phase.value,
+        attempt,
+        hashlib.sha256(payload).digest(),
     )
 
 
 def channel_round(session: int, attempt: int, phase: KeygenPhase) -> int:
-    # the AEAD's associated-data "round" binds session, attempt and phase (an injective map)
+    """The 63-bit "round" of the pairwise channel's associated data for one phase.
+
+    It binds session, attempt and phase (a hash of the three), so that a ciphertext of
+    one phase cannot be replayed into another.
+    """
     digest = hashlib.sha256(canonical(PROTOCOL, "channel", session, attempt, phase.value)).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
@@ -221,17 +236,22 @@ def encode_keygen_message(message: KeygenMessage, params: KeygenParameters) -> b
         body = _HELLO.pack(message.sender, message.exchange_key, message.signature)
     elif isinstance(message, KeygenShares):
         kind = _Kind.SHARES
-        body = _SHARES.pack(
-            message.sender,
-            message.recipient,
-            message.phase.value,
-            message.attempt,
-            len(message.ciphertext),
-        ) + message.ciphertext
+        body = (
+            _SHARES.pack(
+                message.sender,
+                message.recipient,
+                message.phase.value,
+                message.attempt,
+                len(message.ciphertext),
+            )
+            + message.ciphertext
+        )
     elif isinstance(message, KeygenBroadcast):
         kind = _Kind.BROADCAST
         body = (
-            _BROADCAST.pack(message.sender, message.phase.value, message.attempt, len(message.payload))
+            _BROADCAST.pack(
+                message.sender, message.phase.value, message.attempt, len(message.payload)
+            )
             + message.payload
             + message.signature
         )
@@ -249,7 +269,9 @@ def _phase(value: int) -> KeygenPhase:
         raise MessageError("unknown key-generation phase") from None
 
 
-def decode_keygen_message(data: bytes | bytearray | memoryview, params: KeygenParameters) -> KeygenMessage:
+def decode_keygen_message(
+    data: bytes | bytearray | memoryview, params: KeygenParameters
+) -> KeygenMessage:
     """Strictly decode a key-generation message (sizes checked against ``params``).
 
     Raises:
@@ -298,6 +320,11 @@ def decode_keygen_message(data: bytes | bytearray | memoryview, params: KeygenPa
 
 
 def pack_ints(values: Iterable[int], width: int) -> bytes:
+    """Signed big-endian integers of ``width`` bytes each, concatenated.
+
+    Raises:
+        ProtocolAbortError: a value does not fit ``width`` bytes.
+    """
     try:
         return b"".join(int(v).to_bytes(width, "big", signed=True) for v in values)
     except OverflowError:
@@ -305,6 +332,11 @@ def pack_ints(values: Iterable[int], width: int) -> bytes:
 
 
 def unpack_ints(payload: bytes, width: int, count: int) -> list[int]:
+    """The ``count`` signed integers of :func:`pack_ints`.
+
+    Raises:
+        MessageError: the payload is not ``width * count`` bytes.
+    """
     if len(payload) != width * count:
         raise MessageError(f"payload has {len(payload)} bytes, expected {width * count}")
     return [
@@ -314,10 +346,16 @@ def unpack_ints(payload: bytes, width: int, count: int) -> list[int]:
 
 
 def pack_residues(values: I64) -> bytes:
+    """Residues modulo the sieve primes as big-endian 32-bit integers."""
     return np.ascontiguousarray(values, dtype=">i4").tobytes()
 
 
 def unpack_residues(payload: bytes, shape: tuple[int, ...], moduli: Sequence[int]) -> I64:
+    """The residues of :func:`pack_residues`, of ``shape``, each below its modulus.
+
+    Raises:
+        MessageError: the payload has the wrong size, or a residue is out of range.
+    """
     expected = int(np.prod(shape)) * 4
     if len(payload) != expected:
         raise MessageError(f"payload has {len(payload)} bytes, expected {expected}")
@@ -328,4 +366,5 @@ def unpack_residues(payload: bytes, shape: tuple[int, ...], moduli: Sequence[int
 
 
 def signed_width(bits: int) -> int:
+    """Bytes of a signed integer of magnitude below ``2^bits``."""
     return (bits + 1 + 7) // 8
