@@ -28,7 +28,6 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -124,23 +123,23 @@ def load_pki(path: str | os.PathLike[str]) -> dict[int, bytes]:
     return pki
 
 
-def _node_value(node_config: Mapping[str, Any], key: str) -> Any:
+def _node_value(node_config: Mapping[str, object], key: str) -> object:
     if key not in node_config:
         raise InvalidParameterError(f"the SuperNode's node config has no {key!r}")
     return node_config[key]
 
 
-def node_client_id(node_config: Mapping[str, Any]) -> int:
+def node_client_id(node_config: Mapping[str, object]) -> int:
     """The node's protocol id from ``secagg-client-id``."""
     return _check_id(_node_value(node_config, CLIENT_ID_KEY))
 
 
-def node_identity(node_config: Mapping[str, Any]) -> IdentityKey:
+def node_identity(node_config: Mapping[str, object]) -> IdentityKey:
     """The node's identity key from the file named by ``secagg-identity``."""
     return load_identity(str(_node_value(node_config, IDENTITY_KEY)))
 
 
-def node_pki(node_config: Mapping[str, Any]) -> dict[int, bytes]:
+def node_pki(node_config: Mapping[str, object]) -> dict[int, bytes]:
     """The PKI from the file named by ``secagg-pki``."""
     return load_pki(str(_node_value(node_config, PKI_KEY)))
 
@@ -151,7 +150,7 @@ def round_log_path(identity_path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".rounds")
 
 
-def node_round_log(node_config: Mapping[str, Any]) -> RoundLog | None:
+def node_round_log(node_config: Mapping[str, object]) -> RoundLog | None:
     """The node's persistent round log, or ``None`` if its config names no place for one.
 
     ``secagg-round-log`` if given, else the file beside ``secagg-identity``

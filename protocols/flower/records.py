@@ -26,6 +26,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from protocols.masking.messages import MAX_MESSAGE_BYTES, Message, decode_message, encode_message
 from secagg.errors import EncodingError, MessageError
+from secagg.validation import is_int
 
 __all__ = [
     "CONFIG_KEY",
@@ -202,36 +203,37 @@ class RoundAnnouncement:
         )
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> RoundAnnouncement:
+    def from_record(cls, record: Mapping[str, object]) -> RoundAnnouncement:
         """Strict parsing.
 
         Raises:
             MessageError: a missing or mistyped field.
         """
+        int_keys = (
+            "client-id",
+            "cohort",
+            "degree",
+            "threshold",
+            "bits",
+            "vector-length",
+            "dimension",
+        )
+        blob_keys = ("round-id", "policy-digest", "model-digest", "rotation-seed")
         try:
-            ints = {
-                k: record[k]
-                for k in (
-                    "client-id",
-                    "cohort",
-                    "degree",
-                    "threshold",
-                    "bits",
-                    "vector-length",
-                    "dimension",
-                )
-            }
-            blobs = {
-                k: record[k] for k in ("round-id", "policy-digest", "model-digest", "rotation-seed")
-            }
+            raw_ints = {k: record[k] for k in int_keys}
+            raw_blobs = {k: record[k] for k in blob_keys}
         except KeyError as exc:
             raise MessageError(f"round announcement without {exc}") from None
-        for key, value in ints.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        ints: dict[str, int] = {}
+        for key, value in raw_ints.items():
+            if not is_int(value) or value < 0:
                 raise MessageError(f"round announcement: {key} must be a non-negative int")
-        for key, value in blobs.items():
+            ints[key] = value
+        blobs: dict[str, bytes] = {}
+        for key, value in raw_blobs.items():
             if not isinstance(value, bytes):
                 raise MessageError(f"round announcement: {key} must be bytes")
+            blobs[key] = value
         if (
             len(blobs["round-id"]) != 8
             or len(blobs["policy-digest"]) != 32

@@ -130,7 +130,7 @@ class WorkflowResult:
 
     arrays: ArrayRecord
     rounds: tuple[FlowerRoundResult | None, ...]
-    evaluations: Mapping[int, Any] = field(default_factory=dict)
+    evaluations: Mapping[int, object] = field(default_factory=dict)
 
 
 class SecureAggregationWorkflow:
@@ -221,7 +221,7 @@ class SecureAggregationWorkflow:
         num_rounds: int,
         *,
         train_config: ConfigRecord | None = None,
-        evaluate_fn: Callable[[int, ArrayRecord], Any] | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], object] | None = None,
         min_nodes: int = 3,
         node_wait_timeout: float = 300.0,
     ) -> WorkflowResult:
@@ -238,7 +238,7 @@ class SecureAggregationWorkflow:
         if self.population is None:
             self.population = len(nodes)
         arrays = initial_arrays
-        evaluations: dict[int, Any] = {}
+        evaluations: dict[int, object] = {}
         if evaluate_fn is not None:
             evaluations[0] = evaluate_fn(0, arrays)
         rounds: list[FlowerRoundResult | None] = []
