@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+import protocols.framing
 import protocols.inputs
 import protocols.masking.client
 import protocols.masking.driver
 import protocols.masking.graph
 import protocols.masking.messages
 import protocols.paillier
+import protocols.parties
+import protocols.stages
 from protocols.masking.graph import MAX_CLIENT_ID, complete_graph
 from protocols.masking.messages import UnmaskRequest
 from secagg.errors import InvalidParameterError, MessageError
@@ -19,6 +22,13 @@ def test_one_client_id_bound() -> None:
     assert MAX_CLIENT_ID == (1 << 63) - 1
     assert protocols.masking.messages.MAX_CLIENT_ID is protocols.masking.graph.MAX_CLIENT_ID
     assert protocols.masking.client.MAX_CLIENT_ID is protocols.masking.graph.MAX_CLIENT_ID
+
+
+def test_shared_concepts_live_in_the_shared_modules() -> None:
+    assert protocols.masking.graph.MAX_CLIENT_ID is protocols.parties.MAX_CLIENT_ID
+    assert protocols.masking.messages.Stage is protocols.stages.Stage
+    assert protocols.masking.messages.frame is protocols.framing.frame
+    assert protocols.masking.messages.unframe is protocols.framing.unframe
 
 
 def test_wire_and_graph_accept_the_bound_and_refuse_one_past_it() -> None:
