@@ -3,12 +3,14 @@
 A round is charged before anything leaves a client: :func:`round_record` describes it
 (the mechanism, how its cohort was drawn, its participants and, with local DP, each
 client's DP-SGD steps) and the ledger refuses it if it would exceed the budget.
-:func:`client_sampling` says whether the round counts amplification by sampling, and
-:func:`sampling_gate_delta` what the size gate of a sampled round adds to delta.
+:func:`client_sampling` says whether the round counts amplification by sampling,
+:func:`sampling_gate_delta` what the size gate of a sampled round adds to delta, and
+:func:`privacy_statement` reads every epsilon of the run off the ledger.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
@@ -25,6 +27,11 @@ from dp.ledger_entries import (
 )
 from secagg.errors import InvalidParameterError
 from secagg.recipe.options import ClientId, DPMode, MissingLocalDpError
+from secagg.recipe.privacy import (
+    AMPLIFICATION_ASSUMPTION,
+    PER_CLIENT_ASSUMPTION,
+    PrivacyStatement,
+)
 
 _K = TypeVar("_K", bound=ClientId)
 
@@ -32,6 +39,7 @@ __all__ = [
     "check_local_dp",
     "client_sampling",
     "make_ledger",
+    "privacy_statement",
     "round_record",
     "sampling_gate_delta",
 ]
@@ -140,3 +148,70 @@ def round_record(
         local_dp_sgd=steps,
         note=note,
     )
+
+
+def privacy_statement(
+    ledger: PrivacyLedger,
+    dp: DPMode,
+    *,
+    delta: float,
+    accountant: str,
+    recompute: bool,
+    sampled_rounds: int,
+    gate_delta: float,
+    simulation_seed: int | None,
+) -> PrivacyStatement:
+    """Every epsilon of a run so far, each with the adversary it holds against.
+
+    Args:
+        ledger: the run's ledger.
+        dp: the run's DP mode (``none``: no figures; ``local``: sample-level).
+        delta: the run's delta.
+        accountant: the accountant of the figures.
+        recompute: whether ``accountant`` is another than the run's (the per-client figure
+            is then recomputed client by client).
+        sampled_rounds: rounds whose cohort the library's sampler drew.
+        gate_delta: what the size gates of the sampled rounds added to delta (the
+            amplified figure is evaluated at ``delta`` minus it; ``inf`` once it reaches
+            ``delta``).
+        simulation_seed: the seed of a simulation, ``None`` for a private run.
+    """
+    rounds = len(ledger)
+
+    def statement(
+        level: str | None, per_client: float | None, amplified: float | None
+    ) -> PrivacyStatement:
+        return PrivacyStatement(
+            level=level,
+            epsilon_per_client=per_client,
+            epsilon_amplified=amplified,
+            delta=None if dp is DPMode.NONE else delta,
+            accountant=accountant,
+            per_client_assumption=PER_CLIENT_ASSUMPTION,
+            amplification_assumption=AMPLIFICATION_ASSUMPTION,
+            rounds=rounds,
+            sampled_rounds=sampled_rounds,
+            simulation_seed=simulation_seed,
+        )
+
+    if dp is DPMode.NONE:
+        return statement(None, None, None)
+    if dp is DPMode.LOCAL:
+        if not rounds:
+            return statement("sample", 0.0, 0.0)
+        levels = ledger.sample_level_epsilons(delta, accountant=accountant)
+        return statement("sample", float(max(levels.values(), default=0.0)), math.inf)
+    if not rounds:
+        return statement("user", 0.0, 0.0)
+    if recompute:
+        epsilons = ledger.client_epsilons(delta, accountant=accountant)
+        per_client = float(max(epsilons.values(), default=0.0))
+    else:
+        per_client = float(ledger.worst_client_epsilon(delta) or 0.0)
+    remaining = delta - gate_delta
+    amplified = (
+        float(ledger.population_epsilon(remaining, accountant=accountant))
+        if remaining > 0
+        else math.inf
+    )
+    return statement("user", per_client, amplified)

@@ -11,7 +11,6 @@ explained in :mod:`secagg.recipe` and :mod:`secagg.recipe.privacy`.
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 import warnings
@@ -35,6 +34,7 @@ from secagg.recipe.accounting import (
     check_local_dp,
     client_sampling,
     make_ledger,
+    privacy_statement,
     round_record,
     sampling_gate_delta,
 )
@@ -50,13 +50,7 @@ from secagg.recipe.options import (
     VerifyMode,
     coerce,
 )
-from secagg.recipe.privacy import (
-    AMPLIFICATION_ASSUMPTION,
-    PER_CLIENT_ASSUMPTION,
-    PrivacyStatement,
-    accountant_option,
-    poisson_sample,
-)
+from secagg.recipe.privacy import PrivacyStatement, accountant_option, poisson_sample
 from secagg.recipe.report import RoundReport
 from secagg.recipe.updates import (
     clip_rows,
@@ -384,45 +378,16 @@ class SecureAggregator:
         kind = self._accountant_kind()
         if accountant is not None:
             kind = accountant_option(accountant, self.dp)
-        rounds = len(self._ledger)
-
-        def statement(
-            level: str | None, per_client: float | None, amplified: float | None
-        ) -> PrivacyStatement:
-            return PrivacyStatement(
-                level=level,
-                epsilon_per_client=per_client,
-                epsilon_amplified=amplified,
-                delta=None if self.dp is DPMode.NONE else self.delta,
-                accountant=kind,
-                per_client_assumption=PER_CLIENT_ASSUMPTION,
-                amplification_assumption=AMPLIFICATION_ASSUMPTION,
-                rounds=rounds,
-                sampled_rounds=self._sampled_rounds,
-                simulation_seed=self.simulation_seed,
-            )
-
-        if self.dp is DPMode.NONE:
-            return statement(None, None, None)
-        if self.dp is DPMode.LOCAL:
-            if not rounds:
-                return statement("sample", 0.0, 0.0)
-            levels = self._ledger.sample_level_epsilons(self.delta, accountant=kind)
-            return statement("sample", float(max(levels.values(), default=0.0)), math.inf)
-        if not rounds:
-            return statement("user", 0.0, 0.0)
-        if accountant is None:
-            per_client = float(self._ledger.worst_client_epsilon(self.delta) or 0.0)
-        else:
-            epsilons = self._ledger.client_epsilons(self.delta, accountant=kind)
-            per_client = float(max(epsilons.values(), default=0.0))
-        remaining = self.delta - self._gate_delta
-        amplified = (
-            float(self._ledger.population_epsilon(remaining, accountant=kind))
-            if remaining > 0
-            else math.inf
+        return privacy_statement(
+            self._ledger,
+            self.dp,
+            delta=self.delta,
+            accountant=kind,
+            recompute=accountant is not None,
+            sampled_rounds=self._sampled_rounds,
+            gate_delta=self._gate_delta,
+            simulation_seed=self.simulation_seed,
         )
-        return statement("user", per_client, amplified)
 
     @property
     def population_ids(self) -> frozenset[ClientId]:
