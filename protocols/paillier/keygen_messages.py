@@ -30,6 +30,8 @@ from secagg.primitives.transcript import canonical
 from secagg.validation import is_int, require_bytes, require_int
 
 __all__ = [
+    "MAGIC",
+    "WIRE_VERSION",
     "PROTOCOL",
     "DIGEST_BYTES",
     "MAX_ATTEMPTS",
@@ -52,8 +54,10 @@ __all__ = [
     "MAX_SESSION",
 ]
 
-_MAGIC = b"SAPK"
-_VERSION = 1
+MAGIC = b"SAPK"
+"""First bytes of every key-generation message."""
+WIRE_VERSION = 1
+"""Version of the encoding; a change of the bytes is a change of this number."""
 _HELLO = struct.Struct(">Q32s64s")
 _SHARES = struct.Struct(">QQBII")
 _BROADCAST = struct.Struct(">QBII")
@@ -259,7 +263,7 @@ def encode_keygen_message(message: KeygenMessage, params: KeygenParameters) -> b
         raise MessageError(f"not a key-generation message: {type(message).__name__}")
     if len(body) > _max_payload(params) + 256:
         raise MessageError("message exceeds the size this key generation allows")
-    return frame(_MAGIC, _VERSION, kind, message.session, body)
+    return frame(MAGIC, WIRE_VERSION, kind, message.session, body)
 
 
 def _phase(value: int) -> KeygenPhase:
@@ -278,7 +282,7 @@ def decode_keygen_message(
         MessageError: unknown magic, version, type or phase, wrong sizes, malformed fields.
     """
     kind, session, body = unframe(
-        data, magic=_MAGIC, version=_VERSION, kinds=_Kind, what="a key-generation message"
+        data, magic=MAGIC, version=WIRE_VERSION, kinds=_Kind, what="a key-generation message"
     )
     if kind is _Kind.HELLO:
         if len(body) != _HELLO.size:
