@@ -212,4 +212,5 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'dp' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
+
 _moved.install()

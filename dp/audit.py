@@ -56,6 +56,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from secagg.errors import InvalidParameterError
+from secagg.validation import is_real, require_int, require_real
 
 __all__ = [
     "AuditMethod",
@@ -77,23 +78,6 @@ __all__ = [
 class AuditMethod(str, Enum):
     ONE_RUN = "one_run"
     CLOPPER_PEARSON = "clopper_pearson"
-
-
-def _int(name: str, value: object, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _probability(name: str, value: object, *, open_low: bool, open_high: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    low_ok = v > 0 if open_low else v >= 0
-    high_ok = v < 1 if open_high else v <= 1
-    if not (low_ok and high_ok):
-        raise InvalidParameterError(f"{name} out of range: {v}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -149,9 +133,9 @@ class ClopperPearsonAuditResult:
 
 
 def _check_counts(num_canaries: int, num_guesses: int, num_correct: int) -> tuple[int, int, int]:
-    m = _int("num_canaries", num_canaries, 1)
-    r = _int("num_guesses", num_guesses)
-    v = _int("num_correct", num_correct)
+    m = require_int("num_canaries", num_canaries, lo=1)
+    r = require_int("num_guesses", num_guesses, lo=0)
+    v = require_int("num_correct", num_correct, lo=0)
     if not v <= r <= m:
         raise InvalidParameterError(
             f"need num_correct <= num_guesses <= num_canaries, got {v}, {r}, {m}"
@@ -172,14 +156,9 @@ def one_run_p_value(
     Steinke, Nasr, Jagielski (2023): ``min(1, beta + 2 m delta alpha)`` (module docstring).
     """
     m, r, v = _check_counts(num_canaries, num_guesses, num_correct)
-    if (
-        isinstance(epsilon, bool)
-        or not isinstance(epsilon, (int, float))
-        or math.isnan(epsilon)
-        or epsilon < 0
-    ):
+    if not is_real(epsilon) or math.isnan(epsilon) or epsilon < 0:
         raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
-    d = _probability("delta", delta, open_low=False, open_high=False)
+    d = require_real("delta", delta, lo=0.0, hi=1.0, lo_open=False, hi_open=False)
     q = 1.0 / (1.0 + math.exp(-float(epsilon))) if math.isfinite(epsilon) else 1.0
     beta = float(stats.binom.sf(v - 1, r, q))
     alpha = 0.0
@@ -201,7 +180,7 @@ def one_run_epsilon_lower_bound(
 ) -> float:
     """Largest epsilon whose p-value is below ``significance`` (bisection), 0 if none."""
     m, r, v = _check_counts(num_canaries, num_guesses, num_correct)
-    sig = _probability("significance", significance, open_low=True, open_high=True)
+    sig = require_real("significance", significance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
 
     def p(eps: float) -> float:
         return one_run_p_value(eps, num_canaries=m, num_guesses=r, num_correct=v, delta=delta)
@@ -271,12 +250,12 @@ def abstention_grid(
     (small ``m``) and empty candidates are dropped; the grid depends on ``m`` only, never on
     the scores or the membership.
     """
-    m = _int("num_canaries", num_canaries, 1)
+    m = require_int("num_canaries", num_canaries, lo=1)
     if not fractions:
         raise InvalidParameterError("fractions must not be empty")
     grid: list[tuple[int, int]] = []
     for f in fractions:
-        frac = _probability("fraction", f, open_low=True, open_high=False)
+        frac = require_real("fraction", f, lo=0.0, hi=1.0, lo_open=True, hi_open=False)
         r = min(m, max(1, int(round(frac * m))))
         pair = ((r + 1) // 2, r // 2)
         if pair not in grid:
@@ -339,9 +318,9 @@ def one_run_audit(
         grid = abstention_grid(m) if guess_counts is None else guess_counts
         return one_run_audit_sweep(s, inc, grid, delta=delta, significance=significance)
     if num_positive_guesses is not None:
-        k_pos = _int("num_positive_guesses", num_positive_guesses)
+        k_pos = require_int("num_positive_guesses", num_positive_guesses, lo=0)
     if num_negative_guesses is not None:
-        k_neg = _int("num_negative_guesses", num_negative_guesses)
+        k_neg = require_int("num_negative_guesses", num_negative_guesses, lo=0)
     if num_positive_guesses is None:
         k_pos = max(0, m - k_neg)
     if num_negative_guesses is None:
@@ -375,12 +354,17 @@ def one_run_audit_sweep(
     s, inc = _scores_and_membership(scores, included)
     if isinstance(guess_counts, (str, bytes)) or not guess_counts:
         raise InvalidParameterError("guess_counts must be a non-empty sequence of (k+, k-)")
-    sig = _probability("significance", significance, open_low=True, open_high=True)
+    sig = require_real("significance", significance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     pairs: list[tuple[int, int]] = []
     for pair in guess_counts:
         if not isinstance(pair, tuple) or len(pair) != 2:
             raise InvalidParameterError(f"guess counts must be pairs (k+, k-), got {pair!r}")
-        pairs.append((_int("num_positive_guesses", pair[0]), _int("num_negative_guesses", pair[1])))
+        pairs.append(
+            (
+                require_int("num_positive_guesses", pair[0], lo=0),
+                require_int("num_negative_guesses", pair[1], lo=0),
+            )
+        )
     per = sig / len(pairs)
     m = s.size
     best: OneRunAuditResult | None = None
@@ -401,11 +385,11 @@ def one_run_audit_sweep(
 
 def clopper_pearson_upper(successes: int, trials: int, significance: float) -> float:
     """One-sided Clopper-Pearson upper bound on a binomial proportion at level ``significance``."""
-    k = _int("successes", successes)
-    n = _int("trials", trials, 1)
+    k = require_int("successes", successes, lo=0)
+    n = require_int("trials", trials, lo=1)
     if k > n:
         raise InvalidParameterError("successes cannot exceed trials")
-    sig = _probability("significance", significance, open_low=True, open_high=True)
+    sig = require_real("significance", significance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     if k == n:
         return 1.0
     return float(stats.beta.ppf(1.0 - sig, k + 1, n - k))
@@ -413,11 +397,11 @@ def clopper_pearson_upper(successes: int, trials: int, significance: float) -> f
 
 def clopper_pearson_lower(successes: int, trials: int, significance: float) -> float:
     """One-sided Clopper-Pearson lower bound on a binomial proportion at level ``significance``."""
-    k = _int("successes", successes)
-    n = _int("trials", trials, 1)
+    k = require_int("successes", successes, lo=0)
+    n = require_int("trials", trials, lo=1)
     if k > n:
         raise InvalidParameterError("successes cannot exceed trials")
-    sig = _probability("significance", significance, open_low=True, open_high=True)
+    sig = require_real("significance", significance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     if k == 0:
         return 0.0
     return float(stats.beta.ppf(sig, k, n - k + 1))
@@ -442,12 +426,18 @@ def clopper_pearson_epsilon_lower_bound(
         delta: delta of the (epsilon, delta)-DP hypothesis.
         significance: overall significance (split evenly between the two rates).
     """
-    fp, n_neg = _int("false_positives", false_positives), _int("negatives", negatives, 1)
-    fn, n_pos = _int("false_negatives", false_negatives), _int("positives", positives, 1)
+    fp, n_neg = (
+        require_int("false_positives", false_positives, lo=0),
+        require_int("negatives", negatives, lo=1),
+    )
+    fn, n_pos = (
+        require_int("false_negatives", false_negatives, lo=0),
+        require_int("positives", positives, lo=1),
+    )
     if fp > n_neg or fn > n_pos:
         raise InvalidParameterError("error counts cannot exceed the number of trials")
-    d = _probability("delta", delta, open_low=False, open_high=True)
-    sig = _probability("significance", significance, open_low=True, open_high=True)
+    d = require_real("delta", delta, lo=0.0, hi=1.0, lo_open=False, hi_open=True)
+    sig = require_real("significance", significance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     fpr = clopper_pearson_upper(fp, n_neg, sig / 2.0)
     fnr = clopper_pearson_upper(fn, n_pos, sig / 2.0)
 
@@ -473,11 +463,7 @@ def threshold_audit(
     these trials (e.g. on a separate calibration set), or the bound is not valid.
     """
     s, inc = _scores_and_membership(scores, included)
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, (int, float))
-        or math.isnan(threshold)
-    ):
+    if not is_real(threshold) or math.isnan(threshold):
         raise InvalidParameterError("threshold must be a number")
     said_in = s >= threshold
     return clopper_pearson_epsilon_lower_bound(

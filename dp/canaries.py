@@ -38,7 +38,6 @@ stays ``O(dimension)`` whatever the number of canaries.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from collections.abc import Hashable, Mapping, Sequence
@@ -49,6 +48,7 @@ import numpy.typing as npt
 
 from dp.audit import OneRunAuditResult, one_run_audit
 from secagg.errors import InvalidParameterError
+from secagg.validation import is_int, require_int, require_positive, require_real
 
 __all__ = ["CanaryClients"]
 
@@ -76,23 +76,15 @@ class CanaryClients:
         id_prefix: str = "canary-",
         seed: int | None = None,
     ) -> None:
-        if isinstance(num_canaries, bool) or not isinstance(num_canaries, int) or num_canaries < 2:
-            raise InvalidParameterError("num_canaries must be an integer >= 2")
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 2:
-            raise InvalidParameterError("dimension must be an integer >= 2")
-        if (
-            isinstance(norm, bool)
-            or not isinstance(norm, (int, float))
-            or not (math.isfinite(norm) and norm > 0)
-        ):
-            raise InvalidParameterError("norm must be a positive finite number")
+        num_canaries = require_int("num_canaries", num_canaries, lo=2)
+        dimension = require_int("dimension", dimension, lo=2)
+        self._norm = require_positive("norm", norm)
         if not isinstance(id_prefix, str):
             raise InvalidParameterError("id_prefix must be a string")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        if seed is not None and not (is_int(seed) and seed >= 0):
             raise InvalidParameterError("seed must be a non-negative integer or None")
         self._m = num_canaries
         self._d = dimension
-        self._norm = float(norm)
         self._ids = tuple(f"{id_prefix}{i}" for i in range(num_canaries))
         self._index = {cid: i for i, cid in enumerate(self._ids)}
         if seed is None:
@@ -156,12 +148,7 @@ class CanaryClients:
         at which real clients are sampled, so that the audit matches the accounting);
         excluded canaries never take part.
         """
-        if (
-            isinstance(sampling_rate, bool)
-            or not isinstance(sampling_rate, (int, float))
-            or not 0 < sampling_rate <= 1
-        ):
-            raise InvalidParameterError("sampling_rate must lie in (0, 1]")
+        sampling_rate = require_real("sampling_rate", sampling_rate, lo=0.0, hi=1.0, lo_open=True)
         chosen = np.flatnonzero(self._included)
         if sampling_rate < 1.0:
             gen = (

@@ -26,9 +26,8 @@ exactly those of a Gaussian shift (Mironov, CCS 2012); the discrete mechanisms a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import dp_accounting
 import numpy as np
@@ -37,14 +36,16 @@ import numpy.typing as npt
 from dp.clipping import flatten_update
 from dp.samplers import sample_gaussian
 from secagg.errors import EncodingError, InvalidParameterError
+from secagg.validation import require_real
 
 __all__ = ["CentralGaussianMechanism", "NoisedAggregate"]
 
 F64 = npt.NDArray[np.float64]
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
-class NoisedAggregate:
+class NoisedAggregate(Generic[U]):
     """A released aggregate and the mechanism that produced it.
 
     Attributes:
@@ -53,7 +54,7 @@ class NoisedAggregate:
         noise_stddev: per-coordinate standard deviation of the added noise, ``z C``.
     """
 
-    value: Any
+    value: U
     event: dp_accounting.DpEvent
     noise_stddev: float
 
@@ -77,11 +78,7 @@ class CentralGaussianMechanism:
 
     def __post_init__(self) -> None:
         for name in ("noise_multiplier", "clip_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidParameterError(f"{name} must be a real number, got {value!r}")
-            if not math.isfinite(float(value)) or float(value) < 0:
-                raise InvalidParameterError(f"{name} must be finite and non-negative, got {value!r}")
+            require_real(name, getattr(self, name), lo=0.0)
         if float(self.clip_norm) == 0:
             raise InvalidParameterError("clip_norm must be positive")
 
@@ -97,7 +94,7 @@ class CentralGaussianMechanism:
             return dp_accounting.NonPrivateDpEvent()
         return dp_accounting.GaussianDpEvent(noise_multiplier=float(self.noise_multiplier))
 
-    def add_noise(self, aggregate: Any, *, seed: bytes | None = None) -> NoisedAggregate:
+    def add_noise(self, aggregate: U, *, seed: bytes | None = None) -> NoisedAggregate[U]:
         """Release ``aggregate + N(0, (z C)^2 I)``.
 
         Args:
@@ -118,5 +115,6 @@ class CentralGaussianMechanism:
             noised: Any = x + sample_gaussian(self.noise_stddev, x.shape, seed=seed)
         else:
             vector, layout = flatten_update(aggregate)
-            noised = layout.unflatten(vector + sample_gaussian(self.noise_stddev, vector.shape, seed=seed))
+            noise = sample_gaussian(self.noise_stddev, vector.shape, seed=seed)
+            noised = layout.unflatten(vector + noise)
         return NoisedAggregate(value=noised, event=self.event, noise_stddev=self.noise_stddev)

@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from dp.samplers import sample_gaussian
 from secagg.errors import EncodingError, InvalidParameterError
+from secagg.validation import require_int, require_positive, require_real
 
 __all__ = [
     "ClipResult",
@@ -78,22 +79,14 @@ def _slack(leaves: list[Any]) -> float:
     return 1.0 - 4.0 * eps
 
 
-def _check_clip_norm(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidParameterError(f"{name} must be a positive real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise InvalidParameterError(f"{name} must be positive and finite, got {value!r}")
-    return v
-
-
 def _leaf_sq_norm(x: Any) -> float:
     """Squared L2 norm of one array or tensor, accumulated in float64."""
     if _is_tensor(x):
         torch = sys.modules["torch"]
         if not x.is_floating_point():
             raise EncodingError(
-                f"cannot clip a tensor of dtype {x.dtype}; drop integer buffers (e.g. num_batches_tracked)"
+                f"cannot clip a tensor of dtype {x.dtype}; drop integer buffers "
+                "(e.g. num_batches_tracked)"
             )
         t = x.detach().to(dtype=torch.float64)
         if not bool(torch.isfinite(t).all()):
@@ -108,7 +101,7 @@ def _leaf_sq_norm(x: Any) -> float:
     return float(np.dot(a64.ravel(), a64.ravel()))
 
 
-def _leaves(update: Any) -> list[Any]:
+def _leaves(update: object) -> list[Any]:
     if isinstance(update, Mapping):
         return list(update.values())
     if isinstance(update, np.ndarray) or _is_tensor(update):
@@ -139,7 +132,7 @@ def _rebuild(update: Any, leaves: list[Any]) -> Any:
     return list(leaves)
 
 
-def l2_norm(update: Any) -> float:
+def l2_norm(update: object) -> float:
     """Global L2 norm of an update (all entries of all layers), in float64.
 
     Raises:
@@ -184,7 +177,7 @@ def clip_l2(update: U, clip_norm: float) -> ClipResult[U]:
         InvalidParameterError: non-positive or non-finite ``clip_norm``.
         EncodingError: non-finite values or unsupported input.
     """
-    c = _check_clip_norm("clip_norm", clip_norm)
+    c = require_positive("clip_norm", clip_norm)
     leaves = _leaves(update)
     norm = math.sqrt(sum(_leaf_sq_norm(x) for x in leaves))
     factor = 1.0 if norm <= c else (c / norm) * _slack(leaves)
@@ -239,15 +232,15 @@ def clip_per_layer(
             raise InvalidParameterError(
                 "per-layer clip norms must name exactly the update's layers"
             )
-        norms_c = [_check_clip_norm(f"clip_norms[{k!r}]", clip_norms[k]) for k in update]
+        norms_c = [require_positive(f"clip_norms[{k!r}]", clip_norms[k]) for k in update]
     elif isinstance(clip_norms, Sequence):
         if len(clip_norms) != n_layers:
             raise InvalidParameterError(
                 f"need {n_layers} per-layer clip norms, got {len(clip_norms)}"
             )
-        norms_c = [_check_clip_norm(f"clip_norms[{i}]", c) for i, c in enumerate(clip_norms)]
+        norms_c = [require_positive(f"clip_norms[{i}]", c) for i, c in enumerate(clip_norms)]
     else:
-        total = _check_clip_norm("clip_norms", clip_norms)
+        total = require_positive("clip_norms", clip_norms)
         norms_c = [total / math.sqrt(n_layers)] * n_layers
     norms = [math.sqrt(_leaf_sq_norm(x)) for x in leaves]
     slack = _slack(leaves)
@@ -281,7 +274,7 @@ class UpdateLayout:
         """Length of the flat vector."""
         return sum(math.prod(s) for s in self.shapes)
 
-    def unflatten(self, vector: npt.ArrayLike) -> Any:
+    def unflatten(self, vector: npt.ArrayLike) -> object:
         """Rebuild the structure from a flat vector of length :attr:`size`.
 
         Raises:
@@ -311,7 +304,7 @@ class UpdateLayout:
         return leaves
 
 
-def flatten_update(update: Any) -> tuple[F64, UpdateLayout]:
+def flatten_update(update: object) -> tuple[F64, UpdateLayout]:
     """Concatenate an update's leaves (in order) into one float64 vector.
 
     Returns:
@@ -378,13 +371,13 @@ def adaptive_clip_noise_params(
     Returns:
         ``(z_value, sigma_b)``.
     """
-    z = _check_clip_norm("noise_multiplier", noise_multiplier)
+    z = require_positive("noise_multiplier", noise_multiplier)
     if not isinstance(expected_clients, int) or expected_clients < 1:
         raise InvalidParameterError("expected_clients must be a positive int")
     sb = (
         0.05 * expected_clients
         if count_stddev is None
-        else _check_clip_norm("count_stddev", count_stddev)
+        else require_positive("count_stddev", count_stddev)
     )
     if 2 * sb <= z:
         raise InvalidParameterError(
@@ -440,25 +433,13 @@ class AdaptiveClipper:
         count_stddev: float | None = None,
         geometric: bool = True,
     ) -> None:
-        self._clip = _check_clip_norm("initial_clip", initial_clip)
-        if not (isinstance(target_quantile, (int, float)) and 0.0 <= float(target_quantile) <= 1.0):
-            raise InvalidParameterError(
-                f"target_quantile must be in [0, 1], got {target_quantile!r}"
-            )
-        if (
-            not isinstance(expected_clients, int)
-            or isinstance(expected_clients, bool)
-            or expected_clients < 1
-        ):
-            raise InvalidParameterError("expected_clients must be a positive int")
-        self.target_quantile = float(target_quantile)
-        self.expected_clients = expected_clients
-        self.learning_rate = _check_clip_norm("learning_rate", learning_rate)
+        self._clip = require_positive("initial_clip", initial_clip)
+        self.target_quantile = require_real("target_quantile", target_quantile, lo=0.0, hi=1.0)
+        self.expected_clients = require_int("expected_clients", expected_clients, lo=1)
+        self.learning_rate = require_positive("learning_rate", learning_rate)
         if count_stddev is None:
             count_stddev = 0.05 * expected_clients
-        if not math.isfinite(float(count_stddev)) or float(count_stddev) < 0:
-            raise InvalidParameterError("count_stddev must be finite and non-negative")
-        self.count_stddev = float(count_stddev)
+        self.count_stddev = require_real("count_stddev", count_stddev, lo=0.0)
         self.geometric = bool(geometric)
 
     @property

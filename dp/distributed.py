@@ -63,9 +63,10 @@ If clients drop out after noising, the survivors' noise adds up to less than the
 ``dropout_margin`` makes every client noise for a smaller assumed cohort: with
 ``D_m = floor(dropout_margin n)`` tolerated dropouts, each adds variance
 ``(z c)^2 / (n - D_m - C)`` (``C`` assumed colluders, below), so the target is met as long
-as at most ``D_m`` clients drop. The DP event of a decoded sum (:meth:`DistributedDPEncoder.dp_event`)
-always describes the noise *actually present*: ``num_clients`` is the number of
-surviving, non-colluding contributors, never the planned cohort.
+as at most ``D_m`` clients drop. The DP event of a decoded sum
+(:meth:`DistributedDPEncoder.dp_event`) always describes the noise *actually present*:
+``num_clients`` is the number of surviving, non-colluding contributors, never the
+planned cohort.
 
 Sybils and collusion
 --------------------
@@ -107,6 +108,7 @@ from secagg.errors import (
 )
 from secagg.primitives.encoding import from_ring_centered, ring_mask
 from secagg.primitives.prg import MaskPRG
+from secagg.validation import require_int, require_real
 
 __all__ = [
     "DistributedMechanism",
@@ -166,7 +168,9 @@ def rounded_l2_sensitivity(scaled_clip: float, dimension: int, beta: float) -> f
     bound = scaled_clip + root_d
     if beta > 0.0:
         conditional = math.sqrt(
-            scaled_clip**2 + dimension / 4.0 + math.sqrt(2.0 * math.log(1.0 / beta)) * (scaled_clip + root_d / 2.0)
+            scaled_clip**2
+            + dimension / 4.0
+            + math.sqrt(2.0 * math.log(1.0 / beta)) * (scaled_clip + root_d / 2.0)
         )
         bound = min(bound, conditional)
     return bound
@@ -190,8 +194,7 @@ class RandomizedHadamard:
     def __init__(self, seed: bytes, dimension: int) -> None:
         if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
             raise InvalidParameterError("rotation seed must be exactly 32 bytes")
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise InvalidParameterError(f"dimension must be a positive int, got {dimension!r}")
+        dimension = require_int("dimension", dimension, lo=1)
         padded = 1 << (dimension - 1).bit_length()
         if padded > MAX_PADDED_DIMENSION:
             raise CapacityError(f"dimension {dimension} pads to {padded} > {MAX_PADDED_DIMENSION}")
@@ -219,7 +222,9 @@ class RandomizedHadamard:
     def rotate(self, x: F64) -> F64:
         """``R [x; 0]``: pad to ``D`` and rotate (length ``D``)."""
         if x.shape != (self.dimension,):
-            raise EncodingError(f"expected a vector of length {self.dimension}, got shape {x.shape}")
+            raise EncodingError(
+                f"expected a vector of length {self.dimension}, got shape {x.shape}"
+            )
         padded = np.zeros(self.padded_dimension, dtype=np.float64)
         padded[: self.dimension] = x
         padded *= self._signs
@@ -230,29 +235,13 @@ class RandomizedHadamard:
     def unrotate(self, y: F64) -> F64:
         """``R^T y`` truncated to the first ``d`` coordinates."""
         if y.shape != (self.padded_dimension,):
-            raise EncodingError(f"expected a vector of length {self.padded_dimension}, got shape {y.shape}")
+            raise EncodingError(
+                f"expected a vector of length {self.padded_dimension}, got shape {y.shape}"
+            )
         out = self._fwht(y)
         out *= self._signs
         out *= 1.0 / math.sqrt(self.padded_dimension)
         return out[: self.dimension]
-
-
-def _check_real(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidParameterError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    if not ok:
-        lb = "(" if lo_open else "["
-        rb = ")" if hi_open else "]"
-        raise InvalidParameterError(f"{name} must lie in {lb}{lo:g}, {hi:g}{rb}, got {value!r}")
-    return v
-
-
-def _check_int(name: str, value: int, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
-        raise InvalidParameterError(f"{name} must be an int in [{lo}, {hi}], got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -381,7 +370,9 @@ class DistributedDPParameters:
             "l2_sensitivity": self.l2_sensitivity,
             "sensitivity_inflation": self.sensitivity_inflation,
             "effective_noise_multiplier": self.effective_noise_multiplier(),
-            "rounding_to_noise_stddev": (0.5 / self.local_scaled_stddev) if self.local_scaled_stddev else math.inf,
+            "rounding_to_noise_stddev": (0.5 / self.local_scaled_stddev)
+            if self.local_scaled_stddev
+            else math.inf,
             "modular_clip_probability": self.modular_clip_probability(),
         }
 
@@ -434,16 +425,16 @@ def select_parameters(
         raise InvalidParameterError(
             f"mechanism must be one of {[m.value for m in DistributedMechanism]}, got {mechanism!r}"
         ) from None
-    z = _check_real("noise_multiplier", noise_multiplier, 0.0, 1e6)
-    c = _check_real("clip_norm", clip_norm, 0.0, 1e12, lo_open=True)
-    b = _check_int("bits", bits, 2, 62)
-    n = _check_int("expected_clients", expected_clients, 1, 1 << 30)
-    d = _check_int("dimension", dimension, 1, MAX_PADDED_DIMENSION)
-    p_mod = _check_real("modclip_prob", modclip_prob, 0.0, 1.0, lo_open=True, hi_open=True)
-    bt = _check_real("beta", beta, 0.0, 1.0, hi_open=True)
-    margin = _check_real("dropout_margin", dropout_margin, 0.0, 1.0, hi_open=True)
-    gamma = _check_real("colluding_fraction", colluding_fraction, 0.0, 1.0, hi_open=True)
-    rh = _check_real("rho", rho, 0.0, 1e6, lo_open=True)
+    z = require_real("noise_multiplier", noise_multiplier, lo=0.0, hi=1e6)
+    c = require_real("clip_norm", clip_norm, lo=0.0, hi=1e12, lo_open=True)
+    b = require_int("bits", bits, lo=2, hi=62)
+    n = require_int("expected_clients", expected_clients, lo=1, hi=1 << 30)
+    d = require_int("dimension", dimension, lo=1, hi=MAX_PADDED_DIMENSION)
+    p_mod = require_real("modclip_prob", modclip_prob, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    bt = require_real("beta", beta, lo=0.0, hi=1.0, hi_open=True)
+    margin = require_real("dropout_margin", dropout_margin, lo=0.0, hi=1.0, hi_open=True)
+    gamma = require_real("colluding_fraction", colluding_fraction, lo=0.0, hi=1.0, hi_open=True)
+    rh = require_real("rho", rho, lo=0.0, hi=1e6, lo_open=True)
 
     padded = 1 << (d - 1).bit_length()
     colluders = math.floor(gamma * n + _FRACTION_EPS)
@@ -462,11 +453,15 @@ def select_parameters(
             f"{b} bits cannot hold {n} clients at modclip_prob={p_mod:g} "
             f"(need 2^(2b) > n k^2 with k = {k:.2f}); increase bits, or raise modclip_prob"
         )
-    scale = math.sqrt(head_room) / (2.0 * k * math.sqrt(rh * c * c * n * n / padded + n * local_stddev**2))
+    scale = math.sqrt(head_room) / (
+        2.0 * k * math.sqrt(rh * c * c * n * n / padded + n * local_stddev**2)
+    )
     # keep the per-client noise inside the samplers' exact ranges and c~ exactly representable
     if local_stddev > 0:
         max_scaled_std = (
-            MAX_DISCRETE_GAUSSIAN_SIGMA if mech is DistributedMechanism.DISCRETE_GAUSSIAN else math.sqrt(2 * MAX_POISSON_MU)
+            MAX_DISCRETE_GAUSSIAN_SIGMA
+            if mech is DistributedMechanism.DISCRETE_GAUSSIAN
+            else math.sqrt(2 * MAX_POISSON_MU)
         )
         scale = min(scale, max_scaled_std * (1.0 - 1e-9) / local_stddev)
     scale = min(scale, 2.0**50 / c)
@@ -523,7 +518,7 @@ def select_parameters_for_threat_model(
     The threat model (e.g. :class:`threat_models.ThreatModel`) supplies
     ``max_colluders(n)`` (noise not counted) and ``max_dropouts(n)`` (the dropout margin).
     """
-    n = _check_int("expected_clients", expected_clients, 1, 1 << 30)
+    n = require_int("expected_clients", expected_clients, lo=1, hi=1 << 30)
     colluders = int(threat_model.max_colluders(n))
     dropouts = int(threat_model.max_dropouts(n))
     # exact fractions: floor(f n + eps) of these recovers the same counts
@@ -599,7 +594,9 @@ class DistributedDPEncoder:
 
     def for_new_round(self, rotation_seed: bytes | None = None) -> DistributedDPEncoder:
         """A fresh encoder with the same parameters and a new rotation seed."""
-        return DistributedDPEncoder(self._params, rotation_seed=rotation_seed, rounding_rng=self._rng)
+        return DistributedDPEncoder(
+            self._params, rotation_seed=rotation_seed, rounding_rng=self._rng
+        )
 
     def encoded_length(self, d: int) -> int:
         """``D``: encodings are padded to a power of two.
@@ -608,7 +605,9 @@ class DistributedDPEncoder:
             EncodingError: ``d`` differs from the configured dimension.
         """
         if d != self._params.dimension:
-            raise EncodingError(f"this encoder is configured for dimension {self._params.dimension}, got {d}")
+            raise EncodingError(
+                f"this encoder is configured for dimension {self._params.dimension}, got {d}"
+            )
         return self._params.padded_dimension
 
     def _round(self, z: F64, rng: np.random.Generator) -> I64:
@@ -625,7 +624,12 @@ class DistributedDPEncoder:
         base = np.floor(z)
         frac = z - base
         conditional = p.beta > 0 and p.l2_sensitivity < p.scaled_clip + math.sqrt(dim)
-        budget = dim / 4.0 + math.sqrt(2.0 * math.log(1.0 / p.beta)) * (p.scaled_clip + math.sqrt(dim) / 2.0) if conditional else 0.0
+        budget = (
+            dim / 4.0
+            + math.sqrt(2.0 * math.log(1.0 / p.beta)) * (p.scaled_clip + math.sqrt(dim) / 2.0)
+            if conditional
+            else 0.0
+        )
         gamma = dim * 2.0**-53 / (1.0 - dim * 2.0**-53)
         abs_z = np.abs(z)
         for _ in range(_MAX_ROUNDING_TRIES):
@@ -635,7 +639,9 @@ class DistributedDPEncoder:
             e = r - z
             ee = float(np.dot(e, e))
             excess = 2.0 * float(np.dot(z, e)) + ee
-            error = gamma * (2.0 * float(np.dot(abs_z, np.abs(e))) + ee) + 2.0**-50 * (float(abs_z.sum()) + dim)
+            error = gamma * (2.0 * float(np.dot(abs_z, np.abs(e))) + ee) + 2.0**-50 * (
+                float(abs_z.sum()) + dim
+            )
             if excess + error <= budget:
                 return r.astype(np.int64)
         raise EncodingError("conditional randomized rounding did not succeed; check the parameters")
@@ -688,10 +694,11 @@ class DistributedDPEncoder:
             CapacityError: ``n`` exceeds the configured cohort.
             EncodingError: wrong shape.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise InvalidParameterError(f"n must be a non-negative int, got {n!r}")
+        n = require_int("n", n, lo=0)
         if n > self.max_clients:
-            raise CapacityError(f"sum of {n} encodings exceeds the configured cohort of {self.max_clients}")
+            raise CapacityError(
+                f"sum of {n} encodings exceeds the configured cohort of {self.max_clients}"
+            )
         s = np.asarray(summed)
         if s.shape != (self._params.padded_dimension,):
             raise EncodingError(
@@ -712,8 +719,7 @@ class DistributedDPEncoder:
         honest survivors' noise counts. ``NonPrivateDpEvent`` when no noise is configured
         or no honest contributor remains.
         """
-        if isinstance(num_contributors, bool) or not isinstance(num_contributors, (int, np.integer)):
-            raise InvalidParameterError("num_contributors must be an int")
+        num_contributors = require_int("num_contributors", num_contributors)
         p = self._params
         honest = int(num_contributors) - p.colluding_clients
         if p.noise_multiplier == 0 or honest < 1:

@@ -44,6 +44,7 @@ import numpy as np
 
 from dp.samplers import sample_gaussian, sample_uniform
 from secagg.errors import BudgetExceededError, InvalidParameterError, raise_missing_extra
+from secagg.validation import require_int, require_positive
 
 try:
     import torch
@@ -79,12 +80,16 @@ class OpacusAccountantKind(str, Enum):
     PRV = "prv"
 
 
-def sampled_gaussian_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_accounting.DpEvent:
+def sampled_gaussian_event(
+    noise_multiplier: float, sample_rate: float, steps: int
+) -> dp_accounting.DpEvent:
     """``steps`` Poisson-subsampled Gaussian steps as one dp-accounting event."""
     if steps == 0:
         return dp_accounting.NoOpDpEvent()
     return dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)),
+        dp_accounting.PoissonSampledDpEvent(
+            sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
+        ),
         steps,
     )
 
@@ -107,15 +112,17 @@ class OpacusClientState:
             object.__setattr__(self, "accountant", OpacusAccountantKind(self.accountant))
         except ValueError:
             raise InvalidParameterError(
-                f"accountant must be one of {[k.value for k in OpacusAccountantKind]}, got {self.accountant!r}"
+                f"accountant must be one of {[k.value for k in OpacusAccountantKind]}, "
+                f"got {self.accountant!r}"
             ) from None
         entries = []
         for entry in self.history:
             if len(entry) != 3:
-                raise InvalidParameterError(f"history entries are (noise, rate, steps), got {entry!r}")
+                raise InvalidParameterError(
+                    f"history entries are (noise, rate, steps), got {entry!r}"
+                )
             z, q, steps = float(entry[0]), float(entry[1]), entry[2]
-            if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-                raise InvalidParameterError(f"steps must be a non-negative int, got {steps!r}")
+            steps = require_int("steps", steps, lo=0)
             if not (math.isfinite(z) and z >= 0 and 0 < q <= 1):
                 raise InvalidParameterError(f"bad history entry {entry!r}")
             entries.append((z, q, int(steps)))
@@ -129,7 +136,9 @@ class OpacusClientState:
     def make_accountant(self) -> IAccountant:
         """A fresh Opacus accountant holding this history."""
         accountant = create_accountant(self.accountant.value)
-        accountant.load_state_dict({"history": [tuple(e) for e in self.history], "mechanism": self.accountant.value})
+        accountant.load_state_dict(
+            {"history": [tuple(e) for e in self.history], "mechanism": self.accountant.value}
+        )
         return accountant
 
     def epsilon(self, delta: float) -> float:
@@ -142,7 +151,9 @@ class OpacusClientState:
 
     def events(self) -> dp_accounting.DpEvent:
         """The whole history as one dp-accounting event."""
-        return dp_accounting.ComposedDpEvent([sampled_gaussian_event(z, q, s) for z, q, s in self.history])
+        return dp_accounting.ComposedDpEvent(
+            [sampled_gaussian_event(z, q, s) for z, q, s in self.history]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A versioned JSON-compatible dict."""
@@ -220,7 +231,8 @@ class _SecureNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
 
 
 def _rebuild_optimizer(
-    optimizer: torch.optim.Optimizer | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+    optimizer: torch.optim.Optimizer
+    | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
     original: torch.nn.Module,
     working: torch.nn.Module,
 ) -> torch.optim.Optimizer:
@@ -238,7 +250,12 @@ def _rebuild_optimizer(
         params = group["params"]
         if any(id(p) not in mapping for p in params):
             raise InvalidParameterError("the optimizer holds parameters that are not the model's")
-        groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": [mapping[id(p)] for p in params]})
+        groups.append(
+            {
+                **{k: v for k, v in group.items() if k != "params"},
+                "params": [mapping[id(p)] for p in params],
+            }
+        )
     try:
         return type(optimizer)(groups, **optimizer.defaults)
     except TypeError as exc:
@@ -248,15 +265,10 @@ def _rebuild_optimizer(
         ) from None
 
 
-def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def train_private_round(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+    optimizer: torch.optim.Optimizer
+    | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
     data_loader: DataLoader[Any],
     *,
     noise_multiplier: float,
@@ -295,12 +307,11 @@ def train_private_round(
         InvalidParameterError: bad arguments or a model Opacus cannot privatise.
         BudgetExceededError: the round would exceed ``budget`` (nothing was trained).
     """
-    z = _check_positive("noise_multiplier", noise_multiplier)
-    clip = _check_positive("max_grad_norm", max_grad_norm)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidParameterError("epochs must be a positive int")
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
-        raise InvalidParameterError("max_steps must be None or a positive int")
+    z = require_positive("noise_multiplier", noise_multiplier)
+    clip = require_positive("max_grad_norm", max_grad_norm)
+    epochs = require_int("epochs", epochs, lo=1)
+    if max_steps is not None:
+        max_steps = require_int("max_steps", max_steps, lo=1)
     if not isinstance(model, torch.nn.Module):
         raise InvalidParameterError("model must be a torch.nn.Module")
     if not isinstance(data_loader, DataLoader) or isinstance(data_loader.dataset, IterableDataset):
@@ -308,9 +319,14 @@ def train_private_round(
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
         raise InvalidParameterError(
-            f"Opacus cannot privatise this model: {errors[0]}; use opacus.validators.ModuleValidator.fix(model)"
+            f"Opacus cannot privatise this model: {errors[0]}; "
+            "use opacus.validators.ModuleValidator.fix(model)"
         )
-    client_state = state if state is not None else OpacusClientState(accountant=OpacusAccountantKind(accountant))
+    client_state = (
+        state
+        if state is not None
+        else OpacusClientState(accountant=OpacusAccountantKind(accountant))
+    )
     if not isinstance(client_state, OpacusClientState):
         raise InvalidParameterError("state must be an OpacusClientState")
 
@@ -320,17 +336,21 @@ def train_private_round(
     if num_examples < 1 or steps_per_epoch < 1:
         raise InvalidParameterError("the data loader is empty")
     sample_rate = 1.0 / steps_per_epoch
-    planned = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    planned = (
+        epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    )
 
     if budget is not None:
         eps_budget, delta = float(budget[0]), float(budget[1])
         projected = OpacusClientState(
-            accountant=client_state.accountant, history=(*client_state.history, (z, sample_rate, planned))
+            accountant=client_state.accountant,
+            history=(*client_state.history, (z, sample_rate, planned)),
         )
         spent = projected.epsilon(delta)
         if spent > eps_budget:
             raise BudgetExceededError(
-                f"this round would bring the client's epsilon to {spent:.4g} > {eps_budget:.4g} at delta={delta:g}"
+                f"this round would bring the client's epsilon to {spent:.4g} > "
+                f"{eps_budget:.4g} at delta={delta:g}"
             )
 
     working = copy.deepcopy(model)
@@ -366,7 +386,9 @@ def train_private_round(
     try:
         with warnings.catch_warnings():
             # Opacus's per-sample hooks fire on module outputs when inputs need no grad
-            warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Full backward hook is firing", category=UserWarning
+            )
             while steps < planned:
                 for inputs, targets in loader:
                     dp_optimizer.zero_grad(set_to_none=True)

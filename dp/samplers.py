@@ -48,7 +48,8 @@ Skellam
 NeurIPS 2021). Poisson draws use inversion of a float64 CDF table for ``mu < 1000`` and
 Hormann's PTRS transformed rejection ("The transformed rejection method for generating
 Poisson random variables", 1993) for ``mu >= 1000`` -- the algorithms numpy and
-TensorFlow use (numpy switches at 10; inversion is faster here up to about 1000). This is **not** exact: probabilities are evaluated in float64 (``log``, ``lgamma``),
+TensorFlow use (numpy switches at 10; inversion is faster here up to about 1000). This
+is **not** exact: probabilities are evaluated in float64 (``log``, ``lgamma``),
 so each draw's law differs from Poisson(mu) by float rounding, of order 1e-15 in total
 variation per draw. The output is an integer, so the floating-point attacks on continuous
 noise (Mironov, CCS 2012) do not apply; the residual is negligible next to any
@@ -76,6 +77,7 @@ from scipy import special
 
 from secagg.errors import InvalidParameterError
 from secagg.primitives.prg import MaskPRG
+from secagg.validation import is_int, require_real
 
 __all__ = [
     "sample_discrete_gaussian",
@@ -317,18 +319,11 @@ def _discrete_gaussian(sigma: float, count: int, stream: _WordStream, margin_uni
 def _check_size(size: Size) -> tuple[tuple[int, ...], int]:
     shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
     for s in shape:
-        if not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0:
-            raise InvalidParameterError(f"size must be a non-negative int or tuple of ints, got {size!r}")
+        if not is_int(s) or s < 0:
+            raise InvalidParameterError(
+                f"size must be a non-negative int or tuple of ints, got {size!r}"
+            )
     return tuple(int(s) for s in shape), int(math.prod(shape))
-
-
-def _check_nonneg_finite(name: str, value: float, upper: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidParameterError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or v > upper:
-        raise InvalidParameterError(f"{name} must be finite and in [0, {upper:g}], got {value!r}")
-    return v
 
 
 def sample_discrete_gaussian(sigma: float, size: Size, *, seed: bytes | None = None) -> I64:
@@ -352,7 +347,7 @@ def sample_discrete_gaussian(sigma: float, size: Size, *, seed: bytes | None = N
     Raises:
         InvalidParameterError: bad ``sigma``, ``size`` or ``seed``.
     """
-    s = _check_nonneg_finite("sigma", sigma, MAX_DISCRETE_GAUSSIAN_SIGMA)
+    s = require_real("sigma", sigma, lo=0.0, hi=MAX_DISCRETE_GAUSSIAN_SIGMA)
     shape, count = _check_size(size)
     stream = _WordStream(seed)
     return _discrete_gaussian(s, count, stream, _FAST_PATH_MARGIN).reshape(shape)
@@ -442,7 +437,7 @@ def sample_poisson(mu: float, size: Size, *, seed: bytes | None = None) -> I64:
         size: output shape.
         seed: 32-byte PRG key for reproducible tests only.
     """
-    m = _check_nonneg_finite("mu", mu, MAX_POISSON_MU)
+    m = require_real("mu", mu, lo=0.0, hi=MAX_POISSON_MU)
     shape, count = _check_size(size)
     return _poisson(m, count, _WordStream(seed)).reshape(shape)
 
@@ -458,7 +453,7 @@ def sample_skellam(mu: float, size: Size, *, seed: bytes | None = None) -> I64:
     Returns:
         int64 array of the requested shape.
     """
-    m = _check_nonneg_finite("mu", mu, MAX_POISSON_MU)
+    m = require_real("mu", mu, lo=0.0, hi=MAX_POISSON_MU)
     shape, count = _check_size(size)
     draws = _poisson(m, 2 * count, _WordStream(seed))
     return (draws[:count] - draws[count:]).reshape(shape)
@@ -474,7 +469,7 @@ def sample_gaussian(std: float, size: Size, *, seed: bytes | None = None) -> F64
         size: output shape.
         seed: 32-byte PRG key for reproducible tests only.
     """
-    s = _check_nonneg_finite("std", std, float("inf"))
+    s = require_real("std", std, lo=0.0)
     shape, count = _check_size(size)
     if count == 0 or s == 0.0:
         return np.zeros(shape, dtype=np.float64)
@@ -500,7 +495,7 @@ def sample_uniform(size: Size, *, seed: bytes | None = None) -> F64:
 
 def discrete_gaussian_pmf(sigma: float, support: npt.ArrayLike) -> F64:
     """``P[X = x]`` for X ~ N_Z(0, sigma^2), normalised over a +-60 sigma window."""
-    s = _check_nonneg_finite("sigma", sigma, MAX_DISCRETE_GAUSSIAN_SIGMA)
+    s = require_real("sigma", sigma, lo=0.0, hi=MAX_DISCRETE_GAUSSIAN_SIGMA)
     if s == 0.0:
         raise InvalidParameterError("sigma must be positive")
     x = np.asarray(support, dtype=np.float64)
@@ -512,7 +507,7 @@ def discrete_gaussian_pmf(sigma: float, support: npt.ArrayLike) -> F64:
 
 def discrete_gaussian_variance(sigma: float) -> float:
     """Exact variance of N_Z(0, sigma^2) (summed over a +-60 sigma window)."""
-    s = _check_nonneg_finite("sigma", sigma, MAX_DISCRETE_GAUSSIAN_SIGMA)
+    s = require_real("sigma", sigma, lo=0.0, hi=MAX_DISCRETE_GAUSSIAN_SIGMA)
     if s == 0.0:
         return 0.0
     if s > 1e4:

@@ -64,21 +64,21 @@ import math
 import os
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dp_accounting
+from tqdm import tqdm
 
-from dp.accounting import (
-    DEFAULT_PLD_DISCRETIZATION,
-    AccountantKind,
-    compute_epsilon,
-    event_key,
-    gaussian_dp_epsilon,
-    rdp_curve,
-    rdp_to_epsilon,
-)
-from dp.ledger import KEY_SUFFIX, BudgetScope, PrivacyLedger, curve_rounds
+from dp.accountants.base import DEFAULT_PLD_DISCRETIZATION, AccountantKind
+from dp.accountants.factory import compute_epsilon, rdp_curve
+from dp.accountants.gaussian import gaussian_dp_epsilon
+from dp.accountants.rdp import rdp_to_epsilon
+from dp.budget import BudgetScope
+from dp.event_json import event_key
+from dp.ledger import PrivacyLedger, curve_rounds
+from dp.ledger_store import KEY_SUFFIX
 from secagg.errors import (
     InvalidParameterError,
     LedgerIntegrityError,
@@ -165,7 +165,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_POINTS,
         metavar="N",
-        help=f"rounds at which epsilon is evaluated for the curve (default {DEFAULT_POINTS}; 0 = every round)",
+        help=(
+            "rounds at which epsilon is evaluated for the curve "
+            f"(default {DEFAULT_POINTS}; 0 = every round)"
+        ),
     )
     parser.add_argument(
         "--pld-discretization",
@@ -217,8 +220,6 @@ def parameter_curve(
     step: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(noise_multiplier)
     if sampling_rate < 1:
         step = dp_accounting.PoissonSampledDpEvent(sampling_rate, step)
-    from tqdm import tqdm
-
     grid = curve_rounds(rounds, points)
     bar = tqdm(grid, desc="accounting", unit="pt", disable=not (progress and sys.stderr.isatty()))
     if AccountantKind.parse(accountant) is AccountantKind.RDP:
@@ -563,7 +564,10 @@ def _print_table(result: dict[str, Any]) -> None:
     e = _eps_symbol()
     if result["mode"] == "parameters":
         p = result["parameters"]
-        head = f"noise multiplier {p['noise_multiplier']:g}, sampling rate {p['sampling_rate']:g}, {p['rounds']} rounds"
+        head = (
+            f"noise multiplier {p['noise_multiplier']:g}, "
+            f"sampling rate {p['sampling_rate']:g}, {p['rounds']} rounds"
+        )
     else:
         head = f"ledger {result['ledger']}, {result['rounds']} rounds"
     print(f"{head}; accountant {result['accountant']}, delta {result['delta']:g}")
@@ -616,18 +620,16 @@ _CURVE_WHAT = {
 }
 
 
-def plot_labels(result: dict[str, Any]) -> tuple[str, str, str]:
+def plot_labels(result: Mapping[str, object]) -> tuple[str, str, str]:
     """``(title, x label, y label)`` of the ``--plot`` figure for an audit result.
 
     The title and the y axis name the level (user-level: one client's whole data), which
     epsilon the curve is (amplified by sampling, per-client, or a client in every round),
     against whom it holds, the accountant and the delta.
     """
-    what, holds = _CURVE_WHAT[result["curve_of"]]
+    what, holds = _CURVE_WHAT[str(result["curve_of"])]
     delta = f"δ = {result['delta']:g}"
-    title = (
-        f"user-level ε, {what} ({result['accountant']} accountant, {delta})\n{holds}"
-    )
+    title = f"user-level ε, {what} ({result['accountant']} accountant, {delta})\n{holds}"
     return title, "round", f"user-level ε ({what}) at {delta}"
 
 

@@ -317,7 +317,9 @@ def test_every_accountant_option_is_refused_the_same_way() -> None:
         lambda: supports(event, "gdp"),
         lambda: PrivacyLedger(accountant="gdp"),
         lambda: parameter_curve(1.0, 0.5, 3, 1e-5, accountant="gdp", points=2),
-        lambda: SecureAggregator(population=4, dp="central", accountant="gdp", noise_multiplier=1.0),
+        lambda: SecureAggregator(
+            population=4, dp="central", accountant="gdp", noise_multiplier=1.0
+        ),
     ]
     for refuse in refusals:
         with pytest.raises(InvalidParameterError, match="unknown accountant 'gdp'; choose one of"):

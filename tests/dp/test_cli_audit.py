@@ -60,7 +60,8 @@ def test_parameters_mode_json_and_plot(tmp_path, capsys) -> None:  # type: ignor
         _pld(dp_accounting.SelfComposedDpEvent(step, 40), 1e-5), rel=1e-12
     )
     assert result["amplification_assumption"] == (
-        "amplified by Poisson sampling at rate 0.2 (assumes the sample is hidden from the adversary)"
+        "amplified by Poisson sampling at rate 0.2 "
+        "(assumes the sample is hidden from the adversary)"
     )
     # against a server that picks the cohort: a client in all 40 rounds, sqrt(40)/2-GDP exactly
     assert result["epsilon_per_client"] == pytest.approx(
@@ -166,9 +167,17 @@ def test_ledger_mode(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     explanation = lines[lines.index(amplified) + 1 :]
     assert explanation[0].startswith("sample-level (worst client)")
     assert f"per-client: the worst client; {PER_CLIENT_HOLDS_AGAINST}." in explanation
-    assert "amplified: holds only against an adversary who neither chooses nor learns the sample." in explanation
-    assert any(line.startswith("sample-level: one record of a client's local data") for line in explanation)
-    budget = f"budget population (amplified figure): {result['epsilon_amplified']:.4f} of 8 at delta 1e-05 [ok]"
+    assert (
+        "amplified: holds only against an adversary who neither chooses nor learns the sample."
+        in explanation
+    )
+    assert any(
+        line.startswith("sample-level: one record of a client's local data") for line in explanation
+    )
+    budget = (
+        f"budget population (amplified figure): {result['epsilon_amplified']:.4f} "
+        "of 8 at delta 1e-05 [ok]"
+    )
     assert budget in lines
 
 
@@ -284,7 +293,9 @@ def _three_round_ledger() -> PrivacyLedger:
     for z, cohort in ((2.0, ("a", "b")), (1.5, ("a",)), (3.0, ("c",))):
         ledger.spend(
             RoundRecord(
-                dp_accounting.GaussianDpEvent(z), ClientSampling.from_counts(2, 10), participants=cohort
+                dp_accounting.GaussianDpEvent(z),
+                ClientSampling.from_counts(2, 10),
+                participants=cohort,
             )
         )
     return ledger
@@ -310,7 +321,9 @@ def test_a_saved_ledger_is_verified_with_its_key_file(tmp_path, capsys) -> None:
     result = json.loads(out.read_text())
     assert result["integrity"] == {"signed": True, "key_file": f"{path}.key"}
     assert result["rounds"] == 3
-    assert result["epsilon_per_client"] == pytest.approx(ledger.worst_client_epsilon(1e-5), rel=1e-12)
+    assert result["epsilon_per_client"] == pytest.approx(
+        ledger.worst_client_epsilon(1e-5), rel=1e-12
+    )
     assert "warning" not in capsys.readouterr().err
 
 
@@ -359,12 +372,16 @@ def test_an_unsigned_ledger_needs_allow_unsigned(tmp_path, capsys) -> None:  # t
     )
     result = json.loads(out.read_text())
     assert result["integrity"] == {"signed": False, "key_file": None}
-    assert result["epsilon_per_client"] == pytest.approx(ledger.worst_client_epsilon(1e-5), rel=1e-12)
+    assert result["epsilon_per_client"] == pytest.approx(
+        ledger.worst_client_epsilon(1e-5), rel=1e-12
+    )
     # --allow-unsigned does not weaken the check of a sealed ledger
     sealed = tmp_path / "sealed.json"
     ledger.save(sealed)
     _edited(sealed, lambda d: d["rounds"].pop())
-    assert "does not match its MAC" in _integrity_refused(capsys, _audit(sealed, "--allow-unsigned"))
+    assert "does not match its MAC" in _integrity_refused(
+        capsys, _audit(sealed, "--allow-unsigned")
+    )
 
 
 def test_a_key_file_elsewhere_is_given_with_ledger_key(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -376,7 +393,10 @@ def test_a_key_file_elsewhere_is_given_with_ledger_key(tmp_path, capsys) -> None
     assert not (tmp_path / "ledger.json.key").exists()
     err = _integrity_refused(capsys, _audit(path))
     assert f"no key file {path}.key" in err and "--ledger-key PATH" in err
-    assert main(["audit", *_audit(path, "--ledger-key", str(keys / "run.key"), "--json", str(out))]) == 0
+    assert (
+        main(["audit", *_audit(path, "--ledger-key", str(keys / "run.key"), "--json", str(out))])
+        == 0
+    )
     assert json.loads(out.read_text())["integrity"]["key_file"] == str(keys / "run.key")
     # another ledger's key does not verify it
     other = tmp_path / "other.json"
@@ -384,7 +404,16 @@ def test_a_key_file_elsewhere_is_given_with_ledger_key(tmp_path, capsys) -> None
     err = _integrity_refused(capsys, _audit(path, "--ledger-key", f"{other}.key"))
     assert str(path) in err
     # the options need a ledger
-    params = ["--noise-multiplier", "1", "--sampling-rate", "0.1", "--rounds", "3", "--delta", "1e-5"]
+    params = [
+        "--noise-multiplier",
+        "1",
+        "--sampling-rate",
+        "0.1",
+        "--rounds",
+        "3",
+        "--delta",
+        "1e-5",
+    ]
     assert "need a LEDGER.json" in _refused(capsys, [*params, "--allow-unsigned"])
 
 
@@ -445,13 +474,19 @@ def test_plot_labels_say_which_epsilon_against_whom_and_at_what_delta(tmp_path, 
     assert "neither chooses nor learns the sample" in title
     assert ylabel == "user-level ε (amplified by sampling) at δ = 1e-06"
     title, _, ylabel = plot_labels(json.loads(every_client.read_text()))
-    assert title.startswith("user-level ε, per-client, no amplification (pld accountant, δ = 1e-06)")
+    assert title.startswith(
+        "user-level ε, per-client, no amplification (pld accountant, δ = 1e-06)"
+    )
     assert "server that chooses the cohort" in title
     assert ylabel == "user-level ε (per-client, no amplification) at δ = 1e-06"
     ledger_path, out = tmp_path / "ledger.json", tmp_path / "ledger_audit.json"
     ledger = PrivacyLedger()
     for cohort in (("a", "b"), ("a",)):
-        ledger.spend(RoundRecord(dp_accounting.GaussianDpEvent(2.0), ClientSampling.full(), participants=cohort))
+        ledger.spend(
+            RoundRecord(
+                dp_accounting.GaussianDpEvent(2.0), ClientSampling.full(), participants=cohort
+            )
+        )
     ledger.save(ledger_path)
     assert main(["audit", str(ledger_path), "--delta", "1e-5", "--quiet", "--json", str(out)]) == 0
     title, _, ylabel = plot_labels(json.loads(out.read_text()))

@@ -35,7 +35,9 @@ from threat_models import ThreatModel
 MECHANISMS = [DistributedMechanism.DISCRETE_GAUSSIAN, DistributedMechanism.SKELLAM]
 
 
-def _params(mechanism: DistributedMechanism = DistributedMechanism.DISCRETE_GAUSSIAN, **overrides: object) -> DistributedDPParameters:
+def _params(
+    mechanism: DistributedMechanism = DistributedMechanism.DISCRETE_GAUSSIAN, **overrides: object
+) -> DistributedDPParameters:
     config: dict[str, object] = {
         "mechanism": mechanism,
         "noise_multiplier": 1.0,
@@ -116,11 +118,20 @@ def test_rotation_signs_come_from_the_seed() -> None:
 
 
 def test_scale_follows_the_subgaussian_heuristic() -> None:
-    p = _params(bits=20, expected_clients=50, dimension=5000, modclip_prob=1e-4, noise_multiplier=0.8, clip_norm=0.3)
+    p = _params(
+        bits=20,
+        expected_clients=50,
+        dimension=5000,
+        modclip_prob=1e-4,
+        noise_multiplier=0.8,
+        clip_norm=0.3,
+    )
     k = stats.norm.isf(1e-4 / 2)  # two-sided
     assert modclip_stddevs(1e-4) == pytest.approx(k, rel=1e-9)
     sigma = 0.8 * 0.3 / math.sqrt(50)
-    expected = math.sqrt(2.0**40 - 50 * k * k) / (2 * k * math.sqrt(0.3**2 * 50**2 / 8192 + 50 * sigma**2))
+    expected = math.sqrt(2.0**40 - 50 * k * k) / (
+        2 * k * math.sqrt(0.3**2 * 50**2 / 8192 + 50 * sigma**2)
+    )
     assert p.padded_dimension == 8192
     assert p.scale == pytest.approx(expected, rel=1e-12)
     assert p.local_stddev == pytest.approx(sigma)
@@ -228,7 +239,9 @@ def test_noiseless_roundtrip_is_within_rounding_error() -> None:
     enc = DistributedDPEncoder(p)
     xs = _vectors(8, 1500, 1.0, seed=2)
     encodings = [enc.encode(x) for x in xs]
-    assert all(e.dtype == np.uint64 and e.shape == (2048,) and int(e.max()) < 2**20 for e in encodings)
+    assert all(
+        e.dtype == np.uint64 and e.shape == (2048,) and int(e.max()) < 2**20 for e in encodings
+    )
     decoded = enc.decode_sum(_modular_sum(encodings, 20), 8)
     assert decoded.shape == (1500,)
     # each client's rounding error has L2 norm < sqrt(D) in scaled units
@@ -246,7 +259,9 @@ def test_encoder_clips_to_the_clip_norm() -> None:
 
 def test_conditional_rounding_respects_the_sensitivity() -> None:
     # few bits: the conditional bound is the binding one
-    p = _params(noise_multiplier=0.0, bits=10, expected_clients=2, dimension=1024, beta=math.exp(-0.5))
+    p = _params(
+        noise_multiplier=0.0, bits=10, expected_clients=2, dimension=1024, beta=math.exp(-0.5)
+    )
     assert p.l2_sensitivity < p.scaled_clip + math.sqrt(1024)
     enc = DistributedDPEncoder(p, rounding_rng=np.random.default_rng(4))
     for x in _vectors(40, 1024, 1.0, seed=5):
@@ -260,7 +275,9 @@ def test_conditional_rounding_rejects_what_plain_rounding_would_release() -> Non
     p = _params(noise_multiplier=0.0, bits=10, expected_clients=2, dimension=1024)
     c_tilde, dim = p.scaled_clip, 1024
     m = math.floor(c_tilde / 32 - 0.5)
-    high = math.floor((c_tilde**2 * (1 - 1e-6) - dim * (m + 0.5) ** 2) / ((m + 1.5) ** 2 - (m + 0.5) ** 2))
+    high = math.floor(
+        (c_tilde**2 * (1 - 1e-6) - dim * (m + 0.5) ** 2) / ((m + 1.5) ** 2 - (m + 0.5) ** 2)
+    )
     rng = np.random.default_rng(8)
     magnitudes = np.where(np.arange(dim) < high, m + 1.5, m + 0.5)
     z = rng.choice([-1.0, 1.0], dim) * magnitudes
@@ -274,9 +291,18 @@ def test_conditional_rounding_rejects_what_plain_rounding_would_release() -> Non
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_noise_present_matches_the_target_with_and_without_dropouts(mechanism: DistributedMechanism) -> None:
+def test_noise_present_matches_the_target_with_and_without_dropouts(
+    mechanism: DistributedMechanism,
+) -> None:
     n, d = 10, 16_000
-    p = _params(mechanism, noise_multiplier=0.7, clip_norm=2.0, expected_clients=n, dimension=d, dropout_margin=0.3)
+    p = _params(
+        mechanism,
+        noise_multiplier=0.7,
+        clip_norm=2.0,
+        expected_clients=n,
+        dimension=d,
+        dropout_margin=0.3,
+    )
     assert p.noise_clients == 7
     enc = DistributedDPEncoder(p)
     xs = _vectors(n, d, 2.0, seed=6)
@@ -348,12 +374,21 @@ def test_new_round_gets_a_new_rotation() -> None:
 @pytest.mark.parametrize("drop", [False, True])
 def test_end_to_end_through_secure_aggregation(mechanism: DistributedMechanism, drop: bool) -> None:
     n, d = 8, 12_000
-    p = _params(mechanism, noise_multiplier=0.5, clip_norm=1.0, expected_clients=n, dimension=d, dropout_margin=0.25)
+    p = _params(
+        mechanism,
+        noise_multiplier=0.5,
+        clip_norm=1.0,
+        expected_clients=n,
+        dimension=d,
+        dropout_margin=0.25,
+    )
     enc = DistributedDPEncoder(p)
     xs = dict(enumerate(_vectors(n, d, 1.0, seed=7), start=1))
     dropouts = {"masked_input": [3, 5]} if drop else None
     threat = ThreatModel(colluding_fraction=0.0, dropout_fraction=0.25)
-    result = protocols.simulate(xs, protocol="secagg+", dropouts=dropouts, encoder=enc, threat_model=threat)
+    result = protocols.simulate(
+        xs, protocol="secagg+", dropouts=dropouts, encoder=enc, threat_model=threat
+    )
     survivors = sorted(result.survivors)
     assert survivors == ([i for i in xs if i not in (3, 5)] if drop else list(xs))
     err = np.asarray(result.aggregate) - sum(xs[i] for i in survivors)
@@ -368,7 +403,9 @@ def test_end_to_end_through_secure_aggregation(mechanism: DistributedMechanism, 
 def test_end_to_end_through_threshold_paillier() -> None:
     """The same encoder under the Paillier protocol (small test key, explicitly allowed)."""
     n, d = 4, 4000
-    p = _params(DistributedMechanism.SKELLAM, noise_multiplier=0.5, expected_clients=n, dimension=d, bits=20)
+    p = _params(
+        DistributedMechanism.SKELLAM, noise_multiplier=0.5, expected_clients=n, dimension=d, bits=20
+    )
     enc = DistributedDPEncoder(p)
     xs = dict(enumerate(_vectors(n, d, 1.0, seed=9), start=1))
     result = protocols.simulate(
@@ -400,7 +437,9 @@ DEMO_DDG = DistributedDiscreteGaussianDpEvent(
 
 
 def _demo_run(mechanism: dp_accounting.DpEvent) -> dp_accounting.DpEvent:
-    return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(0.5, mechanism), 30)
+    return dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(0.5, mechanism), 30
+    )
 
 
 def test_demo_figure_is_within_a_hair_of_the_gaussian_pld() -> None:
@@ -425,10 +464,14 @@ def test_ledger_routes_distributed_gaussian_to_the_tighter_bound() -> None:
     for kind in ("rdp", "pld"):
         ledger = PrivacyLedger(accountant=kind)
         for _ in range(30):
-            ledger.spend(RoundRecord(DEMO_DDG, ClientSampling.from_counts(50, 100), participants=("a",)))
+            ledger.spend(
+                RoundRecord(DEMO_DDG, ClientSampling.from_counts(50, 100), participants=("a",))
+            )
         expected = distributed_pld_epsilon(_demo_run(DEMO_DDG), 1e-3)
         assert ledger.population_epsilon(1e-3) == pytest.approx(expected, rel=1e-9)
-        assert ledger.population_epsilon(1e-3) < compute_epsilon(_demo_run(DEMO_DDG), 1e-3, accountant="rdp")
+        assert ledger.population_epsilon(1e-3) < compute_epsilon(
+            _demo_run(DEMO_DDG), 1e-3, accountant="rdp"
+        )
         # no amplification per client: the unsampled composition
         assert ledger.worst_client_epsilon(1e-3) == pytest.approx(
             distributed_pld_epsilon(dp_accounting.SelfComposedDpEvent(DEMO_DDG, 30), 1e-3), rel=1e-9

@@ -371,9 +371,10 @@ def test_worst_client_epsilon_is_the_unamplified_maximum() -> None:
     assert ledger.worst_client_epsilon(1e-5) == max(clients.values()) == clients["a"]
     # holds against a server that picks the cohort: far above the amplified figure
     assert ledger.worst_client_epsilon(1e-5) > 3 * ledger.population_epsilon(1e-5)
-    assert ledger.worst_client_epsilon(1e-5, accountant="rdp") == ledger.client_epsilons(
-        1e-5, accountant="rdp"
-    )["a"]
+    assert (
+        ledger.worst_client_epsilon(1e-5, accountant="rdp")
+        == ledger.client_epsilons(1e-5, accountant="rdp")["a"]
+    )
     # a round without a participant list counts against every client
     ledger.spend(RoundRecord(G(1.0), sampling, participants=None))
     assert ledger.worst_client_epsilon(1e-5) == pytest.approx(
@@ -391,4 +392,6 @@ def test_sample_level_default_is_the_tightest_valid_accountant() -> None:
     pld, rdp = compute_epsilon(event, 1e-5), compute_epsilon(event, 1e-5, accountant="rdp")
     assert pld < rdp
     assert ledger.sample_level_epsilons(1e-5)["a"] == pytest.approx(pld, rel=1e-12)
-    assert ledger.sample_level_epsilons(1e-5, accountant="rdp")["a"] == pytest.approx(rdp, rel=1e-12)
+    assert ledger.sample_level_epsilons(1e-5, accountant="rdp")["a"] == pytest.approx(
+        rdp, rel=1e-12
+    )

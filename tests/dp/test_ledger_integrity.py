@@ -20,7 +20,9 @@ G = dp_accounting.GaussianDpEvent
 def _ledger(rounds: int = 5, z: float = 1.0) -> PrivacyLedger:
     ledger = PrivacyLedger()
     for _ in range(rounds):
-        ledger.spend(RoundRecord(G(z), ClientSampling.from_counts(10, 100), participants=("a", "b")))
+        ledger.spend(
+            RoundRecord(G(z), ClientSampling.from_counts(10, 100), participants=("a", "b"))
+        )
     return ledger
 
 

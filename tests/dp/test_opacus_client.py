@@ -121,12 +121,22 @@ def test_training_learns_and_reports_events() -> None:
 def test_accountants_persist(kind: OpacusAccountantKind) -> None:
     model, loader = _model(), _data()
     r1 = train_private_round(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader,
-        noise_multiplier=1.5, max_grad_norm=1.0, accountant=kind, max_steps=4,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader,
+        noise_multiplier=1.5,
+        max_grad_norm=1.0,
+        accountant=kind,
+        max_steps=4,
     )
     r2 = train_private_round(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader,
-        noise_multiplier=1.5, max_grad_norm=1.0, state=r1.client_state, max_steps=4,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader,
+        noise_multiplier=1.5,
+        max_grad_norm=1.0,
+        state=r1.client_state,
+        max_steps=4,
     )
     assert r1.steps == 4 and r2.client_state.accountant is kind and r2.client_state.steps == 8
     assert 0 < r1.client_state.epsilon(DELTA) < r2.client_state.epsilon(DELTA)
@@ -152,13 +162,23 @@ def test_budget_is_enforced_before_training() -> None:
     state = OpacusClientState(history=((1.0, 1 / 6, 60),))
     with pytest.raises(BudgetExceededError):
         train_private_round(
-            model, torch.optim.SGD(model.parameters(), lr=0.1), loader,
-            noise_multiplier=1.0, max_grad_norm=1.0, state=state, budget=(state.epsilon(DELTA) + 0.01, DELTA),
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            state=state,
+            budget=(state.epsilon(DELTA) + 0.01, DELTA),
         )
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
     ok = train_private_round(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader,
-        noise_multiplier=1.0, max_grad_norm=1.0, state=state, budget=(50.0, DELTA),
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        state=state,
+        budget=(50.0, DELTA),
     )
     assert ok.client_state.steps == 66
 
@@ -167,12 +187,37 @@ def test_rejects_what_opacus_cannot_privatise() -> None:
     loader = _data()
     bn = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
     with pytest.raises(InvalidParameterError, match="ModuleValidator.fix"):
-        train_private_round(bn, torch.optim.SGD(bn.parameters(), lr=0.1), loader, noise_multiplier=1.0, max_grad_norm=1.0)
+        train_private_round(
+            bn,
+            torch.optim.SGD(bn.parameters(), lr=0.1),
+            loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+        )
     model = _model()
     other = _model(2)
     with pytest.raises(InvalidParameterError):
-        train_private_round(model, torch.optim.SGD(other.parameters(), lr=0.1), loader, noise_multiplier=1.0, max_grad_norm=1.0)
+        train_private_round(
+            model,
+            torch.optim.SGD(other.parameters(), lr=0.1),
+            loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+        )
     with pytest.raises(InvalidParameterError):
-        train_private_round(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, noise_multiplier=0.0, max_grad_norm=1.0)
+        train_private_round(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            loader,
+            noise_multiplier=0.0,
+            max_grad_norm=1.0,
+        )
     with pytest.raises(InvalidParameterError):
-        train_private_round(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, noise_multiplier=1.0, max_grad_norm=1.0, epochs=0)
+        train_private_round(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            epochs=0,
+        )

@@ -27,7 +27,9 @@ def _seed(tag: int) -> bytes:
     return bytes([tag]) * 32
 
 
-def _chi_square_pvalue(draws: npt.NDArray[np.int64], pmf: npt.NDArray[np.float64], lo: int) -> float:
+def _chi_square_pvalue(
+    draws: npt.NDArray[np.int64], pmf: npt.NDArray[np.float64], lo: int
+) -> float:
     """Chi-square goodness of fit; ``pmf[i]`` is P[X = lo + i]; tails merged until >= 5 expected."""
     n = draws.shape[0]
     expected = pmf * n
@@ -73,7 +75,9 @@ def test_discrete_gaussian_variance_helper_matches_theory() -> None:
     # Poisson summation: Var = sigma^2 (1 - 8 pi^2 sigma^2 exp(-2 pi^2 sigma^2) + ...)
     for sigma in (1.0, 1.2):
         deficit = 8 * math.pi**2 * sigma**2 * math.exp(-2 * math.pi**2 * sigma**2)
-        assert discrete_gaussian_variance(sigma) == pytest.approx(sigma**2 * (1 - deficit), rel=1e-12)
+        assert discrete_gaussian_variance(sigma) == pytest.approx(
+            sigma**2 * (1 - deficit), rel=1e-12
+        )
     assert discrete_gaussian_variance(2.0) == pytest.approx(4.0, rel=1e-15)
     # small sigma: variance is far below sigma^2 (mass concentrates on {-1, 0, 1})
     p1 = math.exp(-1 / (2 * 0.3**2))
@@ -202,11 +206,15 @@ def test_large_rate_log_pmf_matches_high_precision() -> None:
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
     for mu in (1000.0, 3.0e6, 2.0**40):
-        ks = np.array([mu - 7 * math.sqrt(mu), mu - 1, mu, mu + 0.5 * math.sqrt(mu), mu + 9 * math.sqrt(mu)])
+        ks = np.array(
+            [mu - 7 * math.sqrt(mu), mu - 1, mu, mu + 0.5 * math.sqrt(mu), mu + 9 * math.sqrt(mu)]
+        )
         ks = np.floor(ks)
         ours = samplers._log_poisson_pmf(ks, mu, math.log(mu))
         for k, value in zip(ks, ours):
-            exact = -mpmath.mpf(mu) + int(k) * mpmath.log(mpmath.mpf(mu)) - mpmath.loggamma(int(k) + 1)
+            exact = (
+                -mpmath.mpf(mu) + int(k) * mpmath.log(mpmath.mpf(mu)) - mpmath.loggamma(int(k) + 1)
+            )
             assert abs(value - float(exact)) < 1e-9
 
 
