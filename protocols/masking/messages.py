@@ -53,10 +53,10 @@ from protocols.masking.records import (
     SeedEntry,
     SurvivorSignature,
     blob_field,
-    client_id_field,
     ids_field,
     optional_field,
     records_field,
+    set_id_field,
     word_dtype,
 )
 from protocols.stages import Stage
@@ -119,20 +119,17 @@ class Message:
     recipient: int = SERVER_ID
 
     def __post_init__(self) -> None:
-        set_field = object.__setattr__
-        set_field(
-            self,
-            "round_id",
-            require_int("round_id", self.round_id, lo=0, hi=MAX_ROUND_ID, error=MessageError),
-        )
-        if self.FROM_SERVER:
-            require_int("sender", self.sender, lo=SERVER_ID, hi=SERVER_ID, error=MessageError)
-            set_field(self, "sender", SERVER_ID)
-            set_field(self, "recipient", client_id_field("recipient", self.recipient))
-        else:
-            set_field(self, "sender", client_id_field("sender", self.sender))
-            require_int("recipient", self.recipient, lo=SERVER_ID, hi=SERVER_ID, error=MessageError)
-            set_field(self, "recipient", SERVER_ID)
+        rid = self.round_id
+        if type(rid) is not int or not 0 <= rid <= MAX_ROUND_ID:
+            rid = require_int("round_id", rid, lo=0, hi=MAX_ROUND_ID, error=MessageError)
+            object.__setattr__(self, "round_id", rid)
+        server, client = ("sender", "recipient") if self.FROM_SERVER else ("recipient", "sender")
+        if type(getattr(self, server)) is not int or getattr(self, server) != SERVER_ID:
+            require_int(
+                server, getattr(self, server), lo=SERVER_ID, hi=SERVER_ID, error=MessageError
+            )
+            object.__setattr__(self, server, SERVER_ID)
+        set_id_field(self, client)
 
     @property
     def client_id(self) -> int:

@@ -66,19 +66,39 @@ def word_dtype(bits: int) -> type[np.uint32] | type[np.uint64]:
     return np.uint32 if bits <= 32 else np.uint64
 
 
+# each check has a fast path for the well-formed value (records arrive by the thousand)
+# and leaves the verdict on anything else to secagg.validation
+
+
 def client_id_field(name: str, value: object) -> int:
     """``value`` as a client id in ``[1, 2^63 - 1]``, else :class:`MessageError`."""
+    if type(value) is int and 0 < value <= MAX_CLIENT_ID:
+        return value
     return require_int(name, value, lo=1, hi=MAX_CLIENT_ID, error=MessageError)
 
 
 def blob_field(name: str, value: object, *, size: int | None = None) -> bytes:
     """``value`` as bytes of exactly ``size`` (or at most ``MAX_BLOB``), else ``MessageError``."""
+    if type(value) is bytes and (
+        len(value) == size if size is not None else len(value) <= MAX_BLOB
+    ):
+        return value
     return require_bytes(name, value, size=size, max_size=MAX_BLOB, error=MessageError)
 
 
 def optional_field(name: str, value: object, size: int) -> bytes:
     """``value`` as bytes, empty (absent) or exactly ``size`` long, else :class:`MessageError`."""
+    if type(value) is bytes and (not value or len(value) == size):
+        return value
     return require_bytes(name, value, sizes=(0, size), error=MessageError)
+
+
+def set_id_field(record: object, name: str) -> None:
+    """Check the client id field ``name`` of ``record``, stored as a plain ``int``."""
+    value = getattr(record, name)
+    checked = client_id_field(name, value)
+    if checked is not value:
+        object.__setattr__(record, name, checked)
 
 
 def ids_field(name: str, value: object) -> tuple[int, ...]:
@@ -116,7 +136,7 @@ class PeerKeys:
     seed_commitment: bytes = b""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "client_id", client_id_field("client_id", self.client_id))
+        set_id_field(self, "client_id")
         blob_field("mask_public", self.mask_public, size=PUBLIC_KEY_BYTES)
         blob_field("share_public", self.share_public, size=PUBLIC_KEY_BYTES)
         optional_field("signature", self.signature, SIGNATURE_BYTES)
@@ -132,7 +152,7 @@ class SeedEntry:
     commitment: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "client_id", client_id_field("client_id", self.client_id))
+        set_id_field(self, "client_id")
         blob_field("commitment", self.commitment, size=COMMITMENT_BYTES)
 
 
@@ -144,7 +164,7 @@ class Attestation:
     signature: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "peer", client_id_field("peer", self.peer))
+        set_id_field(self, "peer")
         blob_field("signature", self.signature, size=SIGNATURE_BYTES)
 
 
@@ -156,7 +176,7 @@ class EncryptedShare:
     ciphertext: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "peer", client_id_field("peer", self.peer))
+        set_id_field(self, "peer")
         blob_field("ciphertext", self.ciphertext)
 
 
@@ -169,7 +189,7 @@ class SurvivorSignature:
     signer_key: bytes = b""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signer", client_id_field("signer", self.signer))
+        set_id_field(self, "signer")
         blob_field("signature", self.signature, size=SIGNATURE_BYTES)
         optional_field("signer_key", self.signer_key, PUBLIC_KEY_BYTES)
 
@@ -182,5 +202,5 @@ class RevealedShare:
     share: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "owner", client_id_field("owner", self.owner))
+        set_id_field(self, "owner")
         blob_field("share", self.share)
