@@ -4,8 +4,11 @@
 fraction, minimum aggregate size); :func:`secagg_parameters` and
 :func:`secagg_plus_parameters` derive the SecAgg / SecAgg+ graph degree and Shamir
 threshold from it or raise :class:`~secagg.errors.InfeasibleThreatModelError`.
-The attacks (:mod:`threat_models.attacks`) and the evaluation harness are imported
-explicitly (they need torch).
+The attacks (:mod:`threat_models.attacks`) and the evaluation harness
+(:mod:`threat_models.evaluation`) are imported explicitly: the attacks on data and the
+harness need the ``eval`` extra (torch); the attacks on the protocol itself
+(:mod:`threat_models.attacks.protocol_level`, :mod:`threat_models.attacks.lying_server`)
+run with the core install.
 
 How to choose the threat model, the cohort, the noise, the ring, the Paillier key and the
 protocol, with the figures behind each choice, is the page below (``PARAMETERS.md`` in

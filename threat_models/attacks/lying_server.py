@@ -28,21 +28,18 @@ from protocols.masking.graph import harary_graph, seeded_ring
 from protocols.masking.masks import apply_masks, reduce_words
 from protocols.masking.messages import (
     AdvertiseKeys,
-    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
-    EncryptedShare,
     KeyBroadcast,
     MaskedInput,
     Message,
-    PeerKeys,
     ShareForward,
     ShareKeys,
-    Stage,
-    SurvivorSignature,
     UnmaskRequest,
     UnmaskResponse,
 )
+from protocols.masking.records import Attestation, EncryptedShare, PeerKeys, SurvivorSignature
+from protocols.stages import Stage
 from secagg.errors import InvalidParameterError, SecAggError, ShareError
 from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
 from secagg.primitives.shamir import Share, reconstruct

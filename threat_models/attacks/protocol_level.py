@@ -63,34 +63,27 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from protocols.masking.client import advertise_transcript, cohort_digest
 from protocols.masking.config import Hardening
 from protocols.masking.driver import RoundRunner, setup_round
 from protocols.masking.masks import apply_masks, reduce_words
 from protocols.masking.messages import (
     AdvertiseKeys,
-    Attestation,
     ConsistencyRequest,
     ConsistencySignature,
-    EncryptedShare,
     KeyBroadcast,
     MaskedInput,
     Message,
-    PeerKeys,
     ShareForward,
     ShareKeys,
-    Stage,
-    SurvivorSignature,
     UnmaskRequest,
     UnmaskResponse,
 )
-from protocols.paillier import (
-    DecryptionRequest,
-    PaillierHardening,
-    PartialDecryptionMessage,
-    Upload,
-    setup_paillier_round,
-)
+from protocols.masking.records import Attestation, EncryptedShare, PeerKeys, SurvivorSignature
+from protocols.masking.transcripts import advertise_transcript, cohort_digest
+from protocols.paillier.config import PaillierHardening
+from protocols.paillier.driver import setup_paillier_round
+from protocols.paillier.messages import DecryptionRequest, PartialDecryptionMessage, Upload
+from protocols.stages import Stage
 from secagg.errors import InvalidParameterError, SecAggError
 from secagg.primitives.aead import ShareCipher
 from secagg.primitives.encoding import FixedPointEncoder
