@@ -109,7 +109,9 @@ class MaskingConformance(ProtocolConformance):
             if len(dropped) == self.padding_drop:
                 break
             trial = {*dropped, v}
-            if all(len(server.true_neighbours(u) - trial) >= t for u in server.ids if u not in trial):
+            if all(
+                len(server.true_neighbours(u) - trial) >= t for u in server.ids if u not in trial
+            ):
                 dropped.append(v)
         assert len(dropped) == self.padding_drop, "no dropout pattern keeps t neighbours"
         return dropped
@@ -120,11 +122,16 @@ class MaskingConformance(ProtocolConformance):
 
     def padding_attack(self, *, weakened: bool) -> PaddingOutcome:
         rng = np.random.default_rng(17)
-        inputs = {c: rng.integers(0, 2**BITS, self.attack_dimension, dtype=np.uint64) for c in self.client_ids()}
+        inputs = {
+            c: rng.integers(0, 2**BITS, self.attack_dimension, dtype=np.uint64)
+            for c in self.client_ids()
+        }
         m = self.padding_min_size
         threat = dataclasses.replace(self.threat_model, min_aggregate_size=m)
         hardening = PADDING_BASELINE if weakened else Hardening()
-        runner = setup_round(inputs, bits=BITS, protocol=self.protocol, threat_model=threat, hardening=hardening)
+        runner = setup_round(
+            inputs, bits=BITS, protocol=self.protocol, threat_model=threat, hardening=hardening
+        )
         padding: list[int] = []
 
         def plan(server: LyingServer) -> tuple[list[int], list[int]]:
@@ -134,7 +141,9 @@ class MaskingConformance(ProtocolConformance):
 
         total, real, harvest = padded_survivors_attack(runner, plan)
         expected = np.sum([inputs[c] for c in real], axis=0, dtype=np.uint64) % np.uint64(2**BITS)
-        released = sum(map(len, harvest.self_mask.values())) + sum(map(len, harvest.mask_key.values()))
+        released = sum(map(len, harvest.self_mask.values())) + sum(
+            map(len, harvest.mask_key.values())
+        )
         return PaddingOutcome(
             real=real,
             listed=tuple(sorted({*real, *padding})),
@@ -155,7 +164,9 @@ class MaskingConformance(ProtocolConformance):
         logs: Mapping[int, RoundLog] | None,
         like: Any = None,
     ) -> Any:
-        runner = self.open_round(updates, round_id=round_id, identities=like.identities if like is not None else None)
+        runner = self.open_round(
+            updates, round_id=round_id, identities=like.identities if like is not None else None
+        )
         if logs is not None:
             config = runner.server.config
             for cid in sorted(runner.clients):
@@ -200,10 +211,16 @@ class MaskingConformance(ProtocolConformance):
         return aggregate, result.survivors
 
     def reveals_secrets(self, message: Any) -> bool:
-        return isinstance(message, UnmaskResponse) and bool(message.self_mask_shares or message.mask_key_shares)
+        return isinstance(message, UnmaskResponse) and bool(
+            message.self_mask_shares or message.mask_key_shares
+        )
 
-    def masked_payloads(self, server_view: Sequence[Any]) -> list[tuple[npt.NDArray[np.uint64], int]]:
-        return [(m.words.astype(np.uint64), m.bits) for m in server_view if isinstance(m, MaskedInput)]
+    def masked_payloads(
+        self, server_view: Sequence[Any]
+    ) -> list[tuple[npt.NDArray[np.uint64], int]]:
+        return [
+            (m.words.astype(np.uint64), m.bits) for m in server_view if isinstance(m, MaskedInput)
+        ]
 
     def forge_both_listed(self, round_: Any) -> tuple[int, Any]:
         for cid, request in sorted(round_.pending.items()):
@@ -225,7 +242,10 @@ class MaskingConformance(ProtocolConformance):
             cohort = message.cohort
             out += [
                 replace(message, cohort=cohort[:-1]),
-                replace(message, cohort=tuple(v for v in cohort if v != message.recipient) + (UNKNOWN_ID,)),
+                replace(
+                    message,
+                    cohort=tuple(v for v in cohort if v != message.recipient) + (UNKNOWN_ID,),
+                ),
                 replace(message, cohort=(cohort[0], cohort[0], *cohort[2:])),
                 replace(message, cohort=tuple(reversed(cohort))),
             ]
@@ -260,38 +280,72 @@ class MaskingConformance(ProtocolConformance):
             peers = message.peers
             first = peers[0]
             out += [
-                replace(message, peers=peers[1:] + (dataclasses.replace(first, client_id=UNKNOWN_ID),)),
+                replace(
+                    message, peers=peers[1:] + (dataclasses.replace(first, client_id=UNKNOWN_ID),)
+                ),
                 replace(message, peers=(first, first, *peers[2:])),
-                replace(message, peers=(dataclasses.replace(first, share_public=peers[1].share_public), *peers[1:])),
+                replace(
+                    message,
+                    peers=(
+                        dataclasses.replace(first, share_public=peers[1].share_public),
+                        *peers[1:],
+                    ),
+                ),
             ]
             if first.signature:
-                out.append(replace(message, peers=(dataclasses.replace(first, signature=_flip(first.signature)), *peers[1:])))
+                out.append(
+                    replace(
+                        message,
+                        peers=(
+                            dataclasses.replace(first, signature=_flip(first.signature)),
+                            *peers[1:],
+                        ),
+                    )
+                )
             if message.reveals:
                 reveals = message.reveals
                 out += [
                     replace(message, reveals=(_flip(reveals[0]), *reveals[1:])),
                     replace(message, reveals=reveals[1:]),
-                    replace(message, peers=(dataclasses.replace(first, seed_commitment=_flip(first.seed_commitment)), *peers[1:])),
+                    replace(
+                        message,
+                        peers=(
+                            dataclasses.replace(
+                                first, seed_commitment=_flip(first.seed_commitment)
+                            ),
+                            *peers[1:],
+                        ),
+                    ),
                 ]
         elif isinstance(message, ShareKeys):
             shares = message.shares
             out += [
                 replace(message, shares=shares[1:]),
-                replace(message, shares=(*shares[1:], EncryptedShare(UNKNOWN_ID, shares[0].ciphertext))),
+                replace(
+                    message, shares=(*shares[1:], EncryptedShare(UNKNOWN_ID, shares[0].ciphertext))
+                ),
             ]
         elif isinstance(message, ShareForward):
             forwarded = message.shares
             head = forwarded[0]
             out += [
                 replace(message, shares=(head, head, *forwarded[2:])),
-                replace(message, shares=(EncryptedShare(UNKNOWN_ID, head.ciphertext), *forwarded[1:])),
+                replace(
+                    message, shares=(EncryptedShare(UNKNOWN_ID, head.ciphertext), *forwarded[1:])
+                ),
             ]
             if round_stages(self.threat_model.server)[1] is not Stage.GRAPH_SEED:
                 # against a lying server a share that does not open is reported (the round
                 # restarts without its sender), not refused: see test_unopenable_share_is_reported
                 out += [
-                    replace(message, shares=(EncryptedShare(head.peer, _flip(head.ciphertext)), *forwarded[1:])),
-                    replace(message, shares=(EncryptedShare(head.peer, forwarded[1].ciphertext), *forwarded[1:])),
+                    replace(
+                        message,
+                        shares=(EncryptedShare(head.peer, _flip(head.ciphertext)), *forwarded[1:]),
+                    ),
+                    replace(
+                        message,
+                        shares=(EncryptedShare(head.peer, forwarded[1].ciphertext), *forwarded[1:]),
+                    ),
                 ]
         elif isinstance(message, MaskedInput):
             words = message.words
@@ -319,12 +373,24 @@ class MaskingConformance(ProtocolConformance):
             if message.signatures:
                 sig = message.signatures[0]
                 out.append(
-                    replace(message, signatures=(dataclasses.replace(sig, signature=_flip(sig.signature)), *message.signatures[1:]))
+                    replace(
+                        message,
+                        signatures=(
+                            dataclasses.replace(sig, signature=_flip(sig.signature)),
+                            *message.signatures[1:],
+                        ),
+                    )
                 )
             if message.attestations:
                 att = message.attestations[0]
                 out += [
-                    replace(message, attestations=(Attestation(att.peer, _flip(att.signature)), *message.attestations[1:])),
+                    replace(
+                        message,
+                        attestations=(
+                            Attestation(att.peer, _flip(att.signature)),
+                            *message.attestations[1:],
+                        ),
+                    ),
                     replace(message, attestations=message.attestations[1:]),
                     replace(message, key_sharers=message.key_sharers[1:]),
                 ]
@@ -332,8 +398,17 @@ class MaskingConformance(ProtocolConformance):
             revealed = message.self_mask_shares
             out += [
                 replace(message, self_mask_shares=revealed[1:]),
-                replace(message, self_mask_shares=(RevealedShare(revealed[0].owner, revealed[0].share[:-1]), *revealed[1:])),
-                replace(message, self_mask_shares=(RevealedShare(UNKNOWN_ID, revealed[0].share), *revealed[1:])),
+                replace(
+                    message,
+                    self_mask_shares=(
+                        RevealedShare(revealed[0].owner, revealed[0].share[:-1]),
+                        *revealed[1:],
+                    ),
+                ),
+                replace(
+                    message,
+                    self_mask_shares=(RevealedShare(UNKNOWN_ID, revealed[0].share), *revealed[1:]),
+                ),
             ]
         return out
 

@@ -138,7 +138,9 @@ def test_seed_reproduces_simulation_randomness_only() -> None:
 
 def test_wire_off_and_no_view() -> None:
     updates = _updates()
-    result = simulate(updates, wire=False, record_view=False, protocol="secagg", threat_model=CURIOUS)
+    result = simulate(
+        updates, wire=False, record_view=False, protocol="secagg", threat_model=CURIOUS
+    )
     assert result.server_view == ()
     assert np.allclose(result.aggregate, sum(updates.values()), atol=1e-6)
 
@@ -146,7 +148,9 @@ def test_wire_off_and_no_view() -> None:
 def test_explicit_parameters_and_unhardened_option() -> None:
     updates = _updates(n=7)
     params = check_parameters(7, 4, 3, CURIOUS)
-    result = simulate(updates, parameters=params, hardening=Hardening.unhardened(), dropouts={"masked_input": [1]})
+    result = simulate(
+        updates, parameters=params, hardening=Hardening.unhardened(), dropouts={"masked_input": [1]}
+    )
     assert result.details["degree"] == 4 and result.details["threshold"] == 3
     assert np.allclose(result.aggregate, sum(updates[c] for c in result.survivors), atol=1e-6)
 
@@ -189,9 +193,7 @@ def test_too_few_survivors_aborts() -> None:
 def test_paillier_dispatch_returns_the_shared_result_type() -> None:
     pytest.importorskip("protocols.paillier")
     updates = _updates(n=4, d=8)
-    result = simulate(
-        updates, protocol="paillier", key_bits=512, hazmat_allow_weak_key=True
-    )
+    result = simulate(updates, protocol="paillier", key_bits=512, hazmat_allow_weak_key=True)
     assert isinstance(result, SimulationResult)
     assert np.allclose(result.aggregate, sum(updates.values()), atol=1e-5)
     assert result.protocol == "paillier"
@@ -250,7 +252,10 @@ def _corrupt_self_mask_shares(runner: Any, responders: Any, owner: int | None = 
         for r in reply.self_mask_shares:
             if r.owner == target:
                 share = Share.from_bytes(r.share)
-                r = RevealedShare(r.owner, dataclasses.replace(share, value=(share.value + 1) % (1 << 256)).to_bytes())
+                r = RevealedShare(
+                    r.owner,
+                    dataclasses.replace(share, value=(share.value + 1) % (1 << 256)).to_bytes(),
+                )
             shares.append(r)
         runner.outbox[cid] = [dataclasses.replace(reply, self_mask_shares=tuple(shares))]
 
@@ -274,7 +279,9 @@ def test_too_many_corrupted_shares_abort_the_round() -> None:
     runner.deliver_requests()
     t = runner.server.config.threshold
     owner = 1
-    holders = [c for c, (r,) in runner.outbox.items() if any(x.owner == owner for x in r.self_mask_shares)]
+    holders = [
+        c for c, (r,) in runner.outbox.items() if any(x.owner == owner for x in r.self_mask_shares)
+    ]
     _corrupt_self_mask_shares(runner, holders[: len(holders) - t + 1], owner)
     with pytest.raises(ProtocolAbortError, match="inconsistent"):
         runner.run()
@@ -283,14 +290,18 @@ def test_too_many_corrupted_shares_abort_the_round() -> None:
 def test_server_memory_is_one_vector() -> None:
     """The server keeps a running sum, not the masked inputs."""
     inputs = _inputs(n=6, d=64)
-    runner = setup_round(inputs, bits=24, protocol="secagg", threat_model=CURIOUS, record_view=False)
+    runner = setup_round(
+        inputs, bits=24, protocol="secagg", threat_model=CURIOUS, record_view=False
+    )
     runner.run_until(Stage.MASKED_INPUT)
     runner.collect()
     arrays = [v for v in vars(runner.server).values() if isinstance(v, np.ndarray)]
     assert len(arrays) == 1 and arrays[0].shape == (64,)
 
 
-@pytest.mark.parametrize("ids", [[0, 1, 2, 3, 4, 5], ["alice", "bob", "carol", "dave", "erin", "frank"]])
+@pytest.mark.parametrize(
+    "ids", [[0, 1, 2, 3, 4, 5], ["alice", "bob", "carol", "dave", "erin", "frank"]]
+)
 def test_ids_from_zero_and_strings(ids: list[object]) -> None:
     updates = {cid: np.full(3, float(i + 1)) for i, cid in enumerate(ids)}
     result = simulate(updates, protocol="secagg", dropouts={"masked_input": [ids[2]]})

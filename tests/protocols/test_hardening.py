@@ -69,7 +69,9 @@ def _both_listed(runner: RoundRunner, victim: int) -> dict[int, UnmaskRequest]:
     for cid, request in runner.pending.items():
         assert isinstance(request, UnmaskRequest)
         if cid != victim and victim in runner.clients[cid].masking_set:
-            forged[cid] = dataclasses.replace(request, dropped=tuple(sorted({*request.dropped, victim})))
+            forged[cid] = dataclasses.replace(
+                request, dropped=tuple(sorted({*request.dropped, victim}))
+            )
     return forged
 
 
@@ -99,7 +101,9 @@ def test_both_listed_against_unhardened_baseline_recovers_the_victims_input() ->
         (reply,) = runner.send_to_client(cid, request)
         assert isinstance(reply, UnmaskResponse)
         assert runner.clients[cid].revealed[victim] == {ShareKind.SELF_MASK, ShareKind.MASK_KEY}
-        self_mask += [Share.from_bytes(r.share) for r in reply.self_mask_shares if r.owner == victim]
+        self_mask += [
+            Share.from_bytes(r.share) for r in reply.self_mask_shares if r.owner == victim
+        ]
         mask_key += [Share.from_bytes(r.share) for r in reply.mask_key_shares if r.owner == victim]
     assert len(self_mask) >= t and len(mask_key) >= t
     seed = reconstruct(self_mask)
@@ -115,7 +119,12 @@ def test_both_listed_against_unhardened_baseline_recovers_the_victims_input() ->
         peer_keys = advertised[peer]
         assert isinstance(peer_keys, AdvertiseKeys)
         pair_seed = derive_pair_key(
-            keys, peer_keys.mask_public, purpose=Purpose.MASK_SEED, round_id=rid, self_id=victim, peer_id=peer
+            keys,
+            peer_keys.mask_public,
+            purpose=Purpose.MASK_SEED,
+            round_id=rid,
+            self_id=victim,
+            peer_id=peer,
         )
         MaskPRG(pair_seed, BITS).add_into(acc, subtract=victim < peer)
     assert np.array_equal(acc, inputs[victim])
@@ -218,7 +227,9 @@ def test_signed_keys_replayed_from_an_older_round(round_bound: bool) -> None:
             share_public=old_keys[peer.client_id].share_public,
             signature=old_keys[peer.client_id].signature,
         )
-        forged = dataclasses.replace(request, peers=(replayed, *[p for p in request.peers if p is not peer]))
+        forged = dataclasses.replace(
+            request, peers=(replayed, *[p for p in request.peers if p is not peer])
+        )
         with pytest.raises(AuthenticationError):
             new.send_to_client(cid, forged)
         _finish_and_check(new, inputs)
@@ -245,7 +256,9 @@ def test_different_models_are_detected(bound: bool) -> None:
     inputs = _inputs(seed=6)
     hashes = {cid: bytes(32) for cid in IDS}
     hashes[1] = b"\x01" * 32  # the server sent client 1 a different global model
-    runner = _round(MALICIOUS, inputs, model_hash=hashes, hardening=Hardening(model_bound_signatures=bound))
+    runner = _round(
+        MALICIOUS, inputs, model_hash=hashes, hardening=Hardening(model_bound_signatures=bound)
+    )
     if bound:
         with pytest.raises(AuthenticationError):
             runner.run()
@@ -292,7 +305,11 @@ def test_signatures_on_another_set_are_refused() -> None:
     sigs = tuple(collected[v] for v in sorted(collected) if v not in (gone, cid))
     assert len(sigs) >= runner.server.config.threshold
     forged = dataclasses.replace(
-        honest, recipient=cid, survivors=smaller, dropped=tuple(sorted({*honest.dropped, gone})), signatures=sigs
+        honest,
+        recipient=cid,
+        survivors=smaller,
+        dropped=tuple(sorted({*honest.dropped, gone})),
+        signatures=sigs,
     )
     with pytest.raises(AuthenticationError):
         runner.send_to_client(cid, forged)

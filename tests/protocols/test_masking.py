@@ -17,7 +17,9 @@ from secagg.primitives.prg import MaskPRG, PrgAlgorithm
 @pytest.mark.parametrize("d", [1, 1000, CHUNK_WORDS + 3, 3 * CHUNK_WORDS])
 def test_matches_maskprg(bits: int, algorithm: PrgAlgorithm, d: int) -> None:
     seeds = [os.urandom(32) for _ in range(5)]
-    start = np.random.default_rng(bits).integers(0, 2**bits if bits < 64 else 2**63, d, dtype=np.uint64)
+    start = np.random.default_rng(bits).integers(
+        0, 2**bits if bits < 64 else 2**63, d, dtype=np.uint64
+    )
     acc = start.copy()
     apply_masks(acc, add=seeds[:3], subtract=seeds[3:], algorithm=algorithm)
     reduce_words(acc, bits)

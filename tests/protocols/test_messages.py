@@ -50,21 +50,60 @@ def _samples() -> list[Message]:
         RoundStart(round_id=RID, recipient=3, neighbours=(1, 2, 4, 5)),
         RoundStart(round_id=RID, recipient=3, neighbours=(), cohort=(1, 2, 3, 4, 5)),
         AdvertiseKeys(round_id=RID, sender=3, mask_public=key, share_public=key2, signature=sig),
-        AdvertiseKeys(round_id=RID, sender=3, mask_public=key, share_public=key2, round_public=key, seed_commitment=key2),
+        AdvertiseKeys(
+            round_id=RID,
+            sender=3,
+            mask_public=key,
+            share_public=key2,
+            round_public=key,
+            seed_commitment=key2,
+        ),
         SeedRequest(round_id=RID, recipient=3, entries=(SeedEntry(1, key), SeedEntry(3, key2))),
         SeedReveal(round_id=RID, sender=3, reveal=key),
-        KeyBroadcast(round_id=RID, recipient=3, peers=(PeerKeys(1, key, key2, sig, key, key2),), reveals=(key, key2)),
+        KeyBroadcast(
+            round_id=RID,
+            recipient=3,
+            peers=(PeerKeys(1, key, key2, sig, key, key2),),
+            reveals=(key, key2),
+        ),
         AdvertiseKeys(round_id=RID, sender=3, mask_public=key, share_public=key2),
-        KeyBroadcast(round_id=RID, recipient=3, peers=(PeerKeys(1, key, key2, sig), PeerKeys(2, key2, key))),
-        ShareKeys(round_id=RID, sender=3, shares=(EncryptedShare(1, b"abc"), EncryptedShare(2, b"")), commitment=key),
+        KeyBroadcast(
+            round_id=RID, recipient=3, peers=(PeerKeys(1, key, key2, sig), PeerKeys(2, key2, key))
+        ),
+        ShareKeys(
+            round_id=RID,
+            sender=3,
+            shares=(EncryptedShare(1, b"abc"), EncryptedShare(2, b"")),
+            commitment=key,
+        ),
         ShareForward(round_id=RID, recipient=3, shares=(EncryptedShare(1, b"xyz" * 40),)),
-        MaskedInput(round_id=RID, sender=3, bits=32, words=rng.integers(0, 2**32, 17, dtype=np.uint64).astype(np.uint32)),
-        MaskedInput(round_id=RID, sender=3, bits=20, words=rng.integers(0, 2**20, 5, dtype=np.uint64).astype(np.uint32)),
-        MaskedInput(round_id=RID, sender=3, bits=62, words=rng.integers(0, 2**62, 9, dtype=np.uint64)),
-        MaskedInput(round_id=RID, sender=3, bits=64, words=np.array([2**64 - 1, 0], dtype=np.uint64)),
+        MaskedInput(
+            round_id=RID,
+            sender=3,
+            bits=32,
+            words=rng.integers(0, 2**32, 17, dtype=np.uint64).astype(np.uint32),
+        ),
+        MaskedInput(
+            round_id=RID,
+            sender=3,
+            bits=20,
+            words=rng.integers(0, 2**20, 5, dtype=np.uint64).astype(np.uint32),
+        ),
+        MaskedInput(
+            round_id=RID, sender=3, bits=62, words=rng.integers(0, 2**62, 9, dtype=np.uint64)
+        ),
+        MaskedInput(
+            round_id=RID, sender=3, bits=64, words=np.array([2**64 - 1, 0], dtype=np.uint64)
+        ),
         ConsistencyRequest(round_id=RID, recipient=3, survivors=(1, 3, 2**63 - 1)),
         ConsistencySignature(round_id=RID, sender=3, signature=sig),
-        UnmaskRequest(round_id=RID, recipient=3, survivors=(1, 3), dropped=(2,), signatures=(SurvivorSignature(1, sig),)),
+        UnmaskRequest(
+            round_id=RID,
+            recipient=3,
+            survivors=(1, 3),
+            dropped=(2,),
+            signatures=(SurvivorSignature(1, sig),),
+        ),
         UnmaskRequest(round_id=0, recipient=3, survivors=(), dropped=()),
         UnmaskRequest(
             round_id=RID,
@@ -75,7 +114,9 @@ def _samples() -> list[Message]:
             key_sharers=(1, 2, 3),
             attestations=(Attestation(1, sig),),
         ),
-        MaskedInput(round_id=RID, sender=3, bits=32, words=np.arange(3, dtype=np.uint32), attestation=sig),
+        MaskedInput(
+            round_id=RID, sender=3, bits=32, words=np.arange(3, dtype=np.uint32), attestation=sig
+        ),
         UnmaskResponse(
             round_id=RID,
             sender=3,
@@ -119,7 +160,9 @@ def test_masked_input_is_decoded_without_copy_and_read_only() -> None:
     back = decode_message(data)
     assert isinstance(back, MaskedInput)
     assert not back.words.flags.writeable
-    assert len(data) == 28 + 4 + 4 + 1 + 4 + 4 * msg.words.size  # header, attestation, rejected, bits, count, words
+    assert (
+        len(data) == 28 + 4 + 4 + 1 + 4 + 4 * msg.words.size
+    )  # header, attestation, rejected, bits, count, words
     with pytest.raises(ValueError):
         back.words[0] = 1
 

@@ -53,7 +53,9 @@ def test_weight_encoder_bound_defaults_to_a_power_of_two_and_refuses_a_larger_we
 @pytest.mark.parametrize("protocol", ["secagg", "paillier"])
 def test_both_drivers_refuse_a_negative_weight_with_the_same_message(protocol: str) -> None:
     updates = {1: np.ones(2), 2: np.ones(2), 3: np.ones(2)}
-    with pytest.raises(InvalidParameterError, match=r"weights must be finite and non-negative, got -1\.0"):
+    with pytest.raises(
+        InvalidParameterError, match=r"weights must be finite and non-negative, got -1\.0"
+    ):
         if protocol == "paillier":
             simulate_paillier(updates, weights={1: 1.0, 2: 1.0, 3: -1.0})
         else:
