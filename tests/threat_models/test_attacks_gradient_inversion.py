@@ -219,3 +219,14 @@ def test_inputs_are_validated(digits: ImageData) -> None:
         gi.dlg(model, [torch.zeros(3)], batch_size=1, image_shape=(1, 8, 8))
     with pytest.raises(InvalidParameterError):
         gi.unflatten_like(torch.zeros(5), list(model.parameters()))
+
+
+def test_first_layer_reconstruction_reads_flat_and_per_parameter_updates() -> None:
+    model = make_mlp(64, 16, 10, activation=Activation.SIGMOID, seed=0)
+    x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    grads = gi.model_gradient(model, x, torch.tensor([3]))
+    weight, bias = gi.first_linear(model, grads)
+    expected = gi.closed_form_first_layer(weight, bias, (1, 8, 8))
+    flat = gi.flatten(grads)
+    for update in (grads, flat, flat.numpy()):
+        assert torch.equal(gi.first_layer_reconstruction(model, update, (1, 8, 8)), expected)

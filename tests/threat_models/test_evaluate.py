@@ -22,6 +22,7 @@ from threat_models.evaluation import (
     Expectation,
     Family,
     Outcome,
+    Protection,
     Row,
     run_evaluation,
     summary_table,
@@ -214,3 +215,47 @@ def test_config_is_validated() -> None:
         EvaluationConfig(threads=0)
     with pytest.raises(InvalidParameterError):
         EvaluationConfig(families=frozenset())
+
+
+def _protected(defense: str, protection: Protection, *, control: bool = False) -> Row:
+    return Row(
+        Family.MODEL_LEVEL,
+        "a",
+        defense,
+        "s",
+        "psnr_db",
+        30.0,
+        10.0,
+        "b",
+        True,
+        None,
+        positive_control=control,
+        protection=protection,
+    )
+
+
+def test_groupings_read_the_protection_not_the_label() -> None:
+    rows = (
+        _protected("a label naming nothing", Protection.SECURE_AGGREGATION),
+        _protected("secure aggregation, said the label", Protection.DP),
+        _protected("secure aggregation (baseline)", Protection.UNHARDENED, control=True),
+        _protected("x", Protection.SECURE_AGGREGATION_DP),
+    )
+    result = EvaluationResult(EvaluationConfig(quick=True), rows, (), (), {}, "ideal sum")
+    assert result.not_stopped_by_secure_aggregation() == (rows[0], rows[3])
+    assert all("protection" not in row.to_json() for row in rows)
+    assert rows[0].to_json()["defense"] == "a label naming nothing"
+
+
+def test_every_row_of_the_fast_families_names_its_protection(
+    fast_result: EvaluationResult,
+) -> None:
+    protocol = [r for r in fast_result.rows if r.family is Family.PROTOCOL_LEVEL]
+    assert {r.protection for r in protocol if r.positive_control} == {Protection.UNHARDENED}
+    assert {r.protection for r in protocol if not r.positive_control} == {
+        Protection.SECURE_AGGREGATION
+    }
+    sybil = {r.defense: r.protection for r in fast_result.rows if r.attack == "Sybil"}
+    assert sorted(sybil.values()) == sorted(
+        [Protection.SECURE_AGGREGATION, Protection.SECURE_AGGREGATION_DP, Protection.DP]
+    )
