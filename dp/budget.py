@@ -45,13 +45,16 @@ class PrivacyBudget:
             raise InvalidParameterError(f"budget delta must lie in (0, 1), got {delta}")
         object.__setattr__(self, "scope", BudgetScope(self.scope))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"epsilon": self.epsilon, "delta": self.delta, "scope": self.scope.value}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyBudget:
+    def from_dict(cls, data: Mapping[str, object]) -> PrivacyBudget:
+        fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         try:
-            return cls(float(data["epsilon"]), float(data["delta"]), BudgetScope(data["scope"]))
+            return cls(
+                float(fields["epsilon"]), float(fields["delta"]), BudgetScope(fields["scope"])
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameterError(f"malformed budget {data!r}: {exc}") from exc
 

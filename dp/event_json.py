@@ -59,7 +59,7 @@ def _value_to_json(value: Any) -> Any:
     raise InvalidParameterError(f"cannot serialise a field of type {type(value).__name__}")
 
 
-def event_to_dict(event: dp_accounting.DpEvent) -> dict[str, Any]:
+def event_to_dict(event: dp_accounting.DpEvent) -> dict[str, object]:
     """JSON-compatible dictionary of an event: ``{"@type": class name, field: value, ...}``.
 
     Nested events become nested dictionaries; sequences become lists.
@@ -87,7 +87,7 @@ def _value_from_json(value: Any) -> Any:
     raise InvalidParameterError(f"unexpected value in a serialised event: {value!r}")
 
 
-def event_from_dict(data: Mapping[str, Any]) -> dp_accounting.DpEvent:
+def event_from_dict(data: Mapping[str, object]) -> dp_accounting.DpEvent:
     """Inverse of :func:`event_to_dict`; only known event classes are instantiated.
 
     Raises:

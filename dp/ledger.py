@@ -508,7 +508,7 @@ class PrivacyLedger:
         )
 
     # ---------------------------------------------------------------- persistence
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "format": LEDGER_FORMAT,
             "version": LEDGER_VERSION,
@@ -572,31 +572,32 @@ class PrivacyLedger:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyLedger:
+    def from_dict(cls, data: Mapping[str, object]) -> PrivacyLedger:
         """Rebuild a ledger; the recorded rounds are history and are not re-checked."""
-        if not isinstance(data, Mapping) or data.get("format") != LEDGER_FORMAT:
+        fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
+        if not isinstance(data, Mapping) or fields.get("format") != LEDGER_FORMAT:
             raise InvalidParameterError(f"not a privacy ledger (expected format {LEDGER_FORMAT!r})")
-        version = data.get("version")
+        version = fields.get("version")
         if version not in READABLE_VERSIONS:
             raise InvalidParameterError(
                 f"unsupported ledger version {version!r} (this library reads {READABLE_VERSIONS})"
             )
         try:
-            relation = NeighboringRelation[data.get("neighboring_relation", "ADD_OR_REMOVE_ONE")]
+            relation = NeighboringRelation[fields.get("neighboring_relation", "ADD_OR_REMOVE_ONE")]
             ledger = cls(
-                budgets=[PrivacyBudget.from_dict(b) for b in data.get("budgets", [])],
-                accountant=data.get("accountant", AccountantKind.PLD.value),
+                budgets=[PrivacyBudget.from_dict(b) for b in fields.get("budgets", [])],
+                accountant=fields.get("accountant", AccountantKind.PLD.value),
                 neighboring_relation=relation,
                 pld_discretization=float(
-                    data.get("pld_discretization", DEFAULT_PLD_DISCRETIZATION)
+                    fields.get("pld_discretization", DEFAULT_PLD_DISCRETIZATION)
                 ),
             )
-            rounds = data["rounds"]
+            rounds = fields["rounds"]
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameterError(f"malformed ledger: {exc}") from exc
         if not isinstance(rounds, list):
             raise InvalidParameterError("malformed ledger: rounds must be a list")
-        ledger_id = data.get("ledger_id")
+        ledger_id = fields.get("ledger_id")
         if ledger_id is not None:
             if not isinstance(ledger_id, str) or not 1 <= len(ledger_id) <= 128:
                 raise InvalidParameterError("malformed ledger: ledger_id must be a short string")

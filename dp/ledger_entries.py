@@ -111,17 +111,18 @@ class ClientSampling:
             population, int(round(self.rate * population)), mechanism
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"rate": self.rate, "population": self.population, "scheme": self.scheme.value}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClientSampling:
+    def from_dict(cls, data: Mapping[str, object]) -> ClientSampling:
+        fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         try:
-            population = data.get("population")
+            population = fields.get("population")
             return cls(
-                float(data["rate"]),
+                float(fields["rate"]),
                 None if population is None else int(population),
-                SamplingScheme(data.get("scheme", SamplingScheme.POISSON.value)),
+                SamplingScheme(fields.get("scheme", SamplingScheme.POISSON.value)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameterError(f"malformed sampling {data!r}: {exc}") from exc
@@ -156,7 +157,7 @@ class LocalDpSgd:
             step = dp_accounting.PoissonSampledDpEvent(self.sample_rate, step)
         return dp_accounting.SelfComposedDpEvent(step, self.steps)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "noise_multiplier": self.noise_multiplier,
             "sample_rate": self.sample_rate,
@@ -164,10 +165,13 @@ class LocalDpSgd:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LocalDpSgd:
+    def from_dict(cls, data: Mapping[str, object]) -> LocalDpSgd:
+        fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         try:
             return cls(
-                float(data["noise_multiplier"]), float(data["sample_rate"]), int(data["steps"])
+                float(fields["noise_multiplier"]),
+                float(fields["sample_rate"]),
+                int(fields["steps"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameterError(f"malformed local DP-SGD entry {data!r}: {exc}") from exc
@@ -302,7 +306,7 @@ class RoundRecord:
         """The round's population-level event: the mechanism under the cohort sampling."""
         return self.sampling.wrap(self.mechanism)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "mechanism": event_to_dict(self.mechanism),
             "sampling": self.sampling.to_dict(),
@@ -314,22 +318,23 @@ class RoundRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
+    def from_dict(cls, data: Mapping[str, object]) -> RoundRecord:
+        fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         if not isinstance(data, Mapping):
             raise InvalidParameterError("a round must be a JSON object")
         try:
-            local_raw = data.get("local_dp_sgd") or {}
+            local_raw = fields.get("local_dp_sgd") or {}
             local = {
                 str(c): tuple(LocalDpSgd.from_dict(s) for s in steps)
                 for c, steps in local_raw.items()
             }
-            participants = data.get("participants")
+            participants = fields.get("participants")
             return cls(
-                mechanism=event_from_dict(data["mechanism"]),
-                sampling=ClientSampling.from_dict(data["sampling"]),
+                mechanism=event_from_dict(fields["mechanism"]),
+                sampling=ClientSampling.from_dict(fields["sampling"]),
                 participants=None if participants is None else tuple(str(p) for p in participants),
                 local_dp_sgd=local,
-                note=str(data.get("note", "")),
+                note=str(fields.get("note", "")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidParameterError(f"malformed round {data!r}: {exc}") from exc

@@ -20,7 +20,6 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from secagg.errors import InvalidParameterError, LedgerIntegrityError
 from secagg.validation import is_int
@@ -70,12 +69,12 @@ class LedgerDocument:
     ``None`` when the caller gave the key or nothing was checked.
     """
 
-    data: dict[str, Any]
+    data: dict[str, object]
     signed: bool
     key_record: KeyRecord | None = None
 
 
-def _canonical(body: Mapping[str, Any]) -> bytes:
+def _canonical(body: Mapping[str, object]) -> bytes:
     try:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -83,7 +82,7 @@ def _canonical(body: Mapping[str, Any]) -> bytes:
     return text.encode("ascii")
 
 
-def ledger_mac(body: Mapping[str, Any], key: bytes) -> str:
+def ledger_mac(body: Mapping[str, object], key: bytes) -> str:
     """HMAC-SHA256 (hex) of a ledger's dictionary (:meth:`dp.ledger.PrivacyLedger.to_dict`).
 
     Input: a domain-separation prefix, then the dictionary as canonical JSON (sorted keys,
@@ -163,7 +162,7 @@ def read_key_file(key_file: str) -> KeyRecord:
 
 def write_ledger_file(
     path: str | os.PathLike[str],
-    body: Mapping[str, Any],
+    body: Mapping[str, object],
     *,
     ledger_id: str,
     rounds: int,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -155,7 +155,7 @@ class OpacusClientState:
             [sampled_gaussian_event(z, q, s) for z, q, s in self.history]
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """A versioned JSON-compatible dict."""
         return {
             "version": _STATE_VERSION,
@@ -164,13 +164,14 @@ class OpacusClientState:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OpacusClientState:
+    def from_dict(cls, data: Mapping[str, object]) -> OpacusClientState:
         """Inverse of :meth:`to_dict`."""
-        if not isinstance(data, Mapping) or data.get("version") != _STATE_VERSION:
+        fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
+        if not isinstance(data, Mapping) or fields.get("version") != _STATE_VERSION:
             raise InvalidParameterError("not an OpacusClientState dict of a supported version")
         return cls(
-            accountant=OpacusAccountantKind(data["accountant"]),
-            history=tuple(tuple(e) for e in data["history"]),  # type: ignore[misc]
+            accountant=OpacusAccountantKind(fields["accountant"]),
+            history=tuple(tuple(e) for e in fields["history"]),  # type: ignore[misc]
         )
 
 
@@ -269,7 +270,7 @@ def train_private_round(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer
     | Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
-    data_loader: DataLoader[Any],
+    data_loader: DataLoader[Sequence[object]],
     *,
     noise_multiplier: float,
     max_grad_norm: float,
