@@ -139,7 +139,7 @@ def train_model(
     """Train an MLP on ``data`` restricted to ``members`` (boolean mask), with or without DP-SGD.
 
     Without DP: Adam on shuffled mini-batches. With DP: DP-SGD (Adam on clipped,
-    noised per-example gradients) through the library's Opacus client helper
+    noised per-example gradients) through the library's Opacus client
     (:func:`dp.opacus_client.train_private_round`: Poisson sampling with rate
     ``batch / members``, per-example clipping, Gaussian noise from the AES-CTR PRG), for
     ``epochs * round(members / batch)`` steps; epsilon comes from the chosen Opacus
