@@ -29,15 +29,9 @@ from typing import TYPE_CHECKING
 from secagg import _moved
 
 if TYPE_CHECKING:
-    from dp.accounting import (
-        AccountantKind,
-        AccountantLimitError,
-        compute_delta,
-        compute_epsilon,
-        distributed_epsilon,
-        distributed_pld_epsilon,
-        make_accountant,
-    )
+    from dp.accountants.base import AccountantKind, AccountantLimitError
+    from dp.accountants.distributed_pld import distributed_epsilon, distributed_pld_epsilon
+    from dp.accountants.factory import compute_delta, compute_epsilon, make_accountant
     from dp.audit import (
         ClopperPearsonAuditResult,
         OneRunAuditResult,
@@ -45,6 +39,7 @@ if TYPE_CHECKING:
         one_run_audit,
         one_run_epsilon_lower_bound,
     )
+    from dp.budget import BudgetScope, PrivacyBudget
     from dp.canaries import CanaryClients
     from dp.central import CentralGaussianMechanism, NoisedAggregate
     from dp.clipping import (
@@ -69,12 +64,10 @@ if TYPE_CHECKING:
         select_parameters_for_threat_model,
     )
     from dp.events import DistributedDiscreteGaussianDpEvent, DistributedSkellamDpEvent
-    from dp.ledger import (
-        BudgetScope,
+    from dp.ledger import PrivacyLedger
+    from dp.ledger_entries import (
         ClientSampling,
         LocalDpSgd,
-        PrivacyBudget,
-        PrivacyLedger,
         RoundRecord,
         SamplingScheme,
         local_dp_sgd_from_opacus,
@@ -128,21 +121,21 @@ _LAZY = {
     "OpacusRoundResult": "dp.opacus_client",
     "train_private_round": "dp.opacus_client",
     # accounting and auditing
-    "AccountantKind": "dp.accounting",
-    "compute_epsilon": "dp.accounting",
-    "compute_delta": "dp.accounting",
-    "make_accountant": "dp.accounting",
-    "AccountantLimitError": "dp.accounting",
-    "distributed_pld_epsilon": "dp.accounting",
-    "distributed_epsilon": "dp.accounting",
+    "AccountantKind": "dp.accountants.base",
+    "compute_epsilon": "dp.accountants.factory",
+    "compute_delta": "dp.accountants.factory",
+    "make_accountant": "dp.accountants.factory",
+    "AccountantLimitError": "dp.accountants.base",
+    "distributed_pld_epsilon": "dp.accountants.distributed_pld",
+    "distributed_epsilon": "dp.accountants.distributed_pld",
     "PrivacyLedger": "dp.ledger",
-    "PrivacyBudget": "dp.ledger",
-    "BudgetScope": "dp.ledger",
-    "ClientSampling": "dp.ledger",
-    "SamplingScheme": "dp.ledger",
-    "RoundRecord": "dp.ledger",
-    "LocalDpSgd": "dp.ledger",
-    "local_dp_sgd_from_opacus": "dp.ledger",
+    "PrivacyBudget": "dp.budget",
+    "BudgetScope": "dp.budget",
+    "ClientSampling": "dp.ledger_entries",
+    "SamplingScheme": "dp.ledger_entries",
+    "RoundRecord": "dp.ledger_entries",
+    "LocalDpSgd": "dp.ledger_entries",
+    "local_dp_sgd_from_opacus": "dp.ledger_entries",
     "OneRunAuditResult": "dp.audit",
     "ClopperPearsonAuditResult": "dp.audit",
     "one_run_audit": "dp.audit",
