@@ -42,10 +42,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HEAVY_MODULES = ("torch", "opacus", "sklearn", "matplotlib", "flwr")
 
 #: Modules that need an extra -> the extra their error must name.
-GUARDED_MODULES = {
+GUARDED_MODULES: dict[str, str | None] = {
     "dp.opacus_client": "torch",
-    "threat_models.attacks": "eval",
-    "threat_models.attacks.lying_server": "eval",
+    # the protocol attacks drive the real state machines and need no extra
+    "threat_models.attacks": None,
+    "threat_models.attacks.lying_server": None,
+    "threat_models.attacks.protocol_level": None,
+    "threat_models.attacks.gradient_inversion": "eval",
+    "threat_models.attacks.model_level": "eval",
     "threat_models.data": "eval",
     "threat_models.evaluation": "eval",
     "threat_models.evaluation.report": "eval",
