@@ -40,7 +40,7 @@ ones, also at construction of a message object) and changes no state; its sender
 out and the round goes on (:mod:`protocols.paillier.driver`). The package mirrors
 :mod:`protocols.masking`: ``config``, ``messages`` (the strict wire codec, magic
 ``"SAPM"``), ``client``, ``server``, ``driver``, plus what Paillier has of its own:
-``decryptor``, ``party``, ``verification``, ``encoding`` and the distributed key
+``decryptor``, ``party``, ``runner``, ``verification``, ``encoding`` and the distributed key
 generation (``keygen``, ``keygen_party``, ``keygen_server``, ``keygen_messages``).
 Every public name is re-exported here.
 """
@@ -55,7 +55,6 @@ from protocols.paillier.config import PaillierHardening, PaillierRoundConfig
 from protocols.paillier.decryptor import PaillierDecryptor
 from protocols.paillier.driver import (
     PaillierRoundOutcome,
-    PaillierRoundRunner,
     PaillierSetup,
     run_round,
     setup_paillier_round,
@@ -77,6 +76,7 @@ from protocols.paillier.messages import (
     encode_message,
 )
 from protocols.paillier.party import PaillierParty
+from protocols.paillier.runner import PaillierRoundRunner
 from protocols.paillier.server import PaillierResult, PaillierServer
 from protocols.paillier.verification import (
     contribution_transcript,
