@@ -76,6 +76,8 @@ __all__ = [
 
 
 class AuditMethod(str, Enum):
+    """How an audit turns its counts into an epsilon lower bound."""
+
     ONE_RUN = "one_run"
     CLOPPER_PEARSON = "clopper_pearson"
 

@@ -46,10 +46,12 @@ class PrivacyBudget:
         object.__setattr__(self, "scope", BudgetScope(self.scope))
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-compatible dictionary of this budget."""
         return {"epsilon": self.epsilon, "delta": self.delta, "scope": self.scope.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> PrivacyBudget:
+        """Inverse of :meth:`to_dict`; a malformed dictionary is an ``InvalidParameterError``."""
         fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         try:
             return cls(
@@ -69,10 +71,12 @@ class BudgetStatus:
 
     @property
     def exceeded(self) -> bool:
+        """Whether the tracked epsilon is above the budget."""
         return self.epsilon > self.budget.epsilon
 
     @property
     def remaining(self) -> float:
+        """Epsilon left before the budget is reached (negative once exceeded)."""
         return self.budget.epsilon - self.epsilon
 
 
@@ -85,6 +89,7 @@ class SpendReport:
 
     @property
     def exceeded(self) -> tuple[BudgetStatus, ...]:
+        """The statuses whose budget would be exceeded."""
         return tuple(s for s in self.statuses if s.exceeded)
 
 

@@ -104,6 +104,7 @@ class CanaryClients:
     # ---------------------------------------------------------------- identity
     @property
     def canary_ids(self) -> tuple[str, ...]:
+        """The ids of every canary, included or not (what the server may see)."""
         return self._ids
 
     @property
@@ -113,14 +114,17 @@ class CanaryClients:
 
     @property
     def included_ids(self) -> tuple[str, ...]:
+        """The ids of the canaries whose updates take part (the secret membership)."""
         return tuple(cid for cid, inc in zip(self._ids, self._included) if inc)
 
     @property
     def dimension(self) -> int:
+        """Length of every canary update."""
         return self._d
 
     @property
     def norm(self) -> float:
+        """L2 norm of every canary update."""
         return self._norm
 
     def __len__(self) -> int:
@@ -193,6 +197,7 @@ class CanaryClients:
 
     @property
     def observations(self) -> int:
+        """How many released aggregates have been observed."""
         return self._observations
 
     def _flat(self, released: npt.ArrayLike) -> FloatArray:

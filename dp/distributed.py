@@ -572,14 +572,17 @@ class DistributedDPEncoder:
 
     @property
     def parameters(self) -> DistributedDPParameters:
+        """The agreed configuration this encoder implements."""
         return self._params
 
     @property
     def bits(self) -> int:
+        """Bits of the ring the encodings live in."""
         return self._params.bits
 
     @property
     def max_clients(self) -> int:
+        """The configured cohort: the most encodings one decoded sum may hold."""
         return self._params.expected_clients
 
     @property

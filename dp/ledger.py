@@ -176,18 +176,22 @@ class PrivacyLedger:
 
     @property
     def budgets(self) -> tuple[PrivacyBudget, ...]:
+        """The budgets :meth:`spend` enforces."""
         return self._budgets
 
     @property
     def accountant(self) -> AccountantKind:
+        """The accountant used for enforcement and, by default, for reports."""
         return self._accountant
 
     @property
     def neighboring_relation(self) -> NeighboringRelation:
+        """The neighbouring relation of every guarantee the ledger reports."""
         return self._relation
 
     @property
     def pld_discretization(self) -> float:
+        """Value discretization interval of the PLD accountant."""
         return self._pld_discretization
 
     @property
@@ -509,6 +513,7 @@ class PrivacyLedger:
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, object]:
+        """The ledger as a JSON-compatible dictionary (what :meth:`save` signs)."""
         return {
             "format": LEDGER_FORMAT,
             "version": LEDGER_VERSION,
@@ -613,6 +618,7 @@ class PrivacyLedger:
 
     @classmethod
     def from_json(cls, text: str) -> PrivacyLedger:
+        """Parse :meth:`to_json` text; no integrity check (use :meth:`load` for files)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -112,10 +112,12 @@ class ClientSampling:
         )
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-compatible dictionary of this entry."""
         return {"rate": self.rate, "population": self.population, "scheme": self.scheme.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ClientSampling:
+        """Inverse of :meth:`to_dict`; a malformed dictionary is an ``InvalidParameterError``."""
         fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         try:
             population = fields.get("population")
@@ -152,12 +154,14 @@ class LocalDpSgd:
         object.__setattr__(self, "sample_rate", q)
 
     def event(self) -> dp_accounting.DpEvent:
+        """The DP event of these steps: ``steps`` (Poisson-subsampled) Gaussians."""
         step: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         if self.sample_rate < 1.0:
             step = dp_accounting.PoissonSampledDpEvent(self.sample_rate, step)
         return dp_accounting.SelfComposedDpEvent(step, self.steps)
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-compatible dictionary of this entry."""
         return {
             "noise_multiplier": self.noise_multiplier,
             "sample_rate": self.sample_rate,
@@ -166,6 +170,7 @@ class LocalDpSgd:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LocalDpSgd:
+        """Inverse of :meth:`to_dict`; a malformed dictionary is an ``InvalidParameterError``."""
         fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         try:
             return cls(
@@ -307,6 +312,7 @@ class RoundRecord:
         return self.sampling.wrap(self.mechanism)
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-compatible dictionary of this entry."""
         return {
             "mechanism": event_to_dict(self.mechanism),
             "sampling": self.sampling.to_dict(),
@@ -319,6 +325,7 @@ class RoundRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RoundRecord:
+        """Inverse of :meth:`to_dict`; a malformed dictionary is an ``InvalidParameterError``."""
         fields: Mapping[str, Any] = data  # parsed JSON: converted and checked below
         if not isinstance(data, Mapping):
             raise InvalidParameterError("a round must be a JSON object")
