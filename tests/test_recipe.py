@@ -1,4 +1,5 @@
-"""The recipe: secure aggregation with DP around a user's FL loop, end to end through the protocols."""
+"""The recipe: secure aggregation with DP around a user's FL loop, end to end through the
+protocols."""
 
 from __future__ import annotations
 
@@ -61,7 +62,10 @@ def test_structures_come_back_as_they_were_given() -> None:
     aggregator = SecureAggregator(population=n, dp="none", client_ids=list(state_dicts))
     mean = aggregator.mean(state_dicts)
     assert list(mean) == ["layer.weight", "layer.bias"]
-    assert isinstance(mean["layer.weight"], torch.Tensor) and mean["layer.weight"].dtype == torch.float32
+    assert (
+        isinstance(mean["layer.weight"], torch.Tensor)
+        and mean["layer.weight"].dtype == torch.float32
+    )
     assert mean["layer.bias"].dtype == torch.float64 and tuple(mean["layer.weight"].shape) == (2, 3)
     expected = torch.stack([s["layer.weight"] for s in state_dicts.values()]).mean(0)
     assert torch.allclose(mean["layer.weight"], expected, atol=1e-6)
@@ -79,7 +83,9 @@ def test_weighted_mean_folds_the_weights_into_the_masked_vector() -> None:
     weights = {c: float(10 * (c + 1)) for c in range(n)}
     aggregator = SecureAggregator(population=n, dp="none", clip_norm=None, max_weight=100.0)
     mean = aggregator.mean(updates, weights=weights)
-    expected = np.average([updates[c]["w"] for c in range(n)], axis=0, weights=[weights[c] for c in range(n)])
+    expected = np.average(
+        [updates[c]["w"] for c in range(n)], axis=0, weights=[weights[c] for c in range(n)]
+    )
     assert np.max(np.abs(mean["w"] - expected)) < 1e-6
 
 
@@ -117,7 +123,12 @@ def test_distributed_dp_noise_is_added_by_the_clients_and_accounted() -> None:
     threat = ThreatModel()
     zeros = {c: np.zeros(d) for c in range(n)}
     aggregator = SecureAggregator(
-        population=n, dp="distributed", noise_multiplier=z, clip_norm=clip, threat_model=threat, verify=True
+        population=n,
+        dp="distributed",
+        noise_multiplier=z,
+        clip_norm=clip,
+        threat_model=threat,
+        verify=True,
     )
     total = aggregator.sum(zeros)
     params = select_parameters_for_threat_model(
@@ -157,7 +168,11 @@ def test_distributed_dp_takes_the_pld_accountant_and_calibrates_to_the_ledgers_b
     runs = {}
     for accountant in ("pld", "rdp"):
         aggregator = SecureAggregator(
-            population=n, dp="distributed", accountant=accountant, target_epsilon=target, rounds=rounds
+            population=n,
+            dp="distributed",
+            accountant=accountant,
+            target_epsilon=target,
+            rounds=rounds,
         )
         for _ in range(rounds):
             aggregator.mean(updates)
@@ -185,7 +200,9 @@ def test_distributed_dp_takes_the_pld_accountant_and_calibrates_to_the_ledgers_b
 
 def test_distributed_dp_round_aborts_when_more_clients_drop_than_the_noise_allows() -> None:
     n = 10
-    aggregator = SecureAggregator(population=n, dp="distributed", threat_model=ThreatModel(dropout_fraction=0.1))
+    aggregator = SecureAggregator(
+        population=n, dp="distributed", threat_model=ThreatModel(dropout_fraction=0.1)
+    )
     assert ThreatModel(dropout_fraction=0.1).max_dropouts(n) == 1
     with pytest.raises(ThresholdNotMetError):
         aggregator.mean(numpy_updates(n), dropouts={"masked_input": [1, 2]})
@@ -274,7 +291,9 @@ def test_sample_cohort_is_a_poisson_sample() -> None:
         ({"population": 1}, InvalidParameterError),
     ],
 )
-def test_invalid_configurations_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
+def test_invalid_configurations_are_refused(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
     config: dict[str, object] = {"population": 10}
     config.update(kwargs)
     with pytest.raises(error):
@@ -289,7 +308,9 @@ def test_invalid_updates_are_refused_and_change_nothing() -> None:
     with pytest.raises(EncodingError):
         aggregator.mean({**good, 3: {"w": np.full((3, 4), np.nan), "b": np.zeros(4)}})
     with pytest.raises(EncodingError):
-        aggregator.mean({**good, 3: {"w": np.full((3, 4), 1e6), "b": np.zeros(4)}})  # beyond value_bound
+        aggregator.mean(
+            {**good, 3: {"w": np.full((3, 4), 1e6), "b": np.zeros(4)}}
+        )  # beyond value_bound
     with pytest.raises(InvalidParameterError):
         aggregator.mean({0: good[0]})
     with pytest.raises(InvalidParameterError):

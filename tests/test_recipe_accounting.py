@@ -1,4 +1,5 @@
-"""The recipe feeds the accountants what actually happened, and says against whom each epsilon holds."""
+"""The recipe feeds the accountants what actually happened, and says against whom each
+epsilon holds."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from secagg.recipe import (
 )
 from threat_models.model import ServerClass, ThreatModel
 
-CURIOUS = ThreatModel(server=ServerClass.CURIOUS)  # the cheapest protocol run; accounting is the same
+CURIOUS = ThreatModel(
+    server=ServerClass.CURIOUS
+)  # the cheapest protocol run; accounting is the same
 
 
 def ones(ids: object, d: int = 8) -> dict[object, np.ndarray]:
@@ -42,7 +45,11 @@ def composed_gaussian(z: float, rounds: int, delta: float) -> float:
 
 def test_a_cohort_the_recipe_did_not_sample_is_accounted_as_full_participation() -> None:
     aggregator = SecureAggregator(
-        population=20, clients_per_round=4, protocol="secagg", dp="central", noise_multiplier=1,
+        population=20,
+        clients_per_round=4,
+        protocol="secagg",
+        dp="central",
+        noise_multiplier=1,
         threat_model=CURIOUS,
     )
     for _ in range(5):
@@ -59,7 +66,11 @@ def test_a_cohort_the_recipe_did_not_sample_is_accounted_as_full_participation()
 
 def test_only_a_subset_of_the_drawn_cohort_counts_amplification() -> None:
     aggregator = SecureAggregator(
-        population=40, clients_per_round=20, protocol="secagg", dp="central", noise_multiplier=2.0,
+        population=40,
+        clients_per_round=20,
+        protocol="secagg",
+        dp="central",
+        noise_multiplier=2.0,
         threat_model=CURIOUS,
     )
     cohort = aggregator.sample_cohort()
@@ -83,14 +94,18 @@ def test_only_a_subset_of_the_drawn_cohort_counts_amplification() -> None:
 
 
 def test_ids_outside_the_population_are_refused_and_change_nothing() -> None:
-    aggregator = SecureAggregator(population=100, clients_per_round=10, dp="central", threat_model=CURIOUS)
+    aggregator = SecureAggregator(
+        population=100, clients_per_round=10, dp="central", threat_model=CURIOUS
+    )
     with pytest.raises(ClientNotInPopulationError):
         aggregator.mean(ones([999, *range(9)]))
     small = SecureAggregator(population=4, dp="central", threat_model=CURIOUS)
     with pytest.raises(ClientNotInPopulationError):  # more clients than the population
         small.mean(ones(range(5)))
     assert len(aggregator.ledger) == len(small.ledger) == 0 and small.history == ()
-    named = SecureAggregator(population=5, dp="none", client_ids=list("abcde"), threat_model=CURIOUS)
+    named = SecureAggregator(
+        population=5, dp="none", client_ids=list("abcde"), threat_model=CURIOUS
+    )
     named.mean(ones("abcde"))
     with pytest.raises(ClientNotInPopulationError):
         named.mean(ones([*"abcd", "z"]))
@@ -121,14 +136,24 @@ def test_sample_cohort_has_the_accounted_law() -> None:
     population, expected, aggregators = 1000, 2, 400
     total = 0
     for _ in range(aggregators):  # one draw per round, so one draw per fresh aggregator
-        total += len(SecureAggregator(population=population, clients_per_round=expected, dp="none").sample_cohort())
+        total += len(
+            SecureAggregator(
+                population=population, clients_per_round=expected, dp="none"
+            ).sample_cohort()
+        )
     lo, hi = binom.interval(1 - 1e-6, population * aggregators, expected / population)
     assert lo <= total <= hi
 
 
-def test_a_too_small_sample_is_charged_and_releases_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_too_small_sample_is_charged_and_releases_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     aggregator = SecureAggregator(
-        population=30, clients_per_round=10, protocol="secagg", dp="central", noise_multiplier=1.0,
+        population=30,
+        clients_per_round=10,
+        protocol="secagg",
+        dp="central",
+        noise_multiplier=1.0,
         threat_model=CURIOUS,
     )
     monkeypatch.setattr(recipe_aggregator, "poisson_sample", lambda pool, num, den: [3])
@@ -168,9 +193,15 @@ def test_local_mode_refuses_clients_without_a_dp_record(local_dp: dict[int, obje
 # -- 4. against whom -----------------------------------------------------------------
 
 
-def test_the_headline_is_the_worst_clients_epsilon_and_the_amplified_one_names_its_assumption() -> None:
+def test_the_headline_is_the_worst_clients_epsilon_and_the_amplified_one_names_its_assumption() -> (
+    None
+):
     aggregator = SecureAggregator(
-        population=40, clients_per_round=20, protocol="secagg", dp="central", noise_multiplier=2.0,
+        population=40,
+        clients_per_round=20,
+        protocol="secagg",
+        dp="central",
+        noise_multiplier=2.0,
         threat_model=CURIOUS,
     )
     runs = 0
@@ -206,8 +237,13 @@ def test_the_headline_is_the_worst_clients_epsilon_and_the_amplified_one_names_i
 def test_target_epsilon_holds_for_a_client_in_every_round() -> None:
     target, rounds = 4.0, 3
     aggregator = SecureAggregator(
-        population=10, clients_per_round=5, dp="central", target_epsilon=target, rounds=rounds,
-        protocol="secagg", threat_model=CURIOUS,
+        population=10,
+        clients_per_round=5,
+        dp="central",
+        target_epsilon=target,
+        rounds=rounds,
+        protocol="secagg",
+        threat_model=CURIOUS,
     )
     for _ in range(rounds):
         aggregator.mean(ones(range(10)))  # every client, every round
@@ -219,7 +255,11 @@ def test_target_epsilon_holds_for_a_client_in_every_round() -> None:
 
 def test_paillier_with_distributed_dp_runs_a_cohort_larger_than_expected() -> None:
     aggregator = SecureAggregator(
-        population=100, clients_per_round=50, protocol="paillier", noise_multiplier=2.0, clip_norm=0.5,
+        population=100,
+        clients_per_round=50,
+        protocol="paillier",
+        noise_multiplier=2.0,
+        clip_norm=0.5,
         hazmat_paillier_key_bits=512,  # INSECURE size, to keep the test fast
     )
     aggregator.mean({c: np.full(5, 0.01) for c in range(52)})
@@ -238,7 +278,9 @@ def test_a_target_epsilon_that_drowns_the_mean_warns() -> None:
     assert aggregator.noise_multiplier is not None and aggregator.noise_multiplier > 50
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoisyAggregateWarning)
-        SecureAggregator(population=100, clients_per_round=50, dp="central", target_epsilon=8.0, rounds=10)
+        SecureAggregator(
+            population=100, clients_per_round=50, dp="central", target_epsilon=8.0, rounds=10
+        )
 
 
 # -- 9. the sample-level figure uses the tightest accountant, or the one chosen ----------------
@@ -250,7 +292,9 @@ def test_local_sample_level_epsilon_uses_pld_unless_told_otherwise() -> None:
         dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(1.0)), 300
     )
     default = SecureAggregator(population=5, dp="local", protocol="secagg", threat_model=CURIOUS)
-    chosen = SecureAggregator(population=5, dp="local", protocol="secagg", threat_model=CURIOUS, accountant="rdp")
+    chosen = SecureAggregator(
+        population=5, dp="local", protocol="secagg", threat_model=CURIOUS, accountant="rdp"
+    )
     for _ in range(3):
         default.mean(ones(range(5)), local_dp=steps)
         chosen.mean(ones(range(5)), local_dp=steps)
@@ -269,12 +313,20 @@ def test_local_sample_level_epsilon_uses_pld_unless_told_otherwise() -> None:
 
 def test_verify_reports_the_un_noised_distance_only_when_asked_explicitly() -> None:
     updates = ones(range(6))
-    safe = SecureAggregator(population=6, dp="central", verify=True, protocol="secagg", threat_model=CURIOUS)
+    safe = SecureAggregator(
+        population=6, dp="central", verify=True, protocol="secagg", threat_model=CURIOUS
+    )
     safe.mean(updates)
     assert safe.last_round is not None
-    assert safe.last_round.max_abs_difference is not None and safe.last_round.max_abs_dp_error is None
+    assert (
+        safe.last_round.max_abs_difference is not None and safe.last_round.max_abs_dp_error is None
+    )
     unsafe = SecureAggregator(
-        population=6, dp="central", verify="unsafe-plaintext", protocol="secagg", threat_model=CURIOUS
+        population=6,
+        dp="central",
+        verify="unsafe-plaintext",
+        protocol="secagg",
+        threat_model=CURIOUS,
     )
     unsafe.mean(updates)
     assert unsafe.last_round is not None and unsafe.last_round.max_abs_dp_error is not None

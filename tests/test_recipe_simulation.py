@@ -25,8 +25,15 @@ def seeded_run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnsafeSimulationWarning)
         aggregator = SecureAggregator(
-            population=10, clients_per_round=9, dp=dp, protocol=protocol, noise_multiplier=1.0, clip_norm=0.5,
-            simulation_seed=seed, hazmat_paillier_key_bits=512, paillier_committee=4,
+            population=10,
+            clients_per_round=9,
+            dp=dp,
+            protocol=protocol,
+            noise_multiplier=1.0,
+            clip_norm=0.5,
+            simulation_seed=seed,
+            hazmat_paillier_key_bits=512,
+            paillier_committee=4,
         )
     means = []
     for rnd in range(rounds):
@@ -54,9 +61,12 @@ def test_same_seed_gives_the_same_cohorts_noise_and_epsilons(dp: str) -> None:
 
 
 def test_paillier_with_the_same_seed_releases_the_same_noised_mean() -> None:
-    (first, first_means), (second, second_means) = (seeded_run(5, protocol="paillier", rounds=1) for _ in range(2))
+    (first, first_means), (second, second_means) = (
+        seeded_run(5, protocol="paillier", rounds=1) for _ in range(2)
+    )
     assert curve(first) == curve(second)
-    # the Paillier keys and the encryption randomness are fresh each run; the decrypted noised sum is not
+    # the Paillier keys and the encryption randomness are fresh each run; the decrypted
+    # noised sum is not
     assert np.array_equal(first_means[0], second_means[0])
 
 
@@ -76,29 +86,42 @@ def test_default_mode_draws_cohorts_from_the_os_csprng() -> None:
 
 def test_seeded_mode_warns_and_marks_the_ledger_and_the_statement() -> None:
     with pytest.warns(UnsafeSimulationWarning, match="NOT private"):
-        aggregator = SecureAggregator(population=10, clients_per_round=7, noise_multiplier=1.0, simulation_seed=3)
+        aggregator = SecureAggregator(
+            population=10, clients_per_round=7, noise_multiplier=1.0, simulation_seed=3
+        )
     cohort = aggregator.sample_cohort()
     aggregator.mean({c: UPDATES[c] for c in cohort})
     statement = aggregator.privacy()
     assert statement.simulation_seed == 3 and not statement.private
     assert statement.to_dict()["simulation_warning"] == SIMULATION_WARNING
-    assert all("simulation_seed=3" in r.note and "NOT private" in r.note for r in aggregator.ledger.rounds)
+    assert all(
+        "simulation_seed=3" in r.note and "NOT private" in r.note for r in aggregator.ledger.rounds
+    )
     assert "simulation_seed=3" in aggregator.ledger.to_json()
 
 
 def test_seeded_noise_has_the_configured_spread() -> None:
-    """The seeded shares go through the same sampler: the decoded noise of a sum of zeros matches."""
+    """The seeded shares go through the same sampler: the decoded noise of a sum of zeros
+    matches."""
     from secagg.recipe.encoders import SeededNoiseEncoder
     from secagg.recipe.planning import distributed_encoder
     from threat_models.model import ThreatModel
 
     threat_model = ThreatModel()
     inner = distributed_encoder(
-        threat_model, noise_multiplier=1.0, clip_norm=1.0, bits=32, cohort=8, dimension=1024, rotation_seed=bytes(32)
+        threat_model,
+        noise_multiplier=1.0,
+        clip_norm=1.0,
+        bits=32,
+        cohort=8,
+        dimension=1024,
+        rotation_seed=bytes(32),
     )
     params = inner.parameters
     randomness = SimulationRandomness(0)
-    encoder = SeededNoiseEncoder(inner, noise=randomness.stream("n"), rounding=randomness.stream("r").numpy_generator())
+    encoder = SeededNoiseEncoder(
+        inner, noise=randomness.stream("n"), rounding=randomness.stream("r").numpy_generator()
+    )
     summed = sum(encoder.encode(np.zeros(1024)) for _ in range(8)) & np.uint64((1 << 32) - 1)
     noise = encoder.decode_sum(summed, 8)
     expected = params.aggregate_error_stddev(8)

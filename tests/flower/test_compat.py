@@ -60,7 +60,12 @@ def test_the_flower_extra_pins_the_supported_range() -> None:
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -87,7 +92,8 @@ def test_import_with_an_unsupported_flower_warns() -> None:
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    import protocols.flower\n"
-        "print([type(w.message).__name__ for w in caught if 'protocols.flower supports' in str(w.message)])\n"
+        "print([type(w.message).__name__ for w in caught\n"
+        "       if 'protocols.flower supports' in str(w.message)])\n"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['UnsupportedFlowerVersionWarning']", done.stdout

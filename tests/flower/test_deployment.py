@@ -1,10 +1,11 @@
 """A real Flower deployment on loopback: SuperLink and SuperNodes as separate processes.
 
 The test starts a SuperLink and four SuperNodes, submits the app in ``deploy_app/`` with
-``flwr run``, and kills one SuperNode (SIGKILL, with its ClientApp process) while that client trains -- after
-it has shared its keys, in the middle of the masked-input stage. The round must finish
-with the other three: the aggregate equals the plaintext mean of the survivors' updates,
-which each client wrote down before sending. Every process is stopped in all cases.
+``flwr run``, and kills one SuperNode (SIGKILL, with its ClientApp process) while that
+client trains -- after it has shared its keys, in the middle of the masked-input stage.
+The round must finish with the other three: the aggregate equals the plaintext mean of
+the survivors' updates, which each client wrote down before sending. Every process is
+stopped in all cases.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from threat_models.model import ServerClass, ThreatModel  # noqa: E402
 APP_DIR = Path(__file__).parent / "deploy_app"
 #: the policy of deploy_app (kept in step with deploy_app/secagg_deploy_check/__init__.py)
 POLICY = SecAggPolicy(
-    threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0, dropout_fraction=0.25),
+    threat_model=ThreatModel(
+        server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0, dropout_fraction=0.25
+    ),
     dp=DPMode.NONE,
     clip_norm=None,
 )
@@ -44,11 +47,20 @@ def test_real_deployment_survives_a_supernode_killed_mid_round(tmp_path: Path) -
     results = tmp_path / "results"
     results.mkdir()
     started = time.monotonic()
-    with LocalDeployment(APP_DIR, num_supernodes=NODES, node_configs=node_configs, workdir=tmp_path / "flwr") as deployment:
+    with LocalDeployment(
+        APP_DIR, num_supernodes=NODES, node_configs=node_configs, workdir=tmp_path / "flwr"
+    ) as deployment:
         deployment.run(
-            {"result-dir": str(results), "victim": VICTIM, "expected-nodes": NODES, "train-timeout": 30.0}
+            {
+                "result-dir": str(results),
+                "victim": VICTIM,
+                "expected-nodes": NODES,
+                "train-timeout": 30.0,
+            }
         )
-        first = deployment.wait_for_file(results / "victim-training", results / "server.json", timeout=180)
+        first = deployment.wait_for_file(
+            results / "victim-training", results / "server.json", timeout=180
+        )
         assert first.name == "victim-training", (first.read_text(), deployment.logs_summary())
         deployment.kill_supernode(VICTIM)
         assert not deployment.supernode_alive(VICTIM)
@@ -99,7 +111,9 @@ def test_logs_are_followed_line_by_line_once(tmp_path: Path) -> None:
 
 def test_simulation_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterError, match="not for a simulation"):
-        LocalDeployment(APP_DIR, num_supernodes=2, simulation=True, node_configs=[{}, {}], workdir=tmp_path)
+        LocalDeployment(
+            APP_DIR, num_supernodes=2, simulation=True, node_configs=[{}, {}], workdir=tmp_path
+        )
     deployment = LocalDeployment(APP_DIR, num_supernodes=2, workdir=tmp_path)
     with pytest.raises(InvalidParameterError, match="simulation=True"):
         deployment.run(federation_config={"num-supernodes": 2})
@@ -116,13 +130,19 @@ def test_simulation_runtime_runs_the_app_through_flwr_run(tmp_path: Path) -> Non
     announced: list[str] = []
     lines: list[tuple[str, str]] = []
     with LocalDeployment(
-        APP_DIR, num_supernodes=nodes, workdir=tmp_path / "flwr", simulation=True, announce=announced.append
+        APP_DIR,
+        num_supernodes=nodes,
+        workdir=tmp_path / "flwr",
+        simulation=True,
+        announce=announced.append,
     ) as deployment:
         deployment.run(
             {"result-dir": str(results), "victim": -1, "expected-nodes": nodes},
             federation_config={"client-resources-num-cpus": 1, "init-args-num-cpus": 2},
         )
-        deployment.wait_for_file(results / "server.json", timeout=240, on_line=lambda n, t: lines.append((n, t)))
+        deployment.wait_for_file(
+            results / "server.json", timeout=240, on_line=lambda n, t: lines.append((n, t))
+        )
         assert deployment.wait_for_runs(60, on_line=lambda n, t: lines.append((n, t)))
         logs = deployment.logs_summary()
     assert [pid for pid in deployment.stopped_pids if process_alive(pid)] == [], logs
@@ -132,11 +152,16 @@ def test_simulation_runtime_runs_the_app_through_flwr_run(tmp_path: Path) -> Non
     server = json.loads((results / "server.json").read_text())
     assert "error" not in server, f"{server.get('error')}\n{logs}"
     assert server["dropped"] == [] and len(server["survivors"]) == nodes
-    by_node = {c["node_id"]: c for c in (json.loads((results / f"client-{p}.json").read_text()) for p in range(nodes))}
+    by_node = {
+        c["node_id"]: c
+        for c in (json.loads((results / f"client-{p}.json").read_text()) for p in range(nodes))
+    }
     assert sorted(by_node) == sorted(server["survivors"])
     expected = np.mean([c["update"] for c in by_node.values()], axis=0)
     quantum = cast(FixedPointEncoder, POLICY.encoder(nodes, len(expected))).quantum
     assert np.max(np.abs(np.asarray(server["update"]) - expected)) < quantum
     # the ServerApp's log reached the runner line by line, and Flower printed no deprecation
-    assert any(name == "run-0" and "[secagg round 1] stage unmasking" in text for name, text in lines)
+    assert any(
+        name == "run-0" and "[secagg round 1] stage unmasking" in text for name, text in lines
+    )
     assert not [text for _, text in lines if "DEPRECATED" in text]

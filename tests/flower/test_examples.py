@@ -37,7 +37,7 @@ def test_the_simulation_example_runs_and_prints_its_summary(tmp_path: Path) -> N
     assert done.returncode == 0, output[-4000:]
     assert f"keys and logs: {logs}" in output
     assert "deprecat" not in output.lower()
-    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
     assert sorted(summary["accuracy"], key=int) == ["0", "1", "2"]
     assert all(0.0 <= a <= 1.0 for a in summary["accuracy"].values())
     assert summary["survivors"] == [10, 10]

@@ -59,7 +59,9 @@ from secagg.recipe import AggregationProtocol, DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402
 
 N, D = 5, 6
-POLICY = SecAggPolicy(threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.NONE, clip_norm=None)
+POLICY = SecAggPolicy(
+    threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.NONE, clip_norm=None
+)
 
 
 @pytest.fixture(autouse=True)
@@ -77,31 +79,51 @@ def update_of(cid: int) -> np.ndarray[Any, np.dtype[np.float64]]:
 def train(msg: Message, context: Context) -> Message:
     cid = int(context.node_config["cid"])
     weights = msg.content.array_records[ARRAYS_KEY]["w"].numpy()
-    return Message(RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(weights + update_of(cid))})}), reply_to=msg)
+    return Message(
+        RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(weights + update_of(cid))})}), reply_to=msg
+    )
 
 
 class Round:
     """Server side of one round, and one Flower context per client (node id = 100 + cid)."""
 
-    def __init__(self, policy: SecAggPolicy = POLICY, *, round_id: int = 99, threshold: int | None = None) -> None:
+    def __init__(
+        self, policy: SecAggPolicy = POLICY, *, round_id: int = 99, threshold: int | None = None
+    ) -> None:
         self.policy = policy
         params = policy.parameters(N)
         if threshold is not None:
-            params = type(params)(**{**{f: getattr(params, f) for f in params.__dataclass_fields__}, "threshold": threshold})
+            params = type(params)(
+                **{
+                    **{f: getattr(params, f) for f in params.__dataclass_fields__},
+                    "threshold": threshold,
+                }
+            )
         self.seed = os.urandom(32) if policy.dp is DPMode.DISTRIBUTED else b""
         self.encoder = policy.encoder(N, D, self.seed or None)
         self.config = RoundConfig(
-            round_id=round_id, parameters=params, bits=self.encoder.bits, vector_length=policy.vector_length(self.encoder, D)
+            round_id=round_id,
+            parameters=params,
+            bits=self.encoder.bits,
+            vector_length=policy.vector_length(self.encoder, D),
         )
         self.server = SecAggServer(self.config, range(1, N + 1))
         self.arrays = ArrayRecord({"w": Array(np.zeros(D))})
         self.contexts = {
-            cid: Context(run_id=1, node_id=100 + cid, node_config={"cid": cid}, state=RecordDict(), run_config={})
+            cid: Context(
+                run_id=1,
+                node_id=100 + cid,
+                node_config={"cid": cid},
+                state=RecordDict(),
+                run_config={},
+            )
             for cid in range(1, N + 1)
         }
         self.requests = self.server.start()
 
-    def envelope(self, request: Any, *, policy_digest: bytes | None = None, arrays: ArrayRecord | None = None) -> Message:
+    def envelope(
+        self, request: Any, *, policy_digest: bytes | None = None, arrays: ArrayRecord | None = None
+    ) -> Message:
         stage = self.server.stage
         assert stage is not None
         header: dict[str, Any] = {"version": WIRE_VERSION, "stage": stage.value}
@@ -121,11 +143,19 @@ class Round:
                     rotation_seed=self.seed,
                 ).to_record()
             )
-        records: dict[str, Any] = {CONFIG_KEY: ConfigRecord(header), MESSAGE_KEY: pack_message(request)}
+        records: dict[str, Any] = {
+            CONFIG_KEY: ConfigRecord(header),
+            MESSAGE_KEY: pack_message(request),
+        }
         if stage is Stage.MASKED_INPUT:
             records[ARRAYS_KEY] = arrays if arrays is not None else self.arrays
             records["config"] = ConfigRecord()
-        return Message(RecordDict(records), dst_node_id=100 + request.recipient, message_type=MessageType.TRAIN, group_id="1")
+        return Message(
+            RecordDict(records),
+            dst_node_id=100 + request.recipient,
+            message_type=MessageType.TRAIN,
+            group_id="1",
+        )
 
     def step(self, mod: SecureAggregationMod, **kwargs: Any) -> None:
         for request in self.requests:
@@ -151,7 +181,10 @@ def test_a_whole_round_through_the_mod() -> None:
 
 def test_distributed_dp_through_the_mod() -> None:
     policy = SecAggPolicy(
-        threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.DISTRIBUTED, noise_multiplier=1.0, clip_norm=1.0
+        threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS),
+        dp=DPMode.DISTRIBUTED,
+        noise_multiplier=1.0,
+        clip_norm=1.0,
     )
     mod = SecureAggregationMod(policy)
     rnd = Round(policy)
@@ -169,8 +202,15 @@ def test_distributed_dp_through_the_mod() -> None:
 
 def test_other_messages_pass_through_untouched() -> None:
     mod = SecureAggregationMod(POLICY)
-    context = Context(run_id=1, node_id=101, node_config={"cid": 1}, state=RecordDict(), run_config={})
-    msg = Message(RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(np.zeros(D))})}), dst_node_id=101, message_type=MessageType.TRAIN, group_id="1")
+    context = Context(
+        run_id=1, node_id=101, node_config={"cid": 1}, state=RecordDict(), run_config={}
+    )
+    msg = Message(
+        RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(np.zeros(D))})}),
+        dst_node_id=101,
+        message_type=MessageType.TRAIN,
+        group_id="1",
+    )
     reply = mod(msg, context, train)
     assert np.allclose(reply.content.array_records[ARRAYS_KEY]["w"].numpy(), update_of(1))
     assert len(context.state.config_records) == 0
@@ -179,10 +219,16 @@ def test_other_messages_pass_through_untouched() -> None:
 def test_a_round_under_another_policy_is_refused() -> None:
     mod = SecureAggregationMod(POLICY)
     rnd = Round()
-    other = SecAggPolicy(threat_model=ThreatModel(server=ServerClass.CURIOUS), dp=DPMode.NONE, clip_norm=None)
+    other = SecAggPolicy(
+        threat_model=ThreatModel(server=ServerClass.CURIOUS), dp=DPMode.NONE, clip_norm=None
+    )
     request = rnd.requests[0]
     with pytest.raises(ProtocolAbortError):
-        mod(rnd.envelope(request, policy_digest=other.digest()), rnd.contexts[request.recipient], train)
+        mod(
+            rnd.envelope(request, policy_digest=other.digest()),
+            rnd.contexts[request.recipient],
+            train,
+        )
     assert STATE_KEY not in rnd.contexts[request.recipient].state.config_records
 
 
@@ -282,12 +328,21 @@ def test_identity_files_and_node_config(tmp_path: Path) -> None:
     key = load_identity(tmp_path / "identity-7.key")
     assert key.public_bytes == pki[7]
     assert (os.stat(tmp_path / "identity-7.key").st_mode & 0o777) == 0o600
-    config = {"secagg-client-id": 7, "secagg-identity": str(tmp_path / "identity-7.key"), "secagg-pki": str(pki_path)}
+    config = {
+        "secagg-client-id": 7,
+        "secagg-identity": str(tmp_path / "identity-7.key"),
+        "secagg-pki": str(pki_path),
+    }
     assert node_client_id(config) == 7
     assert node_identity(config).public_bytes == pki[7]
     assert node_pki(config) == pki
     log = node_round_log(config)
-    assert log is not None and log.path == round_log_path(tmp_path / "identity-7.key") == tmp_path / "identity-7.key.rounds"
+    assert (
+        log is not None
+        and log.path
+        == round_log_path(tmp_path / "identity-7.key")
+        == tmp_path / "identity-7.key.rounds"
+    )
     assert node_round_log({"secagg-round-log": str(tmp_path / "r")}).path == tmp_path / "r"  # type: ignore[union-attr]
     assert node_round_log({}) is None
     (tmp_path / "bad.json").write_text('{"1": "abcd"}')

@@ -67,13 +67,18 @@ def build_apps(key_dir: Path, results: dict[str, Any]) -> tuple[ServerApp, Clien
         if pid == CRASHING:
             raise RuntimeError("simulated crash in the middle of the round")
         weights = msg.content.array_records["arrays"]["w"].numpy()
-        return Message(RecordDict({"arrays": ArrayRecord({"w": Array(weights + client_update(pid))})}), reply_to=msg)
+        return Message(
+            RecordDict({"arrays": ArrayRecord({"w": Array(weights + client_update(pid))})}),
+            reply_to=msg,
+        )
 
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        workflow = SecureAggregationWorkflow(policy, stage_timeout=120.0, poll_interval=0.05, pki=load_pki(pki_path))
+        workflow = SecureAggregationWorkflow(
+            policy, stage_timeout=120.0, poll_interval=0.05, pki=load_pki(pki_path)
+        )
         workflow.wait_for_nodes(grid, NUM_CLIENTS, timeout=120.0)
         initial = ArrayRecord({"w": Array(np.zeros(DIMENSION))})
         results["round"] = workflow.aggregate(grid, initial, server_round=1)

@@ -31,7 +31,9 @@ from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402
 
 N, D = 6, 5
-SEMI = SecAggPolicy(threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.NONE, clip_norm=None)
+SEMI = SecAggPolicy(
+    threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.NONE, clip_norm=None
+)
 SIGNED = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.NONE, clip_norm=None)
 
 #: (stage, node id) -> whether to withhold that node's reply
@@ -53,16 +55,29 @@ def update_of(node: int) -> np.ndarray[Any, np.dtype[np.float64]]:
 def train(msg: Message, context: Context) -> Message:
     weights = msg.content.array_records[ARRAYS_KEY]["w"].numpy()
     update = update_of(context.node_id)
-    return Message(RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(weights + update)})}), reply_to=msg)
+    return Message(
+        RecordDict({ARRAYS_KEY: ArrayRecord({"w": Array(weights + update)})}), reply_to=msg
+    )
 
 
 class LoopbackGrid:
     """A ``Grid`` whose nodes run a client mod in this process (see the module docstring)."""
 
-    def __init__(self, mod: SecureAggregationMod, nodes: Iterable[int], node_config: Callable[[int], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        mod: SecureAggregationMod,
+        nodes: Iterable[int],
+        node_config: Callable[[int], dict[str, Any]],
+    ) -> None:
         self.mod = mod
         self.contexts = {
-            node: Context(run_id=1, node_id=node, node_config=node_config(node), state=RecordDict(), run_config={})
+            node: Context(
+                run_id=1,
+                node_id=node,
+                node_config=node_config(node),
+                state=RecordDict(),
+                run_config={},
+            )
             for node in nodes
         }
         self.withhold: Withhold = lambda stage, node: False
@@ -93,7 +108,9 @@ class LoopbackGrid:
         return [self.replies.pop(mid) for mid in list(message_ids) if mid in self.replies]
 
 
-def grid_of(policy: SecAggPolicy, key_dir: Path | None = None, nodes: Iterable[int] = range(11, 11 + N)) -> LoopbackGrid:
+def grid_of(
+    policy: SecAggPolicy, key_dir: Path | None = None, nodes: Iterable[int] = range(11, 11 + N)
+) -> LoopbackGrid:
     """Nodes 11.. with client ids 1.. (signed policies: identity files and PKI in ``key_dir``)."""
     if key_dir is None:
         return LoopbackGrid(SecureAggregationMod(policy), nodes, lambda node: {})
@@ -130,7 +147,11 @@ def test_a_semi_malicious_round_runs_the_graph_seed_and_consistency_stages() -> 
     grid = grid_of(SEMI)
     outcome = workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
     assert grid.stages == [s.value for s in Stage]
-    assert outcome.survivors == tuple(range(11, 11 + N)) and outcome.dropped == () and outcome.excluded == ()
+    assert (
+        outcome.survivors == tuple(range(11, 11 + N))
+        and outcome.dropped == ()
+        and outcome.excluded == ()
+    )
     check_mean(outcome, quantum_of(SEMI, N))
 
 
@@ -152,7 +173,9 @@ def test_restarts_are_bounded() -> None:
 
     def lowest_withholds(stage: str, node: int) -> bool:
         # in execution i (1, 2, ...) node 10 + i, the lowest one left, withholds its reveal
-        if stage != Stage.GRAPH_SEED.value or node != 10 + grid.stages.count(Stage.ADVERTISE_KEYS.value):
+        if stage != Stage.GRAPH_SEED.value or node != 10 + grid.stages.count(
+            Stage.ADVERTISE_KEYS.value
+        ):
             return False
         withheld.append(node)
         return True
@@ -203,7 +226,11 @@ def test_a_wrong_pki_entry_makes_that_client_a_dropout(tmp_path: Path) -> None:
 
 
 def test_a_restarted_round_spends_the_privacy_budget_once() -> None:
-    policy = SecAggPolicy(threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS), dp=DPMode.DISTRIBUTED, clip_norm=1.0)
+    policy = SecAggPolicy(
+        threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS),
+        dp=DPMode.DISTRIBUTED,
+        clip_norm=1.0,
+    )
     grid = grid_of(policy, nodes=range(11, 11 + 12))
     grid.withhold = lambda stage, node: stage == Stage.GRAPH_SEED.value and node == 13
     workflow = workflow_of(policy)
@@ -221,7 +248,9 @@ def test_the_node_never_forgets_a_round_while_its_state_lives() -> None:
     assert len(cast(list[bytes], state["ids"])) == 3
 
 
-def test_a_persistent_round_log_survives_a_lost_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_persistent_round_log_survives_a_lost_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log_file = tmp_path / "node-11.rounds"
     mod = SecureAggregationMod(SEMI, round_log=lambda c: log_file if c.node_id == 11 else None)
     grid = LoopbackGrid(mod, range(11, 11 + N), lambda node: {})
@@ -231,7 +260,9 @@ def test_a_persistent_round_log_survives_a_lost_context(tmp_path: Path, monkeypa
     assert log_file.read_text().split() == ["secagg", "41"]
     # every node restarts: the context states are gone, node 11's round log file is not
     for node in grid.contexts:
-        grid.contexts[node] = Context(run_id=1, node_id=node, node_config={}, state=RecordDict(), run_config={})
+        grid.contexts[node] = Context(
+            run_id=1, node_id=node, node_config={}, state=RecordDict(), run_config={}
+        )
     outcome = workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
     assert 11 in outcome.dropped and 11 not in outcome.survivors  # it refused the second execution
     check_mean(outcome, quantum_of(SEMI, N))

@@ -13,7 +13,9 @@ from threat_models.model import ServerClass, ThreatModel
 #: process per message on every node). With four clients, one dropout and no colluder are
 #: what a threshold can serve (t = 2 of k = 3; three survivors make the consistency quorum).
 POLICY = SecAggPolicy(
-    threat_model=ThreatModel(server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0, dropout_fraction=0.25),
+    threat_model=ThreatModel(
+        server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0, dropout_fraction=0.25
+    ),
     dp=DPMode.NONE,
     clip_norm=None,
 )

@@ -36,4 +36,6 @@ def train(msg: Message, context: Context) -> Message:
         # stall mid-round (keys already shared) until the test kills this SuperNode
         (results / "victim-training").write_text(str(context.node_id))
         time.sleep(3600)
-    return Message(RecordDict({"arrays": ArrayRecord({"w": Array(weights + update)})}), reply_to=msg)
+    return Message(
+        RecordDict({"arrays": ArrayRecord({"w": Array(weights + update)})}), reply_to=msg
+    )
