@@ -72,11 +72,11 @@ from protocols.masking.messages import (
     RoundStart,
     SeedRequest,
     ShareForward,
-    Stage,
     UnmaskRequest,
 )
 from protocols.masking.messages import Message as ProtocolMessage
 from protocols.round_log import RoundLog
+from protocols.stages import Stage
 from secagg.errors import (
     EncodingError,
     InvalidParameterError,

@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocols.masking.graph import MAX_CLIENT_ID as _MAX_CLIENT_ID
+from protocols.parties import MAX_CLIENT_ID as _MAX_CLIENT_ID
 from protocols.round_log import RoundLog
 from secagg.errors import InvalidParameterError
 from secagg.primitives.signing import IdentityKey

@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from protocols.masking.messages import MAX_MESSAGE_BYTES, Message, decode_message, encode_message
+from protocols.masking.codec import MAX_MESSAGE_BYTES
+from protocols.masking.messages import Message, decode_message, encode_message
 from secagg.errors import EncodingError, MessageError
 from secagg.validation import is_int
 

@@ -72,8 +72,8 @@ from protocols.flower.records import (
 )
 from protocols.masking.config import RoundConfig
 from protocols.masking.messages import Message as ProtocolMessage
-from protocols.masking.messages import Stage
 from protocols.masking.server import SecAggServer
+from protocols.stages import Stage
 from secagg.errors import (
     InvalidParameterError,
     ProtocolAbortError,
