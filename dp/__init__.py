@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from secagg import _moved
+from secagg._moved import install as _install_moved_paths
 
 if TYPE_CHECKING:
     from dp.accountants.base import AccountantKind, AccountantLimitError
@@ -206,4 +206,4 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 
-_moved.install()
+_install_moved_paths()

@@ -35,8 +35,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--noise-multiplier", type=float, default=1.0)
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default: 1, the fastest for this small model)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default: 1, the fastest for this small model)",
+    )
     args = parser.parse_args()
     if args.threads < 1:
         parser.error("--threads must be positive")
@@ -74,7 +78,8 @@ def main() -> None:
         accuracy = evaluate(model, data.test_x, data.test_y)
         print(
             f"round {rnd + 1:>2}: test accuracy {accuracy:.3f}, largest sample-level epsilon "
-            f"{aggregator.epsilon:.2f} (delta {aggregator.delta:.0e}, {aggregator.privacy().accountant} "
+            f"{aggregator.epsilon:.2f} (delta {aggregator.delta:.0e}, "
+            f"{aggregator.privacy().accountant} "
             "accountant; user-level: none)"
         )
 

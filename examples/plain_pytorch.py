@@ -29,7 +29,9 @@ from secagg import SecureAggregator  # secagg
 from secagg.recipe import CohortTooSmallError  # secagg
 
 
-def split_non_iid(x: np.ndarray, y: np.ndarray, clients: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def split_non_iid(
+    x: np.ndarray, y: np.ndarray, clients: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Dirichlet(0.5) label skew: every client sees mostly a few digits."""
     rng = np.random.default_rng(seed)
     owners: list[list[int]] = [[] for _ in range(clients)]
@@ -45,7 +47,9 @@ def split_non_iid(x: np.ndarray, y: np.ndarray, clients: int, seed: int) -> list
     return [(torch.from_numpy(x[o]), torch.from_numpy(y[o])) for o in owners]
 
 
-def local_update(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+def local_update(
+    model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Two epochs of SGD on one client's data; returns the model delta (a state dict)."""
     local = copy.deepcopy(model)
     optimizer = torch.optim.SGD(local.parameters(), lr=0.3)
@@ -64,8 +68,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--plain", action="store_true", help="run the loop without secagg")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default: 1, the fastest for this small model)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default: 1, the fastest for this small model)",
+    )
     args = parser.parse_args()
     if args.threads < 1:
         parser.error("--threads must be positive")
@@ -74,7 +82,11 @@ def main() -> None:
 
     features, labels = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
-        (features / 16.0).astype(np.float32), labels, test_size=0.25, random_state=0, stratify=labels
+        (features / 16.0).astype(np.float32),
+        labels,
+        test_size=0.25,
+        random_state=0,
+        stratify=labels,
     )
     clients = split_non_iid(x_train, y_train, args.clients, seed=0)
     model = torch.nn.Linear(64, 10)
@@ -102,8 +114,10 @@ def main() -> None:
         line = f"round {rnd + 1:>2}: {len(cohort)} clients, test accuracy {accuracy:.3f}"
         if not args.plain:
             line += (  # secagg
-                f", epsilon per client {aggregator.epsilon:.2f} (delta {aggregator.delta:.0e}; holds against "
-                f"the server), amplified by sampling {aggregator.amplified_epsilon:.2f} (only if the server "
+                f", epsilon per client {aggregator.epsilon:.2f} (delta {aggregator.delta:.0e}; "
+                f"holds against "
+                f"the server), amplified by sampling {aggregator.amplified_epsilon:.2f} (only if "
+                f"the server "
                 "neither chooses nor learns the cohorts)"
             )
         print(line)

@@ -117,7 +117,7 @@ from protocols.result import SimulationResult
 from protocols.round_log import RoundLog, identity_log
 from protocols.simulate import simulate
 from protocols.stages import Stage
-from secagg import _moved
+from secagg._moved import install as _install_moved_paths
 
 __all__ = [
     "simulate",
@@ -167,4 +167,4 @@ __all__ = [
     "decode_message",
 ]
 
-_moved.install()
+_install_moved_paths()

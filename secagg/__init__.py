@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from secagg import _moved
+from secagg._moved import install as _install_moved_paths
 from secagg.errors import SecAggError
 
 if TYPE_CHECKING:
@@ -73,4 +73,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'secagg' has no attribute {name!r}")
 
 
-_moved.install()
+_install_moved_paths()

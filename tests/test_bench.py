@@ -84,7 +84,10 @@ def test_target_verdicts_and_summary() -> None:
     first, *rest = text.splitlines()
     assert first.startswith("targets: 1 of 2 met, 1 MISSED") and "quick sizes" in first
     assert rest == ["  MISSED Flower/ours: 12.0x, target >= 20x faster"]
-    assert summary_line([{}], none_note="full run only") == "targets: none measured in this run (full run only)"
+    assert (
+        summary_line([{}], none_note="full run only")
+        == "targets: none measured in this run (full run only)"
+    )
 
 
 def test_primitives_quick_run_shows_a_verdict_per_target(
@@ -99,7 +102,9 @@ def test_primitives_quick_run_shows_a_verdict_per_target(
     met = sum(r["target_met"] for r in judged)
     assert result["targets"] == {"met": met, "missed": 6 - met}
     assert "verdict" in table.splitlines()[1]
-    prg_lines = [line for line in table.splitlines() if line.startswith(("aes-256-ctr", "chacha20"))]
+    prg_lines = [
+        line for line in table.splitlines() if line.startswith(("aes-256-ctr", "chacha20"))
+    ]
     assert len(prg_lines) == 6 and all(" met " in line or " MISSED " in line for line in prg_lines)
     assert f"targets: {met} of 6 met" in table
 
@@ -115,5 +120,3 @@ def test_standalone_script_wrapper_runs_the_packaged_suite() -> None:
     finally:
         sys.argv = argv
     assert exc.value.code == 0
-
-

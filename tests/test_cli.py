@@ -76,7 +76,17 @@ def test_audit_quiet_with_json_writes_the_result(tmp_path, capsys) -> None:  # t
     assert json.loads(out.read_text())["curve"]
 
 
-AUDIT_PARAMETERS = ["audit", "--noise-multiplier", "1", "--sampling-rate", "0.01", "--rounds", "10", "--delta", "1e-5"]
+AUDIT_PARAMETERS = [
+    "audit",
+    "--noise-multiplier",
+    "1",
+    "--sampling-rate",
+    "0.01",
+    "--rounds",
+    "10",
+    "--delta",
+    "1e-5",
+]
 
 
 def test_audit_creates_the_missing_parent_of_json_and_plot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -120,4 +130,7 @@ def test_evaluate_refuses_an_unwritable_output_before_the_matrix(  # type: ignor
     for option in ("--json", "--out"):
         assert main(["evaluate", "--quick", option, str(blocker / "sub")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"secagg evaluate: error: cannot write {option} ") and err.count("\n") == 1
+        assert (
+            err.startswith(f"secagg evaluate: error: cannot write {option} ")
+            and err.count("\n") == 1
+        )

@@ -59,8 +59,18 @@ GUARDED_MODULES: dict[str, str | None] = {
 #: What the build needs from the repository (a copy is built, so that the build leaves
 #: nothing behind in the working tree).
 _SOURCE_IGNORE = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".venv", ".git", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".hypothesis", "out",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".venv",
+    ".git",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "out",
 )
 _SOURCES = ("pyproject.toml", "README.md", "LICENSE", "secagg", "dp", "protocols", "threat_models")
 
@@ -128,8 +138,14 @@ def test_pyproject_extras_match_the_guards() -> None:
     core = _names(project["dependencies"])
     assert core == {"numpy", "scipy", "cryptography", "phe", "gmpy2", "dp-accounting", "tqdm"}
     extras: dict[str, list[str]] = project["optional-dependencies"]
-    distribution = {"torch": "torch", "opacus": "opacus", "sklearn": "scikit-learn",
-                    "matplotlib": "matplotlib", "mlxtend": "mlxtend", "flwr": "flwr"}
+    distribution = {
+        "torch": "torch",
+        "opacus": "opacus",
+        "sklearn": "scikit-learn",
+        "matplotlib": "matplotlib",
+        "mlxtend": "mlxtend",
+        "flwr": "flwr",
+    }
     for extra, modules in EXTRA_MODULES.items():
         assert _names(extras[extra]) == {distribution[m] for m in modules}, extra
     runtime = set(extras) - {"dev", "all"}
@@ -159,7 +175,9 @@ def _pypi_reachable() -> bool:
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
+    }
     env["PYTHONNOUSERSITE"] = "1"
     return env
 
@@ -191,7 +209,10 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> CoreVenv:
     python = venv / "bin" / "python"
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(source)],
-        capture_output=True, text=True, check=False, env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_clean_env(),
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
@@ -207,8 +228,12 @@ def _run_json(venv: CoreVenv, tmp_path: Path, script: str) -> dict[str, object]:
     path = tmp_path / "script.py"
     path.write_text(textwrap.dedent(script))
     done = subprocess.run(
-        [str(venv.python), str(path)], capture_output=True, text=True, check=False,
-        cwd=tmp_path, env=_clean_env(),
+        [str(venv.python), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=_clean_env(),
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -222,22 +247,33 @@ def test_core_install_has_no_heavy_dependencies(
 ) -> None:
     record_property("core_install_seconds", round(core_venv.install_seconds, 1))
     record_property("core_venv_size", core_venv.size)
-    found = _run_json(core_venv, tmp_path, f"""
+    found = _run_json(
+        core_venv,
+        tmp_path,
+        f"""
         import importlib.util, json
         print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {HEAVY_MODULES!r}}}))
-    """)
+    """,
+    )
     assert found == dict.fromkeys(HEAVY_MODULES, False)
-    where = _run_json(core_venv, tmp_path, """
+    where = _run_json(
+        core_venv,
+        tmp_path,
+        """
         import json, secagg
         print(json.dumps({"file": secagg.__file__}))
-    """)
+    """,
+    )
     # the installed package, not the working tree
     assert not str(where["file"]).startswith(str(REPO_ROOT))
 
 
 @pytest.mark.slow
 def test_core_install_runs_secure_aggregation(core_venv: CoreVenv, tmp_path: Path) -> None:
-    out = _run_json(core_venv, tmp_path, """
+    out = _run_json(
+        core_venv,
+        tmp_path,
+        """
         import json
 
         import numpy as np
@@ -251,11 +287,13 @@ def test_core_install_runs_secure_aggregation(core_venv: CoreVenv, tmp_path: Pat
 
         # SecAgg+ (parameters from the default threat model), one client gone before masking
         updates = {cid: rng.uniform(-1.0, 1.0, size=64) for cid in range(8)}
-        sim = protocols.simulate(updates, protocol="secagg+", dropouts={"masked_input": [3]}, seed=1)
+        sim = protocols.simulate(updates, protocol="secagg+", dropouts={"masked_input": [3]},
+        seed=1)
         plain = sum(updates[c] for c in sim.survivors)
         out["survivors"] = list(sim.survivors)
         out["simulate_error"] = float(np.max(np.abs(sim.aggregate - plain)))
-        out["degree"] = int(threat_models.secagg_plus_parameters(8, threat_models.ThreatModel()).degree)
+        out["degree"] = int(threat_models.secagg_plus_parameters(8,
+        threat_models.ThreatModel()).degree)
 
         # the recipe: SecAgg+ with distributed discrete-Gaussian noise
         n, d, z, clip = 20, 32, 0.5, 1.0
@@ -280,7 +318,8 @@ def test_core_install_runs_secure_aggregation(core_venv: CoreVenv, tmp_path: Pat
         total = np.asarray(pagg.sum(paillier_updates))
         out["paillier_error"] = float(np.max(np.abs(total - sum(paillier_updates.values()))))
         print(json.dumps(out))
-    """)
+    """,
+    )
     assert out["survivors"] == [0, 1, 2, 4, 5, 6, 7]
     assert out["simulate_error"] < 1e-6
     assert 2 <= out["degree"] <= 7
@@ -298,7 +337,10 @@ def test_core_install_runs_secure_aggregation(core_venv: CoreVenv, tmp_path: Pat
 
 @pytest.mark.slow
 def test_core_install_names_the_missing_extra(core_venv: CoreVenv, tmp_path: Path) -> None:
-    out = _run_json(core_venv, tmp_path, f"""
+    out = _run_json(
+        core_venv,
+        tmp_path,
+        f"""
         import importlib, json
         from secagg.errors import MissingExtraError
 
@@ -326,7 +368,8 @@ def test_core_install_names_the_missing_extra(core_venv: CoreVenv, tmp_path: Pat
         except MissingExtraError as exc:
             out["prv"] = exc.extra
         print(json.dumps(out))
-    """)
+    """,
+    )
     expected = dict(GUARDED_MODULES)
     expected.update({"dp.train_private_round": "torch", "prv": "torch"})
     assert out == expected
@@ -338,15 +381,34 @@ def test_core_install_names_the_missing_extra(core_venv: CoreVenv, tmp_path: Pat
     [
         (["demo"], "eval"),
         (["evaluate", "--quick"], "eval"),
-        (["audit", "--noise-multiplier", "1.0", "--sampling-rate", "0.1", "--rounds", "10", "--delta", "1e-5", "--plot", "eps.png"], "plot"),
+        (
+            [
+                "audit",
+                "--noise-multiplier",
+                "1.0",
+                "--sampling-rate",
+                "0.1",
+                "--rounds",
+                "10",
+                "--delta",
+                "1e-5",
+                "--plot",
+                "eps.png",
+            ],
+            "plot",
+        ),
     ],
 )
 def test_core_install_cli_names_the_missing_extra(
     core_venv: CoreVenv, tmp_path: Path, argv: list[str], extra: str
 ) -> None:
     done = subprocess.run(
-        [str(core_venv.secagg), *argv], capture_output=True, text=True, check=False,
-        cwd=tmp_path, env=_clean_env(),
+        [str(core_venv.secagg), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=_clean_env(),
     )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -359,14 +421,33 @@ def test_core_install_cli_names_the_missing_extra(
 @pytest.mark.slow
 def test_core_install_cli_core_commands_run(core_venv: CoreVenv, tmp_path: Path) -> None:
     version = subprocess.run(
-        [str(core_venv.secagg), "--version"], capture_output=True, text=True, check=False,
+        [str(core_venv.secagg), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
         env=_clean_env(),
     )
     assert version.returncode == 0 and "0.1.0" in version.stdout
     audit = subprocess.run(
-        [str(core_venv.secagg), "audit", "--noise-multiplier", "1.0", "--sampling-rate", "0.1",
-         "--rounds", "10", "--delta", "1e-5", "--json", "audit.json"],
-        capture_output=True, text=True, check=False, cwd=tmp_path, env=_clean_env(),
+        [
+            str(core_venv.secagg),
+            "audit",
+            "--noise-multiplier",
+            "1.0",
+            "--sampling-rate",
+            "0.1",
+            "--rounds",
+            "10",
+            "--delta",
+            "1e-5",
+            "--json",
+            "audit.json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=_clean_env(),
     )
     assert audit.returncode == 0, audit.stderr
     result = json.loads((tmp_path / "audit.json").read_text())

@@ -42,7 +42,11 @@ def imported_from(module: ModuleType, name: str) -> str | None:
     """The module a package's ``from M import name`` takes ``name`` from, if any."""
     tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and any(a.name == name for a in node.names):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and any(a.name == name for a in node.names)
+        ):
             return node.module
     return None
 
@@ -157,11 +161,15 @@ def test_the_committee_thresholds_are_what_paillier_parameters_gives() -> None:
     quoted = {int(size): int(t) for size, t in re.findall(r"`l = (\d+)` gives `t = (\d+)`", text)}
     assert set(quoted) == {5, 10, 20}
     for committee, threshold in quoted.items():
-        assert paillier_parameters(100, ThreatModel(), n_decryptors=committee).threshold == threshold
+        assert (
+            paillier_parameters(100, ThreatModel(), n_decryptors=committee).threshold == threshold
+        )
 
 
 def test_the_python_blocks_of_the_parameters_page_run(tmp_path: Path) -> None:
-    blocks = re.findall(r"^```python\n(.*?)^```", PARAMETERS.read_text(encoding="utf-8"), flags=re.M | re.S)
+    blocks = re.findall(
+        r"^```python\n(.*?)^```", PARAMETERS.read_text(encoding="utf-8"), flags=re.M | re.S
+    )
     assert blocks
     for block in blocks:
         script = tmp_path / "block.py"

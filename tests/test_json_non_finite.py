@@ -1,4 +1,5 @@
-"""Every ``--json`` file is strict JSON: a non-finite number is ``null``, named under ``non_finite``.
+"""Every ``--json`` file is strict JSON: a non-finite number is ``null``, named under
+``non_finite``.
 
 Each subcommand is run for real; only the number it reports is made non-finite (by
 wrapping the function that computes it), since a real run rarely yields one.
@@ -44,12 +45,23 @@ def test_strict_load_refuses_the_constants_python_writes_by_default() -> None:
 
 def test_json_text_writes_null_and_names_each_replacement() -> None:
     text = json_text(
-        {"a": math.inf, "b": [1.5, math.nan, (-math.inf,)], "c/d": {"e~": np.float32("nan")}, "n": 3, "s": "inf"}
+        {
+            "a": math.inf,
+            "b": [1.5, math.nan, (-math.inf,)],
+            "c/d": {"e~": np.float32("nan")},
+            "n": 3,
+            "s": "inf",
+        }
     )
     document = json.loads(text, parse_constant=_refuse_constant)
     assert document["a"] is None and document["b"] == [1.5, None, [None]]
     assert document["n"] == 3 and document["s"] == "inf"
-    assert document[NON_FINITE_KEY] == {"/a": "inf", "/b/1": "nan", "/b/2/0": "-inf", "/c~1d/e~0": "nan"}
+    assert document[NON_FINITE_KEY] == {
+        "/a": "inf",
+        "/b/1": "nan",
+        "/b/2/0": "-inf",
+        "/c~1d/e~0": "nan",
+    }
     assert text.endswith("\n")
 
 
@@ -66,7 +78,19 @@ def test_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(secagg.cli.audit, "_parameters_mode", infinite)
     out = tmp_path / "audit.json"
-    args = ["audit", "--noise-multiplier", "2.0", "--sampling-rate", "0.2", "--rounds", "3", "--points", "2", "--delta", "1e-5"]
+    args = [
+        "audit",
+        "--noise-multiplier",
+        "2.0",
+        "--sampling-rate",
+        "0.2",
+        "--rounds",
+        "3",
+        "--points",
+        "2",
+        "--delta",
+        "1e-5",
+    ]
     assert main([*args, "--quiet", "--json", str(out)]) == 0
     document = _strict_load(out)
     assert document["epsilon"] is None and document[NON_FINITE_KEY]["/epsilon"] == "inf"
@@ -80,7 +104,10 @@ def test_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         def run(*, quick: bool) -> dict[str, Any]:
             result = dict(suite.run(quick=quick))
-            result["rows"] = [*result.get("rows", []), {"what": "a ratio of zeros", "ratio": math.nan}]
+            result["rows"] = [
+                *result.get("rows", []),
+                {"what": "a ratio of zeros", "ratio": math.nan},
+            ]
             return result
 
         return SimpleNamespace(run=run)
@@ -103,8 +130,23 @@ def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(secagg.demo, "train_federated", unbounded)
     out = tmp_path / "demo.json"
-    status = main(["demo", "--clients", "10", "--clients-per-round", "10", "--rounds", "1", "--dp", "none",
-                   "--no-baseline", "--quiet", "--json", str(out)])
+    status = main(
+        [
+            "demo",
+            "--clients",
+            "10",
+            "--clients-per-round",
+            "10",
+            "--rounds",
+            "1",
+            "--dp",
+            "none",
+            "--no-baseline",
+            "--quiet",
+            "--json",
+            str(out),
+        ]
+    )
     assert status == 0
     document = _strict_load(out)
     assert document["epsilon_per_client"] is None
@@ -112,7 +154,9 @@ def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_evaluate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    row = Row(Family.MEMBERSHIP, "attack", "none", "s", "error", math.inf, -math.inf, "b", True, None)
+    row = Row(
+        Family.MEMBERSHIP, "attack", "none", "s", "error", math.inf, -math.inf, "b", True, None
+    )
 
     def evaluation(config: EvaluationConfig, *, progress: bool | None = None) -> EvaluationResult:
         return EvaluationResult(config, (row,), (), (), {"cell": 0.5}, "masking", {})

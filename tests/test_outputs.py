@@ -32,7 +32,9 @@ def test_an_existing_directory_is_not_an_output_file(tmp_path: Path) -> None:
         prepare_output_file(tmp_path, "--json")
 
 
-def test_a_bare_file_name_goes_to_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bare_file_name_goes_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert prepare_output_file("out.json", "--json") == Path("out.json")
 

@@ -102,7 +102,12 @@ def fenced_blocks(text: str) -> list[Block]:
         j = i + 1
         while j < len(lines):
             closing = fence.match(lines[j])
-            if closing and closing["fence"][0] == marker[0] and len(closing["fence"]) >= len(marker) and not closing["info"].strip():
+            if (
+                closing
+                and closing["fence"][0] == marker[0]
+                and len(closing["fence"]) >= len(marker)
+                and not closing["info"].strip()
+            ):
                 break
             body.append(lines[j][indent:] if lines[j][:indent].strip() == "" else lines[j])
             j += 1
@@ -190,7 +195,11 @@ MAPPED: tuple[Mapped, ...] = (
         files=(".ci/docs",),
     ),
     Mapped(r"^(\.venv/bin/)?secagg demo\b", "tests/test_demo.py", parts=('"demo"',)),
-    Mapped(r"^(\.venv/bin/)?secagg evaluate\b", "tests/threat_models/test_evaluate.py", parts=("evaluate",)),
+    Mapped(
+        r"^(\.venv/bin/)?secagg evaluate\b",
+        "tests/threat_models/test_evaluate.py",
+        parts=("evaluate",),
+    ),
     Mapped(r"^(\.venv/bin/)?secagg bench\b", "tests/test_bench.py", parts=("bench",)),
     Mapped(r"^(\.venv/bin/)?secagg audit\b", "tests/dp/test_cli_audit.py", parts=('"audit"',)),
     Mapped(
@@ -205,7 +214,13 @@ MAPPED: tuple[Mapped, ...] = (
     Mapped(
         r"^flower-supernode\b",
         FLOWER_DEPLOYMENT,
-        parts=("flower-supernode", "--superlink", "--node-config", "partition-id", "num-partitions"),
+        parts=(
+            "flower-supernode",
+            "--superlink",
+            "--node-config",
+            "partition-id",
+            "num-partitions",
+        ),
         via=FLOWER_DRIVER,
     ),
     Mapped(
@@ -215,7 +230,12 @@ MAPPED: tuple[Mapped, ...] = (
     ),
     # ``flwr run`` with a run config is how the deployment test submits its app; the
     # example app's own ``pki-path`` entry is read by examples/flower_app, which no test runs.
-    Mapped(r"^flwr run\b", FLOWER_DEPLOYMENT, parts=('"flwr", "run"', "--run-config"), via=FLOWER_DRIVER),
+    Mapped(
+        r"^flwr run\b",
+        FLOWER_DEPLOYMENT,
+        parts=('"flwr", "run"', "--run-config"),
+        via=FLOWER_DRIVER,
+    ),
     Mapped(
         r"^(python|\.venv/bin/python) examples/plain_pytorch\.py\b",
         "tests/test_readme_commands.py::test_plain_pytorch_example_runs",
@@ -260,7 +280,11 @@ PLACEHOLDER = re.compile(r"^(\.\.\.|[A-Z][A-Z_]*(\.json)?|\[.*|.*\]|<.*>)$")
 def _secagg_arguments(words: list[str]) -> list[str] | None:
     if words[:1] in (["secagg"], [".venv/bin/secagg"]):
         return words[1:]
-    if len(words) >= 3 and words[0] in ("python", ".venv/bin/python") and words[1:3] == ["-m", "secagg"]:
+    if (
+        len(words) >= 3
+        and words[0] in ("python", ".venv/bin/python")
+        and words[1:3] == ["-m", "secagg"]
+    ):
         return words[3:]
     return None
 
@@ -281,7 +305,12 @@ def run_shell(command: Command, cwd: Path) -> subprocess.CompletedProcess[str]:
     text = re.sub(r"(?<![\w/])\.venv/bin/", f"{SCRIPTS}/", command.text)
     env = dict(os.environ, PATH=f"{SCRIPTS}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", text], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        ["bash", "-euo", "pipefail", "-c", text],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -307,7 +336,10 @@ def pip_install_problems(command: Command) -> list[str]:
     assert isinstance(project, dict)
     extras = set(project.get("optional-dependencies", {}))
     name = str(project["name"])
-    known = {re.split(r"[\[<>=!~; ]", str(d), maxsplit=1)[0].lower() for d in project.get("dependencies", [])}
+    known = {
+        re.split(r"[\[<>=!~; ]", str(d), maxsplit=1)[0].lower()
+        for d in project.get("dependencies", [])
+    }
     for group in project.get("optional-dependencies", {}).values():
         known |= {re.split(r"[\[<>=!~; ]", str(d), maxsplit=1)[0].lower() for d in group}
     setup = (ROOT / ".ci" / "setup").read_text(encoding="utf-8")
@@ -328,12 +360,18 @@ def pip_install_problems(command: Command) -> list[str]:
             continue
         target, _, bracket = word.partition("[")
         wanted = {e.strip() for e in bracket.rstrip("]").split(",") if e.strip()}
-        if target in (".", "./") or target.rstrip("/") == str(ROOT) or target.lower().replace("_", "-") == name:
+        if (
+            target in (".", "./")
+            or target.rstrip("/") == str(ROOT)
+            or target.lower().replace("_", "-") == name
+        ):
             problems += [f"extra {e!r} is not in pyproject.toml" for e in sorted(wanted - extras)]
             continue
         package = re.split(r"[<>=!~; ]", target, maxsplit=1)[0].lower()
         if package not in known and package not in setup:
-            problems.append(f"{package!r} is neither a dependency of the project nor installed by .ci/setup")
+            problems.append(
+                f"{package!r} is neither a dependency of the project nor installed by .ci/setup"
+            )
     return problems
 
 
@@ -390,7 +428,9 @@ def test_every_readme_command_is_run_or_mapped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "mapping"), CLASSES.mapped, ids=[f"line{c.line}-{m.test.rsplit('/', 1)[-1]}" for c, m in CLASSES.mapped]
+    ("command", "mapping"),
+    CLASSES.mapped,
+    ids=[f"line{c.line}-{m.test.rsplit('/', 1)[-1]}" for c, m in CLASSES.mapped],
 )
 def test_mapped_command_names_a_test_that_exercises_it(command: Command, mapping: Mapped) -> None:
     test_file, _, test_name = mapping.test.partition("::")
@@ -404,7 +444,10 @@ def test_mapped_command_names_a_test_that_exercises_it(command: Command, mapping
             f"{command}: mapped to {mapping.test}, which has no such test"
         )
     missing = [part for part in mapping.parts if part not in sources]
-    assert not missing, f"{command}: {mapping.test} (or {', '.join(mapping.via) or 'nothing it drives'}) lacks {missing}"
+    assert not missing, (
+        f"{command}: {mapping.test} (or {', '.join(mapping.via) or 'nothing it drives'}) lacks "
+        f"{missing}"
+    )
     absent = [f for f in mapping.files if not (ROOT / f).exists()]
     assert not absent, f"{command}: {absent} do not exist"
     if command.kind == "shell":
@@ -421,7 +464,9 @@ def test_pip_install_names_only_what_the_project_has(command: Command) -> None:
 @pytest.mark.parametrize("command", CLASSES.run, ids=_ids(CLASSES.run))
 def test_cheap_command_runs_as_written(command: Command, tmp_path: Path) -> None:
     done = run_shell(command, tmp_path)
-    assert done.returncode == 0, f"{command}: exit status {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, (
+        f"{command}: exit status {done.returncode}\n{done.stdout}\n{done.stderr}"
+    )
     assert done.stdout.strip() or any(tmp_path.iterdir()), f"{command}: printed and wrote nothing"
     if command.words[-1:] == ["--version"]:
         version = pyproject()["project"]
@@ -433,9 +478,17 @@ def test_cheap_command_runs_as_written(command: Command, tmp_path: Path) -> None
 def test_python_block_runs_as_written(command: Command, tmp_path: Path) -> None:
     script = tmp_path / "snippet.py"
     script.write_text(command.text, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, f"{command}: exit status {done.returncode}\n{done.stderr}"
 
@@ -443,8 +496,16 @@ def test_python_block_runs_as_written(command: Command, tmp_path: Path) -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     """``.ci/run`` runs the README's marked test command, and that command runs every check."""
     done = subprocess.run(
-        ["awk", r"/<!-- test-command -->/{grab=1; next} grab && /^```/{if (inblock) exit; inblock=1; next} grab && inblock {print}", "README.md"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            "awk",
+            r"/<!-- test-command -->/{grab=1; next} grab && "
+            r"/^```/{if (inblock) exit; inblock=1; next} grab && inblock {print}",
+            "README.md",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     command = done.stdout.strip()
     assert command == "bash .ci/test"
@@ -529,7 +590,10 @@ def test_the_runner_runs_a_cheap_command_as_written(tmp_path: Path) -> None:
 
 
 def _run_example(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
@@ -555,4 +619,3 @@ def test_opacus_example_runs() -> None:
     done = _run_example(["examples/opacus_clients.py", "--clients", "5", "--rounds", "1"])
     assert done.returncode == 0, done.stderr
     assert "sample-level epsilon" in done.stdout, done.stdout
-

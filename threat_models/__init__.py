@@ -19,7 +19,7 @@ this package).
 
 from __future__ import annotations
 
-from secagg import _moved
+from secagg._moved import install as _install_moved_paths
 from threat_models.model import ServerClass, ThreatModel
 from threat_models.parameters import (
     GraphKind,
@@ -41,4 +41,4 @@ __all__ = [
     "select_parameters",
 ]
 
-_moved.install()
+_install_moved_paths()

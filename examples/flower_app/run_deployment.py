@@ -12,7 +12,8 @@ happen, the ServerApp's JSON summary at the end. A deployed SuperNode starts a f
 ClientApp process for every message (six per round), so a round costs seconds per
 SuperNode: the default run (five SuperNodes, four rounds) took 9.5 minutes on two cores
 busy with other work (load 7 to 9), less on an idle machine; the start prints an estimate
-and every round re-estimates the time left. With five clients the distributed DP noise is large next to
+and every round re-estimates the time left. With five clients the distributed DP noise is large next
+to
 the clipped updates (noise multiplier 1 on a mean of five): accuracy rises from chance
 (0.1) to about 0.3 in three or four rounds and keeps rising slowly; more SuperNodes
 divide the noise, at the price of slower rounds.
@@ -45,7 +46,15 @@ from protocols.flower.pki import write_identities
 APP = Path(__file__).parent
 
 #: what the ServerApp logs that is worth forwarding while the run goes on
-PROGRESS_MARKERS = ("[round ", "[secagg round ", "final test accuracy", "WARNING", "ERROR", "Traceback", "Error")
+PROGRESS_MARKERS = (
+    "[round ",
+    "[secagg round ",
+    "final test accuracy",
+    "WARNING",
+    "ERROR",
+    "Traceback",
+    "Error",
+)
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 _ROUND_DONE = re.compile(r"\[round (\d+)\] test accuracy .*\((\d+) s\)")
@@ -72,7 +81,10 @@ class Progress:
             if done is not None and 0 < int(done.group(1)) < self.rounds:
                 finished, seconds = int(done.group(1)), int(done.group(2))
                 left = (self.rounds - finished) * seconds / finished
-                print(f"  ... {seconds / finished:.0f} s a round: about {left / 60:.1f} min left", flush=True)
+                print(
+                    f"  ... {seconds / finished:.0f} s a round: about {left / 60:.1f} min left",
+                    flush=True,
+                )
         elif not name.startswith("run-") and ("ERROR" in text or "Traceback" in text):
             print(f"  [{name}] {text}", flush=True)
 
@@ -83,16 +95,27 @@ def main() -> None:
     # 10% dropouts) admits
     parser.add_argument("--supernodes", type=int, default=5, help="SuperNode processes (default 5)")
     parser.add_argument("--rounds", type=int, default=4, help="training rounds (default 4)")
-    parser.add_argument("--local-epochs", type=int, default=2, help="local epochs per round (default 2)")
-    parser.add_argument("--learning-rate", type=float, default=0.3, help="local SGD step (default 0.3)")
-    parser.add_argument("--logs", type=Path, default=None, help="keys and logs go here (default: a new temp dir)")
+    parser.add_argument(
+        "--local-epochs", type=int, default=2, help="local epochs per round (default 2)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=0.3, help="local SGD step (default 0.3)"
+    )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keys and logs go here (default: a new temp dir)"
+    )
     args = parser.parse_args()
-    workdir = args.logs.resolve() if args.logs else Path(tempfile.mkdtemp(prefix="secagg-flower-deployment-"))
+    workdir = (
+        args.logs.resolve()
+        if args.logs
+        else Path(tempfile.mkdtemp(prefix="secagg-flower-deployment-"))
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     estimate = _STARTUP_S + _ROUND_S_PER_NODE * args.supernodes * args.rounds
     print(f"keys and logs: {workdir} (kept after the run)", flush=True)
     print(
-        f"{args.supernodes} SuperNodes, {args.rounds} rounds: about {estimate / 60:.0f} min on two busy cores "
+        f"{args.supernodes} SuperNodes, {args.rounds} rounds: about {estimate / 60:.0f} min on two "
+        f"busy cores "
         "(a fresh ClientApp process per message), less on an idle machine",
         flush=True,
     )

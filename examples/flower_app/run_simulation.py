@@ -44,7 +44,11 @@ _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 def forward(name: str, line: str) -> None:
     """Print the run's progress lines (the ServerApp's log reaches ``flwr run --stream``)."""
     text = _COLOUR.sub("", line).strip()
-    if name.startswith("run-") and any(m in text for m in PROGRESS_MARKERS) and not any(m in text for m in IGNORED):
+    if (
+        name.startswith("run-")
+        and any(m in text for m in PROGRESS_MARKERS)
+        and not any(m in text for m in IGNORED)
+    ):
         print(f"  {text}", flush=True)
 
 
@@ -52,21 +56,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20, help="virtual SuperNodes (default 20)")
     parser.add_argument("--rounds", type=int, default=10, help="training rounds (default 10)")
-    parser.add_argument("--logs", type=Path, default=None, help="keys and logs go here (default: a new temp dir)")
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keys and logs go here (default: a new temp dir)"
+    )
     args = parser.parse_args()
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    workdir = args.logs.resolve() if args.logs else Path(tempfile.mkdtemp(prefix="secagg-flower-simulation-"))
+    workdir = (
+        args.logs.resolve()
+        if args.logs
+        else Path(tempfile.mkdtemp(prefix="secagg-flower-simulation-"))
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"keys and logs: {workdir} (kept after the run)", flush=True)
-    print(f"{args.clients} virtual clients, {args.rounds} rounds: one to two minutes on two cores", flush=True)
+    print(
+        f"{args.clients} virtual clients, {args.rounds} rounds: one to two minutes on two cores",
+        flush=True,
+    )
     keys = workdir / "keys"
     write_identities(keys, range(1, args.clients + 1))
     result = workdir / "result.json"
     result.unlink(missing_ok=True)
     started = time.monotonic()
     with LocalDeployment(
-        APP, num_supernodes=args.clients, workdir=workdir, simulation=True, announce=lambda line: print(line, flush=True)
+        APP,
+        num_supernodes=args.clients,
+        workdir=workdir,
+        simulation=True,
+        announce=lambda line: print(line, flush=True),
     ) as deployment:
         deployment.run(
             {"num-rounds": args.rounds, "key-dir": str(keys), "result-path": str(result)},

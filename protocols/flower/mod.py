@@ -86,6 +86,7 @@ from secagg.errors import (
     StageError,
 )
 from secagg.primitives.signing import IdentityKey
+from secagg.validation import is_int
 
 __all__ = ["SecureAggregationMod", "STATE_KEY"]
 
@@ -363,7 +364,7 @@ class SecureAggregationMod:
         if self._client_id is None:
             return None
         value = _resolve(self._client_id, context)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 63:
+        if not is_int(value) or not 0 < value < 1 << 63:
             raise InvalidParameterError(f"client ids are ints in [1, 2^63 - 1], got {value!r}")
         return value
 

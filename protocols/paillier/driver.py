@@ -2,7 +2,8 @@
 
 Parties are driven like the masking protocols' (``start`` / ``handle`` / ``advance`` on the
 server, ``handle`` on the others) by the in-process transport
-:class:`~protocols.paillier.runner.PaillierRoundRunner`. :func:`setup_paillier_round` builds the configuration, the key (dealt, given, or generated
+:class:`~protocols.paillier.runner.PaillierRoundRunner`. :func:`setup_paillier_round` builds the
+configuration, the key (dealt, given, or generated
 by the decryptors themselves, :mod:`protocols.paillier.keygen`) and the parties;
 :func:`run_round` runs one round to the end, and :func:`simulate_paillier` is what
 ``protocols.simulate(..., protocol="paillier")`` runs.

@@ -431,7 +431,7 @@ class SecureAggregator:
     @overload
     def sample_cohort(self, clients: Iterable[_T]) -> list[_T]: ...
 
-    def sample_cohort(self, clients: Iterable[Any] | None = None) -> list[Any]:
+    def sample_cohort(self, clients: Iterable[_T] | None = None) -> list[_T] | list[int]:
         """Poisson-sample the next round's cohort: each client independently with rate ``q``.
 
         Exactly the law the accountant assumes (:func:`poisson_sample`, OS CSPRNG; with
@@ -474,7 +474,8 @@ class SecureAggregator:
                     random_bytes=self._cohort_stream.read,
                 )
             self._pending_cohort = tuple(drawn)
-        return list(self._pending_cohort)
+        # the pending cohort holds the ids of the pool the caller gave (or range ids)
+        return cast("list[_T] | list[int]", list(self._pending_cohort))
 
     # -- aggregation -------------------------------------------------------------------
 

@@ -59,8 +59,13 @@ PAILLIER_BITS = (16, 24, 32, 40)
 DROPOUT_FRACTIONS = (0.1, 0.2, 0.3)
 U64 = npt.NDArray[np.uint64]
 
-MASKING_VARIANTS = [(protocol, server) for protocol in ("secagg", "secagg+") for server in ServerClass]
-SEEDS = {f"{protocol}-{server.value}": 1000 + 17 * i for i, (protocol, server) in enumerate(MASKING_VARIANTS)}
+MASKING_VARIANTS = [
+    (protocol, server) for protocol in ("secagg", "secagg+") for server in ServerClass
+]
+SEEDS = {
+    f"{protocol}-{server.value}": 1000 + 17 * i
+    for i, (protocol, server) in enumerate(MASKING_VARIANTS)
+}
 SEEDS["paillier"] = 2026
 
 
@@ -206,7 +211,11 @@ def masking_round(protocol: str, server: ServerClass, seed: int, index: int) -> 
                 bits=bits,
                 protocol=protocol,
                 threat_model=threat,
-                dropouts={s.value: sorted(v - excluded) for s, v in vanish.items() if s is not skip and v - excluded},
+                dropouts={
+                    s.value: sorted(v - excluded)
+                    for s, v in vanish.items()
+                    if s is not skip and v - excluded
+                },
                 wire=wire,
                 record_view=False,
                 prg=prg,
@@ -215,22 +224,32 @@ def masking_round(protocol: str, server: ServerClass, seed: int, index: int) -> 
                 _drive(runner, {s: v - excluded for s, v in lost.items() if s is not skip})
                 break
             except RoundRestartError as exc:
-                expected_missing = (vanish.get(Stage.GRAPH_SEED, set()) | lost.get(Stage.GRAPH_SEED, set())) - excluded
+                expected_missing = (
+                    vanish.get(Stage.GRAPH_SEED, set()) | lost.get(Stage.GRAPH_SEED, set())
+                ) - excluded
                 if set(exc.excluded) != expected_missing or not exc.excluded or outcome.restarts:
                     outcome.failure = _failure(
-                        variant, seed, index, f"restart excluded {sorted(exc.excluded)}, expected {sorted(expected_missing)}"
+                        variant,
+                        seed,
+                        index,
+                        f"restart excluded {sorted(exc.excluded)}, expected "
+                        f"{sorted(expected_missing)}",
                     )
                     return outcome
                 excluded |= exc.excluded
                 outcome.restarts += 1
     except SecAggError as exc:
         if not vanish and not lost:
-            outcome.failure = _failure(variant, seed, index, f"aborted without any dropout: {exc!r}")
+            outcome.failure = _failure(
+                variant, seed, index, f"aborted without any dropout: {exc!r}"
+            )
         else:
             outcome.abort = type(exc).__name__
         return outcome
     except Exception:  # noqa: BLE001 - any other exception is what the campaign hunts for
-        outcome.failure = _failure(variant, seed, index, "untyped exception\n" + traceback.format_exc(limit=6))
+        outcome.failure = _failure(
+            variant, seed, index, "untyped exception\n" + traceback.format_exc(limit=6)
+        )
         return outcome
     result = runner.server.result
     gone = excluded | {
@@ -262,8 +281,11 @@ def _key(n_decryptors: int, threshold: int) -> tuple[ThresholdPublicKey, tuple[K
     )
 
 
-def _paillier_head(rng: np.random.Generator) -> tuple[int, int, int, int | None, ThreatModel, PaillierParameters]:
-    """The first choices of a Paillier round: ``n, d, bits, committee, threat model, parameters``."""
+def _paillier_head(
+    rng: np.random.Generator,
+) -> tuple[int, int, int, int | None, ThreatModel, PaillierParameters]:
+    """The first choices of a Paillier round:
+    ``n, d, bits, committee, threat model, parameters``."""
     n = int(rng.integers(5, 10))
     d = int(rng.integers(2, 9))
     bits = int(rng.choice(PAILLIER_BITS))
@@ -302,13 +324,17 @@ def paillier_round(seed: int, index: int) -> Outcome:
     gone_committee: tuple[int, ...] = ()
     if committee is not None and rng.random() < 0.5:
         size = int(rng.integers(1, committee))
-        gone_committee = tuple(sorted(rng.choice(np.arange(1, committee + 1), size=size, replace=False).tolist()))
+        gone_committee = tuple(
+            sorted(rng.choice(np.arange(1, committee + 1), size=size, replace=False).tolist())
+        )
     # a committee member's reply can be lost too (its party id follows the clients')
     if committee is not None and rng.random() < 0.2:
         member = n + int(rng.integers(1, committee + 1))
         if member - n not in gone_committee:
             lost.setdefault(lossy[int(rng.integers(len(lossy)))], set()).add(member)
-    outcome = Outcome(dropouts=_labels(vanish, lost) + ("unmasking/committee",) * len(gone_committee))
+    outcome = Outcome(
+        dropouts=_labels(vanish, lost) + ("unmasking/committee",) * len(gone_committee)
+    )
     try:
         setup = setup_paillier_round(
             updates,
@@ -327,12 +353,16 @@ def paillier_round(seed: int, index: int) -> Outcome:
         _drive(runner, lost)
     except SecAggError as exc:
         if not vanish and not lost and not gone_committee:
-            outcome.failure = _failure(variant, seed, index, f"aborted without any dropout: {exc!r}")
+            outcome.failure = _failure(
+                variant, seed, index, f"aborted without any dropout: {exc!r}"
+            )
         else:
             outcome.abort = type(exc).__name__
         return outcome
     except Exception:  # noqa: BLE001 - any other exception is what the campaign hunts for
-        outcome.failure = _failure(variant, seed, index, "untyped exception\n" + traceback.format_exc(limit=6))
+        outcome.failure = _failure(
+            variant, seed, index, "untyped exception\n" + traceback.format_exc(limit=6)
+        )
         return outcome
     result = runner.server.result
     early = {s for s in Stage if s.position <= Stage.MASKED_INPUT.position}
@@ -399,7 +429,9 @@ def run_campaign(name: str, started: float) -> Tally:
 
 
 # longest first, so that the workers finish together
-CAMPAIGNS = ["paillier"] + [f"{p}-{s.value}" for s in reversed(ServerClass) for p in ("secagg", "secagg+")]
+CAMPAIGNS = ["paillier"] + [
+    f"{p}-{s.value}" for s in reversed(ServerClass) for p in ("secagg", "secagg+")
+]
 
 
 def _selected(session: pytest.Session) -> list[str]:
@@ -437,14 +469,22 @@ def _check(tally: Tally, stages: Sequence[Stage]) -> None:
     assert tally.rounds == ROUNDS
     assert tally.successes > 0, f"no round succeeded: {tally.summary()}"
     assert sum(tally.aborts.values()) > 0, f"no round aborted: {tally.summary()}"
-    assert set(tally.aborts) <= LACK_OF_PARTIES, f"an honest round aborted for another reason: {tally.summary()}"
+    assert set(tally.aborts) <= LACK_OF_PARTIES, (
+        f"an honest round aborted for another reason: {tally.summary()}"
+    )
     for stage in stages:
-        assert tally.dropouts[f"{stage.value}/vanish"] > 0, f"no dropout at {stage.value}: {tally.summary()}"
+        assert tally.dropouts[f"{stage.value}/vanish"] > 0, (
+            f"no dropout at {stage.value}: {tally.summary()}"
+        )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("protocol", "server"), MASKING_VARIANTS, ids=[f"{p}-{s.value}" for p, s in MASKING_VARIANTS])
-def test_masking_campaign(campaigns: dict[str, Future[Tally]], protocol: str, server: ServerClass) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "server"), MASKING_VARIANTS, ids=[f"{p}-{s.value}" for p, s in MASKING_VARIANTS]
+)
+def test_masking_campaign(
+    campaigns: dict[str, Future[Tally]], protocol: str, server: ServerClass
+) -> None:
     _check(campaigns[f"{protocol}-{server.value}"].result(), round_stages(server))
 
 

@@ -67,8 +67,12 @@ def _ring_sum(inputs: dict[int, np.ndarray], ids: Any) -> np.ndarray:
     return np.sum([inputs[c] for c in ids], axis=0, dtype=np.uint64) % np.uint64(2**BITS)
 
 
-def _round(inputs: dict[int, np.ndarray], protocol: str, tm: ThreatModel, hardening: Any, **kw: Any) -> RoundRunner:
-    return setup_round(inputs, bits=BITS, protocol=protocol, threat_model=tm, hardening=hardening, **kw)
+def _round(
+    inputs: dict[int, np.ndarray], protocol: str, tm: ThreatModel, hardening: Any, **kw: Any
+) -> RoundRunner:
+    return setup_round(
+        inputs, bits=BITS, protocol=protocol, threat_model=tm, hardening=hardening, **kw
+    )
 
 
 # ---------------------------------------------------------------------------- 1. partner keys
@@ -83,7 +87,11 @@ def test_partner_keys_positive_control(protocol: str, n: int, server_class: Serv
     inputs = _inputs(n, seed=n)
     # in a sparse graph the partners' holders overlap: the baseline also lets a client lose
     # more than k - t peers, so that the lies can be spread
-    weak = PREVIOUS if protocol == "secagg" else dataclasses.replace(PREVIOUS, check_survivor_count=False)
+    weak = (
+        PREVIOUS
+        if protocol == "secagg"
+        else dataclasses.replace(PREVIOUS, check_survivor_count=False)
+    )
     runner = _round(inputs, protocol, ThreatModel(server=server_class), weak)
     recovered, harvest = partner_keys_attack(runner, victim=1, respect_counts=protocol == "secagg")
     assert recovered is not None, harvest.refusals
@@ -92,14 +100,21 @@ def test_partner_keys_positive_control(protocol: str, n: int, server_class: Serv
 
 @pytest.mark.parametrize("server_class", LYING, ids=lambda c: c.value)
 @pytest.mark.parametrize(("protocol", "n"), PARTNER_CASES)
-def test_partner_keys_fails_against_the_defaults(protocol: str, n: int, server_class: ServerClass) -> None:
+def test_partner_keys_fails_against_the_defaults(
+    protocol: str, n: int, server_class: ServerClass
+) -> None:
     inputs = _inputs(n, seed=n)
     runner = _round(inputs, protocol, ThreatModel(server=server_class), Hardening())
     recovered, harvest = partner_keys_attack(runner, victim=1, respect_counts=protocol == "secagg")
     assert recovered is None
     assert harvest.refusals  # the clients refused, with typed errors
-    assert 1 not in harvest.self_mask or len(harvest.self_mask[1]) < runner.server.config.threshold or all(
-        len(harvest.mask_key.get(h, [])) < runner.server.config.threshold for h in runner.clients[1].masking_set
+    assert (
+        1 not in harvest.self_mask
+        or len(harvest.self_mask[1]) < runner.server.config.threshold
+        or all(
+            len(harvest.mask_key.get(h, [])) < runner.server.config.threshold
+            for h in runner.clients[1].masking_set
+        )
     )
 
 
@@ -150,7 +165,9 @@ def _padding_plan(drop: int, pad: int) -> Any:
 
 
 @pytest.mark.parametrize(("protocol", "n", "tm", "drop", "pad"), PADDING_CASES)
-def test_padding_positive_control(protocol: str, n: int, tm: ThreatModel, drop: int, pad: int) -> None:
+def test_padding_positive_control(
+    protocol: str, n: int, tm: ThreatModel, drop: int, pad: int
+) -> None:
     inputs = _inputs(n, seed=7)
     weak = dataclasses.replace(PREVIOUS, check_survivor_lists=False, consistency_check=True)
     runner = _round(inputs, protocol, tm, weak)
@@ -175,7 +192,9 @@ def test_verified_count_alone_stops_padding() -> None:
     # every list check off except the count of verified signers: still refused
     protocol, n, tm, drop, pad = PADDING_CASES[1]
     inputs = _inputs(n, seed=8)
-    only_count = dataclasses.replace(PREVIOUS, check_survivor_lists=False, consistency_check=True, verified_survivors=True)
+    only_count = dataclasses.replace(
+        PREVIOUS, check_survivor_lists=False, consistency_check=True, verified_survivors=True
+    )
     runner = _round(inputs, protocol, tm, only_count)
     total, _, harvest = padded_survivors_attack(runner, _padding_plan(drop, pad))
     assert total is None
@@ -194,7 +213,9 @@ def _components(ids: list[int]) -> list[list[int]]:
 
 def test_server_chosen_components_positive_control() -> None:
     inputs = _inputs(60, seed=9)
-    runner = _round(inputs, "secagg+", COMPONENT_TM, dataclasses.replace(Hardening(), derive_graph=False))
+    runner = _round(
+        inputs, "secagg+", COMPONENT_TM, dataclasses.replace(Hardening(), derive_graph=False)
+    )
     assert runner.server.config.parameters.degree == 16
     sums, harvest = component_graph_attack(runner, _components(sorted(inputs)))
     assert not harvest.refusals
@@ -206,7 +227,9 @@ def test_server_chosen_components_positive_control() -> None:
 @pytest.mark.parametrize("server_class", LYING, ids=lambda c: c.value)
 def test_server_chosen_components_fail_against_the_defaults(server_class: ServerClass) -> None:
     inputs = _inputs(60, seed=9)
-    runner = _round(inputs, "secagg+", dataclasses.replace(COMPONENT_TM, server=server_class), Hardening())
+    runner = _round(
+        inputs, "secagg+", dataclasses.replace(COMPONENT_TM, server=server_class), Hardening()
+    )
     sums, harvest = component_graph_attack(runner, _components(sorted(inputs)))
     assert all(s is None for s in sums)
     assert set(harvest.refusals.values()) == {"MessageError"}  # "not a neighbour"
@@ -233,7 +256,10 @@ def test_colluders_around_the_victim_positive_control() -> None:
     params = select_parameters(AROUND_N, AROUND_TM, graph=GraphKind.HARARY)
     colluders = list(range(2, 2 + params.max_colluders))
     assert len(colluders) >= params.threshold and params.degree < AROUND_N - 1
-    hardening = {c: COLLUDER if c in colluders else dataclasses.replace(Hardening(), derive_graph=False) for c in inputs}
+    hardening = {
+        c: COLLUDER if c in colluders else dataclasses.replace(Hardening(), derive_graph=False)
+        for c in inputs
+    }
     runner = _round(inputs, "secagg+", AROUND_TM, hardening)
     recovered, harvest = colluders_around_victim_attack(runner, 1, colluders)
     assert recovered is not None, harvest.refusals
@@ -260,10 +286,15 @@ def test_colluders_around_the_victim_fail_against_the_defaults(server_class: Ser
 
 
 def _harvest_execution(
-    inputs: dict[int, np.ndarray], tm: ThreatModel, hardening: Hardening, identities: dict[int, IdentityKey],
-    round_id: int, wanted: dict[tuple[int, ...], set[int]],
+    inputs: dict[int, np.ndarray],
+    tm: ThreatModel,
+    hardening: Hardening,
+    identities: dict[int, IdentityKey],
+    round_id: int,
+    wanted: dict[tuple[int, ...], set[int]],
 ) -> dict[tuple[int, ...], dict[int, bytes]]:
-    """One execution of ``round_id``: each client signs one of the survivor lists still short of signers."""
+    """One execution of ``round_id``: each client signs one of the survivor lists still short of
+    signers."""
     runner = _round(inputs, "secagg", tm, hardening, round_id=round_id, identities=identities)
     server = LyingServer(runner)
     server.honest_setup()
@@ -280,7 +311,9 @@ def _harvest_execution(
     return server.signatures
 
 
-def _round_reuse_attack(hardening: Hardening, *, executions: int = 16) -> tuple[np.ndarray | None, dict[int, str], np.ndarray]:
+def _round_reuse_attack(
+    hardening: Hardening, *, executions: int = 16
+) -> tuple[np.ndarray | None, dict[int, str], np.ndarray]:
     n = 20
     inputs = _inputs(n, seed=11)
     tm = ThreatModel(server=ServerClass.MALICIOUS)
@@ -327,7 +360,9 @@ def _round_reuse_attack(hardening: Hardening, *, executions: int = 16) -> tuple[
 
 
 def test_round_reuse_positive_control() -> None:
-    weak = dataclasses.replace(PREVIOUS, consistency_check=True, verified_survivors=True, round_bound_signatures=True)
+    weak = dataclasses.replace(
+        PREVIOUS, consistency_check=True, verified_survivors=True, round_bound_signatures=True
+    )
     recovered, refusals, victim = _round_reuse_attack(weak)
     assert recovered is not None, refusals
     assert np.array_equal(recovered, victim)
@@ -340,7 +375,9 @@ def test_round_reuse_fails_against_the_defaults() -> None:
 
 
 def test_fresh_signatures_alone_stop_replayed_quorums() -> None:
-    only_fresh = dataclasses.replace(PREVIOUS, consistency_check=True, verified_survivors=True, fresh_signatures=True)
+    only_fresh = dataclasses.replace(
+        PREVIOUS, consistency_check=True, verified_survivors=True, fresh_signatures=True
+    )
     recovered, refusals, _ = _round_reuse_attack(only_fresh, executions=10)
     assert recovered is None
     assert "AuthenticationError" in refusals.values() or "ThresholdNotMetError" in refusals.values()
@@ -354,11 +391,25 @@ def test_a_restarted_client_refuses_a_round_it_took_part_in(tmp_path: Any) -> No
     first = _round(inputs, "secagg", tm, Hardening(), round_id=77, identities=identities)
     config = first.server.config
     pki = first.pki
-    client = SecAggClient(config, 1, input_vector=inputs[1], identity=identities[1], pki=pki, round_log=RoundLog.at(log_path))
+    client = SecAggClient(
+        config,
+        1,
+        input_vector=inputs[1],
+        identity=identities[1],
+        pki=pki,
+        round_log=RoundLog.at(log_path),
+    )
     start = first.pending[1]
     client.handle(start)
     # the process restarts: a new client object, the same identity, the same log file
-    again = SecAggClient(config, 1, input_vector=inputs[1], identity=identities[1], pki=pki, round_log=RoundLog.at(log_path))
+    again = SecAggClient(
+        config,
+        1,
+        input_vector=inputs[1],
+        identity=identities[1],
+        pki=pki,
+        round_log=RoundLog.at(log_path),
+    )
     with pytest.raises(ReplayError):
         again.handle(start)
     assert again.stage is Stage.ADVERTISE_KEYS  # nothing changed
@@ -390,12 +441,20 @@ class _Corrupting:
             elif isinstance(m, AdvertiseKeys):
                 m = dataclasses.replace(m, signature=junk)
             elif isinstance(m, ShareKeys):
-                m = dataclasses.replace(m, shares=tuple(EncryptedShare(e.peer, os.urandom(len(e.ciphertext))) for e in m.shares))
+                m = dataclasses.replace(
+                    m,
+                    shares=tuple(
+                        EncryptedShare(e.peer, os.urandom(len(e.ciphertext))) for e in m.shares
+                    ),
+                )
             elif isinstance(m, UnmaskResponse):
                 m = dataclasses.replace(
                     m,
                     self_mask_shares=tuple(
-                        RevealedShare(r.owner, dataclasses.replace(Share.from_bytes(r.share), value=1).to_bytes())
+                        RevealedShare(
+                            r.owner,
+                            dataclasses.replace(Share.from_bytes(r.share), value=1).to_bytes(),
+                        )
                         for r in m.self_mask_shares
                     ),
                 )
@@ -412,7 +471,9 @@ class _Corrupting:
 BAD_STAGES = [Stage.ADVERTISE_KEYS, Stage.MASKED_INPUT, Stage.CONSISTENCY_CHECK]
 
 
-def _run_with_bad_client(stage: Stage, protocol: str, server_class: ServerClass, verify: bool) -> tuple[Any, dict[int, np.ndarray]]:
+def _run_with_bad_client(
+    stage: Stage, protocol: str, server_class: ServerClass, verify: bool
+) -> tuple[Any, dict[int, np.ndarray]]:
     n = 12
     inputs = _inputs(n, seed=13)
     runner = _round(inputs, protocol, ThreatModel(server=server_class), Hardening())
@@ -426,7 +487,9 @@ def _run_with_bad_client(stage: Stage, protocol: str, server_class: ServerClass,
 @pytest.mark.parametrize("server_class", LYING, ids=lambda c: c.value)
 @pytest.mark.parametrize("protocol", ["secagg", "secagg+"])
 @pytest.mark.parametrize("stage", BAD_STAGES, ids=lambda s: s.value)
-def test_one_bad_client_counts_as_dropped(stage: Stage, protocol: str, server_class: ServerClass) -> None:
+def test_one_bad_client_counts_as_dropped(
+    stage: Stage, protocol: str, server_class: ServerClass
+) -> None:
     if stage is Stage.ADVERTISE_KEYS and server_class is ServerClass.SEMI_MALICIOUS:
         pytest.skip("semi-malicious rounds sign no keys")
     runner, inputs = _run_with_bad_client(stage, protocol, server_class, verify=True)
@@ -439,7 +502,9 @@ def test_one_bad_client_counts_as_dropped(stage: Stage, protocol: str, server_cl
     assert len(result.survivors) >= len(inputs) - 1
 
 
-@pytest.mark.parametrize("stage", [Stage.MASKED_INPUT, Stage.CONSISTENCY_CHECK], ids=lambda s: s.value)
+@pytest.mark.parametrize(
+    "stage", [Stage.MASKED_INPUT, Stage.CONSISTENCY_CHECK], ids=lambda s: s.value
+)
 def test_one_bad_client_aborts_the_round_through_an_unverifying_relay(stage: Stage) -> None:
     runner, _ = _run_with_bad_client(stage, "secagg", ServerClass.MALICIOUS, verify=False)
     with pytest.raises(SecAggError):
@@ -470,7 +535,9 @@ def _run_restarting(inputs: dict[int, np.ndarray], tm: ThreatModel, bad: Any) ->
 
 
 @pytest.mark.parametrize("server_class", LYING, ids=lambda c: c.value)
-def test_unopenable_shares_restart_the_round_without_their_sender(server_class: ServerClass) -> None:
+def test_unopenable_shares_restart_the_round_without_their_sender(
+    server_class: ServerClass,
+) -> None:
     inputs = _inputs(12, seed=14)
     bad = {1: lambda real: _Corrupting(real, Stage.SHARE_KEYS)}
     result, restarts = _run_restarting(inputs, ThreatModel(server=server_class), bad)

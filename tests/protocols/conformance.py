@@ -160,7 +160,9 @@ class BadClientCase:
 class _Corrupting:
     """A misbehaving party: the real one, whose replies at ``stage`` go through ``corrupt``."""
 
-    def __init__(self, round_: Any, party: Any, case: BadClientCase, corrupt: Callable[[Any, str], Any]) -> None:
+    def __init__(
+        self, round_: Any, party: Any, case: BadClientCase, corrupt: Callable[[Any, str], Any]
+    ) -> None:
         self._round, self._party, self._case, self._corrupt = round_, party, case, corrupt
 
     def handle(self, message: Any) -> list[Any]:
@@ -233,7 +235,11 @@ class ProtocolConformance:
         return self.client_ids()[1:]
 
     def open_round(
-        self, updates: Mapping[int, npt.ArrayLike], *, round_id: int, dropouts: Mapping[str, Iterable[int]] | None = None
+        self,
+        updates: Mapping[int, npt.ArrayLike],
+        *,
+        round_id: int,
+        dropouts: Mapping[str, Iterable[int]] | None = None,
     ) -> Any:
         """*hook*: a stepped round (see module docstring) over ``updates``."""
         raise NotImplementedError
@@ -272,7 +278,9 @@ class ProtocolConformance:
         that lists one of its peers both as dropped and as surviving. Return (client, request)."""
         pytest.skip(f"{self.protocol}: no survivor lists to forge")
 
-    def masked_payloads(self, server_view: Sequence[Any]) -> list[tuple[npt.NDArray[np.uint64], int]]:
+    def masked_payloads(
+        self, server_view: Sequence[Any]
+    ) -> list[tuple[npt.NDArray[np.uint64], int]]:
         """*hook*: the masked inputs in a server view, as (ring elements, bits)."""
         pytest.skip(f"{self.protocol}: no ring-valued masked inputs")
 
@@ -329,11 +337,16 @@ class ProtocolConformance:
     def _simulate(self, updates: Mapping[int, Any], **kwargs: Any) -> Any:
         return simulate(updates, protocol=self.protocol, **{**self.config(), **kwargs})
 
-    def _expected(self, updates: Mapping[int, npt.NDArray[np.float64]], survivors: Iterable[int]) -> npt.NDArray[np.float64]:
+    def _expected(
+        self, updates: Mapping[int, npt.NDArray[np.float64]], survivors: Iterable[int]
+    ) -> npt.NDArray[np.float64]:
         return np.asarray(np.sum([updates[c] for c in survivors], axis=0), dtype=np.float64)
 
     def _check_sum(
-        self, updates: Mapping[int, npt.NDArray[np.float64]], aggregate: npt.ArrayLike, survivors: Sequence[int]
+        self,
+        updates: Mapping[int, npt.NDArray[np.float64]],
+        aggregate: npt.ArrayLike,
+        survivors: Sequence[int],
     ) -> None:
         err = float(np.max(np.abs(np.asarray(aggregate) - self._expected(updates, survivors))))
         assert err <= self.tolerance(len(survivors)), f"aggregate off by {err}"
@@ -364,13 +377,17 @@ class ProtocolConformance:
         updates = self.make_updates()
         stages = list(self.stages())
         for stage in stages:
-            round_ = self.open_round(updates, round_id=7, dropouts={stage.value: self.fatal_dropouts(stage)})
+            round_ = self.open_round(
+                updates, round_id=7, dropouts={stage.value: self.fatal_dropouts(stage)}
+            )
             with pytest.raises(ThresholdNotMetError):
                 self.finish(round_)
             if stage is not stages[-1]:
                 # (at the last stage the few who answer already sent their shares: fewer than t)
                 leaked = [m for m in round_.server_view if self.reveals_secrets(m)]
-                assert not leaked, f"a client revealed secrets although the round aborted at {stage.value}"
+                assert not leaked, (
+                    f"a client revealed secrets although the round aborted at {stage.value}"
+                )
 
     def test_malformed_message_at_each_stage(self) -> None:
         updates = self.make_updates()
@@ -469,9 +486,13 @@ class ProtocolConformance:
             # the documented non-claim: this class trusts the server's list
             assert outcome.server_got_the_small_sum(), self.padding_non_claim
             return
-        assert outcome.total is None, "the server obtained a sum of fewer than min_aggregate_size inputs"
+        assert outcome.total is None, (
+            "the server obtained a sum of fewer than min_aggregate_size inputs"
+        )
         assert outcome.released == 0
-        assert set(outcome.refusals) == set(outcome.asked), f"parties that did not refuse: {outcome.refusals}"
+        assert set(outcome.refusals) == set(outcome.asked), (
+            f"parties that did not refuse: {outcome.refusals}"
+        )
         untyped = {p: e for p, e in outcome.refusals.items() if not is_typed_error(e)}
         assert not untyped, f"refusals that are not SecAggErrors: {untyped}"
         # positive control: with the check switched off the same script gets the small sum
@@ -517,7 +538,9 @@ class ProtocolConformance:
         for i, case in enumerate(cases):
             round_id = 81 + 2 * i
             round_ = self.open_round(updates, round_id=round_id)
-            round_.clients[case.party] = _Corrupting(round_, round_.clients[case.party], case, self.corrupt)
+            round_.clients[case.party] = _Corrupting(
+                round_, round_.clients[case.party], case, self.corrupt
+            )
             try:
                 aggregate, survivors = self.finish(round_)
             except RoundRestartError as exc:
@@ -528,6 +551,8 @@ class ProtocolConformance:
                 aggregate, survivors = self.finish(self.open_round(rest, round_id=round_id + 1))
             assert case.party in self.refused_by_server(round_), case
             clients = set(updates)
-            expected = clients if case.in_sum or case.party not in clients else clients - {case.party}
+            expected = (
+                clients if case.in_sum or case.party not in clients else clients - {case.party}
+            )
             assert set(survivors) == expected, case
             self._check_sum(updates, aggregate, survivors)

@@ -87,7 +87,9 @@ class TestPaillierConformance(ProtocolConformance):
     padding_min_size: ClassVar[int] = 7
     """``min_aggregate_size`` of the padding test's round (two clients never upload)."""
 
-    def key(self, threat_model: ThreatModel | None = None) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
+    def key(
+        self, threat_model: ThreatModel | None = None
+    ) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
         threat = self.threat_model if threat_model is None else threat_model
         params = paillier_parameters(self.num_clients, threat, n_decryptors=self.committee_size)
         return _dealt(params.n_decryptors, params.threshold)
@@ -185,9 +187,13 @@ class TestPaillierConformance(ProtocolConformance):
             out += [
                 replace(message, recipient=UNKNOWN_ID),
                 # too few committed decryptors for any quorum
-                replace(message, nonces=message.nonces[: self._round.config.public_key.threshold - 1]),
+                replace(
+                    message, nonces=message.nonces[: self._round.config.public_key.threshold - 1]
+                ),
                 # a nonce the decryptor did not sign
-                replace(message, nonces=(replace(first, nonce=_flip(first.nonce)), *message.nonces[1:])),
+                replace(
+                    message, nonces=(replace(first, nonce=_flip(first.nonce)), *message.nonces[1:])
+                ),
             ]
         elif isinstance(message, Upload):
             vector = message.vector
@@ -240,7 +246,9 @@ class TestPaillierConformance(ProtocolConformance):
         threat = dataclasses.replace(self.threat_model, server=server, min_aggregate_size=m)
         ids = self.client_ids()
         vanished = ids[-2:]
-        setup = self.make_setup(updates, round_id=47, dropouts={"masked_input": vanished}, threat_model=threat)
+        setup = self.make_setup(
+            updates, round_id=47, dropouts={"masked_input": vanished}, threat_model=threat
+        )
         round_ = setup.runner
         uploads = self._uploads(round_)
         real = tuple(sorted(uploads))
@@ -254,7 +262,9 @@ class TestPaillierConformance(ProtocolConformance):
         context = next(iter(uploads.values())).context
         forged = []
         for cid in padding:
-            vector, witness = encryptor.encrypt_with_witness(encoder.encode(np.zeros(config.length)))
+            vector, witness = encryptor.encrypt_with_witness(
+                encoder.encode(np.zeros(config.length))
+            )
             proof = None
             if config.plaintext_proofs:
                 proof = encryptor.prove_knowledge(
@@ -262,9 +272,18 @@ class TestPaillierConformance(ProtocolConformance):
                 )
             signature = b""
             if config.signed_contributions:
-                signature = forger.sign(contribution_transcript(config, context, cid, vector.digest()))
+                signature = forger.sign(
+                    contribution_transcript(config, context, cid, vector.digest())
+                )
             forged.append(
-                Upload(round_id=47, client_id=cid, vector=vector, context=context, signature=signature, proof=proof)
+                Upload(
+                    round_id=47,
+                    client_id=cid,
+                    vector=vector,
+                    context=context,
+                    signature=signature,
+                    proof=proof,
+                )
             )
         decryptors = [p for p in sorted(config.decryptor_parties) if p not in round_.dead]
         refusals: dict[int, str] = {}
@@ -289,8 +308,14 @@ class TestPaillierConformance(ProtocolConformance):
         total = None
         pk = config.public_key
         if len(partials) >= pk.threshold:
-            product = aggregate(pk.paillier, config.packing, [uploads[c].vector for c in real] + [f.vector for f in forged])
-            plain = combine_partial_decryptions(pk, product, partials[: pk.threshold], verify=False, context=config.context)
+            product = aggregate(
+                pk.paillier,
+                config.packing,
+                [uploads[c].vector for c in real] + [f.vector for f in forged],
+            )
+            plain = combine_partial_decryptions(
+                pk, product, partials[: pk.threshold], verify=False, context=config.context
+            )
             ring = config.packing.unpack(plain, config.encoded_length, summands=len(listed))
             total = np.asarray(encoder.decode_sum(ring, len(listed)), dtype=np.float64)
         return PaddingOutcome(
@@ -331,7 +356,9 @@ class TestPaillierConformance(ProtocolConformance):
             log = None if logs is None else logs[pid]
             client = None
             if old.client is not None:
-                client = PaillierClient(config, pid, setup.identities.get(pid), update=updates[pid], round_log=log)
+                client = PaillierClient(
+                    config, pid, setup.identities.get(pid), update=updates[pid], round_log=log
+                )
             decryptor = None
             if old.decryptor is not None:
                 decryptor = PaillierDecryptor(
@@ -379,12 +406,21 @@ class TestPaillierConformance(ProtocolConformance):
             known = message.proof
             return replace(
                 message,
-                proof=replace(known, response=_junk_like(known.response), response_unit=_junk_like(known.response_unit)),
+                proof=replace(
+                    known,
+                    response=_junk_like(known.response),
+                    response_unit=_junk_like(known.response_unit),
+                ),
             )
         if isinstance(message, PartialDecryptionMessage) and what == "decryption-proof":
             correct = message.partial.proof
             assert correct is not None, "the variant has no decryption proofs"
-            return replace(message, partial=replace(message.partial, proof=replace(correct, response=_junk_like(correct.response))))
+            return replace(
+                message,
+                partial=replace(
+                    message.partial, proof=replace(correct, response=_junk_like(correct.response))
+                ),
+            )
         return message
 
     def refused_by_server(self, round_: Any) -> set[int]:
@@ -464,7 +500,9 @@ class TestPaillierConformance(ProtocolConformance):
             vector=cancel,
             context=uploads[colluder].context,
             signature=identity.sign(
-                contribution_transcript(config, uploads[colluder].context, colluder, cancel.digest())
+                contribution_transcript(
+                    config, uploads[colluder].context, colluder, cancel.digest()
+                )
             ),
             proof=uploads[colluder].proof,
         )
@@ -511,7 +549,8 @@ class TestPaillierConformance(ProtocolConformance):
 
 
 class TestPaillierCommitteeConformance(TestPaillierConformance):
-    """A separate committee of 5 decryptors; semi-malicious server (signatures and proofs, no colluders)."""
+    """A separate committee of 5 decryptors; semi-malicious server (signatures and proofs, no
+    colluders)."""
 
     num_clients = 6
     threat_model = ThreatModel(server=ServerClass.SEMI_MALICIOUS, colluding_fraction=0.0)

@@ -61,7 +61,9 @@ BITS = 512
 
 
 @cache
-def _distributed(n_decryptors: int, threshold: int) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
+def _distributed(
+    n_decryptors: int, threshold: int
+) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
     key = generate_distributed_key(
         list(range(1, n_decryptors + 1)),
         threshold=threshold,
@@ -134,7 +136,10 @@ def test_round_refuses_a_fixed_base_with_a_distributed_key(key: DistributedKey) 
     }
     with pytest.raises(InvalidParameterError, match="STANDARD"):
         PaillierRoundConfig(**options)
-    assert PaillierRoundConfig(**options, randomness=Randomness.STANDARD).randomness is Randomness.STANDARD
+    assert (
+        PaillierRoundConfig(**options, randomness=Randomness.STANDARD).randomness
+        is Randomness.STANDARD
+    )
 
 
 # --------------------------------------------------------------------------- end to end
@@ -163,7 +168,13 @@ def test_simulate_with_distributed_key_generation(committee_size: int | None) ->
 def test_simulate_rejects_an_unknown_key_generation() -> None:
     updates = {cid: np.zeros(3) for cid in range(1, 7)}
     with pytest.raises(InvalidParameterError, match="key_generation"):
-        simulate(updates, protocol="paillier", key_generation="oracle", key_bits=BITS, hazmat_allow_weak_key=True)
+        simulate(
+            updates,
+            protocol="paillier",
+            key_generation="oracle",
+            key_bits=BITS,
+            hazmat_allow_weak_key=True,
+        )
 
 
 def test_dealer_remains_the_default() -> None:
@@ -239,7 +250,9 @@ def test_no_party_ever_holds_the_factorisation_or_the_exponent() -> None:
     for pid, party in parties.items():
         original = party.handle
 
-        def watched(message: KeygenMessage, *, _pid: int = pid, _handle: Any = original) -> list[KeygenMessage]:
+        def watched(
+            message: KeygenMessage, *, _pid: int = pid, _handle: Any = original
+        ) -> list[KeygenMessage]:
             out: list[KeygenMessage] = _handle(message)
             snapshot(_pid)
             return out
@@ -279,7 +292,9 @@ def test_a_vanished_member_stalls_with_a_typed_error_naming_it() -> None:
     assert caught.value.excluded == frozenset({3})
 
 
-@pytest.mark.parametrize("phase", [KeygenPhase.HELLO, KeygenPhase.SIEVE_OPEN, KeygenPhase.KEY_SHARES])
+@pytest.mark.parametrize(
+    "phase", [KeygenPhase.HELLO, KeygenPhase.SIEVE_OPEN, KeygenPhase.KEY_SHARES]
+)
 def test_restart_without_the_vanished_member(phase: KeygenPhase) -> None:
     key = generate_distributed_key(
         [1, 2, 3, 4], threshold=2, key_bits=BITS, hazmat_allow_weak_key=True, dropouts={phase: [2]}
@@ -297,7 +312,10 @@ def test_restart_without_the_vanished_member(phase: KeygenPhase) -> None:
 def test_too_few_members_left_is_threshold_not_met() -> None:
     with pytest.raises(ThresholdNotMetError):
         generate_distributed_key(
-            [1, 2, 3], threshold=2, key_bits=BITS, hazmat_allow_weak_key=True,
+            [1, 2, 3],
+            threshold=2,
+            key_bits=BITS,
+            hazmat_allow_weak_key=True,
             dropouts={KeygenPhase.MODULUS: [1]},
         )
     with pytest.raises(InvalidParameterError):
@@ -313,9 +331,13 @@ class _Committee:
     def __init__(self) -> None:
         self.identities = {pid: IdentityKey.generate() for pid in (1, 2, 3)}
         self.public = {pid: k.public_bytes for pid, k in self.identities.items()}
-        self.params = KeygenParameters(key_bits=BITS, n_parties=3, threshold=2, hazmat_allow_weak_key=True)
+        self.params = KeygenParameters(
+            key_bits=BITS, n_parties=3, threshold=2, hazmat_allow_weak_key=True
+        )
         self.parties = {
-            pid: KeygenParty(self.params, session=7, party_id=pid, committee=self.public, identity=k)
+            pid: KeygenParty(
+                self.params, session=7, party_id=pid, committee=self.public, identity=k
+            )
             for pid, k in self.identities.items()
         }
         hellos = {pid: p.start()[0] for pid, p in self.parties.items()}
@@ -327,7 +349,11 @@ class _Committee:
                     self.sieve[pid] += party.handle(hello)
 
     def shares(self, sender: int, recipient: int) -> KeygenShares:
-        (m,) = [m for m in self.sieve[sender] if isinstance(m, KeygenShares) and m.recipient == recipient]
+        (m,) = [
+            m
+            for m in self.sieve[sender]
+            if isinstance(m, KeygenShares) and m.recipient == recipient
+        ]
         return m
 
 
@@ -337,7 +363,11 @@ def test_wire_round_trip_and_strict_decoding() -> None:
     hello = committee.hellos[1]
     shares = committee.shares(1, 2)
     broadcast = KeygenBroadcast(
-        session=7, sender=1, phase=KeygenPhase.SIEVE_OPEN, attempt=0, payload=b"\x00" * 8,
+        session=7,
+        sender=1,
+        phase=KeygenPhase.SIEVE_OPEN,
+        attempt=0,
+        payload=b"\x00" * 8,
         signature=b"\x01" * 64,
     )
     for message in (hello, shares, broadcast):
@@ -369,7 +399,14 @@ def test_wire_round_trip_and_strict_decoding() -> None:
     with pytest.raises(MessageError):
         decode_keygen_message("text", params)  # type: ignore[arg-type]
     with pytest.raises(MessageError):
-        KeygenShares(session=7, sender=1, recipient=1, phase=KeygenPhase.SIEVE, attempt=0, ciphertext=b"\x00" * 40)
+        KeygenShares(
+            session=7,
+            sender=1,
+            recipient=1,
+            phase=KeygenPhase.SIEVE,
+            attempt=0,
+            ciphertext=b"\x00" * 40,
+        )
     with pytest.raises(MessageError):
         KeygenHello(session=-1, sender=1, exchange_key=b"\x00" * 32, signature=b"\x00" * 64)
 
@@ -385,7 +422,10 @@ def test_party_refuses_bad_messages_and_changes_no_state() -> None:
         (replace(good, phase=KeygenPhase.MODULUS), StageError),
         (replace(good, sender=9), MessageError),
         (replace(good, recipient=3), MessageError),
-        (replace(good, ciphertext=good.ciphertext[:-1] + bytes([good.ciphertext[-1] ^ 1])), AuthenticationError),
+        (
+            replace(good, ciphertext=good.ciphertext[:-1] + bytes([good.ciphertext[-1] ^ 1])),
+            AuthenticationError,
+        ),
         # 1's shares for 3, relabelled as for 2: the channel key and AD bind the recipient
         (replace(committee.shares(1, 3), recipient=2), AuthenticationError),
         # 3's shares for 2 claimed to come from 1
@@ -421,12 +461,18 @@ def test_party_refuses_a_committee_it_is_not_in() -> None:
     committee = _Committee()
     with pytest.raises(InvalidParameterError):
         KeygenParty(
-            committee.params, session=1, party_id=4, committee=committee.public,
+            committee.params,
+            session=1,
+            party_id=4,
+            committee=committee.public,
             identity=IdentityKey.generate(),
         )
     with pytest.raises(InvalidParameterError):
         KeygenParty(
-            committee.params, session=1, party_id=1, committee=committee.public,
+            committee.params,
+            session=1,
+            party_id=1,
+            committee=committee.public,
             identity=committee.identities[2],
         )
     with pytest.raises(StageError):
@@ -440,7 +486,9 @@ class TestDistributedKeyConformance(_DealtConformance):
     """The whole Paillier conformance suite (clients as decryptors, malicious server) on a key
     the 8 decryptors generated themselves."""
 
-    def key(self, threat_model: ThreatModel | None = None) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
+    def key(
+        self, threat_model: ThreatModel | None = None
+    ) -> tuple[ThresholdPublicKey, tuple[KeyShare, ...]]:
         threat = self.threat_model if threat_model is None else threat_model
         params = paillier_parameters(self.num_clients, threat, n_decryptors=self.committee_size)
         return _distributed(params.n_decryptors, params.threshold)
@@ -468,7 +516,6 @@ def test_real_2048_bit_generation() -> None:
     partials = [partial_decrypt(key.shares[pid], vector) for pid in (3, 1)]
     plain = combine_partial_decryptions(public, vector, partials)
     assert np.array_equal(packing.unpack(plain, 3, summands=1), values)
-
 
 
 # --------------------------------------------------------------------------- recipe and demo

@@ -49,7 +49,11 @@ def test_truncation_and_wrong_key_fail_with_the_same_error() -> None:
     c = ShareCipher(os.urandom(32))
     token = c.encrypt(b"z", **CTX)
     messages = set()
-    for bad_token, cipher in [(token[:-1], c), (token[:5], c), (token, ShareCipher(os.urandom(32)))]:
+    for bad_token, cipher in [
+        (token[:-1], c),
+        (token[:5], c),
+        (token, ShareCipher(os.urandom(32))),
+    ]:
         with pytest.raises(AuthenticationError) as info:
             cipher.decrypt(bad_token, **CTX)
         messages.add(str(info.value))
@@ -70,7 +74,9 @@ def test_signatures_over_canonical_transcripts() -> None:
         with pytest.raises(AuthenticationError):
             verify_fields(ident.public_bytes, sig, *fields)
     with pytest.raises(AuthenticationError):
-        verify_fields(IdentityKey.generate().public_bytes, sig, "advertise", 3, b"pk-bytes", [1, 2, 3])
+        verify_fields(
+            IdentityKey.generate().public_bytes, sig, "advertise", 3, b"pk-bytes", [1, 2, 3]
+        )
     with pytest.raises(AuthenticationError):
         verify_signature(ident.public_bytes, sig[:-1], b"")
     rebuilt = IdentityKey.from_private_bytes(ident._private.private_bytes_raw())

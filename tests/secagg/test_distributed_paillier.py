@@ -66,7 +66,9 @@ def _prime_3_mod_4(bits: int) -> int:
 def _split(value: int, params: KeygenParameters) -> list[int]:
     """Additive shares of ``value`` of the protocol's form (party 1 carries the residue)."""
     step = params.residue_modulus
-    others = [step * secrets.randbits(params.share_random_bits) for _ in range(params.n_parties - 1)]
+    others = [
+        step * secrets.randbits(params.share_random_bits) for _ in range(params.n_parties - 1)
+    ]
     return [value - sum(others), *others]
 
 
@@ -151,7 +153,9 @@ def test_bgw_product_in_small_rings_opens_the_product_only() -> None:
     opened = interpolate_residues({i: points[i] for i in params.product_parties}, moduli)
     assert np.array_equal(opened, (sum(a) % mods) * (sum(b) % mods) % mods)
     # any 2k+1 points give the same value; k points of a degree-k sharing say nothing useful
-    assert np.array_equal(interpolate_residues({i: points[i] for i in (1, 3, 4, 5, 2)}, moduli), opened)
+    assert np.array_equal(
+        interpolate_residues({i: points[i] for i in (1, 3, 4, 5, 2)}, moduli), opened
+    )
     with pytest.raises(ShareError):
         interpolate_residues({}, moduli)
 
@@ -170,7 +174,9 @@ def test_field_sharing_round_trip_and_product() -> None:
     fa = share_field(values, params.degree, 5, prime)
     fb = share_field(others, params.degree, 5, prime)
     assert interpolate_field({i: fa[i - 1] for i in (2, 4, 5)}, prime) == values
-    products = {x: [a * b % prime for a, b in zip(fa[x - 1], fb[x - 1], strict=True)] for x in range(1, 6)}
+    products = {
+        x: [a * b % prime for a, b in zip(fa[x - 1], fb[x - 1], strict=True)] for x in range(1, 6)
+    }
     opened = interpolate_field({i: products[i] for i in params.product_parties}, prime)
     assert opened == [a * b for a, b in zip(values, others, strict=True)]
 
@@ -324,7 +330,9 @@ def test_published_product_shares_reveal_only_their_sum(rerandomised: bool) -> N
     fb = [share_integer(x, params.degree, size, bounds.beta_coefficient_bits) for x in betas]
     phi_points = [sum(f[j] for f in fp) for j in range(size)]
     beta_points = [sum(f[j] for f in fb) for j in range(size)]
-    a = [product_share(params, j, phi_points[j - 1], beta_points[j - 1]) for j in range(1, size + 1)]
+    a = [
+        product_share(params, j, phi_points[j - 1], beta_points[j - 1]) for j in range(1, size + 1)
+    ]
     if rerandomised:
         masks = {(i, j): zero_mask(params) for i in range(size) for j in range(size) if i != j}
         a = [

@@ -13,7 +13,9 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "hkdf.json").read_text
 
 @pytest.mark.parametrize("vec", VECTORS)
 def test_hkdf_info_layout_and_key_known_answers(vec: dict) -> None:
-    info = hkdf_info(Purpose(vec["purpose"]), round_id=vec["round_id"], id_a=vec["id_a"], id_b=vec["id_b"])
+    info = hkdf_info(
+        Purpose(vec["purpose"]), round_id=vec["round_id"], id_a=vec["id_a"], id_b=vec["id_b"]
+    )
     assert info.hex() == vec["info"]
     assert derive_key(bytes.fromhex(vec["shared_secret"]), info).hex() == vec["key"]
 
@@ -21,16 +23,24 @@ def test_hkdf_info_layout_and_key_known_answers(vec: dict) -> None:
 def test_both_ends_derive_the_same_key() -> None:
     a, b = KeyPair.generate(), KeyPair.generate()
     for purpose in Purpose:
-        k_ab = derive_pair_key(a, b.public_bytes, purpose=purpose, round_id=9, self_id=4, peer_id=70)
-        k_ba = derive_pair_key(b, a.public_bytes, purpose=purpose, round_id=9, self_id=70, peer_id=4)
+        k_ab = derive_pair_key(
+            a, b.public_bytes, purpose=purpose, round_id=9, self_id=4, peer_id=70
+        )
+        k_ba = derive_pair_key(
+            b, a.public_bytes, purpose=purpose, round_id=9, self_id=70, peer_id=4
+        )
         assert k_ab == k_ba and len(k_ab) == 32
 
 
 def test_domain_separation() -> None:
     a, b = KeyPair.generate(), KeyPair.generate()
 
-    def key(purpose: Purpose = Purpose.MASK_SEED, round_id: int = 1, pair: tuple[int, int] = (1, 2)) -> bytes:
-        return derive_pair_key(a, b.public_bytes, purpose=purpose, round_id=round_id, self_id=pair[0], peer_id=pair[1])
+    def key(
+        purpose: Purpose = Purpose.MASK_SEED, round_id: int = 1, pair: tuple[int, int] = (1, 2)
+    ) -> bytes:
+        return derive_pair_key(
+            a, b.public_bytes, purpose=purpose, round_id=round_id, self_id=pair[0], peer_id=pair[1]
+        )
 
     keys = {
         key(),

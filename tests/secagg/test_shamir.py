@@ -64,7 +64,8 @@ def test_t_minus_one_shares_are_consistent_with_every_secret(t: int, data: st.Da
     """For any candidate secret, a degree-(t-1) polynomial passes through it and the t-1 shares."""
     shares = split(os.urandom(32), threshold=t, indices=list(range(1, t + 1)))[: t - 1]
     candidate = data.draw(st.binary(min_size=32, max_size=32))
-    # the point (0, candidate) plus the t-1 shares determine a polynomial; its value at 0 is candidate
+    # the point (0, candidate) plus the t-1 shares determine a polynomial; its value at 0 is
+    # candidate
     xs = [0] + [s.index for s in shares]
     ys = [int.from_bytes(candidate, "big")] + [s.value for s in shares]
 

@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 
 #: SecAgg+ against a malicious server (signed keys and survivor sets), every client adding
 #: its share of discrete Gaussian noise so that the server only sees a noised sum.
-POLICY = SecAggPolicy(threat_model=ThreatModel(), dp=DPMode.DISTRIBUTED, noise_multiplier=1.0, clip_norm=0.5)
+POLICY = SecAggPolicy(
+    threat_model=ThreatModel(), dp=DPMode.DISTRIBUTED, noise_multiplier=1.0, clip_norm=0.5
+)
 
 
 def make_model() -> torch.nn.Module:
@@ -80,6 +82,7 @@ def secure_aggregation_mod() -> SecureAggregationMod:
     :func:`protocols.flower.pki.write_identities` (client id = partition id + 1), round
     logs included.
     """
+
     def client_id(context: Context) -> int:
         if key_dir(context) is None:
             return node_client_id(context.node_config)
@@ -88,7 +91,9 @@ def secure_aggregation_mod() -> SecureAggregationMod:
     def key_file(context: Context) -> Path:
         folder = key_dir(context)
         if folder is None:
-            raise InvalidParameterError("no key-dir in the run config and no secagg-identity in the node config")
+            raise InvalidParameterError(
+                "no key-dir in the run config and no secagg-identity in the node config"
+            )
         return folder / f"identity-{client_id(context)}.key"
 
     def identity(context: Context) -> IdentityKey:
@@ -105,4 +110,6 @@ def secure_aggregation_mod() -> SecureAggregationMod:
             return node_round_log(context.node_config)
         return round_log_path(key_file(context))
 
-    return SecureAggregationMod(POLICY, client_id=client_id, identity=identity, pki=pki, round_log=round_log)
+    return SecureAggregationMod(
+        POLICY, client_id=client_id, identity=identity, pki=pki, round_log=round_log
+    )

@@ -27,7 +27,9 @@ def train(msg: Message, context: Context) -> Message:
     rng = np.random.default_rng(int(context.node_id) % 2**32)
     epochs = int(context.run_config.get("local-epochs", 2))
     lr = float(context.run_config.get("learning-rate", 0.3))
-    train_locally(model, data.client_x[pid], data.client_y[pid], epochs=epochs, lr=lr, batch_size=16, rng=rng)
+    train_locally(
+        model, data.client_x[pid], data.client_y[pid], epochs=epochs, lr=lr, batch_size=16, rng=rng
+    )
     content = RecordDict(
         {
             "arrays": ArrayRecord(model.state_dict()),

@@ -34,11 +34,15 @@ def pki_file(context: Context) -> Path:
         return Path(explicit)
     key_dir = str(config.get("key-dir", ""))
     if not key_dir:
-        raise InvalidParameterError("set pki-path (or key-dir) in the run config: the server needs the clients' PKI")
+        raise InvalidParameterError(
+            "set pki-path (or key-dir) in the run config: the server needs the clients' PKI"
+        )
     return Path(key_dir) / "pki.json"
 
 
-def build(num_rounds: int | None = None, result_path: str | None = None, pki_path: str | None = None) -> ServerApp:
+def build(
+    num_rounds: int | None = None, result_path: str | None = None, pki_path: str | None = None
+) -> ServerApp:
     """The ServerApp; arguments left ``None`` come from the run config (``flwr run``)."""
     server_app = ServerApp()
 
@@ -48,7 +52,11 @@ def build(num_rounds: int | None = None, result_path: str | None = None, pki_pat
 
         torch.set_num_threads(1)  # the evaluation is tiny; the cores belong to the clients
         rounds = num_rounds if num_rounds is not None else int(context.run_config["num-rounds"])
-        path = result_path if result_path is not None else str(context.run_config.get("result-path", ""))
+        path = (
+            result_path
+            if result_path is not None
+            else str(context.run_config.get("result-path", ""))
+        )
         test = load_federated(3, seed=0)  # the held-out test set does not depend on the split
         model = make_model()
 
@@ -70,11 +78,19 @@ def build(num_rounds: int | None = None, result_path: str | None = None, pki_pat
             )
             return MetricRecord({"accuracy": value})
 
-        result = workflow.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds, evaluate_fn=accuracy)
+        result = workflow.start(
+            grid, ArrayRecord(model.state_dict()), num_rounds=rounds, evaluate_fn=accuracy
+        )
         last = result.rounds[-1] if result.rounds else None
         epsilon = last.epsilon if last is not None else None
         final = result.evaluations[max(result.evaluations)]["accuracy"]
-        log(INFO, "final test accuracy %.4f, user-level epsilon %s at delta %.1e", final, epsilon, workflow.effective_delta)
+        log(
+            INFO,
+            "final test accuracy %.4f, user-level epsilon %s at delta %.1e",
+            final,
+            epsilon,
+            workflow.effective_delta,
+        )
         if path:
             summary = {
                 "accuracy": {str(r): m["accuracy"] for r, m in result.evaluations.items()},

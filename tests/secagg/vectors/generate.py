@@ -3,7 +3,8 @@
 Deliberately independent of the library: it uses only the standard library (``hmac``,
 ``hashlib``, big-int arithmetic) and the raw AES/ChaCha20 ciphers of ``cryptography``,
 re-deriving every layout from the specification in the docstrings of ``secagg.primitives.prg``,
-``secagg.primitives.keys``, ``secagg.primitives.transcript`` and ``secagg.primitives.shamir``. Run from the repository root:
+``secagg.primitives.keys``, ``secagg.primitives.transcript`` and ``secagg.primitives.shamir``. Run
+from the repository root:
 
     .venv/bin/python tests/secagg/vectors/generate.py
 """
