@@ -18,7 +18,10 @@ from typing import TypeVar
 
 from secagg.errors import MessageError
 
-__all__ = ["FRAME_HEADER", "frame", "unframe"]
+__all__ = ["FRAME_HEADER", "MAX_U64", "frame", "unframe"]
+
+MAX_U64 = (1 << 64) - 1
+"""The largest value of an unsigned 64-bit wire field (round ids, sessions, counters)."""
 
 FRAME_HEADER = struct.Struct(">4sBBQ")
 """Header of the Paillier and key-generation codecs: magic, version, type, a 64-bit field."""

@@ -31,12 +31,13 @@ import os
 import threading
 from pathlib import Path
 
+from protocols.framing import MAX_U64
 from secagg.errors import InvalidParameterError, ReplayError
 from secagg.validation import require_bytes, require_int
 
 __all__ = ["RoundLog", "identity_log"]
 
-_MAX_ROUND_ID = (1 << 64) - 1
+_MAX_ROUND_ID = MAX_U64
 
 
 def _entry(scope: str, round_id: int) -> str:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from protocols.framing import MAX_U64
 from protocols.parties import MAX_CLIENT_ID
 from secagg.errors import MessageError
 from secagg.validation import require_bytes, require_int
@@ -41,7 +42,7 @@ __all__ = [
 
 SERVER_ID = 0
 """The server's party id on the wire; clients have ids in ``[1, 2^63 - 1]``."""
-MAX_ROUND_ID = (1 << 64) - 1
+MAX_ROUND_ID = MAX_U64
 """The largest round id (a 64-bit field of the header)."""
 MAX_LIST = 1 << 20
 """The most ids or records one message may carry in one list."""

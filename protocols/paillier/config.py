@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from protocols.framing import MAX_U64
 from protocols.round_log import RoundLog, identity_log
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import VectorEncoder
@@ -37,8 +38,6 @@ __all__ = [
 
 PROTOCOL = "secagg/paillier-round/v2"
 """Domain separator of every transcript of a Paillier round."""
-MAX_U64 = (1 << 64) - 1
-"""The largest round or party id: they travel as unsigned 64-bit integers."""
 
 
 def _is_u64(value: object) -> bool:

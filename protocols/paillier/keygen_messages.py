@@ -20,7 +20,7 @@ from enum import Enum
 
 import numpy as np
 
-from protocols.framing import frame, unframe
+from protocols.framing import MAX_U64, frame, unframe
 from secagg.errors import MessageError, ProtocolAbortError
 from secagg.primitives.aead import NONCE_BYTES as AEAD_NONCE_BYTES
 from secagg.primitives.aead import TAG_BYTES as AEAD_TAG_BYTES
@@ -63,7 +63,7 @@ _SHARES = struct.Struct(">QQBII")
 _BROADCAST = struct.Struct(">QBII")
 PROTOCOL = "secagg/paillier-keygen/v1"
 """Domain separator of every transcript of the key generation."""
-MAX_SESSION = (1 << 64) - 1
+MAX_SESSION = MAX_U64
 """The largest session (and party) id: they travel as unsigned 64-bit integers."""
 DIGEST_BYTES = 32
 """Length of the public-transcript digest in the verification broadcast."""
