@@ -18,8 +18,8 @@ True
 any :class:`~secagg.primitives.encoding.VectorEncoder` —, ``weights``, ``hardening``,
 ``model_hash``, ``wire``, ...) is a typed keyword documented on
 :func:`~protocols.simulate.simulate`; an unknown one is an
-:class:`~secagg.errors.InvalidParameterError`. ``protocol="paillier"`` dispatches to
-``protocols.paillier.simulate_paillier``.
+:class:`~secagg.errors.InvalidParameterError`. ``protocol="paillier"`` runs
+:func:`protocols.paillier.driver.run_round`.
 
 The parties
 -----------

@@ -18,7 +18,8 @@ from protocols.masking.config import Hardening
 from protocols.masking.driver import simulate_masking
 from protocols.masking.graph import CommunicationGraph
 from protocols.options import ProtocolName
-from protocols.paillier import PaillierHardening, simulate_paillier
+from protocols.paillier.config import PaillierHardening
+from protocols.paillier.driver import run_round, simulation_result
 from protocols.paillier.keygen import KeyGeneration
 from protocols.result import SimulationResult
 from protocols.stages import Stage
@@ -141,7 +142,7 @@ def simulate(
             raise InvalidParameterError("Paillier's hardening must be a PaillierHardening")
         if not all(isinstance(c, int) for c in updates):
             raise InvalidParameterError("the Paillier protocol takes integer client ids")
-        return simulate_paillier(
+        outcome = run_round(
             {int(c): v for c, v in updates.items()},
             dropouts=None
             if dropouts is None
@@ -165,6 +166,7 @@ def simulate(
             progress=progress,
             key_generation=key_generation,
         )
+        return simulation_result(outcome)
     paillier_only = {
         "key": key is not None,
         "key_bits": key_bits != DEFAULT_KEY_BITS,

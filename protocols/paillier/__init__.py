@@ -58,7 +58,7 @@ from protocols.paillier.driver import (
     PaillierSetup,
     run_round,
     setup_paillier_round,
-    simulate_paillier,
+    simulation_result,
 )
 from protocols.paillier.encoding import WeightedEncoder
 from protocols.paillier.messages import (
@@ -115,5 +115,23 @@ __all__ = [
     "setup_paillier_round",
     "WeightedEncoder",
     "run_round",
-    "simulate_paillier",
+    "simulation_result",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``simulate_paillier`` (0.1) is ``protocols.simulate(..., protocol="paillier")``
+    if name == "simulate_paillier":
+        import functools
+        import warnings
+
+        from protocols.simulate import simulate
+
+        warnings.warn(
+            "protocols.paillier.simulate_paillier is deprecated (removed in 0.3): "
+            "use protocols.simulate(..., protocol='paillier')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return functools.partial(simulate, protocol="paillier")
+    raise AttributeError(f"module 'protocols.paillier' has no attribute {name!r}")

@@ -5,8 +5,9 @@ server, ``handle`` on the others) by the in-process transport
 :class:`~protocols.paillier.runner.PaillierRoundRunner`. :func:`setup_paillier_round` builds the
 configuration, the key (dealt, given, or generated
 by the decryptors themselves, :mod:`protocols.paillier.keygen`) and the parties;
-:func:`run_round` runs one round to the end, and :func:`simulate_paillier` is what
-``protocols.simulate(..., protocol="paillier")`` runs.
+:func:`run_round` runs one round to the end (what
+``protocols.simulate(..., protocol="paillier")`` runs) and :func:`simulation_result` reports
+it as every protocol's round is reported.
 
 Robustness: a reply the server refuses (an upload or nonce that fails verification, a
 partial decryption that fails its proof) leaves its sender out, it counts as dropped. A
@@ -61,7 +62,7 @@ __all__ = [
     "PaillierSetup",
     "setup_paillier_round",
     "run_round",
-    "simulate_paillier",
+    "simulation_result",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -468,61 +469,13 @@ def run_round(
     )
 
 
-def simulate_paillier(
-    updates: Mapping[int, npt.ArrayLike],
-    *,
-    dropouts: Mapping[str | Stage, Iterable[int]] | None = None,
-    seed: int | None = None,
-    threat_model: ThreatModel | None = None,
-    encoder: VectorEncoder | None = None,
-    bits: int = DEFAULT_BITS,
-    weights: Mapping[int, float] | None = None,
-    max_weight: float | None = None,
-    round_id: int | None = None,
-    wire: bool = True,
-    record_view: bool = True,
-    key: tuple[ThresholdPublicKey, Sequence[KeyShare]] | None = None,
-    key_bits: int = DEFAULT_KEY_BITS,
-    hazmat_allow_weak_key: bool = False,
-    committee_size: int | None = None,
-    decryptor_dropouts: Iterable[int] = (),
-    randomness: Randomness | None = None,
-    progress: bool = False,
-    hardening: PaillierHardening | None = None,
-    key_generation: KeyGeneration | str = KeyGeneration.DEALER,
-) -> SimulationResult:
-    """``protocols.simulate(updates, protocol="paillier", ...)``.
+def simulation_result(outcome: PaillierRoundOutcome) -> SimulationResult:
+    """A finished Paillier round as ``protocols.simulate`` reports every protocol's.
 
-    Options (keyword): those of :func:`run_round` -- ``threat_model``, ``encoder``, ``bits``,
-    ``weights``, ``max_weight``, ``round_id``, ``wire``, ``record_view`` as for the masking
-    protocols, ``hardening`` (a :class:`~protocols.paillier.config.PaillierHardening`), plus
-    ``key``, ``key_bits``, ``hazmat_allow_weak_key``, ``committee_size``,
-    ``decryptor_dropouts``, ``randomness``, ``progress`` and ``key_generation``
-    (``"dealer"``, the default, or ``"distributed"``: the decryptors generate the key
-    themselves, no dealer).
+    ``details`` carries the round id, the committee (threshold, decryptors, minimum
+    aggregate size), the key (bits, dealer or distributed), the packing (ring bits, slots
+    per ciphertext), which proofs ran, and the stages.
     """
-    outcome = run_round(
-        updates,
-        dropouts=dropouts,
-        seed=seed,
-        threat_model=threat_model,
-        encoder=encoder,
-        bits=bits,
-        weights=weights,
-        max_weight=max_weight,
-        round_id=round_id,
-        wire=wire,
-        record_view=record_view,
-        key=key,
-        key_bits=key_bits,
-        hazmat_allow_weak_key=hazmat_allow_weak_key,
-        committee_size=committee_size,
-        decryptor_dropouts=decryptor_dropouts,
-        randomness=randomness,
-        progress=progress,
-        hardening=hardening,
-        key_generation=key_generation,
-    )
     pk = outcome.config.public_key
     return SimulationResult(
         aggregate=outcome.aggregate,

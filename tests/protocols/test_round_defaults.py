@@ -9,7 +9,6 @@ import pytest
 
 from protocols import simulate
 from protocols.inputs import client_weights, default_encoder, weight_encoder
-from protocols.paillier import simulate_paillier
 from secagg.errors import InvalidParameterError
 
 
@@ -57,6 +56,6 @@ def test_both_drivers_refuse_a_negative_weight_with_the_same_message(protocol: s
         InvalidParameterError, match=r"weights must be finite and non-negative, got -1\.0"
     ):
         if protocol == "paillier":
-            simulate_paillier(updates, weights={1: 1.0, 2: 1.0, 3: -1.0})
+            simulate(updates, protocol="paillier", weights={1: 1.0, 2: 1.0, 3: -1.0})
         else:
             simulate(updates, protocol=protocol, weights={1: 1.0, 2: 1.0, 3: -1.0})
