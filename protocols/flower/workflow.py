@@ -28,6 +28,16 @@ rounds (malicious server) the workflow verifies every signature it relays agains
 ``pki`` it is given and the digest of the global model it sends; a node whose message fails
 verification counts as dropped.
 
+The workflow reacts as soon as replies arrive. Flower's ``Grid`` of the supported releases
+has no blocking receive (its ``send_and_receive`` sleeps a fixed interval between pulls:
+0.1 s in process, 3 s over the SuperLink's HTTP API), so the workflow pulls with an
+adaptive back-off: the first wait is ``min_poll_interval`` (2 ms), each pull that brings
+nothing makes the next wait 1.5 times longer, up to ``poll_interval``, and a pull that
+brings a reply starts again from ``min_poll_interval``. A stage thus ends a few
+milliseconds after its last reply, while a long wait (clients training) costs one pull
+per ``poll_interval``. The stage deadline is the same as with fixed polling: the last pull
+happens at the deadline, and a node whose reply has not arrived by then is a dropout.
+
 Flower's own ``SecAggPlusWorkflow`` works only with the legacy strategy API; this
 workflow uses the Message API directly and reimplements FedAvg's loop in :meth:`start`
 (per-round Poisson sampling of nodes, a privacy ledger, optional central evaluation).
@@ -141,7 +151,11 @@ class SecureAggregationWorkflow:
         stage_timeout: seconds to wait for the replies of a protocol stage.
         train_timeout: seconds to wait at the masked-input stage, when clients train
             (default ``stage_timeout``).
-        poll_interval: seconds between polls for replies.
+        poll_interval: the longest wait, in seconds, between two pulls for replies (the
+            cap of the back-off, see the module docstring).
+        min_poll_interval: the first wait after pushing a stage's messages, and after
+            each pull that brought a reply (capped by ``poll_interval``; equal to it, the
+            workflow polls at a fixed interval).
         population: clients that may ever take part (user-level accounting); default the
             number of nodes connected at the first round.
         clients_per_round: expected cohort per round for :meth:`start`'s Poisson sampling
@@ -170,6 +184,7 @@ class SecureAggregationWorkflow:
         stage_timeout: float = 300.0,
         train_timeout: float | None = None,
         poll_interval: float = 0.2,
+        min_poll_interval: float = 0.002,
         population: int | None = None,
         clients_per_round: int | None = None,
         delta: float | None = None,
@@ -184,6 +199,7 @@ class SecureAggregationWorkflow:
         for name, value in (
             ("stage_timeout", stage_timeout),
             ("poll_interval", poll_interval),
+            ("min_poll_interval", min_poll_interval),
             ("server_lr", server_lr),
         ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -193,6 +209,7 @@ class SecureAggregationWorkflow:
             float(train_timeout) if train_timeout is not None else self.stage_timeout
         )
         self.poll_interval = float(poll_interval)
+        self.min_poll_interval = min(float(min_poll_interval), self.poll_interval)
         self.population = population
         self.clients_per_round = clients_per_round
         self.delta = delta
@@ -281,6 +298,8 @@ class SecureAggregationWorkflow:
     def wait_for_nodes(self, grid: Grid, count: int, *, timeout: float) -> list[int]:
         """Block until at least ``count`` nodes are connected; returns their ids."""
         deadline = time.monotonic() + timeout
+        backoff = _Backoff(self.min_poll_interval, self.poll_interval)
+        seen = -1
         while True:
             nodes = sorted(grid.get_node_ids())
             if len(nodes) >= count:
@@ -289,7 +308,8 @@ class SecureAggregationWorkflow:
                 raise ThresholdNotMetError(
                     f"only {len(nodes)} of {count} nodes connected within {timeout} s"
                 )
-            time.sleep(self.poll_interval)
+            time.sleep(backoff.next_wait(progress=len(nodes) > seen))
+            seen = len(nodes)
 
     def _sample(self, nodes: list[int]) -> list[int]:
         population = self.population or len(nodes)
@@ -534,7 +554,11 @@ class SecureAggregationWorkflow:
     def _exchange(
         self, grid: Grid, outgoing: list[tuple[int, Message]], timeout: float
     ) -> list[tuple[int, Message]]:
-        """Push messages, then poll for the replies until all arrived or ``timeout`` passed."""
+        """Push messages, then pull the replies until all arrived or ``timeout`` passed.
+
+        Pulls back off adaptively (see the module docstring); the last pull is at the
+        deadline, so a reply counts exactly when it arrived within ``timeout`` seconds.
+        """
         if not outgoing:
             return []
         ids = list(grid.push_messages([m for _, m in outgoing]))
@@ -542,19 +566,24 @@ class SecureAggregationWorkflow:
         pending = set(node_by_id)
         replies: list[tuple[int, Message]] = []
         deadline = time.monotonic() + timeout
+        backoff = _Backoff(self.min_poll_interval, self.poll_interval)
+        arrived = False
         while pending:
             for reply in grid.pull_messages(list(pending)):
                 source = reply.metadata.reply_to_message_id
                 if source not in pending:
                     continue
                 pending.discard(source)
+                arrived = True
                 node = node_by_id[source]
                 if not reply.has_error() and reply.metadata.src_node_id != node:
                     continue  # a reply must come from the node the request went to
                 replies.append((node, reply))
-            if not pending or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
                 break
-            time.sleep(self.poll_interval)
+            time.sleep(min(backoff.next_wait(progress=arrived), remaining))
+            arrived = False
         return replies
 
     @staticmethod
@@ -666,6 +695,30 @@ def _check_pki(pki: Mapping[int, bytes]) -> dict[int, bytes]:
             raise InvalidParameterError(f"the PKI key of client {cid} is not 32 bytes")
         out[cid] = key
     return out
+
+
+class _Backoff:
+    """Waits between pulls: ``first``, growing by :data:`_BACKOFF_GROWTH` while nothing
+    arrives, capped at ``cap``; back to ``first`` after progress."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first = min(first, cap)
+        self.cap = cap
+        self._wait = self.first
+        self._started = False
+
+    def next_wait(self, *, progress: bool) -> float:
+        """The wait before the next pull, given whether the last pull brought anything."""
+        if progress or not self._started:
+            self._wait = self.first
+            self._started = True
+        else:
+            self._wait = min(self._wait * _BACKOFF_GROWTH, self.cap)
+        return self._wait
+
+
+#: How much longer each wait is than the last while nothing arrives.
+_BACKOFF_GROWTH = 1.5
 
 
 class _Restart(Exception):

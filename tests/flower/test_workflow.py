@@ -8,6 +8,7 @@ that stops answering would. The workflow and the mods are the real ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
@@ -266,3 +267,148 @@ def test_a_persistent_round_log_survives_a_lost_context(
     outcome = workflow_of(SEMI).aggregate(cast(Grid, grid), initial())
     assert 11 in outcome.dropped and 11 not in outcome.survivors  # it refused the second execution
     check_mean(outcome, quantum_of(SEMI, N))
+
+
+# -- pulling for replies: the adaptive back-off, on a fake clock ----------------------------
+
+
+class FakeClock:
+    """Stands in for the workflow's ``time`` module: ``sleep`` advances the clock at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+#: (stage, node id) -> seconds after the push at which the reply shows up
+Delay = Callable[[str, int], float]
+
+
+class DelayedGrid(LoopbackGrid):
+    """A :class:`LoopbackGrid` whose replies become visible ``delay(stage, node)`` seconds
+    after their request was pushed (by the fake clock); every pull is time-stamped."""
+
+    def __init__(self, clock: FakeClock, delay: Delay, nodes: Iterable[int]) -> None:
+        super().__init__(SecureAggregationMod(SEMI), nodes, lambda node: {})
+        self.clock = clock
+        self.delay = delay
+        self.visible_at: dict[str, float] = {}
+        self.pulls: list[tuple[float, int]] = []  # (time, replies returned)
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        batch = list(messages)
+        ids = super().push_messages(batch)
+        for msg, mid in zip(batch, ids):
+            stage = str(msg.content.config_records[CONFIG_KEY]["stage"])
+            delay = self.delay(stage, msg.metadata.dst_node_id)
+            self.visible_at[mid] = self.clock.now + delay
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        ready = [mid for mid in message_ids if self.visible_at.get(mid, math.inf) <= self.clock.now]
+        out = super().pull_messages(ready)
+        self.pulls.append((self.clock.now, len(out)))
+        return out
+
+
+def delayed_round(
+    monkeypatch: pytest.MonkeyPatch, delay: Delay, **options: Any
+) -> tuple[FakeClock, DelayedGrid, Any]:
+    clock = FakeClock()
+    monkeypatch.setattr("protocols.flower.workflow.time", clock)
+    grid = DelayedGrid(clock, delay, range(11, 11 + N))
+    workflow = SecureAggregationWorkflow(SEMI, **{"stage_timeout": 5.0, **options})
+    outcome = workflow.aggregate(cast(Grid, grid), initial())
+    return clock, grid, outcome
+
+
+STAGES = len(Stage)  # a semi-malicious round runs every stage
+
+
+def test_a_stage_ends_a_few_milliseconds_after_its_last_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, grid, outcome = delayed_round(monkeypatch, lambda stage, node: 0.01)
+    assert outcome.dropped == ()
+    check_mean(outcome, quantum_of(SEMI, N))
+    # each stage ends by 1.5 times the wait for its replies plus the first wait (the
+    # back-off's growth), where fixed polling would take 0.2 s
+    assert STAGES * 0.01 <= clock.now <= STAGES * (1.5 * 0.01 + 0.002)
+    assert max(clock.sleeps) < 0.01
+
+
+def test_fixed_polling_is_the_min_equal_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, grid, outcome = delayed_round(
+        monkeypatch, lambda stage, node: 0.01, poll_interval=0.2, min_poll_interval=0.2
+    )
+    assert outcome.dropped == ()
+    assert set(clock.sleeps) == {0.2}
+    assert clock.now == pytest.approx(STAGES * 0.2)
+
+
+def test_waits_grow_while_nothing_arrives_up_to_the_poll_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, grid, outcome = delayed_round(
+        monkeypatch, lambda stage, node: 1.0, poll_interval=0.05, min_poll_interval=0.002
+    )
+    assert outcome.dropped == ()
+    first_stage = clock.sleeps[: next(i for i, (_, k) in enumerate(grid.pulls) if k)]
+    assert first_stage[0] == pytest.approx(0.002)
+    for before, after in zip(first_stage, first_stage[1:]):
+        assert after == pytest.approx(min(before * 1.5, 0.05))
+    assert max(clock.sleeps) == pytest.approx(0.05)
+    # one pull per poll_interval once capped: the 1 s wait needs about 20 pulls more
+    assert len(first_stage) < 10 + 1.0 / 0.05
+
+
+def test_a_reply_starts_the_waits_again_from_the_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, grid, outcome = delayed_round(
+        monkeypatch,
+        lambda stage, node: 0.1 if node % 2 else 0.5,
+        poll_interval=0.2,
+        min_poll_interval=0.002,
+    )
+    assert outcome.dropped == ()
+    pulls = [k for _, k in grid.pulls]
+    first_reply = pulls.index(N // 2)  # the odd nodes answer together
+    assert clock.sleeps[first_reply] == pytest.approx(0.002)
+    assert clock.sleeps[first_reply - 1] > 0.002
+
+
+def test_the_stage_timeout_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    late = Stage.SHARE_KEYS.value
+
+    def delay(stage: str, node: int) -> float:
+        if stage == late and node == 12:
+            return 2.0 - 1e-9  # just in time: pulled at the deadline
+        if stage == late and node == 13:
+            return 2.0 + 1e-6  # too late: a dropout
+        return 0.0
+
+    clock, grid, outcome = delayed_round(
+        monkeypatch, delay, stage_timeout=2.0, poll_interval=0.3, min_poll_interval=0.002
+    )
+    assert 12 in outcome.survivors
+    assert 13 in outcome.dropped and 13 not in outcome.survivors
+    # the share-keys stage waited exactly its timeout (the last wait cut at the deadline)
+    assert clock.now == pytest.approx(2.0, abs=1e-6)
+    check_mean(outcome, quantum_of(SEMI, N))
+
+
+def test_the_first_wait_is_capped_by_the_poll_interval() -> None:
+    workflow = SecureAggregationWorkflow(SEMI, poll_interval=0.001)
+    assert workflow.min_poll_interval == 0.001
+    with pytest.raises(InvalidParameterError):
+        SecureAggregationWorkflow(SEMI, min_poll_interval=0.0)
