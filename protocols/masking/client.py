@@ -71,7 +71,7 @@ import numpy.typing as npt
 
 from protocols.masking.config import Hardening, RoundConfig
 from protocols.masking.graph import Ring, seeded_ring
-from protocols.masking.masks import apply_masks, reduce_words
+from protocols.masking.masks import apply_masks, reduce_words, ring_words
 from protocols.masking.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -87,7 +87,7 @@ from protocols.masking.messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from protocols.masking.records import EncryptedShare, PeerKeys, RevealedShare, SeedEntry, word_dtype
+from protocols.masking.records import EncryptedShare, PeerKeys, RevealedShare, SeedEntry
 from protocols.masking.request_checks import (
     check_attestations,
     check_peer_keys,
@@ -223,7 +223,7 @@ class SecAggClient:
         if round_log is None and isinstance(identity, IdentityKey):
             round_log = identity_log(identity.public_bytes)
         self._round_log = round_log
-        self._input: npt.NDArray[np.uint64] | None = None
+        self._input: npt.NDArray[np.uint32] | npt.NDArray[np.uint64] | None = None
         if input_vector is not None:
             self.set_input(input_vector)
         self._stage: Stage | None = Stage.ADVERTISE_KEYS
@@ -300,12 +300,8 @@ class SecAggClient:
             raise InvalidParameterError(
                 f"input must be integers in Z_(2^bits), got dtype {arr.dtype}"
             )
-        bits = self.config.bits
-        if arr.size:
-            lo, hi = int(arr.min()), int(arr.max())
-            if lo < 0 or hi >> bits:
-                raise InvalidParameterError(f"input elements must lie in [0, 2^{bits})")
-        self._input = np.array(arr, dtype=np.uint64, copy=True)
+        # one pass: range check and copy into the ring's word (uint32 for bits <= 32)
+        self._input = ring_words(arr, self.config.bits)
 
     def handle(self, message: Message) -> list[Message]:
         """Process one server message; return the reply (a list of zero or one message).
@@ -599,11 +595,11 @@ class SecAggClient:
                 peer_id=v,
             )
             (plus if self.client_id < v else minus).append(seed)
-        acc = self._input.copy()
-        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
+        # masked in place: the input is the client's own copy, and is dropped below
+        words = self._input
         bits = self.config.bits
-        reduce_words(acc, bits)
-        words = acc.astype(word_dtype(bits)) if bits <= 32 else acc
+        apply_masks(words, add=plus, subtract=minus, algorithm=self.config.prg, bits=bits)
+        reduce_words(words, bits)
         reply = MaskedInput(
             round_id=round_id,
             sender=self.client_id,

@@ -6,8 +6,11 @@ clients), then :meth:`SecAggServer.handle` for each client reply as it arrives, 
 deadline passed: the clock belongs to the transport). ``advance`` returns the next
 stage's requests; after the unmasking stage it computes :attr:`SecAggServer.result`.
 
-Memory: masked inputs are added into one running ``uint64`` sum as they arrive and are not
-kept, so the server holds O(d) numbers whatever ``n`` (plus O(n k) small ciphertexts).
+Memory: masked inputs are added into one running sum as they arrive and are not kept, so
+the server holds O(d) numbers whatever ``n`` (plus O(n k) small ciphertexts). The sum is
+kept in the ring's machine word (``uint32`` for ``bits <= 32``, like the wire, else
+``uint64``; wrapping modulo ``2^32`` or ``2^64`` is exact modulo ``2^bits``) and unmasked in
+it; only the result is widened to ``uint64``.
 
 Sets (Bonawitz et al. 2017 notation): ``U1`` advertised keys, ``U2`` shared keys, ``U3``
 sent masked inputs (the *survivors*, whose inputs are in the sum), ``U4`` signed the
@@ -217,7 +220,7 @@ class SecAggServer:
         self._u2: frozenset[int] = frozenset()
         self._u3: frozenset[int] = frozenset()
         self._u4: frozenset[int] = frozenset()
-        self._sum: npt.NDArray[np.uint64] | None = None
+        self._sum: npt.NDArray[np.uint32] | npt.NDArray[np.uint64] | None = None
         self._result: AggregateResult | None = None
 
     # ------------------------------------------------------------------ public API
@@ -530,7 +533,10 @@ class SecAggServer:
             items = tuple(EncryptedShare(v, ct) for v, ct in inbox[u])
             self._forwarded[u] = frozenset(v for v, _ in inbox[u])
             out.append(ShareForward(round_id=rid, recipient=u, shares=items))
-        self._sum = np.zeros(self.config.vector_length, dtype=np.uint64)
+        d = self.config.vector_length
+        self._sum = (
+            np.zeros(d, dtype=np.uint32) if self.config.bits <= 32 else np.zeros(d, dtype=np.uint64)
+        )
         return out
 
     # ------------------------------------------------------------------ stage 3
@@ -562,7 +568,7 @@ class SecAggServer:
             self._attestations[m.sender] = m.attestation
             if m.rejected:
                 self._accusations[m.sender] = frozenset(m.rejected)
-        np.add(self._sum, m.words, out=self._sum, casting="unsafe")
+        np.add(self._sum, m.words, out=self._sum)  # same word: wraps, no conversion
 
     def _holders(self, v: int) -> frozenset[int]:
         """Clients that received shares of ``v``'s secrets."""
@@ -749,11 +755,12 @@ class SecAggServer:
         acc = self._sum
         if acc is None:  # pragma: no cover - allocated at the masked-input stage
             raise StageError("no accumulator")
-        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
-        reduce_words(acc, self.config.bits)
+        bits = self.config.bits
+        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg, bits=bits)
+        reduce_words(acc, bits)
         self._sum = None
         self._result = AggregateResult(
-            ring_sum=acc,
+            ring_sum=acc.astype(np.uint64, copy=False),
             survivors=tuple(sorted(self._u3)),
             dropped=tuple(sorted(self._cohort - self._u3)),
         )

@@ -12,6 +12,10 @@ with the protocol's name and version and a label naming what is signed:
 * ``masking-set``: the peers whose masks a client added (:func:`masking_set_transcript`);
 * ``consistency-check``: the survivor set (:func:`consistency_transcript`).
 
+The signed advertisement and the masking-set attestation also name the mask PRG's output
+definition (``"mask-prg"``, :data:`~secagg.primitives.prg.MASK_PRG_VERSION`): peers that
+would expand masks differently refuse each other's signatures instead of summing noise.
+
 The clients build and verify them, the honest server verifies what it relays, and a
 scripted malicious server with a stolen identity key can use them to forge valid signatures.
 A field left out (``None``) belongs to a check that is switched off for an unhardened
@@ -26,6 +30,7 @@ from collections.abc import Sequence
 
 from protocols.masking.records import SEED_BYTES, SeedEntry
 from secagg.primitives.keys import PROTOCOL_NAME, PROTOCOL_VERSION
+from secagg.primitives.prg import MASK_PRG_VERSION
 from secagg.primitives.transcript import Field, canonical
 from secagg.validation import require_bytes
 
@@ -115,6 +120,8 @@ def advertise_transcript(
         client_id,
         mask_public,
         share_public,
+        "mask-prg",
+        MASK_PRG_VERSION,
     ]
     if round_id is not None:
         fields += ["round", round_id]
@@ -144,7 +151,14 @@ def masking_set_transcript(
     *, client_id: int, masking_set: Sequence[int], round_id: int | None, context: bytes | None
 ) -> bytes:
     """The bytes a client signs over its masking set (sorted) when it sends its masked input."""
-    fields: list[Field] = [PROTOCOL_NAME, PROTOCOL_VERSION, "masking-set", client_id]
+    fields: list[Field] = [
+        PROTOCOL_NAME,
+        PROTOCOL_VERSION,
+        "masking-set",
+        client_id,
+        "mask-prg",
+        MASK_PRG_VERSION,
+    ]
     if round_id is not None:
         fields += ["round", round_id]
     if context is not None:

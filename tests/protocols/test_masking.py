@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from protocols.masking.masks import CHUNK_WORDS, apply_masks, reduce_words
+from protocols.masking.masks import CHUNK_WORDS, apply_masks, reduce_words, ring_words
 from secagg.errors import InvalidParameterError
 from secagg.primitives.prg import MaskPRG, PrgAlgorithm
 
@@ -21,7 +21,7 @@ def test_matches_maskprg(bits: int, algorithm: PrgAlgorithm, d: int) -> None:
         0, 2**bits if bits < 64 else 2**63, d, dtype=np.uint64
     )
     acc = start.copy()
-    apply_masks(acc, add=seeds[:3], subtract=seeds[3:], algorithm=algorithm)
+    apply_masks(acc, add=seeds[:3], subtract=seeds[3:], algorithm=algorithm, bits=bits)
     reduce_words(acc, bits)
     ref = start.copy()
     for s in seeds[:3]:
@@ -29,25 +29,69 @@ def test_matches_maskprg(bits: int, algorithm: PrgAlgorithm, d: int) -> None:
     for s in seeds[3:]:
         MaskPRG(s, bits, algorithm=algorithm).add_into(ref, subtract=True)
     assert np.array_equal(acc, ref)
+    if bits <= 32:  # the ring's own word: the same sum without a uint64 in sight
+        narrow = start.astype(np.uint32)
+        apply_masks(narrow, add=seeds[:3], subtract=seeds[3:], algorithm=algorithm)
+        reduce_words(narrow, bits)
+        assert narrow.dtype == np.uint32
+        assert np.array_equal(narrow.astype(np.uint64), ref)
 
 
 def test_masks_cancel_and_nothing_to_do() -> None:
     seed = os.urandom(32)
     acc = np.arange(100, dtype=np.uint64)
-    apply_masks(acc, add=[seed], subtract=[seed])
+    apply_masks(acc, add=[seed], subtract=[seed], bits=64)
     assert np.array_equal(acc, np.arange(100, dtype=np.uint64))
-    apply_masks(acc)
+    apply_masks(acc, bits=64)
     assert np.array_equal(acc, np.arange(100, dtype=np.uint64))
 
 
 def test_invalid_arguments() -> None:
+    with pytest.raises(InvalidParameterError):  # a uint32 accumulator cannot hold Z_(2^33)
+        apply_masks(np.zeros(4, dtype=np.uint32), add=[bytes(32)], bits=33)
     with pytest.raises(InvalidParameterError):
-        apply_masks(np.zeros(4, dtype=np.uint32), add=[bytes(32)])  # type: ignore[arg-type]
+        apply_masks(np.zeros(4, dtype=np.int64), add=[bytes(32)], bits=32)  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError):
-        apply_masks(np.zeros(4, dtype=np.uint64), add=[bytes(31)])
+        apply_masks(np.zeros(4, dtype=np.uint64), add=[bytes(31)], bits=32)
+    with pytest.raises(InvalidParameterError):  # a uint64 accumulator must name its ring
+        apply_masks(np.zeros(4, dtype=np.uint64), add=[bytes(32)])
     ro = np.zeros(4, dtype=np.uint64)
     ro.flags.writeable = False
     with pytest.raises(InvalidParameterError):
-        apply_masks(ro, add=[bytes(32)])
+        apply_masks(ro, add=[bytes(32)], bits=32)
     with pytest.raises(InvalidParameterError):
         reduce_words(np.zeros(2, dtype=np.uint64), 0)
+    with pytest.raises(InvalidParameterError):
+        reduce_words(np.zeros(2, dtype=np.uint32), 33)
+
+
+@pytest.mark.parametrize("bits", [1, 8, 31, 32, 33, 63, 64])
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+)
+def test_ring_words_checks_and_copies_in_one_pass(bits: int, dtype: type) -> None:
+    info = np.iinfo(dtype)
+    top = min(int(info.max), (1 << bits) - 1)
+    n = 3 * CHUNK_WORDS + 5  # several chunks
+    values = np.random.default_rng(bits).integers(0, top, n, dtype=dtype, endpoint=True)
+    values[-1] = top
+    out = ring_words(values, bits)
+    assert out.dtype == (np.uint32 if bits <= 32 else np.uint64)
+    assert np.array_equal(out.astype(np.uint64), values.astype(np.uint64))
+    assert not np.shares_memory(out, values)
+    if info.min < 0:
+        bad = values.copy()
+        bad[2 * CHUNK_WORDS + 1] = -1
+        with pytest.raises(InvalidParameterError):
+            ring_words(bad, bits)
+    if int(info.max) >> bits:
+        bad = values.copy()
+        bad[CHUNK_WORDS + 7] = 1 << bits
+        with pytest.raises(InvalidParameterError):
+            ring_words(bad, bits)
+
+
+def test_ring_words_refuses_what_is_not_an_integer_vector() -> None:
+    for bad in (np.zeros(3), np.zeros((2, 2), dtype=np.uint32), np.zeros(3, dtype=bool)):
+        with pytest.raises(InvalidParameterError):
+            ring_words(bad, 32)

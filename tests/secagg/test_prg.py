@@ -5,12 +5,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from secagg.errors import InvalidParameterError
-from secagg.primitives.prg import MaskPRG, PrgAlgorithm, expand_mask, keystream, secure_uint64
+from secagg.primitives.prg import (
+    MASK_PRG_VERSION,
+    MaskPRG,
+    PrgAlgorithm,
+    expand_mask,
+    keystream,
+    secure_uint64,
+    word_bytes,
+)
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "prg.json").read_text())
 
@@ -126,3 +135,66 @@ def test_bad_windows_and_accumulators() -> None:
         prg.block(5, 4)
     with pytest.raises(InvalidParameterError):
         prg.add_into(np.zeros(4, dtype=np.int64))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------ output definition, version 2
+
+
+def _reference(seed: bytes, bits: int, algorithm: PrgAlgorithm, n: int) -> np.ndarray:
+    """Straight from the definition: raw keystream, little-endian words, low ``bits`` bits."""
+    if algorithm is PrgAlgorithm.AES_256_CTR:
+        cipher = Cipher(algorithms.AES(seed), modes.CTR(bytes(16)))
+    else:
+        cipher = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None)
+    word = 4 if bits <= 32 else 8
+    stream = cipher.encryptor().update(bytes(word * n))
+    words = np.frombuffer(stream, dtype="<u4" if word == 4 else "<u8").astype(np.uint64)
+    return words & np.uint64((1 << bits) - 1) if bits < 64 else words
+
+
+def test_vectors_are_of_the_current_version() -> None:
+    assert MASK_PRG_VERSION == 2
+    assert {v["version"] for v in VECTORS} == {MASK_PRG_VERSION}
+    assert {v["bits"] <= 32 for v in VECTORS} == {True, False}  # both word sizes pinned
+
+
+@pytest.mark.parametrize("vec", VECTORS, ids=lambda v: f"{v['algorithm']}-{v['bits']}")
+def test_vectors_follow_the_definition(vec: dict) -> None:
+    seed, bits = bytes.fromhex(vec["seed"]), vec["bits"]
+    ref = _reference(seed, bits, PrgAlgorithm(vec["algorithm"]), vec["offset"] + 8)
+    assert ref[:8].tolist() == vec["first"]
+    assert ref[vec["offset"] :].tolist() == vec["at_offset"]
+
+
+@pytest.mark.parametrize("algorithm", list(PrgAlgorithm))
+@pytest.mark.parametrize("bits", [1, 13, 31, 32, 33, 48, 64])
+def test_four_byte_words_up_to_32_bits(algorithm: PrgAlgorithm, bits: int) -> None:
+    seed = bytes(range(3, 35))
+    n = 40_000  # more than one internal chunk
+    ref = _reference(seed, bits, algorithm, n)
+    prg = MaskPRG(seed, bits, algorithm=algorithm)
+    assert prg.word_bytes == word_bytes(bits) == (4 if bits <= 32 else 8)
+    words = prg.words(0, n)
+    assert words.dtype == (np.uint32 if bits <= 32 else np.uint64)
+    np.testing.assert_array_equal(words.astype(np.uint64), ref)
+    np.testing.assert_array_equal(prg.expand(n), ref)
+    # seeking to windows that start inside a cipher block
+    for lo, hi in [(1, 5), (3, 4), (15, 33), (17, 1000), (n - 3, n)]:
+        np.testing.assert_array_equal(prg.block(lo, hi), ref[lo:hi])
+        np.testing.assert_array_equal(prg.words(lo, hi).astype(np.uint64), ref[lo:hi])
+    wide = np.zeros(n - 7, dtype=np.uint64)
+    prg.add_into(wide, start=7, chunk=999)
+    np.testing.assert_array_equal(wide, ref[7:])
+    if bits <= 32:
+        narrow = np.zeros(n, dtype=np.uint32)
+        prg.add_into(narrow)
+        np.testing.assert_array_equal(narrow.astype(np.uint64), ref)
+        prg.add_into(narrow, subtract=True, chunk=1234)
+        assert not narrow.any()
+
+
+def test_uint32_accumulator_only_for_narrow_rings() -> None:
+    with pytest.raises(InvalidParameterError):
+        MaskPRG(bytes(32), 33).add_into(np.zeros(4, dtype=np.uint32))
+    with pytest.raises(InvalidParameterError):
+        word_bytes(0)

@@ -286,8 +286,9 @@ class LyingServer:
             # v added +PRG(s_vu) when v < u
             (minus if v < u else plus).append(seed)
         acc: U64 = np.array(self.masked[v].words, dtype=np.uint64)
-        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg)
-        reduce_words(acc, self.config.bits)
+        bits = self.config.bits
+        apply_masks(acc, add=plus, subtract=minus, algorithm=self.config.prg, bits=bits)
+        reduce_words(acc, bits)
         return acc
 
     def partial_sum(self, group: Iterable[int]) -> U64 | None:
@@ -300,7 +301,7 @@ class LyingServer:
                 return None
             np.add(acc, np.asarray(self.masked[u].words, dtype=np.uint64), out=acc)
             minus.append(seed)
-        apply_masks(acc, subtract=minus, algorithm=self.config.prg)
+        apply_masks(acc, subtract=minus, algorithm=self.config.prg, bits=self.config.bits)
         reduce_words(acc, self.config.bits)
         return acc
 

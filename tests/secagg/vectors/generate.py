@@ -33,7 +33,12 @@ def chacha_keystream(key: bytes, nonce16: bytes, n: int) -> bytes:
     return enc.update(bytes(n))
 
 
+PRG_VERSION = 2  # secagg.primitives.prg.MASK_PRG_VERSION: 4-byte words for b <= 32
+
+
 def prg_vectors() -> list[dict[str, object]]:
+    """Element i: the little-endian word of ``word`` bytes at keystream ``[word i, word (i+1))``
+    mod 2^bits, ``word = 4`` for ``bits <= 32`` and 8 above (output definition version 2)."""
     out = []
     for seed_hex, bits, algo in [
         ("00" * 32, 16, "aes-256-ctr"),
@@ -44,7 +49,7 @@ def prg_vectors() -> list[dict[str, object]]:
         (bytes(range(7, 39)).hex(), 48, "chacha20"),
     ]:
         seed = bytes.fromhex(seed_hex)
-        word = 8
+        word = 4 if bits <= 32 else 8
         n_elems, offset = 8, 1001
         total = (offset + n_elems) * word
         stream = (
@@ -58,6 +63,7 @@ def prg_vectors() -> list[dict[str, object]]:
 
         out.append(
             {
+                "version": PRG_VERSION,
                 "seed": seed_hex,
                 "bits": bits,
                 "algorithm": algo,
