@@ -29,13 +29,14 @@ rounds (malicious server) the workflow verifies every signature it relays agains
 verification counts as dropped.
 
 The workflow reacts as soon as replies arrive. Flower's ``Grid`` of the supported releases
-has no blocking receive (its ``send_and_receive`` sleeps a fixed interval between pulls:
-0.1 s in process, 3 s over the SuperLink's HTTP API), so the workflow pulls with an
+has no blocking receive (its ``send_and_receive`` pulls with a fixed sleep in between: in
+1.42, 0.1 s in process and 3 s over the SuperLink's API), so the workflow pulls with an
 adaptive back-off: the first wait is ``min_poll_interval`` (2 ms), each pull that brings
 nothing makes the next wait 1.5 times longer, up to ``poll_interval``, and a pull that
-brings a reply starts again from ``min_poll_interval``. A stage thus ends a few
-milliseconds after its last reply, while a long wait (clients training) costs one pull
-per ``poll_interval``. The stage deadline is the same as with fixed polling: the last pull
+brings a reply starts again from ``min_poll_interval``. A stage thus ends within a few
+milliseconds of its last reply while replies keep arriving (after a silence, within half
+the time waited plus ``min_poll_interval``), and a long wait (clients training) costs one
+pull per ``poll_interval``. The stage deadline is the same as with fixed polling: the last pull
 happens at the deadline, and a node whose reply has not arrived by then is a dropout.
 
 Flower's own ``SecAggPlusWorkflow`` works only with the legacy strategy API; this
@@ -51,6 +52,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from logging import INFO, WARNING
 from typing import Any, cast
 
@@ -471,8 +473,14 @@ class SecureAggregationWorkflow:
                 outgoing.append((node, _request(RecordDict(records), node, server_round)))
             timeout = self.train_timeout if stage is Stage.MASKED_INPUT else self.stage_timeout
             stage_started = time.perf_counter()
-            for node, reply in self._exchange(grid, outgoing, timeout):
-                self._deliver(server, stage, cohort_ids[node], reply)
+            # each reply is checked and handed to the server as soon as it is pulled, so
+            # the server's work overlaps the wait for the slower nodes
+            self._exchange(
+                grid,
+                outgoing,
+                timeout,
+                on_reply=partial(self._deliver_from, server, stage, cohort_ids),
+            )
             log(
                 INFO,
                 "[secagg round %d] stage %s: %d of %d replied (%.1f s)",
@@ -552,12 +560,19 @@ class SecureAggregationWorkflow:
         return {node: cid for node, cid in mapping.items() if cid not in clashing}
 
     def _exchange(
-        self, grid: Grid, outgoing: list[tuple[int, Message]], timeout: float
+        self,
+        grid: Grid,
+        outgoing: list[tuple[int, Message]],
+        timeout: float,
+        *,
+        on_reply: Callable[[int, Message], None] | None = None,
     ) -> list[tuple[int, Message]]:
         """Push messages, then pull the replies until all arrived or ``timeout`` passed.
 
-        Pulls back off adaptively (see the module docstring); the last pull is at the
-        deadline, so a reply counts exactly when it arrived within ``timeout`` seconds.
+        Pulls back off adaptively (see the module docstring); the last pull is at (or,
+        when handling replies ran past it, right after) the deadline, so a reply counts
+        when it arrived within ``timeout`` seconds.
+        ``on_reply(node, reply)`` is called for each reply as soon as it is pulled.
         """
         if not outgoing:
             return []
@@ -569,6 +584,7 @@ class SecureAggregationWorkflow:
         backoff = _Backoff(self.min_poll_interval, self.poll_interval)
         arrived = False
         while pending:
+            pulled_at = time.monotonic()
             for reply in grid.pull_messages(list(pending)):
                 source = reply.metadata.reply_to_message_id
                 if source not in pending:
@@ -579,12 +595,29 @@ class SecureAggregationWorkflow:
                 if not reply.has_error() and reply.metadata.src_node_id != node:
                     continue  # a reply must come from the node the request went to
                 replies.append((node, reply))
-            remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0:
+                if on_reply is not None:
+                    on_reply(node, reply)
+            if not pending or pulled_at >= deadline:
                 break
-            time.sleep(min(backoff.next_wait(progress=arrived), remaining))
+            # handling the replies may have taken us past the deadline: then pull once more
+            # at once, for what arrived in time meanwhile
+            wait = min(backoff.next_wait(progress=arrived), deadline - time.monotonic())
+            if wait > 0:
+                time.sleep(wait)
             arrived = False
         return replies
+
+    @classmethod
+    def _deliver_from(
+        cls,
+        server: SecAggServer,
+        stage: Stage,
+        client_ids: Mapping[int, int],
+        node: int,
+        reply: Message,
+    ) -> None:
+        """:meth:`_deliver` the reply of ``node`` (its client id from ``client_ids``)."""
+        cls._deliver(server, stage, client_ids[node], reply)
 
     @staticmethod
     def _deliver(server: SecAggServer, stage: Stage, client_id: int, reply: Message) -> None:

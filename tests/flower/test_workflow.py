@@ -27,6 +27,7 @@ from protocols.flower import SecAggPolicy, SecureAggregationMod, SecureAggregati
 from protocols.flower.pki import load_identity, load_pki, round_log_path, write_identities  # noqa: E402
 from protocols.flower.records import ARRAYS_KEY, CONFIG_KEY  # noqa: E402
 from protocols.masking.messages import Stage  # noqa: E402
+from protocols.masking.server import SecAggServer  # noqa: E402
 from secagg.errors import InvalidParameterError, RoundRestartError  # noqa: E402
 from secagg.recipe import DPMode  # noqa: E402
 from threat_models.model import ServerClass, ThreatModel  # noqa: E402
@@ -323,9 +324,9 @@ class DelayedGrid(LoopbackGrid):
 
 
 def delayed_round(
-    monkeypatch: pytest.MonkeyPatch, delay: Delay, **options: Any
+    monkeypatch: pytest.MonkeyPatch, delay: Delay, clock: FakeClock | None = None, **options: Any
 ) -> tuple[FakeClock, DelayedGrid, Any]:
-    clock = FakeClock()
+    clock = clock if clock is not None else FakeClock()
     monkeypatch.setattr("protocols.flower.workflow.time", clock)
     grid = DelayedGrid(clock, delay, range(11, 11 + N))
     workflow = SecureAggregationWorkflow(SEMI, **{"stage_timeout": 5.0, **options})
@@ -412,3 +413,42 @@ def test_the_first_wait_is_capped_by_the_poll_interval() -> None:
     assert workflow.min_poll_interval == 0.001
     with pytest.raises(InvalidParameterError):
         SecureAggregationWorkflow(SEMI, min_poll_interval=0.0)
+
+
+def test_replies_reach_the_server_as_they_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    handled: list[tuple[str, int, float]] = []
+    clock = FakeClock()
+    handle = SecAggServer.handle
+
+    def recording(self: SecAggServer, message: Any) -> Any:
+        stage = self.stage
+        handled.append((stage.value if stage else "", message.sender, clock.now))
+        return handle(self, message)
+
+    monkeypatch.setattr(SecAggServer, "handle", recording)
+    delayed_round(monkeypatch, lambda stage, node: 0.1 if node % 2 else 0.5, clock)
+    advertise = [(cid, at) for stage, cid, at in handled if stage == Stage.ADVERTISE_KEYS.value]
+    # clients 1, 3, 5 (odd nodes 11, 13, 15) were handled before the others replied
+    assert sorted(cid for cid, at in advertise if at < 0.5) == [1, 3, 5]
+    assert sorted(cid for cid, at in advertise if at >= 0.5) == [2, 4, 6]
+
+
+def test_a_reply_in_time_counts_when_handling_others_runs_past_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    busy = FakeClock()
+    handle = SecAggServer.handle
+
+    def slow(self: SecAggServer, message: Any) -> Any:
+        if self.stage is Stage.SHARE_KEYS and message.sender == 1:
+            busy.now += 2.0  # the server is busy past the stage's deadline
+        return handle(self, message)
+
+    monkeypatch.setattr(SecAggServer, "handle", slow)
+
+    def delay(stage: str, node: int) -> float:
+        return 0.5 if stage == Stage.SHARE_KEYS.value and node == 12 else 0.0
+
+    clock, grid, outcome = delayed_round(monkeypatch, delay, busy, stage_timeout=1.0)
+    assert outcome.dropped == ()  # node 12 replied at 0.5 s, within the 1 s timeout
+    check_mean(outcome, quantum_of(SEMI, N))
