@@ -320,8 +320,7 @@ class FixedPointEncoder:
             )
         s = np.asarray(summed, dtype=np.uint64)
         flat = s.reshape(-1)
-        mask = ring_mask(self.bits)
-        limit = np.uint64(n * self.levels)
+        limit = n * self.levels
         # exact integer part first, so that float64 never cancels two large numbers
         k = self._offset_int
         try:
@@ -333,23 +332,30 @@ class FixedPointEncoder:
         scale = self.scale
         d = flat.shape[0]
         out: F64 = np.empty(d, dtype=np.float64)
-        size = max(1, min(BLOCK, d))
+        size = -(-d // -(-d // BLOCK)) if d else 1
         words = np.empty(size, dtype=np.uint64)
+        centred = words.view(np.int64)
+        subtract, divide, add, top_of = np.subtract, np.divide, np.add, np.maximum.reduce
         for start in range(0, d, size):
-            stop = min(start + size, d)
-            if stop - start < size:
-                size = stop - start
+            stop = start + size
+            if stop > d:
+                stop, size = d, d - start
                 words = words[:size]
-            np.bitwise_and(flat[start:stop], mask, out=words)
-            if words.max() > limit:
-                raise EncodingError(
-                    "value exceeds n * levels: not a sum of n encodings of this encoder"
-                )
-            centred = words.view(np.int64)
-            np.subtract(centred, shift, out=centred)
+                centred = words.view(np.int64)
+            block = flat[start:stop]
+            # n * L <= 2^b - 1: a block within the bound has no bits above the ring either,
+            # so the reduction mod 2^b is only needed where the bound fails
+            if int(top_of(block)) > limit:
+                np.bitwise_and(block, ring_mask(self.bits), out=words)
+                if int(top_of(words)) > limit:
+                    raise EncodingError(
+                        "value exceeds n * levels: not a sum of n encodings of this encoder"
+                    )
+                block = words
+            subtract(block.view(np.int64), shift, centred)
             o = out[start:stop]
-            np.divide(centred, scale, out=o)
-            np.add(o, residual, out=o)
+            divide(centred, scale, o)
+            add(o, residual, o)
         if s.ndim == 1:
             return out
         shaped: F64 = out.reshape(s.shape)[()]  # a 0-d input gives a scalar, as numpy does
