@@ -8,7 +8,6 @@
 * The distributed-DP client encoding (rotate, clip, scale, round, noise, reduce) against
   plain fixed-point quantisation (:class:`secagg.primitives.encoding.FixedPointEncoder`) of the same
   vector, and the server's decode.
-
 * Fixed-point encoding (:class:`~secagg.primitives.encoding.FixedPointEncoder`, the
   quantiser of every plain round) against its one-pass floor, CPU time, interleaved: per
   block of :data:`~secagg.primitives.encoding.BLOCK` elements (the encoder's own blocks), the
@@ -16,8 +15,9 @@
   (``np.multiply(x, scale, out=tmp)``) and one conversion to words (``np.copyto`` into the
   int64 view of the uint64 output): it reads the float64 input once, writes the words once
   and draws what rounding needs, and does nothing else. Also against the same three steps on
-  the whole vector (``gen.random(d)``; ``(x * scale).astype(np.uint64)``), and ``decode``
-  against converting the words to floats with one scaling, block by block.
+  the whole vector (``gen.random(d)``; ``(x * scale).astype(np.uint64)``) and the
+  whole-vector formulas ``encode`` used before its blocked loop; ``decode`` against
+  converting the words to floats with one scaling, block by block.
 
 Targets: a million draws of either sampler well under a second (at most 1 s; the quick run
 draws 100,000 and is judged per million); fixed-point encoding at most 1.3x its one-pass
@@ -214,6 +214,24 @@ def _encode_floor_whole(x: Any, scale: float, gen: np.random.Generator) -> Calla
     return floor
 
 
+def _encode_before(
+    enc: FixedPointEncoder, x: Any, gen: np.random.Generator
+) -> Callable[[], object]:
+    """The whole-vector formulas ``encode`` used before its blocked loop (about a dozen
+    full passes), for the before/after figure."""
+
+    def before() -> object:
+        if not np.all(np.isfinite(x)) or float(x.min()) < enc.lo or float(x.max()) > enc.hi:
+            raise AssertionError("the benchmark's input is inside the range")
+        t = (x - enc.lo) * enc.scale
+        base = np.floor(t)
+        q = base + (gen.random(t.shape) < (t - base))
+        np.clip(q, 0, enc.levels, out=q)
+        return q.astype(np.uint64)
+
+    return before
+
+
 def _decode_floor(words: Any, quantum: float) -> Callable[[], object]:
     """Read the words once, write the floats once (one scaling): block by block."""
     signed = words.view(np.int64)
@@ -244,10 +262,13 @@ def bench_fixed_point(sizes: tuple[int, ...], repeat: int) -> list[dict[str, Any
             _encode_floor_whole(x, enc.scale, gen),
             functools.partial(enc.decode, words),
             _decode_floor(words, enc.quantum),
+            _encode_before(enc, x, gen),
         ]
         # the cheap size gets more rounds: the same total time, steadier medians
         rounds = repeat * max(1, min(10, 1_000_000 // d))
-        ours, floor, whole, dec, dec_floor = interleaved(timed, rounds, clock=time.process_time)
+        ours, floor, whole, dec, dec_floor, before = interleaved(
+            timed, rounds, clock=time.process_time
+        )
         row: dict[str, Any] = {
             "what": "fixed_point",
             "d": d,
@@ -260,6 +281,8 @@ def bench_fixed_point(sizes: tuple[int, ...], repeat: int) -> list[dict[str, Any
             "decode_s": statistics.median(dec),
             "decode_floor_s": statistics.median(dec_floor),
             "decode_vs_floor": median_ratio(dec, dec_floor),
+            "before_s": statistics.median(before),
+            "before_vs_floor": median_ratio(before, floor),
         }
         judge(row, row["encode_vs_floor"], FIXED_POINT_TARGET, f"fixed-point encode, d = {d:,}")
         rows.append(row)
@@ -300,14 +323,15 @@ def _table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
         f"convert) and the same on the whole vector; CPU ms, ratios per round; target: "
         f"{FIXED_POINT_TARGET.label}",
         f"{'d':>9}{'encode':>9}{'floor':>8}{'x floor':>9}{'verdict':>9}{'whole':>8}"
-        f"{'x whole':>9}{'decode':>8}{'floor':>8}{'x floor':>9}",
+        f"{'x whole':>9}{'before':>8}{'x floor':>9}{'decode':>8}{'floor':>8}{'x floor':>9}",
     ]
     for r in rows:
         if r["what"] == "fixed_point":
             lines.append(
                 f"{r['d']:>9,}{r['encode_s'] * 1e3:>9.2f}{r['floor_s'] * 1e3:>8.2f}"
                 f"{r['encode_vs_floor']:>9.2f}{verdict(r):>9}{r['whole_floor_s'] * 1e3:>8.2f}"
-                f"{r['encode_vs_whole_floor']:>9.2f}{r['decode_s'] * 1e3:>8.2f}"
+                f"{r['encode_vs_whole_floor']:>9.2f}{r['before_s'] * 1e3:>8.2f}"
+                f"{r['before_vs_floor']:>9.2f}{r['decode_s'] * 1e3:>8.2f}"
                 f"{r['decode_floor_s'] * 1e3:>8.2f}{r['decode_vs_floor']:>9.2f}"
             )
     lines += ["", summary_line(rows, quick=quick)]
@@ -386,17 +410,21 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "out=tmp)` and `np.copyto` into the int64 view of the uint64 output: it reads the",
             'input once, writes the words once and draws the uniforms, nothing else. "Whole":',
             "the same three steps on the whole vector (`gen.random(d)`; `(x * scale).astype(",
-            "np.uint64)`). Decode: against one scaling of the words into floats, block by block.",
+            "np.uint64)`). Before: the whole-vector formulas `encode` used before its blocked",
+            "loop (about a dozen full passes). Decode: against one scaling of the words into",
+            "floats, block by block.",
             "",
             "| d | encode (ms) | floor (ms) | encode / floor | target | whole (ms) | "
-            "encode / whole | decode (ms) | floor (ms) | decode / floor |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "encode / whole | before (ms) | before / floor | decode (ms) | floor (ms) | "
+            "decode / floor |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in fixed:
             out.append(
                 f"| {r['d']:,} | {r['encode_s'] * 1e3:.2f} | {r['floor_s'] * 1e3:.2f} | "
                 f"{r['encode_vs_floor']:.2f} | {r['target']}: {verdict(r)} | "
                 f"{r['whole_floor_s'] * 1e3:.2f} | {r['encode_vs_whole_floor']:.2f} | "
+                f"{r['before_s'] * 1e3:.2f} | {r['before_vs_floor']:.2f} | "
                 f"{r['decode_s'] * 1e3:.2f} | {r['decode_floor_s'] * 1e3:.2f} | "
                 f"{r['decode_vs_floor']:.2f} |"
             )
