@@ -40,6 +40,7 @@ CHUNK_WORDS = CHUNK_BYTES // 8
 _SLACK = 64
 
 Words = npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
+_AnyWords = npt.NDArray[np.uint32 | np.uint64]
 
 
 def _encryptor(seed: bytes, algorithm: PrgAlgorithm) -> CipherContext:
@@ -73,7 +74,7 @@ def _word_of(acc: object, bits: int | None) -> int:
 
 
 def apply_masks(
-    acc: Words,
+    acc: _AnyWords,
     *,
     add: Sequence[bytes] = (),
     subtract: Sequence[bytes] = (),
@@ -123,7 +124,7 @@ def apply_masks(
                 np.add(view, words, out=view)
 
 
-def reduce_words(acc: Words, bits: int) -> None:
+def reduce_words(acc: _AnyWords, bits: int) -> None:
     """Reduce a ``uint32`` or ``uint64`` accumulator mod ``2^bits`` in place."""
     if not 1 <= bits <= 8 * acc.dtype.itemsize:
         raise InvalidParameterError(

@@ -210,7 +210,7 @@ class MaskPRG:
 
     def add_into(
         self,
-        acc: U32 | U64,
+        acc: npt.NDArray[np.uint32 | np.uint64],
         *,
         subtract: bool = False,
         chunk: int = DEFAULT_CHUNK,

@@ -7,9 +7,13 @@ import os
 import numpy as np
 import pytest
 
+from protocols import setup_round
+from protocols.masking import client as client_module
+from protocols.masking import transcripts
 from protocols.masking.masks import CHUNK_WORDS, apply_masks, reduce_words, ring_words
 from secagg.errors import InvalidParameterError
-from secagg.primitives.prg import MaskPRG, PrgAlgorithm
+from secagg.primitives.prg import MASK_PRG_VERSION, MaskPRG, PrgAlgorithm
+from threat_models import ThreatModel
 
 
 @pytest.mark.parametrize("bits", [1, 7, 32, 33, 62, 64])
@@ -95,3 +99,53 @@ def test_ring_words_refuses_what_is_not_an_integer_vector() -> None:
     for bad in (np.zeros(3), np.zeros((2, 2), dtype=np.uint32), np.zeros(3, dtype=bool)):
         with pytest.raises(InvalidParameterError):
             ring_words(bad, 32)
+
+
+# ------------------------------------------------------------- the PRG version is agreed
+
+
+def _transcripts() -> tuple[bytes, bytes]:
+    return (
+        transcripts.masking_set_transcript(
+            client_id=3, masking_set=[1, 2], round_id=7, context=bytes(32)
+        ),
+        transcripts.advertise_transcript(
+            client_id=3,
+            mask_public=bytes(32),
+            share_public=bytes(32),
+            round_id=7,
+            model_hash=bytes(32),
+        ),
+    )
+
+
+def test_the_prg_version_is_in_what_is_signed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert transcripts.MASK_PRG_VERSION == MASK_PRG_VERSION == 2
+    current = _transcripts()
+    monkeypatch.setattr(transcripts, "MASK_PRG_VERSION", 1)
+    other = _transcripts()
+    assert all(a != b for a, b in zip(current, other, strict=True))
+
+
+def test_a_client_on_another_prg_version_is_not_summed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its signed keys do not verify for this version: it counts as dropped, the sum is right."""
+    stale = 2
+
+    def advertise(**fields: object) -> bytes:
+        if fields["client_id"] != stale:
+            return signed(**fields)
+        with monkeypatch.context() as m:
+            m.setattr(transcripts, "MASK_PRG_VERSION", 1)
+            return signed(**fields)
+
+    signed = transcripts.advertise_transcript
+    monkeypatch.setattr(client_module, "advertise_transcript", advertise)
+    inputs = {c: np.full(16, c, dtype=np.uint64) for c in range(1, 7)}
+    runner = setup_round(inputs, bits=32, protocol="secagg", threat_model=ThreatModel())
+    while not runner.finished:
+        runner.collect()
+        runner.close()
+    result = runner.server.result
+    assert stale not in result.survivors and len(result.survivors) == 5
+    expected = sum(c for c in result.survivors)
+    assert np.array_equal(result.ring_sum, np.full(16, expected, dtype=np.uint64))
