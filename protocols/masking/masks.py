@@ -38,6 +38,7 @@ CHUNK_BYTES = 1 << 17
 CHUNK_WORDS = CHUNK_BYTES // 8
 """Elements per chunk of a ``uint64`` accumulator (a ``uint32`` one takes twice as many)."""
 _SLACK = 64
+_COPY_CHUNK_BYTES = 1 << 19  # input read per check-and-copy step (stays in L2)
 
 Words = npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
 _AnyWords = npt.NDArray[np.uint32 | np.uint64]
@@ -159,7 +160,7 @@ def ring_words(values: npt.NDArray[np.integer], bits: int) -> Words:
         probe = values.view(np.dtype(f"u{values.dtype.itemsize}")) if signed else values
     elif signed:
         probe = values
-    step = CHUNK_BYTES // max(values.dtype.itemsize, word)
+    step = _COPY_CHUNK_BYTES // values.dtype.itemsize
     for lo in range(0, values.shape[0], step):
         hi = lo + step
         if probe is not None:

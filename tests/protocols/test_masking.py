@@ -76,7 +76,8 @@ def test_invalid_arguments() -> None:
 def test_ring_words_checks_and_copies_in_one_pass(bits: int, dtype: type) -> None:
     info = np.iinfo(dtype)
     top = min(int(info.max), (1 << bits) - 1)
-    n = 3 * CHUNK_WORDS + 5  # several chunks
+    chunk = (1 << 19) // np.dtype(dtype).itemsize  # elements per check-and-copy step
+    n = 3 * chunk + 5
     values = np.random.default_rng(bits).integers(0, top, n, dtype=dtype, endpoint=True)
     values[-1] = top
     out = ring_words(values, bits)
@@ -85,12 +86,12 @@ def test_ring_words_checks_and_copies_in_one_pass(bits: int, dtype: type) -> Non
     assert not np.shares_memory(out, values)
     if info.min < 0:
         bad = values.copy()
-        bad[2 * CHUNK_WORDS + 1] = -1
+        bad[n - 2] = -1
         with pytest.raises(InvalidParameterError):
             ring_words(bad, bits)
     if int(info.max) >> bits:
         bad = values.copy()
-        bad[CHUNK_WORDS + 7] = 1 << bits
+        bad[2 * chunk + 7] = 1 << bits
         with pytest.raises(InvalidParameterError):
             ring_words(bad, bits)
 
