@@ -245,10 +245,8 @@ class FixedPointEncoder:
         may_exceed = self._may_exceed
         count = -(-d // BLOCK)
         size = -(-d // count)  # equal blocks: no short tail paying the per-block cost
-        t = np.empty(size)
+        t, base, draws = np.empty((3, size))  # one allocation for the block's scratch
         bits = t.view(np.uint64)
-        base = np.empty(size)
-        draws = np.empty(size)
         up = np.empty(size, dtype=np.bool_)
         # (the ufuncs bound once, outputs passed by position: the per-block cost is Python's)
         subtract, multiply, floor, less, add = np.subtract, np.multiply, np.floor, np.less, np.add
