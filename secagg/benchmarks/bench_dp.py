@@ -424,7 +424,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "| d | encode (ms) | floor (ms) | encode / floor | target | whole (ms) | "
             "encode / whole | before (ms) | before / encode | decode (ms) | floor (ms) | "
             "decode / floor |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in fixed:
             out.append(
