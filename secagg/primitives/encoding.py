@@ -57,9 +57,9 @@ __all__ = [
 MAX_RING_BITS = 62
 
 BLOCK = 16384
-"""Elements per block of the encode and decode loops: the four float64 temporaries of a
-block (128 KiB each) stay in a core's L2 cache, and the per-block Python cost stays a few
-per cent of the arithmetic."""
+"""Elements per block of the encode and decode loops: a block's three float64 temporaries
+(128 KiB each) and its comparison stay in a core's L2 cache, while the blocks are few enough
+that the Python cost of a block's dozen numpy calls stays small beside its arithmetic."""
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
