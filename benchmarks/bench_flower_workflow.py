@@ -18,7 +18,8 @@ interleaved:
 Times are wall-clock seconds (a Flower round is bounded by waiting, not by this process'
 work: the clients run in Ray's worker processes); the in-process round's CPU time is shown
 too. The median over the repetitions is reported, and the ratios are of medians measured
-in one run. The load average is printed: the machine may be shared.
+in one run. The load average is printed: the machine may be shared. With
+``BENCH_VERBOSE=1`` the workflow's per-stage lines (replies and seconds) are shown too.
 """
 
 from __future__ import annotations

@@ -616,7 +616,7 @@ class SecureAggregationWorkflow:
         node: int,
         reply: Message,
     ) -> None:
-        """:meth:`_deliver` the reply of ``node`` (its client id from ``client_ids``)."""
+        """``_deliver`` the reply of ``node`` (its client id from ``client_ids``)."""
         cls._deliver(server, stage, client_ids[node], reply)
 
     @staticmethod
@@ -731,7 +731,7 @@ def _check_pki(pki: Mapping[int, bytes]) -> dict[int, bytes]:
 
 
 class _Backoff:
-    """Waits between pulls: ``first``, growing by :data:`_BACKOFF_GROWTH` while nothing
+    """Waits between pulls: ``first``, growing by ``_BACKOFF_GROWTH`` while nothing
     arrives, capped at ``cap``; back to ``first`` after progress."""
 
     def __init__(self, first: float, cap: float) -> None:
