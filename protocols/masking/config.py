@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from protocols.masking.records import MAX_ROUND_ID, MAX_WORDS
 from protocols.stages import Stage
 from secagg.errors import InvalidParameterError
-from secagg.primitives.prg import PrgAlgorithm
+from secagg.primitives.prg import MASK_PRG_VERSION, PrgAlgorithm
 from secagg.validation import require_int
 from threat_models.model import ServerClass
 from threat_models.parameters import ProtocolParameters
@@ -149,6 +149,16 @@ class RoundConfig:
     def consistent(self) -> bool:
         """Whether the round runs the graph-seed and consistency stages (server may lie)."""
         return self.parameters.server.lies_about_dropouts
+
+    @property
+    def mask_prg_version(self) -> int:
+        """The mask PRG's output definition the round expands masks with.
+
+        :data:`~secagg.primitives.prg.MASK_PRG_VERSION` (4-byte keystream words for
+        ``bits <= 32``); it is bound into the signed advertisement and masking-set
+        transcripts, so a party on another definition is refused, not summed.
+        """
+        return MASK_PRG_VERSION
 
     @property
     def stages(self) -> tuple[Stage, ...]:

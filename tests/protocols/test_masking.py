@@ -10,10 +10,11 @@ import pytest
 from protocols import setup_round
 from protocols.masking import client as client_module
 from protocols.masking import transcripts
+from protocols.masking.config import RoundConfig
 from protocols.masking.masks import CHUNK_WORDS, apply_masks, reduce_words, ring_words
 from secagg.errors import InvalidParameterError
 from secagg.primitives.prg import MASK_PRG_VERSION, MaskPRG, PrgAlgorithm
-from threat_models import ThreatModel
+from threat_models import GraphKind, ThreatModel, select_parameters
 
 
 @pytest.mark.parametrize("bits", [1, 7, 32, 33, 62, 64])
@@ -122,6 +123,13 @@ def _transcripts() -> tuple[bytes, bytes]:
 
 def test_the_prg_version_is_in_what_is_signed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert transcripts.MASK_PRG_VERSION == MASK_PRG_VERSION == 2
+    config = RoundConfig(
+        round_id=1,
+        parameters=select_parameters(5, ThreatModel(), graph=GraphKind.COMPLETE),
+        bits=32,
+        vector_length=4,
+    )
+    assert config.mask_prg_version == MASK_PRG_VERSION
     current = _transcripts()
     monkeypatch.setattr(transcripts, "MASK_PRG_VERSION", 1)
     other = _transcripts()
