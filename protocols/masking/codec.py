@@ -64,7 +64,7 @@ __all__ = [
 
 MAGIC = b"SA"
 """The first two bytes of every masking-protocol message."""
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 """The version of the layout; a decoder refuses every other."""
 MAX_MESSAGE_BYTES = 1 << 32
 """Default ceiling for :func:`open_frame` (4 GiB); receivers may pass a tighter one."""

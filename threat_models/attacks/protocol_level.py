@@ -242,7 +242,11 @@ def _unmask(
     acc = np.array(masked, dtype=np.uint64, copy=True)
     # the client added PRG(b) and +PRG(s_uv) for u < v ... so subtract what it added
     apply_masks(
-        acc, add=pair_seeds_sub, subtract=[self_seed, *pair_seeds_add], algorithm=config.prg
+        acc,
+        add=pair_seeds_sub,
+        subtract=[self_seed, *pair_seeds_add],
+        algorithm=config.prg,
+        bits=config.bits,
     )
     reduce_words(acc, config.bits)
     return np.asarray(rnd.encoder.decode_sum(acc, 1), dtype=np.float64)
