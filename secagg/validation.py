@@ -46,13 +46,16 @@ def is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+def _range_text(
+    lo: float | None, hi: float | None, lo_open: bool, hi_open: bool, spec: str = "g"
+) -> str:
+    """The bounds as a message reads them (``spec``: ``"g"`` for reals, ``""`` for ints)."""
     if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"in {'(' if lo_open else '['}{lo:{spec}}, {hi:{spec}}{')' if hi_open else ']'}"
     if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
+        return f"{'>' if lo_open else '>='} {lo:{spec}}"
     if hi is not None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
+        return f"{'<' if hi_open else '<='} {hi:{spec}}"
     return ""
 
 
@@ -73,7 +76,7 @@ def require_int(
         v = int(value)
         if (lo is None or v >= lo) and (hi is None or v <= hi):
             return v
-    bounds = _range_text(lo, hi, False, False) if lo is None or hi is None else f"in [{lo}, {hi}]"
+    bounds = _range_text(lo, hi, False, False, spec="")
     raise error(f"{name} must be an int {bounds}".rstrip() + f", got {value!r}")
 
 

@@ -47,6 +47,9 @@ Every public name is re-exported here.
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 from protocols.inputs import client_weights as client_weights
 from protocols.inputs import default_encoder as default_encoder
 from protocols.inputs import weight_encoder as weight_encoder
@@ -122,9 +125,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # ``simulate_paillier`` (0.1) is ``protocols.simulate(..., protocol="paillier")``
     if name == "simulate_paillier":
-        import functools
-        import warnings
-
+        # lazy: protocols.simulate imports this package's modules
         from protocols.simulate import simulate
 
         warnings.warn(
