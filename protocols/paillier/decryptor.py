@@ -57,7 +57,12 @@ from secagg.errors import (
 )
 from secagg.primitives.paillier import PaillierAggregator
 from secagg.primitives.signing import IdentityKey
-from secagg.primitives.threshold_paillier import KeyShare, partial_decrypt
+from secagg.primitives.threshold_paillier import (
+    KeyShare,
+    Workers,
+    decryption_workers,
+    partial_decrypt,
+)
 
 __all__ = ["DECRYPT_SCOPE", "PaillierDecryptor"]
 
@@ -86,6 +91,10 @@ class PaillierDecryptor:
             share is kept (:meth:`protocols.round_log.RoundLog.at`). Default: the process-wide
             log of the identity key (:func:`protocols.round_log.identity_log`), or a fresh
             in-memory log without one.
+        workers: processes its partial decryption runs on (a positive int or ``"auto"``, see
+            :func:`~secagg.primitives.threshold_paillier.decryption_workers`); default 1, in
+            this process. Worth it for long vectors only (starting the pool takes about half a
+            second); a script using it needs the ``if __name__ == "__main__":`` guard.
     """
 
     def __init__(
@@ -96,7 +105,9 @@ class PaillierDecryptor:
         identity_key: IdentityKey | None = None,
         hardening: PaillierHardening = PaillierHardening(),  # noqa: B008 - frozen value
         round_log: RoundLog | None = None,
+        workers: Workers = 1,
     ) -> None:
+        self.workers = decryption_workers(workers)
         if not isinstance(share, KeyShare) or share.public_key.key_id != config.public_key.key_id:
             raise InvalidParameterError("the key share does not belong to the round's key")
         if not isinstance(hardening, PaillierHardening):
@@ -268,6 +279,7 @@ class PaillierDecryptor:
             self._aggregator.result(),
             prove=self.config.decryption_proofs,
             context=self.config.context,
+            workers=self.workers,
         )
         self._decrypted = True
         return PartialDecryptionMessage(round_id=self.config.round_id, partial=partial)

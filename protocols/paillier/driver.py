@@ -52,7 +52,13 @@ from secagg.errors import CapacityError, InvalidParameterError
 from secagg.primitives.encoding import VectorEncoder
 from secagg.primitives.paillier import DEFAULT_KEY_BITS, Randomness
 from secagg.primitives.signing import IdentityKey
-from secagg.primitives.threshold_paillier import KeyShare, ThresholdPublicKey, deal_threshold_key
+from secagg.primitives.threshold_paillier import (
+    KeyShare,
+    ThresholdPublicKey,
+    Workers,
+    deal_threshold_key,
+)
+from secagg.primitives.threshold_paillier import decryption_workers as resolve_workers
 from secagg.validation import is_int
 from threat_models.model import ThreatModel
 from threat_models.paillier import PaillierParameters, paillier_parameters
@@ -189,6 +195,7 @@ def setup_paillier_round(
     lazy_decryption: bool = False,
     key_generation: KeyGeneration | str = KeyGeneration.DEALER,
     round_logs: Mapping[int, RoundLog] | None = None,
+    decryption_workers: Workers = 1,
 ) -> PaillierSetup:
     """Build the config, the parties and a :class:`PaillierRoundRunner` for one round.
 
@@ -196,7 +203,8 @@ def setup_paillier_round(
     arguments. Committee members (``committee_size``) get the party ids following the
     largest client id and, in signed rounds, identity keys of their own. ``round_logs``
     (party id -> :class:`~protocols.round_log.RoundLog`) replaces a party's default log
-    (the process-wide log of its identity key).
+    (the process-wide log of its identity key). ``decryption_workers`` is each decryptor's
+    ``workers`` (:class:`~protocols.paillier.decryptor.PaillierDecryptor`).
 
     Without ``key``, ``key_generation`` says who makes the key: ``"dealer"`` (default, the
     trusted dealer of :func:`~secagg.primitives.threshold_paillier.deal_threshold_key`) or
@@ -206,6 +214,7 @@ def setup_paillier_round(
     ``FIXED_BASE`` for a dealt key and ``STANDARD`` for a distributed one (which has no
     checked fixed base).
     """
+    workers = resolve_workers(decryption_workers)  # refused before any key is made
     try:
         keygen = KeyGeneration(key_generation)
     except ValueError:
@@ -306,6 +315,7 @@ def setup_paillier_round(
                 identity_key=decryptor_identities.get(pid),
                 hardening=checks,
                 round_log=logs.get(pid),
+                workers=workers,
             )
             if pid in decryptor_parties
             else None
@@ -351,6 +361,7 @@ def run_round(
     progress: bool = False,
     hardening: PaillierHardening | None = None,
     key_generation: KeyGeneration | str = KeyGeneration.DEALER,
+    decryption_workers: Workers = 1,
 ) -> PaillierRoundOutcome:
     """Run one Paillier round in-process (what ``protocols.simulate(protocol="paillier")`` runs).
 
@@ -396,6 +407,10 @@ def run_round(
             themselves (:mod:`protocols.paillier.keygen`, at least 3 decryptors, an honest
             majority of them, no dealer). See :mod:`threat_models.paillier` for what each
             trusts.
+        decryption_workers: processes each decryptor's partial decryption runs on (a
+            positive int or ``"auto"``: the usable CPUs); default 1. Decryptors are asked one
+            at a time until ``t`` partials are in, so each uses every worker in turn: on one
+            machine this is as fast as running the committee's decryptions side by side.
 
     Raises:
         RoundRestartError: a decryptor vanished during distributed key generation.
@@ -440,6 +455,7 @@ def run_round(
         hardening=hardening,
         lazy_decryption=True,
         key_generation=key_generation,
+        decryption_workers=decryption_workers,
     )
     runner = setup.runner
     quiet = not progress or not sys.stderr.isatty()

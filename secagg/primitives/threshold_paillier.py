@@ -62,11 +62,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
+import os
 import secrets
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from itertools import repeat
+from typing import Any, Literal, TypeAlias
 
 import gmpy2
 import numpy as np
@@ -97,6 +101,8 @@ from secagg.validation import is_int
 __all__ = [
     "CHALLENGE_BITS",
     "MIN_HAZMAT_KEY_BITS",
+    "Workers",
+    "decryption_workers",
     "ThresholdPublicKey",
     "KeyShare",
     "DecryptionProof",
@@ -119,7 +125,13 @@ BATCH_WEIGHT_BITS = 128
 MIN_HAZMAT_KEY_BITS = 128
 """Smallest modulus the hazmat (testing) opt-in accepts; such keys are NOT secure."""
 
+Workers: TypeAlias = int | Literal["auto"]
+"""How many processes a partial decryption runs on: a positive int, or ``"auto"`` (the CPUs
+this process may run on)."""
+
 _SIEVE_LIMIT = 1 << 18
+_CHUNKS_PER_WORKER = 4
+_MIN_CIPHERTEXTS_PER_WORKER = 2
 _SIEVE_WINDOW = 1 << 16
 _MILLER_RABIN_ROUNDS = 40
 
@@ -511,8 +523,52 @@ def _check_vector(public_key: ThresholdPublicKey, ciphertexts: EncryptedVector) 
         validate_ciphertext(c, n, n2)
 
 
+def decryption_workers(workers: object) -> int:
+    """The number of processes ``workers`` asks for: itself, or the usable CPUs for ``"auto"``.
+
+    Raises:
+        InvalidParameterError: anything but a positive int or ``"auto"``.
+    """
+    if isinstance(workers, str) and workers == "auto":
+        affinity = getattr(os, "sched_getaffinity", None)
+        return max(1, len(affinity(0)) if affinity is not None else os.cpu_count() or 1)
+    if not is_int(workers) or workers < 1:
+        raise InvalidParameterError(f"workers must be a positive int or 'auto', got {workers!r}")
+    return workers
+
+
+def _powmod_chunk(bases: Sequence[int], exponent: int, modulus: int) -> list[int]:
+    """``[b^exponent mod modulus for b in bases]`` (the work of one pool task)."""
+    e, mod = gmpy2.mpz(exponent), gmpy2.mpz(modulus)
+    return [int(gmpy2.powmod(b, e, mod)) for b in bases]
+
+
+def _pool_context() -> Any:
+    # workers start from a clean fork server (or are spawned), never forked from the caller:
+    # they hold none of its memory, only the exponent and ciphertexts sent over a pipe
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _powmod_all(bases: Sequence[int], exponent: Any, modulus: Any, workers: int) -> tuple[int, ...]:
+    """Every ``b^exponent mod modulus``, on ``workers`` processes for a long enough vector."""
+    if workers == 1 or len(bases) < _MIN_CIPHERTEXTS_PER_WORKER * workers:
+        return tuple(_powmod_chunk(bases, exponent, modulus))
+    pieces = min(len(bases), workers * _CHUNKS_PER_WORKER)
+    bounds = [len(bases) * k // pieces for k in range(pieces + 1)]
+    chunks = [list(bases[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        results = pool.map(_powmod_chunk, chunks, repeat(int(exponent)), repeat(int(modulus)))
+        return tuple(v for chunk in results for v in chunk)
+
+
 def partial_decrypt(
-    share: KeyShare, ciphertexts: EncryptedVector, *, prove: bool = True, context: bytes = b""
+    share: KeyShare,
+    ciphertexts: EncryptedVector,
+    *,
+    prove: bool = True,
+    context: bytes = b"",
+    workers: Workers = 1,
 ) -> PartialDecryption:
     """Decryptor ``share.index``'s partial decryption ``c_j^(2 Delta s_i)`` of every ciphertext.
 
@@ -522,18 +578,22 @@ def partial_decrypt(
             decrypted (see ``protocols.paillier``: only legitimate aggregates, once per round).
         prove: attach the batched proof of correctness (the malicious variant needs it).
         context: bytes bound into the proof (round id, protocol, ...).
+        workers: processes for the exponentiations ``c_j^(2 Delta s_i)`` (see
+            :func:`decryption_workers`); default 1, in this process. The values (and the
+            proof's statement) do not depend on it.
 
     Raises:
-        InvalidParameterError, MessageError: malformed share or ciphertexts.
+        InvalidParameterError, MessageError: malformed share, ciphertexts or ``workers``.
     """
     if not isinstance(share, KeyShare):
         raise InvalidParameterError("share must be a KeyShare")
     context = _check_context(context)
     pk = share.public_key
     _check_vector(pk, ciphertexts)
+    processes = decryption_workers(workers)
     n2 = gmpy2.mpz(pk.n_squared)
     exponent = 2 * pk.delta * gmpy2.mpz(share.secret)
-    values = tuple(int(gmpy2.powmod(c, exponent, n2)) for c in ciphertexts.ciphertexts)
+    values = _powmod_all(ciphertexts.ciphertexts, exponent, n2, processes)
     proof = None
     if prove:
         weights = _batch_weights(pk, ciphertexts.ciphertexts, values, share.index, context)
@@ -583,7 +643,18 @@ def verify_partial_decryption(
     """
     context = _check_context(context)
     _check_vector(public_key, ciphertexts)
-    partial = _check_partial_shape(public_key, ciphertexts, partial)
+    _verify_proof(
+        public_key, ciphertexts, _check_partial_shape(public_key, ciphertexts, partial), context
+    )
+
+
+def _verify_proof(
+    public_key: ThresholdPublicKey,
+    ciphertexts: EncryptedVector,
+    partial: PartialDecryption,
+    context: bytes,
+) -> None:
+    """The proof check of :func:`verify_partial_decryption` on an already validated partial."""
     proof = partial.proof
     if not isinstance(proof, DecryptionProof):
         raise AuthenticationError()
@@ -675,8 +746,8 @@ def combine_partial_decryptions(
             f"{len(checked)} partial decryptions, the threshold is {public_key.threshold}"
         )
     if verify:
-        for p in checked:
-            verify_partial_decryption(public_key, ciphertexts, p, context=context)
+        for p in checked:  # vector and shapes were validated above
+            _verify_proof(public_key, ciphertexts, p, context)
     chosen = sorted(checked, key=lambda p: p.index)[: public_key.threshold]
     delta = public_key.delta
     lambdas = integer_lagrange([p.index for p in chosen], delta)
