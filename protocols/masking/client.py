@@ -282,6 +282,12 @@ class SecAggClient:
     def set_input(self, input_vector: npt.ArrayLike) -> None:
         """Provide (or replace) the encoded input before the masked-input stage.
 
+        The client keeps its own copy (it masks it in place): changing ``input_vector``
+        afterwards does not change what it sends. The cheapest input is the ring's word,
+        ``uint32`` for rings of at most 32 bits (``FixedPointEncoder.encode(...,
+        dtype=np.uint32)``): one range check fused with a plain copy; ``uint64`` words are
+        range-checked and narrowed in the same single pass.
+
         Raises:
             InvalidParameterError: wrong length, non-integer values or values outside
                 ``[0, 2^bits)``.

@@ -118,7 +118,10 @@ def ids_field(name: str, value: object) -> tuple[int, ...]:
 
 def records_field(name: str, value: object, kind: type[_R]) -> tuple[_R, ...]:
     """``value`` as a tuple of at most ``MAX_LIST`` ``kind`` records, else :class:`MessageError`."""
-    if not isinstance(value, tuple) or any(not isinstance(v, kind) for v in value):
+    if not isinstance(value, tuple) or (
+        # exact records (what the decoder builds) in one pass in C; subclasses one by one
+        not set(map(type, value)) <= {kind} and any(not isinstance(v, kind) for v in value)
+    ):
         raise MessageError(f"{name} must be a tuple of {kind.__name__}")
     if len(value) > MAX_LIST:
         raise MessageError(f"{name} has more than {MAX_LIST} entries")

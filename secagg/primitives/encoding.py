@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,7 @@ BLOCK = 16384
 that the Python cost of a block's dozen numpy calls stays small beside its arithmetic."""
 
 U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
@@ -205,35 +206,68 @@ class FixedPointEncoder:
         """Fixed-point encoding keeps the length."""
         return d
 
+    @overload
     def encode(
         self,
         values: npt.ArrayLike,
         *,
         rng: np.random.Generator | None = None,
         clip: bool = False,
-    ) -> U64:
+        dtype: type[np.uint64] = np.uint64,
+    ) -> U64: ...
+
+    @overload
+    def encode(
+        self,
+        values: npt.ArrayLike,
+        *,
+        rng: np.random.Generator | None = None,
+        clip: bool = False,
+        dtype: type[np.uint32],
+    ) -> U32: ...
+
+    def encode(
+        self,
+        values: npt.ArrayLike,
+        *,
+        rng: np.random.Generator | None = None,
+        clip: bool = False,
+        dtype: type[np.uint64] | type[np.uint32] = np.uint64,
+    ) -> U64 | U32:
         """Encode a 1-D float vector.
 
         Args:
             values: finite reals in ``[lo, hi]``.
             rng: generator for the stochastic rounding (default: fresh, OS-seeded).
             clip: explicitly clamp out-of-range values to ``[lo, hi]`` instead of failing.
+            dtype: the output word, ``np.uint64`` (default) or ``np.uint32`` (rings of at
+                most 32 bits: the ring's own word, written directly, with no conversion
+                pass; every code word is at most ``levels < 2^bits``).
 
         Raises:
             EncodingError: non-finite values, values outside the range (unless ``clip``),
                 or input that is not one-dimensional.
+            InvalidParameterError: ``dtype`` is not one of the two, or ``np.uint32`` for a
+                ring of more than 32 bits.
         """
+        if dtype is not np.uint64 and dtype is not np.uint32:
+            raise InvalidParameterError(f"dtype must be np.uint64 or np.uint32, got {dtype!r}")
+        if dtype is np.uint32 and self.bits > 32:
+            raise InvalidParameterError(
+                f"a {self.bits}-bit ring needs 64-bit words; np.uint32 holds rings of <= 32 bits"
+            )
         x = np.asarray(values, dtype=np.float64)
         if x.ndim != 1:
             raise EncodingError(f"expected a 1-D vector, got shape {x.shape}")
         gen = rng if rng is not None else np.random.default_rng()
         d = x.shape[0]
-        out = np.empty(d, dtype=np.uint64)
+        out: U64 | U32 = cast("U64 | U32", np.empty(d, dtype=dtype))
         if d == 0:
             return out
         # q <= levels <= 2^53: the int64 view holds the same words, and float64 -> int64
-        # is the conversion the CPU does in one instruction
-        words = out.view(np.int64)
+        # is the conversion the CPU does in one instruction; 32-bit words take q < 2^32
+        # (levels <= 2^bits - 1) exactly through the unsigned conversion
+        words = cast("I64 | U32", out.view(np.int64) if dtype is np.uint64 else out)
         lo, hi, scale, levels = self.lo, self.hi, self.scale, float(self.levels)
         # y = x - lo is >= +0 exactly when x >= lo (a difference of distinct floats is never
         # zero) and x > hi forces y >= fl(hi - lo): so ``max(bits of y as uint64) <

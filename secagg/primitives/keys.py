@@ -18,6 +18,7 @@ and is pinned by a known-answer vector in the tests.
 
 from __future__ import annotations
 
+import struct
 from enum import Enum
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -54,6 +55,14 @@ class Purpose(str, Enum):
     SHARE_ENCRYPTION = "share-encryption"
 
 
+# the constant head of every info string, per purpose (canonical records concatenate)
+_INFO_PREFIX: dict[Purpose, bytes] = {
+    p: canonical(PROTOCOL_NAME, PROTOCOL_VERSION, p.value) for p in Purpose
+}
+_INFO_TAIL = struct.Struct(">cIQcIQcIQ")
+_ROUND_END = 1 << 64
+
+
 def _check_id(name: str, value: int) -> None:
     if not is_int(value) or not 0 < value <= _MAX_ID:
         raise InvalidParameterError(f"{name} must be an int in [1, 2^63 - 1], got {value!r}")
@@ -64,6 +73,15 @@ def hkdf_info(purpose: Purpose, *, round_id: int, id_a: int, id_b: int) -> bytes
 
     Symmetric in ``(id_a, id_b)``; ``id_a == id_b`` is refused.
     """
+    if type(purpose) is Purpose and type(id_a) is int and type(id_b) is int:
+        # the well-formed case, with the same checks in one comparison each
+        if 0 < id_a <= _MAX_ID and 0 < id_b <= _MAX_ID and id_a != id_b:
+            if type(round_id) is int and 0 <= round_id < _ROUND_END:
+                lo, hi = (id_a, id_b) if id_a < id_b else (id_b, id_a)
+                # == canonical(PROTOCOL_NAME, PROTOCOL_VERSION, purpose.value, round_id, lo, hi)
+                return _INFO_PREFIX[purpose] + _INFO_TAIL.pack(
+                    b"U", 8, round_id, b"U", 8, lo, b"U", 8, hi
+                )
     purpose = Purpose(purpose)
     _check_id("id_a", id_a)
     _check_id("id_b", id_b)
