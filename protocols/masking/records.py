@@ -97,6 +97,8 @@ def optional_field(name: str, value: object, size: int) -> bytes:
 def set_id_field(record: object, name: str) -> None:
     """Check the client id field ``name`` of ``record``, stored as a plain ``int``."""
     value = getattr(record, name)
+    if type(value) is int and 0 < value <= MAX_CLIENT_ID:
+        return
     checked = client_id_field(name, value)
     if checked is not value:
         object.__setattr__(record, name, checked)

@@ -24,6 +24,7 @@ baseline (:class:`~protocols.masking.config.Hardening`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Sequence
@@ -48,6 +49,9 @@ MODEL_HASH_BYTES = 32
 """The size of the global model's hash that signed keys are bound to."""
 
 _COMMITMENT_PREFIX = canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "graph-seed-commitment")
+_ADVERTISE_HEAD = canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "advertise-keys")
+_MASKING_SET_HEAD = canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "masking-set")
+_CONSISTENCY_HEAD = canonical(PROTOCOL_NAME, PROTOCOL_VERSION, "consistency-check")
 
 
 def cohort_digest(cohort: Sequence[int]) -> bytes:
@@ -113,55 +117,75 @@ def advertise_transcript(
     switched off (unhardened baselines); ``cohort`` (:func:`cohort_digest`) and
     ``commitment`` (:func:`seed_commitment`) are present in rounds with a graph seed.
     """
-    fields: list[Field] = [
-        PROTOCOL_NAME,
-        PROTOCOL_VERSION,
-        "advertise-keys",
-        client_id,
-        mask_public,
-        share_public,
-        "mask-prg",
-        MASK_PRG_VERSION,
+    # canonical records concatenate: the fields shared by the round's advertisements are
+    # encoded once per round (keyed by every one of them), the peer's own fields each time
+    parts = [
+        _ADVERTISE_HEAD,
+        canonical(client_id, mask_public, share_public, "mask-prg", MASK_PRG_VERSION),
+        _advertise_round_fields(round_id, model_hash, cohort),
     ]
-    if round_id is not None:
-        fields += ["round", round_id]
-    if model_hash is not None:
-        fields += ["model", model_hash]
-    if cohort is not None:
-        fields += ["cohort", cohort]
     if commitment is not None:
-        fields += ["commitment", commitment]
+        parts.append(canonical("commitment", commitment))
+    return b"".join(parts)
+
+
+def _advertise_round_fields(
+    round_id: int | None, model_hash: bytes | None, cohort: bytes | None
+) -> bytes:
+    return _optional_fields(("round", round_id), ("model", model_hash), ("cohort", cohort))
+
+
+def _round_context_fields(round_id: int | None, context: bytes | None) -> bytes:
+    return _optional_fields(("round", round_id), ("context", context))
+
+
+def _optional_fields(*pairs: tuple[str, int | bytes | None]) -> bytes:
+    """``canonical(label, value, ...)`` of the pairs whose value is not ``None``.
+
+    A round's transcripts share these fields: exact ints and bytes (what a round holds)
+    are encoded once, keyed by every label and value; any other value is encoded (or
+    refused) by :func:`canonical` each time.
+    """
+    if all(type(v) in _CACHEABLE for _, v in pairs):
+        return _cached_optional_fields(pairs)
+    return _encode_optional_fields(pairs)
+
+
+def _encode_optional_fields(pairs: tuple[tuple[str, int | bytes | None], ...]) -> bytes:
+    fields: list[Field] = []
+    for label, value in pairs:
+        if value is not None:
+            fields += [label, value]
     return canonical(*fields)
+
+
+_cached_optional_fields = functools.lru_cache(maxsize=256)(_encode_optional_fields)
+_CACHEABLE = frozenset({int, bytes, type(None)})
 
 
 def consistency_transcript(
     *, survivors: Sequence[int], round_id: int | None, context: bytes | None = None
 ) -> bytes:
     """The bytes a client signs in the consistency check (the sorted survivor set)."""
-    fields: list[Field] = [PROTOCOL_NAME, PROTOCOL_VERSION, "consistency-check"]
-    if round_id is not None:
-        fields += ["round", round_id]
-    if context is not None:
-        fields += ["context", context]
-    fields.append(tuple(survivors))
-    return canonical(*fields)
+    return b"".join(
+        [
+            _CONSISTENCY_HEAD,
+            _round_context_fields(round_id, context),
+            canonical(tuple(survivors)),
+        ]
+    )
 
 
 def masking_set_transcript(
     *, client_id: int, masking_set: Sequence[int], round_id: int | None, context: bytes | None
 ) -> bytes:
     """The bytes a client signs over its masking set (sorted) when it sends its masked input."""
-    fields: list[Field] = [
-        PROTOCOL_NAME,
-        PROTOCOL_VERSION,
-        "masking-set",
-        client_id,
-        "mask-prg",
-        MASK_PRG_VERSION,
-    ]
-    if round_id is not None:
-        fields += ["round", round_id]
-    if context is not None:
-        fields += ["context", context]
-    fields.append(tuple(sorted(masking_set)))
-    return canonical(*fields)
+    return b"".join(
+        [
+            _MASKING_SET_HEAD,
+            canonical(client_id),
+            canonical("mask-prg", MASK_PRG_VERSION),
+            _round_context_fields(round_id, context),
+            canonical(tuple(sorted(masking_set))),
+        ]
+    )

@@ -9,6 +9,8 @@ consistency check. Verification failures raise the opaque
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -69,11 +71,17 @@ def verify_signature(public_bytes: bytes, signature: bytes, message: bytes) -> N
     ):
         raise AuthenticationError()
     try:
-        Ed25519PublicKey.from_public_bytes(bytes(public_bytes)).verify(
-            bytes(signature), bytes(message)
-        )
+        _public_key(bytes(public_bytes)).verify(bytes(signature), bytes(message))
     except (InvalidSignature, ValueError):
         raise AuthenticationError() from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    # a public key object is a function of its 32 bytes alone: a round's identity and round
+    # signing keys are loaded once, not at each of the signatures they verify (a key that
+    # does not load raises, and is not cached)
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def verify_fields(public_bytes: bytes, signature: bytes, *fields: Field) -> None:

@@ -16,10 +16,17 @@ from protocols import setup_round
 from protocols.masking.codec import open_frame
 from protocols.masking.messages import KeyBroadcast, decode_message, encode_message
 from protocols.masking.records import PeerKeys, records_field
-from secagg.errors import InvalidParameterError, MessageError
+from protocols.masking.transcripts import (
+    advertise_transcript,
+    consistency_transcript,
+    masking_set_transcript,
+)
+from secagg.errors import AuthenticationError, InvalidParameterError, MessageError
 from secagg.primitives import transcript
 from secagg.primitives.encoding import FixedPointEncoder
 from secagg.primitives.keys import PROTOCOL_NAME, PROTOCOL_VERSION, Purpose, hkdf_info
+from secagg.primitives.prg import MASK_PRG_VERSION
+from secagg.primitives.signing import IdentityKey, verify_signature
 from secagg.primitives.transcript import canonical
 from threat_models import ServerClass, ThreatModel
 
@@ -181,3 +188,72 @@ def test_set_input_copies_the_callers_array() -> None:
     result = runner.run()
     expected = np.sum([inputs[c] for c in result.survivors], axis=0) % (2**BITS)
     assert np.array_equal(result.ring_sum, expected)
+
+
+def _general_advertise(**kw: object) -> bytes:
+    fields: list[object] = [
+        PROTOCOL_NAME,
+        PROTOCOL_VERSION,
+        "advertise-keys",
+        kw["client_id"],
+        kw["mask_public"],
+        kw["share_public"],
+        "mask-prg",
+        MASK_PRG_VERSION,
+    ]
+    for label in ("round", "model", "cohort", "commitment"):
+        value = kw[{"round": "round_id", "model": "model_hash"}.get(label, label)]
+        if value is not None:
+            fields += [label, value]
+    return canonical(*fields)  # type: ignore[arg-type]
+
+
+def test_transcripts_share_nothing_across_rounds_or_peers() -> None:
+    seen = set()
+    for round_id in (None, 0, 1):
+        for model in (None, b"m" * 32, b"n" * 32):
+            for cid in (1, 2):
+                kw: dict[str, object] = {
+                    "client_id": cid,
+                    "mask_public": bytes([cid]) * 32,
+                    "share_public": b"s" * 32,
+                    "round_id": round_id,
+                    "model_hash": model,
+                    "cohort": b"c" * 32,
+                    "commitment": None if cid == 1 else b"k" * 32,
+                }
+                out = advertise_transcript(**kw)  # type: ignore[arg-type]
+                assert out == _general_advertise(**kw)
+                seen.add(out)
+                ms = masking_set_transcript(
+                    client_id=cid, masking_set=[3, 2], round_id=round_id, context=model
+                )
+                assert ms == canonical(
+                    PROTOCOL_NAME, PROTOCOL_VERSION, "masking-set", cid, "mask-prg",
+                    MASK_PRG_VERSION,
+                    *(["round", round_id] if round_id is not None else []),
+                    *(["context", model] if model is not None else []),
+                    (2, 3),
+                )  # fmt: skip
+                seen.add(ms)
+    assert len(seen) == 2 * 3 * 3 * 2
+    # values a round never holds are refused as before, not served from the cache
+    with pytest.raises(InvalidParameterError):
+        consistency_transcript(survivors=(1, 2), round_id=True, context=None)  # type: ignore[arg-type]
+    assert consistency_transcript(
+        survivors=(1,),
+        round_id=1,
+        context=bytearray(b"x"),  # type: ignore[arg-type]
+    ) == consistency_transcript(survivors=(1,), round_id=1, context=b"x")
+
+
+def test_cached_public_keys_still_refuse_bad_signatures() -> None:
+    key = IdentityKey.generate()
+    message = b"transcript"
+    signature = key.sign(message)
+    for _ in range(2):  # the second time from the cache
+        verify_signature(key.public_bytes, signature, message)
+        with pytest.raises(AuthenticationError):
+            verify_signature(key.public_bytes, signature, message + b"x")
+        with pytest.raises(AuthenticationError):
+            verify_signature(IdentityKey.generate().public_bytes, signature, message)
