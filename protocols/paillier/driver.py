@@ -463,11 +463,15 @@ def run_round(
     # committee member, and the threshold's decryption shares
     pk = runner.config.public_key
     units = len(ids) * (pk.n_decryptors + 2) + pk.threshold
-    with tqdm(total=units, desc="paillier round", unit="op", disable=quiet, leave=False) as bar:
-        runner.progress_bar = None if quiet else bar
+    if quiet:  # no bar object at all: tqdm starts a monitor thread for every bar
         while not runner.finished:
             runner.step()
-        runner.progress_bar = None
+    else:
+        with tqdm(total=units, desc="paillier round", unit="op", leave=False) as bar:
+            runner.progress_bar = bar
+            while not runner.finished:
+                runner.step()
+            runner.progress_bar = None
     result = runner.server.result
     total = result.aggregate
     weight_sum = None

@@ -65,6 +65,7 @@ import math
 import multiprocessing
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -544,9 +545,13 @@ def _powmod_chunk(bases: Sequence[int], exponent: int, modulus: int) -> list[int
 
 
 def _pool_context() -> Any:
-    # workers start from a clean fork server (or are spawned), never forked from the caller:
-    # they hold none of its memory, only the exponent and ciphertexts sent over a pipe
+    # a single-threaded caller forks (a few ms, no re-import of ``__main__``); with other
+    # threads alive (a gRPC server, a test runner) forking could copy a held lock, so the
+    # workers come from a clean fork server (or are spawned): about a second to start them.
+    # Either way no file is written: the exponent and ciphertexts go over a pipe.
     methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
