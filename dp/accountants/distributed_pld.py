@@ -26,6 +26,7 @@ from dp.accountants.base import (
     validate_event,
 )
 from dp.accountants.factory import compute_epsilon
+from dp.accountants.pld import gaussian_epsilon
 from dp.events import DistributedDiscreteGaussianDpEvent, DistributedSkellamDpEvent
 from secagg.errors import UnsupportedEventError
 from secagg.validation import require_real
@@ -142,6 +143,58 @@ def _substitute_ddg(
     return event
 
 
+def _unsampled_gaussian_sigma(event: dp_accounting.DpEvent) -> float | None:
+    """The one Gaussian a composition of Gaussians without sampling is, or ``None``.
+
+    ``sigma = (sum_i m_i / sigma_i^2)^(-1/2)`` over the Gaussians ``sigma_i`` composed
+    ``m_i`` times (Gaussian DP composes exactly); ``None`` if anything else is composed
+    (sampling, other mechanisms) or a noise multiplier is not positive.
+    """
+    precision = 0.0
+    stack: list[tuple[dp_accounting.DpEvent, int]] = [(event, 1)]
+    while stack:
+        part, times = stack.pop()
+        if isinstance(part, dp_accounting.GaussianDpEvent):
+            sigma = float(part.noise_multiplier)
+            if not sigma > 0.0 or not math.isfinite(sigma):
+                return None
+            precision += times / sigma**2
+        elif isinstance(part, dp_accounting.SelfComposedDpEvent):
+            stack.append((part.event, times * int(part.count)))
+        elif isinstance(part, dp_accounting.ComposedDpEvent):
+            stack.extend((e, times) for e in part.events)
+        elif not isinstance(part, dp_accounting.NoOpDpEvent):
+            return None
+    return 1.0 / math.sqrt(precision) if precision > 0.0 else None
+
+
+def _ideal_epsilon(
+    ideal: dp_accounting.DpEvent,
+    delta: float,
+    neighboring_relation: NeighboringRelation,
+    pld_discretization: float,
+) -> float:
+    """epsilon of the ideal (Gaussian) mechanism: exact for Gaussians without sampling.
+
+    A client's own rounds (no amplification) are Gaussians of different noise multipliers
+    (the cohort changes from round to round); composed they are one Gaussian, whose
+    epsilon is known in closed form (:func:`~dp.accountants.pld.gaussian_epsilon`, within
+    ``1e-9`` above the exact value and at most the PLD accountant's figure up to its
+    discretization) instead of one PLD build per client and round. Anything else is
+    composed by the PLD accountant.
+    """
+    sigma = _unsampled_gaussian_sigma(ideal)
+    if sigma is not None:
+        return gaussian_epsilon(sigma, delta, neighboring_relation=neighboring_relation)
+    return compute_epsilon(
+        ideal,
+        delta,
+        accountant=AccountantKind.PLD,
+        neighboring_relation=neighboring_relation,
+        pld_discretization=pld_discretization,
+    )
+
+
 def distributed_pld_epsilon(
     event: dp_accounting.DpEvent,
     delta: float,
@@ -208,17 +261,11 @@ def distributed_pld_epsilon(
             log_betas.append(math.log(count) + closeness[1])
         log_beta = _logaddexp(*log_betas)
         delta_q = (1.0 - 1e-9) * delta * math.exp(-lam_total)
-        eps_q = compute_epsilon(
-            ideal,
-            delta_q,
-            accountant=AccountantKind.PLD,
-            neighboring_relation=neighboring_relation,
-            pld_discretization=pld_discretization,
-        )
+        eps_q = _ideal_epsilon(ideal, delta_q, neighboring_relation, pld_discretization)
         if not math.isfinite(eps_q):
             return math.inf
         log_extra = log_beta + _logaddexp(0.0, eps_q + lam_total)
-        if math.exp(lam_total) * delta_q + math.exp(log_extra) <= delta:
+        if log_extra < 0.0 and math.exp(lam_total) * delta_q + math.exp(log_extra) <= delta:
             return eps_q + 2.0 * lam_total
         margin = eps_q + lam_total + 1.0
     raise UnsupportedEventError(

@@ -10,6 +10,8 @@ composes by addition.
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import dp_accounting
@@ -25,6 +27,7 @@ from dp.accountants.base import (
 from dp.accountants.pld import PldAccountant
 from dp.accountants.prv import PrvAccountant
 from dp.accountants.rdp import RdpAccountant, check_user_orders
+from dp.event_json import event_key
 from secagg.errors import InvalidParameterError, SecAggError, UnsupportedEventError
 from secagg.validation import require_positive, require_real
 
@@ -124,6 +127,69 @@ def check_supported(
         raise error
 
 
+#: Composed PLD accountants kept, by their parts (a ledger asks again after every round
+#: for the same composition plus the new round's mechanism).
+_PLD_COMPOSITIONS = 64
+_pld_compositions: OrderedDict[tuple[object, ...], dp_accounting.PrivacyAccountant] = (
+    OrderedDict()
+)
+
+
+def _pld_incremental(
+    event: dp_accounting.ComposedDpEvent,
+    neighboring_relation: NeighboringRelation,
+    pld_discretization: float,
+) -> dp_accounting.PrivacyAccountant:
+    """The PLD accountant of a composition, built on the cached one missing one of its parts.
+
+    Composition is commutative, so a composition is keyed by the sorted canonical keys of
+    its parts (:func:`dp.event_json.event_key`: everything the mechanism is). When the
+    same parts but one were composed before, that accountant is copied (PLDs are
+    immutable: composing makes a new one) and the missing part composed onto it: one
+    convolution per new round instead of the whole history again. The answer is the same
+    composition, up to the order of dp-accounting's (pessimistic) tail truncations.
+    """
+    parts = list(event.events)
+    try:
+        keys = [event_key(part) for part in parts]
+    except InvalidParameterError:  # a class with no canonical form: composed directly
+        direct = make_accountant(
+            AccountantKind.PLD,
+            neighboring_relation=neighboring_relation,
+            pld_discretization=pld_discretization,
+        )
+        direct.compose(event)
+        return direct
+    order = sorted(range(len(parts)), key=lambda i: keys[i])
+    sorted_keys = tuple(keys[i] for i in order)
+    ident: tuple[object, ...] = (neighboring_relation, float(pld_discretization), sorted_keys)
+    cached = _pld_compositions.get(ident)
+    if cached is not None:
+        _pld_compositions.move_to_end(ident)
+        return copy.copy(cached)  # the caller's to compose further without touching the cache
+    acc: dp_accounting.PrivacyAccountant | None = None
+    for position, index in enumerate(order):
+        smaller = sorted_keys[:position] + sorted_keys[position + 1 :]
+        base = _pld_compositions.get(
+            (neighboring_relation, float(pld_discretization), smaller)
+        )
+        if base is not None:
+            acc = copy.copy(base)
+            acc.compose(parts[index])
+            break
+    if acc is None:
+        acc = make_accountant(
+            AccountantKind.PLD,
+            neighboring_relation=neighboring_relation,
+            pld_discretization=pld_discretization,
+        )
+        acc.compose(event)
+    _pld_compositions[ident] = acc
+    while len(_pld_compositions) > _PLD_COMPOSITIONS:
+        _pld_compositions.popitem(last=False)
+    return copy.copy(acc)
+
+
 def _composed(
     event: dp_accounting.DpEvent,
     kind: AccountantKind | str,
@@ -144,6 +210,12 @@ def _composed(
     if error is not None:
         raise error
     try:
+        if (
+            kind is AccountantKind.PLD
+            and isinstance(event, dp_accounting.ComposedDpEvent)
+            and len(event.events) > 1
+        ):
+            return _pld_incremental(event, neighboring_relation, pld_discretization)
         acc.compose(event)
     except SecAggError:
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import norm
+from scipy import special
 
 from secagg.validation import require_positive, require_real
 
@@ -24,8 +24,10 @@ def gaussian_dp_delta(mu: float, epsilon: float) -> float:
     with noise multiplier ``sigma`` composed ``T`` times is exactly ``sqrt(T)/sigma``-GDP.
     """
     require_positive("mu", mu)
-    log_second = epsilon + float(norm.logcdf(-epsilon / mu - mu / 2.0))
-    return float(norm.cdf(-epsilon / mu + mu / 2.0) - math.exp(log_second))
+    # scipy.special's ndtr / log_ndtr: what scipy.stats.norm's cdf / logcdf evaluate,
+    # without the distribution machinery (the bisection below calls this ~40 times)
+    log_second = epsilon + float(special.log_ndtr(-epsilon / mu - mu / 2.0))
+    return float(special.ndtr(-epsilon / mu + mu / 2.0) - math.exp(log_second))
 
 
 def gaussian_dp_epsilon(mu: float, delta: float) -> float:
