@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_the_suites_are_modules_of_the_installed_package() -> None:
-    assert suite_names() == ["dp", "paillier", "primitives", "secagg"]
+    assert suite_names() == ["demo", "dp", "paillier", "primitives", "secagg"]
     assert bench.available_suites() == suite_names()
     module = bench.load_suite("dp")
     assert module.__name__ == "secagg.benchmarks.bench_dp"
@@ -44,7 +44,7 @@ def test_unknown_suite_lists_the_available_ones(capsys: pytest.CaptureFixture[st
     assert main(["bench", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "unknown benchmark suite 'nosuch'; available: dp, paillier, primitives, secagg" in err
+    assert "unknown benchmark suite 'nosuch'; available: demo, dp, paillier, primitives, secagg" in err
 
 
 def test_positional_and_option_must_agree(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,6 +107,25 @@ def test_primitives_quick_run_shows_a_verdict_per_target(
     ]
     assert len(prg_lines) == 6 and all(" met " in line or " MISSED " in line for line in prg_lines)
     assert f"targets: {met} of 6 met" in table
+
+
+def test_demo_suite_judges_the_secure_run_and_counts_the_verifications(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo.json"
+    assert main(["bench", "demo", "--quick", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    demo, verify = json.loads(out.read_text())["rows"]
+    assert demo["target"] == "<= 4x plain" and isinstance(demo["target_met"], bool)
+    assert demo["value"] == pytest.approx(demo["secure_seconds"] / demo["plain_seconds"])
+    assert 0 < demo["aggregation_seconds"] < demo["secure_seconds"]
+    # a SecAgg+ round of ~50 clients against a malicious server verifies thousands of
+    # signatures (keys, attestations, the consistency quorum); all of them are counted
+    assert verify["verifications"] > 1_000 * verify["rounds"] / 2
+    assert verify["verification_seconds"] == pytest.approx(
+        verify["verifications"] * verify["verification_us"] / 1e6
+    )
+    assert "secure run" in table and ("MISSED" in table or " met " in table)
 
 
 def test_standalone_script_wrapper_runs_the_packaged_suite() -> None:

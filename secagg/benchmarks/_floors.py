@@ -5,8 +5,11 @@ AES-256-CTR keystream written by ``cryptography``'s ``update_into`` into a preal
 buffer, one numpy add per mask into an accumulator of the ring's machine word (4-byte
 keystream words and ``uint32`` adds for rings of at most 32 bits, 8-byte words and
 ``uint64`` adds above: the PRG's output definition), X25519 exchanges, and one
-conversion of each client's floats into ring words. Times are CPU seconds of the process
-(``time.process_time``): everything measured is single-threaded.
+conversion of each client's floats into ring words. The full floor of a round of the
+default threat model adds what that model requires and a bare round does not do: the
+Ed25519 verifications of what the server relays (:func:`verification_floor_seconds`) and
+the uniform draws of stochastic rounding (:func:`rounding_floor_seconds`). Times are CPU
+seconds of the process (``time.process_time``): everything measured is single-threaded.
 """
 
 from __future__ import annotations
@@ -16,13 +19,23 @@ import time
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from protocols.masking.masks import CHUNK_BYTES
 from secagg.primitives.prg import word_bytes
 
-__all__ = ["mask_floor_seconds", "sum_floor_seconds", "encode_floor_seconds"]
+__all__ = [
+    "encode_floor_seconds",
+    "mask_floor_seconds",
+    "rounding_floor_seconds",
+    "sum_floor_seconds",
+    "verification_floor_seconds",
+]
+
+#: Verifications timed at most; a larger count is priced at the measured rate.
+_VERIFICATIONS_TIMED = 2_000
 
 _clock = time.process_time
 
@@ -101,4 +114,37 @@ def encode_floor_seconds(updates: list[npt.NDArray[np.float64]], *, bits: int) -
     with np.errstate(invalid="ignore"):  # negative floats wrap: the values do not matter
         for u in updates:
             np.copyto(out[: u.shape[0]], u, casting="unsafe")
+    return _clock() - started
+
+
+def verification_floor_seconds(count: int) -> float:
+    """Floor of ``count`` Ed25519 verifications: ``cryptography``'s verify of a real signature.
+
+    At most :data:`_VERIFICATIONS_TIMED` are timed; a larger count is priced at their rate.
+    """
+    if count <= 0:
+        return 0.0
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    message = os.urandom(96)
+    signature = key.sign(message)
+    timed = min(count, _VERIFICATIONS_TIMED)
+    started = _clock()
+    for _ in range(timed):
+        public.verify(signature, message)
+    return (_clock() - started) * count / timed
+
+
+def rounding_floor_seconds(updates: list[npt.NDArray[np.float64]]) -> float:
+    """Floor of stochastic rounding's randomness: one uniform draw per coordinate.
+
+    The encoder rounds each coordinate up with probability its fraction (unbiased, as the
+    DP analysis needs), which takes one ``Generator.random`` draw per value, on top of the
+    conversion of :func:`encode_floor_seconds`.
+    """
+    gen = np.random.default_rng(0)
+    out = np.empty(max((u.shape[0] for u in updates), default=0), dtype=np.float64)
+    started = _clock()
+    for u in updates:
+        gen.random(out=out[: u.shape[0]])
     return _clock() - started
