@@ -93,8 +93,8 @@ class PaillierDecryptor:
             in-memory log without one.
         workers: processes its partial decryption runs on (a positive int or ``"auto"``, see
             :func:`~secagg.primitives.threshold_paillier.decryption_workers`); default 1, in
-            this process. Worth it for long vectors only (starting the pool takes about half a
-            second); a script using it needs the ``if __name__ == "__main__":`` guard.
+            this process; the values do not depend on it. Worth it for long vectors on free
+            cores (see :func:`~secagg.primitives.threshold_paillier.partial_decrypt`).
     """
 
     def __init__(

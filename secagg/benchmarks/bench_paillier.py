@@ -270,7 +270,11 @@ def bench_key_size(key_bits: int, d: int, sample: int, repeat: int) -> list[dict
 
     naive_decrypt()
     partial_times, partials = [], []
-    for share in tqdm(shares[:THRESHOLD], desc=f"partial decryptions {key_bits}", disable=_quiet()):
+    # no bar object when quiet: tqdm's monitor thread would make the workers row below start
+    # its processes from a fork server (about a second) instead of forking them
+    steps = shares[:THRESHOLD]
+    bar = steps if _quiet() else tqdm(steps, desc=f"partial decryptions {key_bits}")
+    for share in bar:
         t, p = _timed(partial(partial_decrypt, share, aggregate, prove=False, context=context))
         partial_times.append(t)
         partials.append(p)
@@ -449,6 +453,7 @@ def table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
 
 def run(*, quick: bool = False) -> dict[str, Any]:
     """Run the suite: ``quick`` does 2048 bits only, d = 2,000, fewer repetitions."""
+    tqdm.monitor_interval = 0  # no monitor thread: decryption workers can then be forked
     key_sizes = (2048,) if quick else (2048, 3072)
     d = 2_000 if quick else 10_000
     sample = 20 if quick else 40

@@ -253,6 +253,7 @@ def run_model_scale(
 ) -> dict[str, Any]:
     """One real round at ``d`` values; per-stage rows, reported at :data:`MODEL_D` values."""
     processes = decryption_workers(workers)
+    tqdm.monitor_interval = 0  # no monitor thread: decryption workers can then be forked
     scale = MODEL_D / d
     probe = _Probe()
     wall, cpu = _wall(), _cpu()
@@ -301,7 +302,7 @@ def run_model_scale(
     units = CLIENTS * (COMMITTEE + 2) + THRESHOLD
     round_wall, round_cpu = _wall(), _cpu()
     with _timed_combination(probe):
-        if quiet:  # no bar object: tqdm starts a monitor thread, and decryptors then cannot fork
+        if quiet:
             while not runner.finished:
                 runner.step()
         else:

@@ -585,7 +585,11 @@ def partial_decrypt(
         context: bytes bound into the proof (round id, protocol, ...).
         workers: processes for the exponentiations ``c_j^(2 Delta s_i)`` (see
             :func:`decryption_workers`); default 1, in this process. The values (and the
-            proof's statement) do not depend on it.
+            proof's statement) do not depend on it. The workers live for this call only and
+            receive the exponent and the ciphertexts over a pipe (never a file); they are
+            forked when the caller runs a single thread, else started from a fork server
+            (about a second, and a script then needs the ``if __name__ == "__main__":``
+            guard). The gain is the number of *free* cores.
 
     Raises:
         InvalidParameterError, MessageError: malformed share, ciphertexts or ``workers``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import cast
 
 import numpy as np
@@ -98,3 +99,18 @@ def test_round_with_parallel_decryptors_sums_exactly(dealt: Dealt) -> None:
     assert np.array_equal(outcome.aggregate, reference.aggregate)
     expected = np.sum(list(updates.values()), axis=0)
     assert np.max(np.abs(outcome.aggregate - expected)) < 1e-3
+
+
+def test_workers_started_beside_other_threads_give_the_same_values(dealt: Dealt) -> None:
+    # another thread alive: the workers come from a fork server instead of a fork
+    pk, shares = dealt
+    vector = _vector(pk, [secrets.randbelow(pk.n) for _ in range(6)])
+    release = threading.Event()
+    waiter = threading.Thread(target=release.wait)
+    waiter.start()
+    try:
+        parallel = partial_decrypt(shares[1], vector, prove=False, workers=2)
+    finally:
+        release.set()
+        waiter.join()
+    assert parallel.values == partial_decrypt(shares[1], vector, prove=False).values
