@@ -25,8 +25,8 @@ process, ours and the peer timed round-robin, ratios taken per round (median):
 ``--model-scale`` runs instead one real round at model scale, stage by stage
 (:mod:`secagg.benchmarks.paillier_model_scale`): 3 clients, a 3-of-5 committee, 2048 bits,
 reported at d = 1,000,000 and measured at ``--model-d`` values (default 100,000, about
-3 CPU minutes, extrapolated linearly; ``--model-d 1000000`` measures the whole model, about
-25 CPU minutes), with decryption's cost per value before and after ``--workers``.
+2 CPU minutes, extrapolated linearly; ``--model-d 1000000`` measures the whole model, about
+17 CPU minutes), with decryption's cost per value before and after ``--workers``.
 
 Key generation (trusted dealer, safe primes) and the one-off fixed-base table are timed
 separately. Every time is the CPU time of this process (``time.process_time``): on a shared

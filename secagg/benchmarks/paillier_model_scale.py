@@ -77,7 +77,7 @@ MODEL_D = 1_000_000
 """The model size the stages are reported (or extrapolated) at."""
 
 MEASURED_D = 100_000
-"""Values the default ``--model-scale`` run measures (about 2-3 CPU minutes)."""
+"""Values the default ``--model-scale`` run measures (about 2 CPU minutes)."""
 
 LOWER_COST_TARGET = Target(1.0, True, "< 1x (lower)")
 """Decryption cost per value after / before: the issue asks to bring it down."""

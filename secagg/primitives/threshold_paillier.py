@@ -131,10 +131,10 @@ Workers: TypeAlias = int | Literal["auto"]
 this process may run on)."""
 
 _SIEVE_LIMIT = 1 << 18
-_CHUNKS_PER_WORKER = 4
-_MIN_CIPHERTEXTS_PER_WORKER = 2
 _SIEVE_WINDOW = 1 << 16
 _MILLER_RABIN_ROUNDS = 40
+_CHUNKS_PER_WORKER = 4
+_MIN_CIPHERTEXTS_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -557,7 +557,8 @@ def _pool_context() -> Any:
 
 def _powmod_all(bases: Sequence[int], exponent: Any, modulus: Any, workers: int) -> tuple[int, ...]:
     """Every ``b^exponent mod modulus``, on ``workers`` processes for a long enough vector."""
-    if workers == 1 or len(bases) < _MIN_CIPHERTEXTS_PER_WORKER * workers:
+    workers = min(workers, len(bases) // _MIN_CIPHERTEXTS_PER_WORKER)  # no idle processes
+    if workers <= 1:
         return tuple(_powmod_chunk(bases, exponent, modulus))
     pieces = min(len(bases), workers * _CHUNKS_PER_WORKER)
     bounds = [len(bases) * k // pieces for k in range(pieces + 1)]

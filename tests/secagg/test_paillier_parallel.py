@@ -114,3 +114,11 @@ def test_workers_started_beside_other_threads_give_the_same_values(dealt: Dealt)
         release.set()
         waiter.join()
     assert parallel.values == partial_decrypt(shares[1], vector, prove=False).values
+
+
+def test_more_workers_than_work_starts_no_idle_processes(dealt: Dealt) -> None:
+    pk, shares = dealt
+    vector = _vector(pk, [secrets.randbelow(pk.n) for _ in range(6)])
+    # at most one process per two ciphertexts: 3 here, not 10,000
+    many = partial_decrypt(shares[2], vector, prove=False, workers=10_000)
+    assert many.values == partial_decrypt(shares[2], vector, prove=False).values
