@@ -318,8 +318,13 @@ def simulate_masking(
     d = next(iter(vectors.values())).shape[0]
     length = encoder.encoded_length(d)
 
-    def encode(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
+    # rings of at most 32 bits take their inputs as 32-bit words: the client's cheapest copy
+    narrow = bits <= 32
+
+    def encode(values: npt.NDArray[np.float64]) -> npt.NDArray[np.unsignedinteger]:
         if isinstance(encoder, FixedPointEncoder):
+            if narrow:
+                return encoder.encode(values, rng=rng, dtype=np.uint32)
             return encoder.encode(values, rng=rng)
         return np.asarray(encoder.encode(values), dtype=np.uint64)
 
@@ -329,7 +334,7 @@ def simulate_masking(
             checked_weights, max_weight=max_weight, bits=bits, max_clients=n
         )
 
-    inputs: dict[int, npt.NDArray[np.uint64]] = {}
+    inputs: dict[int, npt.NDArray[np.unsignedinteger]] = {}
     for cid in ids:
         encoded = encode(vectors[cid])
         if encoded.shape != (length,):
@@ -337,9 +342,12 @@ def simulate_masking(
                 f"the encoder returned {encoded.shape}, expected ({length},)"
             )
         if weight_coder is not None and checked_weights is not None:
-            encoded = np.concatenate(
-                [encoded, weight_coder.encode([checked_weights[cid]], rng=rng)]
+            weight_word = (
+                weight_coder.encode([checked_weights[cid]], rng=rng, dtype=np.uint32)
+                if narrow
+                else weight_coder.encode([checked_weights[cid]], rng=rng)
             )
+            encoded = np.concatenate([encoded, weight_word.astype(encoded.dtype)])
         inputs[cid] = encoded
 
     excluded: set[int] = set()

@@ -146,7 +146,8 @@ def run_ours(
     started = _clock()
     verifications_before = _verifications()
     encoder = FixedPointEncoder.symmetric(1.0, bits=BITS, max_clients=n)
-    inputs = {cid: encoder.encode(v, rng=rng) for cid, v in updates.items()}
+    # a 32-bit ring takes 32-bit words (the client's cheapest input), as protocols.simulate does
+    inputs = {cid: encoder.encode(v, rng=rng, dtype=np.uint32) for cid, v in updates.items()}
     protocol = "secagg" if graph is GraphKind.COMPLETE else "secagg+"
     runner = setup_round(
         inputs,
