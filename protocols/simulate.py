@@ -27,7 +27,7 @@ from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import VectorEncoder
 from secagg.primitives.paillier import DEFAULT_KEY_BITS, Randomness
 from secagg.primitives.prg import PrgAlgorithm
-from secagg.primitives.threshold_paillier import KeyShare, ThresholdPublicKey
+from secagg.primitives.threshold_paillier import KeyShare, ThresholdPublicKey, Workers
 from threat_models.model import ThreatModel
 from threat_models.parameters import ProtocolParameters
 
@@ -61,6 +61,7 @@ def simulate(
     randomness: Randomness | None = None,
     progress: bool = False,
     key_generation: KeyGeneration | str = KeyGeneration.DEALER,
+    decryption_workers: Workers = 1,
     **unknown: object,
 ) -> SimulationResult:
     """Run one secure aggregation round in process and decode the survivors' sum.
@@ -105,6 +106,9 @@ def simulate(
         randomness: Paillier only: how encryption randomness is drawn.
         progress: Paillier only: progress bars.
         key_generation: Paillier only: ``"dealer"`` (default) or ``"distributed"``.
+        decryption_workers: Paillier only: processes each decryptor's partial decryption
+            runs on (default 1; ``"auto"``: the CPUs this process may use; see
+            :func:`~secagg.primitives.threshold_paillier.decryption_workers`).
 
     A client that withholds its graph-seed contribution makes the server start a new round
     without it (fresh round id; ``details["restarts"]`` counts them), as a deployment's
@@ -165,6 +169,7 @@ def simulate(
             randomness=randomness,
             progress=progress,
             key_generation=key_generation,
+            decryption_workers=decryption_workers,
         )
         return simulation_result(outcome)
     paillier_only = {
@@ -176,6 +181,7 @@ def simulate(
         "randomness": randomness is not None,
         "progress": progress,
         "key_generation": KeyGeneration(key_generation) is not KeyGeneration.DEALER,
+        "decryption_workers": decryption_workers != 1,
     }
     given = sorted(k for k, v in paillier_only.items() if v)
     masking_hardening: Hardening | Mapping[K, Hardening] | None = None

@@ -594,6 +594,16 @@ def test_simulate_options(key: Key, updates: dict[int, np.ndarray]) -> None:
         )
 
 
+def test_simulate_passes_decryption_workers(key: Key, updates: dict[int, np.ndarray]) -> None:
+    one = protocols.simulate(updates, protocol="paillier", key=key, seed=5)
+    two = protocols.simulate(updates, protocol="paillier", key=key, seed=5, decryption_workers=2)
+    np.testing.assert_array_equal(one.aggregate, two.aggregate)
+    with pytest.raises(InvalidParameterError):  # checked before any work
+        protocols.simulate(updates, protocol="paillier", key=key, decryption_workers=0)
+    with pytest.raises(InvalidParameterError, match="decryption_workers"):
+        protocols.simulate({1: np.zeros(3), 2: np.zeros(3)}, decryption_workers=2)
+
+
 def test_weighted_encoder_roundtrip() -> None:
     base = FixedPointEncoder.symmetric(2.0, bits=24, max_clients=4)
     enc = WeightedEncoder(base, FixedPointEncoder(bits=24, lo=0.0, hi=8.0, max_clients=4))
