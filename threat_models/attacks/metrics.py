@@ -46,6 +46,7 @@ __all__ = [
     "match_reconstructions",
     "baselines",
     "roc_curve",
+    "negatives_needed",
     "signal_to_noise",
 ]
 
@@ -192,10 +193,14 @@ class RocCurve:
     Attributes:
         fpr: false-positive rates, increasing from 0 to 1.
         tpr: true-positive rates at the same thresholds.
+        positives: members the curve was measured on (0 when not recorded).
+        negatives: non-members the curve was measured on (0 when not recorded).
     """
 
     fpr: F64
     tpr: F64
+    positives: int = 0
+    negatives: int = 0
 
     @property
     def auc(self) -> float:
@@ -205,6 +210,27 @@ class RocCurve:
         """Largest TPR reachable with a false-positive rate of at most ``fpr``."""
         ok = self.fpr <= fpr + 1e-12
         return float(self.tpr[ok].max()) if np.any(ok) else 0.0
+
+    def false_positives_allowed(self, fpr: float) -> int:
+        """False positives a threshold at ``fpr`` may make: ``floor(fpr * negatives)``.
+
+        0 means :meth:`tpr_at_fpr` at this rate is the TPR at *zero* false positives: the
+        curve has too few non-members to resolve ``fpr``.
+        """
+        return math.floor(fpr * self.negatives + 1e-9)
+
+    def resolves_fpr(self, fpr: float) -> bool:
+        """Whether the curve rests on enough non-members (:func:`negatives_needed`) for
+        ``fpr`` to allow at least one false positive."""
+        return self.negatives >= negatives_needed(fpr)
+
+
+def negatives_needed(fpr: float) -> int:
+    """Non-members an ROC needs for a false-positive rate of ``fpr`` to allow one false
+    positive: ``ceil(1 / fpr)`` (1,000 at 0.1% FPR, 100 at 1%)."""
+    if not 0 < fpr <= 1:
+        raise InvalidParameterError("fpr must be in (0, 1]")
+    return math.ceil(1.0 / fpr - 1e-9)
 
 
 def roc_curve(scores: npt.ArrayLike, is_member: npt.ArrayLike) -> RocCurve:
@@ -229,7 +255,7 @@ def roc_curve(scores: npt.ArrayLike, is_member: npt.ArrayLike) -> RocCurve:
     fps = (distinct + 1) - tps
     tpr = np.r_[0.0, tps / positives]
     fpr = np.r_[0.0, fps / negatives]
-    return RocCurve(fpr.astype(np.float64), tpr.astype(np.float64))
+    return RocCurve(fpr.astype(np.float64), tpr.astype(np.float64), positives, negatives)
 
 
 def signal_to_noise(signal: torch.Tensor | F64, noise_std: float) -> float:
