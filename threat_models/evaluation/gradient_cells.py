@@ -40,7 +40,15 @@ from threat_models.evaluation.rows import (
     Row,
     Series,
 )
-from threat_models.evaluation.scoring import describe, gradient_rows, matched_panel, panel, pick
+from threat_models.evaluation.scoring import (
+    describe,
+    gaussian_privacy,
+    gradient_rows,
+    matched_panel,
+    panel,
+    pick,
+    target_leaked,
+)
 
 try:
     import torch
@@ -130,14 +138,13 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
                     correct + int(labels is not None and int(labels[0]) == int(y[0])),
                 )
         for key, (ps, recs, correct) in results.items():
-            ok = all(p >= RECOGNISABLE_DB for p in ps)
+            ok = target_leaked(ps)
             rows += gradient_rows(
                 attack=f"{key} [{ds_name.value}]",
                 defense="none (plaintext update)",
                 setting=setting,
                 psnrs=ps,
                 base=base,
-                succeeded=ok,
                 expected=True,
                 positive_control=True,
                 protection=Protection.NONE,
@@ -240,7 +247,6 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
                 setting=setting,
                 psnrs=[best],
                 base=base,
-                succeeded=best >= RECOGNISABLE_DB,
                 expected=False,
                 protection=Protection.SECURE_AGGREGATION,
                 note="scored against the closest of the n images",
@@ -278,7 +284,6 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
                 seed=cfg.seed,
             )
             match = match_reconstructions(res.images, xs)
-            leaked = match.count_above(RECOGNISABLE_DB)
             rows += gradient_rows(
                 attack=f"dlg joint (all n), {label} [{ds_name.value}]",
                 defense=defense,
@@ -286,7 +291,6 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
                 f"{label}: n*D={n * data.input_size}, P={params}",
                 psnrs=list(match.psnr_db),
                 base=base,
-                succeeded=leaked >= 1,
                 expected=feasible,
                 protection=Protection.SECURE_AGGREGATION,
                 label_acc=gi.label_accuracy(res.labels, ys, data.num_classes),
@@ -316,7 +320,6 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
         weight, bias = gi.first_linear(model_r, total_r)
         cands, _ = gi.closed_form_per_neuron(weight, bias, shape, max_candidates=n)
         match = match_reconstructions(cands, xs)
-        leaked = match.count_above(RECOGNISABLE_DB)
         rows += gradient_rows(
             attack=f"closed_form per ReLU neuron [{ds_name.value}]",
             defense=defense,
@@ -324,7 +327,6 @@ def cell_secure_sum_inversion(ctx: EvaluationContext) -> CellOutput:
             "honest random init",
             psnrs=list(match.psnr_db),
             base=base,
-            succeeded=leaked >= 1,
             expected=True,
             protection=Protection.SECURE_AGGREGATION,
             note=f"{n} guesses, ranked without ground truth; "
@@ -406,6 +408,7 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
                 per_attack[key].append(float(psnr_matrix(rec, x)[0, 0]))
                 shown[key].append(rec.detach().clamp(0, 1))
         z_mean = float(np.mean(multipliers))
+        privacy = gaussian_privacy(z_mean)  # one noised release of one client's update
         for key in attacks:
             mean = float(np.mean(per_attack[key]))
             curves[key].append(mean)
@@ -417,12 +420,12 @@ def cell_dp_noise_sweep(ctx: EvaluationContext) -> CellOutput:
                 f"{xs.shape[0]} targets",
                 psnrs=per_attack[key],
                 base=base,
-                succeeded=mean >= RECOGNISABLE_DB,
                 expected=expected,
                 protection=Protection.DP,
                 positive_control=snr >= CONTROL_SNR,
                 note="SNR = ||g|| / (z C sqrt(d)), measured ||g|| / ||noise|| = "
-                f"{float(np.mean(measured)):.3g}; mean PSNR over targets",
+                f"{float(np.mean(measured)):.3g}",
+                privacy=privacy,
             )
             if level in (0, len(cfg.snr_levels) // 2, len(cfg.snr_levels) - 1):
                 panels.append(

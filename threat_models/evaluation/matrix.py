@@ -42,6 +42,7 @@ from threat_models.evaluation.rows import (
     Row,
     strict_document,
 )
+from threat_models.evaluation.scoring import VERDICT_RULE
 
 try:
     import torch
@@ -129,6 +130,7 @@ class EvaluationResult:
                 "aggregator": self.aggregator,
                 "controls_passed": self.controls_passed,
                 "unexpected": len(self.unexpected),
+                "verdict_rule": VERDICT_RULE,
                 "errors": dict(self.errors),
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "rows": [r.json_fields() for r in self.rows],

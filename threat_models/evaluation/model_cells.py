@@ -28,17 +28,19 @@ from secagg.errors import SecAggError, raise_missing_extra
 from threat_models.attacks import gradient_inversion as gi
 from threat_models.attacks import model_level as ml
 from threat_models.attacks.aggregation import model_hash, ring_sum, secure_ring_sum, secure_sum
-from threat_models.attacks.metrics import RECOGNISABLE_DB, baselines, match_reconstructions
+from threat_models.attacks.metrics import baselines, match_reconstructions
 from threat_models.data import Activation, DatasetName, make_mlp, split_indices
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.rows import CellOutput, Family, ImagePanel, Protection, Row
 from threat_models.evaluation.scoring import (
     describe,
+    gaussian_privacy,
     gradient_rows,
     image_psnr,
     matched_panel,
     panel,
     pick,
+    target_leaked,
 )
 
 try:
@@ -189,7 +191,6 @@ def cell_model_inconsistency(ctx: EvaluationContext) -> CellOutput:
             setting=setting,
             psnrs=[p],
             base=base,
-            succeeded=p >= RECOGNISABLE_DB,
             expected=not hardened,
             protection=protection,
             positive_control=not hardened,
@@ -235,9 +236,9 @@ def cell_model_inconsistency(ctx: EvaluationContext) -> CellOutput:
         setting=setting + "; target SNR 0.1",
         psnrs=[p],
         base=base,
-        succeeded=p >= RECOGNISABLE_DB,
         expected=False,
         protection=Protection.SECURE_AGGREGATION_DP,
+        privacy=gaussian_privacy(z),  # one round: the target's update is released once
     )
     panels.append(
         panel("model_inconsistency_ddp", "model inconsistency against distributed DP", x, rec, [p])
@@ -257,9 +258,10 @@ class _SybilCase:
 @dataclass
 class _SybilScores:
     """Per attacked image: its PSNR, the noise left on the isolated update, the noise the
-    defense intended, the reconstruction."""
+    defense intended, the reconstruction; the defense's noise multiplier (0 for none)."""
 
     defense: str = ""
+    noise_multiplier: float = 0.0
     psnrs: list[float] = field(default_factory=list)
     residuals: list[float] = field(default_factory=list)
     intended: list[float] = field(default_factory=list)
@@ -312,7 +314,7 @@ def cell_sybil(ctx: EvaluationContext) -> CellOutput:
         enc_s = _ddp_encoder(
             ctx, 620 + i, z=z, clip=clip, n=n, dim=dim, colluding_fraction=(n - 1) / n
         )
-        cases: list[tuple[str, F64, float, float]] = [
+        cases: list[tuple[str, F64, float, float]] = [  # defense, estimate, std, intended
             (
                 f"secure aggregation, any variant ({ctx.aggregator_name})",
                 ml.sybil_attack(g, zeros, ctx.aggregator, target=target),
@@ -349,13 +351,17 @@ def cell_sybil(ctx: EvaluationContext) -> CellOutput:
                 if image_psnr(dl, x) > image_psnr(rec, x):
                     rec = dl
             score.defense = score.defense or defense
+            score.noise_multiplier = z if intended > 0 else 0.0
             score.psnrs.append(image_psnr(rec, x))
             score.residuals.append(float(np.std(vec - g)))
             score.intended.append(intended)
             score.reconstructions.append(rec.detach().clamp(0, 1))
     for k, (case, score) in enumerate(zip(_SYBIL_CASES, scores, strict=True)):
         psnrs = score.psnrs
-        ok = float(np.mean(psnrs)) >= RECOGNISABLE_DB
+        ok = target_leaked(psnrs)
+        # each target is one client, released once; the accountant's epsilon at z assumes
+        # the noise of every share reaches the target's update
+        privacy = gaussian_privacy(score.noise_multiplier) if score.noise_multiplier else None
         cell_rows = gradient_rows(
             family=Family.MODEL_LEVEL,
             attack="Sybil",
@@ -363,39 +369,40 @@ def cell_sybil(ctx: EvaluationContext) -> CellOutput:
             setting=setting + f"; intended target SNR {intended_snr:g}",
             psnrs=psnrs,
             base=base,
-            succeeded=ok,
             expected=case.expected,
             protection=case.protection,
             positive_control=case.positive_control,
             note="best of closed form (Wiener) and DLG",
+            privacy=privacy,
         )
         if case.protection is not Protection.SECURE_AGGREGATION:  # a noised defense
             residual = float(np.mean(score.residuals))
             intended = float(np.mean(score.intended))
             if case.protection is Protection.SECURE_AGGREGATION_DP:
+                own = gaussian_privacy(score.noise_multiplier / math.sqrt(n))
                 note = (
                     f"ratio {residual / intended:.3f} vs 1/sqrt(n) = {1 / math.sqrt(n):.3f}: "
-                    "the target's own share is all that is left"
+                    "the target's own share is all that is left (its epsilon against the "
+                    f"Sybils: {own.epsilon:.3g}, not the accounted one)"
                 )
             else:
                 note = "each client's own noise is the full z*C"
-            cell_rows.append(
-                Row(
-                    family=Family.MODEL_LEVEL,
-                    attack="Sybil",
-                    defense=score.defense,
-                    setting=setting,
-                    metric="residual_noise_std",
-                    value=residual,
-                    baseline=intended,
-                    baseline_name="intended noise std z*C",
-                    succeeded=ok,
-                    expected=case.expected,
-                    primary=False,
-                    note=note,
-                    protection=case.protection,
-                )
+            residual_row = Row(
+                family=Family.MODEL_LEVEL,
+                attack="Sybil",
+                defense=score.defense,
+                setting=setting,
+                metric="residual_noise_std",
+                value=residual,
+                baseline=intended,
+                baseline_name="intended noise std z*C",
+                succeeded=ok,
+                expected=case.expected,
+                primary=False,
+                note=note,
+                protection=case.protection,
             )
+            cell_rows.append(privacy.apply(residual_row) if privacy else residual_row)
         rows += cell_rows
         recs = torch.cat(score.reconstructions)
         panels.append(panel(f"sybil_{k}", f"Sybil attack: {score.defense}", xs, recs, psnrs))
@@ -435,7 +442,6 @@ def cell_trap_weights(ctx: EvaluationContext) -> CellOutput:
         setting=setting,
         psnrs=list(match.psnr_db),
         base=base,
-        succeeded=match.count_above(RECOGNISABLE_DB) >= 1,
         expected=True,
         protection=Protection.SECURE_AGGREGATION,
         positive_control=True,
@@ -463,10 +469,10 @@ def cell_trap_weights(ctx: EvaluationContext) -> CellOutput:
         setting=setting + "; per-client SNR 0.1",
         psnrs=list(match.psnr_db),
         base=base,
-        succeeded=match.count_above(RECOGNISABLE_DB) >= 1,
         expected=False,
         protection=Protection.SECURE_AGGREGATION_DP,
         multi=True,
+        privacy=gaussian_privacy(z),  # one round: each client's update is released once
     )
     panels.append(
         matched_panel("trap_ddp", "trap weights against distributed DP", xs, cands, match)
@@ -524,7 +530,9 @@ def cell_disaggregation(ctx: EvaluationContext) -> CellOutput:
         ]
         rec = torch.cat(recs)
         psnrs = [image_psnr(rec[j : j + 1], xs[j : j + 1]) for j in range(n)]
-        leaked = sum(p >= RECOGNISABLE_DB for p in psnrs)
+        # a client's update is released (noised) in every round it takes part in: the
+        # worst-off client's epsilon composes over its rounds
+        releases = int(participation.sum(axis=0).max())
         rows += gradient_rows(
             family=Family.MODEL_LEVEL,
             attack="disaggregation across rounds",
@@ -532,12 +540,17 @@ def cell_disaggregation(ctx: EvaluationContext) -> CellOutput:
             setting=setting,
             psnrs=psnrs,
             base=base,
-            succeeded=leaked >= 1,
             expected=not noised,
             protection=protection,
             positive_control=not noised,
             multi=True,
-            note="least squares on A = P U with known participation P",
+            note="least squares on A = P U with known participation P"
+            + (
+                f"; the worst-off client takes part in {releases} of {rounds} rounds"
+                if noised
+                else ""
+            ),
+            privacy=gaussian_privacy(z, releases) if noised else None,
         )
         panels.append(panel(f"disaggregation_{k}", f"disaggregation: {defense}", xs, rec, psnrs))
     return CellOutput(tuple(rows), tuple(panels))

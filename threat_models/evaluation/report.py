@@ -20,7 +20,8 @@ from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.metrics import psnr
 from threat_models.evaluation.matrix import EvaluationResult
 from threat_models.evaluation.rows import Family, Figure, ImagePanel, Protection, Row
-from threat_models.evaluation.table import VERDICT_LEGEND, summary_table
+from threat_models.evaluation.scoring import VERDICT_RULE
+from threat_models.evaluation.table import EPSILON_LEGEND, VERDICT_LEGEND, summary_table
 
 try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -173,6 +174,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
 
 
+def _privacy(row: Row) -> str:
+    """``epsilon (level, delta)`` of a row under DP noise, ``-`` without."""
+    if row.epsilon is None:
+        return "-"
+    level = row.epsilon_level.value if row.epsilon_level is not None else "?"
+    return f"{_fmt(row.epsilon)} ({level}, delta={row.delta:g})"
+
+
 def _not_stopped_section(result: EvaluationResult) -> list[str]:
     lines = ["## What secure aggregation alone does NOT stop", ""]
     found = result.not_stopped_by_secure_aggregation()
@@ -182,9 +191,10 @@ def _not_stopped_section(result: EvaluationResult) -> list[str]:
     seen: set[str] = set()
     for row in found:
         key = next((k for k in WHY_NOT_STOPPED if row.attack.startswith(k)), row.attack)
+        privacy = f", at epsilon {_privacy(row)}" if row.epsilon is not None else ""
         lines.append(
             f"- **{row.attack}** against *{row.defense}*: {row.metric} = {_fmt(row.value)} "
-            f"(baseline {_fmt(row.baseline)})."
+            f"(baseline {_fmt(row.baseline)}){privacy}."
         )
         if key not in seen and key in WHY_NOT_STOPPED:
             lines.append(f"  {WHY_NOT_STOPPED[key]}")
@@ -232,8 +242,9 @@ def _hardening_section(result: EvaluationResult) -> list[str]:
 
 def _rows_table(rows: Sequence[Row]) -> list[str]:
     out = [
-        "| attack | defense | metric | value | baseline | attack result | as expected | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| attack | defense | metric | value | baseline | epsilon | attack result | as expected "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         expectation = r.expectation.value
@@ -241,7 +252,8 @@ def _rows_table(rows: Sequence[Row]) -> list[str]:
         out.append(
             f"| {r.attack}{' (control)' if r.positive_control else ''} | {r.defense} | "
             f"{r.metric} | {_fmt(r.value)} | "
-            f"{_fmt(r.baseline)} ({r.baseline_name}) | {r.outcome.value} | {shown} | {r.note} |"
+            f"{_fmt(r.baseline)} ({r.baseline_name}) | {_privacy(r)} | {r.outcome.value} | "
+            f"{shown} | {r.note} |"
         )
     return out
 
@@ -274,13 +286,17 @@ def markdown_report(
         "",
         "Success criteria: an image is leaked at PSNR >= 20 dB (recognisable; 30 dB is "
         "visually exact), after matching "
-        "reconstructions to originals; a noise level counts as broken when the mean PSNR "
-        "over targets reaches 20 dB; "
+        f"reconstructions to originals; one verdict rule: {VERDICT_RULE}; "
         "membership inference succeeds at AUC >= 0.6 or TPR >= 3% at 1% FPR; a "
         "protocol-level attack succeeds when "
         "the server's estimate of one client's update is within two quantisation steps "
         "of it. Baselines (what an "
         "attacker gets for free) are shown next to every number.",
+        "",
+        "Every row under DP noise states its privacy: "
+        + EPSILON_LEGEND.removeprefix("epsilon: ")
+        + " Epsilon is the exact Gaussian-DP figure of the noise multiplier z "
+        "(composed over k releases as z / sqrt(k)).",
         "",
     ]
     if result.errors:
@@ -295,7 +311,7 @@ def markdown_report(
     lines += _not_stopped_section(result)
     lines += _hardening_section(result)
     lines += ["## Summary", "", summary_table(result, markdown=True), ""]
-    lines += [f"- {paragraph}" for paragraph in VERDICT_LEGEND] + [""]
+    lines += [f"- {paragraph}" for paragraph in (*VERDICT_LEGEND, EPSILON_LEGEND)] + [""]
     for family in Family:
         fam_rows = [r for r in result.rows if r.family is family]
         if not fam_rows:

@@ -7,6 +7,9 @@ nothing) and :class:`Protection` (what the defense consists of). Every rule that
 verdicts -- :attr:`Row.expectation`, the matrix's controls, the report's "not stopped by
 secure aggregation" and "stopped by the hardening" lists -- reads these fields, never the
 human-readable ``attack`` and ``defense`` labels.
+
+A row under DP noise also states the privacy it corresponds to: ``epsilon`` at ``delta``,
+at the level :class:`PrivacyLevel` names (``None`` on a row without DP noise).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "Outcome",
     "Expectation",
     "Protection",
+    "PrivacyLevel",
     "Row",
     "ImagePanel",
     "Series",
@@ -88,12 +92,28 @@ class Protection(str, enum.Enum):
     DP = "DP"
 
 
+class PrivacyLevel(str, enum.Enum):
+    """Whose privacy a row's epsilon bounds.
+
+    The unit whose whole contribution the clipping bounds: one client's update
+    (user-level) or one training example (sample-level, as in DP-SGD).
+    """
+
+    #: one client: everything it contributes to the releases the attacker observes
+    USER = "user"
+    #: one training example of one client
+    SAMPLE = "sample"
+
+
 @dataclass(frozen=True)
 class Row:
     """One number of the matrix (the fields are described in :mod:`threat_models.evaluation`).
 
     ``protection`` is not part of the JSON row (:meth:`to_json`), which keeps the keys the
-    ``--json`` output has always had.
+    ``--json`` output has always had. ``epsilon``, ``delta`` and ``epsilon_level`` state the
+    privacy of a row under DP noise (``epsilon`` at ``delta`` for one unit of
+    ``epsilon_level``, composed over the releases the attack observes); all three are
+    ``None`` on a row without DP noise.
     """
 
     family: Family
@@ -110,6 +130,9 @@ class Row:
     primary: bool = True
     note: str = ""
     protection: Protection = Protection.NONE
+    epsilon: float | None = None
+    delta: float | None = None
+    epsilon_level: PrivacyLevel | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -135,6 +158,7 @@ class Row:
         out = asdict(self)
         del out["protection"]
         out["family"] = self.family.value
+        out["epsilon_level"] = None if self.epsilon_level is None else self.epsilon_level.value
         return out
 
     def to_json(self) -> dict[str, object]:

@@ -2,7 +2,8 @@
 
 :func:`summary_table` prints what ``secagg evaluate`` shows (a text table that fits in
 :data:`TABLE_WIDTH` columns) or the markdown table of the report; :data:`VERDICT_LEGEND`
-says what its two verdict columns mean.
+says what its two verdict columns mean and :data:`EPSILON_LEGEND` what its epsilon column
+means.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 from threat_models.evaluation.matrix import EvaluationResult
-from threat_models.evaluation.rows import Family, Outcome
+from threat_models.evaluation.rows import Family, Outcome, PrivacyLevel
+from threat_models.evaluation.scoring import DELTA
 
-__all__ = ["TABLE_WIDTH", "METRIC_LABELS", "VERDICT_LEGEND", "summary_table"]
+__all__ = ["TABLE_WIDTH", "METRIC_LABELS", "VERDICT_LEGEND", "EPSILON_LEGEND", "summary_table"]
 
 
 def _fmt(x: float | None) -> str:
@@ -36,7 +38,8 @@ TABLE_WIDTH = 100
 
 #: Short names of the metrics, for the terminal table.
 METRIC_LABELS: Mapping[str, str] = {
-    "psnr_db": "PSNR (dB)",
+    "best_psnr_db": "best PSNR (dB)",
+    "psnr_db": "mean PSNR (dB)",
     "images_above_20db": "images >= 20 dB",
     "images_above_30db": "images >= 30 dB",
     "auc": "AUC",
@@ -49,13 +52,29 @@ METRIC_LABELS: Mapping[str, str] = {
 
 #: What the two verdict columns mean: one paragraph per column.
 VERDICT_LEGEND: tuple[str, str] = (
-    "attack: succeeded = the attack met its success criterion (an image at PSNR >= 20 dB; "
+    "attack: succeeded = the attack met its success criterion (an image at PSNR >= 20 dB, "
+    "the best target deciding for every row that attacks several, controls included; "
     "membership AUC >= 0.6 or TPR >= 3% at 1% FPR; one client's update isolated within two "
     "quantisation steps); stopped = it did not.",
     "as expected: yes = the outcome the harness requires; NO (regression) = a defense let "
     "through an attack it must stop; NO (control failed) = a positive control did not "
     "succeed, so the evaluation proves nothing; - = no claim in this cell (intermediate noise).",
 )
+
+#: What the epsilon column means.
+EPSILON_LEGEND = (
+    f"epsilon: at delta = {DELTA:g}, per client (user-level) unless the row says otherwise, "
+    "of the row's DP noise composed over the releases the attack observes, without "
+    "amplification by sampling; - = no DP noise in the row."
+)
+
+
+def _epsilon(epsilon: float | None, level: PrivacyLevel | None) -> str:
+    """The epsilon of a row, its level marked when it is not per client."""
+    shown = _fmt(epsilon)
+    if epsilon is None or level in (None, PrivacyLevel.USER):
+        return shown
+    return f"{shown} ({level.value})"
 
 
 def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ...]]]:
@@ -73,6 +92,7 @@ def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ..
                     r.metric,
                     _fmt(r.value),
                     _fmt(r.baseline),
+                    _epsilon(r.epsilon, r.epsilon_level),
                     r.outcome.value,
                     r.expectation.value,
                 ),
@@ -114,10 +134,11 @@ def summary_table(
     """The primary rows as a text table grouped by family (or one markdown table).
 
     The text table fits in ``width`` columns (100 by default): each row is the attack with
-    its figures and verdicts, then the defense on an indented line below it; long texts
-    wrap. Two verdict columns: ``attack`` (``succeeded`` / ``stopped``) and ``as expected``
-    (``yes``, ``NO (regression)``, ``NO (control failed)``, ``-`` for no claim); the legend
-    (:data:`VERDICT_LEGEND`) follows the table.
+    its figures, its epsilon (:data:`EPSILON_LEGEND`) and its verdicts, then the defense on
+    an indented line below it; long texts wrap. Two verdict columns: ``attack``
+    (``succeeded`` / ``stopped``) and ``as expected`` (``yes``, ``NO (regression)``,
+    ``NO (control failed)``, ``-`` for no claim); the legend (:data:`VERDICT_LEGEND`)
+    follows the table.
     """
     lines = _summary_lines(result)
     if markdown:
@@ -128,30 +149,36 @@ def summary_table(
             "metric",
             "value",
             "baseline",
+            "epsilon",
             "attack result",
             "as expected",
         )
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
+        for fam, (attack, defense, metric, value, baseline, eps, outcome, expectation) in lines:
             shown = f"**{expectation}**" if expectation.startswith("NO") else expectation
-            cells = (fam.value, attack, defense, metric, value, baseline, outcome, shown)
+            cells = (fam.value, attack, defense, metric, value, baseline, eps, outcome, shown)
             out.append("| " + " | ".join(cells).replace("\n", " ") + " |")
         return "\n".join(out)
 
-    right = (False, False, True, True, False, False)
+    right = (False, False, True, True, True, False, False)
     fixed = [
         max([len("metric")] + [min(len(METRIC_LABELS.get(c[2], c[2])), 15) for _, c in lines]),
         max([len("value")] + [len(c[3]) for _, c in lines]),
         max([len("baseline")] + [len(c[4]) for _, c in lines]),
+        max([len("epsilon")] + [min(len(c[5]), 10) for _, c in lines]),
         len(Outcome.SUCCEEDED.value),
         len("(regression)"),
     ]
     attack_width = max(20, width - sum(fixed) - 2 * len(fixed))
     widths = [attack_width, *fixed]
-    out = _block(("attack", "metric", "value", "baseline", "attack", "as expected"), widths, right)
+    out = _block(
+        ("attack", "metric", "value", "baseline", "epsilon", "attack", "as expected"),
+        widths,
+        right,
+    )
     out += ["    defense"]
     current: Family | None = None
-    for fam, (attack, defense, metric, value, baseline, outcome, expectation) in lines:
+    for fam, (attack, defense, metric, value, baseline, eps, outcome, expectation) in lines:
         if fam is not current:
             out.append(f"-- {fam.value} ".ljust(width, "-"))
             current = fam
@@ -161,6 +188,7 @@ def summary_table(
                 METRIC_LABELS.get(metric, metric.replace("_", " ")),
                 value,
                 baseline,
+                eps,
                 outcome,
                 expectation,
             ),
