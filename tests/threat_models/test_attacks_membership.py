@@ -50,6 +50,10 @@ def test_positive_control_attacks_an_overfit_model(plain: mia.MembershipResult) 
     assert result.loss_roc.auc > 0.6
     assert result.lira_roc.auc > 0.7
     assert result.lira_roc.tpr_at_fpr(0.01) > 0.03
+    assert result.lira_offline_roc.auc > 0.65
+    assert result.lira_offline_roc.tpr_at_fpr(0.01) > 0.03
+    assert result.lira_variance is mia.LiraVariance.POOLED  # 4 shadows: fixed variance
+    assert result.loss_roc.negatives == 200 and result.loss_roc.positives == 200
     assert result.epsilon is None
 
 
@@ -88,6 +92,7 @@ def test_dp_sgd_weakens_lira(population: ImageData, plain: mia.MembershipResult)
     assert private.epsilon is not None and private.epsilon < 10
     assert private.lira_roc.auc < plain.lira_roc.auc - 0.15
     assert private.lira_roc.auc < 0.62
+    assert private.lira_offline_roc.auc < plain.lira_offline_roc.auc - 0.1
 
 
 def test_configs_are_validated() -> None:

@@ -1,8 +1,16 @@
 """Membership-inference cell: the released model, without and with DP-SGD.
 
-Loss-threshold and LiRA attacks (:mod:`threat_models.attacks.membership`) on a model
-trained on half of a population. Secure aggregation releases the same model as
-plaintext training, so both must succeed there; sample-level DP (DP-SGD) must stop them.
+Loss-threshold, LiRA online and LiRA offline attacks
+(:mod:`threat_models.attacks.membership`, float64 scores) on a model trained on half of a
+population. Secure aggregation releases the same model as plaintext training, so all
+three must succeed there; sample-level DP (DP-SGD) must stop them.
+
+Each attack has three rows: AUC (the verdict row), TPR at 1% FPR and TPR at 0.1% FPR. A
+rate rests on ``floor(rate * non-members)`` false positives; where the population has
+fewer non-members than the rate needs (1,000 at 0.1%: see
+:func:`threat_models.attacks.metrics.negatives_needed`), the row's note says so: the value is then the TPR at
+zero false positives. LiRA uses :data:`LIRA_FULL_SHADOWS` shadow models in full mode
+(per-example variances) and the configuration's few in quick mode (pooled variances).
 """
 
 from __future__ import annotations
@@ -12,15 +20,30 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from threat_models.attacks import membership as mia
+from threat_models.attacks.metrics import RocCurve, negatives_needed
 from threat_models.data import DatasetName
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.rows import CellOutput, Family, Figure, Protection, Row, Series
 
-__all__ = ["cell_membership"]
+__all__ = [
+    "SUCCESS_AUC",
+    "SUCCESS_TPR",
+    "LIRA_FULL_SHADOWS",
+    "LOW_FPRS",
+    "cell_membership",
+    "membership_rows",
+]
 
 #: Success criteria: AUC, or the true-positive rate at 1% false positives (3x chance).
 SUCCESS_AUC = 0.6
 SUCCESS_TPR = 0.03
+
+#: LiRA's shadow models in full mode (Carlini et al. 2022 use 64 and more; from 64 on
+#: each example's Gaussians get their own variance).
+LIRA_FULL_SHADOWS = 64
+
+#: The low false-positive rates reported for every attack, with their metric names.
+LOW_FPRS: tuple[tuple[float, str], ...] = ((0.01, "tpr_at_1pct_fpr"), (0.001, "tpr_at_0.1pct_fpr"))
 
 
 @dataclass(frozen=True)
@@ -34,17 +57,80 @@ class _Run:
     positive_control: bool = False
 
 
+def _fpr_note(roc: RocCurve, fpr: float) -> str:
+    """Which non-members a TPR at ``fpr`` rests on, and when they are too few."""
+    allowed = roc.false_positives_allowed(fpr)
+    text = (
+        f"{roc.negatives} non-members, {allowed} false positive{'s' if allowed != 1 else ''} "
+        f"allowed"
+    )
+    if not roc.resolves_fpr(fpr):
+        text += (
+            f"; fewer than the {negatives_needed(fpr):,} a {fpr:.1%} FPR needs: "
+            "this is the TPR at zero false positives"
+        )
+    return text
+
+
+def membership_rows(
+    *,
+    attack: str,
+    roc: RocCurve,
+    defense: str,
+    setting: str,
+    expected: bool,
+    protection: Protection,
+    positive_control: bool = False,
+    note: str = "",
+) -> list[Row]:
+    """The rows of one attack on one model: AUC (the verdict) and the TPR at each of
+    :data:`LOW_FPRS`.
+
+    The verdict, shared by the three rows, is ``AUC >= SUCCESS_AUC or TPR at 1% FPR >=
+    SUCCESS_TPR``. Each TPR row's note states the non-members it rests on.
+    """
+    tpr_1pct = roc.tpr_at_fpr(0.01)
+    auc = Row(
+        family=Family.MEMBERSHIP,
+        attack=attack,
+        defense=defense,
+        setting=setting,
+        metric="auc",
+        value=roc.auc,
+        baseline=0.5,
+        baseline_name="chance",
+        succeeded=roc.auc >= SUCCESS_AUC or tpr_1pct >= SUCCESS_TPR,
+        expected=expected,
+        positive_control=positive_control,
+        note=note,
+        protection=protection,
+    )
+    rows = [auc]
+    for fpr, metric in LOW_FPRS:
+        rows.append(
+            replace(
+                auc,
+                metric=metric,
+                value=roc.tpr_at_fpr(fpr),
+                baseline=fpr,
+                primary=False,
+                note=_fpr_note(roc, fpr),
+            )
+        )
+    return rows
+
+
 def cell_membership(ctx: EvaluationContext) -> CellOutput:
-    """Loss-threshold and LiRA membership inference, without and with DP-SGD."""
+    """Loss-threshold and LiRA (online, offline) membership inference, without and with
+    DP-SGD."""
     cfg = ctx.config
     data = ctx.dataset(DatasetName.MNIST)
     rng = ctx.rng(400)
     population = data.subset(rng.permutation(len(data))[: cfg.mia_population])
+    shadows = cfg.mia_shadows if cfg.quick else max(cfg.mia_shadows, LIRA_FULL_SHADOWS)
     plain_cfg = mia.TrainingConfig(hidden=64, epochs=100, learning_rate=0.01)
     dp_cfg = mia.TrainingConfig(hidden=64, epochs=10, batch_size=125, learning_rate=0.01)
-    plain = mia.run_membership_experiment(
-        population, plain_cfg, num_shadows=cfg.mia_shadows, seed=cfg.seed
-    )
+    plain = mia.run_membership_experiment(population, plain_cfg, num_shadows=shadows, seed=cfg.seed)
     runs = [
         _Run("none (plaintext training)", plain, True, Protection.NONE, positive_control=True),
         _Run(
@@ -57,7 +143,7 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
     for z in cfg.mia_noise_multipliers:
         dp = mia.DpSgdConfig(noise_multiplier=z, max_grad_norm=1.0)
         res = mia.run_membership_experiment(
-            population, dp_cfg, num_shadows=cfg.mia_shadows, dp=dp, seed=cfg.seed
+            population, dp_cfg, num_shadows=shadows, dp=dp, seed=cfg.seed
         )
         defense = f"DP-SGD z={z:g} (eps={res.epsilon:.2f}, delta={res.delta:g})"
         runs.append(_Run(defense, res, False, Protection.DP))
@@ -67,41 +153,29 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         res = run.result
         setting = (
             f"mnist population {len(population)} (half members), MLP {data.input_size}-64-10 "
-            f"relu; {res.num_shadows} shadow models; train/test acc "
-            f"{res.train_accuracy:.2f}/{res.test_accuracy:.2f}"
+            f"relu; {res.num_shadows} shadow models ({res.lira_variance.value} variance); "
+            f"train/test acc {res.train_accuracy:.2f}/{res.test_accuracy:.2f}; float64 scores"
         )
         same_model = run.protection is Protection.SECURE_AGGREGATION
-        for attack, roc in (("loss threshold", res.loss_roc), ("LiRA", res.lira_roc)):
-            tpr = roc.tpr_at_fpr(0.01)
-            auc = Row(
-                family=Family.MEMBERSHIP,
+        attacks = (
+            ("loss threshold", res.loss_roc),
+            ("LiRA online", res.lira_roc),
+            ("LiRA offline", res.lira_offline_roc),
+        )
+        for attack, roc in attacks:
+            rows += membership_rows(
                 attack=attack,
+                roc=roc,
                 defense=run.defense,
                 setting=setting,
-                metric="auc",
-                value=roc.auc,
-                baseline=0.5,
-                baseline_name="chance",
-                succeeded=roc.auc >= SUCCESS_AUC or tpr >= SUCCESS_TPR,
                 expected=run.expected,
+                protection=run.protection,
                 positive_control=run.positive_control,
                 note=(
                     "the released model is identical with or without secure aggregation"
                     if same_model
                     else ""
                 ),
-                protection=run.protection,
-            )
-            rows.append(auc)
-            rows.append(
-                replace(
-                    auc,
-                    metric="tpr_at_1pct_fpr",
-                    value=tpr,
-                    baseline=0.01,
-                    primary=False,
-                    note="",
-                )
             )
             if not same_model:  # the same curve as plaintext training
                 label = f"{attack}, {run.defense.split(' (')[0]} (AUC {roc.auc:.2f})"
