@@ -107,14 +107,6 @@ class RowPrivacy:
         """``row`` stating this epsilon, delta and level."""
         return replace(row, epsilon=self.epsilon, delta=self.delta, epsilon_level=self.level)
 
-    def describe(self) -> str:
-        """``epsilon=... at delta=... (level, z, releases)``, for notes and reports."""
-        return (
-            f"epsilon={self.epsilon:.3g} at delta={self.delta:g} ({self.level.value}-level, "
-            f"z={self.noise_multiplier:.3g}, {self.releases} release"
-            f"{'s' if self.releases != 1 else ''}, no amplification)"
-        )
-
 
 def gaussian_privacy(
     noise_multiplier: float,
