@@ -33,7 +33,12 @@ from secagg.outputs import (
 from threat_models.evaluation.context import EvaluationConfig
 from threat_models.evaluation.matrix import run_evaluation
 from threat_models.evaluation.rows import Family
-from threat_models.evaluation.table import TABLE_WIDTH, VERDICT_LEGEND, summary_table
+from threat_models.evaluation.table import (
+    EPSILON_LEGEND,
+    TABLE_WIDTH,
+    VERDICT_LEGEND,
+    summary_table,
+)
 
 __all__ = ["configure", "run"]
 
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     print(summary_table(result))
     print()
-    for paragraph in VERDICT_LEGEND:
+    for paragraph in (*VERDICT_LEGEND, EPSILON_LEGEND):
         print(textwrap.fill(paragraph, TABLE_WIDTH, subsequent_indent="  "))
     print()
     shown = sum(r.primary for r in result.rows)

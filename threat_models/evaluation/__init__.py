@@ -3,7 +3,8 @@
 Each *cell* runs one family of attacks against one or more defenses and returns rows::
 
     {"family", "attack", "defense", "setting", "metric", "value", "baseline",
-     "baseline_name", "succeeded", "expected", "positive_control", "primary", "note"}
+     "baseline_name", "succeeded", "expected", "positive_control", "primary", "note",
+     "epsilon", "delta", "epsilon_level"}
 
 ``succeeded`` is the attack's verdict in that cell (the same on every metric row of the
 cell); ``expected`` is what an honest harness must observe (``True``: the attack must
@@ -15,8 +16,9 @@ fail proves nothing, and :meth:`EvaluationResult.controls_passed` says so.
 Success criteria (stated once, used everywhere):
 
 * image reconstruction: an image counts as leaked at PSNR >= 20 dB (recognisable); a
-  single-target attack succeeds when its target is leaked, a multi-image attack when at
-  least one image is, a noise sweep when the *mean* over targets reaches 20 dB;
+  row that attacks several targets takes its value and verdict from the attacker's best
+  target (:data:`~threat_models.evaluation.scoring.VERDICT_RULE`), defended rows and
+  positive controls alike, so that no average can hide a leaked target;
 * membership inference: AUC >= 0.6 or TPR >= 3% at 1% FPR (three times chance);
 * isolating an update (Sybils, protocol-level attacks): the server's estimate of one
   client's update is within the quantisation error of the truth (or, under DP, within
@@ -28,6 +30,11 @@ secure aggregation reveals by definition). Rows say which one ran. DP noise come
 :mod:`dp` mechanisms themselves (central Gaussian, distributed discrete Gaussian, Opacus
 client), drawn from their CSPRNG, so DP cells vary slightly from run to run; everything
 else is seeded by ``EvaluationConfig.seed``.
+
+Every row with DP noise states the epsilon that noise corresponds to (``epsilon``,
+``delta``, ``epsilon_level``: per client unless the row says otherwise, composed over the
+releases the attack observes, without amplification by sampling); rows without DP carry
+``None``.
 
 Each row also carries a :class:`Protection` -- what the defense consists of (nothing, the
 unhardened baseline, the hardened protocol, the protocol with distributed DP, noise that
@@ -75,11 +82,13 @@ from threat_models.evaluation.rows import (
     Figure,
     ImagePanel,
     Outcome,
+    PrivacyLevel,
     Protection,
     Row,
     Series,
 )
 from threat_models.evaluation.table import (
+    EPSILON_LEGEND,
     METRIC_LABELS,
     TABLE_WIDTH,
     VERDICT_LEGEND,
@@ -91,6 +100,7 @@ __all__ = [
     "Outcome",
     "Expectation",
     "Protection",
+    "PrivacyLevel",
     "Row",
     "ImagePanel",
     "Series",
@@ -104,6 +114,7 @@ __all__ = [
     "run_evaluation",
     "summary_table",
     "VERDICT_LEGEND",
+    "EPSILON_LEGEND",
     "TABLE_WIDTH",
     "METRIC_LABELS",
     "default_aggregator",
