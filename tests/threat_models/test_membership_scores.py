@@ -15,11 +15,14 @@ from threat_models.attacks import membership as mia
 from threat_models.attacks.metrics import RocCurve, negatives_needed, roc_curve
 from threat_models.data import DatasetName, ImageData, load_dataset
 from threat_models.evaluation.membership_cells import (
+    STOPPED_NOISE_MULTIPLIER,
     SUCCESS_AUC,
     SUCCESS_TPR,
+    dp_expectation,
+    dp_tpr_bound,
     membership_rows,
 )
-from threat_models.evaluation.rows import Protection, Row
+from threat_models.evaluation.rows import Expectation, Protection, Row
 
 torch.set_num_threads(1)
 
@@ -189,3 +192,40 @@ def test_membership_rows_verdict_rule_and_notes() -> None:
     assert "fewer than the 1,000" in few and "zero false positives" in few
     assert "1000 non-members, 1 false positive allowed" == enough
     assert "fewer than" not in stopped[1].note  # 500 non-members resolve 1%
+
+
+def test_dp_claim_from_the_stopping_noise_on() -> None:
+    assert dp_expectation(STOPPED_NOISE_MULTIPLIER) is False
+    assert dp_expectation(4.0) is False
+    assert dp_expectation(1.0) is None
+
+    def auc_row(z: float, roc: RocCurve) -> Row:
+        return membership_rows(
+            attack="LiRA offline",
+            roc=roc,
+            defense=f"DP-SGD z={z:g}",
+            setting="test",
+            expected=dp_expectation(z),
+            protection=Protection.DP,
+        )[0]
+
+    leaking = _curve(0.62, 0.05, 500)
+    # positive control: a leak under the claimed noise is a regression, never hidden
+    assert auc_row(STOPPED_NOISE_MULTIPLIER, leaking).expectation is Expectation.REGRESSION
+    assert auc_row(STOPPED_NOISE_MULTIPLIER, _curve(0.52, 0.01, 500)).expectation is (
+        Expectation.MET
+    )
+    # weaker noise: the leak is shown as a success, with no claim
+    weak = auc_row(1.0, leaking)
+    assert weak.succeeded and weak.expectation is Expectation.NO_CLAIM
+
+
+def test_dp_tpr_bound() -> None:
+    assert dp_tpr_bound(0.0, 0.0, 0.01) == pytest.approx(0.01)
+    assert dp_tpr_bound(1.0, 1e-5, 0.01) == pytest.approx(np.e * 0.01 + 1e-5)
+    assert dp_tpr_bound(11.29, 1e-5, 0.01) == 1.0  # vacuous: nothing promised at eps 11
+    assert dp_tpr_bound(float("inf"), 1e-5, 0.01) == 1.0
+    # a DP guarantee alone keeps TPR at 1% FPR below 3% only for eps < ln 3
+    assert dp_tpr_bound(np.log(3) - 0.01, 0.0, 0.01) < SUCCESS_TPR < dp_tpr_bound(1.2, 0, 0.01)
+    with pytest.raises(InvalidParameterError):
+        dp_tpr_bound(-1.0, 1e-5, 0.01)

@@ -3,22 +3,27 @@
 Loss-threshold, LiRA online and LiRA offline attacks
 (:mod:`threat_models.attacks.membership`, float64 scores) on a model trained on half of a
 population. Secure aggregation releases the same model as plaintext training, so all
-three must succeed there; sample-level DP (DP-SGD) must stop them.
+three must succeed there; sample-level DP (DP-SGD) must stop them from
+:data:`STOPPED_NOISE_MULTIPLIER` on (weaker noise: no claim, with the TPR that its
+(epsilon, delta) allows in the row's note).
 
 Each attack has three rows: AUC (the verdict row), TPR at 1% FPR and TPR at 0.1% FPR. A
 rate rests on ``floor(rate * non-members)`` false positives; where the population has
 fewer non-members than the rate needs (1,000 at 0.1%: see
-:func:`threat_models.attacks.metrics.negatives_needed`), the row's note says so: the value is then the TPR at
-zero false positives. LiRA uses :data:`LIRA_FULL_SHADOWS` shadow models in full mode
-(per-example variances) and the configuration's few in quick mode (pooled variances).
+:func:`threat_models.attacks.metrics.negatives_needed`), the row's note says so: the value
+is then the TPR at zero false positives. LiRA uses :data:`LIRA_FULL_SHADOWS` shadow
+models in full mode (per-example variances) and the configuration's few in quick mode
+(pooled variances).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from secagg.errors import InvalidParameterError
 from threat_models.attacks import membership as mia
 from threat_models.attacks.metrics import RocCurve, negatives_needed
 from threat_models.data import DatasetName
@@ -30,6 +35,9 @@ __all__ = [
     "SUCCESS_TPR",
     "LIRA_FULL_SHADOWS",
     "LOW_FPRS",
+    "STOPPED_NOISE_MULTIPLIER",
+    "dp_expectation",
+    "dp_tpr_bound",
     "cell_membership",
     "membership_rows",
 ]
@@ -42,6 +50,12 @@ SUCCESS_TPR = 0.03
 #: each example's Gaussians get their own variance).
 LIRA_FULL_SHADOWS = 64
 
+#: DP-SGD claims to stop the attacks from this noise multiplier on (epsilon about 4 at
+#: delta 1e-5 in this cell); below it a row makes no claim. At z = 1 (epsilon about 11)
+#: (epsilon, delta)-DP bounds no membership test usefully (:func:`dp_tpr_bound`), and LiRA
+#: with 64 shadows is measured to succeed.
+STOPPED_NOISE_MULTIPLIER = 2.0
+
 #: The low false-positive rates reported for every attack, with their metric names.
 LOW_FPRS: tuple[tuple[float, str], ...] = ((0.01, "tpr_at_1pct_fpr"), (0.001, "tpr_at_0.1pct_fpr"))
 
@@ -52,9 +66,24 @@ class _Run:
 
     defense: str
     result: mia.MembershipResult
-    expected: bool
+    expected: bool | None
     protection: Protection
     positive_control: bool = False
+    note: str = ""
+
+
+def dp_expectation(noise_multiplier: float) -> bool | None:
+    """The claim of a DP-SGD row: ``False`` (the attack must be stopped) from
+    :data:`STOPPED_NOISE_MULTIPLIER` on, ``None`` (no claim) at weaker noise."""
+    return False if noise_multiplier >= STOPPED_NOISE_MULTIPLIER else None
+
+
+def dp_tpr_bound(epsilon: float, delta: float, fpr: float) -> float:
+    """The largest TPR at ``fpr`` that (epsilon, delta)-DP allows any membership test:
+    ``min(1, e^epsilon * fpr + delta)`` (Kairouz et al. 2015, hypothesis-testing view)."""
+    if epsilon < 0 or not 0 <= delta < 1 or not 0 <= fpr <= 1:
+        raise InvalidParameterError("need epsilon >= 0, delta in [0, 1), fpr in [0, 1]")
+    return min(1.0, math.exp(min(epsilon, 700.0)) * fpr + delta)
 
 
 def _fpr_note(roc: RocCurve, fpr: float) -> str:
@@ -78,7 +107,7 @@ def membership_rows(
     roc: RocCurve,
     defense: str,
     setting: str,
-    expected: bool,
+    expected: bool | None,
     protection: Protection,
     positive_control: bool = False,
     note: str = "",
@@ -145,8 +174,14 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         res = mia.run_membership_experiment(
             population, dp_cfg, num_shadows=shadows, dp=dp, seed=cfg.seed
         )
-        defense = f"DP-SGD z={z:g} (eps={res.epsilon:.2f}, delta={res.delta:g})"
-        runs.append(_Run(defense, res, False, Protection.DP))
+        eps = res.epsilon if res.epsilon is not None else math.inf
+        delta = dp.delta
+        defense = f"DP-SGD z={z:g} (eps={eps:.2f}, delta={delta:g})"
+        claim = dp_expectation(z)
+        note = f"(eps, delta)-DP allows TPR <= {dp_tpr_bound(eps, delta, 0.01):.2g} at 1% FPR" + (
+            "" if claim is not None else "; weaker noise than the claim's: no claim"
+        )
+        runs.append(_Run(defense, res, claim, Protection.DP, note=note))
     rows: list[Row] = []
     series: list[Series] = []
     for run in runs:
@@ -174,7 +209,7 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
                 note=(
                     "the released model is identical with or without secure aggregation"
                     if same_model
-                    else ""
+                    else run.note
                 ),
             )
             if not same_model:  # the same curve as plaintext training
