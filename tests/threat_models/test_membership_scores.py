@@ -15,7 +15,6 @@ from threat_models.attacks import membership as mia
 from threat_models.attacks.metrics import RocCurve, negatives_needed, roc_curve
 from threat_models.data import DatasetName, ImageData, load_dataset
 from threat_models.evaluation.membership_cells import (
-    STOPPED_NOISE_MULTIPLIER,
     SUCCESS_AUC,
     SUCCESS_TPR,
     dp_expectation,
@@ -194,29 +193,28 @@ def test_membership_rows_verdict_rule_and_notes() -> None:
     assert "fewer than" not in stopped[1].note  # 500 non-members resolve 1%
 
 
-def test_dp_claim_from_the_stopping_noise_on() -> None:
-    assert dp_expectation(STOPPED_NOISE_MULTIPLIER) is False
-    assert dp_expectation(4.0) is False
-    assert dp_expectation(1.0) is None
+def test_dp_claim_where_epsilon_bounds_every_test() -> None:
+    assert dp_expectation(0.75, 1e-5) is False  # bound 2.1% at 1% FPR
+    assert dp_expectation(1.09, 1e-5) is False  # bound 2.97%
+    assert dp_expectation(1.10, 1e-5) is None  # bound 3.004%: DP alone allows a success
+    assert dp_expectation(3.96, 1e-5) is None
 
-    def auc_row(z: float, roc: RocCurve) -> Row:
+    def auc_row(epsilon: float, roc: RocCurve) -> Row:
         return membership_rows(
             attack="LiRA offline",
             roc=roc,
-            defense=f"DP-SGD z={z:g}",
+            defense=f"DP-SGD eps={epsilon:g}",
             setting="test",
-            expected=dp_expectation(z),
+            expected=dp_expectation(epsilon, 1e-5),
             protection=Protection.DP,
         )[0]
 
     leaking = _curve(0.62, 0.05, 500)
-    # positive control: a leak under the claimed noise is a regression, never hidden
-    assert auc_row(STOPPED_NOISE_MULTIPLIER, leaking).expectation is Expectation.REGRESSION
-    assert auc_row(STOPPED_NOISE_MULTIPLIER, _curve(0.52, 0.01, 500)).expectation is (
-        Expectation.MET
-    )
-    # weaker noise: the leak is shown as a success, with no claim
-    weak = auc_row(1.0, leaking)
+    # positive control: a leak under a claiming epsilon is a regression, never hidden
+    assert auc_row(0.75, leaking).expectation is Expectation.REGRESSION
+    assert auc_row(0.75, _curve(0.52, 0.01, 500)).expectation is Expectation.MET
+    # a weaker epsilon: the leak is shown as a success, with no claim
+    weak = auc_row(3.96, leaking)
     assert weak.succeeded and weak.expectation is Expectation.NO_CLAIM
 
 

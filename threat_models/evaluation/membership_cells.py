@@ -3,9 +3,10 @@
 Loss-threshold, LiRA online and LiRA offline attacks
 (:mod:`threat_models.attacks.membership`, float64 scores) on a model trained on half of a
 population. Secure aggregation releases the same model as plaintext training, so all
-three must succeed there; sample-level DP (DP-SGD) must stop them from
-:data:`STOPPED_NOISE_MULTIPLIER` on (weaker noise: no claim, with the TPR that its
-(epsilon, delta) allows in the row's note).
+three must succeed there; sample-level DP (DP-SGD) must stop them where its
+(epsilon, delta) alone keeps every membership test below the success criterion
+(:func:`dp_expectation`: epsilon below about ln 3); at a larger epsilon a row makes no claim,
+states what was measured and, in its note, the TPR its (epsilon, delta) allows.
 
 Each attack has three rows: AUC (the verdict row), TPR at 1% FPR and TPR at 0.1% FPR. A
 rate rests on ``floor(rate * non-members)`` false positives; where the population has
@@ -35,7 +36,6 @@ __all__ = [
     "SUCCESS_TPR",
     "LIRA_FULL_SHADOWS",
     "LOW_FPRS",
-    "STOPPED_NOISE_MULTIPLIER",
     "dp_expectation",
     "dp_tpr_bound",
     "cell_membership",
@@ -49,12 +49,6 @@ SUCCESS_TPR = 0.03
 #: LiRA's shadow models in full mode (Carlini et al. 2022 use 64 and more; from 64 on
 #: each example's Gaussians get their own variance).
 LIRA_FULL_SHADOWS = 64
-
-#: DP-SGD claims to stop the attacks from this noise multiplier on (epsilon about 4 at
-#: delta 1e-5 in this cell); below it a row makes no claim. At z = 1 (epsilon about 11)
-#: (epsilon, delta)-DP bounds no membership test usefully (:func:`dp_tpr_bound`), and LiRA
-#: with 64 shadows is measured to succeed.
-STOPPED_NOISE_MULTIPLIER = 2.0
 
 #: The low false-positive rates reported for every attack, with their metric names.
 LOW_FPRS: tuple[tuple[float, str], ...] = ((0.01, "tpr_at_1pct_fpr"), (0.001, "tpr_at_0.1pct_fpr"))
@@ -72,10 +66,17 @@ class _Run:
     note: str = ""
 
 
-def dp_expectation(noise_multiplier: float) -> bool | None:
-    """The claim of a DP-SGD row: ``False`` (the attack must be stopped) from
-    :data:`STOPPED_NOISE_MULTIPLIER` on, ``None`` (no claim) at weaker noise."""
-    return False if noise_multiplier >= STOPPED_NOISE_MULTIPLIER else None
+def dp_expectation(epsilon: float, delta: float) -> bool | None:
+    """The claim of a DP-SGD row: ``False`` (the attack must be stopped) where (epsilon,
+    delta)-DP alone bounds the TPR at 1% FPR below :data:`SUCCESS_TPR`
+    (:func:`dp_tpr_bound`, i.e. epsilon below about ln 3), ``None`` (no claim) above.
+
+    Above that epsilon DP promises nothing the success criterion can check, and the
+    attacks are measured to pass it: LiRA offline reaches 3-4% TPR at 1% FPR at epsilon 4
+    (z = 2 here, 8 shadows) in two runs of six, LiRA with 64 shadows reaches AUC 0.62-0.63
+    at epsilon 11 (z = 1).
+    """
+    return False if dp_tpr_bound(epsilon, delta, 0.01) < SUCCESS_TPR else None
 
 
 def dp_tpr_bound(epsilon: float, delta: float, fpr: float) -> float:
@@ -177,9 +178,9 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         eps = res.epsilon if res.epsilon is not None else math.inf
         delta = dp.delta
         defense = f"DP-SGD z={z:g} (eps={eps:.2f}, delta={delta:g})"
-        claim = dp_expectation(z)
+        claim = dp_expectation(eps, delta)
         note = f"(eps, delta)-DP allows TPR <= {dp_tpr_bound(eps, delta, 0.01):.2g} at 1% FPR" + (
-            "" if claim is not None else "; weaker noise than the claim's: no claim"
+            "" if claim is not None else "; no claim at this epsilon"
         )
         runs.append(_Run(defense, res, claim, Protection.DP, note=note))
     rows: list[Row] = []
