@@ -261,6 +261,8 @@ def distributed_pld_epsilon(
             log_betas.append(math.log(count) + closeness[1])
         log_beta = _logaddexp(*log_betas)
         delta_q = (1.0 - 1e-9) * delta * math.exp(-lam_total)
+        if not delta_q > 0.0:  # the closeness terms take all of delta (e^-Lambda underflows)
+            break
         eps_q = _ideal_epsilon(ideal, delta_q, neighboring_relation, pld_discretization)
         if not math.isfinite(eps_q):
             return math.inf
