@@ -21,7 +21,7 @@ from threat_models.evaluation.membership_cells import (
     dp_tpr_bound,
     membership_rows,
 )
-from threat_models.evaluation.rows import Expectation, Protection, Row
+from threat_models.evaluation.rows import Expectation, PrivacyLevel, Protection, Row
 
 torch.set_num_threads(1)
 
@@ -191,6 +191,20 @@ def test_membership_rows_verdict_rule_and_notes() -> None:
     assert "fewer than the 1,000" in few and "zero false positives" in few
     assert "1000 non-members, 1 false positive allowed" == enough
     assert "fewer than" not in stopped[1].note  # 500 non-members resolve 1%
+    assert all(r.epsilon is None and r.epsilon_level is None for r in stopped)
+    private = membership_rows(
+        attack="LiRA online",
+        roc=_curve(0.55, 0.0, 500),
+        defense="DP-SGD z=2",
+        setting="test",
+        expected=None,
+        protection=Protection.DP,
+        epsilon=3.96,
+        delta=1e-5,
+    )
+    assert all(
+        (r.epsilon, r.delta, r.epsilon_level) == (3.96, 1e-5, PrivacyLevel.SAMPLE) for r in private
+    )
 
 
 def test_dp_claim_where_epsilon_bounds_every_test() -> None:

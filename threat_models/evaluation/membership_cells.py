@@ -29,7 +29,15 @@ from threat_models.attacks import membership as mia
 from threat_models.attacks.metrics import RocCurve, negatives_needed
 from threat_models.data import DatasetName
 from threat_models.evaluation.context import EvaluationContext
-from threat_models.evaluation.rows import CellOutput, Family, Figure, Protection, Row, Series
+from threat_models.evaluation.rows import (
+    CellOutput,
+    Family,
+    Figure,
+    PrivacyLevel,
+    Protection,
+    Row,
+    Series,
+)
 
 __all__ = [
     "SUCCESS_AUC",
@@ -112,12 +120,15 @@ def membership_rows(
     protection: Protection,
     positive_control: bool = False,
     note: str = "",
+    epsilon: float | None = None,
+    delta: float | None = None,
 ) -> list[Row]:
     """The rows of one attack on one model: AUC (the verdict) and the TPR at each of
     :data:`LOW_FPRS`.
 
     The verdict, shared by the three rows, is ``AUC >= SUCCESS_AUC or TPR at 1% FPR >=
-    SUCCESS_TPR``. Each TPR row's note states the non-members it rests on.
+    SUCCESS_TPR``. Each TPR row's note states the non-members it rests on. ``epsilon``
+    (at ``delta``) is the DP-SGD epsilon of the model, sample-level; None without DP.
     """
     tpr_1pct = roc.tpr_at_fpr(0.01)
     auc = Row(
@@ -134,6 +145,9 @@ def membership_rows(
         positive_control=positive_control,
         note=note,
         protection=protection,
+        epsilon=epsilon,
+        delta=delta if epsilon is not None else None,
+        epsilon_level=PrivacyLevel.SAMPLE if epsilon is not None else None,
     )
     rows = [auc]
     for fpr, metric in LOW_FPRS:
@@ -207,6 +221,8 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
                 expected=run.expected,
                 protection=run.protection,
                 positive_control=run.positive_control,
+                epsilon=res.epsilon,
+                delta=res.delta,
                 note=(
                     "the released model is identical with or without secure aggregation"
                     if same_model
