@@ -19,7 +19,10 @@ Success criteria (stated once, used everywhere):
   row that attacks several targets takes its value and verdict from the attacker's best
   target (:data:`~threat_models.evaluation.scoring.VERDICT_RULE`), defended rows and
   positive controls alike, so that no average can hide a leaked target;
-* membership inference: AUC >= 0.6 or TPR >= 3% at 1% FPR (three times chance);
+* membership inference: AUC >= 0.6 or TPR >= 3% at 1% FPR (three times chance); a DP
+  row expects the attack stopped only where its (epsilon, delta) alone caps the TPR at 1%
+  FPR below 3% (``e^epsilon * 1% + delta < 3%``, i.e. epsilon < ln 3); above that it
+  makes no claim and states the cap;
 * isolating an update (Sybils, protocol-level attacks): the server's estimate of one
   client's update is within the quantisation error of the truth (or, under DP, within
   the target's own noise share).

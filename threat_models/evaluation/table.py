@@ -44,6 +44,7 @@ METRIC_LABELS: Mapping[str, str] = {
     "images_above_30db": "images >= 30 dB",
     "auc": "AUC",
     "tpr_at_1pct_fpr": "TPR at 1% FPR",
+    "tpr_at_0.1pct_fpr": "TPR at 0.1% FPR",
     "round_aborted": "round aborted",
     "victim_update_max_error": "error on victim",
     "residual_noise_std": "residual noise std",
