@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.aggregation import Aggregator
+from threat_models.evaluation.audit_cells import cell_empirical_audit
 from threat_models.evaluation.context import Cell, EvaluationConfig, EvaluationContext
 from threat_models.evaluation.gradient_cells import (
     cell_dp_noise_sweep,
@@ -50,11 +51,15 @@ except ImportError as exc:  # the core install has no torch
     raise_missing_extra(exc, "eval", "threat_models.evaluation")
 
 __all__ = [
+    "AUDIT_CELL",
     "CELLS",
     "NOT_STOPPED_BY",
     "EvaluationResult",
     "run_evaluation",
 ]
+
+#: Name of the empirical-audit cell (the report states its time next to its rows).
+AUDIT_CELL = "empirical audit (canaries)"
 
 CELLS: tuple[Cell, ...] = (
     ("plaintext positive controls", Family.GRADIENT_INVERSION, cell_plaintext_controls),
@@ -66,6 +71,7 @@ CELLS: tuple[Cell, ...] = (
     ("trap / imprint weights", Family.MODEL_LEVEL, cell_trap_weights),
     ("disaggregation across rounds", Family.MODEL_LEVEL, cell_disaggregation),
     ("protocol-level attacks", Family.PROTOCOL_LEVEL, cell_protocol_attacks),
+    (AUDIT_CELL, Family.EMPIRICAL_AUDIT, cell_empirical_audit),
 )
 """Every cell of the matrix: name, family, the function that runs it."""
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.metrics import psnr
-from threat_models.evaluation.matrix import EvaluationResult
+from threat_models.evaluation.audit_cells import AUDIT_RULE
+from threat_models.evaluation.matrix import AUDIT_CELL, EvaluationResult
 from threat_models.evaluation.rows import Family, Figure, ImagePanel, Protection, Row
 from threat_models.evaluation.scoring import VERDICT_RULE
 from threat_models.evaluation.table import EPSILON_LEGEND, VERDICT_LEGEND, summary_table
@@ -258,6 +259,30 @@ def _rows_table(rows: Sequence[Row]) -> list[str]:
     return out
 
 
+def _audit_section(result: EvaluationResult, rows: Sequence[Row]) -> list[str]:
+    """The one-run lower bound next to the accountant's epsilon, one line per audited run."""
+    lines = [
+        "Canary clients (each included with probability 1/2) take part in DP-FedAvg rounds "
+        "under each DP defence; the one-run audit (Steinke, Nasr and Jagielski 2023) of "
+        "their scores gives an epsilon lower bound, shown next to the epsilon the privacy "
+        f"ledger's accountant states for the same run. Rule: {AUDIT_RULE}.",
+        "",
+        "| defense | lower bound | accountant epsilon | bound <= accountant | as expected |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        within = "yes" if not r.succeeded else "no"
+        shown = r.expectation.value if r.as_expected else f"**{r.expectation.value}**"
+        control = " (control)" if r.positive_control else ""
+        lines.append(
+            f"| {r.defense}{control} | {_fmt(r.value)} | {_fmt(r.baseline)} | {within} | {shown} |"
+        )
+    seconds = result.seconds.get(AUDIT_CELL)
+    if seconds is not None:
+        lines += ["", f"The audit cell took {seconds:.1f} s."]
+    return lines + [""]
+
+
 def markdown_report(
     result: EvaluationResult,
     *,
@@ -319,6 +344,8 @@ def markdown_report(
         lines += [f"## {family.value.replace('_', ' ')}", ""]
         settings = sorted({r.setting for r in fam_rows})
         lines += ["Settings:", ""] + [f"- {s}" for s in settings] + [""]
+        if family is Family.EMPIRICAL_AUDIT:
+            lines += _audit_section(result, fam_rows)
         lines += _rows_table(fam_rows) + [""]
         for figure, path in plots:
             if any(figure.name.startswith(p) for p in _FIGURES_OF[family]):
@@ -336,12 +363,14 @@ _PANELS_OF: dict[Family, tuple[str, ...]] = {
     Family.MEMBERSHIP: (),
     Family.MODEL_LEVEL: ("model_inconsistency", "sybil", "trap", "disaggregation"),
     Family.PROTOCOL_LEVEL: ("protocol_",),
+    Family.EMPIRICAL_AUDIT: (),
 }
 _FIGURES_OF: dict[Family, tuple[str, ...]] = {
     Family.GRADIENT_INVERSION: ("psnr_vs_noise",),
     Family.MEMBERSHIP: ("roc_",),
     Family.MODEL_LEVEL: (),
     Family.PROTOCOL_LEVEL: (),
+    Family.EMPIRICAL_AUDIT: (),
 }
 
 

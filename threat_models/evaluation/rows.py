@@ -48,6 +48,8 @@ class Family(str, enum.Enum):
     MEMBERSHIP = "membership_inference"
     MODEL_LEVEL = "malicious_server_model"
     PROTOCOL_LEVEL = "malicious_server_protocol"
+    #: canaries under each DP defence: the one-run epsilon lower bound against the accountant
+    EMPIRICAL_AUDIT = "empirical_audit"
 
 
 class Outcome(str, enum.Enum):

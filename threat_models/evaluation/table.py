@@ -49,6 +49,7 @@ METRIC_LABELS: Mapping[str, str] = {
     "victim_update_max_error": "error on victim",
     "residual_noise_std": "residual noise std",
     "psnr_monotone_in_noise": "PSNR falls with noise",
+    "epsilon_lower_bound": "eps lower bound",
 }
 
 #: What the two verdict columns mean: one paragraph per column.
