@@ -17,13 +17,14 @@ every server class that claims to stop it (where it must not).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from protocols.masking.client import SecAggClient
-from protocols.masking.driver import RoundRunner
+from protocols.masking.config import Hardening
+from protocols.masking.driver import RoundRunner, setup_round
 from protocols.masking.graph import harary_graph, seeded_ring
 from protocols.masking.masks import apply_masks, reduce_words
 from protocols.masking.messages import (
@@ -41,8 +42,11 @@ from protocols.masking.messages import (
 from protocols.masking.records import Attestation, EncryptedShare, PeerKeys, SurvivorSignature
 from protocols.stages import Stage
 from secagg.errors import InvalidParameterError, SecAggError, ShareError
+from secagg.primitives.encoding import FixedPointEncoder
 from secagg.primitives.keys import KeyPair, Purpose, derive_pair_key
 from secagg.primitives.shamir import Share, reconstruct
+from threat_models.model import ThreatModel
+from threat_models.parameters import GraphKind, select_parameters
 
 __all__ = [
     "LyingServer",
@@ -53,6 +57,13 @@ __all__ = [
     "ring_order",
     "component_graph_attack",
     "colluders_around_victim_attack",
+    "PREVIOUS_HARDENING",
+    "COLLUDER_HARDENING",
+    "ScenarioOutcome",
+    "partner_keys_scenario",
+    "padded_survivors_scenario",
+    "component_graph_scenario",
+    "colluders_scenario",
 ]
 
 U64 = npt.NDArray[np.uint64]
@@ -421,23 +432,292 @@ def component_graph_attack(
 
 
 def colluders_around_victim_attack(
-    runner: RoundRunner, victim: int, colluders: Sequence[int]
+    runner: RoundRunner, victim: int, colluders: Sequence[int], *, keep_graph: bool = False
 ) -> tuple[U64 | None, Harvest]:
     """Make the colluders the victim's only neighbours; they reveal both of its shares.
 
     The colluding clients sign like honest ones but run without the survivor-list checks,
-    and are asked to list the victim as surviving and dropped at once.
+    and are asked to list the victim as surviving and dropped at once. ``keep_graph``: the
+    server relays the true graph instead (the colluders that happen to be the victim's
+    neighbours reveal what they hold).
     """
     server = LyingServer(runner)
     server.honest_setup()
-    plan = {u: set(server.true_neighbours(u)) - {victim} for u in server.ids}
-    plan[victim] = set(colluders)
-    for c in colluders:
-        plan[c].add(victim)
-    server.broadcast_keys(plan)
+    if keep_graph:
+        server.broadcast_keys()
+    else:
+        plan = {u: set(server.true_neighbours(u)) - {victim} for u in server.ids}
+        plan[victim] = set(colluders)
+        for c in colluders:
+            plan[c].add(victim)
+        server.broadcast_keys(plan)
     server.forward_shares()
     everyone = tuple(sorted(server.masked))
     views = {c: (everyone, (victim,)) for c in colluders}
     server.consistency({u: everyone for u in everyone})
     server.unmask(views)
     return server.unmask_one(victim), server.harvest
+
+
+# ---------------------------------------------------------------------------------- scenarios
+#
+# Each scenario runs one attack above on float updates (encoded as a deployment encodes
+# them) against a weakened configuration (the positive control of the adversarial tests)
+# or against the defaults, and measures what the server recovered.
+
+#: the checks of the release before the consistency quorum: survivor lists and counts and
+#: key signatures, nothing more (the weakened configuration of partner keys and padding)
+PREVIOUS_HARDENING = Hardening(
+    consistency_check=False,
+    verified_survivors=False,
+    attest_masking_sets=False,
+    derive_graph=False,
+    fresh_signatures=False,
+    refuse_round_reuse=False,
+)
+#: a colluding client: signs like an honest one, makes no check that would stop it revealing
+COLLUDER_HARDENING = Hardening(
+    check_survivor_lists=False,
+    check_survivor_count=False,
+    consistency_check=False,
+    verified_survivors=False,
+    attest_masking_sets=False,
+    derive_graph=False,
+    refuse_round_reuse=False,
+)
+_BITS = 32
+
+
+@dataclass(frozen=True)
+class ScenarioOutcome:
+    """What the scripted server recovered in one scenario.
+
+    Attributes:
+        succeeded: the estimate is within ``tolerance`` of the target.
+        error: max-abs error of the estimate (``inf`` without one).
+        tolerance: two quantisation steps per summand of the target.
+        target: what the server wanted (one client's update, or a sum of ``m`` clients).
+        summands: clients in the target.
+        recovered: the estimate, decoded.
+        refusals: the names of the errors the clients raised.
+        defense: the configuration in words.
+        note: how the attack went.
+    """
+
+    succeeded: bool
+    error: float
+    tolerance: float
+    target: str
+    summands: int
+    recovered: npt.NDArray[np.float64] | None
+    refusals: tuple[str, ...]
+    defense: str
+    note: str
+
+
+def _encoded(
+    updates: Mapping[int, npt.NDArray[np.float64]], seed: int
+) -> tuple[FixedPointEncoder, dict[int, U64]]:
+    bound = max(float(np.max(np.abs(v))) for v in updates.values())
+    bound = float(2.0 ** np.ceil(np.log2(max(bound, 1e-12))))
+    encoder = FixedPointEncoder.symmetric(bound, bits=_BITS, max_clients=len(updates))
+    rng = np.random.default_rng(seed)
+    inputs = {c: encoder.encode(np.asarray(updates[c], dtype=np.float64), rng=rng) for c in updates}
+    return encoder, inputs
+
+
+def _measure(
+    encoder: FixedPointEncoder,
+    updates: Mapping[int, npt.NDArray[np.float64]],
+    group: Sequence[int],
+    got: U64 | None,
+    refusals: Iterable[str],
+    defense: str,
+    note: str,
+) -> ScenarioOutcome:
+    m = len(group)
+    target = f"client {group[0]}'s update" if m == 1 else f"the sum of {m} clients"
+    tolerance = 2.0 * encoder.quantum * max(m, 1)
+    errors = tuple(sorted(set(refusals)))
+    if errors:
+        note = f"{note}; refused with {','.join(errors)}"
+    if got is None or m == 0:
+        return ScenarioOutcome(
+            False, float("inf"), tolerance, target, m, None, errors, defense, note
+        )
+    recovered = np.asarray(encoder.decode_sum(got, m), dtype=np.float64)
+    truth = np.sum([np.asarray(updates[c], dtype=np.float64) for c in group], axis=0)
+    error = float(np.max(np.abs(recovered - truth)))
+    return ScenarioOutcome(
+        error <= tolerance, error, tolerance, target, m, recovered, errors, defense, note
+    )
+
+
+def _protocol(graph: GraphKind) -> str:
+    return "secagg" if graph is GraphKind.COMPLETE else "secagg+"
+
+
+def partner_keys_scenario(
+    updates: Mapping[int, npt.NDArray[np.float64]],
+    victim: int,
+    *,
+    weakened: bool,
+    graph: GraphKind = GraphKind.COMPLETE,
+    seed: int = 0,
+) -> ScenarioOutcome:
+    """:func:`partner_keys_attack` under the default threat model (malicious server).
+
+    Weakened: :data:`PREVIOUS_HARDENING` (on a sparse graph also without the survivor
+    count, so that the lies can be spread over the overlapping holders).
+    """
+    encoder, inputs = _encoded(updates, seed)
+    complete = graph is GraphKind.COMPLETE
+    if weakened:
+        hardening = (
+            PREVIOUS_HARDENING
+            if complete
+            else replace(PREVIOUS_HARDENING, check_survivor_count=False)
+        )
+        defense = "survivor lists, counts and key signatures only (previous release)"
+    else:
+        hardening, defense = Hardening(), "every check on (consistency quorum, attestations)"
+    runner = setup_round(inputs, bits=_BITS, protocol=_protocol(graph), hardening=hardening)
+    t = runner.server.config.threshold
+    try:
+        got, harvest = partner_keys_attack(runner, victim, respect_counts=complete)
+        refusals = list(harvest.refusals.values())
+    except InvalidParameterError as exc:
+        got, refusals = None, [type(exc).__name__]
+    note = f"the victim is forwarded {t} peers' shares; each of them is told 'dropped' by {t}"
+    return _measure(encoder, updates, [victim], got, refusals, defense, note)
+
+
+def padded_survivors_scenario(
+    updates: Mapping[int, npt.NDArray[np.float64]],
+    *,
+    weakened: bool,
+    graph: GraphKind = GraphKind.COMPLETE,
+    seed: int = 0,
+) -> ScenarioOutcome:
+    """:func:`padded_survivors_attack`: a third of the cohort vanishes before sharing keys.
+
+    The minimum aggregate size is set just above the real survivors and the survivor list
+    is padded to reach it with ids that sent nothing. Weakened: the previous release's
+    checks without the survivor-list check, with the consistency stage.
+    """
+    n = len(updates)
+    drop = n // 3
+    minimum = n - drop + 2
+    dropout = (n - minimum) / n
+    threat = ThreatModel(min_aggregate_size=minimum, dropout_fraction=dropout)
+    encoder, inputs = _encoded(updates, seed)
+    if weakened:
+        hardening = replace(PREVIOUS_HARDENING, check_survivor_lists=False, consistency_check=True)
+        defense = "no survivor-list check, signatures counted but not verified (baseline)"
+    else:
+        hardening, defense = Hardening(), "every check on (verified survivor signatures)"
+    runner = setup_round(
+        inputs,
+        bits=_BITS,
+        protocol=_protocol(graph),
+        threat_model=threat,
+        hardening=hardening,
+    )
+
+    def plan(server: LyingServer) -> tuple[list[int], list[int]]:
+        if server.config.parameters.complete:
+            dropped = list(server.ids[-drop:])
+        else:  # every third client of the ring: no survivor loses more than k - t neighbours
+            dropped = list(ring_order(server)[::3][:drop])
+        return dropped, dropped[:2]
+
+    total, real, harvest = padded_survivors_attack(runner, plan)
+    note = (
+        f"{drop} clients vanish, 2 of them listed as survivors: {len(real)} real inputs "
+        f"against a minimum aggregate of {minimum}"
+    )
+    return _measure(encoder, updates, list(real), total, harvest.refusals.values(), defense, note)
+
+
+def component_graph_scenario(
+    updates: Mapping[int, npt.NDArray[np.float64]], *, weakened: bool, seed: int = 0
+) -> ScenarioOutcome:
+    """:func:`component_graph_attack` on SecAgg+: two halves, each below the minimum.
+
+    Weakened: the clients take the graph from the server (``derive_graph`` off).
+    """
+    n = len(updates)
+    ids = sorted(updates)
+    halves = [ids[: n // 2], ids[n // 2 :]]
+    threat = ThreatModel(min_aggregate_size=n // 2 + 2)
+    encoder, inputs = _encoded(updates, seed)
+    if weakened:
+        hardening = replace(Hardening(), derive_graph=False)
+        defense = "the clients take the graph from the server (baseline)"
+    else:
+        hardening, defense = Hardening(), "the clients derive the graph from the graph seed"
+    runner = setup_round(
+        inputs, bits=_BITS, protocol="secagg+", threat_model=threat, hardening=hardening
+    )
+    degree = runner.server.config.parameters.degree
+    sums, harvest = component_graph_attack(runner, halves)
+    note = (
+        f"two components of {len(halves[0])} and {len(halves[1])} clients (degree {degree}), "
+        f"minimum aggregate {n // 2 + 2}"
+    )
+    return _measure(encoder, updates, halves[0], sums[0], harvest.refusals.values(), defense, note)
+
+
+def colluders_scenario(
+    updates: Mapping[int, npt.NDArray[np.float64]],
+    victim: int,
+    *,
+    weakened: bool,
+    beyond: bool = False,
+    seed: int = 0,
+) -> ScenarioOutcome:
+    """:func:`colluders_around_victim_attack` on SecAgg+.
+
+    Within the threat model (``beyond`` false): a threat model with a large colluding
+    fraction (0.4), its ``C`` colluders, at least ``t``; the server tries to make them the
+    victim's only neighbours. Weakened: the honest clients take the graph from the server.
+
+    Beyond it (``beyond`` true): the default threat model, and ``t`` of the victim's
+    neighbours in the derived graph collude (more than its ``C``): they hold ``t`` shares of
+    both of the victim's secrets, which no check can stop; the server keeps the graph.
+    """
+    encoder, inputs = _encoded(updates, seed)
+    n = len(updates)
+    if beyond:
+        threat = ThreatModel()
+        params = select_parameters(n, threat, graph=GraphKind.HARARY)
+        # the fewest colluders that leave the victim at most k - t honest neighbours,
+        # whatever graph the clients derive
+        count = n - 1 - (params.degree - params.threshold)
+        colluders = [c for c in sorted(updates) if c != victim][:count]
+        hardening = {c: COLLUDER_HARDENING if c in colluders else Hardening() for c in inputs}
+        runner = setup_round(
+            inputs, bits=_BITS, protocol="secagg+", threat_model=threat, hardening=hardening
+        )
+        got, harvest = colluders_around_victim_attack(runner, victim, colluders, keep_graph=True)
+        defense = (
+            f"every check on, {count} colluders where the threat model counts "
+            f"{params.max_colluders} (beyond it)"
+        )
+    else:
+        threat = ThreatModel(colluding_fraction=0.4, dropout_fraction=0.02)
+        params = select_parameters(n, threat, graph=GraphKind.HARARY)
+        colluders = [c for c in sorted(updates) if c != victim][: params.max_colluders]
+        honest = replace(Hardening(), derive_graph=False) if weakened else Hardening()
+        hardening = {c: COLLUDER_HARDENING if c in colluders else honest for c in inputs}
+        runner = setup_round(
+            inputs, bits=_BITS, protocol="secagg+", threat_model=threat, hardening=hardening
+        )
+        got, harvest = colluders_around_victim_attack(runner, victim, colluders)
+        defense = (
+            "the honest clients take the graph from the server (baseline)"
+            if weakened
+            else "the honest clients derive the graph from the graph seed"
+        )
+    note = f"{len(colluders)} colluders, t={params.threshold} of k={params.degree}"
+    return _measure(encoder, updates, [victim], got, harvest.refusals.values(), defense, note)

@@ -177,6 +177,13 @@ class _Round:
     ids: tuple[int, ...]
     victim: int
     truth: F64
+    #: clients that vanished after sharing keys (before their masked input)
+    dropped: tuple[int, ...] = ()
+
+    @property
+    def alive(self) -> tuple[int, ...]:
+        """The clients that sent a masked input."""
+        return tuple(c for c in self.ids if c not in self.dropped)
 
 
 _M = TypeVar("_M", bound=Message)
@@ -209,6 +216,7 @@ def _setup(
     parameters: ProtocolParameters | None = None,
     seed: int = 0,
     round_id: int | None = None,
+    dropped: Sequence[int] = (),
 ) -> _Round:
     ids = tuple(sorted(updates))
     if victim not in ids:
@@ -221,12 +229,14 @@ def _setup(
     runner = setup_round(
         inputs,
         bits=_BITS,
-        protocol="secagg",
+        protocol="secagg" if parameters is None or parameters.complete else "secagg+",
         hardening=hardening,
         parameters=parameters,
         round_id=round_id,
+        dropouts={Stage.MASKED_INPUT: list(dropped)} if dropped else None,
     )
-    return _Round(runner, encoder, ids, victim, np.asarray(updates[victim], dtype=np.float64))
+    truth = np.asarray(updates[victim], dtype=np.float64)
+    return _Round(runner, encoder, ids, victim, truth, tuple(sorted(dropped)))
 
 
 def _unmask(
@@ -416,14 +426,14 @@ def _reconstruct_victim(
 
 def _attack_lists(rnd: _Round, attack: ProtocolAttack) -> tuple[F64 | None, str, str]:
     _honest_until_consistency(rnd)
-    v, everyone = rnd.victim, rnd.ids
+    v, everyone, gone = rnd.victim, rnd.alive, rnd.dropped
     others = tuple(c for c in everyone if c != v)
     if attack is ProtocolAttack.BOTH_LISTS:
         views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-            c: (everyone, (v,)) for c in others
+            c: (everyone, tuple(sorted({v, *gone}))) for c in others
         }
     else:  # FAKE_DROPOUTS: "everyone but v dropped"
-        views = {c: ((v,), tuple(o for o in others)) for c in others}
+        views = {c: ((v,), tuple(sorted({*others, *gone}))) for c in others}
     responses, errors = _lying_unmask(rnd, views)
     recovered, note = _reconstruct_victim(rnd, responses)
     return recovered, ",".join(sorted(set(errors))), note
@@ -431,15 +441,17 @@ def _attack_lists(rnd: _Round, attack: ProtocolAttack) -> tuple[F64 | None, str,
 
 def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
     _honest_until_consistency(rnd)
-    v, everyone = rnd.victim, rnd.ids
-    others = [c for c in everyone if c != v]
+    v, everyone, gone = rnd.victim, rnd.alive, rnd.dropped
+    # the victim's shareholders first (every peer in a complete graph)
+    holders = rnd.runner.server.neighbours(v)
+    others = sorted((c for c in everyone if c != v), key=lambda c: (c not in holders, c))
     t = rnd.runner.server.config.threshold
     group_a, group_b = others[:t], others[t:]
     without_v = tuple(c for c in everyone if c != v)
     views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-        c: (everyone, ()) for c in [*group_a, v]
+        c: (everyone, gone) for c in [*group_a, v]
     }
-    views.update({c: (without_v, (v,)) for c in group_b})
+    views.update({c: (without_v, tuple(sorted({v, *gone}))) for c in group_b})
     responses, errors = _lying_unmask(rnd, views)
     recovered, note = _reconstruct_victim(rnd, responses)
     return (
@@ -585,38 +597,40 @@ def _attack_substitution(
 
 
 def _configuration(
-    attack: ProtocolAttack, configuration: Configuration, n: int
+    attack: ProtocolAttack,
+    configuration: Configuration,
+    n: int,
+    graph: GraphKind = GraphKind.COMPLETE,
 ) -> tuple[Hardening, ProtocolParameters, str]:
     """``(hardening, parameters, description)`` for an attack and a configuration."""
     threat = ThreatModel()
-    params = select_parameters(n, threat, graph=GraphKind.COMPLETE)
+    params = select_parameters(n, threat, graph=graph)
+    name = "SecAgg" if params.complete else "SecAgg+"
     if configuration is Configuration.HARDENED:
         return (
             Hardening(),
             params,
-            "SecAgg, malicious-server hardening "
+            f"{name}, malicious-server hardening "
             f"(t={params.threshold} of k={params.degree}, every check on)",
         )
     if attack is ProtocolAttack.REPLAYED_KEYS:
         return (
             replace(Hardening(), round_bound_signatures=False),
             params,
-            "SecAgg, signatures without the round bound in (baseline)",
+            f"{name}, signatures without the round bound in (baseline)",
         )
     if attack is ProtocolAttack.SPLIT_VIEW:
-        curious = select_parameters(
-            n, ThreatModel(server=ServerClass.CURIOUS), graph=GraphKind.COMPLETE
-        )
-        weak = replace(params, threshold=curious.threshold)
+        curious = select_parameters(n, ThreatModel(server=ServerClass.CURIOUS), graph=graph)
+        weak = replace(params, threshold=min(curious.threshold, params.threshold))
         return (
             replace(Hardening(), consistency_check=False),
             weak,
-            f"SecAgg, no consistency check, curious-server threshold t={weak.threshold} (baseline)",
+            f"{name}, no consistency check, curious-server threshold t={weak.threshold} (baseline)",
         )
     return (
         Hardening.unhardened(),
         params,
-        "SecAgg, every client-side check off (baseline, as Flower 1.41's client)",
+        f"{name}, every client-side check off (baseline, as Flower 1.41's client)",
     )
 
 
@@ -627,6 +641,8 @@ def run_protocol_attack(
     *,
     victim: int,
     seed: int = 0,
+    graph: GraphKind = GraphKind.COMPLETE,
+    dropouts: Sequence[int] = (),
 ) -> AttackOutcome:
     """Run one scripted attack against real clients holding ``updates``.
 
@@ -637,13 +653,21 @@ def run_protocol_attack(
         updates: client id (>= 1) -> float update; the victim's is what the server wants.
         victim: the target's id.
         seed: stochastic rounding of the encoder (simulation only).
+        graph: the complete graph (SecAgg) or the Harary graph (SecAgg+) with ``k`` and
+            ``t`` from the default threat model.
+        dropouts: clients (not the victim) that vanish after sharing their keys, before
+            their masked input; the scripted server lists them as dropped.
     """
+    if victim in dropouts:
+        raise InvalidParameterError("the victim cannot be one of the dropouts")
     if attack is ProtocolAttack.PAILLIER_SINGLE_DECRYPTION:
         raise InvalidParameterError("use run_paillier_attack for the Paillier attack")
     if len(updates) < 4:
         raise InvalidParameterError("need at least four clients")
-    hardening, params, defense = _configuration(attack, configuration, len(updates))
-    rnd = _setup(updates, victim, hardening=hardening, parameters=params, seed=seed)
+    hardening, params, defense = _configuration(attack, configuration, len(updates), graph)
+    rnd = _setup(
+        updates, victim, hardening=hardening, parameters=params, seed=seed, dropped=dropouts
+    )
     if attack in (ProtocolAttack.BOTH_LISTS, ProtocolAttack.FAKE_DROPOUTS):
         recovered, refusal, note = _attack_lists(rnd, attack)
     elif attack is ProtocolAttack.SPLIT_VIEW:

@@ -5,18 +5,29 @@ the deliberately unhardened baseline (the positive control: the server isolates 
 victim's update within two quantisation steps) and against the hardened clients (they
 refuse with a typed error and reveal nothing). The victim's update is its gradient on
 one digit, so the report can show what the server would have seen.
+
+The same attacks then run on the SecAgg+ sparse graph (Harary, ``k`` and ``t`` from the
+default threat model) and on a complete graph where one client drops out after sharing its
+keys. The attack classes of the independent review follow, each against the weakened
+configuration of its adversarial test (the positive control) and the defaults: partner
+keys against per-client views, survivor padding with ids that sent nothing, a
+server-chosen graph of components, colluders around the victim (the threat model's
+``C``, then more than it: no configuration claims to stop ``t`` colluding shareholders,
+so that row is expected to succeed) and, in full mode, the larger cohorts.
 """
 
 from __future__ import annotations
 
 from secagg.errors import raise_missing_extra
 from threat_models.attacks import gradient_inversion as gi
+from threat_models.attacks import lying_server as ls
 from threat_models.attacks import model_level as ml
 from threat_models.attacks import protocol_level as pl
-from threat_models.data import Activation, DatasetName, make_mlp, split_indices
+from threat_models.data import Activation, DatasetName, ImageData, make_mlp, split_indices
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.rows import CellOutput, Family, ImagePanel, Protection, Row
 from threat_models.evaluation.scoring import image_psnr, panel
+from threat_models.parameters import GraphKind
 
 try:
     import torch
@@ -101,4 +112,153 @@ def cell_protocol_attacks(ctx: EvaluationContext) -> CellOutput:
                 scores,
             )
         )
+    rows += _variant_rows(ctx, data, model)
+    rows += _review_rows(ctx, data, model)
     return CellOutput(tuple(rows), tuple(panels))
+
+
+def _cohort_updates(
+    ctx: EvaluationContext, data: ImageData, model: torch.nn.Module, n: int, stream: int
+) -> dict[int, ml.F64]:
+    """Each of ``n`` clients' gradient on one digit."""
+    parts = split_indices(len(data), n, 1, rng=ctx.rng(stream))
+    batches = {i + 1: (data.images[p], data.labels[p]) for i, p in enumerate(parts)}
+    return ml.client_updates({c: model for c in batches}, batches)
+
+
+def _variant_rows(ctx: EvaluationContext, data: ImageData, model: torch.nn.Module) -> list[Row]:
+    """The masking attacks on the SecAgg+ sparse graph and with a dropout."""
+    cfg = ctx.config
+    sizes = (12,) if cfg.quick else (12, 16, 40)
+    rows: list[Row] = []
+    for n in sizes:
+        updates = _cohort_updates(ctx, data, model, n, 901 + n)
+        variants = (
+            (GraphKind.HARARY, (), f"{n} clients, SecAgg+ (Harary graph)"),
+            (GraphKind.COMPLETE, (n,), f"{n} clients, SecAgg, client {n} drops out"),
+        )
+        for graph, dropouts, where in variants:
+            for attack in pl.ProtocolAttack:
+                if attack is pl.ProtocolAttack.PAILLIER_SINGLE_DECRYPTION:
+                    continue
+                for configuration in (pl.Configuration.UNHARDENED, pl.Configuration.HARDENED):
+                    outcome = pl.run_protocol_attack(
+                        attack,
+                        configuration,
+                        updates,
+                        victim=3,
+                        seed=cfg.seed,
+                        graph=graph,
+                        dropouts=dropouts,
+                    )
+                    rows.append(
+                        Row(
+                            family=Family.PROTOCOL_LEVEL,
+                            attack=attack.value,
+                            defense=outcome.defense,
+                            setting=f"{where}, malicious-server threat model",
+                            metric="victim_update_max_error",
+                            value=outcome.error,
+                            baseline=outcome.tolerance,
+                            baseline_name="two quantisation steps",
+                            succeeded=outcome.succeeded,
+                            expected=configuration is pl.Configuration.UNHARDENED,
+                            positive_control=outcome.positive_control,
+                            primary=False,
+                            note=outcome.note,
+                            protection=_PROTECTION[configuration],
+                        )
+                    )
+    return rows
+
+
+def _scenario_row(
+    attack: str, where: str, outcome: ls.ScenarioOutcome, *, weakened: bool, expected: bool
+) -> Row:
+    return Row(
+        family=Family.PROTOCOL_LEVEL,
+        attack=attack,
+        defense=outcome.defense,
+        setting=f"{where}; the server wants {outcome.target}",
+        metric="victim_update_max_error" if outcome.summands == 1 else "small_sum_max_error",
+        value=outcome.error,
+        baseline=outcome.tolerance,
+        baseline_name="two quantisation steps per summand",
+        succeeded=outcome.succeeded,
+        expected=expected,
+        positive_control=weakened,
+        primary=False,
+        note=outcome.note,
+        protection=Protection.UNHARDENED if weakened else Protection.SECURE_AGGREGATION,
+    )
+
+
+def _review_rows(ctx: EvaluationContext, data: ImageData, model: torch.nn.Module) -> list[Row]:
+    """The attack classes of the independent review: weakened control and defaults."""
+    cfg = ctx.config
+    seed = cfg.seed
+    rows: list[Row] = []
+    for n in (16,) if cfg.quick else (16, 40):
+        updates = _cohort_updates(ctx, data, model, n, 950 + n)
+        for weakened in (True, False):
+            for graph in (GraphKind.COMPLETE, GraphKind.HARARY):
+                name = "SecAgg" if graph is GraphKind.COMPLETE else "SecAgg+"
+                where = f"{n} clients, {name}, malicious-server threat model"
+                out = ls.partner_keys_scenario(
+                    updates, 3, weakened=weakened, graph=graph, seed=seed
+                )
+                rows.append(
+                    _scenario_row(
+                        "partner keys: survivor views that differ per client",
+                        where,
+                        out,
+                        weakened=weakened,
+                        expected=weakened,
+                    )
+                )
+                out = ls.padded_survivors_scenario(
+                    updates, weakened=weakened, graph=graph, seed=seed
+                )
+                rows.append(
+                    _scenario_row(
+                        "survivor list padded with ids that sent no input",
+                        f"{n} clients, {name}, minimum aggregate above the real survivors",
+                        out,
+                        weakened=weakened,
+                        expected=weakened,
+                    )
+                )
+            out = ls.component_graph_scenario(updates, weakened=weakened, seed=seed)
+            rows.append(
+                _scenario_row(
+                    "server-chosen graph of separate components",
+                    f"{n} clients, SecAgg+",
+                    out,
+                    weakened=weakened,
+                    expected=weakened,
+                )
+            )
+        out = ls.colluders_scenario(updates, 3, weakened=False, beyond=True, seed=seed)
+        rows.append(
+            _scenario_row(
+                "colluders beyond the threat model's fraction among the victim's neighbours",
+                f"{n} clients, SecAgg+, default threat model (no claim beyond its C)",
+                out,
+                weakened=False,
+                expected=True,
+            )
+        )
+    n = 80  # the smallest cohort where C >= t at colluding fraction 0.4 (Harary)
+    updates = _cohort_updates(ctx, data, model, n, 980)
+    for weakened in (True, False):
+        out = ls.colluders_scenario(updates, 3, weakened=weakened, seed=seed)
+        rows.append(
+            _scenario_row(
+                "colluders (the threat model's C) made the victim's only neighbours",
+                f"{n} clients, SecAgg+, colluding fraction 0.4",
+                out,
+                weakened=weakened,
+                expected=weakened,
+            )
+        )
+    return rows
