@@ -164,7 +164,7 @@ class MissingExtraError(SecAggError, ImportError):
 EXTRA_MODULES: Mapping[str, frozenset[str]] = {
     "torch": frozenset({"torch", "opacus"}),
     "plot": frozenset({"matplotlib"}),
-    "eval": frozenset({"torch", "opacus", "sklearn", "matplotlib", "mlxtend"}),
+    "eval": frozenset({"torch", "opacus", "sklearn", "matplotlib", "mlxtend", "threadpoolctl"}),
     "flower": frozenset({"flwr"}),
 }
 

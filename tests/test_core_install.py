@@ -144,6 +144,7 @@ def test_pyproject_extras_match_the_guards() -> None:
         "sklearn": "scikit-learn",
         "matplotlib": "matplotlib",
         "mlxtend": "mlxtend",
+        "threadpoolctl": "threadpoolctl",
         "flwr": "flwr",
     }
     for extra, modules in EXTRA_MODULES.items():
