@@ -10,6 +10,7 @@ import pytest
 
 from threat_models.attacks import lying_server as ls
 from threat_models.attacks import protocol_level as pl
+from threat_models.attacks import quorum_attacks as qa
 from threat_models.parameters import GraphKind
 
 pytest.importorskip("torch")
@@ -104,3 +105,24 @@ def test_cell_rows_meet_their_expectations() -> None:
     assert any("Harary" in r.setting for r in out.rows)
     assert any("drops out" in r.setting for r in out.rows)
     assert any(r.expected is True and not r.positive_control for r in out.rows)
+    attacks = {r.attack for r in out.rows}
+    assert any("round id reused" in a for a in attacks)
+    assert any("two decryption quorums" in a for a in attacks)
+
+
+def test_round_reuse_attack() -> None:
+    updates = _updates(16)
+    weak = qa.round_reuse_attack(updates, 3, weakened=True)
+    assert weak.succeeded and weak.error <= weak.tolerance
+    out = qa.round_reuse_attack(updates, 3, weakened=False)
+    assert not out.succeeded and "ReplayError" in out.refusals
+
+
+def test_paillier_quorum_split() -> None:
+    rng = np.random.default_rng(1)
+    updates = {c: rng.uniform(-1.0, 1.0, 8) for c in range(1, 31)}
+    weak = qa.paillier_quorum_split(updates, 1, weakened=True)
+    assert weak.succeeded and weak.error <= weak.tolerance
+    out = qa.paillier_quorum_split(updates, 1, weakened=False)
+    assert not out.succeeded
+    assert {"AlreadyFinalizedError", "ThresholdNotMetError"} <= set(out.refusals)

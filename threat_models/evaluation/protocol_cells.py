@@ -13,7 +13,9 @@ configuration of its adversarial test (the positive control) and the defaults: p
 keys against per-client views, survivor padding with ids that sent nothing, a
 server-chosen graph of components, colluders around the victim (the threat model's
 ``C``, then more than it: no configuration claims to stop ``t`` colluding shareholders,
-so that row is expected to succeed) and, in full mode, the larger cohorts.
+so that row is expected to succeed), round-id reuse to gather consistency quorums
+(:mod:`threat_models.attacks.quorum_attacks`) and the Paillier split into two decryption
+quorums; full mode adds larger cohorts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from threat_models.attacks import gradient_inversion as gi
 from threat_models.attacks import lying_server as ls
 from threat_models.attacks import model_level as ml
 from threat_models.attacks import protocol_level as pl
+from threat_models.attacks import quorum_attacks as qa
 from threat_models.data import Activation, DatasetName, ImageData, make_mlp, split_indices
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.rows import CellOutput, Family, ImagePanel, Protection, Row
@@ -36,6 +39,8 @@ except ImportError as exc:  # the core install has no torch
 
 __all__ = ["cell_protocol_attacks"]
 
+#: coordinates of each update in the Paillier quorum split
+_PAILLIER_DIM = 64
 _PROTECTION = {
     pl.Configuration.UNHARDENED: Protection.UNHARDENED,
     pl.Configuration.HARDENED: Protection.SECURE_AGGREGATION,
@@ -246,6 +251,33 @@ def _review_rows(ctx: EvaluationContext, data: ImageData, model: torch.nn.Module
                 out,
                 weakened=False,
                 expected=True,
+            )
+        )
+        for weakened in (True, False):
+            out = qa.round_reuse_attack(updates, 3, weakened=weakened, seed=seed)
+            rows.append(
+                _scenario_row(
+                    "round id reused to gather consistency quorums for partner keys",
+                    f"{n} clients, SecAgg, malicious-server threat model",
+                    out,
+                    weakened=weakened,
+                    expected=weakened,
+                )
+            )
+    # the output layer's gradient (the last coordinates): the split does not depend on d
+    tail = {c: u[-_PAILLIER_DIM:] for c, u in _cohort_updates(ctx, data, model, 30, 970).items()}
+    for weakened in (True, False):
+        out = qa.paillier_quorum_split(
+            tail, 3, weakened=weakened, key_bits=512 if cfg.quick else 2048, seed=seed
+        )
+        rows.append(
+            _scenario_row(
+                "two decryption quorums, with and without the victim (Paillier)",
+                "30 clients are the decryptors, threshold Paillier, colluding fraction 0.05, "
+                f"the last {_PAILLIER_DIM} coordinates of each update",
+                out,
+                weakened=weakened,
+                expected=weakened,
             )
         )
     n = 80  # the smallest cohort where C >= t at colluding fraction 0.4 (Harary)
