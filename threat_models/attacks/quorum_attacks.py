@@ -97,14 +97,16 @@ def round_reuse_attack(
     victim: int,
     *,
     weakened: bool,
-    executions: int = 16,
+    executions: int | None = None,
     seed: int = 0,
 ) -> ScenarioOutcome:
     """Reuse one round id to collect a consistency quorum for every partner-keys view.
 
     Weakened: the previous release's checks with the consistency quorum, verified signers
     and round-bound signatures, but neither the round log nor fresh signatures. SecAgg
-    (complete graph), default threat model (malicious server).
+    (complete graph), default threat model (malicious server). ``executions``: the most
+    executions the server runs (default twice the cohort); it stops once every view has its
+    quorum.
     """
     encoder, inputs = _encode(updates, seed)
     n = len(inputs)
@@ -153,7 +155,7 @@ def round_reuse_attack(
     pool: dict[tuple[int, ...], dict[int, bytes]] = {}
     refusals: list[str] = []
     gathered = 0
-    for _ in range(executions - 1):
+    for _ in range((2 * n if executions is None else executions) - 1):
         if all(len(pool.get(s, {})) >= quorum for s in lists):
             break
         try:
