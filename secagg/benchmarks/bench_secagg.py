@@ -63,10 +63,10 @@ from secagg.benchmarks._floors import (
     rounding_floor_seconds,
     sum_floor_seconds,
     verification_floor_seconds,
+    verifications_so_far,
 )
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.outputs import json_text, prepare_output_file
-from secagg.primitives import signing
 from secagg.primitives.encoding import FixedPointEncoder
 from threat_models import GraphKind, ProtocolParameters, ServerClass, ThreatModel, select_parameters
 
@@ -121,12 +121,6 @@ def _timed(record: list[tuple[Any, float]], fn: Callable[[Any], Any]) -> Callabl
     return wrapper
 
 
-def _verifications() -> int:
-    """Ed25519 verifications so far: each loads its key through one cache, counted here."""
-    info = signing._public_key.cache_info()
-    return int(info.hits + info.misses)
-
-
 def run_ours(
     updates: Mapping[int, np.ndarray],
     *,
@@ -144,7 +138,7 @@ def run_ours(
     dropped = sorted(drop)
     rng = np.random.default_rng(seed)
     started = _clock()
-    verifications_before = _verifications()
+    verifications_before = verifications_so_far()
     encoder = FixedPointEncoder.symmetric(1.0, bits=BITS, max_clients=n)
     # a 32-bit ring takes 32-bit words (the client's cheapest input), as protocols.simulate does
     inputs = {cid: encoder.encode(v, rng=rng, dtype=np.uint32) for cid, v in updates.items()}
@@ -186,7 +180,7 @@ def run_ours(
     result = server.result
     aggregate = encoder.decode_sum(result.ring_sum, len(result.survivors))
     total = _clock() - started
-    verifications = _verifications() - verifications_before
+    verifications = verifications_so_far() - verifications_before
     truth = np.sum([updates[c] for c in result.survivors], axis=0)
     masking = [s for m, s in client_calls if isinstance(m, ShareForward)]
     unmask_handle = sum(s for m, s in server_calls if isinstance(m, UnmaskResponse))
