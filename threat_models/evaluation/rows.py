@@ -115,7 +115,16 @@ class Row:
     ``--json`` output has always had. ``epsilon``, ``delta`` and ``epsilon_level`` state the
     privacy of a row under DP noise (``epsilon`` at ``delta`` for one unit of
     ``epsilon_level``, composed over the releases the attack observes); all three are
-    ``None`` on a row without DP noise.
+    ``None`` on a row without DP noise; ``noise_multiplier`` is that noise's std over the
+    clipping norm, per release.
+
+    ``accuracy`` is the test accuracy of the model trained under the row's defence
+    (``None`` where no model is trained). ``threshold`` is the success criterion when it is
+    a threshold on ``value``: the attack succeeds when ``value >= threshold``
+    (``threshold_above``) or ``value <= threshold`` (otherwise); ``None`` when the verdict
+    is not a threshold on the value (e.g. a protocol attack's recovered-or-not).
+    ``seeds`` is the number of seeds ``value`` is the mean over and ``ci_low``, ``ci_high``
+    its confidence interval (``None`` for one seed).
     """
 
     family: Family
@@ -135,6 +144,13 @@ class Row:
     epsilon: float | None = None
     delta: float | None = None
     epsilon_level: PrivacyLevel | None = None
+    noise_multiplier: float | None = None
+    accuracy: float | None = None
+    threshold: float | None = None
+    threshold_above: bool = True
+    seeds: int = 1
+    ci_low: float | None = None
+    ci_high: float | None = None
 
     @property
     def as_expected(self) -> bool:

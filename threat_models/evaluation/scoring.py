@@ -105,7 +105,13 @@ class RowPrivacy:
 
     def apply(self, row: Row) -> Row:
         """``row`` stating this epsilon, delta and level."""
-        return replace(row, epsilon=self.epsilon, delta=self.delta, epsilon_level=self.level)
+        return replace(
+            row,
+            epsilon=self.epsilon,
+            delta=self.delta,
+            epsilon_level=self.level,
+            noise_multiplier=self.noise_multiplier,
+        )
 
 
 def gaussian_privacy(
@@ -200,6 +206,7 @@ def gradient_rows(
         baseline=max(free) if free else base.dataset_mean_db,
         baseline_name="dataset_mean_best_psnr_db",
         succeeded=target_leaked(psnrs),
+        threshold=RECOGNISABLE_DB,
         expected=expected,
         positive_control=positive_control,
         primary=not multi,
@@ -220,6 +227,7 @@ def gradient_rows(
         baseline_name="dataset_mean_psnr_db",
         primary=False,
         note=f"mean over {values.size} targets",
+        threshold=None,  # the verdict is the best target's, not a threshold on the mean
     )
     rows = [
         best,
@@ -230,6 +238,7 @@ def gradient_rows(
             value=float(np.sum(values >= RECOGNISABLE_DB)),
             baseline=float(base.free_count_above(RECOGNISABLE_DB)),
             baseline_name="dataset_mean_images_above_20db",
+            threshold=1.0,  # one image at 20 dB is the best target at 20 dB
             primary=multi,
             note=f"of {values.size} images" + (f"; {note}" if note else ""),
         ),
