@@ -124,6 +124,9 @@ class EvaluationContext:
             aggregator, aggregator_name = default_aggregator()
         self.aggregator = aggregator
         self.aggregator_name = aggregator_name or "custom"
+        #: results several cells share within the run (e.g. a model trained once under a
+        #: defence), keyed by what computed them
+        self.cache: dict[tuple[object, ...], object] = {}
 
     def dataset(self, name: DatasetName) -> ImageData:
         """The data set ``name``, loaded on first use."""
