@@ -342,6 +342,7 @@ def audit_row(run: CanaryRun, *, positive_control: bool = False) -> Row:
         baseline=run.accountant_epsilon,
         baseline_name="accountant epsilon",
         succeeded=audit_refutes_accountant(res.epsilon_lower_bound, run.accountant_epsilon),
+        threshold=run.accountant_epsilon,
         expected=positive_control,
         positive_control=positive_control,
         note=note,
