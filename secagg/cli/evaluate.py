@@ -2,7 +2,8 @@
 
 Usage::
 
-    secagg evaluate [--quick] [--json PATH] [--out DIR] [--seed N] [--family NAME ...]
+    secagg evaluate [--quick] [--json PATH] [--out DIR] [--seed N] [--seeds N]
+                    [--family NAME ...]
 
 Prints the summary table; ``--json`` writes every row (``attack``, ``defense``,
 ``metric``, ``value``, ``baseline``, ``succeeded``, ...); ``--out`` writes image grids,
@@ -11,7 +12,10 @@ directories are created, a path that cannot be written is refused with one line 
 and exit status 2. Otherwise the exit status is 0 when every cell ran and every positive
 control succeeded, 3 otherwise (an evaluation whose controls fail proves nothing).
 Verdicts that contradict an expectation read ``NO (regression)`` in the table's
-``as expected`` column and in the report.
+``as expected`` column and in the report. ``--seeds N`` runs the matrix for seeds ``seed``
+to ``seed + N - 1`` (default 2 with ``--quick``, 3 otherwise): values are means with their
+95% interval and verdicts are decided on the interval
+(:data:`~threat_models.evaluation.seeds.INTERVAL_RULE`).
 """
 
 from __future__ import annotations
@@ -37,12 +41,24 @@ from threat_models.evaluation.table import (
     EPSILON_LEGEND,
     TABLE_WIDTH,
     VERDICT_LEGEND,
+    seeds_legend,
     summary_table,
 )
 
 __all__ = ["configure", "run"]
 
 EXIT_CONTROLS_FAILED = 3
+
+
+def _positive_int(text: str) -> int:
+    """An argument that must be a positive integer (else argparse exits with status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +86,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the simulation (data, models, simulated noise)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="run every cell for seeds SEED to SEED+N-1 and report means with 95%% intervals, "
+        "verdicts decided on the interval (default 2 with --quick, 3 otherwise)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
         "--family",
@@ -92,19 +116,24 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OUTPUT_REFUSED
     families = frozenset(Family(f) for f in args.family) if args.family else frozenset(Family)
     config = EvaluationConfig(
-        quick=bool(args.quick), seed=int(args.seed), threads=int(args.threads), families=families
+        quick=bool(args.quick),
+        seed=int(args.seed),
+        threads=int(args.threads),
+        families=families,
+        seeds=None if args.seeds is None else int(args.seeds),
     )
     start = time.perf_counter()
     result = run_evaluation(config, progress=None if not args.no_progress else False)
     wall = time.perf_counter() - start
     print(summary_table(result))
     print()
-    for paragraph in (*VERDICT_LEGEND, EPSILON_LEGEND):
+    for paragraph in (*VERDICT_LEGEND, EPSILON_LEGEND, seeds_legend(result.seeds)):
         print(textwrap.fill(paragraph, TABLE_WIDTH, subsequent_indent="  "))
     print()
     shown = sum(r.primary for r in result.rows)
     print(
-        f"{len(result.rows)} rows, {shown} shown; {wall:.0f} s; "
+        f"{len(result.rows)} rows, {shown} shown; seeds {', '.join(map(str, result.seeds))}; "
+        f"{wall:.0f} s; "
         f"secure sums by the {result.aggregator}"
     )
     for name, message in result.errors.items():

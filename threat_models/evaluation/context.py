@@ -1,6 +1,6 @@
 """What every cell of the evaluation is given: the run's sizes, data sets and secure sum.
 
-:class:`EvaluationConfig` sizes a run (``quick`` or full, the seed, the families);
+:class:`EvaluationConfig` sizes a run (``quick`` or full, the seeds, the families);
 :class:`EvaluationContext` holds what the cells share -- the data sets, loaded once, the
 per-cell random streams and the :data:`~threat_models.attacks.aggregation.Aggregator` that
 computes secure sums (by default a real ``protocols.simulate`` round). A :data:`Cell` is a
@@ -21,11 +21,19 @@ from threat_models.data import DatasetName, ImageData, load_dataset
 from threat_models.evaluation.rows import CellOutput, Family
 
 __all__ = [
+    "QUICK_SEEDS",
+    "FULL_SEEDS",
     "EvaluationConfig",
     "EvaluationContext",
     "Cell",
     "default_aggregator",
 ]
+
+
+#: Seeds of a quick run (the default of :attr:`EvaluationConfig.seeds`).
+QUICK_SEEDS = 2
+#: Seeds of a full run.
+FULL_SEEDS = 3
 
 
 @dataclass(frozen=True)
@@ -37,18 +45,31 @@ class EvaluationConfig:
         seed: seeds data selection, model initialisation and simulation randomness.
         threads: torch intra-op threads while the evaluation runs.
         families: which families to run (default all).
+        seeds: how many seeds the run averages over, ``seed, seed + 1, ...`` (default
+            :data:`QUICK_SEEDS` in quick mode, :data:`FULL_SEEDS` in full mode; set to that
+            count once the configuration is made).
     """
 
     quick: bool = False
     seed: int = 0
     threads: int = 1
     families: frozenset[Family] = frozenset(Family)
+    seeds: int | None = None
 
     def __post_init__(self) -> None:
         if not is_int(self.threads) or self.threads < 1:
             raise InvalidParameterError("threads must be positive")
+        if self.seeds is None:
+            object.__setattr__(self, "seeds", QUICK_SEEDS if self.quick else FULL_SEEDS)
+        elif not is_int(self.seeds) or self.seeds < 1:
+            raise InvalidParameterError(f"seeds must be a positive int, not {self.seeds!r}")
         if not self.families or not all(isinstance(f, Family) for f in self.families):
             raise InvalidParameterError("families must be a non-empty set of Family")
+
+    @property
+    def seed_values(self) -> tuple[int, ...]:
+        """The seeds of the run: ``seed, seed + 1, ...``, :attr:`seeds` of them."""
+        return tuple(range(self.seed, self.seed + (self.seeds or 1)))
 
     # sizes -------------------------------------------------------------------
     @property

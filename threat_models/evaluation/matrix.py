@@ -1,8 +1,11 @@
 """Running the attack x defense matrix: the cells, the run, its result and its JSON.
 
 :data:`CELLS` lists every cell with its family; :func:`run_evaluation` runs those of the
-chosen families (one broken cell is recorded in :attr:`EvaluationResult.errors` and does
-not hide the others) and returns an :class:`EvaluationResult`, whose verdicts --
+chosen families once per seed of the configuration (one broken cell is recorded in
+:attr:`EvaluationResult.errors` and does not hide the others), merges the rows of the seeds
+(:func:`~threat_models.evaluation.seeds.merge_seeds`: means, 95% intervals, verdicts decided
+on the interval by :data:`~threat_models.evaluation.seeds.INTERVAL_RULE`) and returns an
+:class:`EvaluationResult`, whose verdicts --
 :attr:`~EvaluationResult.controls_passed`, :attr:`~EvaluationResult.unexpected`,
 :meth:`~EvaluationResult.not_stopped_by_secure_aggregation` -- read the typed fields of
 the rows.
@@ -14,7 +17,8 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -44,6 +48,7 @@ from threat_models.evaluation.rows import (
     strict_document,
 )
 from threat_models.evaluation.scoring import VERDICT_RULE
+from threat_models.evaluation.seeds import INTERVAL_RULE, merge_seeds
 
 try:
     import torch
@@ -85,13 +90,14 @@ class EvaluationResult:
     """Everything one run produced.
 
     Attributes:
-        config: the run's configuration.
-        rows: every number.
-        panels: image grids.
-        figures: plots.
-        seconds: wall time per cell.
+        config: the run's configuration (its first seed; :attr:`seeds` lists them all).
+        rows: every number, merged over the seeds (mean, interval, verdict on the interval).
+        panels: image grids (of the first seed that ran the cell).
+        figures: plots (of the first seed that ran the cell).
+        seconds: wall time per cell, summed over the seeds.
         aggregator: how secure sums were computed.
-        errors: cell name -> the exception that stopped it (an empty mapping when all ran).
+        errors: cell name -> the exception that stopped it, prefixed with the seed when the
+            run has several (an empty mapping when all ran).
     """
 
     config: EvaluationConfig
@@ -101,6 +107,11 @@ class EvaluationResult:
     seconds: Mapping[str, float]
     aggregator: str
     errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds of the run (:attr:`EvaluationConfig.seed_values`)."""
+        return self.config.seed_values
 
     @property
     def controls_passed(self) -> bool:
@@ -133,15 +144,20 @@ class EvaluationResult:
             {
                 "quick": self.config.quick,
                 "seed": self.config.seed,
+                "seeds": list(self.seeds),
                 "aggregator": self.aggregator,
                 "controls_passed": self.controls_passed,
                 "unexpected": len(self.unexpected),
                 "verdict_rule": VERDICT_RULE,
+                "interval_rule": INTERVAL_RULE,
                 "errors": dict(self.errors),
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "rows": [r.json_fields() for r in self.rows],
             }
         )
+
+
+_Named = TypeVar("_Named", ImagePanel, Figure)
 
 
 @contextmanager
@@ -154,6 +170,15 @@ def _threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _time_left(
+    first: Mapping[str, float], names: Sequence[str], seed_index: int, cell_index: int, seeds: int
+) -> float:
+    """Seconds the steps from (``seed_index``, ``cell_index``) on take, at the first seed's
+    pace per cell."""
+    rest = sum(first.get(n, 0.0) for n in names[cell_index:])
+    return rest + (seeds - seed_index - 1) * sum(first.get(n, 0.0) for n in names)
+
+
 def run_evaluation(
     config: EvaluationConfig,
     *,
@@ -161,10 +186,15 @@ def run_evaluation(
     cells: Sequence[Cell] = CELLS,
     aggregator: tuple[Aggregator, str] | None = None,
 ) -> EvaluationResult:
-    """Run the matrix.
+    """Run the matrix once per seed of ``config`` and merge the seeds' rows.
+
+    Each seed runs in a fresh :class:`EvaluationContext` (``config`` with that seed); the
+    rows are merged by :func:`~threat_models.evaluation.seeds.merge_seeds`. The progress bar
+    counts (seed, cell) steps; after the first seed it states the time left at that seed's
+    pace per cell.
 
     Args:
-        config: sizes and seed.
+        config: sizes and seeds.
         progress: show a tqdm bar (default: when stderr is a terminal).
         cells: which cells (default all; filtered by ``config.families``).
         aggregator: ``(function, name)`` computing secure sums (default: the real protocol).
@@ -172,36 +202,72 @@ def run_evaluation(
     chosen = [c for c in cells if c[1] in config.families]
     if not chosen:
         raise InvalidParameterError("no cell selected")
-    ctx = EvaluationContext(config, *(aggregator or (None, None)))
+    seeds = config.seed_values
+    names = [name for name, _, _ in chosen]
     show = sys.stderr.isatty() if progress is None else progress
-    rows: list[Row] = []
+    runs: list[list[Row]] = []
     panels: list[ImagePanel] = []
     figures: list[Figure] = []
+    pictured: set[str] = set()  # cells whose panels and figures are kept
     seconds: dict[str, float] = {}
+    first: dict[str, float] = {}  # the first seed's time per cell: the estimate of the rest
     errors: dict[str, str] = {}
+    aggregator_name = ""
     with (
         _threads(config.threads),
-        tqdm(chosen, desc="secagg evaluate", unit="cell", disable=not show) as bar,
+        tqdm(
+            total=len(seeds) * len(chosen),
+            desc="secagg evaluate",
+            unit="cell",
+            disable=not show,
+        ) as bar,
     ):
-        for name, _, cell in bar:
-            bar.set_postfix_str(name)
-            start = time.perf_counter()
-            try:
-                out = cell(ctx)
-            except Exception as exc:  # noqa: BLE001 - one broken cell must not hide the others
-                errors[name] = f"{type(exc).__name__}: {exc}"
-                seconds[name] = time.perf_counter() - start
-                continue
-            seconds[name] = time.perf_counter() - start
-            rows += out.rows
-            panels += out.panels
-            figures += out.figures
+        for s, seed in enumerate(seeds):
+            ctx = EvaluationContext(replace(config, seed=seed), *(aggregator or (None, None)))
+            aggregator_name = aggregator_name or ctx.aggregator_name
+            rows: list[Row] = []
+            for c, (name, _, cell) in enumerate(chosen):
+                left = f", ~{_time_left(first, names, s, c, len(seeds)):.0f} s left" if s else ""
+                bar.set_postfix_str(f"seed {seed}: {name}{left}")
+                start = time.perf_counter()
+                try:
+                    out = cell(ctx)
+                except Exception as exc:  # noqa: BLE001 - one broken cell must not hide the others
+                    message = f"{type(exc).__name__}: {exc}"
+                    if len(seeds) > 1:
+                        message = f"seed {seed}: {message}"
+                    errors[name] = f"{errors[name]}; {message}" if name in errors else message
+                    out = None
+                elapsed = time.perf_counter() - start
+                seconds[name] = seconds.get(name, 0.0) + elapsed
+                if s == 0:
+                    first[name] = elapsed
+                bar.update(1)
+                if out is None:
+                    continue
+                rows += out.rows
+                if name not in pictured:
+                    pictured.add(name)
+                    panels += out.panels
+                    figures += out.figures
+            runs.append(rows)
     return EvaluationResult(
         config,
-        tuple(rows),
-        tuple(panels),
-        tuple(figures),
+        merge_seeds(runs),
+        _unique(panels),
+        _unique(figures),
         seconds,
-        ctx.aggregator_name,
+        aggregator_name,
         errors,
     )
+
+
+def _unique(items: Sequence[_Named]) -> tuple[_Named, ...]:
+    """``items`` without those whose name an earlier one has (file names are unique)."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item.name not in seen:
+            seen.add(item.name)
+            out.append(item)
+    return tuple(out)

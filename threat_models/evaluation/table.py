@@ -2,8 +2,10 @@
 
 :func:`summary_table` prints what ``secagg evaluate`` shows (a text table that fits in
 :data:`TABLE_WIDTH` columns) or the markdown table of the report; :data:`VERDICT_LEGEND`
-says what its two verdict columns mean and :data:`EPSILON_LEGEND` what its epsilon column
-means.
+says what its two verdict columns mean (over several seeds, decided on the interval by
+:data:`~threat_models.evaluation.seeds.INTERVAL_RULE`), :data:`EPSILON_LEGEND` what its
+epsilon column means and :func:`seeds_legend` what its values are (means over the seeds,
+shown ``mean ±half`` of their 95% interval).
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ from collections.abc import Mapping, Sequence
 from threat_models.evaluation.matrix import EvaluationResult
 from threat_models.evaluation.rows import Family, Outcome, PrivacyLevel
 from threat_models.evaluation.scoring import DELTA
+from threat_models.evaluation.seeds import CONFIDENCE, INTERVAL_RULE
 
-__all__ = ["TABLE_WIDTH", "METRIC_LABELS", "VERDICT_LEGEND", "EPSILON_LEGEND", "summary_table"]
+__all__ = [
+    "TABLE_WIDTH",
+    "METRIC_LABELS",
+    "VERDICT_LEGEND",
+    "EPSILON_LEGEND",
+    "seeds_legend",
+    "summary_table",
+]
 
 
 def _fmt(x: float | None) -> str:
@@ -57,7 +67,10 @@ VERDICT_LEGEND: tuple[str, str] = (
     "attack: succeeded = the attack met its success criterion (an image at PSNR >= 20 dB, "
     "the best target deciding for every row that attacks several, controls included; "
     "membership AUC >= 0.6 or TPR >= 3% at 1% FPR; one client's update isolated within two "
-    "quantisation steps); stopped = it did not.",
+    "quantisation steps); stopped = it did not. "
+    + INTERVAL_RULE[0].upper()
+    + INTERVAL_RULE[1:]
+    + ".",
     "as expected: yes = the outcome the harness requires; NO (regression) = a defense let "
     "through an attack it must stop; NO (control failed) = a positive control did not "
     "succeed, so the evaluation proves nothing; - = no claim in this cell (intermediate noise).",
@@ -69,6 +82,25 @@ EPSILON_LEGEND = (
     "of the row's DP noise composed over the releases the attack observes, without "
     "amplification by sampling; - = no DP noise in the row."
 )
+
+
+def seeds_legend(seeds: Sequence[int]) -> str:
+    """What the value column shows for a run over ``seeds``."""
+    if len(seeds) == 1:
+        return f"values: one seed ({seeds[0]}), no interval; verdicts as the seed's."
+    return (
+        f"values: means over {len(seeds)} seeds ({seeds[0]} to {seeds[-1]}) shown as "
+        f"mean ±half of their {CONFIDENCE:.0%} Student-t interval (±0: every seed agreed); "
+        "verdicts decided on the interval as the attack column says."
+    )
+
+
+def _value(value: float, low: float | None, high: float | None) -> str:
+    """A row's value, with the half-width of its interval when it has one."""
+    if low is None or high is None:
+        return _fmt(value)
+    half = 0.0 if low == high else (high - low) / 2
+    return f"{_fmt(value)} ±{_fmt(half)}"
 
 
 def _epsilon(epsilon: float | None, level: PrivacyLevel | None) -> str:
@@ -92,7 +124,7 @@ def _summary_lines(result: EvaluationResult) -> list[tuple[Family, tuple[str, ..
                     attack,
                     r.defense,
                     r.metric,
-                    _fmt(r.value),
+                    _value(r.value, r.ci_low, r.ci_high),
                     _fmt(r.baseline),
                     _epsilon(r.epsilon, r.epsilon_level),
                     r.outcome.value,
@@ -136,7 +168,9 @@ def summary_table(
     """The primary rows as a text table grouped by family (or one markdown table).
 
     The text table fits in ``width`` columns (100 by default): each row is the attack with
-    its figures, its epsilon (:data:`EPSILON_LEGEND`) and its verdicts, then the defense on
+    its figures (over several seeds the value reads ``mean ±half`` of its 95% interval,
+    :func:`seeds_legend`), its epsilon (:data:`EPSILON_LEGEND`) and its verdicts, then the
+    defense on
     an indented line below it; long texts wrap. Two verdict columns: ``attack``
     (``succeeded`` / ``stopped``) and ``as expected`` (``yes``, ``NO (regression)``,
     ``NO (control failed)``, ``-`` for no claim); the legend (:data:`VERDICT_LEGEND`)
@@ -165,7 +199,7 @@ def summary_table(
     right = (False, False, True, True, True, False, False)
     fixed = [
         max([len("metric")] + [min(len(METRIC_LABELS.get(c[2], c[2])), 15) for _, c in lines]),
-        max([len("value")] + [len(c[3]) for _, c in lines]),
+        max([len("value")] + [min(len(c[3]), 12) for _, c in lines]),
         max([len("baseline")] + [len(c[4]) for _, c in lines]),
         max([len("epsilon")] + [min(len(c[5]), 10) for _, c in lines]),
         len(Outcome.SUCCEEDED.value),
