@@ -448,10 +448,17 @@ def _attack_split_view(rnd: _Round) -> tuple[F64 | None, str, str]:
     t = rnd.runner.server.config.threshold
     group_a, group_b = others[:t], others[t:]
     without_v = tuple(c for c in everyone if c != v)
+    server = rnd.runner.server
+
+    def near(c: int, dropped: set[int]) -> tuple[int, ...]:
+        # a client only takes dropouts among the peers it shared keys with, as an honest
+        # server lists them on a sparse graph
+        return tuple(sorted(dropped & server.neighbours(c)))
+
     views: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-        c: (everyone, gone) for c in [*group_a, v]
+        c: (everyone, near(c, set(gone))) for c in [*group_a, v]
     }
-    views.update({c: (without_v, tuple(sorted({v, *gone}))) for c in group_b})
+    views.update({c: (without_v, near(c, {v, *gone})) for c in group_b})
     responses, errors = _lying_unmask(rnd, views)
     recovered, note = _reconstruct_victim(rnd, responses)
     return (

@@ -141,6 +141,7 @@ def _variant_rows(ctx: EvaluationContext, data: ImageData, model: torch.nn.Modul
         variants = (
             (GraphKind.HARARY, (), f"{n} clients, SecAgg+ (Harary graph)"),
             (GraphKind.COMPLETE, (n,), f"{n} clients, SecAgg, client {n} drops out"),
+            (GraphKind.HARARY, (n,), f"{n} clients, SecAgg+ (Harary graph), client {n} drops out"),
         )
         for graph, dropouts, where in variants:
             for attack in pl.ProtocolAttack:
