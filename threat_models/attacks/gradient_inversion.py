@@ -22,7 +22,9 @@ Attacks:
 * :func:`dlg` — Deep Leakage from Gradients (Zhu et al. 2019): L-BFGS on dummy images so
   that their gradient matches the observed one in squared L2 distance; labels from
   :func:`infer_labels` (iDLG, Zhao et al. 2020: the true label's entry of the last bias
-  gradient is the only negative one). With ``batch_size = n`` it is the joint
+  gradient is the only negative one; for a batch or a sum, counts from the magnitudes
+  with the model's mean prediction, :func:`infer_labels_from_model`). With
+  ``batch_size = n`` it is the joint
   reconstruction of all ``n`` examples of a sum, which is well posed when
   ``n * input_size`` is below the number of parameters.
 * :func:`inverting_gradients` — Geiping et al. 2020: Adam with signed gradients on
@@ -59,6 +61,8 @@ __all__ = [
     "Prior",
     "closed_form_per_neuron",
     "infer_labels",
+    "mean_probabilities",
+    "infer_labels_from_model",
     "label_accuracy",
     "dlg",
     "inverting_gradients",
@@ -345,6 +349,57 @@ def infer_labels(
         labels.append(c)
         estimate[c] -= 1.0
     return torch.tensor(sorted(labels), dtype=torch.int64)
+
+
+def mean_probabilities(model: nn.Module, probes: torch.Tensor) -> torch.Tensor:
+    """The model's mean predicted distribution over ``probes``, ``(num_classes,)`` float64.
+
+    What the attacker plugs into :func:`infer_labels` as ``pbar``: the server knows the
+    model, so it can read the mean softmax output off any inputs it has (images drawn
+    from a prior of the data, or uniform noise when it has none).
+    """
+    if probes.ndim < 2 or probes.shape[0] == 0:
+        raise InvalidParameterError("probes must be a non-empty batch of inputs")
+    dtype = next(iter(model.parameters())).dtype
+    with torch.no_grad():
+        probs = F.softmax(model(probes.to(dtype)), dim=1)
+    return probs.mean(dim=0).to(torch.float64)
+
+
+def infer_labels_from_model(
+    model: nn.Module,
+    last_bias_grad: torch.Tensor,
+    count: int,
+    image_shape: Sequence[int],
+    *,
+    loss_scale: float = 1.0,
+    probes: torch.Tensor | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Labels of ``count`` examples behind a gradient, from its bias and the model's outputs.
+
+    The softmax-cross-entropy identity ``dL/db_c = loss_scale * sum_i (p_ic - y_ic)`` gives
+    the count of class ``c`` as ``sum_i p_ic - (dL/db)_c / loss_scale``. On a model whose
+    outputs barely depend on the input (an untrained one, where these attacks run), the
+    unknown ``sum_i p_ic`` is ``count`` times the mean prediction on other inputs
+    (:func:`mean_probabilities` on ``probes``; 256 uniform-noise images from ``seed`` when
+    none are given), in the spirit of LLG (Wainakh et al. 2022) and iLRG (Ma et al. 2023);
+    the counts are then rounded by :func:`infer_labels`. For ``count = 1`` this is iDLG
+    (the only negative entry). A uniform ``pbar`` (what :func:`infer_labels` assumes
+    without one) is off by ``count * |pbar_c - 1/C|`` per class, a label or more at 32.
+
+    Returns:
+        int64 tensor of ``count`` labels (sorted by class).
+    """
+    if count < 1:
+        raise InvalidParameterError("count must be positive")
+    if count == 1:
+        return infer_labels(last_bias_grad, 1, loss_scale=loss_scale)
+    if probes is None:
+        gen = torch.Generator().manual_seed(seed)
+        probes = torch.rand((256, *image_shape), generator=gen)
+    pbar = mean_probabilities(model, probes)
+    return infer_labels(last_bias_grad, count, loss_scale=loss_scale, mean_probabilities=pbar)
 
 
 def label_accuracy(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> float:

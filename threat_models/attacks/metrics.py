@@ -8,7 +8,8 @@ Reconstruction quality follows the conventions of the ``breaching`` framework:
   *matched* to the originals first (Hungarian assignment maximising the total PSNR),
   and each original is scored against its matched candidate (an original without one
   scores 0 dB);
-* thresholds: above 20 dB a digit is recognisable, above 30 dB it is visually exact.
+* thresholds: above 20 dB a digit is recognisable, above 30 dB it is visually exact;
+* SSIM (:func:`ssim`, Wang et al. 2004) beside PSNR: structure rather than pixel error.
 
 Every number is reported next to two baselines an attacker gets for free: the PSNR of
 the data set's mean image and the PSNR of a random *other* image of the data set.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.ndimage import gaussian_filter
 from scipy.optimize import linear_sum_assignment
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
@@ -43,6 +45,10 @@ __all__ = [
     "RocCurve",
     "psnr",
     "psnr_matrix",
+    "SSIM_WINDOW",
+    "SSIM_SIGMA",
+    "ssim",
+    "ssim_matrix",
     "match_reconstructions",
     "baselines",
     "roc_curve",
@@ -93,6 +99,80 @@ def psnr(candidate: torch.Tensor, original: torch.Tensor) -> float:
             f"shapes differ: {tuple(candidate.shape)} vs {tuple(original.shape)}"
         )
     return float(psnr_matrix(candidate.reshape(1, -1), original.reshape(1, -1))[0, 0])
+
+
+SSIM_WINDOW = 11
+"""Side of SSIM's Gaussian window (Wang et al. 2004), shrunk on smaller images."""
+SSIM_SIGMA = 1.5
+"""Standard deviation of SSIM's Gaussian window at :data:`SSIM_WINDOW`."""
+
+
+def _grey(image: torch.Tensor) -> F64:
+    """One image as a 2-D float64 array (channels averaged); ``(H, W)`` or ``(1.., C, H, W)``."""
+    arr = image.detach().to(torch.float64)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3:
+        arr = arr.mean(dim=0)
+    if arr.ndim != 2:
+        raise InvalidParameterError(f"expected one image, got shape {tuple(image.shape)}")
+    return np.asarray(arr.numpy(), dtype=np.float64)
+
+
+def ssim(candidate: torch.Tensor, original: torch.Tensor, *, data_range: float = 1.0) -> float:
+    """Structural similarity of one image against another (Wang et al. 2004), in ``[-1, 1]``.
+
+    The standard Gaussian-window SSIM for grey images: local means, variances and the
+    covariance under a Gaussian window of side 11 and std 1.5 (population moments),
+    ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with ``L = data_range``, and the mean of the
+    SSIM map. The candidate is clamped to ``[0, data_range]`` first, as for PSNR.
+
+    Small images: on an image whose shorter side ``s`` is below 11 the window shrinks to
+    the largest odd side ``w <= s`` (7 on 8x8 digits) and its std by the same factor
+    (``1.5 w / 11``); the filter is truncated at 3.5 std, reflected at the borders
+    (scikit-image's ``gaussian_weights=True`` filter), and the map is averaged over every
+    pixel. scikit-image crops ``(w - 1) / 2`` pixels off each border before averaging,
+    which on an 8x8 digit would keep only its 2x2 centre; the mean of the full map is that
+    of ``structural_similarity(..., full=True)``'s map.
+
+    Args:
+        candidate: ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)``; channels are averaged.
+        original: the same shape.
+        data_range: ``L``, the span of pixel values (1 for images in ``[0, 1]``).
+    """
+    if candidate.shape != original.shape:
+        raise InvalidParameterError(
+            f"shapes differ: {tuple(candidate.shape)} vs {tuple(original.shape)}"
+        )
+    if not data_range > 0 or not math.isfinite(data_range):
+        raise InvalidParameterError("data_range must be positive and finite")
+    x = np.clip(_grey(candidate), 0.0, data_range)
+    y = _grey(original)
+    side = min(x.shape)
+    window = min(SSIM_WINDOW, side if side % 2 == 1 else side - 1)
+    if window < 3:
+        raise InvalidParameterError("SSIM needs images of at least 3x3 pixels")
+    sigma = SSIM_SIGMA * window / SSIM_WINDOW
+
+    def blur(a: F64) -> F64:
+        return np.asarray(gaussian_filter(a, sigma, mode="reflect", truncate=3.5))
+
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(np.mean(smap))
+
+
+def ssim_matrix(candidates: torch.Tensor, originals: torch.Tensor) -> F64:
+    """:func:`ssim` of every candidate ``(M, C, H, W)`` against every original ``(N, C, H, W)``."""
+    out = np.zeros((int(candidates.shape[0]), int(originals.shape[0])), dtype=np.float64)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = ssim(candidates[i], originals[j])
+    return out
 
 
 @dataclass(frozen=True)
