@@ -8,7 +8,17 @@ import torch
 
 from threat_models.attacks.metrics import match_reconstructions
 from threat_models.evaluation import ImagePanel
-from threat_models.evaluation.report import NO_CANDIDATE, image_labels, save_image_grid
+from threat_models.evaluation.context import EvaluationConfig
+from threat_models.evaluation.curves import CURVES_GUIDE
+from threat_models.evaluation.matrix import EvaluationResult
+from threat_models.evaluation.report import (
+    NO_CANDIDATE,
+    image_labels,
+    markdown_report,
+    save_image_grid,
+    write_report,
+)
+from threat_models.evaluation.rows import Family, PrivacyLevel, Protection, Row
 from threat_models.evaluation.scoring import matched_panel
 
 
@@ -42,3 +52,42 @@ def test_an_original_without_a_candidate_is_blank_and_says_so() -> None:
     labels = image_labels(panel)
     assert labels[1] == NO_CANDIDATE
     assert _db(labels[0]) >= 90.0 and _db(labels[2]) >= 90.0
+
+
+def _psnr_row(family: Family, epsilon: float | None, value: float) -> Row:
+    return Row(
+        family=family,
+        attack="dlg",
+        defense="none" if epsilon is None else f"DP eps {epsilon:g}",
+        setting="s",
+        metric="best_psnr_db",
+        value=value,
+        baseline=11.0,
+        baseline_name="dataset mean",
+        succeeded=value >= 20.0,
+        expected=None,
+        protection=Protection.NONE if epsilon is None else Protection.DP,
+        epsilon=epsilon,
+        delta=None if epsilon is None else 1e-5,
+        epsilon_level=None if epsilon is None else PrivacyLevel.USER,
+        threshold=20.0,
+        accuracy=0.9,
+    )
+
+
+def test_the_report_links_a_curve_per_family_with_dp_rows(tmp_path: Path) -> None:
+    rows = (
+        _psnr_row(Family.GRADIENT_INVERSION, None, 40.0),
+        _psnr_row(Family.GRADIENT_INVERSION, 2.0, 12.0),
+        _psnr_row(Family.MODEL_LEVEL, None, 100.0),  # no DP row in this family: no curve
+    )
+    result = EvaluationResult(EvaluationConfig(quick=True), rows, (), (), {}, "sum")
+    text = write_report(result, tmp_path).read_text()
+    png = tmp_path / "privacy_utility_gradient_inversion.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "privacy_utility_malicious_server_model.png").exists()
+    assert "## Privacy-utility curves" in text and CURVES_GUIDE in text
+    assert "](privacy_utility_gradient_inversion.png)" in text
+    assert "privacy_utility_malicious_server_model" not in text
+    # without a curve there is no section
+    assert "Privacy-utility curves" not in markdown_report(result)

@@ -5,6 +5,9 @@ display needed). :func:`write_report` lays out ``OUT/``::
 
     report.md              summary, what secure aggregation alone does not stop, tables
     results.json           every row (same content as ``secagg evaluate --json``)
+    privacy_utility_<family>.png
+                           attack success against epsilon, model accuracy beside
+                           (:mod:`threat_models.evaluation.curves`), per family with DP rows
     images/<panel>.png     originals (top) and reconstructions (bottom) with their PSNR
     plots/<figure>.png     PSNR against signal-to-noise ratio, membership ROC curves
 """
@@ -19,10 +22,12 @@ from pathlib import Path
 from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.metrics import psnr
 from threat_models.evaluation.audit_cells import AUDIT_RULE
+from threat_models.evaluation.curves import CURVES_GUIDE, save_privacy_utility_figures
 from threat_models.evaluation.matrix import AUDIT_CELL, EvaluationResult
 from threat_models.evaluation.rows import Family, Figure, ImagePanel, Protection, Row
 from threat_models.evaluation.scoring import VERDICT_RULE
 from threat_models.evaluation.table import EPSILON_LEGEND, VERDICT_LEGEND, summary_table
+from threat_models.evaluation.utility import ACCURACY_RULE
 
 try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -283,13 +288,28 @@ def _audit_section(result: EvaluationResult, rows: Sequence[Row]) -> list[str]:
     return lines + [""]
 
 
+def _curves_section(curves: Sequence[tuple[Family, str]]) -> list[str]:
+    """The privacy-utility figures, with how to read them and where accuracy comes from."""
+    if not curves:
+        return []
+    lines = ["## Privacy-utility curves", "", CURVES_GUIDE, "", f"Accuracy: {ACCURACY_RULE}.", ""]
+    for family, path in curves:
+        name = family.value.replace("_", " ")
+        lines += [f"**{name}**", "", f"![privacy-utility curve: {name}]({path})", ""]
+    return lines
+
+
 def markdown_report(
     result: EvaluationResult,
     *,
     images: Sequence[tuple[ImagePanel, str]] = (),
     plots: Sequence[tuple[Figure, str]] = (),
+    curves: Sequence[tuple[Family, str]] = (),
 ) -> str:
-    """The markdown text of the report (paths are relative to the report's folder)."""
+    """The markdown text of the report (paths are relative to the report's folder).
+
+    ``curves`` are the privacy-utility figures written, one per family, with their paths.
+    """
     cfg = result.config
     total = sum(result.seconds.values())
     lines = [
@@ -337,6 +357,7 @@ def markdown_report(
     lines += _hardening_section(result)
     lines += ["## Summary", "", summary_table(result, markdown=True), ""]
     lines += [f"- {paragraph}" for paragraph in (*VERDICT_LEGEND, EPSILON_LEGEND)] + [""]
+    lines += _curves_section(curves)
     for family in Family:
         fam_rows = [r for r in result.rows if r.family is family]
         if not fam_rows:
@@ -388,7 +409,9 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> Path:
         save_image_grid(panel, out / rel)
     for figure, rel in plots:
         save_figure(figure, out / rel)
+    written = save_privacy_utility_figures(result.rows, out)
+    curves = [(family, path.name) for family, path in written.items()]
     (out / "results.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     report = out / "report.md"
-    report.write_text(markdown_report(result, images=images, plots=plots))
+    report.write_text(markdown_report(result, images=images, plots=plots, curves=curves))
     return report
