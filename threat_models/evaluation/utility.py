@@ -19,7 +19,7 @@ DP federated averaging, per round (McMahan et al. 2018, user-level):
 The schedule (:class:`UtilitySchedule`, :func:`utility_schedule`): 30 rounds in quick mode
 and 60 in full, 5 local steps at rate 0.5, ``C = 0.5``, a quarter of the 1,797 digits held
 out for testing and the rest split evenly among the clients. Without noise it reaches
-about 0.93-0.96 test accuracy; at ``z = 1`` with 8 clients about 0.9 and at ``z = 3``
+about 0.92-0.96 test accuracy; at ``z = 1`` with 8 clients about 0.9 and at ``z = 3``
 about 0.5 (a round adds noise of norm about ``z C sqrt(P) / cohort`` to an average update
 of norm at most ``C``). One run takes a fraction of a second on one core, with the
 clients' local steps batched into one tensor program.
