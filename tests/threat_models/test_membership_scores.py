@@ -175,13 +175,40 @@ def test_membership_rows_verdict_rule_and_notes() -> None:
         )
 
     low_auc_high_tpr = rows(_curve(0.55, 2 * SUCCESS_TPR, 500))
-    assert low_auc_high_tpr[0].metric == "auc" and low_auc_high_tpr[0].value < SUCCESS_AUC
-    assert all(r.succeeded for r in low_auc_high_tpr)  # a leak at low FPR is a leak
-    assert not low_auc_high_tpr[0].as_expected
+    auc, tpr_1pct, tpr_01pct = low_auc_high_tpr
+    assert auc.metric == "auc" and auc.value < SUCCESS_AUC
+    # each criterion is the verdict of its own row, with its threshold
+    assert (auc.threshold, tpr_1pct.threshold, tpr_01pct.threshold) == (
+        SUCCESS_AUC,
+        SUCCESS_TPR,
+        None,
+    )
+    assert not auc.succeeded and auc.as_expected
+    # a leak at low FPR is a leak: the 1% row carries the defended claim and regresses
+    assert tpr_1pct.succeeded and tpr_1pct.expected is False
+    assert tpr_1pct.expectation is Expectation.REGRESSION
+    assert tpr_01pct.succeeded and tpr_01pct.expected is None  # the attack's verdict
     # positive control of the rule: the same curve below both criteria is stopped
     stopped = rows(_curve(0.55, SUCCESS_TPR / 2, 500))
-    assert not any(r.succeeded for r in stopped) and stopped[0].as_expected
+    assert not any(r.succeeded for r in stopped) and all(r.as_expected for r in stopped)
     assert rows(_curve(SUCCESS_AUC + 0.05, 0.0, 500))[0].succeeded
+    # an expected success is claimed on the AUC row only
+    control = membership_rows(
+        attack="loss threshold",
+        roc=_curve(SUCCESS_AUC + 0.05, 0.0, 500),
+        defense="none",
+        setting="test",
+        expected=True,
+        protection=Protection.NONE,
+        positive_control=True,
+        accuracy=0.9,
+    )
+    assert [(r.expected, r.positive_control) for r in control] == [
+        (True, True),
+        (None, False),
+        (None, False),
+    ]
+    assert all(r.as_expected for r in control) and all(r.accuracy == 0.9 for r in control)
     metrics = [r.metric for r in stopped]
     assert metrics == ["auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"]
     assert [r.primary for r in stopped] == [True, False, False]
@@ -189,7 +216,8 @@ def test_membership_rows_verdict_rule_and_notes() -> None:
     few, enough = stopped[2].note, rows(_curve(0.55, 0.0, 1000))[2].note
     assert "500 non-members, 0 false positives allowed" in few
     assert "fewer than the 1,000" in few and "zero false positives" in few
-    assert "1000 non-members, 1 false positive allowed" == enough
+    assert enough.startswith("1000 non-members, 1 false positive allowed; verdict: the attack's")
+    assert "fewer than" not in enough
     assert "fewer than" not in stopped[1].note  # 500 non-members resolve 1%
     assert all(r.epsilon is None and r.epsilon_level is None for r in stopped)
     private = membership_rows(

@@ -20,11 +20,14 @@ models in full mode (per-example variances) and the configuration's few in quick
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.stats import beta
 
 from secagg.errors import InvalidParameterError
+from threat_models.attacks import aggregate_membership as agg
 from threat_models.attacks import membership as mia
 from threat_models.attacks.metrics import RocCurve, negatives_needed
 from threat_models.data import DatasetName
@@ -38,6 +41,7 @@ from threat_models.evaluation.rows import (
     Row,
     Series,
 )
+from threat_models.evaluation.scoring import RowPrivacy, gaussian_privacy
 
 __all__ = [
     "SUCCESS_AUC",
@@ -46,6 +50,12 @@ __all__ = [
     "LOW_FPRS",
     "dp_expectation",
     "dp_tpr_bound",
+    "BOUND_CONFIDENCE",
+    "DpBoundCheck",
+    "dp_bound_check",
+    "AggregateSizes",
+    "aggregate_sizes",
+    "aggregate_membership_rows",
     "cell_membership",
     "membership_rows",
 ]
@@ -72,6 +82,7 @@ class _Run:
     protection: Protection
     positive_control: bool = False
     note: str = ""
+    noise_multiplier: float | None = None
 
 
 def dp_expectation(epsilon: float, delta: float) -> bool | None:
@@ -93,6 +104,74 @@ def dp_tpr_bound(epsilon: float, delta: float, fpr: float) -> float:
     if epsilon < 0 or not 0 <= delta < 1 or not 0 <= fpr <= 1:
         raise InvalidParameterError("need epsilon >= 0, delta in [0, 1), fpr in [0, 1]")
     return min(1.0, math.exp(min(epsilon, 700.0)) * fpr + delta)
+
+
+#: Confidence of the DP-bound check: every measured TPR and FPR it compares is replaced by
+#: its Clopper-Pearson bound at this level (Bonferroni over the rates of :data:`LOW_FPRS`
+#: and the two sides), so sampling noise alone flags a correct accounting at most 5% of
+#: the time.
+BOUND_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class DpBoundCheck:
+    """Whether an ROC respects what (epsilon, delta)-DP allows at the rates of
+    :data:`LOW_FPRS`.
+
+    Attributes:
+        epsilon, delta: the claimed privacy.
+        tpr_low: per rate, the Clopper-Pearson lower bound of the TPR at that rate.
+        allowed: per rate, :func:`dp_tpr_bound` at the Clopper-Pearson upper bound of the
+            operating point's FPR.
+    """
+
+    epsilon: float
+    delta: float
+    tpr_low: tuple[float, ...]
+    allowed: tuple[float, ...]
+
+    @property
+    def respected(self) -> bool:
+        """No rate where even the TPR's lower bound exceeds what DP allows."""
+        return all(low <= bound for low, bound in zip(self.tpr_low, self.allowed, strict=True))
+
+    def describe(self) -> str:
+        """The comparison in words, per rate."""
+        parts = [
+            f"TPR >= {low:.3g} (95% CP) vs DP's {bound:.3g} at {fpr:.1%} FPR"
+            for (fpr, _), low, bound in zip(LOW_FPRS, self.tpr_low, self.allowed, strict=True)
+        ]
+        return f"eps={self.epsilon:.3g}, delta={self.delta:g}: " + "; ".join(parts)
+
+
+def dp_bound_check(roc: RocCurve, epsilon: float, delta: float) -> DpBoundCheck:
+    """Check the measured ROC against ``TPR <= e^epsilon FPR + delta`` at each of
+    :data:`LOW_FPRS`.
+
+    At each rate the operating point is the one :meth:`RocCurve.tpr_at_fpr` reads (the
+    largest TPR at FPR <= rate); its true-positive count gives a lower confidence bound on
+    the TPR and its false-positive count an upper bound on the FPR (Clopper-Pearson, at
+    :data:`BOUND_CONFIDENCE` overall). A violation -- the lower bound above what DP allows
+    at the upper bound -- means the noise added is weaker than the epsilon claims.
+
+    Raises:
+        InvalidParameterError: an ROC without its member and non-member counts.
+    """
+    if roc.positives < 1 or roc.negatives < 1:
+        raise InvalidParameterError("the ROC must record its members and non-members")
+    alpha = (1.0 - BOUND_CONFIDENCE) / (2 * len(LOW_FPRS))
+    lows: list[float] = []
+    allowed: list[float] = []
+    for fpr, _ in LOW_FPRS:
+        ok = np.flatnonzero(roc.fpr <= fpr + 1e-12)
+        best = int(ok[np.argmax(roc.tpr[ok])])
+        tp = round(float(roc.tpr[best]) * roc.positives)
+        fp = round(float(roc.fpr[best]) * roc.negatives)
+        low = float(beta.ppf(alpha, tp, roc.positives - tp + 1)) if tp > 0 else 0.0
+        high = float(beta.ppf(1 - alpha, fp + 1, roc.negatives - fp)) if fp < roc.negatives else 1.0
+        lows.append(low)
+        allowed.append(dp_tpr_bound(epsilon, delta, high))
+    return DpBoundCheck(epsilon, delta, tuple(lows), tuple(allowed))
 
 
 def _fpr_note(roc: RocCurve, fpr: float) -> str:
@@ -122,15 +201,28 @@ def membership_rows(
     note: str = "",
     epsilon: float | None = None,
     delta: float | None = None,
+    noise_multiplier: float | None = None,
+    accuracy: float | None = None,
+    privacy: RowPrivacy | None = None,
 ) -> list[Row]:
-    """The rows of one attack on one model: AUC (the verdict) and the TPR at each of
+    """The rows of one attack on one model: AUC (the primary row) and the TPR at each of
     :data:`LOW_FPRS`.
 
-    The verdict, shared by the three rows, is ``AUC >= SUCCESS_AUC or TPR at 1% FPR >=
-    SUCCESS_TPR``. Each TPR row's note states the non-members it rests on. ``epsilon``
-    (at ``delta``) is the DP-SGD epsilon of the model, sample-level; None without DP.
+    The attack succeeds when ``AUC >= SUCCESS_AUC or TPR at 1% FPR >= SUCCESS_TPR``; each
+    of the two criteria is the verdict of its own row, with its ``threshold``: the AUC row
+    succeeds iff ``AUC >= SUCCESS_AUC``, the 1% row iff ``TPR >= SUCCESS_TPR``. A defended
+    claim (``expected`` False) is on both rows, so a leak at low FPR alone is a
+    regression of the 1% row. An expected success (``expected`` True, positive controls)
+    is claimed on the AUC row only (the 1% row makes no claim). The 0.1% row has no
+    threshold: its verdict is the attack's (either criterion) and it makes no claim.
+
+    Each TPR row's note states the non-members it rests on. ``epsilon`` (at ``delta``) is
+    the DP-SGD epsilon of the model, sample-level, ``noise_multiplier`` its ``z``; None
+    without DP. ``privacy`` (e.g. user-level, :func:`scoring.gaussian_privacy`) replaces
+    them on every row. ``accuracy`` is the attacked model's test accuracy.
     """
     tpr_1pct = roc.tpr_at_fpr(0.01)
+    attack_succeeded = roc.auc >= SUCCESS_AUC or tpr_1pct >= SUCCESS_TPR
     auc = Row(
         family=Family.MEMBERSHIP,
         attack=attack,
@@ -140,7 +232,7 @@ def membership_rows(
         value=roc.auc,
         baseline=0.5,
         baseline_name="chance",
-        succeeded=roc.auc >= SUCCESS_AUC or tpr_1pct >= SUCCESS_TPR,
+        succeeded=roc.auc >= SUCCESS_AUC,
         expected=expected,
         positive_control=positive_control,
         note=note,
@@ -148,20 +240,168 @@ def membership_rows(
         epsilon=epsilon,
         delta=delta if epsilon is not None else None,
         epsilon_level=PrivacyLevel.SAMPLE if epsilon is not None else None,
+        noise_multiplier=noise_multiplier,
+        accuracy=accuracy,
+        threshold=SUCCESS_AUC,
     )
-    rows = [auc]
-    for fpr, metric in LOW_FPRS:
+    low_fpr = replace(
+        auc,
+        primary=False,
+        positive_control=False,
+        expected=False if expected is False else None,
+    )
+    rows = [
+        auc,
+        replace(
+            low_fpr,
+            metric=LOW_FPRS[0][1],
+            value=tpr_1pct,
+            baseline=LOW_FPRS[0][0],
+            succeeded=tpr_1pct >= SUCCESS_TPR,
+            threshold=SUCCESS_TPR,
+            note=_fpr_note(roc, LOW_FPRS[0][0]),
+        ),
+    ]
+    for fpr, metric in LOW_FPRS[1:]:
         rows.append(
             replace(
-                auc,
+                low_fpr,
                 metric=metric,
                 value=roc.tpr_at_fpr(fpr),
                 baseline=fpr,
-                primary=False,
-                note=_fpr_note(roc, fpr),
+                succeeded=attack_succeeded,
+                expected=None,
+                threshold=None,
+                note=_fpr_note(roc, fpr) + "; verdict: the attack's (AUC or TPR at 1% FPR)",
             )
         )
-    return rows
+    return rows if privacy is None else [privacy.apply(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class AggregateSizes:
+    """The size of the membership attack on the aggregates in one mode.
+
+    Attributes:
+        trials: paired trials: as many member as non-member scores.
+        rounds: aggregates the server observes (the DP releases of the target).
+        noise_multipliers: the ``z`` of the distributed DP runs (besides the run without
+            noise, the positive control).
+    """
+
+    trials: int
+    rounds: int
+    noise_multipliers: tuple[float, ...]
+
+
+def aggregate_sizes(quick: bool) -> AggregateSizes:
+    """Quick mode: 300 non-members (1% FPR resolved, 0.1% not), 10 rounds, z = 2 (no
+    claim) and 12 (epsilon 0.98: a claim). Full mode: 1,000 non-members (both rates
+    resolved), 20 rounds, z from 1 (epsilon 28) to 32 (epsilon 0.49)."""
+    if quick:
+        return AggregateSizes(trials=300, rounds=10, noise_multipliers=(2.0, 12.0))
+    return AggregateSizes(
+        trials=1000, rounds=20, noise_multipliers=(1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    )
+
+
+def aggregate_membership_rows(
+    results: Sequence[agg.AggregateMembershipResult], setting: str
+) -> tuple[list[Row], list[Series]]:
+    """The rows of the membership attack on the aggregates, one run per noise multiplier
+    (``0``: secure aggregation without noise, the positive control).
+
+    Per run: the AUC and TPR rows of :func:`membership_rows` (user-level epsilon over the
+    observed rounds from :func:`gaussian_privacy`, a claim where :func:`dp_expectation`
+    makes one, the final global model's accuracy) and, under noise, a
+    ``dp_bound_respected`` row (:func:`dp_bound_check`; expected to hold: a violation
+    means the accounting is wrong). One more bound row is the check's positive control:
+    the scores without noise checked against the epsilon of the largest ``z``, which the
+    check must flag.
+    """
+    rows: list[Row] = []
+    series: list[Series] = []
+    attack = "LRT on the aggregates (known target data)"
+    plain = next((r for r in results if r.noise_multiplier == 0), None)
+    for res in results:
+        trials = f"{res.trials} member and {res.trials} non-member trials (paired data)"
+        if res.noise_multiplier == 0:
+            privacy = None
+            defense = "secure aggregation, no noise (aggregates only)"
+            expected: bool | None = True
+            protection = Protection.SECURE_AGGREGATION
+            note = f"{trials}; the server sees only the sum of the clipped updates"
+        else:
+            privacy = gaussian_privacy(res.noise_multiplier, res.rounds)
+            defense = (
+                f"distributed DP z={res.noise_multiplier:g} "
+                f"(user eps={privacy.epsilon:.2f}, delta={privacy.delta:g})"
+            )
+            expected = dp_expectation(privacy.epsilon, privacy.delta)
+            protection = Protection.SECURE_AGGREGATION_DP
+            bound = dp_tpr_bound(privacy.epsilon, privacy.delta, 0.01)
+            note = f"{trials}; (eps, delta)-DP allows TPR <= {bound:.2g} at 1% FPR" + (
+                "" if expected is not None else "; no claim at this epsilon"
+            )
+        out = membership_rows(
+            attack=attack,
+            roc=res.roc,
+            defense=defense,
+            setting=setting,
+            expected=expected,
+            protection=protection,
+            positive_control=res.noise_multiplier == 0,
+            note=note,
+            accuracy=res.test_accuracy,
+            privacy=privacy,
+        )
+        rows += out
+        if privacy is not None:
+            check = dp_bound_check(res.roc, privacy.epsilon, privacy.delta)
+            rows.append(_bound_row(out[0], check, control=False))
+        label = f"aggregates, {defense.split(' (')[0]} (AUC {res.roc.auc:.2f})"
+        fpr = tuple(np.maximum(res.roc.fpr, 1e-4).tolist())
+        series.append(Series(label, fpr, tuple(np.maximum(res.roc.tpr, 1e-4).tolist())))
+    noisy = [r for r in results if r.noise_multiplier > 0]
+    if plain is not None and noisy:
+        claimed = max(noisy, key=lambda r: r.noise_multiplier)
+        privacy = gaussian_privacy(claimed.noise_multiplier, plain.rounds)
+        check = dp_bound_check(plain.roc, privacy.epsilon, privacy.delta)
+        control = replace(
+            rows[0],
+            defense=(
+                f"no noise, claimed as z={claimed.noise_multiplier:g} "
+                f"(user eps={privacy.epsilon:.2f})"
+            ),
+        )
+        rows.append(privacy.apply(_bound_row(control, check, control=True)))
+    return rows, series
+
+
+def _bound_row(auc: Row, check: DpBoundCheck, *, control: bool) -> Row:
+    """The ``dp_bound_respected`` row of one run: 1 when the ROC respects the DP bound.
+
+    Its verdict ``succeeded`` is the attack beating the bound (expected never, and
+    expected for the under-noised control)."""
+    return replace(
+        auc,
+        attack=f"{auc.attack}: DP bound check" + (" (under-noised control)" if control else ""),
+        metric="dp_bound_respected",
+        value=1.0 if check.respected else 0.0,
+        baseline=None,
+        baseline_name="",
+        succeeded=not check.respected,
+        expected=control,
+        positive_control=control,
+        primary=False,
+        threshold=None,
+        note=check.describe()
+        + (
+            "; the noise added is below the claim: the check must flag it"
+            if control
+            else "; a violation would mean the accounting overstates the noise"
+        ),
+    )
 
 
 def cell_membership(ctx: EvaluationContext) -> CellOutput:
@@ -196,7 +436,7 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         note = f"(eps, delta)-DP allows TPR <= {dp_tpr_bound(eps, delta, 0.01):.2g} at 1% FPR" + (
             "" if claim is not None else "; no claim at this epsilon"
         )
-        runs.append(_Run(defense, res, claim, Protection.DP, note=note))
+        runs.append(_Run(defense, res, claim, Protection.DP, note=note, noise_multiplier=z))
     rows: list[Row] = []
     series: list[Series] = []
     for run in runs:
@@ -223,6 +463,8 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
                 positive_control=run.positive_control,
                 epsilon=res.epsilon,
                 delta=res.delta,
+                noise_multiplier=run.noise_multiplier,
+                accuracy=res.test_accuracy,
                 note=(
                     "the released model is identical with or without secure aggregation"
                     if same_model
@@ -233,6 +475,23 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
                 label = f"{attack}, {run.defense.split(' (')[0]} (AUC {roc.auc:.2f})"
                 fpr = tuple(np.maximum(roc.fpr, 1e-4).tolist())
                 series.append(Series(label, fpr, tuple(np.maximum(roc.tpr, 1e-4).tolist())))
+    sizes = aggregate_sizes(cfg.quick)
+    federated = agg.FederatedConfig(clients=cfg.cohort, rounds=sizes.rounds)
+    digits = ctx.dataset(DatasetName.DIGITS)
+    results = [
+        agg.run_aggregate_membership(
+            digits, federated, noise_multiplier=z, trials=sizes.trials, seed=cfg.seed
+        )
+        for z in (0.0, *sizes.noise_multipliers)
+    ]
+    agg_setting = (
+        f"digits, FedSGD + server Adam, {federated.clients} clients x "
+        f"{federated.examples_per_client} examples + the target, MLP {digits.input_size}-"
+        f"{federated.hidden}-{digits.num_classes} sigmoid, C={federated.clip_norm:g}, "
+        f"{federated.rounds} rounds observed; {federated.reference_clients} reference clients"
+    )
+    agg_rows, agg_series = aggregate_membership_rows(results, agg_setting)
+    rows += agg_rows
     figure = Figure(
         name="roc_membership",
         title="Membership inference ROC (log-log)",
@@ -243,4 +502,10 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         logy=True,
         diagonal=True,
     )
-    return CellOutput(tuple(rows), (), (figure,))
+    aggregates = replace(
+        figure,
+        name="roc_membership_aggregates",
+        title="User-level membership inference from the aggregates, ROC (log-log)",
+        series=tuple(agg_series),
+    )
+    return CellOutput(tuple(rows), (), (figure, aggregates))
