@@ -8,8 +8,20 @@ three must succeed there; sample-level DP (DP-SGD) must stop them where its
 (:func:`dp_expectation`: epsilon below about ln 3); at a larger epsilon a row makes no claim,
 states what was measured and, in its note, the TPR its (epsilon, delta) allows.
 
-Each attack has three rows: AUC (the verdict row), TPR at 1% FPR and TPR at 0.1% FPR. A
-rate rests on ``floor(rate * non-members)`` false positives; where the population has
+Membership is also inferred from what secure aggregation reveals in federated training:
+the aggregates of every round (:mod:`threat_models.attacks.aggregate_membership`, a
+user-level likelihood-ratio test by an attacker who knows the target client's data and
+the global models). Without noise it must succeed (the positive control: secure
+aggregation alone does not hide who took part); under user-level distributed DP each row
+states the epsilon of the rounds observed (:func:`scoring.gaussian_privacy`) and claims a
+stop where that epsilon alone forces it (:func:`dp_expectation`), and a
+``dp_bound_respected`` row checks the measured ROC against ``TPR <= e^eps FPR + delta``
+(:func:`dp_bound_check`, with an under-noised positive control).
+
+Each attack has three rows: AUC (the primary row), TPR at 1% FPR and TPR at 0.1% FPR; the
+attack succeeds when AUC >= 0.6 or TPR at 1% FPR >= 3%, each criterion the ``threshold``
+of its row (:func:`membership_rows`). Every row states the test accuracy of the attacked
+model. A rate rests on ``floor(rate * non-members)`` false positives; where the population has
 fewer non-members than the rate needs (1,000 at 0.1%: see
 :func:`threat_models.attacks.metrics.negatives_needed`), the row's note says so: the value
 is then the TPR at zero false positives. LiRA uses :data:`LIRA_FULL_SHADOWS` shadow
@@ -321,7 +333,7 @@ def aggregate_membership_rows(
     """
     rows: list[Row] = []
     series: list[Series] = []
-    attack = "LRT on the aggregates (known target data)"
+    attack = "LRT on the aggregates (user)"
     plain = next((r for r in results if r.noise_multiplier == 0), None)
     for res in results:
         trials = f"{res.trials} member and {res.trials} non-member trials (paired data)"
