@@ -22,6 +22,7 @@ CORE = (
     "threat_models.attacks.protocol_level",
 )
 NEEDS_EVAL = (
+    "threat_models.attacks.aggregate_membership",
     "threat_models.attacks.gradient_inversion",
     "threat_models.attacks.metrics",
     "threat_models.attacks.membership",
