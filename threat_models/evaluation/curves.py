@@ -54,8 +54,9 @@ NO_DP_LABEL = "no DP"
 
 CURVES_GUIDE = (
     "Each curve shows, for one attack family, how the attack fares as the privacy of the "
-    "defence weakens. x: the defence's epsilon at delta 1e-5 per client (log scale; larger "
-    "is less private); the rows without DP noise sit at the right edge, labelled "
+    "defence weakens. x: the defence's epsilon at delta 1e-5 per client (per training "
+    "example where the axis says so: DP-SGD; log scale, larger is less private); the rows "
+    "without DP noise sit at the right edge, labelled "
     f'"{NO_DP_LABEL}". y (left panels): the attack\'s success metric, one line per attack, '
     "with error bars where several seeds give a confidence interval; the dashed grey line is "
     "the success threshold (the attack succeeds above it, or below it for a metric where "

@@ -292,7 +292,14 @@ def _curves_section(curves: Sequence[tuple[Family, str]]) -> list[str]:
     """The privacy-utility figures, with how to read them and where accuracy comes from."""
     if not curves:
         return []
-    lines = ["## Privacy-utility curves", "", CURVES_GUIDE, "", f"Accuracy: {ACCURACY_RULE}.", ""]
+    lines = [
+        "## Privacy-utility curves",
+        "",
+        CURVES_GUIDE,
+        "",
+        f"Where the accuracy comes from: {ACCURACY_RULE}.",
+        "",
+    ]
     for family, path in curves:
         name = family.value.replace("_", " ")
         lines += [f"**{name}**", "", f"![privacy-utility curve: {name}]({path})", ""]
