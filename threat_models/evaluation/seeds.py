@@ -59,16 +59,18 @@ def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
     """The :data:`CONFIDENCE` Student-t interval of the mean of ``values``.
 
     ``mean -+ t(0.975, n - 1) * s / sqrt(n)`` with ``s`` the sample standard deviation
-    (``ddof = 1``); the value itself, twice, when every value is equal (whatever their
-    number, infinities included); ``None`` for a single value or when the values are not
-    all finite and not all equal.
+    (``ddof = 1``); the value itself, twice, when every value is equal (infinities
+    included); ``None`` for a single value or when the values are not all finite and not
+    all equal.
     """
     if not values:
         raise InvalidParameterError("an interval needs at least one value")
     first = values[0]
+    if len(values) < 2:
+        return None
     if all(v == first for v in values):
         return (first, first)
-    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+    if not all(math.isfinite(v) for v in values):
         return None
     arr = np.asarray(values, dtype=np.float64)
     mean = float(arr.mean())
