@@ -26,6 +26,7 @@ from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.aggregation import Aggregator
 from threat_models.evaluation.audit_cells import cell_empirical_audit
 from threat_models.evaluation.context import Cell, EvaluationConfig, EvaluationContext
+from threat_models.evaluation.curves import curves_json
 from threat_models.evaluation.gradient_cells import (
     cell_dp_noise_sweep,
     cell_plaintext_controls,
@@ -49,6 +50,7 @@ from threat_models.evaluation.rows import (
 )
 from threat_models.evaluation.scoring import VERDICT_RULE
 from threat_models.evaluation.seeds import INTERVAL_RULE, merge_seeds
+from threat_models.evaluation.utility import with_accuracy
 
 try:
     import torch
@@ -56,12 +58,18 @@ except ImportError as exc:  # the core install has no torch
     raise_missing_extra(exc, "eval", "threat_models.evaluation")
 
 __all__ = [
+    "ACCURACY_STEP",
     "AUDIT_CELL",
     "CELLS",
     "NOT_STOPPED_BY",
     "EvaluationResult",
     "run_evaluation",
 ]
+
+#: The step after the cells of a seed that trains each defence's model for the rows'
+#: ``accuracy`` (:func:`~threat_models.evaluation.utility.with_accuracy`); its time is in
+#: :attr:`EvaluationResult.seconds` under this name.
+ACCURACY_STEP = "model accuracy under each defence"
 
 #: Name of the empirical-audit cell (the report states its time next to its rows).
 AUDIT_CELL = "empirical audit (canaries)"
@@ -153,6 +161,7 @@ class EvaluationResult:
                 "errors": dict(self.errors),
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "rows": [r.json_fields() for r in self.rows],
+                "privacy_utility": curves_json(self.rows),
             }
         )
 
@@ -250,7 +259,9 @@ def run_evaluation(
                     pictured.add(name)
                     panels += out.panels
                     figures += out.figures
-            runs.append(rows)
+            start = time.perf_counter()
+            runs.append(list(with_accuracy(rows, ctx)))  # each defence's model, this seed's
+            seconds[ACCURACY_STEP] = seconds.get(ACCURACY_STEP, 0.0) + (time.perf_counter() - start)
     return EvaluationResult(
         config,
         merge_seeds(runs),

@@ -456,8 +456,9 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         setting = (
             f"mnist population {len(population)} (half members), MLP {data.input_size}-64-10 "
             f"relu; {res.num_shadows} shadow models ({res.lira_variance.value} variance); "
-            f"train/test acc {res.train_accuracy:.2f}/{res.test_accuracy:.2f}; float64 scores"
+            "float64 scores"
         )
+        fit = f"train/test acc {res.train_accuracy:.2f}/{res.test_accuracy:.2f}"
         same_model = run.protection is Protection.SECURE_AGGREGATION
         attacks = (
             ("loss threshold", res.loss_roc),
@@ -477,10 +478,15 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
                 delta=res.delta,
                 noise_multiplier=run.noise_multiplier,
                 accuracy=res.test_accuracy,
-                note=(
-                    "the released model is identical with or without secure aggregation"
-                    if same_model
-                    else run.note
+                note="; ".join(
+                    part
+                    for part in (
+                        "the released model is identical with or without secure aggregation"
+                        if same_model
+                        else run.note,
+                        fit,
+                    )
+                    if part
                 ),
             )
             if not same_model:  # the same curve as plaintext training

@@ -232,8 +232,9 @@ def cell_model_inconsistency(ctx: EvaluationContext) -> CellOutput:
     rows += gradient_rows(
         family=Family.MODEL_LEVEL,
         attack=attack,
-        defense=f"secure aggregation + distributed DP (z={z:.3g} for n={n})",
+        defense=f"secure aggregation + distributed DP (sized for n={n}, target SNR 0.1)",
         setting=setting + "; target SNR 0.1",
+        note=f"z={z:.3g}",
         psnrs=[p],
         base=base,
         expected=False,
@@ -322,13 +323,13 @@ def cell_sybil(ctx: EvaluationContext) -> CellOutput:
                 0.0,
             ),
             (
-                f"secure aggregation + distributed DP sized for {n} honest clients (z={z:.3g})",
+                f"secure aggregation + distributed DP sized for {n} honest clients",
                 _ddp_round(enc, cohort, server_controlled=sybils),
                 enc.parameters.local_stddev,
                 z * clip,
             ),
             (
-                f"distributed DP sized for n-1 colluders (local noise, z={z:.3g})",
+                "distributed DP sized for n-1 colluders (local noise)",
                 _ddp_round(enc_s, cohort, server_controlled=sybils),
                 enc_s.parameters.local_stddev,
                 z * clip,
@@ -372,7 +373,8 @@ def cell_sybil(ctx: EvaluationContext) -> CellOutput:
             expected=case.expected,
             protection=case.protection,
             positive_control=case.positive_control,
-            note="best of closed form (Wiener) and DLG",
+            note="best of closed form (Wiener) and DLG"
+            + (f"; z={score.noise_multiplier:.3g}" if score.noise_multiplier else ""),
             privacy=privacy,
         )
         if case.protection is not Protection.SECURE_AGGREGATION:  # a noised defense
@@ -465,8 +467,9 @@ def cell_trap_weights(ctx: EvaluationContext) -> CellOutput:
     rows += gradient_rows(
         family=Family.MODEL_LEVEL,
         attack="trap/imprint weights",
-        defense=f"secure aggregation + distributed DP (z={z:.3g})",
+        defense="secure aggregation + distributed DP (per-client SNR 0.1)",
         setting=setting + "; per-client SNR 0.1",
+        note=f"z={z:.3g}",
         psnrs=list(match.psnr_db),
         base=base,
         expected=False,
@@ -509,7 +512,7 @@ def cell_disaggregation(ctx: EvaluationContext) -> CellOutput:
     cases = (
         (f"secure aggregation per round ({ctx.aggregator_name})", Protection.SECURE_AGGREGATION),
         (
-            f"secure aggregation + distributed DP per round (z={z:.3g})",
+            "secure aggregation + distributed DP per round (SNR 0.1)",
             Protection.SECURE_AGGREGATION_DP,
         ),
     )
@@ -562,8 +565,9 @@ def cell_disaggregation(ctx: EvaluationContext) -> CellOutput:
             multi=True,
             note="least squares on A = P U with known participation P"
             + (
-                f"; best of the closed form and its Wiener (MMSE) shrinkage towards the data "
-                f"set's prior; the worst-off client takes part in {releases} of {rounds} rounds"
+                f"; z={z:.3g}; best of the closed form and its Wiener (MMSE) shrinkage to the "
+                f"data set's prior; the worst-off client takes part in {releases} of {rounds} "
+                "rounds"
                 if noised
                 else ""
             ),
