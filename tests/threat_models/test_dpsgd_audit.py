@@ -70,6 +70,7 @@ def test_an_honest_run_stays_below_opacus_epsilon(honest: DpSgdAuditRun) -> None
     assert row.protection is Protection.DP
 
 
+@pytest.mark.filterwarnings("ignore:Optimal order is the smallest alpha")
 def test_the_under_noised_run_refutes_the_claimed_epsilon(
     honest: DpSgdAuditRun, control: DpSgdAuditRun
 ) -> None:

@@ -51,6 +51,7 @@ from dp.ledger import ClientSampling, PrivacyLedger, RoundRecord
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import ring_mask
 from threat_models.evaluation.context import EvaluationContext
+from threat_models.evaluation.dpsgd_audit import dpsgd_audit_rows
 from threat_models.evaluation.rows import CellOutput, Family, PrivacyLevel, Protection, Row
 from threat_models.evaluation.scoring import DELTA
 
@@ -361,6 +362,7 @@ def cell_empirical_audit(ctx: EvaluationContext) -> CellOutput:
     # cost milliseconds apiece on a loaded machine (63 s instead of 3 s for the quick cell).
     with threadpool_limits(limits=ctx.config.threads, user_api="blas"):
         rows += _audited_rows(ctx.config.seed, quick)
+        rows += dpsgd_audit_rows(ctx.config.seed, quick)
     return CellOutput(rows=tuple(rows))
 
 
