@@ -112,6 +112,7 @@ def test_a_row_has_the_audit_fields(honest: DpSgdAuditRun) -> None:
     assert row.threshold_above and row.baseline_name == "accountant epsilon"
     assert row.delta == DELTA and row.epsilon_level is PrivacyLevel.SAMPLE
     assert row.accuracy == honest.accuracy and 0.6 < honest.accuracy <= 1.0
+    assert row.noise_multiplier == QUICK.noise_multiplier
     for part in (
         f"m = {QUICK.canaries} dirac canaries ({honest.included} included)",
         f"{honest.steps} steps",

@@ -378,6 +378,7 @@ def dpsgd_audit_row(run: DpSgdAuditRun, *, positive_control: bool = False) -> Ro
         epsilon=run.accountant_epsilon,
         delta=res.delta,
         epsilon_level=PrivacyLevel.SAMPLE,
+        noise_multiplier=run.applied_noise_multiplier,
         accuracy=run.accuracy,
     )
 
