@@ -13,14 +13,15 @@ Nasr and Jagielski (2023, :func:`dp.audit.one_run_audit`, abstention grid with t
 Bonferroni correction) gives an epsilon lower bound at confidence ``1 - SIGNIFICANCE``
 and at the accountant's delta.
 
-**Verdict rule** (:func:`audit_refutes_accountant`, :data:`AUDIT_RULE`): the audit
-"succeeds" when its lower bound exceeds the epsilon the ledger's accountant states for the
-same run (the worst client's, no amplification). On an honest defence that must not happen
-(``expected=False``): a lower bound above the accountant's epsilon means the accountant or
-the mechanism is wrong. Each defence has a **positive control**: the same run with the
-noise multiplier applied far below the one the accountant is told (the ledger records the
-events of the claimed multiplier); the audit must then find a lower bound above the
-claimed epsilon (``expected=True``), or it has no power and proves nothing.
+**Verdict rule** (:mod:`threat_models.evaluation.audit_rule`, shared with the DP-SGD
+audit): the audit "succeeds" when its lower bound exceeds the epsilon the ledger's
+accountant states for the same run (the worst client's, no amplification). On an honest
+defence that must not happen (``expected=False``): a lower bound above the accountant's
+epsilon means the accountant or the mechanism is wrong. Each defence has a **positive
+control**: the same run with the noise multiplier applied far below the one the accountant
+is told (the ledger records the events of the claimed multiplier); the audit must then
+find a lower bound above the claimed epsilon (``expected=True``), or it has no power and
+proves nothing.
 
 A distributed round sums the clients' encodings modulo ``2^b`` directly: the masks of
 secure aggregation cancel exactly in that sum, so the server learns the same vector as
@@ -50,35 +51,21 @@ from dp.distributed import (
 from dp.ledger import ClientSampling, PrivacyLedger, RoundRecord
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import ring_mask
+from threat_models.evaluation.audit_rule import SIGNIFICANCE, audit_refutes_accountant
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.dpsgd_audit import dpsgd_audit_rows
 from threat_models.evaluation.rows import CellOutput, Family, PrivacyLevel, Protection, Row
 from threat_models.evaluation.scoring import DELTA
 
 __all__ = [
-    "SIGNIFICANCE",
-    "AUDIT_RULE",
     "AuditDefence",
     "AuditSizes",
     "CanaryRun",
     "audit_sizes",
-    "audit_refutes_accountant",
     "canary_run",
     "audit_row",
     "cell_empirical_audit",
 ]
-
-#: Significance of every lower bound (confidence ``1 - SIGNIFICANCE``).
-SIGNIFICANCE = 0.05
-
-#: The verdict rule of the audit rows, in words (the report's).
-AUDIT_RULE = (
-    "an audit row succeeds when the one-run epsilon lower bound (confidence "
-    f"{1 - SIGNIFICANCE:.0%}) exceeds the accountant's epsilon for the same run; an honest "
-    "defence must keep it at or below (a bound above is a bug of the accountant or the "
-    "mechanism), and its positive control -- the accountant told a noise multiplier far "
-    "larger than the one applied -- must exceed it"
-)
 
 #: Clip norm of every update (canary directions have exactly this norm).
 _CLIP = 1.0
@@ -148,14 +135,6 @@ def audit_sizes(defence: AuditDefence, quick: bool) -> AuditSizes:
             canaries=500, dimension=1 << 12, rounds=1, clients=8, noise_multiplier=1.0
         )
     return AuditSizes(canaries=1000, dimension=1 << 14, rounds=2, clients=16, noise_multiplier=1.0)
-
-
-def audit_refutes_accountant(lower_bound: float, accountant_epsilon: float) -> bool:
-    """The verdict of an audit row (:data:`AUDIT_RULE`): the lower bound exceeds the
-    accountant's epsilon."""
-    if math.isnan(lower_bound) or math.isnan(accountant_epsilon):
-        raise InvalidParameterError("epsilons must be numbers")
-    return lower_bound > accountant_epsilon
 
 
 @dataclass(frozen=True)
@@ -343,7 +322,7 @@ def audit_row(run: CanaryRun, *, positive_control: bool = False) -> Row:
         baseline=run.accountant_epsilon,
         baseline_name="accountant epsilon",
         succeeded=audit_refutes_accountant(res.epsilon_lower_bound, run.accountant_epsilon),
-        threshold=run.accountant_epsilon,
+        # no threshold: each seed's value is already a confidence bound (AUDIT_RULE)
         expected=positive_control,
         positive_control=positive_control,
         note=note,

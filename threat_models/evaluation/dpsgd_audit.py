@@ -32,7 +32,7 @@ attaches to the optimizer: the sample-level epsilon of one example (a canary is 
 example) at ``delta``, with Poisson amplification, for the noise multiplier the accountant
 is told.
 
-**Verdict rule** (:func:`dpsgd_audit_refutes_accountant`, the rule of
+**Verdict rule** (:func:`audit_refutes_accountant`, the rule of
 :data:`threat_models.evaluation.audit_cells.AUDIT_RULE`): a row succeeds when the lower
 bound exceeds the accountant's epsilon. The honest run must not (``expected=False``). Its
 **positive control** trains with the noise multiplier :attr:`DpSgdAuditSizes.weak_noise_multiplier`
@@ -62,24 +62,20 @@ from dp.opacus_client import OpacusAccountantKind, OpacusClientState, train_priv
 from secagg.errors import InvalidParameterError
 from secagg.validation import is_int
 from threat_models.data import DatasetName, ImageData, load_dataset
+from threat_models.evaluation.audit_rule import SIGNIFICANCE, audit_refutes_accountant
 from threat_models.evaluation.rows import Family, PrivacyLevel, Protection, Row
 from threat_models.evaluation.scoring import DELTA
 
 __all__ = [
-    "DPSGD_SIGNIFICANCE",
     "DPSGD_DEFENCE",
     "DPSGD_ACCOUNTANT",
     "DpSgdAuditSizes",
     "DpSgdAuditRun",
     "dpsgd_audit_sizes",
-    "dpsgd_audit_refutes_accountant",
     "dpsgd_canary_run",
     "dpsgd_audit_row",
     "dpsgd_audit_rows",
 ]
-
-#: Significance of every lower bound (the audit cell's ``SIGNIFICANCE``).
-DPSGD_SIGNIFICANCE = 0.05
 
 #: The defence of the rows, as the report names it.
 DPSGD_DEFENCE = "Opacus DP-SGD"
@@ -159,14 +155,6 @@ def dpsgd_audit_sizes(quick: bool) -> DpSgdAuditSizes:
     )
 
 
-def dpsgd_audit_refutes_accountant(lower_bound: float, accountant_epsilon: float) -> bool:
-    """The verdict of a DP-SGD audit row: the lower bound exceeds the accountant's epsilon
-    (the rule of the audit cell's ``audit_refutes_accountant``)."""
-    if math.isnan(lower_bound) or math.isnan(accountant_epsilon):
-        raise InvalidParameterError("epsilons must be numbers")
-    return lower_bound > accountant_epsilon
-
-
 @dataclass(frozen=True)
 class DpSgdAuditRun:
     """One audited DP-SGD run: what the auditor found and what the accountant states.
@@ -231,7 +219,7 @@ def dpsgd_canary_run(
     applied_noise_multiplier: float | None = None,
     claimed_noise_multiplier: float | None = None,
     delta: float = DELTA,
-    significance: float = DPSGD_SIGNIFICANCE,
+    significance: float = SIGNIFICANCE,
     data: ImageData | None = None,
 ) -> DpSgdAuditRun:
     """Train a logistic regression with Opacus DP-SGD next to canaries and audit them.
@@ -334,7 +322,7 @@ def dpsgd_canary_run(
 
 def dpsgd_audit_row(run: DpSgdAuditRun, *, positive_control: bool = False) -> Row:
     """The row of one audited DP-SGD run: metric ``epsilon_lower_bound``, baseline and
-    threshold the accountant's epsilon, verdict :func:`dpsgd_audit_refutes_accountant`.
+    threshold the accountant's epsilon, verdict :func:`audit_refutes_accountant`.
 
     An honest run is expected not to refute its accountant; a positive control (the
     accountant told more noise than was applied) is expected to.
@@ -369,8 +357,8 @@ def dpsgd_audit_row(run: DpSgdAuditRun, *, positive_control: bool = False) -> Ro
         value=res.epsilon_lower_bound,
         baseline=run.accountant_epsilon,
         baseline_name="accountant epsilon",
-        succeeded=dpsgd_audit_refutes_accountant(res.epsilon_lower_bound, run.accountant_epsilon),
-        threshold=run.accountant_epsilon,
+        succeeded=audit_refutes_accountant(res.epsilon_lower_bound, run.accountant_epsilon),
+        # no threshold: each seed's value is already a confidence bound (AUDIT_RULE)
         expected=positive_control,
         positive_control=positive_control,
         note=note,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from secagg.errors import InvalidParameterError, raise_missing_extra
 from threat_models.attacks.metrics import psnr
-from threat_models.evaluation.audit_cells import AUDIT_RULE
+from threat_models.evaluation.audit_rule import AUDIT_RULE
 from threat_models.evaluation.curves import CURVES_GUIDE, save_privacy_utility_figures
 from threat_models.evaluation.matrix import AUDIT_CELL, EvaluationResult
 from threat_models.evaluation.rows import Family, Figure, ImagePanel, Protection, Row
@@ -270,7 +270,10 @@ def _audit_section(result: EvaluationResult, rows: Sequence[Row]) -> list[str]:
         "Canary clients (each included with probability 1/2) take part in DP-FedAvg rounds "
         "under each DP defence; the one-run audit (Steinke, Nasr and Jagielski 2023) of "
         "their scores gives an epsilon lower bound, shown next to the epsilon the privacy "
-        f"ledger's accountant states for the same run. Rule: {AUDIT_RULE}.",
+        "ledger's accountant states for the same run (user level). For Opacus DP-SGD, "
+        "canary *examples* (dirac inputs, each included with probability 1/2) are trained "
+        "into a logistic regression on the digits, and their bound is set against Opacus's "
+        f"PRV epsilon (sample level). Rule: {AUDIT_RULE}.",
         "",
         "| defense | lower bound | accountant epsilon | bound <= accountant | as expected |",
         "|---|---|---|---|---|",
