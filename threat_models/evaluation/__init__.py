@@ -4,7 +4,8 @@ Each *cell* runs one family of attacks against one or more defenses and returns 
 
     {"family", "attack", "defense", "setting", "metric", "value", "baseline",
      "baseline_name", "succeeded", "expected", "positive_control", "primary", "note",
-     "epsilon", "delta", "epsilon_level"}
+     "epsilon", "delta", "epsilon_level", "noise_multiplier", "accuracy", "threshold",
+     "threshold_above", "seeds", "ci_low", "ci_high"}
 
 ``succeeded`` is the attack's verdict in that cell (the same on every metric row of the
 cell); ``expected`` is what an honest harness must observe (``True``: the attack must
@@ -19,10 +20,11 @@ Success criteria (stated once, used everywhere):
   row that attacks several targets takes its value and verdict from the attacker's best
   target (:data:`~threat_models.evaluation.scoring.VERDICT_RULE`), defended rows and
   positive controls alike, so that no average can hide a leaked target;
-* membership inference: AUC >= 0.6 or TPR >= 3% at 1% FPR (three times chance); a DP
-  row expects the attack stopped only where its (epsilon, delta) alone caps the TPR at 1%
-  FPR below 3% (``e^epsilon * 1% + delta < 3%``, i.e. epsilon < ln 3); above that it
-  makes no claim and states the cap;
+* membership inference: AUC >= 0.6 on the AUC row, TPR >= 3% at 1% FPR (three times
+  chance) on the TPR row, each row's own threshold; a DP row expects the attack stopped
+  only where its (epsilon, delta) alone caps the TPR at 1% FPR below 3%
+  (``e^epsilon * 1% + delta < 3%``, i.e. epsilon < ln 3); above that it makes no claim
+  and states the cap;
 * isolating an update (Sybils, protocol-level attacks): the server's estimate of one
   client's update is within the quantisation error of the truth (or, under DP, within
   the target's own noise share).
@@ -37,7 +39,14 @@ else is seeded by ``EvaluationConfig.seed``.
 Every row with DP noise states the epsilon that noise corresponds to (``epsilon``,
 ``delta``, ``epsilon_level``: per client unless the row says otherwise, composed over the
 releases the attack observes, without amplification by sampling); rows without DP carry
-``None``.
+``None``. ``accuracy`` is the test accuracy of the model trained under the row's defence
+(:data:`~threat_models.evaluation.utility.ACCURACY_RULE`; ``None`` where no model is
+trained); the privacy-utility curves (:mod:`~threat_models.evaluation.curves`) plot the
+attack's metric and that accuracy against epsilon.
+
+A run covers ``EvaluationConfig.seeds`` seeds (1 in quick mode, 3 in full): each row is the
+mean over the seeds with its 95% Student-t interval (``ci_low``, ``ci_high``) and a verdict
+decided on the interval (:data:`~threat_models.evaluation.seeds.INTERVAL_RULE`).
 
 Each row also carries a :class:`Protection` -- what the defense consists of (nothing, the
 unhardened baseline, the hardened protocol, the protocol with distributed DP, noise that
@@ -90,13 +99,16 @@ from threat_models.evaluation.rows import (
     Row,
     Series,
 )
+from threat_models.evaluation.seeds import INTERVAL_RULE, merge_seeds
 from threat_models.evaluation.table import (
     EPSILON_LEGEND,
     METRIC_LABELS,
     TABLE_WIDTH,
     VERDICT_LEGEND,
+    seeds_legend,
     summary_table,
 )
+from threat_models.evaluation.utility import ACCURACY_RULE, defence_accuracy, with_accuracy
 
 __all__ = [
     "Family",
@@ -120,6 +132,12 @@ __all__ = [
     "EPSILON_LEGEND",
     "TABLE_WIDTH",
     "METRIC_LABELS",
+    "seeds_legend",
+    "INTERVAL_RULE",
+    "merge_seeds",
+    "ACCURACY_RULE",
+    "defence_accuracy",
+    "with_accuracy",
     "default_aggregator",
     "cell_plaintext_controls",
     "cell_secure_sum_inversion",

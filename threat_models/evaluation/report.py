@@ -26,7 +26,12 @@ from threat_models.evaluation.curves import CURVES_GUIDE, save_privacy_utility_f
 from threat_models.evaluation.matrix import AUDIT_CELL, EvaluationResult
 from threat_models.evaluation.rows import Family, Figure, ImagePanel, Protection, Row
 from threat_models.evaluation.scoring import VERDICT_RULE
-from threat_models.evaluation.table import EPSILON_LEGEND, VERDICT_LEGEND, summary_table
+from threat_models.evaluation.table import (
+    EPSILON_LEGEND,
+    VERDICT_LEGEND,
+    seeds_legend,
+    summary_table,
+)
 from threat_models.evaluation.utility import ACCURACY_RULE
 
 try:
@@ -366,7 +371,8 @@ def markdown_report(
     lines += _not_stopped_section(result)
     lines += _hardening_section(result)
     lines += ["## Summary", "", summary_table(result, markdown=True), ""]
-    lines += [f"- {paragraph}" for paragraph in (*VERDICT_LEGEND, EPSILON_LEGEND)] + [""]
+    legends = (*VERDICT_LEGEND, EPSILON_LEGEND, seeds_legend(result.seeds))
+    lines += [f"- {paragraph}" for paragraph in legends] + [""]
     lines += _curves_section(curves)
     for family in Family:
         fam_rows = [r for r in result.rows if r.family is family]
