@@ -51,10 +51,13 @@ from dp.distributed import (
 from dp.ledger import ClientSampling, PrivacyLedger, RoundRecord
 from secagg.errors import InvalidParameterError
 from secagg.primitives.encoding import ring_mask
-from threat_models.evaluation.audit_rule import SIGNIFICANCE, audit_refutes_accountant
+from threat_models.evaluation.audit_rule import (
+    SIGNIFICANCE,
+    audit_bound_row,
+)
 from threat_models.evaluation.context import EvaluationContext
 from threat_models.evaluation.dpsgd_audit import dpsgd_audit_rows
-from threat_models.evaluation.rows import CellOutput, Family, PrivacyLevel, Protection, Row
+from threat_models.evaluation.rows import CellOutput, PrivacyLevel, Protection, Row
 from threat_models.evaluation.scoring import DELTA
 
 __all__ = [
@@ -287,7 +290,7 @@ _PROTECTION = {
 
 def audit_row(run: CanaryRun, *, positive_control: bool = False) -> Row:
     """The row of one audited run: metric ``epsilon_lower_bound``, baseline the accountant's
-    epsilon, verdict :func:`audit_refutes_accountant`.
+    epsilon, verdict :func:`~threat_models.evaluation.audit_rule.audit_refutes_accountant`.
 
     An honest run is expected not to refute its accountant; a positive control (the
     accountant told more noise than was applied) is expected to.
@@ -308,8 +311,7 @@ def audit_row(run: CanaryRun, *, positive_control: bool = False) -> Row:
         f"({res.num_correct} correct, best of {res.candidates} abstention levels, "
         f"Bonferroni); confidence {1 - res.significance:.0%}, delta {res.delta:g}"
     )
-    return Row(
-        family=Family.EMPIRICAL_AUDIT,
+    return audit_bound_row(
         attack="one-run canary audit",
         defense=defense,
         setting=(
@@ -317,19 +319,12 @@ def audit_row(run: CanaryRun, *, positive_control: bool = False) -> Row:
             f"{sizes.clients} clients + canaries per round, dimension {sizes.dimension}, "
             f"clip {_CLIP:g}, full participation"
         ),
-        metric="epsilon_lower_bound",
-        value=res.epsilon_lower_bound,
-        baseline=run.accountant_epsilon,
-        baseline_name="accountant epsilon",
-        succeeded=audit_refutes_accountant(res.epsilon_lower_bound, run.accountant_epsilon),
-        # no threshold: each seed's value is already a confidence bound (AUDIT_RULE)
-        expected=positive_control,
+        audit=res,
+        accountant_epsilon=run.accountant_epsilon,
         positive_control=positive_control,
-        note=note,
         protection=protection,
-        epsilon=run.accountant_epsilon,
-        delta=res.delta,
-        epsilon_level=PrivacyLevel.USER,
+        note=note,
+        level=PrivacyLevel.USER,
     )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
+from dp.audit import OneRunAuditResult
 from secagg.errors import InvalidParameterError
+from threat_models.evaluation.rows import Family, PrivacyLevel, Protection, Row
 
-__all__ = ["SIGNIFICANCE", "AUDIT_RULE", "audit_refutes_accountant"]
+__all__ = ["SIGNIFICANCE", "AUDIT_RULE", "audit_refutes_accountant", "audit_bound_row"]
 
 #: Significance of every lower bound (confidence ``1 - SIGNIFICANCE``).
 SIGNIFICANCE = 0.05
@@ -38,3 +40,45 @@ def audit_refutes_accountant(lower_bound: float, accountant_epsilon: float) -> b
     if math.isnan(lower_bound) or math.isnan(accountant_epsilon):
         raise InvalidParameterError("epsilons must be numbers")
     return lower_bound > accountant_epsilon
+
+
+def audit_bound_row(
+    *,
+    attack: str,
+    defense: str,
+    setting: str,
+    audit: OneRunAuditResult,
+    accountant_epsilon: float,
+    positive_control: bool,
+    protection: Protection,
+    note: str,
+    level: PrivacyLevel,
+    noise_multiplier: float | None = None,
+    accuracy: float | None = None,
+) -> Row:
+    """The row of one audited run: its lower bound against the accountant's epsilon.
+
+    The verdict is :func:`audit_refutes_accountant`; a positive control must refute, an
+    honest run must not. No ``threshold``: each seed's value is already a confidence
+    bound, so over several seeds the seeds decide (:data:`AUDIT_RULE`).
+    """
+    return Row(
+        family=Family.EMPIRICAL_AUDIT,
+        attack=attack,
+        defense=defense,
+        setting=setting,
+        metric="epsilon_lower_bound",
+        value=audit.epsilon_lower_bound,
+        baseline=accountant_epsilon,
+        baseline_name="accountant epsilon",
+        succeeded=audit_refutes_accountant(audit.epsilon_lower_bound, accountant_epsilon),
+        expected=positive_control,
+        positive_control=positive_control,
+        note=note,
+        protection=protection,
+        epsilon=accountant_epsilon,
+        delta=audit.delta,
+        epsilon_level=level,
+        noise_multiplier=noise_multiplier,
+        accuracy=accuracy,
+    )

@@ -62,8 +62,11 @@ from dp.opacus_client import OpacusAccountantKind, OpacusClientState, train_priv
 from secagg.errors import InvalidParameterError
 from secagg.validation import is_int
 from threat_models.data import DatasetName, ImageData, load_dataset
-from threat_models.evaluation.audit_rule import SIGNIFICANCE, audit_refutes_accountant
-from threat_models.evaluation.rows import Family, PrivacyLevel, Protection, Row
+from threat_models.evaluation.audit_rule import (
+    SIGNIFICANCE,
+    audit_bound_row,
+)
+from threat_models.evaluation.rows import PrivacyLevel, Protection, Row
 from threat_models.evaluation.scoring import DELTA
 
 __all__ = [
@@ -344,8 +347,7 @@ def dpsgd_audit_row(run: DpSgdAuditRun, *, positive_control: bool = False) -> Ro
         f"{res.num_guesses} guesses ({res.num_correct} correct, best of {res.candidates} "
         f"abstention levels, Bonferroni), confidence {1 - res.significance:.0%}"
     )
-    return Row(
-        family=Family.EMPIRICAL_AUDIT,
+    return audit_bound_row(
         attack="one-run canary audit (examples)",
         defense=defense,
         setting=(
@@ -353,19 +355,12 @@ def dpsgd_audit_row(run: DpSgdAuditRun, *, positive_control: bool = False) -> Ro
             f"{sizes.canaries} canaries, q = 1/{sizes.steps_per_epoch}, {sizes.epochs} epochs, "
             f"clip {sizes.clip_norm:g}"
         ),
-        metric="epsilon_lower_bound",
-        value=res.epsilon_lower_bound,
-        baseline=run.accountant_epsilon,
-        baseline_name="accountant epsilon",
-        succeeded=audit_refutes_accountant(res.epsilon_lower_bound, run.accountant_epsilon),
-        # no threshold: each seed's value is already a confidence bound (AUDIT_RULE)
-        expected=positive_control,
+        audit=res,
+        accountant_epsilon=run.accountant_epsilon,
         positive_control=positive_control,
-        note=note,
         protection=protection,
-        epsilon=run.accountant_epsilon,
-        delta=res.delta,
-        epsilon_level=PrivacyLevel.SAMPLE,
+        note=note,
+        level=PrivacyLevel.SAMPLE,
         noise_multiplier=run.applied_noise_multiplier,
         accuracy=run.accuracy,
     )
