@@ -20,6 +20,7 @@ optimisation attacks apply.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +150,26 @@ def load_dataset(name: DatasetName | str) -> ImageData:
     return ImageData(dataset, images, torch.from_numpy(labels.copy()), int(labels.max()) + 1)
 
 
+_ACTIVATIONS: dict[Activation, type[nn.Module]] = {
+    Activation.SIGMOID: nn.Sigmoid,
+    Activation.RELU: nn.ReLU,
+    Activation.TANH: nn.Tanh,
+}
+
+
+def _seeded(build: Callable[[], nn.Sequential], seed: int | None) -> nn.Sequential:
+    """``build()`` with PyTorch's default initialisation seeded by ``seed`` (when given),
+    the global generator's state restored afterwards."""
+    generator_state = torch.random.get_rng_state()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        return build()
+    finally:
+        if seed is not None:
+            torch.random.set_rng_state(generator_state)
+
+
 def make_mlp(
     input_size: int,
     hidden: int | tuple[int, ...],
@@ -174,26 +195,18 @@ def make_mlp(
         raise InvalidParameterError(
             "input_size, hidden widths must be positive and num_classes >= 2"
         )
-    act: type[nn.Module] = {
-        Activation.SIGMOID: nn.Sigmoid,
-        Activation.RELU: nn.ReLU,
-        Activation.TANH: nn.Tanh,
-    }[activation]
-    generator_state = torch.random.get_rng_state()
-    if seed is not None:
-        torch.manual_seed(seed)
-    try:
+    act = _ACTIVATIONS[activation]
+
+    def build() -> nn.Sequential:
         layers: list[nn.Module] = [nn.Flatten()]
         previous = input_size
         for width in widths:
             layers += [nn.Linear(previous, width), act()]
             previous = width
         layers.append(nn.Linear(previous, num_classes))
-        model = nn.Sequential(*layers)
-    finally:
-        if seed is not None:
-            torch.random.set_rng_state(generator_state)
-    return model
+        return nn.Sequential(*layers)
+
+    return _seeded(build, seed)
 
 
 def make_cnn(
@@ -227,17 +240,11 @@ def make_cnn(
         raise InvalidParameterError(
             "image_shape and channels must be positive and num_classes >= 2"
         )
-    act: type[nn.Module] = {
-        Activation.SIGMOID: nn.Sigmoid,
-        Activation.RELU: nn.ReLU,
-        Activation.TANH: nn.Tanh,
-    }[activation]
-    generator_state = torch.random.get_rng_state()
-    if seed is not None:
-        torch.manual_seed(seed)
-    try:
-        features = channels[1] * ((h + 1) // 2) * ((w + 1) // 2)
-        model = nn.Sequential(
+    act = _ACTIVATIONS[activation]
+    features = channels[1] * ((h + 1) // 2) * ((w + 1) // 2)
+
+    def build() -> nn.Sequential:
+        return nn.Sequential(
             nn.Conv2d(c, channels[0], 3, padding=1),
             act(),
             nn.Conv2d(channels[0], channels[1], 3, stride=2, padding=1),
@@ -245,10 +252,8 @@ def make_cnn(
             nn.Flatten(),
             nn.Linear(features, num_classes),
         )
-    finally:
-        if seed is not None:
-            torch.random.set_rng_state(generator_state)
-    return model
+
+    return _seeded(build, seed)
 
 
 def num_parameters(model: nn.Module) -> int:
