@@ -238,11 +238,32 @@ def _metric_panel(ax: Axes, metric: str, points: Sequence[CurvePoint], edge: flo
 
 
 def _accuracy_panel(ax: Axes, points: Sequence[CurvePoint], edge: float) -> None:
-    pairs = sorted(
-        {(_x(p, edge), p.accuracy) for p in points if p.accuracy is not None and p.accuracy >= 0}
-    )
-    if pairs:
-        ax.plot([x for x, _ in pairs], [a for _, a in pairs], marker="s", color="black")
+    """One line per trained model: attacks whose points carry the same accuracies share one
+    (the models the gradient and model-level rows report are the same DP-FedAvg runs)."""
+    lines: dict[tuple[tuple[float, float], ...], list[str]] = {}
+    for attack in dict.fromkeys(p.attack for p in points):
+        pairs = tuple(
+            sorted(
+                {
+                    (_x(p, edge), float(p.accuracy))
+                    for p in points
+                    if p.attack == attack and p.accuracy is not None and p.accuracy >= 0
+                }
+            )
+        )
+        if pairs:
+            lines.setdefault(pairs, []).append(attack)
+    for index, (pairs, attacks) in enumerate(lines.items()):
+        more = f" (+{len(attacks) - 1} more)" if len(attacks) > 1 else ""
+        ax.plot(
+            [x for x, _ in pairs],
+            [a for _, a in pairs],
+            marker="s",
+            color=f"C{index % 10}",
+            label=f"{attacks[0]}{more}",
+        )
+    if lines:
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     else:
         ax.text(0.5, 0.5, "no accuracy reported", ha="center", transform=ax.transAxes)
     ax.set_ylim(0.0, 1.02)
@@ -252,7 +273,11 @@ def _accuracy_panel(ax: Axes, points: Sequence[CurvePoint], edge: float) -> None
 def privacy_utility_figure(family: Family, points: Sequence[CurvePoint]) -> MplFigure:
     """The figure of one family (module docstring): metric panels, then accuracy."""
     edge = no_dp_position([p.epsilon for p in points])
-    metrics = list(dict.fromkeys(p.metric for p in points))
+    # a panel per metric that has a DP point: a metric measured only without noise (e.g.
+    # whether a round aborted) is no privacy-utility trade-off
+    metrics = list(dict.fromkeys(p.metric for p in points if _x(p, edge) != edge)) or list(
+        dict.fromkeys(p.metric for p in points)
+    )
     fig = MplFigure(figsize=(4.2 * (len(metrics) + 1), 4.0))
     axes = fig.subplots(1, len(metrics) + 1, squeeze=False)[0]
     ticks = _decade_ticks(points, edge)
