@@ -11,6 +11,13 @@ real round):
 * :func:`cell_trap_weights` -- the same malicious model to everyone, so consistency
   checks pass;
 * :func:`cell_disaggregation` -- overlapping cohorts over rounds, solved by least squares.
+
+Distributed DP is run at a sweep of target SNRs (:func:`sweep_snrs`), each level a row
+with its own epsilon, so each attack's privacy-utility curve shows where it stops. One
+level per attack states the claim the cell makes about distributed DP (SNR 0.1; 0.3 for
+Sybil); the others are measured without a claim (``expected=None``). The SNR is fixed, so
+it is in the rows' labels; the noise multiplier it gives depends on the seed's data, so it
+is in the note only, and the rows of the same level merge across seeds.
 """
 
 from __future__ import annotations
@@ -164,7 +171,8 @@ def cell_model_inconsistency(ctx: EvaluationContext) -> CellOutput:
 
     Runs :func:`~threat_models.attacks.model_level.model_inconsistency_attack` through the
     real protocol with per-client model hashes (baseline: keys signed without the model
-    hash; hardened: with it, so the round aborts), then against distributed DP.
+    hash; hardened: with it, so the round aborts), then against distributed DP at each
+    level of :func:`sweep_snrs` (the closed form with its Wiener shrinkage to the prior).
     """
     cfg = ctx.config
     data = ctx.dataset(DatasetName.DIGITS)
