@@ -11,7 +11,9 @@ from matplotlib.lines import Line2D
 
 from threat_models.evaluation.curves import (
     NO_DP_LABEL,
+    CurvePoint,
     curve_file_name,
+    curve_lines,
     curves_json,
     no_dp_position,
     privacy_utility_figure,
@@ -121,3 +123,25 @@ def test_the_no_dp_point_sits_at_the_right_edge() -> None:
     # the success threshold is drawn as a dashed line at 20 dB
     dashed = [ln for ln in metric_ax.get_lines() if ln.get_linestyle() == "--"]
     assert [_xy(ln)[1] for ln in dashed] == [[20.0, 20.0]]
+
+
+def test_an_attack_met_by_two_kinds_of_dp_defence_is_two_lines() -> None:
+    fam = Family.MODEL_LEVEL
+    rows = [
+        _row(fam, "Sybil", None, 100.0),
+        _row(fam, "Sybil", 30.0, 25.0, protection=Protection.SECURE_AGGREGATION_DP),
+        _row(fam, "Sybil", 300.0, 40.0, protection=Protection.SECURE_AGGREGATION_DP),
+        _row(fam, "Sybil", 30.0, 12.0, protection=Protection.DP),
+        _row(fam, "Sybil", 300.0, 14.0, protection=Protection.DP),
+    ]
+    points = [CurvePoint.of(r) for r in rows]
+    edge = no_dp_position([p.epsilon for p in points])
+    lines = curve_lines(points, edge)
+    assert len(lines) == 2
+    for label, line in lines:
+        assert label.startswith("Sybil (")
+        assert [p.epsilon for p in line] == [30.0, 300.0, None]  # ends at the no-DP point
+        assert len({p.protection for p in line if p.epsilon is not None}) == 1
+    # control: one kind of DP defence is one line through every point of the attack
+    single = [p for p in points if p.protection != Protection.DP.value]
+    assert [len(line) for _, line in curve_lines(single, edge)] == [3]

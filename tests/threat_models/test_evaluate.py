@@ -286,7 +286,8 @@ def test_every_dp_row_states_its_epsilon(fast_result: EvaluationResult) -> None:
         if row.protection not in NOISED:
             assert row.epsilon is None and row.delta is None and row.epsilon_level is None
     for attack, issue in ISSUE_EPSILONS.items():
-        primary = [r for r in noised if r.attack == attack and r.primary]
+        # the claimed level of each attack (the others sweep the noise without a claim)
+        primary = [r for r in noised if r.attack == attack and r.primary and r.expected is not None]
         shown = [r.epsilon or 0.0 for r in primary]
         assert shown and all(0.85 * issue <= eps <= issue for eps in shown), (attack, shown)
     payload = fast_result.to_json()

@@ -38,6 +38,7 @@ except ImportError as exc:  # the core install has no matplotlib
 
 __all__ = [
     "CurvePoint",
+    "curve_lines",
     "CURVES_GUIDE",
     "NO_DP_LABEL",
     "curve_file_name",
@@ -57,8 +58,9 @@ CURVES_GUIDE = (
     "defence weakens. x: the defence's epsilon at delta 1e-5 per client (per training "
     "example where the axis says so: DP-SGD; log scale, larger is less private); the rows "
     "without DP noise sit at the right edge, labelled "
-    f'"{NO_DP_LABEL}". y (left panels): the attack\'s success metric, one line per attack, '
-    "with error bars where several seeds give a confidence interval; the dashed grey line is "
+    f'"{NO_DP_LABEL}". y (left panels): the attack\'s success metric, one line per attack '
+    "(per kind of DP defence where an attack meets several), with error bars where several "
+    "seeds give a confidence interval; the dashed grey line is "
     "the success threshold (the attack succeeds above it, or below it for a metric where "
     "lower is better) and the dotted line of the attack's colour its trivial baseline (what "
     "an attacker gets for free). Right panel: the test accuracy of the model trained under "
@@ -81,6 +83,9 @@ class CurvePoint:
         baseline: the trivial attacker's value.
         delta, epsilon_level: the delta of ``epsilon`` and whose privacy it bounds
             (``"user"``: one client, ``"sample"``: one training example).
+        protection: what the defence consists of (the value of the row's
+            :class:`~threat_models.evaluation.rows.Protection`): an attack met by two kinds
+            of DP defence is drawn as one line per kind.
     """
 
     attack: str
@@ -95,6 +100,7 @@ class CurvePoint:
     baseline: float | None
     delta: float | None = None
     epsilon_level: str | None = None
+    protection: str = ""
 
     @classmethod
     def of(cls, row: Row) -> CurvePoint:
@@ -112,6 +118,7 @@ class CurvePoint:
             baseline=row.baseline,
             delta=row.delta,
             epsilon_level=None if row.epsilon_level is None else row.epsilon_level.value,
+            protection=row.protection.value,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -183,14 +190,29 @@ def _decade_ticks(points: Sequence[CurvePoint], edge: float) -> list[float]:
     return [10.0**k for k in range(low, round(math.log10(edge)))]
 
 
-def _metric_panel(ax: Axes, metric: str, points: Sequence[CurvePoint], edge: float) -> None:
-    attacks = list(dict.fromkeys(p.attack for p in points))
-    labelled = False
-    for index, attack in enumerate(attacks):
-        mine = sorted(
-            (p for p in points if p.attack == attack and _finite(p.value)),
-            key=lambda p: _x(p, edge),
+def curve_lines(points: Sequence[CurvePoint], edge: float) -> list[tuple[str, list[CurvePoint]]]:
+    """The lines of a metric panel: one per attack, or one per kind of DP defence where an
+    attack meets several (each ending at the attack's points without DP), sorted by x."""
+    out: list[tuple[str, list[CurvePoint]]] = []
+    for attack in dict.fromkeys(p.attack for p in points):
+        mine = [p for p in points if p.attack == attack and _finite(p.value)]
+        plain = [p for p in mine if _x(p, edge) == edge]
+        kinds = list(dict.fromkeys(p.protection for p in mine if _x(p, edge) != edge))
+        groups = (
+            [(attack, mine)]
+            if len(kinds) <= 1
+            else [
+                (f"{attack} ({kind})", [p for p in mine if p.protection == kind] + plain)
+                for kind in kinds
+            ]
         )
+        out += [(label, sorted(group, key=lambda p: _x(p, edge))) for label, group in groups]
+    return out
+
+
+def _metric_panel(ax: Axes, metric: str, points: Sequence[CurvePoint], edge: float) -> None:
+    labelled = False
+    for index, (attack, mine) in enumerate(curve_lines(points, edge)):
         if not mine:
             continue
         colour = f"C{index % 10}"
