@@ -14,7 +14,7 @@ control succeeded, 3 otherwise (an evaluation whose controls fail proves nothing
 Verdicts that contradict an expectation read ``NO (regression)`` in the table's
 ``as expected`` column and in the report. ``--seeds N`` runs the matrix for seeds ``seed``
 to ``seed + N - 1`` (default 1 with ``--quick``, 3 otherwise): values are means with their
-95% interval and verdicts are decided on the interval
+90% interval (each end a one-sided 95% bound) and verdicts are decided on the interval
 (:data:`~threat_models.evaluation.seeds.INTERVAL_RULE`).
 """
 
@@ -91,7 +91,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="run every cell for seeds SEED to SEED+N-1 and report means with 95%% intervals, "
+        help="run every cell for seeds SEED to SEED+N-1 and report means with 90%% intervals, "
         "verdicts decided on the interval (default 1 with --quick, 3 otherwise)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from threat_models.data import DatasetName, ImageData, load_dataset
 from threat_models.evaluation.membership_cells import (
     SUCCESS_AUC,
     SUCCESS_TPR,
+    dp_auc_bound,
     dp_expectation,
     dp_tpr_bound,
     membership_rows,
@@ -241,7 +243,7 @@ def test_dp_claim_where_epsilon_bounds_every_test() -> None:
     assert dp_expectation(1.10, 1e-5) is None  # bound 3.004%: DP alone allows a success
     assert dp_expectation(3.96, 1e-5) is None
 
-    def auc_row(epsilon: float, roc: RocCurve) -> Row:
+    def dp_rows(epsilon: float, roc: RocCurve) -> list[Row]:
         return membership_rows(
             attack="LiRA offline",
             roc=roc,
@@ -249,15 +251,31 @@ def test_dp_claim_where_epsilon_bounds_every_test() -> None:
             setting="test",
             expected=dp_expectation(epsilon, 1e-5),
             protection=Protection.DP,
-        )[0]
+            epsilon=epsilon,
+            delta=1e-5,
+        )
 
     leaking = _curve(0.62, 0.05, 500)
-    # positive control: a leak under a claiming epsilon is a regression, never hidden
-    assert auc_row(0.75, leaking).expectation is Expectation.REGRESSION
-    assert auc_row(0.75, _curve(0.52, 0.01, 500)).expectation is Expectation.MET
+    # positive control: a leak under a claiming epsilon is a regression, never hidden; at
+    # eps 0.75 DP caps the TPR at 1% FPR (2.1%) but allows AUC 0.68: the claim is the 1% row's
+    auc, tpr_1pct, _ = dp_rows(0.75, leaking)
+    assert tpr_1pct.expectation is Expectation.REGRESSION
+    assert auc.succeeded and auc.expectation is Expectation.NO_CLAIM
+    assert all(r.as_expected for r in dp_rows(0.75, _curve(0.52, 0.01, 500)))
+    # at eps 0.3 DP caps the AUC below 0.6 (0.574) too: both rows claim, both regress
+    auc, tpr_1pct, _ = dp_rows(0.3, leaking)
+    assert auc.expectation is tpr_1pct.expectation is Expectation.REGRESSION
     # a weaker epsilon: the leak is shown as a success, with no claim
-    weak = auc_row(3.96, leaking)
+    weak = dp_rows(3.96, leaking)[0]
     assert weak.succeeded and weak.expectation is Expectation.NO_CLAIM
+
+
+def test_dp_auc_bound_is_the_area_under_the_tradeoff_curve() -> None:
+    # with delta = 0 the curve is two lines meeting at FPR 1/(1+e^eps): AUC e^eps/(1+e^eps)
+    for eps in (0.0, 0.3, math.log(1.5), 1.0, 3.0):
+        assert dp_auc_bound(eps, 0.0) == pytest.approx(math.exp(eps) / (1 + math.exp(eps)))
+    assert dp_auc_bound(math.log(1.5) - 0.01, 1e-5) < SUCCESS_AUC < dp_auc_bound(0.5, 1e-5)
+    assert dp_auc_bound(50.0, 1e-5) == pytest.approx(1.0)
 
 
 def test_dp_tpr_bound() -> None:

@@ -1,4 +1,4 @@
-"""Several seeds: rows merged to means with 95% intervals, verdicts decided on the interval.
+"""Several seeds: rows merged to means with 90% intervals, verdicts decided on the interval.
 
 The cells here are fast stand-ins whose values depend on ``ctx.config.seed``; the merge and
 its verdicts are what is tested, not an attack.
@@ -46,8 +46,8 @@ from threat_models.evaluation.seeds import (
 from threat_models.evaluation.table import VERDICT_LEGEND, seeds_legend
 
 THRESHOLD = 20.0
-#: t(0.975, 2), from a printed table of Student's t
-T_975_DF2 = 4.302653
+#: t(0.95, 2), from a printed table of Student's t
+T_95_DF2 = 2.919986
 
 
 def _row(
@@ -66,7 +66,7 @@ def _row(
     """A row whose verdict is its threshold on ``value`` (or ``succeeded`` when given)."""
     verdict = succeeded if succeeded is not None else threshold is not None and value >= threshold
     return Row(
-        Family.MODEL_LEVEL,
+        Family.PROTOCOL_LEVEL,  # no model is trained for these rows
         attack,
         "secure aggregation + distributed DP" if not control else "none",
         "s",
@@ -118,15 +118,15 @@ def test_the_merged_row_is_the_mean_with_its_student_t_interval() -> None:
     result = _run(_by_seed(values))
     (row,) = result.rows
     assert row.seeds == 3 and row.value == pytest.approx(13.0)
-    # by hand: s = sqrt(13), half = t(0.975, 2) * s / sqrt(3)
-    half = T_975_DF2 * math.sqrt(13.0) / math.sqrt(3.0)
+    # by hand: s = sqrt(13), half = t(0.95, 2) * s / sqrt(3)
+    half = T_95_DF2 * math.sqrt(13.0) / math.sqrt(3.0)
     assert row.ci_low == pytest.approx(13.0 - half, rel=1e-6)
     assert row.ci_high == pytest.approx(13.0 + half, rel=1e-6)
     try:
         from scipy import stats
     except ImportError:  # pragma: no cover - scipy is a core dependency
         return
-    ci = stats.ttest_1samp(list(values.values()), 0.0).confidence_interval(0.95)
+    ci = stats.ttest_1samp(list(values.values()), 0.0).confidence_interval(0.90)
     assert (row.ci_low, row.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
 
 
@@ -371,7 +371,7 @@ def test_the_table_shows_the_interval_within_100_columns() -> None:
     markdown = summary_table(result, markdown=True)
     assert f"| 17 ±{half:.1f} |" in markdown
     legend = seeds_legend(result.seeds)
-    assert legend.startswith("values: means over 3 seeds (0 to 2)") and "95%" in legend
+    assert legend.startswith("values: means over 3 seeds (0 to 2)") and "90%" in legend
     assert INTERVAL_RULE[1:] in VERDICT_LEGEND[0]
     assert "no interval" in seeds_legend((4,))
 
@@ -391,7 +391,7 @@ def test_secagg_evaluate_writes_the_seeds_and_intervals(
 
     def stand_in(config: EvaluationConfig, *, progress: bool | None = None) -> EvaluationResult:
         seen.append(config)
-        values = {s: 30.0 + s % 2 for s in range(5)}  # half = t(0.975, 1) * 1 / 2 = 6.35
+        values = {s: 30.0 + s % 2 for s in range(5)}  # half = t(0.95, 1) * 1 / 2 = 3.16
         cells = (_cell(_by_seed(values, expected=True, control=True)),)
         return run_evaluation(config, progress=progress, cells=cells, aggregator=(_no_sum, "x"))
 
@@ -402,7 +402,7 @@ def test_secagg_evaluate_writes_the_seeds_and_intervals(
     assert seen[0].seeds == 2 and seen[0].seed_values == (3, 4)
     printed = capsys.readouterr().out
     assert "values: means over 2 seeds (3 to 4)" in printed.replace("\n  ", " ")
-    assert "seeds 3, 4;" in printed and "30.5 ±6.35" in printed
+    assert "seeds 3, 4;" in printed and "30.5 ±3.16" in printed
     payload = json.loads(out.read_text())
     assert payload["seeds"] == [3, 4] and payload["seed"] == 3
     assert payload["interval_rule"] == INTERVAL_RULE

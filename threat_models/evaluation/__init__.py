@@ -45,8 +45,9 @@ trained); the privacy-utility curves (:mod:`~threat_models.evaluation.curves`) p
 attack's metric and that accuracy against epsilon.
 
 A run covers ``EvaluationConfig.seeds`` seeds (1 in quick mode, 3 in full): each row is the
-mean over the seeds with its 95% Student-t interval (``ci_low``, ``ci_high``) and a verdict
-decided on the interval (:data:`~threat_models.evaluation.seeds.INTERVAL_RULE`).
+mean over the seeds with its 90% Student-t interval (``ci_low``, ``ci_high``: each end a
+one-sided 95% confidence bound) and a verdict decided on the interval
+(:data:`~threat_models.evaluation.seeds.INTERVAL_RULE`).
 
 Each row also carries a :class:`Protection` -- what the defense consists of (nothing, the
 unhardened baseline, the hardened protocol, the protocol with distributed DP, noise that

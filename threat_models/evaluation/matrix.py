@@ -3,7 +3,7 @@
 :data:`CELLS` lists every cell with its family; :func:`run_evaluation` runs those of the
 chosen families once per seed of the configuration (one broken cell is recorded in
 :attr:`EvaluationResult.errors` and does not hide the others), merges the rows of the seeds
-(:func:`~threat_models.evaluation.seeds.merge_seeds`: means, 95% intervals, verdicts decided
+(:func:`~threat_models.evaluation.seeds.merge_seeds`: means, 90% intervals, verdicts decided
 on the interval by :data:`~threat_models.evaluation.seeds.INTERVAL_RULE`) and returns an
 :class:`EvaluationResult`, whose verdicts --
 :attr:`~EvaluationResult.controls_passed`, :attr:`~EvaluationResult.unexpected`,
@@ -260,8 +260,11 @@ def run_evaluation(
                     panels += out.panels
                     figures += out.figures
             start = time.perf_counter()
-            runs.append(list(with_accuracy(rows, ctx)))  # each defence's model, this seed's
-            seconds[ACCURACY_STEP] = seconds.get(ACCURACY_STEP, 0.0) + (time.perf_counter() - start)
+            filled = with_accuracy(rows, ctx)  # each defence's model, this seed's
+            if any(a is not b for a, b in zip(filled, rows, strict=True)):
+                spent = time.perf_counter() - start
+                seconds[ACCURACY_STEP] = seconds.get(ACCURACY_STEP, 0.0) + spent
+            runs.append(list(filled))
     return EvaluationResult(
         config,
         merge_seeds(runs),

@@ -63,6 +63,7 @@ __all__ = [
     "dp_expectation",
     "dp_tpr_bound",
     "BOUND_CONFIDENCE",
+    "dp_auc_bound",
     "DpBoundCheck",
     "dp_bound_check",
     "AggregateSizes",
@@ -116,6 +117,22 @@ def dp_tpr_bound(epsilon: float, delta: float, fpr: float) -> float:
     if epsilon < 0 or not 0 <= delta < 1 or not 0 <= fpr <= 1:
         raise InvalidParameterError("need epsilon >= 0, delta in [0, 1), fpr in [0, 1]")
     return min(1.0, math.exp(min(epsilon, 700.0)) * fpr + delta)
+
+
+def dp_auc_bound(epsilon: float, delta: float) -> float:
+    """The largest AUC that (epsilon, delta)-DP allows any membership test: the area under
+    the tightest trade-off curve ``TPR <= min(e^eps FPR + delta, 1 - e^-eps (1 - delta -
+    FPR), 1)`` (Kairouz et al. 2015), in closed form. The two lines meet at
+    ``FPR = (1 - delta) / (1 + e^eps)``; with ``delta = 0`` the area is
+    ``e^eps / (1 + e^eps)``."""
+    if epsilon < 0 or not 0 <= delta < 1:
+        raise InvalidParameterError("need epsilon >= 0 and delta in [0, 1)")
+    e = math.exp(min(epsilon, 700.0))
+    meet = (1.0 - delta) / (1.0 + e)
+    rest = 1.0 - delta - meet  # from the meeting point to where the curve reaches 1
+    below = e * meet * meet / 2.0 + delta * meet
+    above = rest - rest * rest / (2.0 * e)
+    return below + above + delta
 
 
 #: Confidence of the DP-bound check: every measured TPR and FPR it compares is replaced by
@@ -223,7 +240,9 @@ def membership_rows(
     The attack succeeds when ``AUC >= SUCCESS_AUC or TPR at 1% FPR >= SUCCESS_TPR``; each
     of the two criteria is the verdict of its own row, with its ``threshold``: the AUC row
     succeeds iff ``AUC >= SUCCESS_AUC``, the 1% row iff ``TPR >= SUCCESS_TPR``. A defended
-    claim (``expected`` False) is on both rows, so a leak at low FPR alone is a
+    claim (``expected`` False) is on the 1% row, where (epsilon, delta)-DP caps the TPR, and
+    on the AUC row only where DP also caps the AUC below the criterion
+    (:func:`dp_auc_bound`; epsilon below about ln 1.5); a leak at low FPR alone is a
     regression of the 1% row. An expected success (``expected`` True, positive controls)
     is claimed on the AUC row only (the 1% row makes no claim). The 0.1% row has no
     threshold: its verdict is the attack's (either criterion) and it makes no claim.
@@ -235,6 +254,14 @@ def membership_rows(
     """
     tpr_1pct = roc.tpr_at_fpr(0.01)
     attack_succeeded = roc.auc >= SUCCESS_AUC or tpr_1pct >= SUCCESS_TPR
+    stated = privacy.epsilon if privacy is not None else epsilon
+    stated_delta = privacy.delta if privacy is not None else delta
+    # a defended claim on the AUC row only where DP alone caps the AUC below the criterion
+    auc_claim = expected
+    if expected is False and (
+        stated is None or dp_auc_bound(stated, stated_delta or 0.0) >= SUCCESS_AUC
+    ):
+        auc_claim = None
     auc = Row(
         family=Family.MEMBERSHIP,
         attack=attack,
@@ -245,7 +272,7 @@ def membership_rows(
         baseline=0.5,
         baseline_name="chance",
         succeeded=roc.auc >= SUCCESS_AUC,
-        expected=expected,
+        expected=auc_claim,
         positive_control=positive_control,
         note=note,
         protection=protection,
@@ -466,14 +493,18 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
             ("LiRA offline", res.lira_offline_roc),
         )
         for attack, roc in attacks:
+            # the loss threshold is the weakest attack, reported for reference: its AUC sits
+            # at the criterion (0.61-0.63 over seeds), so it is no control and no claim that
+            # it must succeed; a DP claim that it is stopped still holds
+            weak = attack == "loss threshold" and run.expected is True
             rows += membership_rows(
                 attack=attack,
                 roc=roc,
                 defense=run.defense,
                 setting=setting,
-                expected=run.expected,
+                expected=None if weak else run.expected,
                 protection=run.protection,
-                positive_control=run.positive_control,
+                positive_control=run.positive_control and not weak,
                 epsilon=res.epsilon,
                 delta=res.delta,
                 noise_multiplier=run.noise_multiplier,

@@ -1,8 +1,9 @@
 """Several seeds of one evaluation: the rows merged across seeds, their interval, the verdicts.
 
 :func:`merge_seeds` turns the rows of one run per seed into one row per number of the
-matrix: the mean over the seeds that produced it, the 95% Student-t interval of that mean
-(:func:`t_interval`) and a verdict decided on the interval by :data:`INTERVAL_RULE`
+matrix: the mean over the seeds that produced it, the 90% Student-t interval of that mean
+(:func:`t_interval`: each end a one-sided 95% confidence bound, the bound a one-sided
+verdict needs) and a verdict decided on the interval by :data:`INTERVAL_RULE`
 (:func:`interval_verdict`), the rule that luck cannot win: a row the harness requires to
 succeed (a positive control) must succeed on every seed with its whole interval on the
 success side, and any other row (a defended one, or one without a claim) is reported
@@ -35,12 +36,15 @@ __all__ = [
     "merge_seeds",
 ]
 
-#: Coverage of the interval every merged row states.
-CONFIDENCE = 0.95
+#: Coverage of the interval every merged row states: 90%, so that each end is a one-sided
+#: 95% confidence bound on the mean (a verdict is one-sided: "stopped" needs the upper
+#: bound below the threshold, "succeeded" for a control the lower bound above it).
+CONFIDENCE = 0.90
 
 #: How a verdict over several seeds is decided (the JSON's ``interval_rule``).
 INTERVAL_RULE = (
-    "over several seeds a row shows the mean and its 95% Student-t interval, and its verdict "
+    "over several seeds a row shows the mean and its 90% Student-t interval, whose ends are "
+    "one-sided 95% confidence bounds, and its verdict "
     "is decided on the interval by the rule luck cannot win: a row expected to succeed "
     "(positive controls included) succeeds only when every seed succeeded and the whole "
     "interval is on the success side of its threshold; any other row (defended, or without "
@@ -58,7 +62,7 @@ ROW_KEY = ("family", "attack", "defense", "setting", "metric", "positive_control
 def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
     """The :data:`CONFIDENCE` Student-t interval of the mean of ``values``.
 
-    ``mean -+ t(0.975, n - 1) * s / sqrt(n)`` with ``s`` the sample standard deviation
+    ``mean -+ t(0.95, n - 1) * s / sqrt(n)`` with ``s`` the sample standard deviation
     (``ddof = 1``); the value itself, twice, when every value is equal (infinities
     included); ``None`` for a single value or when the values are not all finite and not
     all equal.

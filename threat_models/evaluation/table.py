@@ -5,7 +5,7 @@
 says what its two verdict columns mean (over several seeds, decided on the interval by
 :data:`~threat_models.evaluation.seeds.INTERVAL_RULE`), :data:`EPSILON_LEGEND` what its
 epsilon column means and :func:`seeds_legend` what its values are (means over the seeds,
-shown ``mean ±half`` of their 95% interval).
+shown ``mean ±half`` of their 90% interval: each end a one-sided 95% bound).
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def seeds_legend(seeds: Sequence[int]) -> str:
         return f"values: one seed ({seeds[0]}), no interval; verdicts as the seed's."
     return (
         f"values: means over {len(seeds)} seeds ({seeds[0]} to {seeds[-1]}) shown as "
-        f"mean ±half of their {CONFIDENCE:.0%} Student-t interval (±0: every seed agreed); "
+        f"mean ±half of their {CONFIDENCE:.0%} Student-t interval (each end a one-sided "
+        f"{(1 + CONFIDENCE) / 2:.0%} bound; ±0: every seed agreed); "
         "verdicts decided on the interval as the attack column says."
     )
 
@@ -168,7 +169,7 @@ def summary_table(
     """The primary rows as a text table grouped by family (or one markdown table).
 
     The text table fits in ``width`` columns (100 by default): each row is the attack with
-    its figures (over several seeds the value reads ``mean ±half`` of its 95% interval,
+    its figures (over several seeds the value reads ``mean ±half`` of its 90% interval,
     :func:`seeds_legend`), its epsilon (:data:`EPSILON_LEGEND`) and its verdicts, then the
     defense on
     an indented line below it; long texts wrap. Two verdict columns: ``attack``
