@@ -80,7 +80,9 @@ ACCURACY_RULE = (
     "accuracy is the test accuracy of the digits MLP trained by DP federated averaging "
     "under the row's defence, on the gradient-inversion and malicious-server-model rows "
     "(the attacks on that training): at the row's noise multiplier z per release for a "
-    "user-level DP row, without noise for a row without DP; every other row (protocol-level, "
+    "user-level DP row (every round of the training at that z, so the training's own epsilon "
+    "over all its rounds is larger than the row's, which counts the releases the attack "
+    "observes), without noise for a row without DP; every other row (protocol-level, "
     "membership, empirical audit, sample-level DP-SGD) keeps the accuracy its cell set, "
     "none where no model is trained"
 )
