@@ -145,3 +145,28 @@ def test_an_attack_met_by_two_kinds_of_dp_defence_is_two_lines() -> None:
     # control: one kind of DP defence is one line through every point of the attack
     single = [p for p in points if p.protection != Protection.DP.value]
     assert [len(line) for _, line in curve_lines(single, edge)] == [3]
+
+
+def test_only_attacks_and_metrics_met_by_dp_noise_are_drawn() -> None:
+    fam = Family.MODEL_LEVEL
+    rows = [
+        _row(fam, "swept", None, 100.0),
+        _row(fam, "swept", 30.0, 12.0),
+        _row(fam, "swept", 3.0, 10.0),
+        _row(fam, "control only", None, 90.0),
+        _row(fam, "swept", None, 1.0, metric="round_aborted"),
+    ]
+    points = [CurvePoint.of(r) for r in rows]
+    fig = privacy_utility_figure(fam, points)
+    axes = fig.get_axes()
+    assert len(axes) == 2  # best_psnr_db and accuracy: round_aborted has no DP point
+    legend = axes[0].get_legend()
+    assert legend is not None
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert "swept" in labels and "control only" not in labels
+    # control: with a DP point the same attack draws its line
+    rows.append(_row(fam, "control only", 30.0, 15.0))
+    fig = privacy_utility_figure(fam, [CurvePoint.of(r) for r in rows])
+    legend = fig.get_axes()[0].get_legend()
+    assert legend is not None
+    assert "control only" in [text.get_text() for text in legend.get_texts()]

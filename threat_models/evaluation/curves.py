@@ -187,7 +187,8 @@ def _x(point: CurvePoint, edge: float) -> float:
 def _decade_ticks(points: Sequence[CurvePoint], edge: float) -> list[float]:
     finite = [p.epsilon for p in points if p.epsilon is not None and _x(p, edge) != edge]
     low = math.floor(math.log10(min(finite))) if finite else 0
-    return [10.0**k for k in range(low, round(math.log10(edge)))]
+    # no decade tick right next to the "no DP" edge: the labels would collide
+    return [10.0**k for k in range(low, round(math.log10(edge)) - 1)]
 
 
 def curve_lines(points: Sequence[CurvePoint], edge: float) -> list[tuple[str, list[CurvePoint]]]:
@@ -256,7 +257,7 @@ def _metric_panel(ax: Axes, metric: str, points: Sequence[CurvePoint], edge: flo
             va="bottom",
         )
     ax.set_ylabel(metric)
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=2)
 
 
 def _accuracy_panel(ax: Axes, points: Sequence[CurvePoint], edge: float) -> None:
@@ -285,7 +286,7 @@ def _accuracy_panel(ax: Axes, points: Sequence[CurvePoint], edge: float) -> None
             label=f"{attacks[0]}{more}",
         )
     if lines:
-        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=1)
     else:
         ax.text(0.5, 0.5, "no accuracy reported", ha="center", transform=ax.transAxes)
     ax.set_ylim(0.0, 1.02)
@@ -295,12 +296,16 @@ def _accuracy_panel(ax: Axes, points: Sequence[CurvePoint], edge: float) -> None
 def privacy_utility_figure(family: Family, points: Sequence[CurvePoint]) -> MplFigure:
     """The figure of one family (module docstring): metric panels, then accuracy."""
     edge = no_dp_position([p.epsilon for p in points])
-    # a panel per metric that has a DP point: a metric measured only without noise (e.g.
-    # whether a round aborted) is no privacy-utility trade-off
+    # only attacks met by DP noise draw a curve: one measured only without noise (e.g. a
+    # plaintext control, whether a round aborted) is no privacy-utility trade-off
+    noised = {p.attack for p in points if _x(p, edge) != edge}
+    if noised:
+        points = [p for p in points if p.attack in noised]
     metrics = list(dict.fromkeys(p.metric for p in points if _x(p, edge) != edge)) or list(
         dict.fromkeys(p.metric for p in points)
     )
-    fig = MplFigure(figsize=(4.2 * (len(metrics) + 1), 4.0))
+    entries = max(len(curve_lines([p for p in points if p.metric == m], edge)) for m in metrics)
+    fig = MplFigure(figsize=(4.2 * (len(metrics) + 1), 4.0 + 0.09 * entries))
     axes = fig.subplots(1, len(metrics) + 1, squeeze=False)[0]
     ticks = _decade_ticks(points, edge)
     labels = [f"$10^{{{round(math.log10(t))}}}$" for t in ticks] + [NO_DP_LABEL]
