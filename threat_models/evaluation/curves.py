@@ -65,7 +65,8 @@ CURVES_GUIDE = (
     "lower is better) and the dotted line of the attack's colour its trivial baseline (what "
     "an attacker gets for free). Right panel: the test accuracy of the model trained under "
     "the same defences, so that the epsilon at which an attack stops can be read next to what "
-    "that epsilon costs the model."
+    "that epsilon costs the model. Attacks and metrics measured only without DP noise (the "
+    "plaintext controls, whether a round aborted) are in the tables, not on the curves."
 )
 """How to read a privacy-utility figure (the report prints it above the figures)."""
 
