@@ -26,8 +26,9 @@ from threat_models.evaluation.scoring import gaussian_privacy
 
 torch.set_num_threads(1)
 
-CONFIG = agg.FederatedConfig(rounds=10)
-TRIALS = 300
+QUICK = aggregate_sizes(True)
+CONFIG = agg.FederatedConfig(rounds=QUICK.rounds)
+TRIALS = QUICK.trials
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,17 @@ def test_without_noise_the_aggregates_reveal_the_target(
     assert plain.test_accuracy > 0.6  # the cohort's model learns
     # the paired non-member scores are the same examples without their update
     assert np.all(plain.member_scores - plain.non_member_scores > 0)
+
+
+def test_noise_costs_accuracy_at_its_own_scale(
+    runs: dict[float, agg.AggregateMembershipResult],
+) -> None:
+    # federated averaging adds the noise as it is: at z = 1 the model keeps most of its
+    # accuracy (server-side Adam, which normalises every coordinate, lost over 0.5 here)
+    plain, noisy = runs[0.0].test_accuracy, runs[1.0].test_accuracy
+    assert plain > 0.8
+    assert noisy > plain - 0.15
+    assert runs[24.0].test_accuracy < noisy  # and much more noise costs more
 
 
 def test_noise_weakens_the_test_down_to_the_dp_bound(
@@ -172,6 +184,10 @@ def test_invalid_arguments(digits: ImageData) -> None:
         agg.FederatedConfig(clip_norm=0.0)
     with pytest.raises(InvalidParameterError):
         agg.FederatedConfig(reference_clients=1)
+    with pytest.raises(InvalidParameterError):
+        agg.FederatedConfig(server_lr=0.0)
+    with pytest.raises(InvalidParameterError):
+        agg.FederatedConfig(local_steps=0)
     with pytest.raises(InvalidParameterError):
         agg.run_aggregate_membership(digits, CONFIG, noise_multiplier=-1.0, trials=10)
     with pytest.raises(InvalidParameterError):

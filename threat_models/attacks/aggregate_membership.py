@@ -1,16 +1,22 @@
 """User-level membership inference against the aggregates of federated training.
 
-The server of a federated run (FedSGD: every round each client of a fixed cohort sends
-its gradient on its own data, clipped to L2 norm ``C``) observes every round's aggregate
-``A_t = sum_j clip(g_j(w_t)) + N(0, (z C)^2 I)``: what secure aggregation reveals, with
-user-level distributed DP noise of multiplier ``z`` (``z = 0``: secure aggregation alone).
-It updates the global model with server-side Adam on ``A_t / n`` (FedAdam; post-processing,
-so the DP guarantee is unchanged).
+The server of a federated run (federated averaging: every round each client of a fixed
+cohort starts from the global model ``w_t``, takes a few full-batch gradient steps on its
+own data and sends its local change ``g_j(w_t)``, clipped to L2 norm ``C``) observes every
+round's aggregate ``A_t = sum_j clip(g_j(w_t)) + N(0, (z C)^2 I)``: what secure aggregation
+reveals, with user-level distributed DP noise of multiplier ``z`` (``z = 0``: secure
+aggregation alone). It adds the released mean update to the global model,
+``w_{t+1} = w_t + server_lr A_t / n`` (plain server SGD; post-processing, so the DP
+guarantee is unchanged). Unlike server-side Adam, which normalises every coordinate and so
+turns the noise into full-size random steps, the noise enters the model at its own scale:
+the final accuracy shows what DP costs, not the optimiser's sensitivity to noise (with
+the defaults, 8 clients and 20 rounds: about 0.88 without noise, 0.76 at ``z = 1``).
 
 The question is user-level: did a target client, holding its own examples, take part? The
 attacker knows the target's examples and every round's global model ``w_t`` (the strong
 known-data attacker of DP auditing) and data from the same population (as LiRA assumes).
-It scores the alignment of the target's own clipped update ``u_t = clip(g(w_t))`` with
+It scores the alignment of the target's own clipped update ``u_t = clip(g(w_t))`` (its
+local change, which it computes from its examples and ``w_t`` as the client does) with
 each round's aggregate by a likelihood-ratio test, summed over the rounds::
 
     s = sum_t <w_t, A_t - n mu_t> - <w_t, u_t> / 2,   w_t = (n S_t + (z C)^2 I)^{-1} u_t
@@ -19,14 +25,14 @@ where ``mu_t`` and ``S_t`` (shrunk towards a multiple of the identity) are the m
 covariance of the updates of reference clients the attacker simulates on its own
 population data at the same ``w_t`` (:func:`lrt_directions`): the Gaussian test of "the
 aggregate is the cohort's" against "the cohort's plus ``u_t``". Weighting by the inverse
-covariance discounts the directions every client's gradient shares, which say nothing
-about the target and, summed over the cohort, would drown its contribution; without noise
-a plain alignment ``<u_t / |u_t|, A_t>`` reaches an AUC of only about 0.7 here.
+covariance discounts the directions every client's update shares, which say nothing
+about the target and, summed over the cohort, would drown its contribution (a plain
+alignment ``<u_t / |u_t|, A_t>`` weighs them as much as the rest).
 
 Simulation (exact in distribution, and cheap): the other clients' training is shared by
 every trial, so the global models ``w_t`` are those of the cohort without the target (a
-member's own effect on the later models, at most ``lr``-sized steps, is left out; the
-attacker does not use it); each trial draws the target's examples, scores the member
+member's own effect on the later models, at most ``server_lr C / n`` per round, is left
+out; the attacker does not use it); each trial draws the target's examples, scores the member
 world (``A_t`` with ``u_t`` added) and the non-member world (without) with independent
 noise, on the same examples (paired draws). The noise enters the score only through
 ``<w_t, N_t>``, which for isotropic Gaussian noise is exactly ``N(0, (z C |w_t|)^2)``; it is
@@ -74,7 +80,9 @@ class FederatedConfig:
         examples_per_client: examples of each client (the target's too).
         rounds: rounds whose aggregates the server observes (the DP releases).
         clip_norm: L2 clip ``C`` of each client's update.
-        learning_rate: the server's Adam learning rate.
+        local_steps: full-batch gradient steps of each client per round.
+        local_lr: the clients' learning rate.
+        server_lr: the server's rate on the released mean update (1: federated averaging).
         hidden: hidden width of the MLP (sigmoid, as the gradient cells').
         reference_clients: clients the attacker simulates on its own population data.
         test_examples: held-out examples the final global model's accuracy is measured on.
@@ -84,7 +92,9 @@ class FederatedConfig:
     examples_per_client: int = 32
     rounds: int = 20
     clip_norm: float = 1.0
-    learning_rate: float = 0.05
+    local_steps: int = 3
+    local_lr: float = 3.0
+    server_lr: float = 1.0
     hidden: int = 32
     reference_clients: int = 128
     test_examples: int = 297
@@ -94,14 +104,15 @@ class FederatedConfig:
             self.clients,
             self.examples_per_client,
             self.rounds,
+            self.local_steps,
             self.hidden,
             self.reference_clients,
             self.test_examples,
         )
         if min(sizes) < 1:
             raise InvalidParameterError("every size must be positive")
-        if not self.clip_norm > 0 or not self.learning_rate > 0:
-            raise InvalidParameterError("clip_norm and learning_rate must be positive")
+        if not min(self.clip_norm, self.local_lr, self.server_lr) > 0:
+            raise InvalidParameterError("clip_norm and the learning rates must be positive")
         if self.reference_clients < 2:
             raise InvalidParameterError("the covariance needs at least two reference clients")
 
@@ -175,16 +186,27 @@ def lrt_directions(
 
 
 def _client_updates(
-    model: nn.Module, params: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    config: FederatedConfig,
 ) -> torch.Tensor:
-    """``(clients, P)`` float64 gradients of each client's mean loss (``xs``: ``(clients,
-    examples, features)``)."""
+    """``(clients, P)`` float64 local changes of the clients (``xs``: ``(clients, examples,
+    features)``): ``local_steps`` full-batch gradient steps of rate ``local_lr`` on each
+    client's mean loss from the global ``params``, minus ``params``."""
 
     def loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(model, p, (x,)), y)
 
-    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, xs, ys)
-    return torch.cat([g.reshape(xs.shape[0], -1) for g in grads.values()], dim=1).double()
+    step = vmap(grad(loss), in_dims=(0, 0, 0))
+    local = {name: p.expand(xs.shape[0], *p.shape) for name, p in params.items()}
+    for _ in range(config.local_steps):
+        grads = step(local, xs, ys)
+        local = {name: local[name] - config.local_lr * grads[name] for name in local}
+    return torch.cat(
+        [(local[name] - p).reshape(xs.shape[0], -1) for name, p in params.items()], dim=1
+    ).double()
 
 
 def run_aggregate_membership(
@@ -231,18 +253,18 @@ def run_aggregate_membership(
     model = make_mlp(
         data.input_size, config.hidden, data.num_classes, activation=Activation.SIGMOID, seed=seed
     )
-    params = {name: p.detach().clone().requires_grad_(True) for name, p in model.named_parameters()}
-    optimiser = torch.optim.Adam(list(params.values()), lr=config.learning_rate)
+    params = {name: p.detach().clone() for name, p in model.named_parameters()}
+    sizes = [p.numel() for p in params.values()]
     c, sigma = config.clip_norm, noise_multiplier * config.clip_norm
     member = np.zeros(trials)
     non_member = np.zeros(trials)
     signal = np.zeros(trials)
     for _ in range(config.rounds):
         with torch.no_grad():
-            frozen = {name: p.detach() for name, p in params.items()}
-            background = clip_rows(_client_updates(model, frozen, x[own], y[own]), c).sum(dim=0)
-            targets = clip_rows(_client_updates(model, frozen, x[draws], y[draws]), c)
-            references = clip_rows(_client_updates(model, frozen, x[refs], y[refs]), c)
+            background = clip_rows(_client_updates(model, params, x[own], y[own], config), c)
+            background = background.sum(dim=0)
+            targets = clip_rows(_client_updates(model, params, x[draws], y[draws], config), c)
+            references = clip_rows(_client_updates(model, params, x[refs], y[refs], config), c)
             w, expected = lrt_directions(targets, references, config.clients, sigma)
             own_part = (w * targets).sum(dim=1).numpy()
             shared = (w @ (background - expected)).numpy() - own_part / 2
@@ -254,16 +276,14 @@ def run_aggregate_membership(
             released = background + sigma * torch.randn(
                 background.shape, generator=gen, dtype=torch.float64
             )
-        # server-side Adam on the released mean update
-        step = (released / config.clients).float()
-        offset = 0
-        for p in params.values():
-            p.grad = step[offset : offset + p.numel()].reshape(p.shape).clone()
-            offset += p.numel()
-        optimiser.step()
+        # federated averaging: the released mean update, scaled by the server's rate
+        step = (config.server_lr / config.clients) * released.float()
+        params = {
+            name: p + chunk.reshape(p.shape)
+            for (name, p), chunk in zip(params.items(), torch.split(step, sizes), strict=True)
+        }
     with torch.no_grad():
-        final = {name: p.detach() for name, p in params.items()}
-        logits = functional_call(model, final, (x[test],))
+        logits = functional_call(model, params, (x[test],))
         accuracy = float((logits.argmax(dim=1) == y[test]).double().mean())
     labels = np.r_[np.ones(trials, dtype=bool), np.zeros(trials, dtype=bool)]
     return AggregateMembershipResult(

@@ -334,11 +334,12 @@ class AggregateSizes:
 
 
 def aggregate_sizes(quick: bool) -> AggregateSizes:
-    """Quick mode: 300 non-members (1% FPR resolved, 0.1% not), 10 rounds, z = 2 (no
-    claim) and 12 (epsilon 0.98: a claim). Full mode: 1,000 non-members (both rates
-    resolved), 20 rounds, z from 1 (epsilon 28) to 32 (epsilon 0.49)."""
+    """Quick mode: 300 non-members (1% FPR resolved, 0.1% not), 20 rounds (as full: fewer
+    leave the model short of training), z = 2 (no claim) and 16 (epsilon 1.05: a claim).
+    Full mode: 1,000 non-members (both rates resolved), 20 rounds, z from 1 (epsilon 28)
+    to 32 (epsilon 0.49)."""
     if quick:
-        return AggregateSizes(trials=300, rounds=10, noise_multipliers=(2.0, 12.0))
+        return AggregateSizes(trials=300, rounds=20, noise_multipliers=(2.0, 16.0))
     return AggregateSizes(
         trials=1000, rounds=20, noise_multipliers=(1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
     )
@@ -534,7 +535,8 @@ def cell_membership(ctx: EvaluationContext) -> CellOutput:
         for z in (0.0, *sizes.noise_multipliers)
     ]
     agg_setting = (
-        f"digits, FedSGD + server Adam, {federated.clients} clients x "
+        f"digits, FedAvg ({federated.local_steps} local steps at lr {federated.local_lr:g}, "
+        f"server lr {federated.server_lr:g}), {federated.clients} clients x "
         f"{federated.examples_per_client} examples + the target, MLP {digits.input_size}-"
         f"{federated.hidden}-{digits.num_classes} sigmoid, C={federated.clip_norm:g}, "
         f"{federated.rounds} rounds observed; {federated.reference_clients} reference clients"
