@@ -33,7 +33,7 @@ example) at ``delta``, with Poisson amplification, for the noise multiplier the 
 is told.
 
 **Verdict rule** (:func:`audit_refutes_accountant`, the rule of
-:data:`threat_models.evaluation.audit_cells.AUDIT_RULE`): a row succeeds when the lower
+:data:`threat_models.evaluation.audit_rule.AUDIT_RULE`): a row succeeds when the lower
 bound exceeds the accountant's epsilon. The honest run must not (``expected=False``). Its
 **positive control** trains with the noise multiplier :attr:`DpSgdAuditSizes.weak_noise_multiplier`
 (about zero) while the accountant is told the honest run's ``z``; the audit must then

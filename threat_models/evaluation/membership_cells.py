@@ -13,10 +13,11 @@ the aggregates of every round (:mod:`threat_models.attacks.aggregate_membership`
 user-level likelihood-ratio test by an attacker who knows the target client's data and
 the global models). Without noise it must succeed (the positive control: secure
 aggregation alone does not hide who took part); under user-level distributed DP each row
-states the epsilon of the rounds observed (:func:`scoring.gaussian_privacy`) and claims a
-stop where that epsilon alone forces it (:func:`dp_expectation`), and a
-``dp_bound_respected`` row checks the measured ROC against ``TPR <= e^eps FPR + delta``
-(:func:`dp_bound_check`, with an under-noised positive control).
+states the epsilon of the rounds observed
+(:func:`~threat_models.evaluation.scoring.gaussian_privacy`) and claims a stop where that
+epsilon alone forces it (:func:`dp_expectation`), and a ``dp_bound_respected`` row checks
+the measured ROC against ``TPR <= e^eps FPR + delta`` (:func:`dp_bound_check`, with an
+under-noised positive control).
 
 Each attack has three rows: AUC (the primary row), TPR at 1% FPR and TPR at 0.1% FPR; the
 attack succeeds when AUC >= 0.6 or TPR at 1% FPR >= 3%, each criterion the ``threshold``
@@ -249,8 +250,9 @@ def membership_rows(
 
     Each TPR row's note states the non-members it rests on. ``epsilon`` (at ``delta``) is
     the DP-SGD epsilon of the model, sample-level, ``noise_multiplier`` its ``z``; None
-    without DP. ``privacy`` (e.g. user-level, :func:`scoring.gaussian_privacy`) replaces
-    them on every row. ``accuracy`` is the attacked model's test accuracy.
+    without DP. ``privacy`` (e.g. user-level,
+    :func:`~threat_models.evaluation.scoring.gaussian_privacy`) replaces them on every row.
+    ``accuracy`` is the attacked model's test accuracy.
     """
     tpr_1pct = roc.tpr_at_fpr(0.01)
     attack_succeeded = roc.auc >= SUCCESS_AUC or tpr_1pct >= SUCCESS_TPR
