@@ -85,23 +85,7 @@ def cell_protocol_attacks(ctx: EvaluationContext) -> CellOutput:
                     attack, configuration, updates, victim=victim, seed=cfg.seed
                 )
                 where = setting
-            rows.append(
-                Row(
-                    family=Family.PROTOCOL_LEVEL,
-                    attack=attack.value,
-                    defense=outcome.defense,
-                    setting=where,
-                    metric="victim_update_max_error",
-                    value=outcome.error,
-                    baseline=outcome.tolerance,
-                    baseline_name="two quantisation steps",
-                    succeeded=outcome.succeeded,
-                    expected=configuration is pl.Configuration.UNHARDENED,
-                    positive_control=outcome.positive_control,
-                    note=outcome.note,
-                    protection=_PROTECTION[configuration],
-                )
-            )
+            rows.append(_attack_row(attack, configuration, outcome, where))
             if outcome.recovered is not None:
                 rec = gi.first_layer_reconstruction(model, outcome.recovered, data.image_shape)
             else:
@@ -120,6 +104,33 @@ def cell_protocol_attacks(ctx: EvaluationContext) -> CellOutput:
     rows += _variant_rows(ctx, data, model)
     rows += _review_rows(ctx, data, model)
     return CellOutput(tuple(rows), tuple(panels))
+
+
+def _attack_row(
+    attack: pl.ProtocolAttack,
+    configuration: pl.Configuration,
+    outcome: pl.AttackOutcome,
+    setting: str,
+    *,
+    primary: bool = True,
+) -> Row:
+    """The row of one scripted protocol attack: must succeed against the baseline only."""
+    return Row(
+        family=Family.PROTOCOL_LEVEL,
+        attack=attack.value,
+        defense=outcome.defense,
+        setting=setting,
+        metric="victim_update_max_error",
+        value=outcome.error,
+        baseline=outcome.tolerance,
+        baseline_name="two quantisation steps",
+        succeeded=outcome.succeeded,
+        expected=configuration is pl.Configuration.UNHARDENED,
+        positive_control=outcome.positive_control,
+        primary=primary,
+        note=outcome.note,
+        protection=_PROTECTION[configuration],
+    )
 
 
 def _cohort_updates(
@@ -158,21 +169,12 @@ def _variant_rows(ctx: EvaluationContext, data: ImageData, model: torch.nn.Modul
                         dropouts=dropouts,
                     )
                     rows.append(
-                        Row(
-                            family=Family.PROTOCOL_LEVEL,
-                            attack=attack.value,
-                            defense=outcome.defense,
-                            setting=f"{where}, malicious-server threat model",
-                            metric="victim_update_max_error",
-                            value=outcome.error,
-                            baseline=outcome.tolerance,
-                            baseline_name="two quantisation steps",
-                            succeeded=outcome.succeeded,
-                            expected=configuration is pl.Configuration.UNHARDENED,
-                            positive_control=outcome.positive_control,
+                        _attack_row(
+                            attack,
+                            configuration,
+                            outcome,
+                            f"{where}, malicious-server threat model",
                             primary=False,
-                            note=outcome.note,
-                            protection=_PROTECTION[configuration],
                         )
                     )
     return rows
