@@ -25,8 +25,10 @@ with the update release (noise multiplier ``z_value``) it costs as much as one G
 mechanism with ``z^-2 = z_value^-2 + (2 sigma_b)^-2`` (:func:`adaptive_clip_noise_params`).
 Only floating-point entries are accepted: integer entries (e.g. BatchNorm's
 ``num_batches_tracked``) cannot be clipped and must be removed first. Clipped leaves are
-scaled slightly below ``C`` (by four units of their dtype's precision) so that rounding
-back to the leaf's dtype never leaves the norm above ``C``.
+scaled slightly below ``C`` (by four units of their dtype's precision), then measured again
+in float64 and shrunk by the same margin until that norm is at most ``C``: rounding in the
+scale, in the cast back to the leaf's dtype or in the norm itself never leaves a clipped
+update above ``C``.
 """
 
 from __future__ import annotations
@@ -124,6 +126,18 @@ def _scale_leaf(x: Any, factor: float) -> Any:
     return (a.astype(np.float64) * factor).astype(a.dtype)
 
 
+def _scale_within(
+    leaves: list[Any], factor: float, bound: float, slack: float
+) -> tuple[list[Any], float]:
+    """Scale ``leaves`` by ``factor``, shrinking it until their float64 norm is ``<= bound``."""
+    for _ in range(64):
+        scaled = [_scale_leaf(x, factor) for x in leaves]
+        if factor == 1.0 or math.sqrt(sum(_leaf_sq_norm(x) for x in scaled)) <= bound:
+            return scaled, factor
+        factor *= slack
+    raise EncodingError(f"could not scale the update to norm {bound}")
+
+
 def _rebuild(update: Any, leaves: list[Any]) -> Any:
     if isinstance(update, Mapping):
         return dict(zip(update.keys(), leaves))
@@ -180,9 +194,9 @@ def clip_l2(update: U, clip_norm: float) -> ClipResult[U]:
     c = require_positive("clip_norm", clip_norm)
     leaves = _leaves(update)
     norm = math.sqrt(sum(_leaf_sq_norm(x) for x in leaves))
-    factor = 1.0 if norm <= c else (c / norm) * _slack(leaves)
-    clipped = _rebuild(update, [_scale_leaf(x, factor) for x in leaves])
-    return ClipResult(update=clipped, norm=norm, factor=factor, clip_norm=c)
+    slack = _slack(leaves)
+    scaled, factor = _scale_within(leaves, 1.0 if norm <= c else (c / norm) * slack, c, slack)
+    return ClipResult(update=_rebuild(update, scaled), norm=norm, factor=factor, clip_norm=c)
 
 
 @dataclass(frozen=True)
@@ -244,10 +258,17 @@ def clip_per_layer(
         norms_c = [total / math.sqrt(n_layers)] * n_layers
     norms = [math.sqrt(_leaf_sq_norm(x)) for x in leaves]
     slack = _slack(leaves)
-    factors = [1.0 if n <= c else (c / n) * slack for n, c in zip(norms, norms_c)]
-    clipped = _rebuild(update, [_scale_leaf(x, f) for x, f in zip(leaves, factors)])
+    scaled: list[Any] = []
+    factors: list[float] = []
+    for x, n, c in zip(leaves, norms, norms_c):
+        (leaf,), f = _scale_within([x], 1.0 if n <= c else (c / n) * slack, c, slack)
+        scaled.append(leaf)
+        factors.append(f)
     return PerLayerClipResult(
-        update=clipped, norms=tuple(norms), factors=tuple(factors), clip_norms=tuple(norms_c)
+        update=_rebuild(update, scaled),
+        norms=tuple(norms),
+        factors=tuple(factors),
+        clip_norms=tuple(norms_c),
     )
 
 

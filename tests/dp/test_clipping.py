@@ -69,6 +69,20 @@ def test_per_layer_invariants(layers: list[np.ndarray], c: float) -> None:
     assert result.bound == pytest.approx(c, rel=1e-12)
 
 
+def test_a_clipped_layer_is_within_its_bound_as_numpy_measures_it() -> None:
+    # one large entry among small ones: scaling by (C / ||u||)(1 - 4 eps) alone lands one
+    # unit in the last place above C once np.linalg.norm rounds (found by hypothesis)
+    big = np.array([7.97094875e05] + [6.4] * 13)
+    update = {"a": np.zeros(1), "b": np.zeros(1), "c": np.zeros(1), "d": big}
+    result = clip_per_layer(update, 0.001)
+    assert result.clip_norms[3] == 0.0005
+    assert float(np.linalg.norm(result.update["d"])) <= 0.0005
+    assert float(np.linalg.norm(result.update["d"])) == pytest.approx(0.0005, rel=1e-12)
+    flat = clip_l2(big, 0.0005)
+    assert float(np.linalg.norm(flat.update)) <= 0.0005
+    assert flat.factor < 0.0005 / float(np.linalg.norm(big))
+
+
 @settings(max_examples=50, deadline=None)
 @given(vectors)
 def test_flatten_roundtrip(x: np.ndarray) -> None:
