@@ -178,31 +178,23 @@ def cell_plaintext_controls(ctx: EvaluationContext) -> CellOutput:
             start = time.perf_counter()
             cf = gi.first_layer_reconstruction(model, grads, data.image_shape)
             timing["closed_form"] += time.perf_counter() - start
-            start = time.perf_counter()
-            d = gi.dlg(
-                model,
-                grads,
-                batch_size=1,
-                image_shape=data.image_shape,
-                iterations=cfg.dlg_iterations,
-                seed=cfg.seed + i,
-            )
-            timing["dlg"] += time.perf_counter() - start
-            start = time.perf_counter()
-            ig = gi.inverting_gradients(
-                model,
-                grads,
-                batch_size=1,
-                image_shape=data.image_shape,
-                iterations=cfg.ig_iterations,
-                seed=cfg.seed + i,
-            )
-            timing["inverting_gradients"] += time.perf_counter() - start
-            for key, rec, labels in (
-                ("closed_form", cf, None),
-                ("dlg", d.images, d.labels),
-                ("inverting_gradients", ig.images, ig.labels),
+            found: list[tuple[str, torch.Tensor, torch.Tensor | None]] = [("closed_form", cf, None)]
+            for key, attack, iterations in (
+                ("dlg", gi.dlg, cfg.dlg_iterations),
+                ("inverting_gradients", gi.inverting_gradients, cfg.ig_iterations),
             ):
+                start = time.perf_counter()
+                out = attack(
+                    model,
+                    grads,
+                    batch_size=1,
+                    image_shape=data.image_shape,
+                    iterations=iterations,
+                    seed=cfg.seed + i,
+                )
+                timing[key] += time.perf_counter() - start
+                found.append((key, out.images, out.labels))
+            for key, rec, labels in found:
                 ps, recs, correct = results[key]
                 ps.append(float(psnr_matrix(rec, x)[0, 0]))
                 ssims[key].append(ssim(rec[0], x[0]))
