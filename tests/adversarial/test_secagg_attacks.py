@@ -34,6 +34,8 @@ from secagg.primitives.shamir import Share
 from secagg.primitives.signing import IdentityKey
 from threat_models import ServerClass, ThreatModel
 from threat_models.attacks.lying_server import (
+    COLLUDER_HARDENING,
+    PREVIOUS_HARDENING,
     LyingServer,
     colluders_around_victim_attack,
     component_graph_attack,
@@ -48,14 +50,7 @@ BITS = 32
 DIM = 16
 LYING = (ServerClass.SEMI_MALICIOUS, ServerClass.MALICIOUS)
 # the checks of the previous release: survivor lists and counts, key signatures, no more
-PREVIOUS = Hardening(
-    consistency_check=False,
-    verified_survivors=False,
-    attest_masking_sets=False,
-    derive_graph=False,
-    fresh_signatures=False,
-    refuse_round_reuse=False,
-)
+PREVIOUS = PREVIOUS_HARDENING
 
 
 def _inputs(n: int, seed: int = 0) -> dict[int, np.ndarray]:
@@ -240,15 +235,7 @@ def test_server_chosen_components_fail_against_the_defaults(server_class: Server
 AROUND_TM = ThreatModel(colluding_fraction=0.4, dropout_fraction=0.02)
 AROUND_N = 80
 # colluding clients sign like everyone else but make no check that would stop them revealing
-COLLUDER = Hardening(
-    check_survivor_lists=False,
-    check_survivor_count=False,
-    consistency_check=False,
-    verified_survivors=False,
-    attest_masking_sets=False,
-    derive_graph=False,
-    refuse_round_reuse=False,
-)
+COLLUDER = COLLUDER_HARDENING
 
 
 def test_colluders_around_the_victim_positive_control() -> None:
