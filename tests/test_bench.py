@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from secagg.benchmarks import suite_names
+from secagg.benchmarks._script import suite_main
 from secagg.benchmarks.targets import Target, counts, judge, summary_line, verdict
 from secagg.cli import bench, main
 
@@ -140,3 +141,48 @@ def test_standalone_script_wrapper_runs_the_packaged_suite() -> None:
     finally:
         sys.argv = argv
     assert exc.value.code == 0
+
+
+def test_a_suite_script_prints_its_table_and_writes_json_and_markdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[bool] = []
+
+    def run(*, quick: bool = False) -> dict[str, object]:
+        ran.append(quick)
+        return {"suite": "toy", "rows": [{"x": float("inf")}], "table": "the table"}
+
+    out, md = tmp_path / "a" / "r.json", tmp_path / "b" / "r.md"
+    code = suite_main(
+        "Toy suite.\n\nMore.",
+        run,
+        ["--quick", "--json", str(out), "--markdown", str(md)],
+        quick_help="small",
+        markdown=lambda result, quick: f"## {result['suite']} quick={quick}\n",
+    )
+    assert code == 0 and ran == [True]
+    assert capsys.readouterr().out == "the table\n"
+    document = json.loads(out.read_text())
+    assert document["rows"] == [{"x": None}]  # strict JSON: the infinity is listed, not written
+    assert md.read_text() == "## toy quick=True\n"
+
+
+def test_a_suite_script_refuses_an_unwritable_path_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[bool] = []
+
+    def run(*, quick: bool = False) -> dict[str, object]:
+        ran.append(quick)
+        return {"table": ""}
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        suite_main("Toy.", run, ["--json", str(blocker / "dir" / "x.json")], quick_help="small")
+    assert exited.value.code == 2 and ran == []
+    assert "cannot write --json" in capsys.readouterr().err
+    # a suite without a markdown section takes no --markdown
+    with pytest.raises(SystemExit):
+        suite_main("Toy.", run, ["--markdown", str(tmp_path / "m.md")], quick_help="small")
+    assert ran == []

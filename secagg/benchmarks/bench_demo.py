@@ -29,11 +29,11 @@ import time
 from typing import Any
 
 from secagg.benchmarks._floors import verification_floor_seconds, verifications_so_far
+from secagg.benchmarks._script import suite_main
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
 from secagg.demo import build_aggregator, configure
 from secagg.demo.data import load_federated
 from secagg.demo.training import train_federated, warm_up
-from secagg.outputs import json_text, prepare_output_file
 
 DEMO_TARGET = Target(4.0, True, "<= 4x plain")
 #: Verifications timed for the price of one.
@@ -125,16 +125,7 @@ def _table(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The standalone script: print the table, write ``--json``."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 rounds instead of 30")
-    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (parents created)")
-    args = parser.parse_args(argv)
-    json_path = prepare_output_file(args.json, "--json") if args.json else None
-    result = run(quick=args.quick)
-    print(result["table"])
-    if json_path is not None:
-        json_path.write_text(json_text(result, default=str))
-    return 0
+    return suite_main(__doc__, run, argv, quick_help="5 rounds instead of 30")
 
 
 if __name__ == "__main__":

@@ -29,22 +29,20 @@ Run: ``secagg bench dp [--quick] [--json PATH]`` or, from a source checkout,
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import statistics
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from dp import samplers
 from dp.distributed import DistributedDPEncoder, DistributedMechanism, select_parameters
+from secagg.benchmarks._script import suite_main
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
-from secagg.outputs import json_text, prepare_output_file
 from secagg.primitives.encoding import BLOCK, FixedPointEncoder
 from secagg.primitives.prg import keystream
 
@@ -446,26 +444,15 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     return {"suite": "dp", "quick": quick, "rows": rows, "table": _table(rows, quick=quick)}
 
 
+def _markdown(result: Mapping[str, object], quick: bool) -> str:
+    return markdown(dict(result), "python benchmarks/bench_dp.py" + (" --quick" if quick else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     """The standalone script: print the table, write ``--json`` and ``--markdown``."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 draws, d = 16,384")
-    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (parents created)")
-    parser.add_argument(
-        "--markdown", metavar="PATH", help="also write a markdown section here (parents created)"
+    return suite_main(
+        __doc__, run, argv, quick_help="100,000 draws, d = 16,384", markdown=_markdown
     )
-    args = parser.parse_args(argv)
-    json_path = prepare_output_file(args.json, "--json") if args.json else None
-    markdown_path = prepare_output_file(args.markdown, "--markdown") if args.markdown else None
-    result = run(quick=args.quick)
-    print(result["table"])
-    if json_path is not None:
-        json_path.write_text(json_text(result, default=str))
-    if markdown_path is not None:
-        command = "python benchmarks/bench_dp.py" + (" --quick" if args.quick else "")
-        markdown_path.write_text(markdown(result, command))
-        print(f"markdown written to {markdown_path}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

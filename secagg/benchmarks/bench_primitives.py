@@ -21,7 +21,6 @@ Run: ``secagg bench primitives [--quick] [--json PATH]`` or, from a source check
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -32,9 +31,9 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from protocols.masking.masks import ring_words
+from secagg.benchmarks._script import suite_main
 from secagg.benchmarks._timing import interleaved, median_ratio
 from secagg.benchmarks.targets import Target, judge, summary_line, verdict
-from secagg.outputs import json_text, prepare_output_file
 from secagg.primitives.prg import MaskPRG, PrgAlgorithm, word_bytes
 from secagg.primitives.shamir import reconstruct_many, split
 
@@ -224,16 +223,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """The standalone script: print the table, write ``--json``."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
-    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (parents created)")
-    args = parser.parse_args(argv)
-    json_path = prepare_output_file(args.json, "--json") if args.json else None
-    result = run(quick=args.quick)
-    print(result["table"])
-    if json_path is not None:
-        json_path.write_text(json_text(result, default=str))
-    return 0
+    return suite_main(__doc__, run, argv, quick_help="smaller sizes, fewer repetitions")
 
 
 if __name__ == "__main__":
