@@ -21,6 +21,7 @@ from secagg.errors import (
     ThresholdNotMetError,
 )
 from secagg.recipe import AggregationProtocol, DPMode, fixed_point_encoder
+from secagg.recipe.updates import clip_rows
 from threat_models.model import ServerClass, ThreatModel
 
 
@@ -378,3 +379,16 @@ def test_a_list_of_floats_comes_back_as_floats() -> None:
     assert isinstance(mean, list) and len(mean) == 3
     assert all(type(x) is float for x in mean)
     assert np.allclose(mean, np.mean(updates, axis=0), atol=1e-6)
+
+
+def test_clip_rows_leaves_every_row_within_the_clip_norm() -> None:
+    # a row of one large entry among small ones: scaling by C / ||u|| alone leaves its norm
+    # one unit in the last place above C
+    big = np.array([7.97094875e05] + [6.4] * 13)
+    matrix = np.stack([big, big / 1e10, -big])
+    shrunk = clip_rows(matrix, 0.0005, value_bound=1.0)
+    assert shrunk == 2
+    norms = np.linalg.norm(matrix, axis=1)
+    assert np.all(norms <= 0.0005)
+    assert norms[0] == pytest.approx(0.0005, rel=1e-12)
+    assert np.array_equal(matrix[1], big / 1e10)  # within the norm: untouched

@@ -48,6 +48,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
+from dp.clipping import clip_l2
 from protocols.flower.pki import node_client_id, node_identity, node_pki, node_round_log
 from protocols.flower.policy import SecAggPolicy, UpdateKind
 from protocols.flower.records import (
@@ -335,9 +336,7 @@ class SecureAggregationMod:
         encoder = policy.encoder(cohort, dimension, seed)
         x = np.asarray(update, dtype=np.float64)
         if policy.clip_norm is not None:
-            norm = float(np.linalg.norm(x))
-            if norm > policy.clip_norm:
-                x = x * (policy.clip_norm / norm)
+            x = clip_l2(x, policy.clip_norm).update
         elif x.size and float(np.max(np.abs(x))) > policy.value_bound:
             raise EncodingError(f"the update exceeds the policy's value_bound {policy.value_bound}")
         weight_encoder = policy.weight_encoder(cohort, bits)

@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from dp.clipping import UpdateLayout, flatten_update
+from dp.clipping import UpdateLayout, clip_l2, flatten_update
 from secagg.errors import EncodingError, InvalidParameterError
 from secagg.recipe.options import ClientId
 
@@ -165,10 +165,12 @@ def clip_rows(matrix: F64, clip_norm: float | None, value_bound: float) -> int:
             silent wrap).
     """
     if clip_norm is not None:
-        norms = np.linalg.norm(matrix, axis=1)
-        over = norms > clip_norm
-        matrix[over] *= (clip_norm / norms[over])[:, None]
-        return int(np.count_nonzero(over))
+        shrunk = 0
+        for i in np.flatnonzero(np.linalg.norm(matrix, axis=1) > clip_norm):
+            result = clip_l2(matrix[i], clip_norm)
+            matrix[i] = result.update
+            shrunk += int(result.clipped)
+        return shrunk
     if matrix.size and float(np.max(np.abs(matrix))) > value_bound:
         raise EncodingError(
             f"an update has a coordinate beyond value_bound={value_bound}; "
