@@ -47,7 +47,7 @@ def suite_main(
         0. A bad command line, or an output path that cannot be written, exits with
         status 2 and one line on standard error before the suite runs.
     """
-    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON (parents created)")
     if markdown is not None:

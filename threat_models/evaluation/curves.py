@@ -212,9 +212,16 @@ def curve_lines(points: Sequence[CurvePoint], edge: float) -> list[tuple[str, li
     return out
 
 
-def _metric_panel(ax: Axes, metric: str, points: Sequence[CurvePoint], edge: float) -> None:
+def _metric_panel(
+    ax: Axes,
+    metric: str,
+    points: Sequence[CurvePoint],
+    lines: Sequence[tuple[str, list[CurvePoint]]],
+    edge: float,
+) -> None:
+    """One metric's panel: its ``lines`` (:func:`curve_lines` of ``points``), thresholds."""
     labelled = False
-    for index, (attack, mine) in enumerate(curve_lines(points, edge)):
+    for index, (attack, mine) in enumerate(lines):
         if not mine:
             continue
         colour = f"C{index % 10}"
@@ -305,13 +312,15 @@ def privacy_utility_figure(family: Family, points: Sequence[CurvePoint]) -> MplF
     metrics = list(dict.fromkeys(p.metric for p in points if _x(p, edge) != edge)) or list(
         dict.fromkeys(p.metric for p in points)
     )
-    entries = max(len(curve_lines([p for p in points if p.metric == m], edge)) for m in metrics)
+    panels = {m: [p for p in points if p.metric == m] for m in metrics}
+    lines = {m: curve_lines(mine, edge) for m, mine in panels.items()}
+    entries = max(len(found) for found in lines.values())
     fig = MplFigure(figsize=(4.2 * (len(metrics) + 1), 4.0 + 0.09 * entries))
     axes = fig.subplots(1, len(metrics) + 1, squeeze=False)[0]
     ticks = _decade_ticks(points, edge)
     labels = [f"$10^{{{round(math.log10(t))}}}$" for t in ticks] + [NO_DP_LABEL]
     for ax, metric in zip(axes, metrics, strict=False):
-        _metric_panel(ax, metric, [p for p in points if p.metric == metric], edge)
+        _metric_panel(ax, metric, panels[metric], lines[metric], edge)
     _accuracy_panel(axes[-1], points, edge)
     for ax in axes:
         ax.set_xscale("log")
